@@ -1,0 +1,225 @@
+//! The typed chain of steps that `staircase!` builds: `Start` then step, then step, …
+//!
+//! The chain is a nested generic type, so the data each step hands to the next is checked by the
+//! compiler, and running it costs one boxed future per step and no dynamic dispatch on data.
+
+use std::marker::PhantomData;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use tracing::Instrument;
+
+use crate::error::{Rule, RuleViolation};
+use crate::run::{RunRecorder, StepRecord};
+use crate::writes::{RunLog, Write};
+use crate::{Context, Error, Outcome, OutcomeKind, Result, Step};
+
+/// An ordered list of steps for resource `K` with user state `S`.
+pub trait Stairs<K, S>: Send + Sync + 'static {
+    /// The data the last step hands down (unused by the runtime, kept for type checking).
+    type Output: Send + 'static;
+
+    /// Runs the steps in order until one does not report `Unchanged`. Returns the final data when
+    /// every step was unchanged, `None` when a step stopped the run.
+    #[doc(hidden)]
+    fn climb<'a>(
+        &'a self,
+        resource: &'a K,
+        ctx: &'a Context<S>,
+        rec: &'a mut RunRecorder,
+    ) -> BoxFuture<'a, Result<Option<Self::Output>>>;
+
+    /// Appends the step names, in order.
+    fn step_names(&self, out: &mut Vec<&'static str>);
+}
+
+/// The empty chain; `staircase!` starts here.
+pub struct Start<K, S>(PhantomData<fn(&K, &S)>);
+
+impl<K, S> Default for Start<K, S> {
+    fn default() -> Self {
+        Start(PhantomData)
+    }
+}
+
+impl<K, S> Start<K, S> {
+    /// An empty chain for resource `K`.
+    pub fn new() -> Self {
+        Start(PhantomData)
+    }
+
+    /// Appends the first step.
+    pub fn then<St: Step<K, S, ()>>(self, step: St) -> Then<K, S, Self, St> {
+        Then {
+            prev: self,
+            step,
+            _p: PhantomData,
+        }
+    }
+}
+
+/// A chain `P` followed by step `St`.
+pub struct Then<K, S, P, St> {
+    prev: P,
+    step: St,
+    _p: PhantomData<fn(&K, &S)>,
+}
+
+impl<K, S, P, St> Then<K, S, P, St>
+where
+    P: Stairs<K, S>,
+    St: Step<K, S, P::Output>,
+{
+    /// Appends the next step.
+    pub fn then<Next: Step<K, S, St::Output>>(self, step: Next) -> Then<K, S, Self, Next> {
+        Then {
+            prev: self,
+            step,
+            _p: PhantomData,
+        }
+    }
+}
+
+impl<K, S> Stairs<K, S> for Start<K, S>
+where
+    K: Send + Sync + 'static,
+    S: Send + Sync + 'static,
+{
+    type Output = ();
+
+    fn climb<'a>(
+        &'a self,
+        _: &'a K,
+        _: &'a Context<S>,
+        _: &'a mut RunRecorder,
+    ) -> BoxFuture<'a, Result<Option<()>>> {
+        Box::pin(async { Ok(Some(())) })
+    }
+
+    fn step_names(&self, _: &mut Vec<&'static str>) {}
+}
+
+impl<K, S, P, St> Stairs<K, S> for Then<K, S, P, St>
+where
+    K: Send + Sync + 'static,
+    S: Send + Sync + 'static,
+    P: Stairs<K, S>,
+    St: Step<K, S, P::Output>,
+{
+    type Output = St::Output;
+
+    fn climb<'a>(
+        &'a self,
+        resource: &'a K,
+        ctx: &'a Context<S>,
+        rec: &'a mut RunRecorder,
+    ) -> BoxFuture<'a, Result<Option<St::Output>>> {
+        Box::pin(async move {
+            match self.prev.climb(resource, ctx, &mut *rec).await? {
+                Some(data) => execute(&self.step, resource, ctx, data, rec).await,
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn step_names(&self, out: &mut Vec<&'static str>) {
+        self.prev.step_names(out);
+        out.push(self.step.info().name);
+    }
+}
+
+/// Runs one step with its writes counted, checks the rules, and records what happened.
+async fn execute<K, S, In, St: Step<K, S, In>>(
+    step: &St,
+    resource: &K,
+    ctx: &Context<S>,
+    input: In,
+    rec: &mut RunRecorder,
+) -> Result<Option<St::Output>> {
+    let info = step.info();
+    let span = tracing::debug_span!("step", step = info.name, outcome = tracing::field::Empty);
+    let log = RunLog::default();
+    let started = Instant::now();
+    let result = log
+        .clone()
+        .scope(step.run(resource, ctx, input))
+        .instrument(span.clone())
+        .await;
+    let duration = started.elapsed();
+    let writes = log.take();
+    let effective: Vec<Write> = writes
+        .iter()
+        .filter(|w| w.succeeded() && !w.is_event())
+        .cloned()
+        .collect();
+    rec.note_writes(&effective);
+
+    let kind = match &result {
+        Ok(o) => o.kind(),
+        Err(_) => OutcomeKind::Error,
+    };
+    span.record("outcome", kind.as_str());
+
+    let broken = match kind {
+        _ if info.read_only && !effective.is_empty() => Some(Rule::ReadOnlyWrote),
+        OutcomeKind::Modified if effective.len() > 1 => Some(Rule::MoreThanOneWrite),
+        OutcomeKind::Unchanged | OutcomeKind::Wait | OutcomeKind::Done if !effective.is_empty() => {
+            Some(Rule::WriteWithoutModified)
+        }
+        _ => None,
+    };
+    let violation = broken.map(|rule| RuleViolation {
+        step: info.name.to_string(),
+        reported: kind,
+        rule,
+        writes: effective.clone(),
+    });
+
+    let detail = match &result {
+        Ok(Outcome::Modified { description }) => description.to_string(),
+        Ok(Outcome::Wait { reason, .. }) | Ok(Outcome::Done { reason }) => reason.to_string(),
+        Ok(Outcome::Unchanged(_)) => String::new(),
+        Err(e) => e.to_string(),
+    };
+    let recheck_after = match &result {
+        Ok(Outcome::Wait { recheck_after, .. }) => *recheck_after,
+        _ => None,
+    };
+    rec.push(StepRecord {
+        step: info.name,
+        outcome: kind,
+        detail,
+        recheck_after,
+        duration,
+        writes,
+        violation: violation.clone(),
+    });
+
+    if let Some(v) = violation {
+        tracing::warn!(step = info.name, "{v}");
+        if rec.policy().fails_run() {
+            return Err(Error::from_violation(v));
+        }
+    }
+    match result {
+        Ok(Outcome::Unchanged(data)) => Ok(Some(data)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e.in_step(info.name)),
+    }
+}
+
+impl<K, S> Clone for Start<K, S> {
+    fn clone(&self) -> Self {
+        Start(PhantomData)
+    }
+}
+
+impl<K, S, P: Clone, St: Clone> Clone for Then<K, S, P, St> {
+    fn clone(&self) -> Self {
+        Then {
+            prev: self.prev.clone(),
+            step: self.step.clone(),
+            _p: PhantomData,
+        }
+    }
+}

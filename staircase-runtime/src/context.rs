@@ -1,0 +1,111 @@
+//! What a step gets besides the resource: the client, the user's state, and facts about the run.
+
+use std::sync::Arc;
+
+use kube::{Api, Resource};
+
+use crate::writes::{RunLog, Write};
+
+/// Facts about the current run, for logs and decisions.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// A number unique per operator process, increasing with every run.
+    pub run_id: u64,
+    /// The object's `metadata.generation` when the run started.
+    pub generation: Option<i64>,
+    /// How many runs in a row failed before this one (0 after a success).
+    pub retries: u32,
+    /// Whether the object is being deleted (cleanup steps are running).
+    pub deleting: bool,
+}
+
+/// The context handed to every step of a run.
+///
+/// Writes through [`Context::client`] (or an [`Api`] from [`Context::api`]) are counted; the
+/// runtime checks the count against what the step reports.
+pub struct Context<S = ()> {
+    client: kube::Client,
+    state: Arc<S>,
+    namespace: Option<String>,
+    run: RunInfo,
+}
+
+impl<S> Context<S> {
+    /// Builds a context; the runtime does this for every run. Public so steps can be unit-tested.
+    pub fn new(client: kube::Client, state: Arc<S>, namespace: Option<String>, run: RunInfo) -> Self {
+        Context {
+            client,
+            state,
+            namespace,
+            run,
+        }
+    }
+
+    /// The Kubernetes client; writes through it are counted against the current step.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The operator's shared state (the value given to `Operator::with_state`).
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The shared state as an `Arc`, to move into spawned work.
+    pub fn state_arc(&self) -> Arc<S> {
+        self.state.clone()
+    }
+
+    /// Facts about this run.
+    pub fn run(&self) -> &RunInfo {
+        &self.run
+    }
+
+    /// The namespace of the object this run is for (`None` for cluster-scoped objects).
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// An `Api` for `T` in the object's namespace (or cluster-wide for cluster-scoped `T`).
+    pub fn api<T>(&self) -> Api<T>
+    where
+        T: Resource<DynamicType = ()>,
+        T::Scope: ApiScope,
+    {
+        <T::Scope as ApiScope>::api(self.client.clone(), self.namespace.as_deref())
+    }
+
+    /// Records a modification made outside Kubernetes (a call to an external service), so the
+    /// one-modification rule counts it like a write. `description` names the call for traces.
+    pub fn record_external(&self, description: impl Into<String>) {
+        RunLog::record_current(Write {
+            method: "EXTERNAL".into(),
+            path: description.into(),
+            status: 200,
+            resource_version: None,
+        });
+    }
+}
+
+/// How to build an [`Api`] for a resource scope; implemented for kube's scope markers.
+pub trait ApiScope {
+    /// An `Api` for `T` in `namespace` when namespaced, cluster-wide otherwise.
+    fn api<T: Resource<DynamicType = (), Scope = Self>>(client: kube::Client, namespace: Option<&str>) -> Api<T>
+    where
+        Self: Sized;
+}
+
+impl ApiScope for k8s_openapi::NamespaceResourceScope {
+    fn api<T: Resource<DynamicType = (), Scope = Self>>(client: kube::Client, namespace: Option<&str>) -> Api<T> {
+        match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::default_namespaced(client),
+        }
+    }
+}
+
+impl ApiScope for k8s_openapi::ClusterResourceScope {
+    fn api<T: Resource<DynamicType = (), Scope = Self>>(client: kube::Client, _: Option<&str>) -> Api<T> {
+        Api::all(client)
+    }
+}

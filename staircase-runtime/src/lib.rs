@@ -1,0 +1,40 @@
+//! The runtime of [staircase](https://docs.rs/staircase): it drives step-based reconcilers on
+//! `kube-runtime`, one modification per run, and enforces that rule.
+//!
+//! Most users depend on the `staircase` facade crate and never name this one. Read it top-down:
+//! - [`outcome`]: what a step reports; [`error`]: what it fails with;
+//! - [`step`]: the `Step` trait `#[step]` implements; [`context`]: what a step gets;
+//! - [`chain`]: the typed list of steps `staircase!` builds; [`mod@staircase`]: steps + cleanup;
+//! - [`writes`]: counting each step's writes; [`run`]: what a run did;
+//! - [`runner`]: one run over one object; [`operator`]: the loop on kube-runtime;
+//! - [`status`], [`finalizer`], [`backoff`], [`config`]: the pieces the runner uses.
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod chain;
+pub mod config;
+pub mod context;
+pub mod error;
+mod finalizer;
+pub mod operator;
+pub mod outcome;
+pub mod run;
+pub mod runner;
+pub mod staircase;
+pub mod status;
+pub mod step;
+pub mod writes;
+
+pub use backoff::Backoff;
+pub use chain::{Stairs, Start, Then};
+pub use config::OperatorConfig;
+pub use context::{ApiScope, Context, RunInfo};
+pub use error::{Error, Result, Rule, RuleViolation};
+pub use operator::Operator;
+pub use outcome::{Outcome, OutcomeKind};
+pub use run::{RulePolicy, RunEnd, RunReport, StepRecord};
+pub use runner::NextRun;
+pub use staircase::{Staircase, DEFAULT_FINALIZER};
+pub use status::{HasStepStatus, StepStatus};
+pub use step::{ForResource, Step, StepInfo, StepReturn, TakesData, WithState};
+pub use writes::Write;

@@ -1,0 +1,368 @@
+//! One run over one object: pick the chain (steps or cleanup), climb it, write status, decide
+//! when to run again. `Operator` calls this for every object the controller schedules.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::chain::Stairs;
+use crate::context::ApiScope;
+use crate::run::{RunEnd, RunRecorder, RunReport};
+use crate::staircase::Staircase;
+use crate::status::{next_status, StepStatus};
+use crate::{finalizer, Context, OperatorConfig, OutcomeKind, RunInfo};
+
+/// Reads the runtime-kept part of an object's status.
+pub(crate) type StatusReader<K> = fn(&K) -> Option<&StepStatus>;
+
+/// Called with every run's report.
+pub(crate) type Observer = Arc<dyn Fn(&RunReport) + Send + Sync>;
+
+/// What the runtime remembers about an object between runs.
+#[derive(Default)]
+struct ObjectMemory {
+    failures: u32,
+    /// The newest resourceVersion this operator wrote to the object; an older view is stale.
+    written_rv: Option<String>,
+    /// When a stale view was first seen; past the grace period we read from the API server.
+    stale_since: Option<Instant>,
+}
+
+/// When the object should run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextRun {
+    /// After this delay (or sooner, on a change).
+    After(Duration),
+    /// Only when the object changes.
+    OnChange,
+}
+
+/// Everything runs share.
+pub(crate) struct Runner<K, S, M, C> {
+    pub(crate) staircase: Staircase<K, S, M, C>,
+    pub(crate) client: kube::Client,
+    pub(crate) counting: kube::Client,
+    pub(crate) state: Arc<S>,
+    pub(crate) config: OperatorConfig,
+    pub(crate) status: Option<StatusReader<K>>,
+    pub(crate) observers: Vec<Observer>,
+    memory: Mutex<HashMap<String, ObjectMemory>>,
+    run_ids: AtomicU64,
+}
+
+/// `a` is older than `b`; resourceVersions are opaque strings, but every real API server (and
+/// ours) uses etcd revisions, so compare numerically when both parse and never claim "older"
+/// otherwise.
+fn older(a: Option<&str>, b: &str) -> bool {
+    match (a.and_then(|a| a.parse::<u64>().ok()), b.parse::<u64>().ok()) {
+        (Some(a), Some(b)) => a < b,
+        _ => false,
+    }
+}
+
+impl<K, S, M, C> Runner<K, S, M, C>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    pub(crate) fn new(
+        staircase: Staircase<K, S, M, C>,
+        client: kube::Client,
+        state: Arc<S>,
+        config: OperatorConfig,
+        status: Option<StatusReader<K>>,
+        observers: Vec<Observer>,
+    ) -> Self {
+        Runner {
+            staircase,
+            counting: crate::writes::counting_client(client.clone()),
+            client,
+            state,
+            config,
+            status,
+            observers,
+            memory: Mutex::default(),
+            run_ids: AtomicU64::new(1),
+        }
+    }
+
+    fn api_for(&self, obj: &K) -> Api<K> {
+        <K::Scope as ApiScope>::api(self.client.clone(), obj.meta().namespace.as_deref())
+    }
+
+    fn key(obj: &K) -> String {
+        match &obj.meta().namespace {
+            Some(ns) => format!("{ns}/{}", obj.name_any()),
+            None => obj.name_any(),
+        }
+    }
+
+    /// Runs the staircase once for `obj`. Returns the report (`None` when there was nothing to run,
+    /// e.g. a deleted object without our finalizer) and when to run again.
+    pub(crate) async fn run(&self, obj: Arc<K>) -> (Option<RunReport>, NextRun) {
+        let key = Self::key(&obj);
+        let run_id = self.run_ids.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "run",
+            object = %key,
+            generation = obj.meta().generation,
+            run_id,
+        );
+        let started = Instant::now();
+        let (report, next) = async {
+            let obj = match self.fresh_view(&key, obj).await {
+                Ok(Some(obj)) => obj,
+                Ok(None) => return (None, NextRun::OnChange),
+                Err(skip) => return skip,
+            };
+            self.run_fresh(key.clone(), run_id, obj).await
+        }
+        .instrument(span)
+        .await;
+        let report = report.map(|mut r| {
+            r.duration = started.elapsed();
+            r
+        });
+        if let Some(r) = &report {
+            tracing::debug!("{r}");
+            for o in &self.observers {
+                o(r);
+            }
+        }
+        (report, next)
+    }
+
+    /// Refuses to act on a view older than our own last write (read-your-own-writes): first waits
+    /// for the watch to catch up, then, past the grace period, reads the object directly.
+    async fn fresh_view(
+        &self,
+        key: &str,
+        obj: Arc<K>,
+    ) -> Result<Option<Arc<K>>, (Option<RunReport>, NextRun)> {
+        let stale_for = {
+            let mut mem = self.memory.lock().expect("memory poisoned");
+            let m = mem.entry(key.to_string()).or_default();
+            match &m.written_rv {
+                Some(w) if older(obj.meta().resource_version.as_deref(), w) => {
+                    Some(m.stale_since.get_or_insert_with(Instant::now).elapsed())
+                }
+                _ => {
+                    m.stale_since = None;
+                    None
+                }
+            }
+        };
+        let Some(stale_for) = stale_for else {
+            return Ok(Some(obj));
+        };
+        let grace = self.config.read_your_writes_grace;
+        if stale_for < grace {
+            // Our own write's watch event is on its way and will trigger the next run.
+            return Err((None, NextRun::After(grace - stale_for)));
+        }
+        match self.api_for(&obj).get_opt(&obj.name_any()).await {
+            Ok(Some(fresh)) => Ok(Some(Arc::new(fresh))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!("reading the object after a stale view failed: {e}");
+                Err((None, NextRun::After(grace)))
+            }
+        }
+    }
+
+    async fn run_fresh(&self, key: String, run_id: u64, obj: Arc<K>) -> (Option<RunReport>, NextRun) {
+        let meta = obj.meta();
+        let deleting = meta.deletion_timestamp.is_some();
+        let generation = meta.generation;
+        let retries = self.memory.lock().expect("memory poisoned").get(&key).map_or(0, |m| m.failures);
+        let ctx = Context::new(
+            self.counting.clone(),
+            self.state.clone(),
+            meta.namespace.clone(),
+            RunInfo {
+                run_id,
+                generation,
+                retries,
+                deleting,
+            },
+        );
+        let mut rec = RunRecorder::new(self.config.rule_policy, rec_primary(&*obj));
+        let finalizer = self.staircase.finalizer_name();
+
+        let (end, permanent) = match (&self.staircase.cleanup, deleting) {
+            (Some(cleanup), true) => {
+                let f = finalizer.expect("cleanup has a finalizer");
+                if !finalizer::has(&*obj, f) {
+                    return (None, NextRun::OnChange);
+                }
+                match cleanup.climb(&obj, &ctx, &mut rec).await {
+                    Ok(Some(_)) => match finalizer::remove(&self.api_for(&obj), &obj, f).await {
+                        Ok(_) => (RunEnd::FinalizerRemoved, false),
+                        Err(e) => (self.failed(None, &e.into()), false),
+                    },
+                    Ok(None) => (self.end_from(&rec), false),
+                    Err(e) => (self.failed(last_step(&rec), &e), e.is_permanent()),
+                }
+            }
+            (None, true) => return (None, NextRun::OnChange),
+            (Some(_), false) if !finalizer::has(&*obj, finalizer.expect("cleanup has a finalizer")) => {
+                match finalizer::add(&self.api_for(&obj), &obj, finalizer.expect("finalizer")).await {
+                    Ok(updated) => {
+                        rec.note_writes(&[crate::Write {
+                            method: "PATCH".into(),
+                            path: rec_primary(&*obj),
+                            status: 200,
+                            resource_version: updated.meta().resource_version.clone(),
+                        }]);
+                        (RunEnd::FinalizerAdded, false)
+                    }
+                    Err(e) => (self.failed(None, &e.into()), false),
+                }
+            }
+            _ => match self.staircase.main.climb(&obj, &ctx, &mut rec).await {
+                Ok(Some(_)) => (RunEnd::Converged, false),
+                Ok(None) => (self.end_from(&rec), false),
+                Err(e) => (self.failed(last_step(&rec), &e), e.is_permanent()),
+            },
+        };
+
+        let status_written = self.write_status(&obj, generation, &end, deleting, &mut rec).await;
+        let written_rv = rec.primary_rv().map(str::to_string);
+        let failed = matches!(end, RunEnd::Failed { .. });
+        let failures = {
+            let mut mem = self.memory.lock().expect("memory poisoned");
+            if matches!(end, RunEnd::FinalizerRemoved) {
+                mem.remove(&key);
+                0
+            } else {
+                let m = mem.entry(key.clone()).or_default();
+                if written_rv.is_some() {
+                    m.written_rv = written_rv.clone();
+                }
+                m.failures = if failed { m.failures + 1 } else { 0 };
+                m.failures
+            }
+        };
+        let next = self.next_run(&end, &rec, written_rv.is_some(), failures, permanent);
+        let report = RunReport {
+            run_id,
+            object: key,
+            generation,
+            deleting,
+            steps: rec.into_records(),
+            end,
+            status_written,
+            duration: Duration::ZERO,
+        };
+        (Some(report), next)
+    }
+
+    fn end_from(&self, rec: &RunRecorder) -> RunEnd {
+        // `climb` stopped: the last record is the step that stopped it.
+        let records = rec.records();
+        let last = records.last().expect("a stopped run has a step");
+        match last.outcome {
+            OutcomeKind::Modified => RunEnd::Modified {
+                step: last.step,
+                description: last.detail.clone(),
+            },
+            OutcomeKind::Wait => RunEnd::Waiting {
+                step: last.step,
+                reason: last.detail.clone(),
+            },
+            OutcomeKind::Done => RunEnd::Done {
+                step: last.step,
+                reason: last.detail.clone(),
+            },
+            OutcomeKind::Unchanged | OutcomeKind::Error => RunEnd::Failed {
+                step: Some(last.step),
+                error: last.detail.clone(),
+            },
+        }
+    }
+
+    fn failed(&self, step: Option<&'static str>, e: &crate::Error) -> RunEnd {
+        tracing::warn!(step, "run failed: {e}");
+        RunEnd::Failed {
+            step,
+            error: e.to_string(),
+        }
+    }
+
+    fn next_run(&self, end: &RunEnd, rec: &RunRecorder, wrote_primary: bool, failures: u32, permanent: bool) -> NextRun {
+        let cfg = &self.config;
+        match end {
+            // After a write to the object itself its watch event triggers the next run; the timer
+            // is only a fallback for a lost event.
+            RunEnd::Modified { .. } | RunEnd::FinalizerAdded if wrote_primary => {
+                NextRun::After(cfg.read_your_writes_grace)
+            }
+            RunEnd::Modified { .. } | RunEnd::FinalizerAdded => NextRun::After(Duration::ZERO),
+            RunEnd::Waiting { .. } => NextRun::After(
+                rec.records()
+                    .last()
+                    .and_then(|r| r.recheck_after)
+                    .unwrap_or(cfg.resync),
+            ),
+            RunEnd::Converged | RunEnd::Done { .. } => NextRun::After(cfg.resync),
+            RunEnd::Failed { .. } => NextRun::After(cfg.backoff.delay(failures, permanent)),
+            RunEnd::FinalizerRemoved => NextRun::OnChange,
+            RunEnd::SkippedStale => NextRun::After(cfg.read_your_writes_grace),
+        }
+    }
+
+    /// Best effort: a failed status write is logged, never fails the run.
+    async fn write_status(
+        &self,
+        obj: &K,
+        generation: Option<i64>,
+        end: &RunEnd,
+        deleting: bool,
+        rec: &mut RunRecorder,
+    ) -> bool {
+        let Some(read) = self.status else {
+            return false;
+        };
+        let Some(status) = next_status(read(obj), generation, end, deleting) else {
+            return false;
+        };
+        let patch = serde_json::json!({ "status": status });
+        let api = self.api_for(obj);
+        match api
+            .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(updated) => {
+                rec.note_writes(&[crate::Write {
+                    method: "PATCH".into(),
+                    path: rec_primary(obj) + "/status",
+                    status: 200,
+                    resource_version: updated.meta().resource_version.clone(),
+                }]);
+                true
+            }
+            Err(e) => {
+                tracing::info!("status write failed (allowed): {e}");
+                false
+            }
+        }
+    }
+}
+
+fn rec_primary<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    K::url_path(&(), obj.meta().namespace.as_deref()) + "/" + obj.meta().name.as_deref().unwrap_or_default()
+}
+
+fn last_step(rec: &RunRecorder) -> Option<&'static str> {
+    rec.records().last().map(|r| r.step)
+}

@@ -1,0 +1,173 @@
+//! Counting every write a step makes, so the one-modification rule is enforced rather than hoped for.
+//!
+//! The operator wraps the user's `kube::Client` in a tower service that records each mutating
+//! request into the log of the run that issued it. The log travels as a tokio task-local: kube's
+//! `Client` hands requests to a buffer worker, but the response future is polled by the caller,
+//! inside the step, so that is where the write is recorded.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use kube::client::Body;
+
+tokio::task_local! {
+    static CURRENT: RunLog;
+}
+
+/// One mutating request made during a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// `POST`, `PUT`, `PATCH` or `DELETE`; `EXTERNAL` for a call recorded with
+    /// [`Context::record_external`](crate::Context::record_external).
+    pub method: String,
+    /// The request path (or the description of an external call).
+    pub path: String,
+    /// The HTTP status the server answered (0 when no answer came back).
+    pub status: u16,
+    /// `metadata.resourceVersion` of the object the server returned, when it returned one.
+    pub resource_version: Option<String>,
+}
+
+impl Write {
+    /// Whether the write took effect: a 2xx answer (or a recorded external call).
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Whether this write is to an Event, which reports rather than modifies and so is exempt.
+    pub fn is_event(&self) -> bool {
+        self.path.contains("/events")
+    }
+}
+
+impl fmt::Display for Write {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} -> {}", self.method, self.path, self.status)
+    }
+}
+
+/// The writes of one step (cheaply cloneable handle).
+#[derive(Clone, Default, Debug)]
+pub struct RunLog(Arc<Mutex<Vec<Write>>>);
+
+impl RunLog {
+    /// Records a write.
+    pub fn push(&self, w: Write) {
+        self.0.lock().expect("write log poisoned").push(w);
+    }
+
+    /// Takes every write recorded so far.
+    pub fn take(&self) -> Vec<Write> {
+        std::mem::take(&mut *self.0.lock().expect("write log poisoned"))
+    }
+
+    /// Runs `fut` with this log as the current one: writes it makes are recorded here.
+    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
+        CURRENT.scope(self, fut).await
+    }
+
+    /// Records into the current run's log, if the caller runs inside a step.
+    pub fn record_current(w: Write) -> bool {
+        CURRENT.try_with(|log| log.push(w)).is_ok()
+    }
+}
+
+/// A tower service that forwards to a `kube::Client` and records writes into the current run log.
+#[derive(Clone)]
+pub struct CountingService {
+    inner: kube::Client,
+}
+
+/// Wraps `client` so that every write made through the returned client during a step is counted.
+pub fn counting_client(client: kube::Client) -> kube::Client {
+    let ns = client.default_namespace().to_string();
+    kube::Client::new(CountingService { inner: client }, ns)
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+fn is_dry_run(req: &Request<Body>) -> bool {
+    req.uri().query().is_some_and(|q| q.contains("dryRun="))
+}
+
+impl tower::Service<Request<Body>> for CountingService {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let client = self.inner.clone();
+        let counted = is_write(req.method()) && !is_dry_run(&req);
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        Box::pin(async move {
+            if !counted {
+                return client.send(req).await;
+            }
+            let res = client.send(req).await;
+            let (resp, write) = match res {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let (parts, body) = resp.into_parts();
+                    // kube reads the whole body anyway; reading it here lets us learn the
+                    // resourceVersion the write produced (for read-your-own-writes).
+                    let bytes: Bytes = body
+                        .collect()
+                        .await
+                        .map_err(|e| kube::Error::Service(e.into()))?
+                        .to_bytes();
+                    let rv = if (200..300).contains(&status) {
+                        resource_version_of(&bytes)
+                    } else {
+                        None
+                    };
+                    let write = Write {
+                        method,
+                        path,
+                        status,
+                        resource_version: rv,
+                    };
+                    (Ok(Response::from_parts(parts, Body::from(bytes.to_vec()))), write)
+                }
+                Err(e) => {
+                    let write = Write {
+                        method,
+                        path,
+                        status: 0,
+                        resource_version: None,
+                    };
+                    (Err(e), write)
+                }
+            };
+            RunLog::record_current(write);
+            resp
+        })
+    }
+}
+
+fn resource_version_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    serde_json::from_slice::<Obj>(body)
+        .ok()
+        .and_then(|o| o.metadata)
+        .and_then(|m| m.resource_version)
+}

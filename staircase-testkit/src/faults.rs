@@ -1,0 +1,289 @@
+//! Programmable misbehaviour, so operator tests can prove they survive what real clusters do:
+//! failed and slow requests, writes whose response is lost, broken or lagging watches, and
+//! compacted history.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::router::Verb;
+use crate::store::Store;
+
+/// What a fault does to a matching request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// Answer with this Status instead of handling the request (nothing is stored).
+    Fail {
+        /// HTTP code, e.g. 500.
+        code: u16,
+        /// Status reason, e.g. `InternalError`.
+        reason: String,
+    },
+    /// Handle and commit the request, then answer with this Status anyway.
+    FailAfterCommit {
+        /// HTTP code.
+        code: u16,
+        /// Status reason.
+        reason: String,
+    },
+    /// Handle and commit the request, then close the connection without an answer.
+    DropAfterCommit,
+    /// Close the connection without handling the request.
+    Drop,
+    /// Sleep (with `tokio::time::sleep`, so paused time applies) before handling.
+    Latency(Duration),
+}
+
+/// A rule: which requests it matches and what happens to them.
+///
+/// ```
+/// use staircase_testkit::{Fault, Verb};
+/// // The second update of any ConfigMap in namespace "ns" fails with 500, once.
+/// let f = Fault::fail(500, "InternalError").verb(Verb::Update).resource("configmaps").namespace("ns").nth(2);
+/// # let _ = f;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    action: FaultAction,
+    verb: Option<Verb>,
+    resource: Option<String>,
+    subresource: Option<Option<String>>,
+    name: Option<String>,
+    namespace: Option<String>,
+    nth: usize,
+    times: Option<usize>,
+}
+
+impl Fault {
+    fn new(action: FaultAction, times: Option<usize>) -> Self {
+        Fault { action, verb: None, resource: None, subresource: None, name: None, namespace: None, nth: 1, times }
+    }
+
+    /// Fail matching requests with a Status of this code and reason, before anything is stored.
+    /// Fires once unless [`times`](Self::times) or [`always`](Self::always) says otherwise.
+    pub fn fail(code: u16, reason: &str) -> Self {
+        Self::new(FaultAction::Fail { code, reason: reason.into() }, Some(1))
+    }
+
+    /// Commit the write, then answer with an error: the client cannot know it succeeded.
+    pub fn fail_after_commit(code: u16, reason: &str) -> Self {
+        Self::new(FaultAction::FailAfterCommit { code, reason: reason.into() }, Some(1))
+    }
+
+    /// Commit the write, then drop the connection without a response.
+    pub fn drop_after_commit() -> Self {
+        Self::new(FaultAction::DropAfterCommit, Some(1))
+    }
+
+    /// Drop the connection without handling the request.
+    pub fn drop_connection() -> Self {
+        Self::new(FaultAction::Drop, Some(1))
+    }
+
+    /// Delay every matching request by `d` (until removed).
+    pub fn latency(d: Duration) -> Self {
+        Self::new(FaultAction::Latency(d), None)
+    }
+
+    /// Only requests with this verb.
+    pub fn verb(mut self, v: Verb) -> Self {
+        self.verb = Some(v);
+        self
+    }
+
+    /// Only this resource: `configmaps` (any group) or `deployments.apps`.
+    pub fn resource(mut self, r: &str) -> Self {
+        self.resource = Some(r.into());
+        self
+    }
+
+    /// Only this subresource (e.g. `status`); `None` means only the main resource.
+    pub fn subresource(mut self, s: Option<&str>) -> Self {
+        self.subresource = Some(s.map(String::from));
+        self
+    }
+
+    /// Only the object with this name.
+    pub fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+
+    /// Only requests in this namespace.
+    pub fn namespace(mut self, n: &str) -> Self {
+        self.namespace = Some(n.into());
+        self
+    }
+
+    /// Skip the first `n - 1` matching requests (1 = the first match fires).
+    pub fn nth(mut self, n: usize) -> Self {
+        self.nth = n.max(1);
+        self
+    }
+
+    /// Fire for `n` matching requests (from the `nth`), then stay inert.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    /// Fire for every matching request from the `nth` on.
+    pub fn always(mut self) -> Self {
+        self.times = None;
+        self
+    }
+
+    fn matches(&self, r: &RequestInfo<'_>) -> bool {
+        self.verb.is_none_or(|v| Some(v) == r.verb)
+            && self.resource.as_ref().is_none_or(|want| {
+                r.plural.is_some_and(|p| {
+                    if want.contains('.') {
+                        *want == crate::status::qualified(r.group.unwrap_or(""), p)
+                    } else {
+                        want == p
+                    }
+                })
+            })
+            && self.subresource.as_ref().is_none_or(|s| s.as_deref() == r.subresource)
+            && self.name.as_ref().is_none_or(|n| Some(n.as_str()) == r.name)
+            && self.namespace.as_ref().is_none_or(|n| Some(n.as_str()) == r.namespace)
+    }
+}
+
+/// Identifies an injected fault, for [`Faults::remove`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultId(u64);
+
+/// The request attributes faults match on.
+pub(crate) struct RequestInfo<'a> {
+    pub verb: Option<Verb>,
+    pub group: Option<&'a str>,
+    pub plural: Option<&'a str>,
+    pub subresource: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+}
+
+/// What the server must do for one request, decided when it arrives.
+#[derive(Debug, Default)]
+pub(crate) struct Decision {
+    pub latency: Duration,
+    pub before: Option<FaultAction>,
+    pub after: Option<FaultAction>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rules: Vec<(FaultId, Fault, usize, usize)>,
+    next: u64,
+    watch_delay: Duration,
+    hold_back: u64,
+}
+
+/// A handle to the server's fault injection; cheap to clone.
+#[derive(Clone)]
+pub struct Faults {
+    inner: Arc<Mutex<Inner>>,
+    store: Arc<Store>,
+}
+
+impl Faults {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
+        Faults { inner: Arc::default(), store }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a fault rule.
+    pub fn inject(&self, fault: Fault) -> FaultId {
+        let mut i = self.lock();
+        i.next += 1;
+        let id = FaultId(i.next);
+        i.rules.push((id, fault, 0, 0));
+        id
+    }
+
+    /// Removes one rule.
+    pub fn remove(&self, id: FaultId) {
+        self.lock().rules.retain(|(i, ..)| *i != id);
+    }
+
+    /// Removes every rule and watch fault.
+    pub fn clear(&self) {
+        {
+            let mut i = self.lock();
+            i.rules.clear();
+            i.watch_delay = Duration::ZERO;
+            i.hold_back = 0;
+        }
+        self.store.lock().flush_watchers();
+    }
+
+    /// How many times a rule has fired so far.
+    pub fn fired(&self, id: FaultId) -> usize {
+        self.lock().rules.iter().find(|(i, ..)| *i == id).map_or(0, |r| r.3)
+    }
+
+    /// Ends every open watch stream now, as an apiserver restart or a load balancer would.
+    /// Clients see the stream end cleanly and must re-watch.
+    pub fn close_watches(&self) {
+        self.store.lock().close_watchers();
+    }
+
+    /// Delays delivery of each watch event by `d` (zero turns it off).
+    pub fn delay_watch_events(&self, d: Duration) {
+        self.lock().watch_delay = d;
+    }
+
+    /// Holds watch events back until the store is `n` resourceVersions ahead of them, like a
+    /// lagging watch cache (zero turns it off and releases everything held).
+    pub fn hold_back_watch_events(&self, n: u64) {
+        self.lock().hold_back = n;
+        self.store.lock().flush_watchers();
+    }
+
+    /// Forgets all watch history: resuming a watch (or a continue token) from any earlier
+    /// resourceVersion now fails with `410 Gone`.
+    pub fn compact(&self) {
+        self.store.lock().compact();
+    }
+
+    pub(crate) fn watch_delay(&self) -> Duration {
+        self.lock().watch_delay
+    }
+
+    pub(crate) fn hold_back(&self) -> u64 {
+        self.lock().hold_back
+    }
+
+    pub(crate) fn decide(&self, r: &RequestInfo<'_>) -> Decision {
+        let mut d = Decision::default();
+        let mut i = self.lock();
+        for (_, f, seen, fired) in i.rules.iter_mut() {
+            if !f.matches(r) {
+                continue;
+            }
+            *seen += 1;
+            if *seen < f.nth || f.times.is_some_and(|t| *fired >= t) {
+                continue;
+            }
+            match &f.action {
+                FaultAction::Latency(l) => {
+                    *fired += 1;
+                    d.latency += *l;
+                }
+                a @ (FaultAction::Fail { .. } | FaultAction::Drop) if d.before.is_none() => {
+                    *fired += 1;
+                    d.before = Some(a.clone());
+                }
+                a @ (FaultAction::FailAfterCommit { .. } | FaultAction::DropAfterCommit) if d.after.is_none() => {
+                    *fired += 1;
+                    d.after = Some(a.clone());
+                }
+                _ => {}
+            }
+        }
+        d
+    }
+}

@@ -1,0 +1,250 @@
+//! Label and field selectors as kube-apiserver parses them from `?labelSelector=` and
+//! `?fieldSelector=`.
+
+use serde_json::Value;
+
+use crate::status::ApiError;
+
+#[derive(Debug, Clone, PartialEq)]
+enum LabelReq {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed label selector; the empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelSelector(Vec<LabelReq>);
+
+/// Splits on commas that are not inside `( )`.
+fn split_top(s: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut out) = (0i32, 0usize, vec![]);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+fn parse_set(s: &str) -> Option<Vec<String>> {
+    let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
+    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+}
+
+impl LabelSelector {
+    /// Parses `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let bad = |msg: String| ApiError::bad_request(format!("unable to parse requirement: {msg}"));
+        let mut reqs = vec![];
+        if s.trim().is_empty() {
+            return Ok(LabelSelector(reqs));
+        }
+        for part in split_top(s) {
+            let p = part.trim();
+            if p.is_empty() {
+                return Err(bad("found '', expected: identifier".into()));
+            }
+            let req = if let Some(k) = p.strip_prefix('!') {
+                LabelReq::NotExists(k.trim().to_string())
+            } else if let Some((k, v)) = p.split_once("!=") {
+                LabelReq::NotEq(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = p.split_once("==") {
+                LabelReq::Eq(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = p.split_once('=') {
+                LabelReq::Eq(k.trim().into(), v.trim().into())
+            } else if let Some(idx) = p.find(" notin ") {
+                let set = parse_set(&p[idx + 7..]).ok_or_else(|| bad(format!("invalid set in {p:?}")))?;
+                LabelReq::NotIn(p[..idx].trim().into(), set)
+            } else if let Some(idx) = p.find(" in ") {
+                let set = parse_set(&p[idx + 4..]).ok_or_else(|| bad(format!("invalid set in {p:?}")))?;
+                LabelReq::In(p[..idx].trim().into(), set)
+            } else if p.contains(['(', ')', ' ', '<', '>']) {
+                return Err(bad(format!("invalid requirement {p:?}")));
+            } else {
+                LabelReq::Exists(p.to_string())
+            };
+            let key = match &req {
+                LabelReq::Eq(k, _)
+                | LabelReq::NotEq(k, _)
+                | LabelReq::In(k, _)
+                | LabelReq::NotIn(k, _)
+                | LabelReq::Exists(k)
+                | LabelReq::NotExists(k) => k,
+            };
+            if key.is_empty() || crate::meta::validate_label_key(key).is_some() {
+                return Err(bad(format!("invalid label key {key:?}")));
+            }
+            reqs.push(req);
+        }
+        Ok(LabelSelector(reqs))
+    }
+
+    /// Whether this selector selects nothing-in-particular (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Evaluates the selector against an object's `metadata.labels`.
+    pub fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
+            LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
+            LabelReq::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
+            LabelReq::Exists(k) => get(k).is_some(),
+            LabelReq::NotExists(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// A parsed field selector: conjunction of `path=value` / `path!=value`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+/// Fields kube-apiserver supports per resource besides `metadata.name` and `metadata.namespace`.
+fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
+    match (group, plural) {
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        ("", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "events") => &["regarding.kind", "regarding.name", "regarding.namespace", "reason", "type"],
+        ("", "secrets") => &["type"],
+        ("", "namespaces") => &["status.phase"],
+        ("batch", "jobs") => &["status.successful"],
+        ("apps", "replicasets") => &["status.replicas"],
+        _ => &[],
+    }
+}
+
+impl FieldSelector {
+    /// Parses `metadata.name=x,metadata.namespace!=y`, rejecting fields the real server rejects.
+    pub fn parse(s: &str, group: &str, plural: &str) -> Result<Self, ApiError> {
+        let mut out = vec![];
+        if s.trim().is_empty() {
+            return Ok(FieldSelector(out));
+        }
+        for part in s.split(',') {
+            let (k, neg, v) = if let Some((k, v)) = part.split_once("!=") {
+                (k, true, v)
+            } else if let Some((k, v)) = part.split_once("==") {
+                (k, false, v)
+            } else if let Some((k, v)) = part.split_once('=') {
+                (k, false, v)
+            } else {
+                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+            };
+            let k = k.trim();
+            if k != "metadata.name" && k != "metadata.namespace" && !extra_fields(group, plural).contains(&k) {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {k}"
+                )));
+            }
+            out.push((k.to_string(), neg, v.trim().to_string()));
+        }
+        Ok(FieldSelector(out))
+    }
+
+    /// Whether the selector is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// If the selector pins `metadata.name`, the name (lets lists skip a scan).
+    pub fn pinned_name(&self) -> Option<&str> {
+        self.0.iter().find(|(k, neg, _)| k == "metadata.name" && !neg).map(|(_, _, v)| v.as_str())
+    }
+
+    /// Evaluates the selector; missing fields compare as the empty string, like the real server.
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(k, neg, v)| {
+            let mut cur = obj;
+            let mut found = true;
+            for seg in k.split('.') {
+                match cur.get(seg) {
+                    Some(x) => cur = x,
+                    None => {
+                        found = false;
+                        break;
+                    }
+                }
+            }
+            let actual = if !found {
+                String::new()
+            } else {
+                match cur {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                }
+            };
+            (actual == *v) != *neg
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn labels() {
+        let o = json!({"metadata": {"labels": {"app": "web", "tier": "fe"}}});
+        for (s, want) in [
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app in (web,db)", true),
+            ("app notin (web)", false),
+            ("tier", true),
+            ("!tier", false),
+            ("missing notin (x)", true),
+            ("app=web,tier in (fe)", true),
+            ("", true),
+        ] {
+            assert_eq!(LabelSelector::parse(s).unwrap().matches(&o), want, "{s}");
+        }
+        assert!(LabelSelector::parse("a in x").is_err());
+    }
+
+    #[test]
+    fn fields() {
+        let o = json!({"metadata": {"name": "a", "namespace": "n"}});
+        assert!(FieldSelector::parse("metadata.name=a", "", "configmaps").unwrap().matches(&o));
+        assert!(!FieldSelector::parse("metadata.name!=a", "", "configmaps").unwrap().matches(&o));
+        assert!(FieldSelector::parse("spec.x=a", "", "configmaps").is_err());
+    }
+}

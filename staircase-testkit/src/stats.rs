@@ -1,0 +1,125 @@
+//! Request accounting: what the operator under test asked the server, for assertions such as
+//! "the reconciler issued no writes on the second pass" or "it never listed all namespaces".
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::router::Verb;
+
+/// One served request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// URL path.
+    pub path: String,
+    /// Raw query string ("" when absent).
+    pub query: String,
+    /// Kubernetes verb, for resource requests.
+    pub verb: Option<Verb>,
+    /// Resource as `plural` or `plural.group`, for resource requests.
+    pub resource: Option<String>,
+    /// Subresource, e.g. `status`.
+    pub subresource: Option<String>,
+    /// Namespace from the URL.
+    pub namespace: Option<String>,
+    /// Object name from the URL.
+    pub name: Option<String>,
+    /// HTTP status code of the response (for watches: of the stream's start).
+    pub status: u16,
+    /// `fieldManager` query parameter, when given.
+    pub field_manager: Option<String>,
+    /// `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    log: Vec<RequestRecord>,
+    by_verb: BTreeMap<Verb, u64>,
+    by_resource: BTreeMap<(String, Option<String>, Verb), u64>,
+    writes: u64,
+    total: u64,
+}
+
+/// A handle to the server's request statistics; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    inner: Arc<Mutex<Inner>>,
+    keep_log: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        let s = Stats::default();
+        s.keep_log.store(true, std::sync::atomic::Ordering::Relaxed);
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn record(&self, r: RequestRecord) {
+        let mut i = self.lock();
+        i.total += 1;
+        if let Some(v) = r.verb {
+            *i.by_verb.entry(v).or_default() += 1;
+            if v.is_write() && r.status < 400 {
+                i.writes += 1;
+            }
+            if let Some(res) = &r.resource {
+                *i.by_resource.entry((res.clone(), r.subresource.clone(), v)).or_default() += 1;
+            }
+        }
+        if self.keep_log.load(std::sync::atomic::Ordering::Relaxed) {
+            i.log.push(r);
+        }
+    }
+
+    /// Requests served with this verb (successful or not).
+    pub fn count(&self, verb: Verb) -> u64 {
+        self.lock().by_verb.get(&verb).copied().unwrap_or(0)
+    }
+
+    /// Requests with this verb on a resource, named `plural` for core or `plural.group`
+    /// (e.g. `deployments.apps`), on the main resource (`subresource == None`) or a subresource.
+    pub fn count_resource(&self, resource: &str, subresource: Option<&str>, verb: Verb) -> u64 {
+        self.lock()
+            .by_resource
+            .get(&(resource.to_string(), subresource.map(String::from), verb))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Successful writes (create, update, patch, delete, deletecollection), all resources.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// All requests, including discovery.
+    pub fn total(&self) -> u64 {
+        self.lock().total
+    }
+
+    /// Counts per verb.
+    pub fn by_verb(&self) -> BTreeMap<Verb, u64> {
+        self.lock().by_verb.clone()
+    }
+
+    /// A copy of the request log, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.lock().log.clone()
+    }
+
+    /// Turns the per-request log on or off (counters are always kept); off saves memory in
+    /// long benchmarks.
+    pub fn set_log_enabled(&self, on: bool) {
+        self.keep_log.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Forgets everything recorded so far.
+    pub fn reset(&self) {
+        *self.lock() = Inner::default();
+    }
+}
