@@ -1,1 +1,161 @@
-//! placeholder
+//! Shared helpers for the integration tests: an embedded API server with the test CRDs
+//! installed, an operator running in the background, and waits on real conditions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::{await_condition, conditions, Condition};
+use kube::{Client, CustomResourceExt, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use staircase::RunReport;
+use staircase_testkit::ApiServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub mod widget;
+
+/// Upper bound for any wait in a test: a guard against hangs, never a timing assumption.
+pub const GUARD: Duration = Duration::from_secs(30);
+
+/// A fresh embedded API server and a client for it.
+pub struct Env {
+    /// The server (kept alive for the test).
+    pub server: ApiServer,
+    /// A client talking to it over HTTP.
+    pub client: Client,
+}
+
+impl Env {
+    /// Starts a server and installs the CRDs of `K`s.
+    pub async fn start() -> Env {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let server = ApiServer::start().await.expect("embedded API server starts");
+        let client = server.client();
+        Env { server, client }
+    }
+
+    /// Installs the CRD of `K` and waits until it is Established.
+    pub async fn install<K: CustomResourceExt>(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let crd = K::crd();
+        crds.create(&PostParams::default(), &crd).await.expect("CRD created");
+        let name = crd.name_any();
+        tokio::time::timeout(GUARD, await_condition(crds, &name, conditions::is_crd_established()))
+            .await
+            .expect("CRD established in time")
+            .expect("watch works");
+    }
+
+    /// Successful writes the server saw on `resource` (plural or `plural.group`), main resource
+    /// only (status writes are counted by [`Env::status_writes`]).
+    pub fn writes(&self, resource: &str) -> usize {
+        self.server
+            .stats()
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.resource.as_deref() == Some(resource)
+                    && r.subresource.is_none()
+                    && r.verb.is_some_and(|v| v.is_write())
+                    && r.status < 400
+            })
+            .count()
+    }
+
+    /// Successful status-subresource writes on `resource`.
+    pub fn status_writes(&self, resource: &str) -> usize {
+        self.server
+            .stats()
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.resource.as_deref() == Some(resource)
+                    && r.subresource.as_deref() == Some("status")
+                    && r.verb.is_some_and(|v| v.is_write())
+                    && r.status < 400
+            })
+            .count()
+    }
+}
+
+/// Waits until `cond` holds for the object `name`, failing the test after [`GUARD`].
+pub async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl Condition<K>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::time::timeout(GUARD, await_condition(api.clone(), name, cond))
+        .await
+        .unwrap_or_else(|_| panic!("condition on {name} not reached within {GUARD:?}"))
+        .expect("watch works");
+}
+
+/// Waits until `name` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    wait_for(api, name, conditions::is_deleted("")).await;
+}
+
+/// Every run report of an operator, shared with the test.
+pub type Reports = Arc<Mutex<Vec<RunReport>>>;
+
+/// An operator running in the background until stopped (or dropped, which aborts it: a crash).
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    /// The reports of its runs so far.
+    pub reports: Reports,
+}
+
+impl Running {
+    /// Spawns `run_until` of an operator built by `build`, which gets the reports handle to
+    /// register with `on_run`.
+    pub fn spawn<F, Fut>(build: F) -> Running
+    where
+        F: FnOnce(Reports, oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let reports: Reports = Arc::default();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(build(reports.clone(), stopped));
+        Running {
+            stop: Some(stop),
+            task,
+            reports,
+        }
+    }
+
+    /// Graceful stop: in-flight runs finish.
+    pub async fn stop(mut self) -> Vec<RunReport> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task).await.expect("operator task");
+        self.reports.lock().expect("reports").clone()
+    }
+
+    /// A crash: the operator is dropped wherever it is.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// A copy of the reports so far.
+    pub fn reports(&self) -> Vec<RunReport> {
+        self.reports.lock().expect("reports").clone()
+    }
+}
+
+/// Records every report into `reports`.
+pub fn recorder(reports: Reports) -> impl Fn(&RunReport) + Send + Sync + 'static {
+    move |r| reports.lock().expect("reports").push(r.clone())
+}

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::chain::{Stairs, Start};
 use crate::context::ApiScope;
 use crate::run::RunReport;
-use crate::runner::{NextRun, Observer, Runner};
+use crate::runner::{NextRun, Runner};
 use crate::staircase::Staircase;
 use crate::status::HasStepStatus;
 use crate::OperatorConfig;
@@ -33,12 +33,7 @@ use crate::OperatorConfig;
 /// # Ok(()) }
 /// ```
 pub struct Operator<K, S, M, C = Start<K, S>> {
-    client: kube::Client,
-    staircase: Staircase<K, S, M, C>,
-    state: Arc<S>,
-    config: OperatorConfig,
-    status: Option<crate::runner::StatusReader<K>>,
-    observers: Vec<Observer>,
+    runner: Runner<K, S, M, C>,
 }
 
 impl<K, M, C> Operator<K, (), M, C>
@@ -60,18 +55,13 @@ where
     /// An operator whose steps share `state` (reachable as `ctx.state()`).
     pub fn with_state(client: kube::Client, staircase: Staircase<K, S, M, C>, state: S) -> Self {
         Operator {
-            client,
-            staircase,
-            state: Arc::new(state),
-            config: OperatorConfig::default(),
-            status: None,
-            observers: Vec::new(),
+            runner: Runner::new(staircase, client, Arc::new(state), OperatorConfig::default()),
         }
     }
 
     /// Replaces the configuration.
     pub fn with_config(mut self, config: OperatorConfig) -> Self {
-        self.config = config;
+        self.runner.config = config;
         self
     }
 
@@ -81,14 +71,19 @@ where
     where
         K: HasStepStatus,
     {
-        self.status = Some(<K as HasStepStatus>::step_status);
+        self.runner.status = Some(<K as HasStepStatus>::step_status);
         self
     }
 
     /// Calls `f` with the report of every run (for traces, tests, the demo).
     pub fn on_run(mut self, f: impl Fn(&RunReport) + Send + Sync + 'static) -> Self {
-        self.observers.push(Arc::new(f));
+        self.runner.observers.push(Arc::new(f));
         self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &OperatorConfig {
+        &self.runner.config
     }
 }
 
@@ -107,21 +102,21 @@ where
 
     /// Runs until `shutdown` completes; runs in flight then finish, no new ones start.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-        let api = <K::Scope as ApiScope>::api::<K>(self.client.clone(), self.config.namespace.as_deref());
-        let api = match &self.config.namespace {
-            Some(_) => api,
-            None => kube::Api::all(self.client.clone()),
+        let runner = self.runner;
+        let client = runner.client.clone();
+        let api = match runner.config.namespace.as_deref() {
+            Some(ns) => <K::Scope as ApiScope>::api::<K>(client, Some(ns)),
+            None => kube::Api::all(client),
         };
         let mut wc = watcher::Config::default();
-        if let Some(sel) = &self.config.label_selector {
+        if let Some(sel) = &runner.config.label_selector {
             wc = wc.labels(sel);
         }
-        let cc = ControllerConfig::default().concurrency(self.config.concurrency);
-        let runner = Arc::new(self.into_runner());
+        let cc = ControllerConfig::default().concurrency(runner.config.concurrency);
         Controller::new(api, wc)
             .with_config(cc)
             .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, runner)
+            .run(reconcile, error_policy, Arc::new(runner))
             .for_each(|res| async move {
                 if let Err(e) = res {
                     tracing::debug!("controller: {e}");
@@ -131,38 +126,11 @@ where
     }
 
     /// Runs the staircase once for `obj`, outside the controller loop (the object is taken as
-    /// given, e.g. from a test). Returns the report, or `None` when there was nothing to run.
-    pub async fn run_once(&self, obj: K) -> Option<RunReport>
-    where
-        M: Clone,
-        C: Clone,
-        S: Clone,
-    {
-        let runner = Runner::new(
-            Staircase {
-                main: self.staircase.main.clone(),
-                cleanup: self.staircase.cleanup.clone(),
-                finalizer: self.staircase.finalizer.clone(),
-                _p: std::marker::PhantomData,
-            },
-            self.client.clone(),
-            self.state.clone(),
-            self.config.clone(),
-            self.status,
-            self.observers.clone(),
-        );
-        runner.run(Arc::new(obj)).await.0
-    }
-
-    fn into_runner(self) -> Runner<K, S, M, C> {
-        Runner::new(
-            self.staircase,
-            self.client,
-            self.state,
-            self.config,
-            self.status,
-            self.observers,
-        )
+    /// given, e.g. freshly read in a test). What the runtime remembers between runs (failures
+    /// for backoff, its own last write) is kept across calls. Returns the report, or `None` when
+    /// there was nothing to run.
+    pub async fn run_once(&self, obj: K) -> Option<RunReport> {
+        self.runner.run(Arc::new(obj)).await.0
     }
 }
 

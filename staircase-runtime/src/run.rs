@@ -151,6 +151,8 @@ pub struct RunReport {
     pub end: RunEnd,
     /// Whether the runtime wrote the object's status after the run.
     pub status_written: bool,
+    /// When the object runs again (sooner if it changes).
+    pub next: crate::NextRun,
     /// How long the run took.
     pub duration: Duration,
 }

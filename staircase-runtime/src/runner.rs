@@ -67,6 +67,27 @@ fn older(a: Option<&str>, b: &str) -> bool {
     }
 }
 
+impl<K, S, M, C> Runner<K, S, M, C> {
+    pub(crate) fn new(
+        staircase: Staircase<K, S, M, C>,
+        client: kube::Client,
+        state: Arc<S>,
+        config: OperatorConfig,
+    ) -> Self {
+        Runner {
+            staircase,
+            counting: crate::writes::counting_client(client.clone()),
+            client,
+            state,
+            config,
+            status: None,
+            observers: Vec::new(),
+            memory: Mutex::default(),
+            run_ids: AtomicU64::new(1),
+        }
+    }
+}
+
 impl<K, S, M, C> Runner<K, S, M, C>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -75,27 +96,6 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    pub(crate) fn new(
-        staircase: Staircase<K, S, M, C>,
-        client: kube::Client,
-        state: Arc<S>,
-        config: OperatorConfig,
-        status: Option<StatusReader<K>>,
-        observers: Vec<Observer>,
-    ) -> Self {
-        Runner {
-            staircase,
-            counting: crate::writes::counting_client(client.clone()),
-            client,
-            state,
-            config,
-            status,
-            observers,
-            memory: Mutex::default(),
-            run_ids: AtomicU64::new(1),
-        }
-    }
-
     fn api_for(&self, obj: &K) -> Api<K> {
         <K::Scope as ApiScope>::api(self.client.clone(), obj.meta().namespace.as_deref())
     }
@@ -262,6 +262,7 @@ where
             steps: rec.into_records(),
             end,
             status_written,
+            next,
             duration: Duration::ZERO,
         };
         (Some(report), next)

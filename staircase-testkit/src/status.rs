@@ -84,9 +84,12 @@ impl ApiError {
     /// `422 Invalid` listing every field error; `kind` is the object's Kind (e.g. `ConfigMap`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let list: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let joined = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
-        let mut e = Self::new(422, "Invalid", format!("{qualified_kind} \"{name}\" is invalid: {joined}"))
+        let errors: Vec<crate::schema::FieldError> = causes
+            .iter()
+            .map(|c| crate::schema::FieldError { reason: c.reason.clone(), field: c.field.clone(), message: c.message.clone() })
+            .collect();
+        let message = crate::schema::format_invalid_message(&qualified_kind, name, &errors);
+        let mut e = Self::new(422, "Invalid", message)
             .with_details(name, group, kind);
         if let Some(Value::Object(d)) = &mut e.details {
             let causes: Vec<Value> = causes

@@ -279,13 +279,15 @@ impl State {
 
     /// Removes an object for good, emitting DELETED with a fresh resourceVersion, and queues
     /// the garbage-collection consequences.
-    pub fn remove(&mut self, resource: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+    /// `last` is the final state to report (e.g. the update that removed the last finalizer);
+    /// by default the stored object.
+    pub fn remove(&mut self, resource: &str, ns: &str, name: &str, last: Option<Value>) -> Option<Arc<Value>> {
         let res = self.intern(resource);
         let key = (ns.to_string(), name.to_string());
         let old = self.objects.get_mut(&res)?.remove(&key)?;
         self.rv += 1;
         let rv = self.rv;
-        let mut last = (*old).clone();
+        let mut last = last.unwrap_or_else(|| (*old).clone());
         crate::meta::meta_mut(&mut last).insert("resourceVersion".into(), rv.to_string().into());
         let last = Arc::new(last);
         let full = (res.clone(), ns.to_string(), name.to_string());
@@ -388,7 +390,7 @@ impl State {
     pub fn remove_all(&mut self, resource: &str) {
         let keys: Vec<ObjKey> = self.objects.get(resource).map(|m| m.keys().cloned().collect()).unwrap_or_default();
         for (ns, name) in keys {
-            self.remove(resource, &ns, &name);
+            self.remove(resource, &ns, &name, None);
         }
     }
 }

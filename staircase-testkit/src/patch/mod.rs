@@ -4,11 +4,14 @@
 //! Everything here is pure: functions over `serde_json::Value`, no I/O, so each rule is unit-tested
 //! on its own and the server only decides *which* patch applies.
 
+mod apply;
 mod fields;
 mod json_patch;
+mod managed;
 mod merge;
 mod strategic;
 
+pub use apply::{apply, apply_with_schema, update_managed_fields, update_managed_fields_with_schema};
 pub use json_patch::json_patch;
 pub use merge::merge_patch;
 pub use strategic::strategic_merge_patch;

@@ -1,0 +1,195 @@
+//! The `Foo` operator: three children, one step each, and a cleanup step.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{CustomResource, Resource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use staircase::prelude::*;
+
+/// The desired state of a `Foo`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema, PartialEq)]
+#[kube(
+    group = "demo.staircase.rs",
+    version = "v1",
+    kind = "Foo",
+    namespaced,
+    status = "FooStatus",
+    shortname = "foo",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#
+)]
+pub struct FooSpec {
+    /// Written into the child ConfigMap.
+    pub message: String,
+    /// The port the child Service exposes.
+    #[serde(default = "default_port")]
+    pub port: i32,
+}
+
+fn default_port() -> i32 {
+    8080
+}
+
+/// The status of a `Foo`: only what the runtime keeps (observedGeneration and conditions).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+pub struct FooStatus {
+    /// Kept by staircase.
+    #[serde(flatten)]
+    pub steps: StepStatus,
+}
+
+impl HasStepStatus for Foo {
+    fn step_status(&self) -> Option<&StepStatus> {
+        self.status.as_ref().map(|s| &s.steps)
+    }
+}
+
+/// Shared state of the operator.
+#[derive(Debug, Clone, Default)]
+pub struct App {
+    /// Field manager used for every write, so ownership is visible in `managedFields`.
+    pub manager: String,
+}
+
+fn child_meta(foo: &Foo, suffix: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(format!("{}-{suffix}", foo.name_any())),
+        namespace: foo.namespace(),
+        owner_references: foo.controller_owner_ref(&()).map(|o| vec![o]),
+        labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "foo-operator".into())])),
+        ..Default::default()
+    }
+}
+
+fn post(app: &App) -> PostParams {
+    PostParams {
+        field_manager: Some(app.manager.clone()),
+        ..Default::default()
+    }
+}
+
+/// The ConfigMap `<name>-config` exists and carries `spec.message`.
+#[step]
+pub async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let meta = child_meta(foo, "config");
+    let name = meta.name.clone().unwrap_or_default();
+    let want = BTreeMap::from([("message".to_string(), foo.spec.message.clone())]);
+    match api.get_opt(&name).await? {
+        None => {
+            let cm = ConfigMap {
+                metadata: meta,
+                data: Some(want),
+                ..Default::default()
+            };
+            api.create(&post(ctx.state()), &cm).await?;
+            Ok(Outcome::modified(format!("created ConfigMap {name}")))
+        }
+        Some(cm) if cm.data.as_ref() != Some(&want) => {
+            let patch = serde_json::json!({ "data": want });
+            let pp = PatchParams {
+                field_manager: Some(ctx.state().manager.clone()),
+                ..Default::default()
+            };
+            api.patch(&name, &pp, &Patch::Merge(&patch)).await?;
+            Ok(Outcome::modified(format!("updated ConfigMap {name}")))
+        }
+        Some(_) => Ok(Outcome::unchanged()),
+    }
+}
+
+/// The Secret `<name>-token` exists. Its token is generated once and never rewritten.
+#[step]
+pub async fn ensure_secret(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+    let api = ctx.api::<Secret>();
+    let meta = child_meta(foo, "token");
+    let name = meta.name.clone().unwrap_or_default();
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    // Derived from the uid, so a retried create after a crash would carry the same value.
+    let token = format!("token-{}", foo.uid().unwrap_or_default());
+    let secret = Secret {
+        metadata: meta,
+        string_data: Some(BTreeMap::from([("token".into(), token)])),
+        ..Default::default()
+    };
+    api.create(&post(ctx.state()), &secret).await?;
+    Ok(Outcome::modified(format!("created Secret {name}")))
+}
+
+/// The Service `<name>` exists and exposes `spec.port`.
+#[step]
+pub async fn ensure_service(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+    let api = ctx.api::<Service>();
+    let meta = child_meta(foo, "svc");
+    let name = meta.name.clone().unwrap_or_default();
+    let port = foo.spec.port;
+    match api.get_opt(&name).await? {
+        None => {
+            let svc = Service {
+                metadata: meta,
+                spec: Some(ServiceSpec {
+                    selector: Some(BTreeMap::from([("app".into(), foo.name_any())])),
+                    ports: Some(vec![ServicePort {
+                        name: Some("http".into()),
+                        port,
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            api.create(&post(ctx.state()), &svc).await?;
+            Ok(Outcome::modified(format!("created Service {name}")))
+        }
+        Some(svc) => {
+            let current = svc
+                .spec
+                .and_then(|s| s.ports)
+                .and_then(|p| p.first().map(|p| p.port));
+            if current == Some(port) {
+                return Ok(Outcome::unchanged());
+            }
+            let patch = serde_json::json!({ "spec": { "ports": [{ "name": "http", "port": port }] } });
+            let pp = PatchParams {
+                field_manager: Some(ctx.state().manager.clone()),
+                ..Default::default()
+            };
+            api.patch(&name, &pp, &Patch::Merge(&patch)).await?;
+            Ok(Outcome::modified(format!("set Service {name} port to {port}")))
+        }
+    }
+}
+
+/// On deletion: remove the ConfigMap explicitly (garbage collection would too; this shows
+/// a cleanup step doing one modification per run and reporting unchanged once done).
+#[step]
+pub async fn remove_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let name = format!("{}-config", foo.name_any());
+    match api.get_opt(&name).await? {
+        Some(cm) if cm.metadata.deletion_timestamp.is_none() => {
+            api.delete(&name, &Default::default()).await?;
+            Ok(Outcome::modified(format!("deleted ConfigMap {name}")))
+        }
+        _ => Ok(Outcome::unchanged()),
+    }
+}
+
+/// The Foo staircase: three children, then cleanup on deletion.
+pub fn stairs() -> Staircase<
+    Foo,
+    App,
+    impl staircase::Stairs<Foo, App> + Clone,
+    impl staircase::Stairs<Foo, App> + Clone,
+> {
+    staircase!(Foo => [ensure_config, ensure_secret, ensure_service], cleanup => [remove_config])
+}
+
+/// The resource's `kind` for messages.
+pub fn kind() -> String {
+    Foo::kind(&()).to_string()
+}

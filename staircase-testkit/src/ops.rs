@@ -1,0 +1,716 @@
+//! The write semantics of kube-apiserver, independent of HTTP: create, update (main resource or
+//! `/status`), and delete with finalizers and propagation policies. Each operation validates the
+//! complete new object first and commits with a single store call at the end, so a rejected
+//! request changes nothing.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::crd::{self, CRD_KEY};
+use crate::meta::{self, meta_mut};
+use crate::registry::ResourceType;
+use crate::status::{ApiError, ApiResult, Cause};
+use crate::store::State;
+
+/// The `fieldValidation` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Drop unknown fields silently.
+    Ignore,
+    /// Drop unknown fields and warn (the server default).
+    #[default]
+    Warn,
+    /// Reject unknown fields with 400.
+    Strict,
+}
+
+/// Per-request options of a write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOpts {
+    /// `dryRun=All`: compute and validate, but do not store.
+    pub dry_run: bool,
+    /// `fieldManager`, or the manager derived from the user agent.
+    pub field_manager: String,
+    /// How to treat unknown fields of custom resources.
+    pub validation: FieldValidation,
+}
+
+/// The result of a successful create or update.
+#[derive(Debug)]
+pub struct Written {
+    /// The stored object (or what would be stored, for dry runs).
+    pub object: Arc<Value>,
+    /// `Warning` headers to return.
+    pub warnings: Vec<String>,
+}
+
+/// The `propagationPolicy` of a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Remove owner references from dependents, keep them.
+    Orphan,
+    /// Delete the owner now, dependents afterwards.
+    Background,
+    /// Delete dependents (with `blockOwnerDeletion`) before the owner.
+    Foreground,
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    /// `dryRun=All`.
+    pub dry_run: bool,
+    /// Explicit propagation policy, else the resource's default.
+    pub policy: Option<Propagation>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub enum Deleted {
+    /// The object is gone; this is its last state.
+    Gone(Arc<Value>),
+    /// The object has finalizers and now carries a deletionTimestamp.
+    Pending(Arc<Value>),
+}
+
+fn ns_key() -> &'static str {
+    "/namespaces"
+}
+
+/// Returns the object as seen through `rt`'s version (custom resources are stored in whatever
+/// version wrote them; conversion between versions only changes `apiVersion`).
+pub fn present(obj: &Arc<Value>, rt: &ResourceType) -> Arc<Value> {
+    if !rt.custom || obj.get("apiVersion").and_then(Value::as_str) == Some(&rt.api_version()) {
+        return obj.clone();
+    }
+    let mut o = (**obj).clone();
+    o["apiVersion"] = rt.api_version().into();
+    Arc::new(o)
+}
+
+/// Checks `apiVersion`/`kind` of a request body against the URL, filling them when absent.
+pub fn check_type_meta(st: &State, obj: &mut Value, rt: &ResourceType) -> ApiResult<()> {
+    let Some(map) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: the request body must be a JSON object",
+            rt.kind, rt.version, rt.kind
+        )));
+    };
+    let want_av = rt.api_version();
+    match map.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("apiVersion".into(), want_av.clone().into());
+        }
+        Some(av) if av == want_av => {}
+        Some(av) => {
+            let same_group_other_version = rt.custom
+                && av.split_once('/').is_some_and(|(g, v)| g == rt.group && st.registry.get(g, v, &rt.plural).is_some());
+            if !same_group_other_version {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({want_av})"
+                )));
+            }
+            map.insert("apiVersion".into(), want_av.clone().into());
+        }
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("kind".into(), rt.kind.clone().into());
+        }
+        Some(k) if k == rt.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+    }
+    match map.get("metadata") {
+        None | Some(Value::Null) => {
+            map.insert("metadata".into(), json!({}));
+        }
+        Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: metadata must be an object",
+                rt.kind, rt.version, rt.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn namespace_for(rt: &ResourceType, url_ns: Option<&str>, obj: &mut Value) -> ApiResult<String> {
+    let m = meta_mut(obj);
+    if !rt.namespaced {
+        m.remove("namespace");
+        return Ok(String::new());
+    }
+    let url_ns = url_ns.unwrap_or("");
+    match m.get("namespace").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && n != url_ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            m.insert("namespace".into(), url_ns.into());
+            Ok(url_ns.to_string())
+        }
+    }
+}
+
+/// 404 when the namespace is missing, 403 when it is terminating (creates only).
+pub fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> ApiResult<()> {
+    if !rt.namespaced {
+        return Ok(());
+    }
+    match st.get(ns_key(), "", ns) {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if meta::is_deleting(n) => Err(ApiError::forbidden(
+            &rt.group,
+            &rt.plural,
+            name,
+            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Validates, prunes and defaults a custom resource against its version's schema.
+fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiResult<Vec<String>> {
+    let Some(schema) = &rt.schema else { return Ok(vec![]) };
+    let keep: Vec<(&str, Value)> =
+        ["metadata", "apiVersion", "kind"].into_iter().map(|k| (k, obj[k].clone())).collect();
+    let unknown: Vec<String> = match opts.validation {
+        FieldValidation::Ignore => vec![],
+        _ => crate::schema::unknown_fields(obj, schema)
+            .into_iter()
+            .filter(|p| !p.starts_with("metadata") && p != "apiVersion" && p != "kind")
+            .collect(),
+    };
+    if opts.validation == FieldValidation::Strict && !unknown.is_empty() {
+        let msgs: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+        return Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", "))));
+    }
+    let result = crate::schema::validate_and_prune(obj, schema);
+    // The schema module leaves these to the server; keep them exactly as sent.
+    for (k, v) in keep {
+        obj[k] = v;
+    }
+    if let Err(errors) = result {
+        let name = meta::name_of(obj).to_string();
+        let causes = errors
+            .into_iter()
+            .map(|e| Cause { reason: e.reason, message: e.message, field: e.field })
+            .collect();
+        return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
+    }
+    Ok(unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect())
+}
+
+fn validate_common(st: &State, rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOpts) -> ApiResult<Vec<String>> {
+    let name = meta::name_of(obj).to_string();
+    let mut causes = meta::validate_metadata(obj, meta::name_rule(&rt.group, &rt.plural));
+    if rt.key() == CRD_KEY {
+        causes.extend(crd::validate(obj));
+        if let Some(old) = old {
+            crd::validate_update(old, obj)?;
+        } else if causes.is_empty() {
+            let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
+            let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
+            if st.registry.any_version(group, plural).is_some_and(|t| !t.custom) {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: \"...\": conflicts with a built-in resource".into(),
+                    field: "spec.names.plural".into(),
+                });
+            }
+        }
+    }
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
+    }
+    if rt.custom { validate_custom(rt, obj, opts) } else { Ok(vec![]) }
+}
+
+/// Resource-specific defaults on create, mirroring each kind's create strategy.
+fn prepare_create(st: &mut State, rt: &ResourceType, obj: &mut Value) {
+    if rt.status_subresource {
+        if rt.custom {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        } else {
+            obj["status"] = json!({});
+        }
+    }
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") => {
+            obj["status"] = json!({"phase": "Active"});
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            let name = meta::name_of(obj).to_string();
+            let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), name.into());
+            }
+        }
+        ("", "pods") => obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
+        ("", "services") => {
+            if !obj.get("spec").is_some_and(Value::is_object) {
+                obj["spec"] = json!({});
+            }
+            let spec = obj["spec"].as_object_mut().expect("object");
+            spec.entry("type").or_insert_with(|| "ClusterIP".into());
+            spec.entry("sessionAffinity").or_insert_with(|| "None".into());
+            if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+                let n = st.next_cluster_ip;
+                st.next_cluster_ip += 1;
+                let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
+                spec.insert("clusterIP".into(), ip.clone().into());
+                spec.insert("clusterIPs".into(), json!([ip]));
+            }
+        }
+        ("apps", "deployments" | "statefulsets" | "replicasets") => {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.entry("replicas").or_insert_with(|| 1.into());
+            }
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            crd::default(obj);
+            crd::set_established(obj);
+        }
+        _ => {}
+    }
+}
+
+/// Records the write in `metadata.managedFields` (an `Update` entry per manager).
+fn track_managed_fields(old: Option<&Value>, new: &mut Value, opts: &WriteOpts, subresource: Option<&str>) {
+    let _ = old;
+    if opts.field_manager.is_empty() {
+        return;
+    }
+    let api_version = new.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let m = meta_mut(new);
+    let entries = m.entry("managedFields").or_insert_with(|| json!([]));
+    let Some(list) = entries.as_array_mut() else { return };
+    let sub = subresource.unwrap_or("");
+    let found = list.iter_mut().find(|e| {
+        e["manager"] == opts.field_manager.as_str()
+            && e["operation"] == "Update"
+            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == sub
+    });
+    let now = meta::now();
+    match found {
+        Some(e) => e["time"] = now.into(),
+        None => {
+            let mut e = json!({
+                "manager": opts.field_manager, "operation": "Update", "apiVersion": api_version,
+                "time": now, "fieldsType": "FieldsV1", "fieldsV1": {}
+            });
+            if !sub.is_empty() {
+                e["subresource"] = sub.into();
+            }
+            list.push(e);
+        }
+    }
+}
+
+/// POST: creates an object (or, for dry runs, says what would be created).
+pub fn create(st: &mut State, rt: &ResourceType, url_ns: Option<&str>, mut obj: Value, opts: &WriteOpts) -> ApiResult<Written> {
+    check_type_meta(st, &mut obj, rt)?;
+    let ns = namespace_for(rt, url_ns, &mut obj)?;
+    let m = meta_mut(&mut obj);
+    if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+    }
+    let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = if name.is_empty() {
+        match m.get("generateName").and_then(Value::as_str) {
+            Some(g) if !g.is_empty() => {
+                let mut candidate;
+                loop {
+                    candidate = format!("{g}{}", meta::random_suffix());
+                    if st.get(&rt.key(), &ns, &candidate).is_none() {
+                        break;
+                    }
+                }
+                m.insert("name".into(), candidate.clone().into());
+                candidate
+            }
+            _ => name,
+        }
+    } else {
+        name
+    };
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+        m.remove(k);
+    }
+    m.insert("uid".into(), meta::new_uid().into());
+    m.insert("creationTimestamp".into(), meta::now().into());
+    m.insert("generation".into(), 1.into());
+    let warnings = validate_common(st, rt, &mut obj, None, opts)?;
+    check_namespace(st, rt, &ns, &name)?;
+    if st.get(&rt.key(), &ns, &name).is_some() {
+        return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+    }
+    prepare_create(st, rt, &mut obj);
+    track_managed_fields(None, &mut obj, opts, None);
+    if opts.dry_run {
+        return Ok(Written { object: Arc::new(obj), warnings });
+    }
+    let stored = st.put(&rt.key(), &ns, &name, obj);
+    if rt.key() == CRD_KEY {
+        crd::register(st, &stored);
+    }
+    Ok(Written { object: stored, warnings })
+}
+
+/// PUT: replaces an object (main resource or a subresource).
+#[allow(clippy::too_many_arguments)]
+pub fn update(
+    st: &mut State,
+    rt: &ResourceType,
+    url_ns: Option<&str>,
+    name: &str,
+    subresource: Option<&str>,
+    mut new: Value,
+    opts: &WriteOpts,
+) -> ApiResult<Written> {
+    check_type_meta(st, &mut new, rt)?;
+    let ns = namespace_for(rt, url_ns, &mut new)?;
+    let m = meta_mut(&mut new);
+    match m.get("name").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("name".into(), name.into());
+        }
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    let Some(old) = st.get(&rt.key(), &ns, name).cloned() else {
+        if rt.key() == "coordination.k8s.io/leases" && subresource.is_none() {
+            meta_mut(&mut new).remove("resourceVersion");
+            return create(st, rt, url_ns, new, opts);
+        }
+        return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+    };
+    let body_rv = meta_mut(&mut new).get("resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    if !body_rv.is_empty() && Some(body_rv.as_str()) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        return Err(ApiError::conflict(&rt.group, &rt.plural, name));
+    }
+    apply_update(st, rt, &old, new, subresource, opts)
+}
+
+/// The shared tail of PUT and PATCH: `new` is the complete desired object, `old` the stored one.
+pub fn apply_update(
+    st: &mut State,
+    rt: &ResourceType,
+    old: &Arc<Value>,
+    new: Value,
+    subresource: Option<&str>,
+    opts: &WriteOpts,
+) -> ApiResult<Written> {
+    let ns = old.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = meta::name_of(old).to_string();
+    let mut new = match subresource {
+        Some(_) => {
+            // Status writes change only status (and nothing in metadata).
+            let mut o = (**old).clone();
+            match new.get("status") {
+                Some(s) if !s.is_null() => o["status"] = s.clone(),
+                _ => {
+                    if let Some(m) = o.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            if let Some(mf) = new.pointer("/metadata/managedFields") {
+                meta_mut(&mut o).insert("managedFields".into(), mf.clone());
+            }
+            o
+        }
+        None => {
+            let mut n = new;
+            if rt.status_subresource {
+                match old.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = n.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            n
+        }
+    };
+    if rt.custom && new.get("apiVersion") != old.get("apiVersion") {
+        new["apiVersion"] = old["apiVersion"].clone();
+    }
+    // Server-owned metadata always comes from the stored object.
+    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    {
+        let m = meta_mut(&mut new);
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "resourceVersion"] {
+            match old_meta.get(k) {
+                Some(v) => m.insert(k.into(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        if !m.contains_key("managedFields")
+            && let Some(mf) = old_meta.get("managedFields")
+        {
+            m.insert("managedFields".into(), mf.clone());
+        }
+        m.remove("selfLink");
+    }
+    if meta::is_deleting(old) {
+        let before = meta::finalizers(old);
+        let added: Vec<String> = meta::finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
+        if !added.is_empty() {
+            return Err(ApiError::invalid(
+                &rt.group,
+                &rt.kind,
+                &name,
+                vec![Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                        added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")
+                    ),
+                    field: "metadata.finalizers".into(),
+                }],
+            ));
+        }
+    }
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") if subresource.is_none() => {
+            new["status"] = old.get("status").cloned().unwrap_or(json!({"phase": "Active"}));
+        }
+        ("", "services") => {
+            if let (Some(spec), Some(old_ip)) = (new.get_mut("spec").and_then(Value::as_object_mut), old.pointer("/spec/clusterIP")) {
+                spec.entry("clusterIP").or_insert_with(|| old_ip.clone());
+                if let Some(ips) = old.pointer("/spec/clusterIPs") {
+                    spec.entry("clusterIPs").or_insert_with(|| ips.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    let warnings = validate_common(st, rt, &mut new, Some(old), opts)?;
+    if subresource.is_none() && meta::spec_changed(old, &new, rt.status_subresource) {
+        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        meta_mut(&mut new).insert("generation".into(), (g + 1).into());
+    }
+    // Like etcd's GuaranteedUpdate: an unchanged object is not written (no new resourceVersion,
+    // no watch event), which keeps level-triggered controllers from looping on their own no-ops.
+    if new == **old {
+        return Ok(Written { object: old.clone(), warnings });
+    }
+    track_managed_fields(Some(old), &mut new, opts, subresource);
+    if opts.dry_run {
+        return Ok(Written { object: Arc::new(new), warnings });
+    }
+    if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
+        let last = remove(st, &rt.key(), &ns, &name, Some(new)).expect("present");
+        return Ok(Written { object: last, warnings });
+    }
+    let stored = st.put(&rt.key(), &ns, &name, new);
+    if rt.key() == CRD_KEY {
+        crd::register(st, &stored);
+    }
+    Ok(Written { object: stored, warnings })
+}
+
+/// Removes an object for good, with the side effects of special resources.
+pub fn remove(st: &mut State, key: &str, ns: &str, name: &str, last: Option<Value>) -> Option<Arc<Value>> {
+    let last = st.remove(key, ns, name, last)?;
+    if key == CRD_KEY {
+        crd::unregister(st, &last);
+    }
+    Some(last)
+}
+
+fn default_policy(rt: &ResourceType) -> Propagation {
+    // batch/v1 Jobs still default to orphaning their pods, for compatibility.
+    if rt.group == "batch" && rt.plural == "jobs" { Propagation::Orphan } else { Propagation::Background }
+}
+
+fn set_deleting(obj: &mut Value) {
+    let g = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    let m = meta_mut(obj);
+    if !m.contains_key("deletionTimestamp") {
+        m.insert("deletionTimestamp".into(), meta::now().into());
+        m.insert("deletionGracePeriodSeconds".into(), 0.into());
+        if let Some(g) = g {
+            m.insert("generation".into(), (g + 1).into());
+        }
+    }
+}
+
+fn add_finalizer(obj: &mut Value, f: &str) {
+    let m = meta_mut(obj);
+    let list = m.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(a) = list.as_array_mut()
+        && !a.iter().any(|x| x == f)
+    {
+        a.push(f.into());
+    }
+}
+
+/// Removes references to `owner_uid` from one dependent.
+pub fn orphan(st: &mut State, key: &crate::store::FullKey, owner_uid: &str) {
+    let Some(obj) = st.get(&key.0, &key.1, &key.2) else { return };
+    let mut o = (**obj).clone();
+    if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+        refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+        if refs.is_empty() {
+            meta_mut(&mut o).remove("ownerReferences");
+        }
+    }
+    st.put(&key.0, &key.1, &key.2, o);
+}
+
+/// DELETE of one object.
+pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Deleted> {
+    let key = rt.key();
+    let Some(old) = st.get(&key, ns, name).cloned() else {
+        return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+    };
+    if let Some(uid) = &opts.uid
+        && uid != meta::uid_of(&old)
+    {
+        return Err(ApiError::conflict_msg(
+            &rt.group,
+            &rt.plural,
+            name,
+            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid_of(&old)),
+        ));
+    }
+    if let Some(rv) = &opts.resource_version {
+        let cur = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+        if rv != cur {
+            return Err(ApiError::conflict_msg(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {cur}"),
+            ));
+        }
+    }
+    let policy = opts.policy.unwrap_or_else(|| default_policy(rt));
+    let uid = meta::uid_of(&old).to_string();
+    if opts.dry_run {
+        let mut o = (*old).clone();
+        if !meta::finalizers(&o).is_empty() || policy == Propagation::Foreground {
+            set_deleting(&mut o);
+            return Ok(Deleted::Pending(Arc::new(o)));
+        }
+        return Ok(Deleted::Gone(old));
+    }
+    if key == "/namespaces" {
+        let mut o = (*old).clone();
+        set_deleting(&mut o);
+        o["status"]["phase"] = "Terminating".into();
+        let stored = if o != *old { st.put(&key, "", name, o) } else { old.clone() };
+        for k in st.keys_in_namespace(name) {
+            if let Some(t) = resource_type_for_key(st, &k.0) {
+                let _ = delete(st, &t, &k.1, &k.2, &DeleteOpts::default());
+            }
+        }
+        st.gc_queue.push_back(crate::store::GcWork::CheckNamespace(name.to_string()));
+        return Ok(Deleted::Pending(stored));
+    }
+    if meta::is_deleting(&old) {
+        if policy == Propagation::Foreground && !meta::finalizers(&old).iter().any(|f| f == "foregroundDeletion") {
+            let mut o = (*old).clone();
+            add_finalizer(&mut o, "foregroundDeletion");
+            let stored = st.put(&key, ns, name, o);
+            delete_dependents_foreground(st, &uid);
+            return Ok(Deleted::Pending(stored));
+        }
+        return Ok(Deleted::Pending(old));
+    }
+    match policy {
+        Propagation::Orphan => {
+            for d in st.dependents_of(&uid) {
+                orphan(st, &d, &uid);
+            }
+        }
+        Propagation::Foreground => {
+            let mut o = (*old).clone();
+            add_finalizer(&mut o, "foregroundDeletion");
+            set_deleting(&mut o);
+            let stored = st.put(&key, ns, name, o);
+            delete_dependents_foreground(st, &uid);
+            return Ok(Deleted::Pending(stored));
+        }
+        Propagation::Background => {}
+    }
+    if !meta::finalizers(&old).is_empty() {
+        let mut o = (*old).clone();
+        set_deleting(&mut o);
+        return Ok(Deleted::Pending(st.put(&key, ns, name, o)));
+    }
+    let last = remove(st, &key, ns, name, None).expect("present");
+    Ok(Deleted::Gone(last))
+}
+
+fn delete_dependents_foreground(st: &mut State, uid: &str) {
+    for d in st.dependents_of(uid) {
+        if let Some(t) = resource_type_for_key(st, &d.0) {
+            let _ = delete(st, &t, &d.1, &d.2, &DeleteOpts { policy: Some(Propagation::Foreground), ..Default::default() });
+        }
+    }
+    st.gc_queue.push_back(crate::store::GcWork::CheckForeground(uid.to_string()));
+}
+
+/// The resource type behind a storage key (`group/plural`).
+pub fn resource_type_for_key(st: &State, key: &str) -> Option<Arc<ResourceType>> {
+    let (g, p) = key.split_once('/')?;
+    st.registry.any_version(g, p)
+}
+
+/// Builds the DeleteOptions of a request from its body and query.
+pub fn delete_opts(body: Option<&Value>, query: &std::collections::HashMap<String, String>) -> ApiResult<DeleteOpts> {
+    let mut o = DeleteOpts { dry_run: query.get("dryRun").is_some_and(|v| v == "All"), ..Default::default() };
+    let parse = |s: &str| match s {
+        "Orphan" => Ok(Propagation::Orphan),
+        "Background" => Ok(Propagation::Background),
+        "Foreground" => Ok(Propagation::Foreground),
+        other => Err(ApiError::bad_request(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        ))),
+    };
+    if let Some(p) = query.get("propagationPolicy") {
+        o.policy = Some(parse(p)?);
+    }
+    if query.get("orphanDependents").is_some_and(|v| v == "true") {
+        o.policy = Some(Propagation::Orphan);
+    }
+    if let Some(b) = body {
+        let empty = Map::new();
+        let b = if b.is_null() { &empty } else { b.as_object().ok_or_else(|| ApiError::bad_request("DeleteOptions must be an object"))? };
+        if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
+            o.policy = Some(parse(p)?);
+        }
+        if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            o.policy = Some(Propagation::Orphan);
+        }
+        if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
+            o.dry_run |= d.iter().any(|x| x == "All");
+        }
+        if let Some(p) = b.get("preconditions") {
+            o.uid = p.get("uid").and_then(Value::as_str).map(String::from);
+            o.resource_version = p.get("resourceVersion").and_then(Value::as_str).map(String::from);
+        }
+    }
+    Ok(o)
+}

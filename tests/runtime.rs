@@ -1,0 +1,208 @@
+//! The runtime against the embedded API server over HTTP: convergence with exactly one write per
+//! step, nothing written once converged, status and conditions, cleanup behind a finalizer, and
+//! a crash after any write.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use staircase::prelude::*;
+use staircase::{RunEnd, status};
+use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_tests::{recorder, wait_for, wait_gone, Env, Running};
+
+/// Steps in the Foo staircase; each makes one child.
+const K: usize = 3;
+
+fn app() -> App {
+    App {
+        manager: "foo-operator".into(),
+    }
+}
+
+fn spawn(env: &Env) -> Running {
+    let client = env.client.clone();
+    Running::spawn(move |reports, stop| {
+        Operator::with_state(client, foo::stairs(), app())
+            .with_status()
+            .on_run(recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
+    })
+}
+
+fn ready(foo: Option<&Foo>) -> bool {
+    foo.is_some_and(|f| {
+        f.status
+            .as_ref()
+            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
+    })
+}
+
+fn new_foo(name: &str) -> Foo {
+    let mut f = Foo::new(
+        name,
+        FooSpec {
+            message: format!("hi {name}"),
+            port: 80,
+        },
+    );
+    f.metadata.namespace = Some("default".into());
+    f
+}
+
+async fn create_foos(env: &Env, n: usize) -> (Api<Foo>, Vec<String>) {
+    let api: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("foo-{i}");
+        api.create(&PostParams::default(), &new_foo(&name)).await.expect("create foo");
+        names.push(name);
+    }
+    (api, names)
+}
+
+fn child_writes(env: &Env) -> usize {
+    env.writes("configmaps") + env.writes("secrets") + env.writes("services")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_n_objects_with_exactly_n_times_k_writes_and_none_after() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    const N: usize = 12;
+    let (api, names) = create_foos(&env, N).await;
+
+    let op = spawn(&env);
+    for n in &names {
+        wait_for(&api, n, ready).await;
+    }
+    let reports = op.stop().await;
+    assert_eq!(child_writes(&env), N * K, "exactly one write per step per object");
+    let modifications = reports
+        .iter()
+        .filter(|r| matches!(r.end, RunEnd::Modified { .. }))
+        .count();
+    assert_eq!(modifications, N * K);
+    assert!(reports.iter().all(|r| r.step_writes() <= 1), "never two writes in a run");
+
+    // A fresh operator runs every object once at start: a forced full pass over converged objects.
+    let before = env.server.stats().writes();
+    let op = spawn(&env);
+    let converged_all = async {
+        loop {
+            let seen: BTreeSet<String> = op
+                .reports()
+                .iter()
+                .filter(|r| r.end == RunEnd::Converged)
+                .map(|r| r.object.clone())
+                .collect();
+            if seen.len() == N {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(staircase_tests::GUARD, converged_all)
+        .await
+        .expect("every object ran once more");
+    let again = op.stop().await;
+    assert_eq!(env.server.stats().writes(), before, "a converged object is never written");
+    assert!(again.iter().all(|r| r.step_writes() == 0 && !r.status_written));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_progress_then_ready_at_each_generation() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let (api, names) = create_foos(&env, 1).await;
+    let name = &names[0];
+    let op = spawn(&env);
+    wait_for(&api, name, ready).await;
+
+    let foo = api.get(name).await.unwrap();
+    let s = &foo.status.as_ref().unwrap().steps;
+    assert_eq!(s.observed_generation, Some(1));
+    let cond = |t: &str| s.condition(t).unwrap().clone();
+    assert_eq!(cond(status::READY).status, "True");
+    assert_eq!(cond(status::PROGRESSING).status, "False");
+    assert_eq!(cond(status::WAITING).status, "False");
+    assert_eq!(cond(status::FAILED).status, "False");
+
+    // A spec change bumps the generation; the operator fixes the one drifted child and is Ready
+    // again at generation 2.
+    let patch = serde_json::json!({"spec": {"message": "changed"}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&api, name, |f: Option<&Foo>| {
+        f.is_some_and(|f| f.metadata.generation == Some(2)) && ready(f)
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let cm = cms.get(&format!("{name}-config")).await.unwrap();
+    assert_eq!(cm.data.unwrap()["message"], "changed");
+    let reports = op.stop().await;
+    let updated = reports
+        .iter()
+        .filter(|r| r.generation == Some(2))
+        .filter_map(|r| match &r.end {
+            RunEnd::Modified { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(updated, vec!["ensure_config"], "only the drifted child is rewritten");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_runs_behind_the_finalizer_then_releases_it() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let (api, names) = create_foos(&env, 1).await;
+    let name = &names[0];
+    let op = spawn(&env);
+    wait_for(&api, name, ready).await;
+    let foo = api.get(name).await.unwrap();
+    assert_eq!(foo.finalizers(), [staircase::DEFAULT_FINALIZER.to_string()]);
+
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_gone(&api, name).await;
+    let reports = op.stop().await;
+    let ends: Vec<_> = reports.iter().map(|r| r.end.clone()).collect();
+    assert_eq!(ends.first(), Some(&RunEnd::FinalizerAdded), "the finalizer is the first modification");
+    let cleanup: Vec<_> = reports.iter().filter(|r| r.deleting).collect();
+    assert!(cleanup.iter().any(|r| matches!(&r.end, RunEnd::Modified { step, .. } if *step == "remove_config")));
+    assert_eq!(cleanup.last().map(|r| r.end.clone()), Some(RunEnd::FinalizerRemoved));
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    assert!(cms.get_opt(&format!("{name}-config")).await.unwrap().is_none());
+}
+
+/// Crash the operator right after write number `i` (for every `i` of a full convergence), start
+/// a fresh one, and check it converges with no write repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_write_converges_without_duplicate_writes() {
+    // Writes of one object's convergence: finalizer + K children (status writes not counted).
+    for crash_after in 1..=(K + 1) {
+        let env = Env::start().await;
+        env.install::<Foo>().await;
+        let (api, names) = create_foos(&env, 1).await;
+        let name = &names[0];
+        let baseline = env.writes("foos.demo.staircase.rs");
+        let op = spawn(&env);
+        let reached = async {
+            while env.writes("foos.demo.staircase.rs") - baseline + child_writes(&env) < crash_after {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(staircase_tests::GUARD, reached).await.expect("writes happen");
+        op.crash().await;
+
+        let op = spawn(&env);
+        wait_for(&api, name, ready).await;
+        op.stop().await;
+        assert_eq!(child_writes(&env), K, "crash after write {crash_after}: no child written twice");
+        let finalizer_writes = env.writes("foos.demo.staircase.rs") - baseline;
+        assert_eq!(finalizer_writes, 1, "crash after write {crash_after}: finalizer added once");
+    }
+}
