@@ -1,1 +1,41 @@
-#[test] fn ui(){}
+//! Compile tests of `#[step]` and `staircase!`: `ui/pass` must compile, `ui/fail` must fail with
+//! exactly the diagnostics in the `.stderr` next to each case.
+//!
+//! Compiler messages change between Rust versions, so the `.stderr` snapshots are only checked
+//! with the compiler they were recorded with (`RUSTC_VERSION`). Re-record with
+//! `TRYBUILD=overwrite cargo test -p staircase-ui-tests` and update `RUSTC_VERSION`.
+
+use std::process::Command;
+
+/// The `x.y.z` of the compiler cargo uses for the test cases.
+fn rustc_version() -> Option<String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let out = Command::new(rustc).arg("--version").output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    text.split_whitespace().nth(1).map(str::to_string)
+}
+
+#[test]
+fn ui() {
+    let recorded = include_str!("RUSTC_VERSION").trim();
+    let t = trybuild::TestCases::new();
+    t.pass("ui/pass/*.rs");
+    match rustc_version() {
+        Some(running) if running == recorded => t.compile_fail("ui/fail/*.rs"),
+        running => {
+            let running = running.as_deref().unwrap_or("an unknown version");
+            eprintln!(
+                "\n\
+                 ************************************************************************\n\
+                 * SKIPPING the compile-fail UI tests of staircase's macros:            *\n\
+                 *   the .stderr snapshots were recorded with rustc {recorded:<20} *\n\
+                 *   but this is rustc {running:<48} *\n\
+                 * Run them with rustc {recorded} (rustup toolchain), or re-record with *\n\
+                 *   TRYBUILD=overwrite cargo test -p staircase-ui-tests               *\n\
+                 * and update ui-tests/RUSTC_VERSION.                                   *\n\
+                 ************************************************************************\n"
+            );
+        }
+    }
+}

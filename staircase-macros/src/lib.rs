@@ -1,1 +1,71 @@
-//! placeholder
+//! Procedural macros of [staircase](https://docs.rs/staircase): `#[step]` turns an `async fn` into
+//! a step, `staircase!` lists steps into a reconciler. Use them through the `staircase` crate,
+//! whose hidden `__private` module every expansion refers to.
+//!
+//! Each macro is split into parse (syntax), validate (rules, with every error collected) and
+//! expand (code generation) modules; type-level rules (does a step fit the resource, state and
+//! data of its position?) are left to the compiler, with the expansion arranged so that its error
+//! lands on the user's token with a message written for it.
+
+mod attr;
+mod errors;
+mod staircase;
+mod step;
+
+#[cfg(test)]
+mod tests;
+
+use proc_macro::TokenStream;
+
+/// Turns an `async fn` into a step of a staircase.
+///
+/// ```ignore
+/// use staircase::prelude::*;
+///
+/// #[step]
+/// async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+///     // look; if already right:
+///     Ok(Outcome::unchanged())
+///     // else make ONE change: Ok(Outcome::modified("created ConfigMap foo-config"))
+/// }
+///
+/// // A step can hand data to later steps, which take it as a third parameter:
+/// #[step(read_only)]
+/// async fn find_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome<ConfigMap>> { /* ... */ }
+/// #[step]
+/// async fn use_config(foo: &Foo, ctx: &Context<App>, cm: &ConfigMap) -> Result<Outcome> { /* ... */ }
+/// ```
+///
+/// The function stays as written (call it directly in unit tests). Next to it the macro defines
+/// a unit-like type of the same name (`struct ensure_config {}`, in the type namespace only)
+/// implementing [`Step`](https://docs.rs/staircase/latest/staircase/trait.Step.html); that is
+/// what `staircase!(Foo => [ensure_config, ...])` refers to.
+///
+/// # Parameters
+///
+/// 1. the resource, `&Foo` (required);
+/// 2. the context, `&Context<S>` or `&Context` (optional);
+/// 3. data handed down by earlier steps, `&T` or `T` (optional, only after a context). A step
+///    that takes `&T` and returns `Result<Outcome>` passes `T` on to the steps after it.
+///
+/// The return type is `Result<Outcome>`, or `Result<Outcome<T>>` to hand `T` to later steps
+/// (any `Result<Outcome<T>, E>` with `E: Into<staircase::Error>`).
+///
+/// # Options
+///
+/// - `name = "..."`: the step's name in traces, events and the status conditions (default: the
+///   function's name; the runtime turns it into a valid condition reason);
+/// - `read_only`: the step only looks (waits, or computes data); a write from it is a violation;
+/// - `crate = "path"`: where the `staircase` crate is, when it is renamed in `Cargo.toml`.
+#[proc_macro_attribute]
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    step::step(args.into(), item.into()).into()
+}
+
+/// The implementation of `staircase!`; use the `staircase!` of the `staircase` crate, which passes
+/// it the crate's path.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __staircase(input: TokenStream) -> TokenStream {
+    staircase::staircase(input.into()).into()
+}

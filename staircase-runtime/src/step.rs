@@ -52,6 +52,11 @@ pub trait Step<K, S, In>: Send + Sync + 'static {
     note = "every step of `staircase!({K} => [...])` must take `&{K}` as its first parameter"
 )]
 pub trait ForResource<K> {
+    /// Always `Self`. `staircase!` passes each step through this projection: when the trait is not
+    /// implemented the projection cannot be resolved, so the compiler reports the mismatch once, at
+    /// that step, and does not report the rest of the chain again.
+    #[doc(hidden)]
+    type This;
     /// The resource type the step's function takes (the same as `K` whenever this is implemented).
     type Resource;
     /// The identity: turns the runtime's `&K` into the step's `&Self::Resource`.
@@ -66,6 +71,11 @@ pub trait ForResource<K> {
     note = "a step receives the data of the nearest earlier step that produced some (`()` when none did); produce it with `Outcome::Unchanged(data)`"
 )]
 pub trait TakesData<D> {
+    /// Always `Self`. `staircase!` passes each step through this projection: when the trait is not
+    /// implemented the projection cannot be resolved, so the compiler reports the mismatch once, at
+    /// that step, and does not report the rest of the chain again.
+    #[doc(hidden)]
+    type This;
     /// The data type the step's function takes (the same as `D` whenever this is implemented).
     type Data;
     /// The identity, by reference.
@@ -81,6 +91,11 @@ pub trait TakesData<D> {
     note = "all steps of one staircase share one `Context<S>`"
 )]
 pub trait WithState<S> {
+    /// Always `Self`. `staircase!` passes each step through this projection: when the trait is not
+    /// implemented the projection cannot be resolved, so the compiler reports the mismatch once, at
+    /// that step, and does not report the rest of the chain again.
+    #[doc(hidden)]
+    type This;
     /// The state type of the step's `Context` (the same as `S` whenever this is implemented).
     type State;
     /// The identity: turns the runtime's context into the step's.

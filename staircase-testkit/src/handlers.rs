@@ -82,25 +82,21 @@ pub fn decode_body(body: &Bytes, content_type: &str) -> ApiResult<Value> {
         return serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
-    serde_json::from_slice::<Value>(body).map_err(|e| {
-        if body.first().is_some_and(|b| *b != b'{' && *b != b'[' && !b.is_ascii_whitespace()) {
-            // kubectl and humans sometimes send YAML labelled as JSON; the real server's
-            // universal decoder accepts that too.
-            if let Ok(v) = serde_yaml::from_slice::<Value>(body)
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            // Humans and some tools send YAML labelled as JSON; the real server's universal
+            // decoder accepts that, so fall back when the body does not even start like JSON.
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            if first.is_some_and(|b| *b != b'{' && *b != b'[')
+                && let Ok(v) = serde_yaml::from_slice::<Value>(body)
                 && v.is_object()
             {
-                return ApiError::new(0, "", serde_json::to_string(&v).unwrap_or_default());
+                return Ok(v);
             }
+            Err(ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
         }
-        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-    })
-    .or_else(|e| {
-        if e.code == 0 {
-            serde_json::from_str(&e.message).map_err(|e| ApiError::bad_request(e.to_string()))
-        } else {
-            Err(e)
-        }
-    })
+    }
 }
 
 fn write_opts(r: &ResourceRequest<'_>) -> ApiResult<WriteOpts> {
@@ -119,7 +115,7 @@ fn write_opts(r: &ResourceRequest<'_>) -> ApiResult<WriteOpts> {
         Some("All") => true,
         Some(other) => return Err(ApiError::bad_request(format!("Invalid dry run value: {other:?}, must be \"All\""))),
     };
-    Ok(WriteOpts { dry_run, field_manager: r.field_manager.clone(), validation })
+    Ok(WriteOpts { dry_run, field_manager: r.field_manager.clone(), validation, managed_fields_done: false })
 }
 
 /// Dispatches one resource request.
@@ -472,13 +468,14 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
             )));
         }
     };
-    if kind == "apply" {
-        return Err(ApiError::unsupported_media_type(
-            "server-side apply (application/apply-patch+yaml) is not supported by this server yet",
-        ));
-    }
     let body = decode_body(&r.body, if kind == "apply" { "yaml" } else { "json" })?;
     let mut st = store.lock();
+    if kind == "apply" {
+        let w = server_side_apply(&mut st, rt, r, body, opts)?;
+        crate::gc::run(&mut st);
+        drop(st);
+        return Ok(Reply::Json(if w.1 { 201 } else { 200 }, (*present(&w.0.object, rt)).clone(), w.0.warnings));
+    }
     let old = st.get(&rt.key(), ns, name).cloned().ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
     let base = present(&old, rt);
     let patched = match kind {
@@ -509,6 +506,78 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
     crate::gc::run(&mut st);
     drop(st);
     Ok(Reply::Json(200, (*present(&w.object, rt)).clone(), w.warnings))
+}
+
+/// Server-side apply: merges the configuration with field ownership; creates when missing.
+/// Returns the write and whether it created the object.
+fn server_side_apply(
+    st: &mut crate::store::State,
+    rt: &ResourceType,
+    r: &ResourceRequest<'_>,
+    mut body: Value,
+    mut opts: WriteOpts,
+) -> ApiResult<(ops::Written, bool)> {
+    let name = r.path.name.as_deref().expect("patch has a name");
+    let Some(manager) = r.query.get("fieldManager").filter(|m| !m.is_empty()) else {
+        return Err(ApiError::bad_request("PATCH requests of type apply must have a fieldManager"));
+    };
+    if !body.is_object() {
+        return Err(ApiError::bad_request("error decoding patch: apply configuration must be an object"));
+    }
+    for (k, want) in [("apiVersion", rt.api_version()), ("kind", rt.kind.clone())] {
+        match body.get(k).and_then(Value::as_str) {
+            Some(v) if v == want => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the {k} in the apply configuration ({v}) does not match the expected {k} ({want})"
+                )));
+            }
+            None => return Err(ApiError::bad_request(format!("invalid object: {k} must be set"))),
+        }
+    }
+    match body.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            crate::meta::meta_mut(&mut body).insert("name".into(), name.into());
+        }
+    }
+    let force = r.query.get("force").is_some_and(|f| f == "true");
+    let ns = ns_of(r);
+    let old = st.get(&rt.key(), ns, name).cloned();
+    let now = crate::meta::now();
+    let schema = rt.schema.as_deref();
+    let merged = crate::patch::apply_with_schema(
+        old.as_deref(),
+        &body,
+        manager,
+        force,
+        &rt.gvk_string(),
+        &now,
+        schema,
+    )
+    .map_err(|e| patch_error(rt, name, e))?;
+    opts.managed_fields_done = true;
+    match old {
+        None => {
+            if r.path.subresource.is_some() {
+                return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+            }
+            Ok((ops::create(st, rt, r.path.namespace.as_deref(), merged, &opts)?, true))
+        }
+        Some(old) => {
+            let mut merged = merged;
+            if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            let w = ops::apply_update(st, rt, &old, merged, r.path.subresource.as_deref(), &opts)?;
+            Ok((w, false))
+        }
+    }
 }
 
 fn body_or_none(r: &ResourceRequest<'_>) -> ApiResult<Option<Value>> {

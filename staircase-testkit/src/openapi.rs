@@ -36,10 +36,33 @@ pub fn v3_group_version(reg: &Registry, group: &str, version: &str) -> Option<Va
         let rev: Vec<&str> = t.group.split('.').rev().collect();
         schemas.insert(format!("{}.{}.{}", rev.join("."), t.version, t.kind), s);
     }
+    // kubectl decides whether to leave validation to the server (`fieldValidation`) by finding
+    // a PATCH operation tagged with the kind that declares that query parameter.
+    let mut paths = serde_json::Map::new();
+    for t in &types {
+        let prefix = if t.group.is_empty() { format!("/api/{}", t.version) } else { format!("/apis/{}/{}", t.group, t.version) };
+        let ns = if t.namespaced { "/namespaces/{namespace}" } else { "" };
+        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        let params = json!([
+            {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+            {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+            {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+            {"name": "force", "in": "query", "schema": {"type": "boolean"}}
+        ]);
+        let op = |action: &str| json!({
+            "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": action,
+            "parameters": params, "responses": {"200": {"description": "OK"}}
+        });
+        paths.insert(
+            format!("{prefix}{ns}/{}/{{name}}", t.plural),
+            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
+        );
+        paths.insert(format!("{prefix}{ns}/{}", t.plural), json!({"get": op("list"), "post": op("post")}));
+    }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
-        "paths": {},
+        "paths": paths,
         "components": {"schemas": schemas}
     }))
 }

@@ -34,6 +34,8 @@ pub struct WriteOpts {
     pub field_manager: String,
     /// How to treat unknown fields of custom resources.
     pub validation: FieldValidation,
+    /// Set by server-side apply, which computes `managedFields` itself.
+    pub managed_fields_done: bool,
 }
 
 /// The result of a successful create or update.
@@ -287,36 +289,19 @@ fn prepare_create(st: &mut State, rt: &ResourceType, obj: &mut Value) {
     }
 }
 
-/// Records the write in `metadata.managedFields` (an `Update` entry per manager).
-fn track_managed_fields(old: Option<&Value>, new: &mut Value, opts: &WriteOpts, subresource: Option<&str>) {
-    let _ = old;
-    if opts.field_manager.is_empty() {
+/// Records field ownership of a non-apply write in `metadata.managedFields`.
+fn track_managed_fields(rt: &ResourceType, old: Option<&Value>, new: &mut Value, opts: &WriteOpts) {
+    if opts.managed_fields_done || opts.field_manager.is_empty() {
         return;
     }
-    let api_version = new.get("apiVersion").cloned().unwrap_or(Value::Null);
-    let m = meta_mut(new);
-    let entries = m.entry("managedFields").or_insert_with(|| json!([]));
-    let Some(list) = entries.as_array_mut() else { return };
-    let sub = subresource.unwrap_or("");
-    let found = list.iter_mut().find(|e| {
-        e["manager"] == opts.field_manager.as_str()
-            && e["operation"] == "Update"
-            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == sub
-    });
-    let now = meta::now();
-    match found {
-        Some(e) => e["time"] = now.into(),
-        None => {
-            let mut e = json!({
-                "manager": opts.field_manager, "operation": "Update", "apiVersion": api_version,
-                "time": now, "fieldsType": "FieldsV1", "fieldsV1": {}
-            });
-            if !sub.is_empty() {
-                e["subresource"] = sub.into();
-            }
-            list.push(e);
-        }
-    }
+    crate::patch::update_managed_fields_with_schema(
+        old,
+        new,
+        &opts.field_manager,
+        &rt.gvk_string(),
+        &meta::now(),
+        rt.schema.as_deref(),
+    );
 }
 
 /// POST: creates an object (or, for dry runs, says what would be created).
@@ -358,7 +343,7 @@ pub fn create(st: &mut State, rt: &ResourceType, url_ns: Option<&str>, mut obj: 
         return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
     }
     prepare_create(st, rt, &mut obj);
-    track_managed_fields(None, &mut obj, opts, None);
+    track_managed_fields(rt, None, &mut obj, opts);
     if opts.dry_run {
         return Ok(Written { object: Arc::new(obj), warnings });
     }
@@ -514,7 +499,7 @@ pub fn apply_update(
     if new == **old {
         return Ok(Written { object: old.clone(), warnings });
     }
-    track_managed_fields(Some(old), &mut new, opts, subresource);
+    track_managed_fields(rt, Some(old), &mut new, opts);
     if opts.dry_run {
         return Ok(Written { object: Arc::new(new), warnings });
     }

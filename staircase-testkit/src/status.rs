@@ -20,7 +20,7 @@ pub struct ApiError {
     /// HTTP status code, duplicated in the body's `code`.
     pub code: u16,
     /// CamelCase reason such as `NotFound`.
-    pub reason: &'static str,
+    pub reason: String,
     /// The full human-readable message.
     pub message: String,
     /// `details` of the Status, when the error concerns one object.
@@ -32,8 +32,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     /// A Status with no details.
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+    pub fn new(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { code, reason: reason.into(), message: message.into(), details: None }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {

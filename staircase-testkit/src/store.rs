@@ -200,13 +200,6 @@ impl State {
         }
     }
 
-    /// Number of objects of a resource in one namespace or all.
-    pub fn count(&self, resource: &str, ns: Option<&str>) -> usize {
-        match ns {
-            None => self.objects.get(resource).map_or(0, |m| m.len()),
-            Some(_) => self.range(resource, ns, None).count(),
-        }
-    }
 
     /// Address of the object with this uid.
     pub fn by_uid(&self, uid: &str) -> Option<&FullKey> {

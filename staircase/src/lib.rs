@@ -24,12 +24,41 @@
 //! ([`staircase_runtime`]) explain each moving part.
 #![warn(missing_docs)]
 
-pub use staircase_macros::{staircase, step};
+pub use staircase_macros::step;
 pub use staircase_runtime::*;
+
+/// Builds a [`Staircase`] from `#[step]` functions, in the order they run.
+///
+/// ```ignore
+/// let stairs = staircase!(Foo => [ensure_config, find_config, use_config, wait_ready]);
+/// // with cleanup steps, run behind a finalizer when an object is deleted:
+/// let stairs = staircase!(Foo => [ensure_config, wait_ready], cleanup => [delete_external]);
+/// ```
+///
+/// Each listed name is a function marked `#[step]` (a path such as `steps::ensure_config` works
+/// too). The compiler checks that every step takes `&Foo`, that all steps share one
+/// `Context<S>`, and that each step taking data gets the data an earlier step hands down; a
+/// mismatch is reported at the step that does not fit.
+// Defined as `__staircase_entry` and re-exported as `staircase`: a `use` of the name `staircase`
+// in this crate would also pick up the runtime's `staircase` module (from the glob above) and let
+// it shadow the crate name in user code that imports the prelude.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __staircase_entry {
+    ($($tokens:tt)*) => {
+        // `$crate` names this crate however the user's `Cargo.toml` renamed it; the proc macro
+        // builds every path from it.
+        $crate::__private::staircase_impl! { $crate; $($tokens)* }
+    };
+}
+
+#[doc(inline)]
+pub use __staircase_entry as staircase;
 
 /// Everything a typical operator file needs.
 pub mod prelude {
-    pub use staircase_macros::{staircase, step};
+    pub use crate::__staircase_entry as staircase;
+    pub use staircase_macros::step;
     pub use staircase_runtime::{
         Context, Error, HasStepStatus, Operator, OperatorConfig, Outcome, Result, RulePolicy,
         RunReport, Staircase, StepStatus,
@@ -40,10 +69,43 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use futures::future::BoxFuture;
+    pub use staircase_macros::__staircase as staircase_impl;
     pub use staircase_runtime::{
-        Context, Error, ForResource, Outcome, Result, Staircase, Start, Step, StepInfo, StepReturn,
-        TakesData, WithState,
+        Context, Error, ForResource, Outcome, Result, Staircase, Stairs, Start, Step, StepInfo,
+        StepReturn, TakesData, WithState,
     };
     pub use std::boxed::Box;
     pub use std::marker::{Send, Sync};
+
+    // The checks below run on each step of a `staircase!`, in this order, before the step is
+    // appended to the chain. Each returns the step through a projection of the trait it checks:
+    // when the trait is not implemented the projection stays unresolved, so the compiler reports
+    // that one trait's message at the step and then stays silent about everything built on it
+    // (the later checks, `.then()`, the rest of the chain), instead of a cascade of errors.
+
+    /// Checks that `step` is written for resource `K`.
+    pub fn check_resource<K, St>(step: St) -> <St as ForResource<K>>::This
+    where
+        St: ForResource<K, This = St>,
+    {
+        step
+    }
+
+    /// Checks that `step` takes the `Context<S>` of the steps in `chain`.
+    pub fn check_state<K, S, C, St>(_chain: &C, step: St) -> <St as WithState<S>>::This
+    where
+        C: Stairs<K, S>,
+        St: WithState<S, This = St>,
+    {
+        step
+    }
+
+    /// Checks that `step` takes the data the steps in `chain` hand down.
+    pub fn check_data<K, S, C, St>(_chain: &C, step: St) -> <St as TakesData<C::Output>>::This
+    where
+        C: Stairs<K, S>,
+        St: TakesData<C::Output, This = St>,
+    {
+        step
+    }
 }

@@ -74,9 +74,8 @@ impl<'a> Schema<'a> {
             ("", "ConfigMap" | "Secret" | "Namespace" | "Event")
             | ("events.k8s.io", "Event")
             | ("coordination.k8s.io", "Lease") => Some(Builtin::Plain),
-            ("apps", "Deployment" | "StatefulSet" | "ReplicaSet" | "DaemonSet") | ("batch", "Job") => {
-                Some(Builtin::Workload)
-            }
+            ("apps", "Deployment" | "StatefulSet" | "ReplicaSet" | "DaemonSet")
+            | ("batch", "Job") => Some(Builtin::Workload),
             ("batch", "CronJob") => Some(Builtin::CronJob),
             _ => None,
         };
@@ -96,7 +95,10 @@ impl<'a> Schema<'a> {
         }
         match self.builtin {
             Some(b) => builtin_list(b, path),
-            None => self.crd_node(path).map(crd_list).unwrap_or(ListType::Atomic),
+            None => self
+                .crd_node(path)
+                .map(crd_list)
+                .unwrap_or(ListType::Atomic),
         }
     }
 
@@ -131,7 +133,10 @@ impl<'a> Schema<'a> {
 }
 
 fn key(name: &str) -> KeyField {
-    KeyField { name: name.into(), default: None }
+    KeyField {
+        name: name.into(),
+        default: None,
+    }
 }
 
 fn keys(names: &[&str]) -> ListType {
@@ -140,12 +145,20 @@ fn keys(names: &[&str]) -> ListType {
 
 /// Ports are keyed by number and protocol, and the protocol defaults to TCP.
 fn port_keys(number: &str) -> ListType {
-    ListType::Map(vec![key(number), KeyField { name: "protocol".into(), default: Some(Value::from("TCP")) }])
+    ListType::Map(vec![
+        key(number),
+        KeyField {
+            name: "protocol".into(),
+            default: Some(Value::from("TCP")),
+        },
+    ])
 }
 
 /// `ObjectMeta` lists, wherever an object's metadata appears (top level or a pod template).
 fn metadata_list(path: &[&str]) -> Option<ListType> {
-    let [.., "metadata", last] = path else { return None };
+    let [.., "metadata", last] = path else {
+        return None;
+    };
     match *last {
         "finalizers" => Some(ListType::Set),
         "ownerReferences" => Some(keys(&["uid"])),
@@ -163,7 +176,10 @@ fn pod_spec_root(b: Builtin) -> &'static [&'static str] {
 }
 
 fn is_container_list(name: &str) -> bool {
-    matches!(name, "containers" | "initContainers" | "ephemeralContainers")
+    matches!(
+        name,
+        "containers" | "initContainers" | "ephemeralContainers"
+    )
 }
 
 fn builtin_list(b: Builtin, path: &[&str]) -> ListType {
@@ -199,10 +215,22 @@ fn builtin_map(b: Builtin, path: &[&str]) -> MapType {
         (Builtin::Service, ["spec", "selector"]) => MapType::Granular,
         // LabelSelector and the env/volume source references are `+structType=atomic`.
         (_, [.., "selector" | "labelSelector" | "namespaceSelector"]) => MapType::Atomic,
-        (_, [.., "configMapKeyRef" | "secretKeyRef" | "fieldRef" | "resourceFieldRef"]) => MapType::Atomic,
+        (
+            _,
+            [
+                ..,
+                "configMapKeyRef" | "secretKeyRef" | "fieldRef" | "resourceFieldRef",
+            ],
+        ) => MapType::Atomic,
         _ if matches!(
             last,
-            "nodeSelector" | "data" | "binaryData" | "stringData" | "limits" | "requests" | "overhead"
+            "nodeSelector"
+                | "data"
+                | "binaryData"
+                | "stringData"
+                | "limits"
+                | "requests"
+                | "overhead"
         ) =>
         {
             MapType::Granular
@@ -216,17 +244,25 @@ fn crd_list(node: &Value) -> ListType {
         Some("set") => ListType::Set,
         Some("map") => {
             let items = node.get("items");
-            let names = node.get("x-kubernetes-list-map-keys").and_then(Value::as_array);
+            let names = node
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array);
             let fields = names
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
                 .map(|name| KeyField {
                     name: name.into(),
-                    default: items.and_then(|i| i.pointer(&format!("/properties/{name}/default"))).cloned(),
+                    default: items
+                        .and_then(|i| i.pointer(&format!("/properties/{name}/default")))
+                        .cloned(),
                 })
                 .collect::<Vec<_>>();
-            if fields.is_empty() { ListType::Atomic } else { ListType::Map(fields) }
+            if fields.is_empty() {
+                ListType::Atomic
+            } else {
+                ListType::Map(fields)
+            }
         }
         _ => ListType::Atomic,
     }
@@ -236,7 +272,11 @@ fn crd_map(node: &Value) -> MapType {
     match node.get("x-kubernetes-map-type").and_then(Value::as_str) {
         Some("atomic") => MapType::Atomic,
         Some("granular") => MapType::Granular,
-        _ if node.get("properties").is_none() && node.get("additionalProperties").is_some_and(Value::is_object) => {
+        _ if node.get("properties").is_none()
+            && node
+                .get("additionalProperties")
+                .is_some_and(Value::is_object) =>
+        {
             MapType::Granular
         }
         _ => MapType::Struct,
@@ -250,10 +290,20 @@ mod tests {
 
     #[test]
     fn kinds_are_recognised_by_group_and_kind() {
-        for k in ["/v1/Pod", "apps/v1/Deployment", "batch/v1/Job", "coordination.k8s.io/v1/Lease", "/v1/ConfigMap"] {
+        for k in [
+            "/v1/Pod",
+            "apps/v1/Deployment",
+            "batch/v1/Job",
+            "coordination.k8s.io/v1/Lease",
+            "/v1/ConfigMap",
+        ] {
             assert!(Schema::for_kind(k, None).is_builtin(), "{k}");
         }
-        for k in ["example.com/v1/Pod", "apps/v1/Foo", "stable.example.com/v1/CronTab"] {
+        for k in [
+            "example.com/v1/Pod",
+            "apps/v1/Foo",
+            "stable.example.com/v1/CronTab",
+        ] {
             assert!(!Schema::for_kind(k, None).is_builtin(), "{k}");
         }
     }
@@ -261,11 +311,26 @@ mod tests {
     #[test]
     fn pod_template_lists() {
         let s = Schema::for_kind("apps/v1/Deployment", None);
-        assert_eq!(s.list_type(&["spec", "template", "spec", "containers"]), keys(&["name"]));
-        assert_eq!(s.list_type(&["spec", "template", "spec", "containers", "env"]), keys(&["name"]));
-        assert_eq!(s.list_type(&["spec", "template", "spec", "containers", "args"]), ListType::Atomic);
-        assert_eq!(s.list_type(&["spec", "template", "spec", "tolerations"]), ListType::Atomic);
-        assert_eq!(s.list_type(&["spec", "template", "metadata", "finalizers"]), ListType::Set);
+        assert_eq!(
+            s.list_type(&["spec", "template", "spec", "containers"]),
+            keys(&["name"])
+        );
+        assert_eq!(
+            s.list_type(&["spec", "template", "spec", "containers", "env"]),
+            keys(&["name"])
+        );
+        assert_eq!(
+            s.list_type(&["spec", "template", "spec", "containers", "args"]),
+            ListType::Atomic
+        );
+        assert_eq!(
+            s.list_type(&["spec", "template", "spec", "tolerations"]),
+            ListType::Atomic
+        );
+        assert_eq!(
+            s.list_type(&["spec", "template", "metadata", "finalizers"]),
+            ListType::Set
+        );
         assert_eq!(s.list_type(&["spec", "containers"]), ListType::Atomic);
         assert_eq!(s.map_type(&["spec", "selector"]), MapType::Atomic);
         let svc = Schema::for_kind("/v1/Service", None);

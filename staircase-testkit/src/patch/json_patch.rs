@@ -18,7 +18,11 @@ pub fn json_patch(target: &Value, ops: &Value) -> Result<Value, PatchError> {
         .ok_or_else(|| bad("json patch must be a JSON array of operations".into()))?;
     // Parse every operation before touching the document so a malformed op late in the list is
     // reported as BadRequest rather than as whatever an earlier op happened to do.
-    let parsed = ops.iter().enumerate().map(|(i, op)| Op::parse(i, op)).collect::<Result<Vec<_>, _>>()?;
+    let parsed = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| Op::parse(i, op))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut doc = target.clone();
     for op in parsed {
         op.run(&mut doc)?;
@@ -53,16 +57,21 @@ impl<'a> Op<'a> {
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("json patch operation {index} has no string \"op\"")))?;
         let pointer = |field: &str| -> Result<Pointer, PatchError> {
-            let raw = obj
-                .get(field)
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("json patch operation {index} ({name}) is missing \"{field}\"")))?;
-            Pointer::parse(raw).map_err(|e| bad(format!("json patch operation {index} ({name}): {e}")))
+            let raw = obj.get(field).and_then(Value::as_str).ok_or_else(|| {
+                bad(format!(
+                    "json patch operation {index} ({name}) is missing \"{field}\""
+                ))
+            })?;
+            Pointer::parse(raw)
+                .map_err(|e| bad(format!("json patch operation {index} ({name}): {e}")))
         };
         // `"value": null` is a real value, so presence is checked on the key, not the content.
         let value = || {
-            obj.get("value")
-                .ok_or_else(|| bad(format!("json patch operation {index} ({name}) is missing \"value\"")))
+            obj.get("value").ok_or_else(|| {
+                bad(format!(
+                    "json patch operation {index} ({name}) is missing \"value\""
+                ))
+            })
         };
         Ok(match name {
             "add" => Op::Add(pointer("path")?, value()?),
@@ -71,7 +80,11 @@ impl<'a> Op<'a> {
             "move" => Op::Move(pointer("from")?, pointer("path")?),
             "copy" => Op::Copy(pointer("from")?, pointer("path")?),
             "test" => Op::Test(pointer("path")?, value()?),
-            other => return Err(bad(format!("json patch operation {index} has unknown op \"{other}\""))),
+            other => {
+                return Err(bad(format!(
+                    "json patch operation {index} has unknown op \"{other}\""
+                )));
+            }
         })
     }
 
@@ -102,12 +115,19 @@ impl<'a> Op<'a> {
                 add(doc, &path, value)
             }
             Op::Test(path, want) => {
-                let found = get_mut(doc, &path)
-                    .map_err(|_| invalid(format!("testing value {} failed: path does not exist", path.raw())))?;
+                let found = get_mut(doc, &path).map_err(|_| {
+                    invalid(format!(
+                        "testing value {} failed: path does not exist",
+                        path.raw()
+                    ))
+                })?;
                 if json_equal(found, want) {
                     Ok(())
                 } else {
-                    Err(invalid(format!("testing value {} failed: expected {want}, found {found}", path.raw())))
+                    Err(invalid(format!(
+                        "testing value {} failed: expected {want}, found {found}",
+                        path.raw()
+                    )))
                 }
             }
         }
@@ -124,9 +144,14 @@ impl Pointer {
             return Ok(Pointer(Vec::new()));
         }
         let Some(rest) = raw.strip_prefix('/') else {
-            return Err(format!("JSON pointer {raw:?} must be empty or start with '/'"));
+            return Err(format!(
+                "JSON pointer {raw:?} must be empty or start with '/'"
+            ));
         };
-        rest.split('/').map(|t| unescape(t).ok_or_else(|| format!("bad escape in JSON pointer {raw:?}"))).collect::<Result<_, _>>().map(Pointer)
+        rest.split('/')
+            .map(|t| unescape(t).ok_or_else(|| format!("bad escape in JSON pointer {raw:?}")))
+            .collect::<Result<_, _>>()
+            .map(Pointer)
     }
 
     /// Re-escaped form, for messages.
@@ -134,7 +159,10 @@ impl Pointer {
         if self.0.is_empty() {
             return "\"\"".into();
         }
-        self.0.iter().map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1"))).collect()
+        self.0
+            .iter()
+            .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+            .collect()
     }
 
     fn split_last(&self) -> Option<(&str, Pointer)> {
@@ -163,10 +191,15 @@ fn unescape(token: &str) -> Option<String> {
 
 /// Array index per RFC 6901: decimal without leading zeros.
 fn parse_index(token: &str, pointer: &Pointer) -> Result<usize, PatchError> {
-    let ok = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
-    ok.then(|| token.parse().ok())
-        .flatten()
-        .ok_or_else(|| invalid(format!("invalid array index {token:?} in path {}", pointer.raw())))
+    let ok = !token.is_empty()
+        && token.bytes().all(|b| b.is_ascii_digit())
+        && (token == "0" || !token.starts_with('0'));
+    ok.then(|| token.parse().ok()).flatten().ok_or_else(|| {
+        invalid(format!(
+            "invalid array index {token:?} in path {}",
+            pointer.raw()
+        ))
+    })
 }
 
 fn get_mut<'v>(doc: &'v mut Value, pointer: &Pointer) -> Result<&'v mut Value, PatchError> {
@@ -190,16 +223,29 @@ fn add(doc: &mut Value, pointer: &Pointer, value: Value) -> Result<(), PatchErro
         *doc = value;
         return Ok(());
     };
-    let missing_parent = || invalid(format!("cannot add {}: parent path does not exist", pointer.raw()));
+    let missing_parent = || {
+        invalid(format!(
+            "cannot add {}: parent path does not exist",
+            pointer.raw()
+        ))
+    };
     match get_mut(doc, &parent).map_err(|_| missing_parent())? {
         Value::Object(map) => {
             map.insert(last.to_string(), value);
             Ok(())
         }
         Value::Array(items) => {
-            let i = if last == "-" { items.len() } else { parse_index(last, pointer)? };
+            let i = if last == "-" {
+                items.len()
+            } else {
+                parse_index(last, pointer)?
+            };
             if i > items.len() {
-                return Err(invalid(format!("cannot add {}: index out of range (length {})", pointer.raw(), items.len())));
+                return Err(invalid(format!(
+                    "cannot add {}: index out of range (length {})",
+                    pointer.raw(),
+                    items.len()
+                )));
             }
             items.insert(i, value);
             Ok(())
@@ -212,12 +258,19 @@ fn remove(doc: &mut Value, pointer: &Pointer) -> Result<Value, PatchError> {
     let Some((last, parent)) = pointer.split_last() else {
         return Err(invalid("cannot remove the whole document".into()));
     };
-    let missing = || invalid(format!("cannot remove {}: path does not exist", pointer.raw()));
+    let missing = || {
+        invalid(format!(
+            "cannot remove {}: path does not exist",
+            pointer.raw()
+        ))
+    };
     match get_mut(doc, &parent).map_err(|_| missing())? {
         Value::Object(map) => map.remove(last).ok_or_else(missing),
         Value::Array(items) => {
             let i = parse_index(last, pointer)?;
-            (i < items.len()).then(|| items.remove(i)).ok_or_else(missing)
+            (i < items.len())
+                .then(|| items.remove(i))
+                .ok_or_else(missing)
         }
         _ => Err(missing()),
     }
@@ -229,14 +282,18 @@ fn json_equal(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => {
             x == y || matches!((x.as_f64(), y.as_f64()), (Some(p), Some(q)) if p == q)
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => objects_equal(x, y),
         _ => a == b,
     }
 }
 
 fn objects_equal(x: &Map<String, Value>, y: &Map<String, Value>) -> bool {
-    x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+    x.len() == y.len()
+        && x.iter()
+            .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
 }
 
 #[cfg(test)]
@@ -254,26 +311,44 @@ mod tests {
 
     #[test]
     fn a1_add_object_member() {
-        assert_eq!(ok(json!({"foo":"bar"}), json!([{"op":"add","path":"/baz","value":"qux"}])), json!({"baz":"qux","foo":"bar"}));
+        assert_eq!(
+            ok(
+                json!({"foo":"bar"}),
+                json!([{"op":"add","path":"/baz","value":"qux"}])
+            ),
+            json!({"baz":"qux","foo":"bar"})
+        );
     }
 
     #[test]
     fn a2_add_array_element() {
         assert_eq!(
-            ok(json!({"foo":["bar","baz"]}), json!([{"op":"add","path":"/foo/1","value":"qux"}])),
+            ok(
+                json!({"foo":["bar","baz"]}),
+                json!([{"op":"add","path":"/foo/1","value":"qux"}])
+            ),
             json!({"foo":["bar","qux","baz"]})
         );
     }
 
     #[test]
     fn a3_remove_object_member() {
-        assert_eq!(ok(json!({"baz":"qux","foo":"bar"}), json!([{"op":"remove","path":"/baz"}])), json!({"foo":"bar"}));
+        assert_eq!(
+            ok(
+                json!({"baz":"qux","foo":"bar"}),
+                json!([{"op":"remove","path":"/baz"}])
+            ),
+            json!({"foo":"bar"})
+        );
     }
 
     #[test]
     fn a4_remove_array_element() {
         assert_eq!(
-            ok(json!({"foo":["bar","qux","baz"]}), json!([{"op":"remove","path":"/foo/1"}])),
+            ok(
+                json!({"foo":["bar","qux","baz"]}),
+                json!([{"op":"remove","path":"/foo/1"}])
+            ),
             json!({"foo":["bar","baz"]})
         );
     }
@@ -281,7 +356,10 @@ mod tests {
     #[test]
     fn a5_replace() {
         assert_eq!(
-            ok(json!({"baz":"qux","foo":"bar"}), json!([{"op":"replace","path":"/baz","value":"boo"}])),
+            ok(
+                json!({"baz":"qux","foo":"bar"}),
+                json!([{"op":"replace","path":"/baz","value":"boo"}])
+            ),
             json!({"baz":"boo","foo":"bar"})
         );
     }
@@ -290,13 +368,22 @@ mod tests {
     fn a6_move_value() {
         let target = json!({"foo":{"bar":"baz","waldo":"fred"},"qux":{"corge":"grault"}});
         let want = json!({"foo":{"bar":"baz"},"qux":{"corge":"grault","thud":"fred"}});
-        assert_eq!(ok(target, json!([{"op":"move","from":"/foo/waldo","path":"/qux/thud"}])), want);
+        assert_eq!(
+            ok(
+                target,
+                json!([{"op":"move","from":"/foo/waldo","path":"/qux/thud"}])
+            ),
+            want
+        );
     }
 
     #[test]
     fn a7_move_array_element() {
         assert_eq!(
-            ok(json!({"foo":["all","grass","cows","eat"]}), json!([{"op":"move","from":"/foo/1","path":"/foo/3"}])),
+            ok(
+                json!({"foo":["all","grass","cows","eat"]}),
+                json!([{"op":"move","from":"/foo/1","path":"/foo/3"}])
+            ),
             json!({"foo":["all","cows","eat","grass"]})
         );
     }
@@ -310,14 +397,23 @@ mod tests {
 
     #[test]
     fn a9_test_error() {
-        let e = err(json!({"baz":"qux"}), json!([{"op":"test","path":"/baz","value":"bar"}]));
-        assert!(matches!(&e, PatchError::Invalid(m) if m.contains("testing value /baz failed")), "{e:?}");
+        let e = err(
+            json!({"baz":"qux"}),
+            json!([{"op":"test","path":"/baz","value":"bar"}]),
+        );
+        assert!(
+            matches!(&e, PatchError::Invalid(m) if m.contains("testing value /baz failed")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn a10_add_nested_member_object() {
         assert_eq!(
-            ok(json!({"foo":"bar"}), json!([{"op":"add","path":"/child","value":{"grandchild":{}}}])),
+            ok(
+                json!({"foo":"bar"}),
+                json!([{"op":"add","path":"/child","value":{"grandchild":{}}}])
+            ),
             json!({"foo":"bar","child":{"grandchild":{}}})
         );
     }
@@ -325,61 +421,115 @@ mod tests {
     #[test]
     fn a11_ignore_unrecognized_members() {
         assert_eq!(
-            ok(json!({"foo":"bar"}), json!([{"op":"add","path":"/baz","value":"qux","xyz":123}])),
+            ok(
+                json!({"foo":"bar"}),
+                json!([{"op":"add","path":"/baz","value":"qux","xyz":123}])
+            ),
             json!({"foo":"bar","baz":"qux"})
         );
     }
 
     #[test]
     fn a12_add_to_nonexistent_target() {
-        let e = err(json!({"foo":"bar"}), json!([{"op":"add","path":"/baz/bat","value":"qux"}]));
+        let e = err(
+            json!({"foo":"bar"}),
+            json!([{"op":"add","path":"/baz/bat","value":"qux"}]),
+        );
         assert!(matches!(e, PatchError::Invalid(_)), "{e:?}");
     }
 
     #[test]
     fn a14_escape_ordering() {
         let doc = json!({"/":9,"~1":10});
-        assert_eq!(ok(doc.clone(), json!([{"op":"test","path":"/~01","value":10}])), doc);
-        assert_eq!(ok(json!({"a/b":1}), json!([{"op":"remove","path":"/a~1b"}])), json!({}));
+        assert_eq!(
+            ok(doc.clone(), json!([{"op":"test","path":"/~01","value":10}])),
+            doc
+        );
+        assert_eq!(
+            ok(json!({"a/b":1}), json!([{"op":"remove","path":"/a~1b"}])),
+            json!({})
+        );
     }
 
     #[test]
     fn a15_string_is_not_number() {
-        let e = err(json!({"/":9,"~1":10}), json!([{"op":"test","path":"/~01","value":"10"}]));
+        let e = err(
+            json!({"/":9,"~1":10}),
+            json!([{"op":"test","path":"/~01","value":"10"}]),
+        );
         assert!(matches!(e, PatchError::Invalid(_)));
     }
 
     #[test]
     fn a16_add_array_value_and_append() {
         assert_eq!(
-            ok(json!({"foo":["bar"]}), json!([{"op":"add","path":"/foo/-","value":["abc","def"]}])),
+            ok(
+                json!({"foo":["bar"]}),
+                json!([{"op":"add","path":"/foo/-","value":["abc","def"]}])
+            ),
             json!({"foo":["bar",["abc","def"]]})
         );
     }
 
     #[test]
     fn copy_and_root_replace() {
-        assert_eq!(ok(json!({"a":{"b":1}}), json!([{"op":"copy","from":"/a","path":"/c"}])), json!({"a":{"b":1},"c":{"b":1}}));
-        assert_eq!(ok(json!({"a":1}), json!([{"op":"replace","path":"","value":[1]}])), json!([1]));
-        assert_eq!(ok(json!({"a":1}), json!([{"op":"add","path":"","value":{"b":2}}])), json!({"b":2}));
+        assert_eq!(
+            ok(
+                json!({"a":{"b":1}}),
+                json!([{"op":"copy","from":"/a","path":"/c"}])
+            ),
+            json!({"a":{"b":1},"c":{"b":1}})
+        );
+        assert_eq!(
+            ok(
+                json!({"a":1}),
+                json!([{"op":"replace","path":"","value":[1]}])
+            ),
+            json!([1])
+        );
+        assert_eq!(
+            ok(
+                json!({"a":1}),
+                json!([{"op":"add","path":"","value":{"b":2}}])
+            ),
+            json!({"b":2})
+        );
     }
 
     #[test]
     fn null_value_is_a_value() {
-        assert_eq!(ok(json!({}), json!([{"op":"add","path":"/a","value":null}])), json!({"a":null}));
-        assert_eq!(ok(json!({"a":null}), json!([{"op":"test","path":"/a","value":null}])), json!({"a":null}));
+        assert_eq!(
+            ok(json!({}), json!([{"op":"add","path":"/a","value":null}])),
+            json!({"a":null})
+        );
+        assert_eq!(
+            ok(
+                json!({"a":null}),
+                json!([{"op":"test","path":"/a","value":null}])
+            ),
+            json!({"a":null})
+        );
     }
 
     #[test]
     fn numbers_compare_by_value() {
-        ok(json!({"a":1}), json!([{"op":"test","path":"/a","value":1.0}]));
-        ok(json!({"a":{"x":[1,{"y":2}]}}), json!([{"op":"test","path":"/a","value":{"x":[1.0,{"y":2}]}}]));
+        ok(
+            json!({"a":1}),
+            json!([{"op":"test","path":"/a","value":1.0}]),
+        );
+        ok(
+            json!({"a":{"x":[1,{"y":2}]}}),
+            json!([{"op":"test","path":"/a","value":{"x":[1.0,{"y":2}]}}]),
+        );
     }
 
     #[test]
     fn all_or_nothing() {
         let doc = json!({"a":1});
-        let e = err(doc.clone(), json!([{"op":"add","path":"/b","value":2},{"op":"test","path":"/a","value":2}]));
+        let e = err(
+            doc.clone(),
+            json!([{"op":"add","path":"/b","value":2},{"op":"test","path":"/a","value":2}]),
+        );
         assert!(matches!(e, PatchError::Invalid(_)));
         assert_eq!(doc, json!({"a":1}));
     }
@@ -400,7 +550,10 @@ mod tests {
             json!([{"op":"add","path":"/a~2","value":1}]),
             json!([{"op":"add","path":1,"value":1}]),
         ] {
-            assert!(matches!(err(json!({"a":1}), ops.clone()), PatchError::BadRequest(_)), "{ops}");
+            assert!(
+                matches!(err(json!({"a":1}), ops.clone()), PatchError::BadRequest(_)),
+                "{ops}"
+            );
         }
     }
 
@@ -421,18 +574,36 @@ mod tests {
             json!([{"op":"remove","path":""}]),
         ] {
             let doc = json!({"l":[1,2],"s":"str","m":{"k":1}});
-            assert!(matches!(err(doc, ops.clone()), PatchError::Invalid(_)), "{ops}");
+            assert!(
+                matches!(err(doc, ops.clone()), PatchError::Invalid(_)),
+                "{ops}"
+            );
         }
     }
 
     #[test]
     fn move_to_same_place_is_noop() {
-        assert_eq!(ok(json!({"a":1}), json!([{"op":"move","from":"/a","path":"/a"}])), json!({"a":1}));
+        assert_eq!(
+            ok(
+                json!({"a":1}),
+                json!([{"op":"move","from":"/a","path":"/a"}])
+            ),
+            json!({"a":1})
+        );
     }
 
     #[test]
     fn add_at_end_index_and_replace_array_item() {
-        assert_eq!(ok(json!([1,2]), json!([{"op":"add","path":"/2","value":3}])), json!([1,2,3]));
-        assert_eq!(ok(json!([1,2]), json!([{"op":"replace","path":"/0","value":9}])), json!([9,2]));
+        assert_eq!(
+            ok(json!([1, 2]), json!([{"op":"add","path":"/2","value":3}])),
+            json!([1, 2, 3])
+        );
+        assert_eq!(
+            ok(
+                json!([1, 2]),
+                json!([{"op":"replace","path":"/0","value":9}])
+            ),
+            json!([9, 2])
+        );
     }
 }

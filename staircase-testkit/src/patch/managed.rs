@@ -27,10 +27,21 @@ pub(crate) fn key_item(item: &Value, keys: &[KeyField]) -> Option<String> {
     let obj = item.as_object()?;
     let mut pairs = keys
         .iter()
-        .map(|k| Some((k.name.as_str(), obj.get(&k.name).filter(|v| !v.is_null()).or(k.default.as_ref())?)))
+        .map(|k| {
+            Some((
+                k.name.as_str(),
+                obj.get(&k.name)
+                    .filter(|v| !v.is_null())
+                    .or(k.default.as_ref())?,
+            ))
+        })
         .collect::<Option<Vec<_>>>()?;
     pairs.sort_by_key(|(name, _)| *name);
-    let body = pairs.iter().map(|(name, v)| format!("{}:{v}", Value::from(*name))).collect::<Vec<_>>().join(",");
+    let body = pairs
+        .iter()
+        .map(|(name, v)| format!("{}:{v}", Value::from(*name)))
+        .collect::<Vec<_>>()
+        .join(",");
     Some(format!("k:{{{body}}}"))
 }
 
@@ -66,7 +77,9 @@ pub(crate) fn decode(fields: &Value) -> FieldSet {
 }
 
 fn decode_into(node: &Value, path: &mut Path, set: &mut FieldSet) {
-    let Some(children) = node.as_object() else { return };
+    let Some(children) = node.as_object() else {
+        return;
+    };
     for (element, child) in children {
         if element == "." {
             set.insert(path.clone());
@@ -94,7 +107,10 @@ pub(crate) fn display(path: &Path) -> String {
             }
             "k:" => {
                 let keys = serde_json::from_str::<Map<String, Value>>(rest).unwrap_or_default();
-                let parts = keys.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
+                let parts = keys
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>();
                 out.push_str(&format!("[{}]", parts.join(",")));
             }
             "v:" => out.push_str(&format!("[={rest}]")),
@@ -133,7 +149,10 @@ fn str_field(entry: &Value, name: &str) -> Option<String> {
 
 /// The entries recorded on `object`; malformed entries decode leniently rather than failing a write.
 pub(crate) fn read_entries(object: &Value) -> Vec<Entry> {
-    let Some(items) = object.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(items) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     items
@@ -154,17 +173,30 @@ pub(crate) fn read_entries(object: &Value) -> Vec<Entry> {
 pub(crate) fn write_entries(object: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.set.is_empty());
     entries.sort_by(|a, b| {
-        (&a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
-            &b.operation,
-            &b.time,
-            &b.manager,
-            &b.api_version,
-            &b.subresource,
-        ))
+        (
+            &a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
     });
-    let Some(obj) = object.as_object_mut() else { return };
-    let metadata = obj.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    let Some(metadata) = metadata.as_object_mut() else { return };
+    let Some(obj) = object.as_object_mut() else {
+        return;
+    };
+    let metadata = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return;
+    };
     if entries.is_empty() {
         metadata.remove("managedFields");
         return;
@@ -221,10 +253,19 @@ mod tests {
     #[test]
     fn key_items_sort_and_default() {
         let keys = [
-            KeyField { name: "protocol".into(), default: Some("TCP".into()) },
-            KeyField { name: "containerPort".into(), default: None },
+            KeyField {
+                name: "protocol".into(),
+                default: Some("TCP".into()),
+            },
+            KeyField {
+                name: "containerPort".into(),
+                default: None,
+            },
         ];
-        assert_eq!(key_item(&json!({"containerPort": 80}), &keys).unwrap(), r#"k:{"containerPort":80,"protocol":"TCP"}"#);
+        assert_eq!(
+            key_item(&json!({"containerPort": 80}), &keys).unwrap(),
+            r#"k:{"containerPort":80,"protocol":"TCP"}"#
+        );
         assert_eq!(key_item(&json!({"protocol": "UDP"}), &keys), None);
     }
 
@@ -232,13 +273,25 @@ mod tests {
     fn display_like_kube() {
         assert_eq!(display(&p(&["f:spec", "f:replicas"])), ".spec.replicas");
         assert_eq!(
-            display(&p(&["f:spec", "f:containers", r#"k:{"name":"nginx"}"#, "f:image"])),
+            display(&p(&[
+                "f:spec",
+                "f:containers",
+                r#"k:{"name":"nginx"}"#,
+                "f:image"
+            ])),
             r#".spec.containers[name="nginx"].image"#
         );
         assert_eq!(
-            display(&p(&["f:spec", "f:ports", r#"k:{"port":80,"protocol":"TCP"}"#])),
+            display(&p(&[
+                "f:spec",
+                "f:ports",
+                r#"k:{"port":80,"protocol":"TCP"}"#
+            ])),
             r#".spec.ports[port=80,protocol="TCP"]"#
         );
-        assert_eq!(display(&p(&["f:metadata", "f:finalizers", r#"v:"a""#])), r#".metadata.finalizers[="a"]"#);
+        assert_eq!(
+            display(&p(&["f:metadata", "f:finalizers", r#"v:"a""#])),
+            r#".metadata.finalizers[="a"]"#
+        );
     }
 }

@@ -11,7 +11,9 @@ mod managed;
 mod merge;
 mod strategic;
 
-pub use apply::{apply, apply_with_schema, update_managed_fields, update_managed_fields_with_schema};
+pub use apply::{
+    apply, apply_with_schema, update_managed_fields, update_managed_fields_with_schema,
+};
 pub use json_patch::json_patch;
 pub use merge::merge_patch;
 pub use strategic::strategic_merge_patch;
@@ -32,14 +34,18 @@ pub enum PatchError {
 impl std::fmt::Display for PatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PatchError::BadRequest(m) | PatchError::Invalid(m) | PatchError::UnsupportedMediaType(m) => {
-                f.write_str(m)
-            }
+            PatchError::BadRequest(m)
+            | PatchError::Invalid(m)
+            | PatchError::UnsupportedMediaType(m) => f.write_str(m),
             PatchError::Conflict(conflicts) => {
                 // Same wording as kube-apiserver so clients matching on it keep working.
                 if conflicts.len() == 1 {
                     let c = &conflicts[0];
-                    write!(f, "Apply failed with 1 conflict: conflict with \"{}\": {}", c.manager, c.field)
+                    write!(
+                        f,
+                        "Apply failed with 1 conflict: conflict with \"{}\": {}",
+                        c.manager, c.field
+                    )
                 } else {
                     write!(f, "Apply failed with {} conflicts:", conflicts.len())?;
                     for c in conflicts {

@@ -22,11 +22,16 @@ const SET_ELEMENT_ORDER: &str = "$setElementOrder/";
 /// Kinds outside the built-in table (custom resources) get [`PatchError::UnsupportedMediaType`],
 /// as strategic merge patch needs Go struct tags a CRD does not have. A malformed patch is
 /// [`PatchError::BadRequest`].
-pub fn strategic_merge_patch(target: &Value, patch: &Value, kind: &str) -> Result<Value, PatchError> {
+pub fn strategic_merge_patch(
+    target: &Value,
+    patch: &Value,
+    kind: &str,
+) -> Result<Value, PatchError> {
     let schema = Schema::for_kind(kind, None);
     if !schema.is_builtin() {
         return Err(PatchError::UnsupportedMediaType(
-            "strategic merge patch is not supported for custom resources; use merge or json patch".into(),
+            "strategic merge patch is not supported for custom resources; use merge or json patch"
+                .into(),
         ));
     }
     let patch = patch
@@ -71,24 +76,39 @@ fn merge_map<'p>(
             // Building from empty still honours directives and nulls nested in the replacement.
             original.clear();
         }
-        Some(other) => return Err(bad(format!("unknown $patch directive {other} at {}", dotted(path)))),
+        Some(other) => {
+            return Err(bad(format!(
+                "unknown $patch directive {other} at {}",
+                dotted(path)
+            )));
+        }
     }
 
     if let Some(retain) = patch.get(RETAIN_KEYS) {
         let retain: Vec<&str> = retain
             .as_array()
             .and_then(|items| items.iter().map(Value::as_str).collect())
-            .ok_or_else(|| bad(format!("$retainKeys at {} must be a list of strings", dotted(path))))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "$retainKeys at {} must be a list of strings",
+                    dotted(path)
+                ))
+            })?;
         for (k, v) in patch {
             if !v.is_null() && !is_directive(k) && !retain.contains(&k.as_str()) {
-                return Err(bad(format!("$retainKeys at {} does not list patched field {k:?}", dotted(path))));
+                return Err(bad(format!(
+                    "$retainKeys at {} does not list patched field {k:?}",
+                    dotted(path)
+                )));
             }
         }
         original.retain(|k, _| retain.contains(&k.as_str()));
     }
 
     for (k, v) in patch {
-        let Some(field) = k.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) else { continue };
+        let Some(field) = k.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) else {
+            continue;
+        };
         let remove = v
             .as_array()
             .ok_or_else(|| bad(format!("{k} at {} must be a list", dotted(path))))?;
@@ -107,7 +127,9 @@ fn merge_map<'p>(
     }
 
     for (k, order) in patch {
-        let Some(field) = k.strip_prefix(SET_ELEMENT_ORDER) else { continue };
+        let Some(field) = k.strip_prefix(SET_ELEMENT_ORDER) else {
+            continue;
+        };
         let order = order
             .as_array()
             .ok_or_else(|| bad(format!("{k} at {} must be a list", dotted(path))))?;
@@ -164,7 +186,9 @@ fn merge_field<'p>(
             let merged = match schema.list_type(path) {
                 ListType::Atomic => patch_items.clone(),
                 ListType::Set => merge_primitive_list(current, patch_items),
-                ListType::Map(keys) => merge_keyed_list(current, patch_items, &keys[0].name, schema, path)?,
+                ListType::Map(keys) => {
+                    merge_keyed_list(current, patch_items, &keys[0].name, schema, path)?
+                }
             };
             original.insert(key.to_string(), Value::Array(merged));
         }
@@ -193,16 +217,32 @@ fn list_directives<'p>(
         match directive.as_str() {
             Some("replace") => replace = true,
             Some("delete") => {
-                let key = key.ok_or_else(|| bad(format!("$patch: delete in list {} without a merge key", dotted(path))))?;
-                let value = item
-                    .get(key)
-                    .ok_or_else(|| bad(format!("$patch: delete in list {} lacks merge key {key:?}", dotted(path))))?;
+                let key = key.ok_or_else(|| {
+                    bad(format!(
+                        "$patch: delete in list {} without a merge key",
+                        dotted(path)
+                    ))
+                })?;
+                let value = item.get(key).ok_or_else(|| {
+                    bad(format!(
+                        "$patch: delete in list {} lacks merge key {key:?}",
+                        dotted(path)
+                    ))
+                })?;
                 original.retain(|o| o.get(key) != Some(value));
             }
             Some("merge") => {
-                return Err(bad(format!("$patch: merge is not supported on list elements ({})", dotted(path))));
+                return Err(bad(format!(
+                    "$patch: merge is not supported on list elements ({})",
+                    dotted(path)
+                )));
             }
-            _ => return Err(bad(format!("unknown $patch directive {directive} in list {}", dotted(path)))),
+            _ => {
+                return Err(bad(format!(
+                    "unknown $patch directive {directive} in list {}",
+                    dotted(path)
+                )));
+            }
         }
     }
     Ok((replace, items))
@@ -211,7 +251,8 @@ fn list_directives<'p>(
 fn merge_primitive_list(mut original: Vec<Value>, patch: &[Value]) -> Vec<Value> {
     // Primitive lists cannot carry `$patch: delete` (that is what $deleteFromPrimitiveList is
     // for), so the only directive that can appear is `replace`.
-    let (replace, items) = list_directives(patch, None, &mut original, &[]).unwrap_or((false, patch.iter().collect()));
+    let (replace, items) =
+        list_directives(patch, None, &mut original, &[]).unwrap_or((false, patch.iter().collect()));
     if replace {
         original.clear();
     }
@@ -236,22 +277,34 @@ fn merge_keyed_list<'p>(
     if replace {
         original.clear();
     }
-    let server_ids = original.iter().map(|o| identity(o, Some(key))).collect::<Vec<_>>();
+    let server_ids = original
+        .iter()
+        .map(|o| identity(o, Some(key)))
+        .collect::<Vec<_>>();
     let mut order = Vec::new();
     for item in items {
-        let item_map = item
-            .as_object()
-            .ok_or_else(|| bad(format!("list {} merges by {key:?} but has a non-object item {item}", dotted(path))))?;
-        let id = item_map
-            .get(key)
-            .ok_or_else(|| bad(format!("an item of list {} does not contain merge key {key:?}: {item}", dotted(path))))?;
+        let item_map = item.as_object().ok_or_else(|| {
+            bad(format!(
+                "list {} merges by {key:?} but has a non-object item {item}",
+                dotted(path)
+            ))
+        })?;
+        let id = item_map.get(key).ok_or_else(|| {
+            bad(format!(
+                "an item of list {} does not contain merge key {key:?}: {item}",
+                dotted(path)
+            ))
+        })?;
         order.push(id.clone());
         let pos = original.iter().position(|o| o.get(key) == Some(id));
         let mut merged = match pos.map(|i| &mut original[i]) {
             Some(Value::Object(m)) => std::mem::take(m),
             _ => Map::new(),
         };
-        let keep = matches!(merge_map(&mut merged, item_map, schema, path)?, MapOutcome::Keep);
+        let keep = matches!(
+            merge_map(&mut merged, item_map, schema, path)?,
+            MapOutcome::Keep
+        );
         match (pos, keep) {
             (Some(i), true) => original[i] = Value::Object(merged),
             (Some(i), false) => {
@@ -276,16 +329,27 @@ fn identity(item: &Value, key: Option<&str>) -> Value {
 /// `$setElementOrder`) follow that order, items only on the server keep their relative order,
 /// and the two runs interleave by position in the original list; an item the server never had
 /// goes before any server-only item still pending, as kube's `mergeSortedSlice` does.
-fn normalize_order(merged: Vec<Value>, key: Option<&str>, order: &[Value], server: &[Value]) -> Vec<Value> {
-    let (mut patched, server_only): (Vec<Value>, Vec<Value>) =
-        merged.into_iter().partition(|item| order.contains(&identity(item, key)));
+fn normalize_order(
+    merged: Vec<Value>,
+    key: Option<&str>,
+    order: &[Value],
+    server: &[Value],
+) -> Vec<Value> {
+    let (mut patched, server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|item| order.contains(&identity(item, key)));
     patched.sort_by_key(|item| order.iter().position(|o| *o == identity(item, key)));
     let server_pos = |item: &Value| server.iter().position(|s| *s == identity(item, key));
     let mut out = Vec::with_capacity(patched.len() + server_only.len());
-    let (mut left, mut right) = (server_only.into_iter().peekable(), patched.into_iter().peekable());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        patched.into_iter().peekable(),
+    );
     loop {
         let take_left = match (left.peek(), right.peek()) {
-            (Some(l), Some(r)) => matches!((server_pos(l), server_pos(r)), (Some(a), Some(b)) if a < b),
+            (Some(l), Some(r)) => {
+                matches!((server_pos(l), server_pos(r)), (Some(a), Some(b)) if a < b)
+            }
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
@@ -316,7 +380,8 @@ mod tests {
 
     #[test]
     fn maps_merge_and_null_deletes() {
-        let target = json!({"metadata": {"name": "c", "labels": {"a": "1", "b": "2"}}, "data": {"x": "1"}});
+        let target =
+            json!({"metadata": {"name": "c", "labels": {"a": "1", "b": "2"}}, "data": {"x": "1"}});
         let patch = json!({"metadata": {"labels": {"a": null, "c": "3"}}, "data": {"y": "2"}});
         assert_eq!(
             smp(target, patch, "/v1/ConfigMap"),
@@ -326,7 +391,9 @@ mod tests {
 
     #[test]
     fn containers_merge_by_name() {
-        let target = pod(json!([{"name": "a", "image": "a:1", "args": ["x", "y"]}, {"name": "b", "image": "b:1"}]));
+        let target = pod(
+            json!([{"name": "a", "image": "a:1", "args": ["x", "y"]}, {"name": "b", "image": "b:1"}]),
+        );
         let patch = json!({"spec": {"containers": [{"name": "b", "image": "b:2"}, {"name": "c", "image": "c:1"}]}});
         let got = smp(target, patch, "/v1/Pod");
         assert_eq!(
@@ -340,7 +407,10 @@ mod tests {
         let target = json!({"spec": {"containers": [{"name": "a", "args": ["x", "y"]}], "tolerations": [{"key": "k1"}]}});
         let patch = json!({"spec": {"containers": [{"name": "a", "args": ["z"]}], "tolerations": [{"key": "k2"}]}});
         let got = smp(target, patch, "/v1/Pod");
-        assert_eq!(got["spec"]["containers"], json!([{"name": "a", "args": ["z"]}]));
+        assert_eq!(
+            got["spec"]["containers"],
+            json!([{"name": "a", "args": ["z"]}])
+        );
         assert_eq!(got["spec"]["tolerations"], json!([{"key": "k2"}]));
     }
 
@@ -357,9 +427,18 @@ mod tests {
         let got = smp(target, patch, "apps/v1/Deployment");
         let c = &got["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(got["spec"]["replicas"], 3);
-        assert_eq!(c["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "two"}, {"name": "C", "value": "3"}]));
-        assert_eq!(c["ports"], json!([{"containerPort": 80, "name": "http"}, {"containerPort": 443}]));
-        assert_eq!(c["volumeMounts"], json!([{"mountPath": "/data", "name": "d", "readOnly": true}]));
+        assert_eq!(
+            c["env"],
+            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "two"}, {"name": "C", "value": "3"}])
+        );
+        assert_eq!(
+            c["ports"],
+            json!([{"containerPort": 80, "name": "http"}, {"containerPort": 443}])
+        );
+        assert_eq!(
+            c["volumeMounts"],
+            json!([{"mountPath": "/data", "name": "d", "readOnly": true}])
+        );
     }
 
     #[test]
@@ -367,7 +446,10 @@ mod tests {
         let target = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "x"}}});
         let patch = json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}, {"port": 443}]}});
         let got = smp(target, patch, "/v1/Service");
-        assert_eq!(got["spec"]["ports"], json!([{"port": 80, "targetPort": 9090}, {"port": 443}]));
+        assert_eq!(
+            got["spec"]["ports"],
+            json!([{"port": 80, "targetPort": 9090}, {"port": 443}])
+        );
         assert_eq!(got["spec"]["selector"], json!({"app": "x"}));
     }
 
@@ -376,30 +458,52 @@ mod tests {
         let target = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}, {"type": "Scheduled", "status": "True"}]}});
         let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
         let got = smp(target, patch, "/v1/Pod");
-        assert_eq!(got["status"]["conditions"], json!([{"type": "Ready", "status": "True"}, {"type": "Scheduled", "status": "True"}]));
+        assert_eq!(
+            got["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}, {"type": "Scheduled", "status": "True"}])
+        );
     }
 
     #[test]
     fn finalizers_merge_as_set_and_delete_from_primitive_list() {
         let target = json!({"metadata": {"finalizers": ["a", "b"]}});
-        let got = smp(target.clone(), json!({"metadata": {"finalizers": ["b", "c"]}}), "/v1/ConfigMap");
+        let got = smp(
+            target.clone(),
+            json!({"metadata": {"finalizers": ["b", "c"]}}),
+            "/v1/ConfigMap",
+        );
         assert_eq!(got["metadata"]["finalizers"], json!(["a", "b", "c"]));
-        let got = smp(target, json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}), "/v1/Secret");
+        let got = smp(
+            target,
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+            "/v1/Secret",
+        );
         assert_eq!(got["metadata"]["finalizers"], json!(["b"]));
     }
 
     #[test]
     fn owner_references_merge_by_uid() {
         let target = json!({"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}]}});
-        let got = smp(target, json!({"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}]}}), "apps/v1/ReplicaSet");
+        let got = smp(
+            target,
+            json!({"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}]}}),
+            "apps/v1/ReplicaSet",
+        );
         // Items the server never had go first, exactly as kube's mergeSortedSlice orders them.
-        assert_eq!(got["metadata"]["ownerReferences"], json!([{"uid": "2", "name": "b"}, {"uid": "1", "name": "a"}]));
+        assert_eq!(
+            got["metadata"]["ownerReferences"],
+            json!([{"uid": "2", "name": "b"}, {"uid": "1", "name": "a"}])
+        );
     }
 
     #[test]
     fn patch_delete_on_list_item_and_map() {
         let target = pod(json!([{"name": "a"}, {"name": "b"}]));
-        let got = smp(target.clone(), json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}), "/v1/Pod");
+        let got = smp(
+            target.clone(),
+            json!({"spec": {"containers": [{"name": "a", "$patch": "delete"}]}}),
+            "/v1/Pod",
+        );
         assert_eq!(got["spec"]["containers"], json!([{"name": "b"}]));
         let got = smp(target, json!({"metadata": {"$patch": "delete"}}), "/v1/Pod");
         assert!(got.get("metadata").is_none(), "{got}");
@@ -413,7 +517,10 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "image": "c"}, {"$patch": "replace"}]}}),
             "/v1/Pod",
         );
-        assert_eq!(got["spec"]["containers"], json!([{"name": "c", "image": "c"}]));
+        assert_eq!(
+            got["spec"]["containers"],
+            json!([{"name": "c", "image": "c"}])
+        );
         let got = smp(
             json!({"metadata": {"labels": {"a": "1", "b": "2"}}}),
             json!({"metadata": {"labels": {"$patch": "replace", "c": "3"}}}),
@@ -424,7 +531,11 @@ mod tests {
 
     #[test]
     fn patch_merge_directive_is_a_plain_merge() {
-        let got = smp(json!({"data": {"a": "1"}}), json!({"data": {"$patch": "merge", "b": "2"}}), "/v1/ConfigMap");
+        let got = smp(
+            json!({"data": {"a": "1"}}),
+            json!({"data": {"$patch": "merge", "b": "2"}}),
+            "/v1/ConfigMap",
+        );
         assert_eq!(got, json!({"data": {"a": "1", "b": "2"}}));
     }
 
@@ -432,9 +543,15 @@ mod tests {
     fn retain_keys_drops_unlisted_fields() {
         let target = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
-        assert_eq!(smp(target, patch, "apps/v1/Deployment"), json!({"spec": {"strategy": {"type": "Recreate"}}}));
+        assert_eq!(
+            smp(target, patch, "apps/v1/Deployment"),
+            json!({"spec": {"strategy": {"type": "Recreate"}}})
+        );
         let bad = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
-        assert!(matches!(strategic_merge_patch(&json!({}), &bad, "apps/v1/Deployment"), Err(PatchError::BadRequest(_))));
+        assert!(matches!(
+            strategic_merge_patch(&json!({}), &bad, "apps/v1/Deployment"),
+            Err(PatchError::BadRequest(_))
+        ));
     }
 
     #[test]
@@ -443,7 +560,10 @@ mod tests {
         let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "b"}, {"name": "a"}],
             "containers": [{"name": "b", "image": "b"}]}});
         let got = smp(target, patch, "/v1/Pod");
-        assert_eq!(got["spec"]["containers"], json!([{"name": "c"}, {"name": "b", "image": "b"}, {"name": "a"}]));
+        assert_eq!(
+            got["spec"]["containers"],
+            json!([{"name": "c"}, {"name": "b", "image": "b"}, {"name": "a"}])
+        );
         let got = smp(
             json!({"metadata": {"finalizers": ["x", "y"]}}),
             json!({"metadata": {"$setElementOrder/finalizers": ["y", "x"]}}),
@@ -455,13 +575,24 @@ mod tests {
     #[test]
     fn new_items_keep_position_relative_to_untouched_ones() {
         let target = pod(json!([{"name": "a"}, {"name": "b"}]));
-        let got = smp(target, json!({"spec": {"containers": [{"name": "z"}, {"name": "a", "image": "i"}]}}), "/v1/Pod");
-        assert_eq!(got["spec"]["containers"], json!([{"name": "z"}, {"name": "a", "image": "i"}, {"name": "b"}]));
+        let got = smp(
+            target,
+            json!({"spec": {"containers": [{"name": "z"}, {"name": "a", "image": "i"}]}}),
+            "/v1/Pod",
+        );
+        assert_eq!(
+            got["spec"]["containers"],
+            json!([{"name": "z"}, {"name": "a", "image": "i"}, {"name": "b"}])
+        );
     }
 
     #[test]
     fn directives_inside_new_fields_are_processed() {
-        let got = smp(json!({}), json!({"metadata": {"labels": {"a": "1", "b": null, "$patch": "merge"}}}), "/v1/Pod");
+        let got = smp(
+            json!({}),
+            json!({"metadata": {"labels": {"a": "1", "b": null, "$patch": "merge"}}}),
+            "/v1/Pod",
+        );
         assert_eq!(got, json!({"metadata": {"labels": {"a": "1"}}}));
     }
 
@@ -477,7 +608,10 @@ mod tests {
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),
         ] {
             assert!(
-                matches!(strategic_merge_patch(&pod(json!([])), &patch, "/v1/Pod"), Err(PatchError::BadRequest(_))),
+                matches!(
+                    strategic_merge_patch(&pod(json!([])), &patch, "/v1/Pod"),
+                    Err(PatchError::BadRequest(_))
+                ),
                 "{patch}"
             );
         }
@@ -488,6 +622,9 @@ mod tests {
         let target = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}}});
         let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "b"}]}}}}}});
         let got = smp(target, patch, "batch/v1/CronJob");
-        assert_eq!(got["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"], json!([{"name": "b"}, {"name": "a"}]));
+        assert_eq!(
+            got["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "b"}, {"name": "a"}])
+        );
     }
 }

@@ -21,8 +21,9 @@ pub(super) fn prune_nulls(x: &mut Value, s: Option<&Value>, root: bool) {
                     continue;
                 }
                 let field_schema = s.and_then(|s| node::field_schema(s, &k));
-                let drop = field_schema
-                    .is_some_and(|fs| non_nullable_null(&map[&k], fs) && node::default(fs).is_none());
+                let drop = field_schema.is_some_and(|fs| {
+                    non_nullable_null(&map[&k], fs) && node::default(fs).is_none()
+                });
                 if drop {
                     map.remove(&k);
                 } else {
@@ -66,20 +67,24 @@ pub(super) fn apply(x: &mut Value, s: &Value, root: bool) {
                     apply(v, p, false);
                 } else if let Some(a) = additional {
                     if non_nullable_null(v, a)
-                        && let Some(d) = node::default(a) {
-                            *v = d.clone();
-                        }
+                        && let Some(d) = node::default(a)
+                    {
+                        *v = d.clone();
+                    }
                     apply(v, a, false);
                 }
             }
         }
         Value::Array(items) => {
-            let Some(item_schema) = node::items(s) else { return };
+            let Some(item_schema) = node::items(s) else {
+                return;
+            };
             for v in items {
                 if non_nullable_null(v, item_schema)
-                    && let Some(d) = node::default(item_schema) {
-                        *v = d.clone();
-                    }
+                    && let Some(d) = node::default(item_schema)
+                {
+                    *v = d.clone();
+                }
                 apply(v, item_schema, false);
             }
         }

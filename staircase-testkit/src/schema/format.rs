@@ -164,8 +164,7 @@ fn is_date_time(s: &str) -> bool {
     if parts.len() < 2 || !is_date(parts[0]) {
         return false;
     }
-    let Ok(re) =
-        regex(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
+    let Ok(re) = regex(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$")
     else {
         return false;
     };
@@ -178,10 +177,7 @@ fn is_date_time(s: &str) -> bool {
 /// Go's `time.ParseDuration`, else strfmt's lenient scala-style fallback (any `<n> <unit>`
 /// fragment with a recognised unit makes the whole string valid).
 fn is_duration(s: &str) -> bool {
-    if matches(
-        r"^[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$",
-        s,
-    ) {
+    if matches(r"^[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$", s) {
         return true;
     }
     let Ok(re) = regex(r"((\d+)\s*([A-Za-zµ]+))") else {
@@ -255,12 +251,16 @@ fn is_mac(s: &str) -> bool {
     let octets = |sep: char| {
         let parts: Vec<&str> = s.split(sep).collect();
         matches!(parts.len(), 6 | 8 | 20)
-            && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            && parts
+                .iter()
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
     };
     let dotted = || {
         let parts: Vec<&str> = s.split('.').collect();
         matches!(parts.len(), 3 | 4 | 10)
-            && parts.iter().all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            && parts
+                .iter()
+                .all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_hexdigit()))
     };
     octets(':') || octets('-') || dotted()
 }
@@ -292,7 +292,11 @@ fn is_isbn10(s: &str) -> bool {
         .chars()
         .enumerate()
         .map(|(i, c)| {
-            let v = if c == 'X' { 10 } else { c.to_digit(10).unwrap_or(0) };
+            let v = if c == 'X' {
+                10
+            } else {
+                c.to_digit(10).unwrap_or(0)
+            };
             (i as u32 + 1) * v
         })
         .sum();

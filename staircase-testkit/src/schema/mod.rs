@@ -59,7 +59,11 @@ pub fn validate_and_prune(object: &mut Value, schema: &Value) -> Result<(), Vec<
     prune_unknown_fields(object, schema);
     apply_defaults(object, schema);
     let errors = validate(object, schema);
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Paths of the fields that pruning would remove, sorted, in the server's notation

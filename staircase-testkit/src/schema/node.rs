@@ -102,5 +102,7 @@ pub(super) fn i64_field(s: &Value, key: &str) -> Option<i64> {
 }
 
 pub(super) fn list<'a>(s: &'a Value, key: &str) -> &'a [Value] {
-    s.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    s.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }

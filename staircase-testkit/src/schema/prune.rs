@@ -4,7 +4,11 @@ use super::node::{self, is_meta};
 use serde_json::Value;
 
 fn key_path(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Prunes `x` against the root schema and returns the removed paths, sorted as the server
@@ -18,7 +22,13 @@ pub(super) fn prune_root(x: &mut Value, schema: &Value) -> Vec<String> {
     removed
 }
 
-fn prune(x: &mut Value, s: Option<&Value>, force_embedded: bool, path: &str, removed: &mut Vec<String>) {
+fn prune(
+    x: &mut Value,
+    s: Option<&Value>,
+    force_embedded: bool,
+    path: &str,
+    removed: &mut Vec<String>,
+) {
     if let Some(s) = s.filter(|s| node::preserve_unknown(s)) {
         skip_prune(x, s, force_embedded, path, removed);
         return;
@@ -61,7 +71,13 @@ fn prune(x: &mut Value, s: Option<&Value>, force_embedded: bool, path: &str, rem
 
 /// Below `x-kubernetes-preserve-unknown-fields: true` unknown keys stay, but known ones are
 /// still pruned by their own schema.
-fn skip_prune(x: &mut Value, s: &Value, force_embedded: bool, path: &str, removed: &mut Vec<String>) {
+fn skip_prune(
+    x: &mut Value,
+    s: &Value,
+    force_embedded: bool,
+    path: &str,
+    removed: &mut Vec<String>,
+) {
     match x {
         Value::Object(map) => {
             let embedded = force_embedded || node::embedded(s);

@@ -48,27 +48,47 @@ fn field_of(name: &str) -> String {
 }
 
 fn err(reason: &str, field: String, message: String) -> FieldError {
-    FieldError { reason: reason.to_string(), field, message }
+    FieldError {
+        reason: reason.to_string(),
+        field,
+        message,
+    }
 }
 
 fn invalid(name: &str, bad: String, detail: String) -> FieldError {
-    err("FieldValueInvalid", field_of(name), format!("Invalid value: {bad}: {detail}"))
+    err(
+        "FieldValueInvalid",
+        field_of(name),
+        format!("Invalid value: {bad}: {detail}"),
+    )
 }
 
 fn type_invalid(name: &str, bad: String, detail: String) -> FieldError {
-    err("FieldValueTypeInvalid", field_of(name), format!("Invalid value: {bad}: {detail}"))
+    err(
+        "FieldValueTypeInvalid",
+        field_of(name),
+        format!("Invalid value: {bad}: {detail}"),
+    )
 }
 
 /// go-openapi `InvalidType` with string data: `<name> in body must be of type <t>: "<v>"`.
 fn invalid_type(name: &str, type_name: &str, value: &str) -> FieldError {
     let q = gofmt::quote(value);
-    type_invalid(name, q.clone(), format!("{name} in body must be of type {type_name}: {q}"))
+    type_invalid(
+        name,
+        q.clone(),
+        format!("{name} in body must be of type {type_name}: {q}"),
+    )
 }
 
 /// Errors that are not go-openapi `Validation`s (composition keywords, range checks) reach
 /// the cause list as `field.Invalid(nil, "", msg)`.
 fn unattached(message: String) -> FieldError {
-    err("FieldValueInvalid", "<nil>".to_string(), format!("Invalid value: \"\": {message}"))
+    err(
+        "FieldValueInvalid",
+        "<nil>".to_string(),
+        format!("Invalid value: \"\": {message}"),
+    )
 }
 
 fn plural(n: i64, one: &str, many: &str) -> String {
@@ -79,12 +99,19 @@ fn too_many(name: &str, actual: i64, max: i64) -> FieldError {
     err(
         "FieldValueTooMany",
         field_of(name),
-        format!("Too many: {actual}: must have at most {}", plural(max, "item", "items")),
+        format!(
+            "Too many: {actual}: must have at most {}",
+            plural(max, "item", "items")
+        ),
     )
 }
 
 fn child(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// The JSON type name and go-openapi format that the type validator infers from data.
@@ -180,12 +207,17 @@ fn check_type(v: &Value, types: &[&str], fmt: &str, path: &str, errs: &mut Error
     let is_int_float = sch_type == "integer" && has("number");
     let stringish = matches!(v, Value::String(_) | Value::Array(_));
 
-    if !stringish && !fmt.is_empty() && !(has(sch_type) || data_format == fmt || is_float_int || is_int_float) {
-        errs.push(invalid_type(path, fmt, data_format));
-        return;
-    }
-    if !(has("number") || has("integer")) && !fmt.is_empty() && stringish {
-        return;
+    if !fmt.is_empty() {
+        let format_compatible = has(sch_type) || data_format == fmt || is_float_int || is_int_float;
+        if !stringish && !format_compatible {
+            errs.push(invalid_type(path, fmt, data_format));
+            return;
+        }
+        // A string format on a non-numeric schema settles strings and arrays without a
+        // type check at all (go-openapi quirk: `type: object, format: date` accepts "x").
+        if stringish && !(has("number") || has("integer")) {
+            return;
+        }
     }
     if !(has(sch_type) || is_float_int || is_int_float) {
         errs.push(invalid_type(path, &types.join(","), sch_type));
@@ -220,7 +252,9 @@ fn check_composition(v: &Value, s: &Value, path: &str, root: bool, errs: &mut Er
             }
         }
         if !ok {
-            errs.push(unattached(format!("{q} must validate at least one schema (anyOf)")));
+            errs.push(unattached(format!(
+                "{q} must validate at least one schema (anyOf)"
+            )));
             if let Some(b) = best {
                 errs.extend(b);
             }
@@ -269,14 +303,19 @@ fn check_composition(v: &Value, s: &Value, path: &str, root: bool, errs: &mut Er
         }
         if valid != all_of.len() {
             let none = if valid == 0 { ". None validated" } else { "" };
-            errs.push(unattached(format!("{q} must validate all the schemas (allOf){none}")));
+            errs.push(unattached(format!(
+                "{q} must validate all the schemas (allOf){none}"
+            )));
         }
     }
 
     if let Some(not) = s.get("not").filter(|n| n.is_object())
-        && sub_result(v, not, path, root).len() == 0 {
-            errs.push(unattached(format!("{q} must not validate the schema (not)")));
-        }
+        && sub_result(v, not, path, root).len() == 0
+    {
+        errs.push(unattached(format!(
+            "{q} must not validate the schema (not)"
+        )));
+    }
 }
 
 /// go-openapi's `stringValidator` stops at the first failing keyword.
@@ -284,23 +323,28 @@ fn check_string(text: &str, s: &Value, path: &str, errs: &mut Errors) {
     // Lengths count runes, although the server's TooLong message says "bytes".
     let len = text.chars().count() as i64;
     if let Some(max) = node::i64_field(s, "maxLength")
-        && len > max {
-            errs.push(err(
-                "FieldValueTooLong",
-                field_of(path),
-                format!("Too long: may not be more than {}", plural(max, "byte", "bytes")),
-            ));
-            return;
-        }
+        && len > max
+    {
+        errs.push(err(
+            "FieldValueTooLong",
+            field_of(path),
+            format!(
+                "Too long: may not be more than {}",
+                plural(max, "byte", "bytes")
+            ),
+        ));
+        return;
+    }
     if let Some(min) = node::i64_field(s, "minLength")
-        && len < min {
-            errs.push(invalid(
-                path,
-                gofmt::quote(text),
-                format!("{path} in body should be at least {min} chars long"),
-            ));
-            return;
-        }
+        && len < min
+    {
+        errs.push(invalid(
+            path,
+            gofmt::quote(text),
+            format!("{path} in body should be at least {min} chars long"),
+        ));
+        return;
+    }
     let pattern = node::str_field(s, "pattern");
     if !pattern.is_empty() {
         let failure = match format::regex(pattern) {
@@ -327,7 +371,9 @@ fn range_error(n: Num, type_name: &str, fmt: &str, prefix: &str, path: &str) -> 
             let as_int = match n {
                 Num::Int(i) => Some(i),
                 // Go formats the float with 'f' and re-parses it as an integer.
-                Num::Float(f) if f.is_finite() && f == f.trunc() && f.abs() < 9.223_372_036_854_776e18 => {
+                Num::Float(f)
+                    if f.is_finite() && f == f.trunc() && f.abs() < 9.223_372_036_854_776e18 =>
+                {
                     Some(f as i64)
                 }
                 Num::Float(_) => None,
@@ -374,10 +420,19 @@ fn check_number(n: Num, s: &Value, types: &[&str], fmt: &str, path: &str, errs: 
             errs.push(e);
         }
         let positive = |shown: String| {
-            invalid(path, shown.clone(), format!("factor MultipleOf declared for {path} must be positive: {shown}"))
+            invalid(
+                path,
+                shown.clone(),
+                format!("factor MultipleOf declared for {path} must be positive: {shown}"),
+            )
         };
-        let not_multiple =
-            |shown: String| invalid(path, bad.clone(), format!("{path} in body should be a multiple of {shown}"));
+        let not_multiple = |shown: String| {
+            invalid(
+                path,
+                bad.clone(),
+                format!("{path} in body should be a multiple of {shown}"),
+            )
+        };
         match (n, native) {
             (Num::Int(i), true) => {
                 let f = factor as i64;
@@ -392,7 +447,11 @@ fn check_number(n: Num, s: &Value, types: &[&str], fmt: &str, path: &str, errs: 
                 if factor <= 0.0 {
                     errs.push(positive(gofmt::float_v(factor)));
                 } else {
-                    let mult = if factor < 1.0 { 1.0 / factor * data } else { data / factor };
+                    let mult = if factor < 1.0 {
+                        1.0 / factor * data
+                    } else {
+                        data / factor
+                    };
                     if !is_json_integer(mult) {
                         errs.push(not_multiple(gofmt::float_v(factor)));
                     }
@@ -402,7 +461,9 @@ fn check_number(n: Num, s: &Value, types: &[&str], fmt: &str, path: &str, errs: 
     }
 
     let mut bound = |key: &str, excl_key: &str, prefix: &str, is_min: bool| {
-        let Some(limit) = node::f64_field(s, key) else { return };
+        let Some(limit) = node::f64_field(s, key) else {
+            return;
+        };
         let exclusive = s.get(excl_key).and_then(Value::as_bool).unwrap_or(false);
         let range = range_error(Num::Float(limit), type_name, num_fmt, prefix, path);
         let native = range.is_none();
@@ -412,7 +473,11 @@ fn check_number(n: Num, s: &Value, types: &[&str], fmt: &str, path: &str, errs: 
         let (violated, shown) = match (n, native) {
             (Num::Int(i), true) => {
                 let l = limit as i64;
-                let v = if is_min { i < l || (exclusive && i == l) } else { i > l || (exclusive && i == l) };
+                let v = if is_min {
+                    i < l || (exclusive && i == l)
+                } else {
+                    i > l || (exclusive && i == l)
+                };
                 (v, l.to_string())
             }
             _ => {
@@ -432,7 +497,11 @@ fn check_number(n: Num, s: &Value, types: &[&str], fmt: &str, path: &str, errs: 
                 (false, false) => "less than or equal to",
                 (false, true) => "less than",
             };
-            errs.push(invalid(path, bad.clone(), format!("{path} in body should be {relation} {shown}")));
+            errs.push(invalid(
+                path,
+                bad.clone(),
+                format!("{path} in body should be {relation} {shown}"),
+            ));
         }
     };
     bound("minimum", "exclusiveMinimum", "Minimum boundary", true);
@@ -447,18 +516,34 @@ fn check_array(items: &[Value], s: &Value, path: &str, errs: &mut Errors) {
     }
     let size = items.len() as i64;
     if let Some(min) = node::i64_field(s, "minItems")
-        && size < min {
-            errs.push(invalid(path, size.to_string(), format!("{path} in body should have at least {min} items")));
-        }
+        && size < min
+    {
+        errs.push(invalid(
+            path,
+            size.to_string(),
+            format!("{path} in body should have at least {min} items"),
+        ));
+    }
     if let Some(max) = node::i64_field(s, "maxItems")
-        && size > max {
-            errs.push(too_many(path, size, max));
-        }
-    if s.get("uniqueItems").and_then(Value::as_bool).unwrap_or(false) {
+        && size > max
+    {
+        errs.push(too_many(path, size, max));
+    }
+    if s.get("uniqueItems")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         // serde_json equality keeps 1 and 1.0 distinct, as Go's DeepEqual on int64/float64 does.
-        let dup = items.iter().enumerate().any(|(i, a)| items[..i].contains(a));
+        let dup = items
+            .iter()
+            .enumerate()
+            .any(|(i, a)| items[..i].contains(a));
         if dup {
-            errs.push(invalid(path, "\"\"".into(), format!("{path} in body shouldn't contain duplicates")));
+            errs.push(invalid(
+                path,
+                "\"\"".into(),
+                format!("{path} in body shouldn't contain duplicates"),
+            ));
         }
     }
 }
@@ -467,9 +552,13 @@ fn check_array(items: &[Value], s: &Value, path: &str, errs: &mut Errors) {
 fn deep_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(_), Value::Number(_)) => Num::of(a) == Num::of(b),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| deep_equal(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| deep_equal(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| deep_equal(p, q)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, p)| y.get(k).is_some_and(|q| deep_equal(p, q)))
         }
         _ => a == b,
     }
@@ -489,7 +578,10 @@ fn enum_matches(data: &Value, candidate: &Value) -> bool {
         },
         (Value::Number(_), Value::String(c)) => match Num::of(data) {
             Some(Num::Int(i)) => {
-                let rune = u32::try_from(i).ok().and_then(char::from_u32).unwrap_or('\u{FFFD}');
+                let rune = u32::try_from(i)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .unwrap_or('\u{FFFD}');
                 c.chars().eq(std::iter::once(rune))
             }
             _ => false,
@@ -513,27 +605,41 @@ fn check_enum(v: &Value, s: &Value, path: &str, errs: &mut Errors) {
     errs.push(err(
         "FieldValueNotSupported",
         field_of(path),
-        format!("Unsupported value: {}: supported values: {}", gofmt::bad_value(v), supported.join(", ")),
+        format!(
+            "Unsupported value: {}: supported values: {}",
+            gofmt::bad_value(v),
+            supported.join(", ")
+        ),
     ));
 }
 
 fn check_object(map: &Map<String, Value>, s: &Value, path: &str, root: bool, errs: &mut Errors) {
     let size = map.len() as i64;
     if let Some(min) = node::i64_field(s, "minProperties")
-        && size < min {
-            errs.push(invalid(path, size.to_string(), format!("{path} in body should have at least {min} properties")));
-        }
+        && size < min
+    {
+        errs.push(invalid(
+            path,
+            size.to_string(),
+            format!("{path} in body should have at least {min} properties"),
+        ));
+    }
     if let Some(max) = node::i64_field(s, "maxProperties")
-        && size > max {
-            errs.push(too_many(path, size, max));
-        }
+        && size > max
+    {
+        errs.push(too_many(path, size, max));
+    }
     let skip = |k: &str| root && is_meta(k);
     let known = |k: &str| node::property(s, k).is_some();
 
     match node::additional(s) {
         Some(node::Additional::Bool(false)) => {
             for k in map.keys().filter(|k| !known(k) && !skip(k)) {
-                errs.push(invalid(path, gofmt::quote(k), format!("{path}.{k} in body is a forbidden property")));
+                errs.push(invalid(
+                    path,
+                    gofmt::quote(k),
+                    format!("{path}.{k} in body is a forbidden property"),
+                ));
             }
         }
         Some(node::Additional::Schema(ap)) => {
@@ -555,7 +661,11 @@ fn check_object(map: &Map<String, Value>, s: &Value, path: &str, root: bool, err
 
     for k in node::list(s, "required").iter().filter_map(Value::as_str) {
         if !map.contains_key(k) && !skip(k) {
-            errs.push(err("FieldValueRequired", field_of(&format!("{path}.{k}")), "Required value".into()));
+            errs.push(err(
+                "FieldValueRequired",
+                field_of(&format!("{path}.{k}")),
+                "Required value".into(),
+            ));
         }
     }
 }
@@ -597,19 +707,29 @@ fn check_embedded_type_meta(map: &Map<String, Value>, path: &str, errs: &mut Err
     let kind_path = child(path, "kind");
     for (key, p) in [("apiVersion", &api_version_path), ("kind", &kind_path)] {
         if !map.contains_key(key) {
-            errs.push(err("FieldValueRequired", p.clone(), "Required value".into()));
+            errs.push(err(
+                "FieldValueRequired",
+                p.clone(),
+                "Required value".into(),
+            ));
         }
     }
     let field_invalid = |p: &str, v: &Value, detail: &str| {
-        err("FieldValueInvalid", p.to_string(), format!("Invalid value: {}: {detail}", gofmt::bad_value(v)))
+        err(
+            "FieldValueInvalid",
+            p.to_string(),
+            format!("Invalid value: {}: {detail}", gofmt::bad_value(v)),
+        )
     };
     if let Some(v) = map.get("apiVersion") {
         match v.as_str() {
             None => errs.push(field_invalid(&api_version_path, v, "must be a string")),
             Some("") => errs.push(field_invalid(&api_version_path, v, "must not be empty")),
-            Some(av) if av != "/" && av.matches('/').count() > 1 => {
-                errs.push(field_invalid(&api_version_path, v, &format!("unexpected GroupVersion string: {av}")))
-            }
+            Some(av) if av != "/" && av.matches('/').count() > 1 => errs.push(field_invalid(
+                &api_version_path,
+                v,
+                &format!("unexpected GroupVersion string: {av}"),
+            )),
             Some(_) => {}
         }
     }
@@ -623,7 +743,8 @@ fn check_embedded_type_meta(map: &Map<String, Value>, path: &str, errs: &mut Err
                 if lower.len() > 63 {
                     problems.push("must be no more than 63 characters".to_string());
                 }
-                let ok = format::regex("^[a-z]([-a-z0-9]*[a-z0-9])?$").is_ok_and(|re| re.is_match(&lower));
+                let ok = format::regex("^[a-z]([-a-z0-9]*[a-z0-9])?$")
+                    .is_ok_and(|re| re.is_match(&lower));
                 if !ok {
                     problems.push(DNS1035_MSG.to_string());
                 }
@@ -631,7 +752,10 @@ fn check_embedded_type_meta(map: &Map<String, Value>, path: &str, errs: &mut Err
                     errs.push(field_invalid(
                         &kind_path,
                         v,
-                        &format!("may have mixed case, but should otherwise match: {}", problems.join(",")),
+                        &format!(
+                            "may have mixed case, but should otherwise match: {}",
+                            problems.join(",")
+                        ),
                     ));
                 }
             }

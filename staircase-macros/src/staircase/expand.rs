@@ -1,0 +1,62 @@
+//! Expands `staircase!` into the typed chain `Start::new().then(a {}).then(b {})`, each step
+//! first passing the checks `check_resource`, `check_state` and `check_data` of the facade.
+//!
+//! Everything generated for a step is spanned at the step's name in the list, so a step that does
+//! not fit is reported there, with the message of the check it fails; and because each check
+//! hands the step on through a projection that stays unresolved when the check fails, the
+//! compiler reports nothing else for the rest of the chain.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::Ident;
+use syn::spanned::Spanned;
+
+use super::parse::{StaircaseInput, StepList};
+
+/// The expression building the `Staircase`.
+pub(crate) fn expand(input: &StaircaseInput) -> TokenStream {
+    let krate = &input.krate;
+    // A local alias of the facade's hidden module. `$crate` cannot be re-spanned (its span says
+    // which crate it means), and every token generated for a step must carry that step's span.
+    let private = Ident::new("__staircase_private", Span::call_site());
+    let main = chain(input, &input.main, &private);
+    let staircase = match &input.cleanup {
+        None => quote!(#private::Staircase::new(#main)),
+        Some(cleanup) => {
+            let cleanup = chain(input, cleanup, &private);
+            quote!(#private::Staircase::new(#main).with_cleanup(#cleanup))
+        }
+    };
+    quote! {
+        {
+            use #krate::__private as #private;
+            #staircase
+        }
+    }
+}
+
+/// A block evaluating to the chain of the steps of `list`.
+fn chain(input: &StaircaseInput, list: &StepList, private: &Ident) -> TokenStream {
+    let resource = &input.resource;
+    // Hygienic: invisible to (and not clashing with) anything the user writes.
+    let chain = Ident::new("__chain", Span::mixed_site());
+    let step = Ident::new("__step", Span::mixed_site());
+    let steps = list.steps.iter().map(|path| {
+        let span = path.span();
+        let private = Ident::new(&private.to_string(), span);
+        quote_spanned! {span=>
+            let #step = #private::check_data(
+                &#chain,
+                #private::check_state(&#chain, #private::check_resource::<#resource, _>(#path {})),
+            );
+            let #chain = #chain.then(#step);
+        }
+    });
+    quote! {
+        {
+            let #chain = #private::Start::<#resource, _>::new();
+            #(#steps)*
+            #chain
+        }
+    }
+}

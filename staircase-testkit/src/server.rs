@@ -1,0 +1,403 @@
+//! The HTTP side: a loopback listener, one hyper connection task per client (HTTP/1.1 or h2),
+//! request routing, faults and statistics around the handlers, and orderly shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::faults::{FaultAction, Faults, RequestInfo};
+use crate::handlers::{self, Reply, ResourceRequest};
+use crate::router::{self, Route};
+use crate::stats::{RequestRecord, Stats};
+use crate::status::ApiError;
+use crate::store::Store;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Configures an [`ApiServer`] before it starts.
+#[derive(Debug, Clone)]
+pub struct ApiServerBuilder {
+    port: u16,
+    watch_window: usize,
+    max_body_bytes: usize,
+}
+
+impl Default for ApiServerBuilder {
+    fn default() -> Self {
+        ApiServerBuilder { port: 0, watch_window: 10_000, max_body_bytes: 3 << 20 }
+    }
+}
+
+impl ApiServerBuilder {
+    /// TCP port on 127.0.0.1; 0 (the default) picks a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// How many events the server keeps for watches resuming from an older resourceVersion
+    /// (default 10 000). Older versions get `410 Gone`, as after an etcd compaction.
+    pub fn watch_window(mut self, events: usize) -> Self {
+        self.watch_window = events;
+        self
+    }
+
+    /// Largest accepted request body (default 3 MiB, like kube-apiserver); larger bodies get
+    /// `413 RequestEntityTooLarge`.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Binds the listener and starts serving on the current tokio runtime.
+    pub async fn start(self) -> std::io::Result<ApiServer> {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await?;
+        let addr = listener.local_addr()?;
+        let store = Arc::new(Store::new(self.watch_window));
+        {
+            let mut st = store.lock();
+            let ns = st.registry.get("", "v1", "namespaces").expect("built-in");
+            for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+                let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+                crate::ops::create(&mut st, &ns, None, obj, &Default::default()).expect("bootstrap namespace");
+            }
+        }
+        let faults = Faults::new(store.clone());
+        let stats = Stats::new();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared { store, faults, stats, addr, max_body: self.max_body_bytes });
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
+        Ok(ApiServer { shared, shutdown: shutdown_tx, task: Some(task) })
+    }
+}
+
+struct Shared {
+    store: Arc<Store>,
+    faults: Faults,
+    stats: Stats,
+    addr: SocketAddr,
+    max_body: usize,
+}
+
+/// An in-process Kubernetes API server on loopback. See the [crate docs](crate) for a tour.
+///
+/// Dropping it shuts it down (stops accepting, ends watches); [`shutdown`](Self::shutdown)
+/// does the same and waits for the accept loop to finish.
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").field("url", &self.url()).finish()
+    }
+}
+
+impl ApiServer {
+    /// Starts a server with default settings on a free port.
+    pub async fn start() -> std::io::Result<ApiServer> {
+        ApiServerBuilder::default().start().await
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> ApiServerBuilder {
+        ApiServerBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// A kubeconfig with one cluster, user and context named `staircase` (namespace `default`).
+    pub fn kubeconfig(&self) -> kube::config::Kubeconfig {
+        let yaml = self.kubeconfig_yaml();
+        serde_yaml::from_str(&yaml).expect("kubeconfig is well-formed")
+    }
+
+    fn kubeconfig_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: staircase\n  cluster:\n    server: {}\nusers:\n- name: staircase\n  user: {{}}\ncontexts:\n- name: staircase\n  context:\n    cluster: staircase\n    user: staircase\n    namespace: default\ncurrent-context: staircase\npreferences: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// Writes [`kubeconfig`](Self::kubeconfig) to `path`, for kubectl or other processes.
+    pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// A `kube::Client` for this server, defaulting to namespace `default`.
+    pub fn client(&self) -> kube::Client {
+        let mut config = kube::Config::new(self.url().parse().expect("valid URL"));
+        config.default_namespace = "default".into();
+        config.read_timeout = None;
+        kube::Client::try_from(config).expect("plain-http client")
+    }
+
+    /// Request statistics and the request log.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.clone()
+    }
+
+    /// Fault injection.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.clone()
+    }
+
+    /// The current global resourceVersion (the version of the latest write).
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store.lock().current_rv()
+    }
+
+    /// Number of open watch streams (useful to wait until a controller is watching).
+    pub fn open_watches(&self) -> usize {
+        self.shared.store.lock().watcher_count()
+    }
+
+    /// Stops accepting connections, ends all watches, and waits for the accept loop.
+    pub async fn shutdown(mut self) {
+        self.signal_shutdown();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    fn signal_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let mut st = self.shared.store.lock();
+        st.closed = true;
+        st.close_watchers();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.signal_shutdown();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { serve(shared, req).await }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|e| match e {}).boxed_unsync()
+}
+
+fn json_response(code: u16, body: Bytes, warnings: &[String]) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", Value::String(w.clone()))) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.code, Bytes::from(e.to_status().to_string()), &[])
+}
+
+fn value_response(code: u16, v: &Value) -> Response<Body> {
+    json_response(code, Bytes::from(v.to_string()), &[])
+}
+
+/// Manager recorded for writes without `fieldManager`: the user agent's program name, as the
+/// real server derives it (`kubectl/v1.32 (linux/amd64)` -> `kubectl`).
+fn default_manager(ua: Option<&str>) -> String {
+    ua.and_then(|u| u.split('/').next()).filter(|s| !s.is_empty()).unwrap_or("unknown").to_string()
+}
+
+async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let query = router::parse_query(parts.uri.query());
+    let header_str = |h: header::HeaderName| parts.headers.get(h).and_then(|v| v.to_str().ok()).map(String::from);
+    let user_agent = header_str(header::USER_AGENT);
+    let route = router::route(&path);
+    let (verb, rpath) = match &route {
+        Route::Resource(p) => (handlers::verb_of(&parts.method, p, &query), Some(p.clone())),
+        _ => (None, None),
+    };
+    let field_manager = query.get("fieldManager").cloned();
+    let mut record = RequestRecord {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: raw_query,
+        verb,
+        resource: rpath.as_ref().map(|p| crate::status::qualified(&p.group, &p.plural)),
+        subresource: rpath.as_ref().and_then(|p| p.subresource.clone()),
+        namespace: rpath.as_ref().and_then(|p| p.namespace.clone()),
+        name: rpath.as_ref().and_then(|p| p.name.clone()),
+        status: 0,
+        field_manager: field_manager.clone(),
+        user_agent: user_agent.clone(),
+    };
+    let decision = shared.faults.decide(&RequestInfo {
+        verb,
+        group: rpath.as_ref().map(|p| p.group.as_str()),
+        plural: rpath.as_ref().map(|p| p.plural.as_str()),
+        subresource: rpath.as_ref().and_then(|p| p.subresource.as_deref()),
+        name: rpath.as_ref().and_then(|p| p.name.as_deref()),
+        namespace: rpath.as_ref().and_then(|p| p.namespace.as_deref()),
+    });
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    match decision.before {
+        Some(FaultAction::Fail { code, reason }) => {
+            let e = ApiError::new(code, reason.clone(), format!("injected fault: {reason}"));
+            record.status = code;
+            shared.stats.record(record);
+            return Ok(error_response(&e));
+        }
+        Some(FaultAction::Drop) => {
+            shared.stats.record(record);
+            return Err(std::io::Error::other("injected fault: connection dropped"));
+        }
+        _ => {}
+    }
+    let response = match route {
+        Route::Resource(p) => {
+            let Some(verb) = verb else {
+                let r = error_response(&ApiError::method_not_allowed());
+                record.status = 405;
+                shared.stats.record(record);
+                return Ok(r);
+            };
+            let body = match read_body(body, &parts.headers, shared.max_body).await {
+                Ok(b) => b,
+                Err(e) => {
+                    record.status = e.code;
+                    shared.stats.record(record);
+                    return Ok(error_response(&e));
+                }
+            };
+            let content_type = header_str(header::CONTENT_TYPE)
+                .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            let rr = ResourceRequest {
+                path: &p,
+                verb,
+                query: &query,
+                content_type,
+                accept: header_str(header::ACCEPT).unwrap_or_default(),
+                body,
+                field_manager: field_manager.unwrap_or_else(|| default_manager(user_agent.as_deref())),
+            };
+            match handlers::handle(&shared.store, &shared.faults, rr) {
+                Ok(Reply::Json(code, v, warnings)) => json_response(code, Bytes::from(v.to_string()), &warnings),
+                Ok(Reply::Raw(code, b)) => json_response(code, b, &[]),
+                Ok(Reply::Watch(stream)) => {
+                    let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
+                    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                    r
+                }
+                Err(e) => error_response(&e),
+            }
+        }
+        other => non_resource(&shared, other, parts.method == http::Method::GET),
+    };
+    record.status = response.status().as_u16();
+    shared.stats.record(record);
+    match decision.after {
+        Some(FaultAction::FailAfterCommit { code, reason }) => {
+            Ok(error_response(&ApiError::new(code, reason.clone(), format!("injected fault after commit: {reason}"))))
+        }
+        Some(FaultAction::DropAfterCommit) => Err(std::io::Error::other("injected fault: connection dropped after commit")),
+        _ => Ok(response),
+    }
+}
+
+async fn read_body(body: Incoming, headers: &http::HeaderMap, max: usize) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && len > max
+    {
+        return Err(ApiError::too_large(max));
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(max)),
+        Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
+    }
+}
+
+fn non_resource(shared: &Shared, route: Route, is_get: bool) -> Response<Body> {
+    if !is_get {
+        return error_response(&ApiError::method_not_allowed());
+    }
+    let st = shared.store.lock();
+    let doc = match route {
+        Route::Version => Some(crate::discovery::version()),
+        Route::Health => {
+            let mut r = Response::new(full(Bytes::from_static(b"ok")));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            return r;
+        }
+        Route::CoreVersions => Some(crate::discovery::core_versions(&shared.addr.to_string())),
+        Route::Groups => Some(crate::discovery::groups(&st.registry)),
+        Route::Group(g) => crate::discovery::group(&st.registry, &g),
+        Route::ResourceList(g, v) => crate::discovery::resource_list(&st.registry, &g, &v),
+        Route::OpenApiV2 => Some(crate::openapi::v2()),
+        Route::OpenApiV3Index => Some(crate::openapi::v3_index(&st.registry)),
+        Route::OpenApiV3(g, v) => crate::openapi::v3_group_version(&st.registry, &g, &v),
+        Route::Resource(_) | Route::NotFound => None,
+    };
+    drop(st);
+    match doc {
+        Some(d) => value_response(200, &d),
+        None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+    }
+}
