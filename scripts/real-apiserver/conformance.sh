@@ -8,7 +8,8 @@
 # its existing STAIRCASE_CONFORMANCE_KUBECONFIG switch.
 #
 # Usage: bash scripts/real-apiserver/conformance.sh [extra libtest args, e.g. a name filter]
-# Exit status: 0 when every case passes on both servers, 1 otherwise.
+# Exit status: 0 once both runs completed (the figure is a report), 1 when the real server does not
+# come up; with STAIRCASE_CONFORMANCE_STRICT=1 also 1 unless every counted case passes on both.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -51,10 +52,15 @@ outcomes() { sed -n -E 's/^test ([A-Za-z0-9_:]+) \.\.\. (ok|FAILED|ignored)$/\1 
 outcomes "${WORK}/embedded.log" >"${WORK}/embedded.txt"
 outcomes "${WORK}/real.log" >"${WORK}/real.txt"
 
-# Cases that return early without the embedded server (fault injection, stats, ...) pass
-# vacuously on the real one; they are listed apart and left out of the figure.
-FAKE_ONLY="$(grep -B3 -E 't\.fake\(\) else \{ return' staircase-testkit/tests/conformance.rs |
-    sed -n -E 's/^async fn ([a-z0-9_]+)\(.*/\1/p' | sort -u)"
+# Cases that never reach the real server -- they return early without the embedded one (fault
+# injection, stats, kubectl against the fake, ...) or do not use `Target` at all -- pass vacuously
+# there; they are listed apart and left out of the figure.
+FAKE_ONLY="$(awk '
+    function flush() { if (name != "" && (body ~ /t\.fake\(\) else \{ return/ || body !~ /Target::new\(\)/)) print name }
+    /^#\[tokio::test/ { flush(); name = ""; body = ""; next }
+    name == "" && match($0, /^async fn [a-z0-9_]+/) { name = substr($0, 10, RLENGTH - 9) }
+    { body = body $0 "\n" }
+    END { flush() }' staircase-testkit/tests/conformance.rs | sort -u)"
 
 total=0 agree=0 both_pass=0
 disagreements=()
@@ -81,4 +87,6 @@ for f in embedded real; do
     [[ -z "${failed}" ]] || echo "  failing on ${f}: ${failed}"
 done
 echo "full output: ${WORK}/embedded.log ${WORK}/real.log"
-[[ ${both_pass} -eq ${total} ]]
+if [[ "${STAIRCASE_CONFORMANCE_STRICT:-0}" == 1 && ${both_pass} -ne ${total} ]]; then
+    exit 1
+fi

@@ -141,6 +141,8 @@ pub struct RunReport {
     pub run_id: u64,
     /// `namespace/name` (or `name` for cluster-scoped objects).
     pub object: String,
+    /// A full reference to the object (kind, apiVersion, uid…), e.g. to publish Events about it.
+    pub object_ref: k8s_openapi::api::core::v1::ObjectReference,
     /// The object's generation at the start of the run.
     pub generation: Option<i64>,
     /// Whether cleanup steps ran (the object is being deleted).

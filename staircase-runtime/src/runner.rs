@@ -256,6 +256,7 @@ where
         let next = self.next_run(&end, &rec, written_rv.is_some(), failures, permanent);
         let report = RunReport {
             run_id,
+            object_ref: obj.object_ref(&()),
             object: key,
             generation,
             deleting,

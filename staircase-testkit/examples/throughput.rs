@@ -17,7 +17,10 @@ use staircase_testkit::ApiServer;
 const N: usize = 2000;
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "bench"}}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "bench"}}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 #[tokio::main]
@@ -28,25 +31,40 @@ async fn main() -> anyhow::Result<()> {
 
     let t = Instant::now();
     for i in 0..N {
-        api.create(&PostParams::default(), &cm(&format!("c{i}"))).await?;
+        api.create(&PostParams::default(), &cm(&format!("c{i}")))
+            .await?;
     }
     let creates = N as f64 / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     for i in 0..N {
         let p = json!({"data": {"k": i.to_string()}});
-        api.patch(&format!("c{}", i % 100), &PatchParams::default(), &Patch::Merge(&p)).await?;
+        api.patch(
+            &format!("c{}", i % 100),
+            &PatchParams::default(),
+            &Patch::Merge(&p),
+        )
+        .await?;
     }
     let patches = N as f64 / t.elapsed().as_secs_f64();
 
     let rv = server.resource_version().to_string();
-    let mut stream = api.watch(&WatchParams::default().disable_bookmarks(), &rv).await?.boxed();
+    let mut stream = api
+        .watch(&WatchParams::default().disable_bookmarks(), &rv)
+        .await?
+        .boxed();
     let writer = {
         let api = api.clone();
         tokio::spawn(async move {
             for i in 0..N {
                 let p = json!({"data": {"w": i.to_string()}});
-                api.patch(&format!("c{}", i % 100), &PatchParams::default(), &Patch::Merge(&p)).await.unwrap();
+                api.patch(
+                    &format!("c{}", i % 100),
+                    &PatchParams::default(),
+                    &Patch::Merge(&p),
+                )
+                .await
+                .unwrap();
             }
         })
     };

@@ -13,14 +13,22 @@ use crate::store::State;
 pub const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
 
 fn req(field: &str) -> Cause {
-    Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
+    Cause {
+        reason: "FieldValueRequired".into(),
+        message: "Required value".into(),
+        field: field.into(),
+    }
 }
 
 /// Checks the parts of a CRD the server relies on; returns the causes of a 422.
 pub fn validate(crd: &Value) -> Vec<Cause> {
     let mut c = vec![];
     let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let (group, plural, kind) = (s("/spec/group"), s("/spec/names/plural"), s("/spec/names/kind"));
+    let (group, plural, kind) = (
+        s("/spec/group"),
+        s("/spec/names/plural"),
+        s("/spec/names/kind"),
+    );
     if group.is_empty() {
         c.push(req("spec.group"));
     }
@@ -34,7 +42,10 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
     if scope != "Namespaced" && scope != "Cluster" {
         c.push(Cause {
             reason: "FieldValueNotSupported".into(),
-            message: format!("Unsupported value: {}: supported values: \"Cluster\", \"Namespaced\"", json!(scope)),
+            message: format!(
+                "Unsupported value: {}: supported values: \"Cluster\", \"Namespaced\"",
+                json!(scope)
+            ),
             field: "spec.scope".into(),
         });
     }
@@ -42,14 +53,20 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
         c.push(Cause {
             reason: "FieldValueInvalid".into(),
-            message: format!("Invalid value: {}: must be spec.names.plural+\".\"+spec.group", json!(name)),
+            message: format!(
+                "Invalid value: {}: must be spec.names.plural+\".\"+spec.group",
+                json!(name)
+            ),
             field: "metadata.name".into(),
         });
     }
     let versions = crd.pointer("/spec/versions").and_then(Value::as_array);
     match versions {
         Some(vs) if !vs.is_empty() => {
-            let storage = vs.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count();
+            let storage = vs
+                .iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .count();
             if storage != 1 {
                 c.push(Cause {
                     reason: "FieldValueInvalid".into(),
@@ -58,7 +75,10 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
                 });
             }
             for (i, v) in vs.iter().enumerate() {
-                if v.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if v.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     c.push(req(&format!("spec.versions[{i}].name")));
                 }
             }
@@ -73,8 +93,15 @@ pub fn set_established(crd: &mut Value) {
     let now = crate::meta::now();
     let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
     let mut accepted = names.clone();
-    if accepted.get("singular").is_none_or(|s| s.as_str() == Some("")) {
-        let kind = names.get("kind").and_then(Value::as_str).unwrap_or("").to_lowercase();
+    if accepted
+        .get("singular")
+        .is_none_or(|s| s.as_str() == Some(""))
+    {
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_lowercase();
         accepted["singular"] = kind.into();
     }
     if accepted.get("listKind").is_none() {
@@ -84,7 +111,12 @@ pub fn set_established(crd: &mut Value) {
     let versions: Vec<Value> = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter(|v| v["storage"] == true).filter_map(|v| v.get("name").cloned()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v["storage"] == true)
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
         .unwrap_or_default();
     crd["status"] = json!({
         "acceptedNames": accepted,
@@ -98,8 +130,15 @@ pub fn set_established(crd: &mut Value) {
 
 /// Fills defaults a CRD gets on the real server (singular, listKind).
 pub fn default(crd: &mut Value) {
-    if let Some(names) = crd.pointer_mut("/spec/names").and_then(Value::as_object_mut) {
-        let kind = names.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+    if let Some(names) = crd
+        .pointer_mut("/spec/names")
+        .and_then(Value::as_object_mut)
+    {
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if names.get("singular").is_none_or(|s| s.as_str() == Some("")) {
             names.insert("singular".into(), kind.to_lowercase().into());
         }
@@ -110,18 +149,34 @@ pub fn default(crd: &mut Value) {
 }
 
 fn strs(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Serves (or re-serves, after an update) every served version of the CRD.
 pub fn register(state: &mut State, crd: &Value) {
-    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        crd.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (group, plural) = (s("/spec/group"), s("/spec/names/plural"));
     state.registry.remove_resource(&group, &plural);
     if crate::meta::is_deleting(crd) {
         return;
     }
-    for v in crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {
+    for v in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if v.get("served").and_then(Value::as_bool) == Some(false) {
             continue;
         }
@@ -131,7 +186,11 @@ pub fn register(state: &mut State, crd: &Value) {
             plural: plural.clone(),
             singular: {
                 let sg = s("/spec/names/singular");
-                if sg.is_empty() { s("/spec/names/kind").to_lowercase() } else { sg }
+                if sg.is_empty() {
+                    s("/spec/names/kind").to_lowercase()
+                } else {
+                    sg
+                }
             },
             kind: s("/spec/names/kind"),
             namespaced: s("/spec/scope") == "Namespaced",
@@ -151,7 +210,12 @@ pub fn register(state: &mut State, crd: &Value) {
 
 /// Stops serving the CRD's resource and deletes all its objects.
 pub fn unregister(state: &mut State, crd: &Value) {
-    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        crd.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (group, plural) = (s("/spec/group"), s("/spec/names/plural"));
     state.registry.remove_resource(&group, &plural);
     state.remove_all(&format!("{group}/{plural}"));
@@ -159,7 +223,11 @@ pub fn unregister(state: &mut State, crd: &Value) {
 
 /// Rejects changes the real server forbids on an existing CRD.
 pub fn validate_update(old: &Value, new: &Value) -> ApiResult<()> {
-    for (p, field) in [("/spec/group", "spec.group"), ("/spec/names/plural", "spec.names.plural"), ("/spec/scope", "spec.scope")] {
+    for (p, field) in [
+        ("/spec/group", "spec.group"),
+        ("/spec/names/plural", "spec.names.plural"),
+        ("/spec/scope", "spec.scope"),
+    ] {
         if old.pointer(p) != new.pointer(p) {
             return Err(ApiError::invalid(
                 "apiextensions.k8s.io",

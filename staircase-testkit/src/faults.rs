@@ -55,18 +55,39 @@ pub struct Fault {
 
 impl Fault {
     fn new(action: FaultAction, times: Option<usize>) -> Self {
-        Fault { action, verb: None, resource: None, subresource: None, name: None, namespace: None, nth: 1, times }
+        Fault {
+            action,
+            verb: None,
+            resource: None,
+            subresource: None,
+            name: None,
+            namespace: None,
+            nth: 1,
+            times,
+        }
     }
 
     /// Fail matching requests with a Status of this code and reason, before anything is stored.
     /// Fires once unless [`times`](Self::times) or [`always`](Self::always) says otherwise.
     pub fn fail(code: u16, reason: &str) -> Self {
-        Self::new(FaultAction::Fail { code, reason: reason.into() }, Some(1))
+        Self::new(
+            FaultAction::Fail {
+                code,
+                reason: reason.into(),
+            },
+            Some(1),
+        )
     }
 
     /// Commit the write, then answer with an error: the client cannot know it succeeded.
     pub fn fail_after_commit(code: u16, reason: &str) -> Self {
-        Self::new(FaultAction::FailAfterCommit { code, reason: reason.into() }, Some(1))
+        Self::new(
+            FaultAction::FailAfterCommit {
+                code,
+                reason: reason.into(),
+            },
+            Some(1),
+        )
     }
 
     /// Commit the write, then drop the connection without a response.
@@ -143,9 +164,18 @@ impl Fault {
                     }
                 })
             })
-            && self.subresource.as_ref().is_none_or(|s| s.as_deref() == r.subresource)
-            && self.name.as_ref().is_none_or(|n| Some(n.as_str()) == r.name)
-            && self.namespace.as_ref().is_none_or(|n| Some(n.as_str()) == r.namespace)
+            && self
+                .subresource
+                .as_ref()
+                .is_none_or(|s| s.as_deref() == r.subresource)
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| Some(n.as_str()) == r.name)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| Some(n.as_str()) == r.namespace)
     }
 }
 
@@ -188,7 +218,10 @@ pub struct Faults {
 
 impl Faults {
     pub(crate) fn new(store: Arc<Store>) -> Self {
-        Faults { inner: Arc::default(), store }
+        Faults {
+            inner: Arc::default(),
+            store,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -222,7 +255,11 @@ impl Faults {
 
     /// How many times a rule has fired so far.
     pub fn fired(&self, id: FaultId) -> usize {
-        self.lock().rules.iter().find(|(i, ..)| *i == id).map_or(0, |r| r.3)
+        self.lock()
+            .rules
+            .iter()
+            .find(|(i, ..)| *i == id)
+            .map_or(0, |r| r.3)
     }
 
     /// Ends every open watch stream now, as an apiserver restart or a load balancer would.
@@ -277,7 +314,9 @@ impl Faults {
                     *fired += 1;
                     d.before = Some(a.clone());
                 }
-                a @ (FaultAction::FailAfterCommit { .. } | FaultAction::DropAfterCommit) if d.after.is_none() => {
+                a @ (FaultAction::FailAfterCommit { .. } | FaultAction::DropAfterCommit)
+                    if d.after.is_none() =>
+                {
                     *fired += 1;
                     d.after = Some(a.clone());
                 }

@@ -29,7 +29,11 @@ pub fn run(st: &mut State) {
 fn owner_uids(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|r| r.get("uid")?.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.get("uid")?.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -37,20 +41,36 @@ fn owner_uids(obj: &Value) -> Vec<String> {
 /// that are gone are dropped from dependents that still have a live owner.
 fn owner_gone(st: &mut State, uid: &str) {
     for key in st.dependents_of(uid) {
-        let Some(obj) = st.get(&key.0, &key.1, &key.2).cloned() else { continue };
-        let alive = owner_uids(&obj).iter().any(|u| u != uid && st.by_uid(u).is_some());
+        let Some(obj) = st.get(&key.0, &key.1, &key.2).cloned() else {
+            continue;
+        };
+        let alive = owner_uids(&obj)
+            .iter()
+            .any(|u| u != uid && st.by_uid(u).is_some());
         if alive {
             ops::orphan(st, &key, uid);
             continue;
         }
         // Dependents of an owner that was deleted in the foreground go in the foreground too.
-        let policy = if meta::finalizers(&obj).iter().any(|f| f == "foregroundDeletion") {
+        let policy = if meta::finalizers(&obj)
+            .iter()
+            .any(|f| f == "foregroundDeletion")
+        {
             Propagation::Foreground
         } else {
             Propagation::Background
         };
         if let Some(t) = ops::resource_type_for_key(st, &key.0) {
-            let _ = ops::delete(st, &t, &key.1, &key.2, &DeleteOpts { policy: Some(policy), ..Default::default() });
+            let _ = ops::delete(
+                st,
+                &t,
+                &key.1,
+                &key.2,
+                &DeleteOpts {
+                    policy: Some(policy),
+                    ..Default::default()
+                },
+            );
         }
     }
 }
@@ -58,27 +78,37 @@ fn owner_gone(st: &mut State, uid: &str) {
 /// Foreground deletion: the owner loses its `foregroundDeletion` finalizer once no dependent
 /// with `blockOwnerDeletion: true` remains.
 fn check_foreground(st: &mut State, uid: &str) {
-    let Some(key) = st.by_uid(uid).cloned() else { return };
-    let Some(owner) = st.get(&key.0, &key.1, &key.2).cloned() else { return };
+    let Some(key) = st.by_uid(uid).cloned() else {
+        return;
+    };
+    let Some(owner) = st.get(&key.0, &key.1, &key.2).cloned() else {
+        return;
+    };
     let fins = meta::finalizers(&owner);
     if !meta::is_deleting(&owner) || !fins.iter().any(|f| f == "foregroundDeletion") {
         return;
     }
     let blocked = st.dependents_of(uid).iter().any(|d| {
         st.get(&d.0, &d.1, &d.2).is_some_and(|o| {
-            o.pointer("/metadata/ownerReferences").and_then(Value::as_array).is_some_and(|refs| {
-                refs.iter().any(|r| {
-                    r.get("uid").and_then(Value::as_str) == Some(uid)
-                        && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(uid)
+                            && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+                    })
                 })
-            })
         })
     });
     if blocked {
         return;
     }
     let mut o = (*owner).clone();
-    let rest: Vec<Value> = fins.into_iter().filter(|f| f != "foregroundDeletion").map(Value::from).collect();
+    let rest: Vec<Value> = fins
+        .into_iter()
+        .filter(|f| f != "foregroundDeletion")
+        .map(Value::from)
+        .collect();
     if rest.is_empty() {
         meta::meta_mut(&mut o).remove("finalizers");
         ops::remove(st, &key.0, &key.1, &key.2, Some(o));
@@ -90,7 +120,9 @@ fn check_foreground(st: &mut State, uid: &str) {
 
 /// The namespace controller: a terminating namespace disappears once it is empty.
 fn check_namespace(st: &mut State, ns: &str) {
-    let Some(obj) = st.get("/namespaces", "", ns).cloned() else { return };
+    let Some(obj) = st.get("/namespaces", "", ns).cloned() else {
+        return;
+    };
     if !meta::is_deleting(&obj) || !st.keys_in_namespace(ns).is_empty() {
         return;
     }
@@ -98,7 +130,11 @@ fn check_namespace(st: &mut State, ns: &str) {
     if meta::finalizers(&o).is_empty() {
         o["spec"]["finalizers"] = Value::Array(vec![]);
         ops::remove(st, "/namespaces", "", ns, Some(o));
-    } else if o.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+    } else if o
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
         o["spec"]["finalizers"] = Value::Array(vec![]);
         st.put("/namespaces", "", ns, o);
     }

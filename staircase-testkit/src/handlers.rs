@@ -48,7 +48,11 @@ pub struct ResourceRequest<'a> {
 }
 
 /// Derives the verb; `None` for methods the resource API does not have.
-pub fn verb_of(method: &http::Method, p: &ResourcePath, query: &HashMap<String, String>) -> Option<Verb> {
+pub fn verb_of(
+    method: &http::Method,
+    p: &ResourcePath,
+    query: &HashMap<String, String>,
+) -> Option<Verb> {
     let watch = query.get("watch").is_some_and(|v| v == "true" || v == "1");
     Some(match (method.as_str(), p.name.is_some()) {
         ("GET", true) if watch => Verb::Watch,
@@ -65,7 +69,11 @@ pub fn verb_of(method: &http::Method, p: &ResourcePath, query: &HashMap<String, 
 }
 
 fn not_served() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 /// Decodes a request body as JSON or YAML according to its content type.
@@ -94,7 +102,9 @@ pub fn decode_body(body: &Bytes, content_type: &str) -> ApiResult<Value> {
             {
                 return Ok(v);
             }
-            Err(ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
+            Err(ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: {e}"
+            )))
         }
     }
 }
@@ -113,15 +123,28 @@ fn write_opts(r: &ResourceRequest<'_>) -> ApiResult<WriteOpts> {
     let dry_run = match r.query.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("Invalid dry run value: {other:?}, must be \"All\""))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other:?}, must be \"All\""
+            )));
+        }
     };
-    Ok(WriteOpts { dry_run, field_manager: r.field_manager.clone(), validation, managed_fields_done: false })
+    Ok(WriteOpts {
+        dry_run,
+        field_manager: r.field_manager.clone(),
+        validation,
+        managed_fields_done: false,
+    })
 }
 
 /// Dispatches one resource request.
 pub fn handle(store: &Arc<Store>, faults: &Faults, r: ResourceRequest<'_>) -> ApiResult<Reply> {
     let p = r.path;
-    let rt = store.lock().registry.get(&p.group, &p.version, &p.plural).ok_or_else(not_served)?;
+    let rt = store
+        .lock()
+        .registry
+        .get(&p.group, &p.version, &p.plural)
+        .ok_or_else(not_served)?;
     if !rt.namespaced && p.namespace.is_some() {
         return Err(not_served());
     }
@@ -130,7 +153,9 @@ pub fn handle(store: &Arc<Store>, faults: &Faults, r: ResourceRequest<'_>) -> Ap
     }
     match p.subresource.as_deref() {
         None => {}
-        Some("status") if rt.status_subresource && matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) => {}
+        Some("status")
+            if rt.status_subresource
+                && matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) => {}
         Some("finalize") if rt.plural == "namespaces" && r.verb == Verb::Update => {}
         Some(_) => return Err(not_served()),
     }
@@ -163,10 +188,20 @@ fn get(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRes
     .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
     let obj = present(&obj, rt);
     if wants_table(&r.accept) {
-        let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-        return Ok(Reply::Json(200, table(rt, &[obj], json!({"resourceVersion": rv})), vec![]));
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null);
+        return Ok(Reply::Json(
+            200,
+            table(rt, &[obj], json!({"resourceVersion": rv})),
+            vec![],
+        ));
     }
-    Ok(Reply::Raw(200, Bytes::from(serde_json::to_vec(&*obj).expect("serializable"))))
+    Ok(Reply::Raw(
+        200,
+        Bytes::from(serde_json::to_vec(&*obj).expect("serializable")),
+    ))
 }
 
 fn hex(s: &str) -> String {
@@ -174,22 +209,34 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
     String::from_utf8(bytes?).ok()
 }
 
-fn selectors(rt: &ResourceType, q: &HashMap<String, String>) -> ApiResult<(LabelSelector, FieldSelector)> {
+fn selectors(
+    rt: &ResourceType,
+    q: &HashMap<String, String>,
+) -> ApiResult<(LabelSelector, FieldSelector)> {
     let l = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-    let f = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""), &rt.group, &rt.plural)?;
+    let f = FieldSelector::parse(
+        q.get("fieldSelector").map(String::as_str).unwrap_or(""),
+        &rt.group,
+        &rt.plural,
+    )?;
     Ok((l, f))
 }
 
 fn parse_rv(s: &str) -> ApiResult<u64> {
     s.parse::<u64>().map_err(|_| {
-        ApiError::bad_request(format!("Invalid value: \"{s}\": resourceVersion must be a non-negative integer"))
+        ApiError::bad_request(format!(
+            "Invalid value: \"{s}\": resourceVersion must be a non-negative integer"
+        ))
     })
 }
 
@@ -198,7 +245,9 @@ fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRe
     let (labels, fields) = selectors(rt, q)?;
     let limit: usize = match q.get("limit").map(String::as_str) {
         None | Some("") | Some("0") => usize::MAX,
-        Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
     };
     let ns = r.path.namespace.as_deref();
     let st = store.lock();
@@ -220,26 +269,33 @@ fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRe
             decoded["ns"].as_str().unwrap_or("").to_string(),
             decoded["name"].as_str().unwrap_or("").to_string(),
         ));
-    } else if let Some(rv) = q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0") {
+    } else if let Some(rv) = q
+        .get("resourceVersion")
+        .filter(|s| !s.is_empty() && *s != "0")
+    {
         let rv = parse_rv(rv)?;
         let exact = q.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
         if exact && rv < st.oldest_resumable_rv() {
-            return Err(ApiError::expired(format!("too old resource version: {rv} ({})", st.oldest_resumable_rv() + 1)));
+            return Err(ApiError::expired(format!(
+                "too old resource version: {rv} ({})",
+                st.oldest_resumable_rv() + 1
+            )));
         }
     }
     let mut items: Vec<Arc<Value>> = vec![];
     let mut last_key = None;
     let mut more = false;
     let mut scanned_after_limit = 0usize;
-    let candidates: Box<dyn Iterator<Item = (&ObjKey, &Arc<Value>)>> = match (fields.pinned_name(), ns) {
-        (Some(name), Some(ns)) if after.is_none() => Box::new(
-            st.get(&rt.key(), ns, name)
-                .map(|o| (o, (ns.to_string(), name.to_string())))
-                .into_iter()
-                .map(|(o, _)| (&EMPTY_KEY, o)),
-        ),
-        _ => st.range(&rt.key(), ns, after.as_ref()),
-    };
+    let candidates: Box<dyn Iterator<Item = (&ObjKey, &Arc<Value>)>> =
+        match (fields.pinned_name(), ns) {
+            (Some(name), Some(ns)) if after.is_none() => Box::new(
+                st.get(&rt.key(), ns, name)
+                    .map(|o| (o, (ns.to_string(), name.to_string())))
+                    .into_iter()
+                    .map(|(o, _)| (&EMPTY_KEY, o)),
+            ),
+            _ => st.range(&rt.key(), ns, after.as_ref()),
+        };
     for (k, obj) in candidates {
         if !labels.matches(obj) || !fields.matches(obj) {
             continue;
@@ -255,7 +311,8 @@ fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRe
     drop(st);
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
     if more && let Some((kns, kname)) = last_key {
-        meta["continue"] = hex(&json!({"rv": list_rv, "ns": kns, "name": kname}).to_string()).into();
+        meta["continue"] =
+            hex(&json!({"rv": list_rv, "ns": kns, "name": kname}).to_string()).into();
         if labels.is_empty() && fields.is_empty() {
             meta["remainingItemCount"] = scanned_after_limit.into();
         }
@@ -284,8 +341,12 @@ fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRe
 static EMPTY_KEY: ObjKey = (String::new(), String::new());
 
 fn human_age(ts: Option<&str>) -> String {
-    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else { return "<unknown>".into() };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+        return "<unknown>".into();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 3600 * 2 => format!("{}m", s / 60),
@@ -296,7 +357,11 @@ fn human_age(ts: Option<&str>) -> String {
 
 fn json_path(obj: &Value, path: &str) -> Value {
     let mut cur = obj;
-    for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+    for seg in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+    {
         match cur.get(seg) {
             Some(v) => cur = v,
             None => return Value::Null,
@@ -307,7 +372,9 @@ fn json_path(obj: &Value, path: &str) -> Value {
 
 /// A `meta.k8s.io/v1` Table, which `kubectl get` asks for: name, age and CRD printer columns.
 fn table(rt: &ResourceType, items: &[Arc<Value>], meta: Value) -> Value {
-    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut cols = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     let extra: Vec<&Value> = rt.printer_columns.iter().collect();
     for c in &extra {
         cols.push(json!({
@@ -346,7 +413,12 @@ fn table(rt: &ResourceType, items: &[Arc<Value>], meta: Value) -> Value {
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": cols, "rows": rows})
 }
 
-fn start_watch(store: &Arc<Store>, faults: &Faults, rt: &Arc<ResourceType>, r: &ResourceRequest<'_>) -> ApiResult<Reply> {
+fn start_watch(
+    store: &Arc<Store>,
+    faults: &Faults,
+    rt: &Arc<ResourceType>,
+    r: &ResourceRequest<'_>,
+) -> ApiResult<Reply> {
     let q = r.query;
     let (labels, mut fields) = selectors(rt, q)?;
     if let Some(name) = &r.path.name {
@@ -359,7 +431,10 @@ fn start_watch(store: &Arc<Store>, faults: &Faults, rt: &Arc<ResourceType>, r: &
         Some(_) if send_initial_events => Start::Current,
         Some(rv) => Start::After(parse_rv(rv)?),
     };
-    if send_initial_events && q.get("resourceVersionMatch").is_none_or(|m| m != "NotOlderThan") {
+    if send_initial_events
+        && q.get("resourceVersionMatch")
+            .is_none_or(|m| m != "NotOlderThan")
+    {
         return Err(ApiError::invalid(
             "meta.k8s.io",
             "ListOptions",
@@ -373,16 +448,18 @@ fn start_watch(store: &Arc<Store>, faults: &Faults, rt: &Arc<ResourceType>, r: &
     }
     let timeout = match q.get("timeoutSeconds").map(String::as_str) {
         None | Some("") => None,
-        Some(t) => Some(Duration::from_secs(
-            t.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
-        )),
+        Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
+        })?)),
     };
     let req = WatchRequest {
         rt: rt.clone(),
         namespace: r.path.namespace.clone(),
         labels,
         fields,
-        bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1"),
+        bookmarks: q
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true" || v == "1"),
         send_initial_events,
         timeout,
         start,
@@ -409,11 +486,23 @@ fn update(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     let w = if sub == Some("finalize") {
         finalize_namespace(&mut st, rt, name, body, &opts)?
     } else {
-        ops::update(&mut st, rt, r.path.namespace.as_deref(), name, sub, body, &opts)?
+        ops::update(
+            &mut st,
+            rt,
+            r.path.namespace.as_deref(),
+            name,
+            sub,
+            body,
+            &opts,
+        )?
     };
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Json(200, (*present(&w.object, rt)).clone(), w.warnings))
+    Ok(Reply::Json(
+        200,
+        (*present(&w.object, rt)).clone(),
+        w.warnings,
+    ))
 }
 
 /// `PUT /api/v1/namespaces/x/finalize`: only `spec.finalizers` changes.
@@ -424,15 +513,28 @@ fn finalize_namespace(
     body: Value,
     opts: &WriteOpts,
 ) -> ApiResult<ops::Written> {
-    let old = st.get(&rt.key(), "", name).cloned().ok_or_else(|| ApiError::not_found("", "namespaces", name))?;
+    let old = st
+        .get(&rt.key(), "", name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("", "namespaces", name))?;
     let mut new = (*old).clone();
-    new["spec"]["finalizers"] = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+    new["spec"]["finalizers"] = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or(json!([]));
     if opts.dry_run {
-        return Ok(ops::Written { object: Arc::new(new), warnings: vec![] });
+        return Ok(ops::Written {
+            object: Arc::new(new),
+            warnings: vec![],
+        });
     }
     let stored = st.put(&rt.key(), "", name, new);
-    st.gc_queue.push_back(crate::store::GcWork::CheckNamespace(name.to_string()));
-    Ok(ops::Written { object: stored, warnings: vec![] })
+    st.gc_queue
+        .push_back(crate::store::GcWork::CheckNamespace(name.to_string()));
+    Ok(ops::Written {
+        object: stored,
+        warnings: vec![],
+    })
 }
 
 fn patch_error(rt: &ResourceType, name: &str, e: crate::patch::PatchError) -> ApiError {
@@ -461,7 +563,9 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
         "application/json-patch+json" => "json",
         "application/strategic-merge-patch+json" if !rt.custom => "strategic",
         "application/apply-patch+yaml" | "application/apply-patch+json" => "apply",
-        "application/strategic-merge-patch+json" => return Err(ApiError::unsupported_media_type(PATCH_TYPES)),
+        "application/strategic-merge-patch+json" => {
+            return Err(ApiError::unsupported_media_type(PATCH_TYPES));
+        }
         _ => {
             return Err(ApiError::unsupported_media_type(format!(
                 "{PATCH_TYPES}, application/strategic-merge-patch+json"
@@ -474,21 +578,31 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
         let w = server_side_apply(&mut st, rt, r, body, opts)?;
         crate::gc::run(&mut st);
         drop(st);
-        return Ok(Reply::Json(if w.1 { 201 } else { 200 }, (*present(&w.0.object, rt)).clone(), w.0.warnings));
+        return Ok(Reply::Json(
+            if w.1 { 201 } else { 200 },
+            (*present(&w.0.object, rt)).clone(),
+            w.0.warnings,
+        ));
     }
-    let old = st.get(&rt.key(), ns, name).cloned().ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+    let old = st
+        .get(&rt.key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
     let base = present(&old, rt);
     let patched = match kind {
         "merge" => {
             if !body.is_object() {
-                return Err(ApiError::bad_request("error decoding patch: a merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "error decoding patch: a merge patch must be a JSON object",
+                ));
             }
             let mut t = (*base).clone();
             crate::patch::merge_patch(&mut t, &body);
             t
         }
         "json" => crate::patch::json_patch(&base, &body).map_err(|e| patch_error(rt, name, e))?,
-        _ => crate::patch::strategic_merge_patch(&base, &body, &rt.gvk_string()).map_err(|e| patch_error(rt, name, e))?,
+        _ => crate::patch::strategic_merge_patch(&base, &body, &rt.gvk_string())
+            .map_err(|e| patch_error(rt, name, e))?,
     };
     let mut patched = patched;
     ops::check_type_meta(&st, &mut patched, rt)?;
@@ -498,14 +612,33 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
             crate::meta::name_of(&patched)
         )));
     }
-    let rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
-    if !rv.is_empty() && Some(rv) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    let rv = patched
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !rv.is_empty()
+        && Some(rv)
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+    {
         return Err(ApiError::conflict(&rt.group, &rt.plural, name));
     }
-    let w = ops::apply_update(&mut st, rt, &old, patched, r.path.subresource.as_deref(), &opts)?;
+    let w = ops::apply_update(
+        &mut st,
+        rt,
+        &old,
+        patched,
+        r.path.subresource.as_deref(),
+        &opts,
+    )?;
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Json(200, (*present(&w.object, rt)).clone(), w.warnings))
+    Ok(Reply::Json(
+        200,
+        (*present(&w.object, rt)).clone(),
+        w.warnings,
+    ))
 }
 
 /// Server-side apply: merges the configuration with field ownership; creates when missing.
@@ -519,10 +652,14 @@ fn server_side_apply(
 ) -> ApiResult<(ops::Written, bool)> {
     let name = r.path.name.as_deref().expect("patch has a name");
     let Some(manager) = r.query.get("fieldManager").filter(|m| !m.is_empty()) else {
-        return Err(ApiError::bad_request("PATCH requests of type apply must have a fieldManager"));
+        return Err(ApiError::bad_request(
+            "PATCH requests of type apply must have a fieldManager",
+        ));
     };
     if !body.is_object() {
-        return Err(ApiError::bad_request("error decoding patch: apply configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "error decoding patch: apply configuration must be an object",
+        ));
     }
     for (k, want) in [("apiVersion", rt.api_version()), ("kind", rt.kind.clone())] {
         match body.get(k).and_then(Value::as_str) {
@@ -532,7 +669,11 @@ fn server_side_apply(
                     "the {k} in the apply configuration ({v}) does not match the expected {k} ({want})"
                 )));
             }
-            None => return Err(ApiError::bad_request(format!("invalid object: {k} must be set"))),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid object: {k} must be set"
+                )));
+            }
         }
     }
     match body.pointer("/metadata/name").and_then(Value::as_str) {
@@ -567,7 +708,10 @@ fn server_side_apply(
             if r.path.subresource.is_some() {
                 return Err(ApiError::not_found(&rt.group, &rt.plural, name));
             }
-            Ok((ops::create(st, rt, r.path.namespace.as_deref(), merged, &opts)?, true))
+            Ok((
+                ops::create(st, rt, r.path.namespace.as_deref(), merged, &opts)?,
+                true,
+            ))
         }
         Some(old) => {
             let mut merged = merged;
@@ -596,14 +740,22 @@ fn delete(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     drop(st);
     Ok(match d {
         Deleted::Pending(o) => Reply::Json(200, (*present(&o, rt)).clone(), vec![]),
-        Deleted::Gone(o) if rt.returns_deleted_object() => Reply::Json(200, (*present(&o, rt)).clone(), vec![]),
-        Deleted::Gone(o) => {
-            Reply::Json(200, crate::status::success(&rt.group, &rt.plural, name, crate::meta::uid_of(&o)), vec![])
+        Deleted::Gone(o) if rt.returns_deleted_object() => {
+            Reply::Json(200, (*present(&o, rt)).clone(), vec![])
         }
+        Deleted::Gone(o) => Reply::Json(
+            200,
+            crate::status::success(&rt.group, &rt.plural, name, crate::meta::uid_of(&o)),
+            vec![],
+        ),
     })
 }
 
-fn delete_collection(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiResult<Reply> {
+fn delete_collection(
+    store: &Arc<Store>,
+    rt: &ResourceType,
+    r: &ResourceRequest<'_>,
+) -> ApiResult<Reply> {
     let opts = ops::delete_opts(body_or_none(r)?.as_ref(), r.query)?;
     let (labels, fields) = selectors(rt, r.query)?;
     let ns = r.path.namespace.as_deref();
@@ -615,7 +767,11 @@ fn delete_collection(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<
         .collect();
     let mut items = vec![];
     for (ons, oname) in targets {
-        let one = ops::DeleteOpts { uid: None, resource_version: None, ..opts.clone() };
+        let one = ops::DeleteOpts {
+            uid: None,
+            resource_version: None,
+            ..opts.clone()
+        };
         match ops::delete(&mut st, rt, &ons, &oname, &one) {
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push((*present(&o, rt)).clone()),
             Err(_) => {}

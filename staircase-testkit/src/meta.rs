@@ -7,9 +7,11 @@ use serde_json::Value;
 
 use crate::status::Cause;
 
-static DNS1123_SUBDOMAIN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").unwrap());
-static DNS1123_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap());
+static DNS1123_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").unwrap()
+});
+static DNS1123_LABEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap());
 static QUALIFIED_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap());
 static LABEL_VALUE: LazyLock<Regex> =
@@ -118,24 +120,38 @@ pub fn validate_metadata(obj: &Value, rule: NameRule) -> Vec<Cause> {
             None => causes.push(invalid("metadata.labels", "", "must be an object".into())),
         }
     }
-    if let Some(ann) = meta.and_then(|m| m.get("annotations")).and_then(Value::as_object) {
+    if let Some(ann) = meta
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    {
         for (k, v) in ann {
             if let Some(m) = validate_label_key(&k.to_lowercase()) {
                 causes.push(invalid("metadata.annotations", k, m));
             }
             if !v.is_string() {
-                causes.push(invalid("metadata.annotations", k, "annotation values must be strings".into()));
+                causes.push(invalid(
+                    "metadata.annotations",
+                    k,
+                    "annotation values must be strings".into(),
+                ));
             }
         }
     }
-    if let Some(f) = meta.and_then(|m| m.get("finalizers")).and_then(Value::as_array) {
+    if let Some(f) = meta
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+    {
         for v in f {
             match v.as_str() {
                 Some(s) if !s.contains('/') && !s.is_empty() && !is_standard_finalizer(s) => {
                     // The real server only warns about unqualified finalizer names.
                 }
                 Some(s) if !s.is_empty() => {}
-                _ => causes.push(invalid("metadata.finalizers", &v.to_string(), "must be a non-empty string".into())),
+                _ => causes.push(invalid(
+                    "metadata.finalizers",
+                    &v.to_string(),
+                    "must be a non-empty string".into(),
+                )),
             }
         }
     }
@@ -161,30 +177,43 @@ pub fn new_uid() -> String {
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes.iter().take(5).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// `metadata.name` of an object, or "".
 pub fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// `metadata.uid` of an object, or "".
 pub fn uid_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// `metadata.finalizers` as strings.
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Whether `metadata.deletionTimestamp` is set.
 pub fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 /// Mutable `metadata`, creating it when absent.
@@ -192,16 +221,24 @@ pub fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = Value::Object(Default::default());
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// Whether anything outside `metadata` (and `status`, when it is a subresource) differs:
 /// the rule for bumping `metadata.generation`.
 pub fn spec_changed(old: &Value, new: &Value, status_subresource: bool) -> bool {
     let skip = |k: &str| k == "metadata" || (status_subresource && k == "status");
-    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else { return old != new };
-    o.iter().filter(|(k, _)| !skip(k)).any(|(k, v)| n.get(k) != Some(v))
-        || n.iter().filter(|(k, _)| !skip(k)).any(|(k, _)| !o.contains_key(k))
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return old != new;
+    };
+    o.iter()
+        .filter(|(k, _)| !skip(k))
+        .any(|(k, v)| n.get(k) != Some(v))
+        || n.iter()
+            .filter(|(k, _)| !skip(k))
+            .any(|(k, _)| !o.contains_key(k))
 }
 
 #[cfg(test)]

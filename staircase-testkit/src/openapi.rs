@@ -14,10 +14,16 @@ pub fn v2() -> Value {
 /// `/openapi/v3`: one entry per served group/version.
 pub fn v3_index(reg: &Registry) -> Value {
     let mut paths = serde_json::Map::new();
-    paths.insert("api/v1".into(), json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=0"}));
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=0"}),
+    );
     for (g, vs) in reg.groups() {
         for v in vs {
-            paths.insert(format!("apis/{g}/{v}"), json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=0")}));
+            paths.insert(
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=0")}),
+            );
         }
     }
     json!({"paths": paths})
@@ -31,8 +37,13 @@ pub fn v3_group_version(reg: &Registry, group: &str, version: &str) -> Option<Va
     }
     let mut schemas = serde_json::Map::new();
     for t in types.iter().filter(|t| t.custom) {
-        let mut s = t.schema.as_deref().cloned().unwrap_or_else(|| json!({"type": "object"}));
-        s["x-kubernetes-group-version-kind"] = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+        let mut s = t
+            .schema
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"}));
+        s["x-kubernetes-group-version-kind"] =
+            json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         let rev: Vec<&str> = t.group.split('.').rev().collect();
         schemas.insert(format!("{}.{}.{}", rev.join("."), t.version, t.kind), s);
     }
@@ -40,8 +51,16 @@ pub fn v3_group_version(reg: &Registry, group: &str, version: &str) -> Option<Va
     // a PATCH operation tagged with the kind that declares that query parameter.
     let mut paths = serde_json::Map::new();
     for t in &types {
-        let prefix = if t.group.is_empty() { format!("/api/{}", t.version) } else { format!("/apis/{}/{}", t.group, t.version) };
-        let ns = if t.namespaced { "/namespaces/{namespace}" } else { "" };
+        let prefix = if t.group.is_empty() {
+            format!("/api/{}", t.version)
+        } else {
+            format!("/apis/{}/{}", t.group, t.version)
+        };
+        let ns = if t.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
         let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
         let params = json!([
             {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
@@ -49,15 +68,20 @@ pub fn v3_group_version(reg: &Registry, group: &str, version: &str) -> Option<Va
             {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
             {"name": "force", "in": "query", "schema": {"type": "boolean"}}
         ]);
-        let op = |action: &str| json!({
-            "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": action,
-            "parameters": params, "responses": {"200": {"description": "OK"}}
-        });
+        let op = |action: &str| {
+            json!({
+                "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": action,
+                "parameters": params, "responses": {"200": {"description": "OK"}}
+            })
+        };
         paths.insert(
             format!("{prefix}{ns}/{}/{{name}}", t.plural),
             json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
         );
-        paths.insert(format!("{prefix}{ns}/{}", t.plural), json!({"get": op("list"), "post": op("post")}));
+        paths.insert(
+            format!("{prefix}{ns}/{}", t.plural),
+            json!({"get": op("list"), "post": op("post")}),
+        );
     }
     Some(json!({
         "openapi": "3.0.0",

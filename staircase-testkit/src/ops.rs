@@ -111,7 +111,9 @@ pub fn check_type_meta(st: &State, obj: &mut Value, rt: &ResourceType) -> ApiRes
         Some(av) if av == want_av => {}
         Some(av) => {
             let same_group_other_version = rt.custom
-                && av.split_once('/').is_some_and(|(g, v)| g == rt.group && st.registry.get(g, v, &rt.plural).is_some());
+                && av.split_once('/').is_some_and(|(g, v)| {
+                    g == rt.group && st.registry.get(g, v, &rt.plural).is_some()
+                });
             if !same_group_other_version {
                 return Err(ApiError::bad_request(format!(
                     "the API version in the data ({av}) does not match the expected API version ({want_av})"
@@ -176,7 +178,9 @@ pub fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> A
             &rt.group,
             &rt.plural,
             name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -184,9 +188,13 @@ pub fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> A
 
 /// Validates, prunes and defaults a custom resource against its version's schema.
 fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiResult<Vec<String>> {
-    let Some(schema) = &rt.schema else { return Ok(vec![]) };
-    let keep: Vec<(&str, Value)> =
-        ["metadata", "apiVersion", "kind"].into_iter().map(|k| (k, obj[k].clone())).collect();
+    let Some(schema) = &rt.schema else {
+        return Ok(vec![]);
+    };
+    let keep: Vec<(&str, Value)> = ["metadata", "apiVersion", "kind"]
+        .into_iter()
+        .map(|k| (k, obj[k].clone()))
+        .collect();
     let unknown: Vec<String> = match opts.validation {
         FieldValidation::Ignore => vec![],
         _ => crate::schema::unknown_fields(obj, schema)
@@ -195,8 +203,14 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
             .collect(),
     };
     if opts.validation == FieldValidation::Strict && !unknown.is_empty() {
-        let msgs: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
-        return Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", "))));
+        let msgs: Vec<String> = unknown
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        )));
     }
     let result = crate::schema::validate_and_prune(obj, schema);
     // The schema module leaves these to the server; keep them exactly as sent.
@@ -207,14 +221,27 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
         let name = meta::name_of(obj).to_string();
         let causes = errors
             .into_iter()
-            .map(|e| Cause { reason: e.reason, message: e.message, field: e.field })
+            .map(|e| Cause {
+                reason: e.reason,
+                message: e.message,
+                field: e.field,
+            })
             .collect();
         return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
     }
-    Ok(unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect())
+    Ok(unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect())
 }
 
-fn validate_common(st: &State, rt: &ResourceType, obj: &mut Value, old: Option<&Value>, opts: &WriteOpts) -> ApiResult<Vec<String>> {
+fn validate_common(
+    st: &State,
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    opts: &WriteOpts,
+) -> ApiResult<Vec<String>> {
     let name = meta::name_of(obj).to_string();
     let mut causes = meta::validate_metadata(obj, meta::name_rule(&rt.group, &rt.plural));
     if rt.key() == CRD_KEY {
@@ -222,9 +249,19 @@ fn validate_common(st: &State, rt: &ResourceType, obj: &mut Value, old: Option<&
         if let Some(old) = old {
             crd::validate_update(old, obj)?;
         } else if causes.is_empty() {
-            let group = obj.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
-            let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
-            if st.registry.any_version(group, plural).is_some_and(|t| !t.custom) {
+            let group = obj
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let plural = obj
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if st
+                .registry
+                .any_version(group, plural)
+                .is_some_and(|t| !t.custom)
+            {
                 causes.push(Cause {
                     reason: "FieldValueInvalid".into(),
                     message: "Invalid value: \"...\": conflicts with a built-in resource".into(),
@@ -236,7 +273,11 @@ fn validate_common(st: &State, rt: &ResourceType, obj: &mut Value, old: Option<&
     if !causes.is_empty() {
         return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
     }
-    if rt.custom { validate_custom(rt, obj, opts) } else { Ok(vec![]) }
+    if rt.custom {
+        validate_custom(rt, obj, opts)
+    } else {
+        Ok(vec![])
+    }
 }
 
 /// Resource-specific defaults on create, mirroring each kind's create strategy.
@@ -267,7 +308,8 @@ fn prepare_create(st: &mut State, rt: &ResourceType, obj: &mut Value) {
             }
             let spec = obj["spec"].as_object_mut().expect("object");
             spec.entry("type").or_insert_with(|| "ClusterIP".into());
-            spec.entry("sessionAffinity").or_insert_with(|| "None".into());
+            spec.entry("sessionAffinity")
+                .or_insert_with(|| "None".into());
             if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
                 let n = st.next_cluster_ip;
                 st.next_cluster_ip += 1;
@@ -305,14 +347,29 @@ fn track_managed_fields(rt: &ResourceType, old: Option<&Value>, new: &mut Value,
 }
 
 /// POST: creates an object (or, for dry runs, says what would be created).
-pub fn create(st: &mut State, rt: &ResourceType, url_ns: Option<&str>, mut obj: Value, opts: &WriteOpts) -> ApiResult<Written> {
+pub fn create(
+    st: &mut State,
+    rt: &ResourceType,
+    url_ns: Option<&str>,
+    mut obj: Value,
+    opts: &WriteOpts,
+) -> ApiResult<Written> {
     check_type_meta(st, &mut obj, rt)?;
     let ns = namespace_for(rt, url_ns, &mut obj)?;
     let m = meta_mut(&mut obj);
-    if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+    if m.get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
-    let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = m
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let name = if name.is_empty() {
         match m.get("generateName").and_then(Value::as_str) {
             Some(g) if !g.is_empty() => {
@@ -331,7 +388,14 @@ pub fn create(st: &mut State, rt: &ResourceType, url_ns: Option<&str>, mut obj: 
     } else {
         name
     };
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+        "selfLink",
+    ] {
         m.remove(k);
     }
     m.insert("uid".into(), meta::new_uid().into());
@@ -345,13 +409,19 @@ pub fn create(st: &mut State, rt: &ResourceType, url_ns: Option<&str>, mut obj: 
     prepare_create(st, rt, &mut obj);
     track_managed_fields(rt, None, &mut obj, opts);
     if opts.dry_run {
-        return Ok(Written { object: Arc::new(obj), warnings });
+        return Ok(Written {
+            object: Arc::new(obj),
+            warnings,
+        });
     }
     let stored = st.put(&rt.key(), &ns, &name, obj);
     if rt.key() == CRD_KEY {
         crd::register(st, &stored);
     }
-    Ok(Written { object: stored, warnings })
+    Ok(Written {
+        object: stored,
+        warnings,
+    })
 }
 
 /// PUT: replaces an object (main resource or a subresource).
@@ -386,8 +456,17 @@ pub fn update(
         }
         return Err(ApiError::not_found(&rt.group, &rt.plural, name));
     };
-    let body_rv = meta_mut(&mut new).get("resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    if !body_rv.is_empty() && Some(body_rv.as_str()) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    let body_rv = meta_mut(&mut new)
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !body_rv.is_empty()
+        && Some(body_rv.as_str())
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+    {
         return Err(ApiError::conflict(&rt.group, &rt.plural, name));
     }
     apply_update(st, rt, &old, new, subresource, opts)
@@ -402,7 +481,11 @@ pub fn apply_update(
     subresource: Option<&str>,
     opts: &WriteOpts,
 ) -> ApiResult<Written> {
-    let ns = old.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+    let ns = old
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let name = meta::name_of(old).to_string();
     let mut new = match subresource {
         Some(_) => {
@@ -440,10 +523,22 @@ pub fn apply_update(
         new["apiVersion"] = old["apiVersion"].clone();
     }
     // Server-owned metadata always comes from the stored object.
-    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     {
         let m = meta_mut(&mut new);
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "resourceVersion"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "resourceVersion",
+        ] {
             match old_meta.get(k) {
                 Some(v) => m.insert(k.into(), v.clone()),
                 None => m.remove(k),
@@ -458,7 +553,10 @@ pub fn apply_update(
     }
     if meta::is_deleting(old) {
         let before = meta::finalizers(old);
-        let added: Vec<String> = meta::finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
+        let added: Vec<String> = meta::finalizers(&new)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
         if !added.is_empty() {
             return Err(ApiError::invalid(
                 &rt.group,
@@ -468,7 +566,11 @@ pub fn apply_update(
                     reason: "FieldValueForbidden".into(),
                     message: format!(
                         "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
-                        added.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ")
+                        added
+                            .iter()
+                            .map(|f| format!("{f:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     field: "metadata.finalizers".into(),
                 }],
@@ -477,10 +579,16 @@ pub fn apply_update(
     }
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "namespaces") if subresource.is_none() => {
-            new["status"] = old.get("status").cloned().unwrap_or(json!({"phase": "Active"}));
+            new["status"] = old
+                .get("status")
+                .cloned()
+                .unwrap_or(json!({"phase": "Active"}));
         }
         ("", "services") => {
-            if let (Some(spec), Some(old_ip)) = (new.get_mut("spec").and_then(Value::as_object_mut), old.pointer("/spec/clusterIP")) {
+            if let (Some(spec), Some(old_ip)) = (
+                new.get_mut("spec").and_then(Value::as_object_mut),
+                old.pointer("/spec/clusterIP"),
+            ) {
                 spec.entry("clusterIP").or_insert_with(|| old_ip.clone());
                 if let Some(ips) = old.pointer("/spec/clusterIPs") {
                     spec.entry("clusterIPs").or_insert_with(|| ips.clone());
@@ -491,31 +599,57 @@ pub fn apply_update(
     }
     let warnings = validate_common(st, rt, &mut new, Some(old), opts)?;
     if subresource.is_none() && meta::spec_changed(old, &new, rt.status_subresource) {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), (g + 1).into());
     }
     // Like etcd's GuaranteedUpdate: an unchanged object is not written (no new resourceVersion,
     // no watch event), which keeps level-triggered controllers from looping on their own no-ops.
     if new == **old {
-        return Ok(Written { object: old.clone(), warnings });
+        return Ok(Written {
+            object: old.clone(),
+            warnings,
+        });
     }
     track_managed_fields(rt, Some(old), &mut new, opts);
     if opts.dry_run {
-        return Ok(Written { object: Arc::new(new), warnings });
+        return Ok(Written {
+            object: Arc::new(new),
+            warnings,
+        });
     }
-    if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
+    let namespace_blocked = rt.key() == "/namespaces"
+        && new
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+    if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !namespace_blocked {
         let last = remove(st, &rt.key(), &ns, &name, Some(new)).expect("present");
-        return Ok(Written { object: last, warnings });
+        return Ok(Written {
+            object: last,
+            warnings,
+        });
     }
     let stored = st.put(&rt.key(), &ns, &name, new);
     if rt.key() == CRD_KEY {
         crd::register(st, &stored);
     }
-    Ok(Written { object: stored, warnings })
+    Ok(Written {
+        object: stored,
+        warnings,
+    })
 }
 
 /// Removes an object for good, with the side effects of special resources.
-pub fn remove(st: &mut State, key: &str, ns: &str, name: &str, last: Option<Value>) -> Option<Arc<Value>> {
+pub fn remove(
+    st: &mut State,
+    key: &str,
+    ns: &str,
+    name: &str,
+    last: Option<Value>,
+) -> Option<Arc<Value>> {
     let last = st.remove(key, ns, name, last)?;
     if key == CRD_KEY {
         crd::unregister(st, &last);
@@ -525,7 +659,11 @@ pub fn remove(st: &mut State, key: &str, ns: &str, name: &str, last: Option<Valu
 
 fn default_policy(rt: &ResourceType) -> Propagation {
     // batch/v1 Jobs still default to orphaning their pods, for compatibility.
-    if rt.group == "batch" && rt.plural == "jobs" { Propagation::Orphan } else { Propagation::Background }
+    if rt.group == "batch" && rt.plural == "jobs" {
+        Propagation::Orphan
+    } else {
+        Propagation::Background
+    }
 }
 
 fn set_deleting(obj: &mut Value) {
@@ -552,9 +690,14 @@ fn add_finalizer(obj: &mut Value, f: &str) {
 
 /// Removes references to `owner_uid` from one dependent.
 pub fn orphan(st: &mut State, key: &crate::store::FullKey, owner_uid: &str) {
-    let Some(obj) = st.get(&key.0, &key.1, &key.2) else { return };
+    let Some(obj) = st.get(&key.0, &key.1, &key.2) else {
+        return;
+    };
     let mut o = (**obj).clone();
-    if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+    if let Some(refs) = o
+        .pointer_mut("/metadata/ownerReferences")
+        .and_then(Value::as_array_mut)
+    {
         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
         if refs.is_empty() {
             meta_mut(&mut o).remove("ownerReferences");
@@ -564,7 +707,13 @@ pub fn orphan(st: &mut State, key: &crate::store::FullKey, owner_uid: &str) {
 }
 
 /// DELETE of one object.
-pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Deleted> {
+pub fn delete(
+    st: &mut State,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+) -> ApiResult<Deleted> {
     let key = rt.key();
     let Some(old) = st.get(&key, ns, name).cloned() else {
         return Err(ApiError::not_found(&rt.group, &rt.plural, name));
@@ -576,17 +725,25 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &De
             &rt.group,
             &rt.plural,
             name,
-            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid_of(&old)),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta::uid_of(&old)
+            ),
         ));
     }
     if let Some(rv) = &opts.resource_version {
-        let cur = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+        let cur = old
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if rv != cur {
             return Err(ApiError::conflict_msg(
                 &rt.group,
                 &rt.plural,
                 name,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {cur}"),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {cur}"
+                ),
             ));
         }
     }
@@ -601,20 +758,37 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &De
         return Ok(Deleted::Gone(old));
     }
     if key == "/namespaces" {
+        if matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::forbidden(
+                "",
+                "namespaces",
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
         let mut o = (*old).clone();
         set_deleting(&mut o);
         o["status"]["phase"] = "Terminating".into();
-        let stored = if o != *old { st.put(&key, "", name, o) } else { old.clone() };
+        let stored = if o != *old {
+            st.put(&key, "", name, o)
+        } else {
+            old.clone()
+        };
         for k in st.keys_in_namespace(name) {
             if let Some(t) = resource_type_for_key(st, &k.0) {
                 let _ = delete(st, &t, &k.1, &k.2, &DeleteOpts::default());
             }
         }
-        st.gc_queue.push_back(crate::store::GcWork::CheckNamespace(name.to_string()));
+        st.gc_queue
+            .push_back(crate::store::GcWork::CheckNamespace(name.to_string()));
         return Ok(Deleted::Pending(stored));
     }
     if meta::is_deleting(&old) {
-        if policy == Propagation::Foreground && !meta::finalizers(&old).iter().any(|f| f == "foregroundDeletion") {
+        if policy == Propagation::Foreground
+            && !meta::finalizers(&old)
+                .iter()
+                .any(|f| f == "foregroundDeletion")
+        {
             let mut o = (*old).clone();
             add_finalizer(&mut o, "foregroundDeletion");
             let stored = st.put(&key, ns, name, o);
@@ -651,10 +825,20 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &De
 fn delete_dependents_foreground(st: &mut State, uid: &str) {
     for d in st.dependents_of(uid) {
         if let Some(t) = resource_type_for_key(st, &d.0) {
-            let _ = delete(st, &t, &d.1, &d.2, &DeleteOpts { policy: Some(Propagation::Foreground), ..Default::default() });
+            let _ = delete(
+                st,
+                &t,
+                &d.1,
+                &d.2,
+                &DeleteOpts {
+                    policy: Some(Propagation::Foreground),
+                    ..Default::default()
+                },
+            );
         }
     }
-    st.gc_queue.push_back(crate::store::GcWork::CheckForeground(uid.to_string()));
+    st.gc_queue
+        .push_back(crate::store::GcWork::CheckForeground(uid.to_string()));
 }
 
 /// The resource type behind a storage key (`group/plural`).
@@ -664,8 +848,14 @@ pub fn resource_type_for_key(st: &State, key: &str) -> Option<Arc<ResourceType>>
 }
 
 /// Builds the DeleteOptions of a request from its body and query.
-pub fn delete_opts(body: Option<&Value>, query: &std::collections::HashMap<String, String>) -> ApiResult<DeleteOpts> {
-    let mut o = DeleteOpts { dry_run: query.get("dryRun").is_some_and(|v| v == "All"), ..Default::default() };
+pub fn delete_opts(
+    body: Option<&Value>,
+    query: &std::collections::HashMap<String, String>,
+) -> ApiResult<DeleteOpts> {
+    let mut o = DeleteOpts {
+        dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
+        ..Default::default()
+    };
     let parse = |s: &str| match s {
         "Orphan" => Ok(Propagation::Orphan),
         "Background" => Ok(Propagation::Background),
@@ -682,7 +872,12 @@ pub fn delete_opts(body: Option<&Value>, query: &std::collections::HashMap<Strin
     }
     if let Some(b) = body {
         let empty = Map::new();
-        let b = if b.is_null() { &empty } else { b.as_object().ok_or_else(|| ApiError::bad_request("DeleteOptions must be an object"))? };
+        let b = if b.is_null() {
+            &empty
+        } else {
+            b.as_object()
+                .ok_or_else(|| ApiError::bad_request("DeleteOptions must be an object"))?
+        };
         if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
             o.policy = Some(parse(p)?);
         }
@@ -694,7 +889,10 @@ pub fn delete_opts(body: Option<&Value>, query: &std::collections::HashMap<Strin
         }
         if let Some(p) = b.get("preconditions") {
             o.uid = p.get("uid").and_then(Value::as_str).map(String::from);
-            o.resource_version = p.get("resourceVersion").and_then(Value::as_str).map(String::from);
+            o.resource_version = p
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from);
         }
     }
     Ok(o)

@@ -38,7 +38,11 @@ pub struct ResourceType {
 impl ResourceType {
     /// `apps/v1` or `v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The storage key of the resource, independent of version: `apps/deployments`.
@@ -100,19 +104,139 @@ impl Registry {
             }
             r.insert(t);
         };
-        all(builtin("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], true), false);
-        all(builtin("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], false), false);
-        all(builtin("", "v1", "secrets", "secret", "Secret", true, &[], false), false);
-        all(builtin("", "v1", "services", "service", "Service", true, &["svc"], true), true);
-        all(builtin("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], false), false);
-        all(builtin("", "v1", "pods", "pod", "Pod", true, &["po"], true), true);
-        all(builtin("", "v1", "events", "event", "Event", true, &["ev"], false), false);
-        all(builtin("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"], false), false);
-        all(builtin("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], true), true);
-        all(builtin("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], true), true);
-        all(builtin("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], true), true);
-        all(builtin("batch", "v1", "jobs", "job", "Job", true, &[], true), true);
-        all(builtin("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], false), false);
+        all(
+            builtin(
+                "",
+                "v1",
+                "namespaces",
+                "namespace",
+                "Namespace",
+                false,
+                &["ns"],
+                true,
+            ),
+            false,
+        );
+        all(
+            builtin(
+                "",
+                "v1",
+                "configmaps",
+                "configmap",
+                "ConfigMap",
+                true,
+                &["cm"],
+                false,
+            ),
+            false,
+        );
+        all(
+            builtin("", "v1", "secrets", "secret", "Secret", true, &[], false),
+            false,
+        );
+        all(
+            builtin(
+                "",
+                "v1",
+                "services",
+                "service",
+                "Service",
+                true,
+                &["svc"],
+                true,
+            ),
+            true,
+        );
+        all(
+            builtin(
+                "",
+                "v1",
+                "serviceaccounts",
+                "serviceaccount",
+                "ServiceAccount",
+                true,
+                &["sa"],
+                false,
+            ),
+            false,
+        );
+        all(
+            builtin("", "v1", "pods", "pod", "Pod", true, &["po"], true),
+            true,
+        );
+        all(
+            builtin("", "v1", "events", "event", "Event", true, &["ev"], false),
+            false,
+        );
+        all(
+            builtin(
+                "events.k8s.io",
+                "v1",
+                "events",
+                "event",
+                "Event",
+                true,
+                &["ev"],
+                false,
+            ),
+            false,
+        );
+        all(
+            builtin(
+                "apps",
+                "v1",
+                "deployments",
+                "deployment",
+                "Deployment",
+                true,
+                &["deploy"],
+                true,
+            ),
+            true,
+        );
+        all(
+            builtin(
+                "apps",
+                "v1",
+                "statefulsets",
+                "statefulset",
+                "StatefulSet",
+                true,
+                &["sts"],
+                true,
+            ),
+            true,
+        );
+        all(
+            builtin(
+                "apps",
+                "v1",
+                "replicasets",
+                "replicaset",
+                "ReplicaSet",
+                true,
+                &["rs"],
+                true,
+            ),
+            true,
+        );
+        all(
+            builtin("batch", "v1", "jobs", "job", "Job", true, &[], true),
+            true,
+        );
+        all(
+            builtin(
+                "coordination.k8s.io",
+                "v1",
+                "leases",
+                "lease",
+                "Lease",
+                true,
+                &[],
+                false,
+            ),
+            false,
+        );
         all(
             builtin(
                 "apiextensions.k8s.io",
@@ -131,22 +255,32 @@ impl Registry {
 
     /// Adds or replaces one resource type.
     pub fn insert(&mut self, t: ResourceType) {
-        self.types.insert((t.group.clone(), t.version.clone(), t.plural.clone()), Arc::new(t));
+        self.types.insert(
+            (t.group.clone(), t.version.clone(), t.plural.clone()),
+            Arc::new(t),
+        );
     }
 
     /// Removes every version of a resource (used when its CRD goes away).
     pub fn remove_resource(&mut self, group: &str, plural: &str) {
-        self.types.retain(|(g, _, p), _| !(g == group && p == plural));
+        self.types
+            .retain(|(g, _, p), _| !(g == group && p == plural));
     }
 
     /// Looks up a resource type as addressed by a URL.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
-        self.types.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+        self.types
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
     }
 
     /// Every resource type of one group/version, for discovery.
     pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
-        self.types.values().filter(|t| t.group == group && t.version == version).cloned().collect()
+        self.types
+            .values()
+            .filter(|t| t.group == group && t.version == version)
+            .cloned()
+            .collect()
     }
 
     /// All groups (excluding core) with their versions, preferred version first.
@@ -164,7 +298,7 @@ impl Registry {
         groups
             .into_iter()
             .map(|(g, mut vs)| {
-                vs.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+                vs.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
                 (g, vs)
             })
             .collect()
@@ -172,7 +306,10 @@ impl Registry {
 
     /// Any type serving the resource (any version), used to find the kind for a storage key.
     pub fn any_version(&self, group: &str, plural: &str) -> Option<Arc<ResourceType>> {
-        self.types.values().find(|t| t.group == group && t.plural == plural).cloned()
+        self.types
+            .values()
+            .find(|t| t.group == group && t.plural == plural)
+            .cloned()
     }
 }
 
@@ -210,7 +347,10 @@ mod tests {
     #[test]
     fn version_order() {
         let mut v = vec!["v1alpha1", "v1", "v2beta1", "v1beta2", "v2", "v1beta1"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
-        assert_eq!(v, vec!["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1"]);
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
+        assert_eq!(
+            v,
+            vec!["v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1"]
+        );
     }
 }

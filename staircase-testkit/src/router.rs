@@ -41,7 +41,10 @@ impl Verb {
 
     /// Whether this verb changes state.
     pub fn is_write(self) -> bool {
-        matches!(self, Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection)
+        matches!(
+            self,
+            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection
+        )
     }
 }
 
@@ -103,7 +106,9 @@ pub fn percent_decode(s: &str, plus_as_space: bool) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -133,8 +138,12 @@ pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 
 /// Routes a path.
 pub fn route(path: &str) -> Route {
-    let segs: Vec<String> =
-        path.trim_end_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect();
+    let segs: Vec<String> = path
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Route::Version,
@@ -155,7 +164,11 @@ pub fn route(path: &str) -> Route {
 }
 
 fn resource(group: String, version: &str, rest: &[&str]) -> Route {
-    let mut p = ResourcePath { group, version: version.to_string(), ..Default::default() };
+    let mut p = ResourcePath {
+        group,
+        version: version.to_string(),
+        ..Default::default()
+    };
     let own = |x: &&str| Some(x.to_string());
     match rest {
         ["namespaces"] => p.plural = "namespaces".into(),
@@ -191,15 +204,33 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(route("/api"), Route::CoreVersions);
-        assert_eq!(route("/apis/apps/v1"), Route::ResourceList("apps".into(), "v1".into()));
-        let Route::Resource(p) = route("/apis/apps/v1/namespaces/n/deployments/d/status") else { panic!() };
         assert_eq!(
-            (p.group.as_str(), p.namespace.as_deref(), p.plural.as_str(), p.name.as_deref(), p.subresource.as_deref()),
+            route("/apis/apps/v1"),
+            Route::ResourceList("apps".into(), "v1".into())
+        );
+        let Route::Resource(p) = route("/apis/apps/v1/namespaces/n/deployments/d/status") else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                p.group.as_str(),
+                p.namespace.as_deref(),
+                p.plural.as_str(),
+                p.name.as_deref(),
+                p.subresource.as_deref()
+            ),
             ("apps", Some("n"), "deployments", Some("d"), Some("status"))
         );
-        let Route::Resource(p) = route("/api/v1/namespaces/n") else { panic!() };
-        assert_eq!((p.plural.as_str(), p.name.as_deref(), p.namespace), ("namespaces", Some("n"), None));
-        let Route::Resource(p) = route("/api/v1/configmaps") else { panic!() };
+        let Route::Resource(p) = route("/api/v1/namespaces/n") else {
+            panic!()
+        };
+        assert_eq!(
+            (p.plural.as_str(), p.name.as_deref(), p.namespace),
+            ("namespaces", Some("n"), None)
+        );
+        let Route::Resource(p) = route("/api/v1/configmaps") else {
+            panic!()
+        };
         assert_eq!((p.plural.as_str(), p.name), ("configmaps", None));
         let q = parse_query(Some("labelSelector=a%3Db%2Cc+in+(x)&watch=1"));
         assert_eq!(q["labelSelector"], "a=b,c in (x)");

@@ -39,13 +39,20 @@ fn split_top(s: &str) -> Vec<&str> {
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 impl LabelSelector {
     /// Parses `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = |msg: String| ApiError::bad_request(format!("unable to parse requirement: {msg}"));
+        let bad =
+            |msg: String| ApiError::bad_request(format!("unable to parse requirement: {msg}"));
         let mut reqs = vec![];
         if s.trim().is_empty() {
             return Ok(LabelSelector(reqs));
@@ -64,10 +71,12 @@ impl LabelSelector {
             } else if let Some((k, v)) = p.split_once('=') {
                 LabelReq::Eq(k.trim().into(), v.trim().into())
             } else if let Some(idx) = p.find(" notin ") {
-                let set = parse_set(&p[idx + 7..]).ok_or_else(|| bad(format!("invalid set in {p:?}")))?;
+                let set =
+                    parse_set(&p[idx + 7..]).ok_or_else(|| bad(format!("invalid set in {p:?}")))?;
                 LabelReq::NotIn(p[..idx].trim().into(), set)
             } else if let Some(idx) = p.find(" in ") {
-                let set = parse_set(&p[idx + 4..]).ok_or_else(|| bad(format!("invalid set in {p:?}")))?;
+                let set =
+                    parse_set(&p[idx + 4..]).ok_or_else(|| bad(format!("invalid set in {p:?}")))?;
                 LabelReq::In(p[..idx].trim().into(), set)
             } else if p.contains(['(', ')', ' ', '<', '>']) {
                 return Err(bad(format!("invalid requirement {p:?}")));
@@ -140,7 +149,13 @@ fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        ("events.k8s.io", "events") => &["regarding.kind", "regarding.name", "regarding.namespace", "reason", "type"],
+        ("events.k8s.io", "events") => &[
+            "regarding.kind",
+            "regarding.name",
+            "regarding.namespace",
+            "reason",
+            "type",
+        ],
         ("", "secrets") => &["type"],
         ("", "namespaces") => &["status.phase"],
         ("batch", "jobs") => &["status.successful"],
@@ -164,10 +179,15 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, false, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let k = k.trim();
-            if k != "metadata.name" && k != "metadata.namespace" && !extra_fields(group, plural).contains(&k) {
+            if k != "metadata.name"
+                && k != "metadata.namespace"
+                && !extra_fields(group, plural).contains(&k)
+            {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {k}"
                 )));
@@ -184,7 +204,10 @@ impl FieldSelector {
 
     /// If the selector pins `metadata.name`, the name (lets lists skip a scan).
     pub fn pinned_name(&self) -> Option<&str> {
-        self.0.iter().find(|(k, neg, _)| k == "metadata.name" && !neg).map(|(_, _, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, neg, _)| k == "metadata.name" && !neg)
+            .map(|(_, _, v)| v.as_str())
     }
 
     /// Evaluates the selector; missing fields compare as the empty string, like the real server.
@@ -243,8 +266,16 @@ mod tests {
     #[test]
     fn fields() {
         let o = json!({"metadata": {"name": "a", "namespace": "n"}});
-        assert!(FieldSelector::parse("metadata.name=a", "", "configmaps").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=a", "", "configmaps").unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("metadata.name=a", "", "configmaps")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=a", "", "configmaps")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("spec.x=a", "", "configmaps").is_err());
     }
 }

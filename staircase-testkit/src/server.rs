@@ -36,7 +36,11 @@ pub struct ApiServerBuilder {
 
 impl Default for ApiServerBuilder {
     fn default() -> Self {
-        ApiServerBuilder { port: 0, watch_window: 10_000, max_body_bytes: 3 << 20 }
+        ApiServerBuilder {
+            port: 0,
+            watch_window: 10_000,
+            max_body_bytes: 3 << 20,
+        }
     }
 }
 
@@ -71,15 +75,26 @@ impl ApiServerBuilder {
             let ns = st.registry.get("", "v1", "namespaces").expect("built-in");
             for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
                 let obj = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-                crate::ops::create(&mut st, &ns, None, obj, &Default::default()).expect("bootstrap namespace");
+                crate::ops::create(&mut st, &ns, None, obj, &Default::default())
+                    .expect("bootstrap namespace");
             }
         }
         let faults = Faults::new(store.clone());
         let stats = Stats::new();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared { store, faults, stats, addr, max_body: self.max_body_bytes });
+        let shared = Arc::new(Shared {
+            store,
+            faults,
+            stats,
+            addr,
+            max_body: self.max_body_bytes,
+        });
         let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
-        Ok(ApiServer { shared, shutdown: shutdown_tx, task: Some(task) })
+        Ok(ApiServer {
+            shared,
+            shutdown: shutdown_tx,
+            task: Some(task),
+        })
     }
 }
 
@@ -103,7 +118,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("url", &self.url()).finish()
+        f.debug_struct("ApiServer")
+            .field("url", &self.url())
+            .finish()
     }
 }
 
@@ -196,7 +213,11 @@ impl Drop for ApiServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -234,7 +255,10 @@ fn full(bytes: Bytes) -> Body {
 fn json_response(code: u16, body: Bytes, warnings: &[String]) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for w in warnings {
         if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", Value::String(w.clone()))) {
             r.headers_mut().append(header::WARNING, v);
@@ -254,15 +278,27 @@ fn value_response(code: u16, v: &Value) -> Response<Body> {
 /// Manager recorded for writes without `fieldManager`: the user agent's program name, as the
 /// real server derives it (`kubectl/v1.32 (linux/amd64)` -> `kubectl`).
 fn default_manager(ua: Option<&str>) -> String {
-    ua.and_then(|u| u.split('/').next()).filter(|s| !s.is_empty()).unwrap_or("unknown").to_string()
+    ua.and_then(|u| u.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
-async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+async fn serve(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let query = router::parse_query(parts.uri.query());
-    let header_str = |h: header::HeaderName| parts.headers.get(h).and_then(|v| v.to_str().ok()).map(String::from);
+    let header_str = |h: header::HeaderName| {
+        parts
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
     let user_agent = header_str(header::USER_AGENT);
     let route = router::route(&path);
     let (verb, rpath) = match &route {
@@ -275,7 +311,9 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
         path: path.clone(),
         query: raw_query,
         verb,
-        resource: rpath.as_ref().map(|p| crate::status::qualified(&p.group, &p.plural)),
+        resource: rpath
+            .as_ref()
+            .map(|p| crate::status::qualified(&p.group, &p.plural)),
         subresource: rpath.as_ref().and_then(|p| p.subresource.clone()),
         namespace: rpath.as_ref().and_then(|p| p.namespace.clone()),
         name: rpath.as_ref().and_then(|p| p.name.clone()),
@@ -324,7 +362,13 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
                 }
             };
             let content_type = header_str(header::CONTENT_TYPE)
-                .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+                .map(|c| {
+                    c.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
                 .unwrap_or_default();
             let rr = ResourceRequest {
                 path: &p,
@@ -333,16 +377,25 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
                 content_type,
                 accept: header_str(header::ACCEPT).unwrap_or_default(),
                 body,
-                field_manager: field_manager.unwrap_or_else(|| default_manager(user_agent.as_deref())),
+                field_manager: field_manager
+                    .unwrap_or_else(|| default_manager(user_agent.as_deref())),
             };
             match handlers::handle(&shared.store, &shared.faults, rr) {
-                Ok(Reply::Json(code, v, warnings)) => json_response(code, Bytes::from(v.to_string()), &warnings),
+                Ok(Reply::Json(code, v, warnings)) => {
+                    json_response(code, Bytes::from(v.to_string()), &warnings)
+                }
                 Ok(Reply::Raw(code, b)) => json_response(code, b, &[]),
                 Ok(Reply::Watch(stream)) => {
                     let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
                     let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
-                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-cache, private"),
+                    );
                     r
                 }
                 Err(e) => error_response(&e),
@@ -353,16 +406,26 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     record.status = response.status().as_u16();
     shared.stats.record(record);
     match decision.after {
-        Some(FaultAction::FailAfterCommit { code, reason }) => {
-            Ok(error_response(&ApiError::new(code, reason.clone(), format!("injected fault after commit: {reason}"))))
-        }
-        Some(FaultAction::DropAfterCommit) => Err(std::io::Error::other("injected fault: connection dropped after commit")),
+        Some(FaultAction::FailAfterCommit { code, reason }) => Ok(error_response(&ApiError::new(
+            code,
+            reason.clone(),
+            format!("injected fault after commit: {reason}"),
+        ))),
+        Some(FaultAction::DropAfterCommit) => Err(std::io::Error::other(
+            "injected fault: connection dropped after commit",
+        )),
         _ => Ok(response),
     }
 }
 
-async fn read_body(body: Incoming, headers: &http::HeaderMap, max: usize) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         && len > max
     {
         return Err(ApiError::too_large(max));
@@ -370,7 +433,9 @@ async fn read_body(body: Incoming, headers: &http::HeaderMap, max: usize) -> Res
     match Limited::new(body, max).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(max)),
-        Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading request body: {e}"
+        ))),
     }
 }
 
@@ -383,7 +448,10 @@ fn non_resource(shared: &Shared, route: Route, is_get: bool) -> Response<Body> {
         Route::Version => Some(crate::discovery::version()),
         Route::Health => {
             let mut r = Response::new(full(Bytes::from_static(b"ok")));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             return r;
         }
         Route::CoreVersions => Some(crate::discovery::core_versions(&shared.addr.to_string())),
@@ -398,6 +466,10 @@ fn non_resource(shared: &Shared, route: Route, is_get: bool) -> Response<Body> {
     drop(st);
     match doc {
         Some(d) => value_response(200, &d),
-        None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        None => error_response(&ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
     }
 }

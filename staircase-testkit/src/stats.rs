@@ -69,7 +69,9 @@ impl Stats {
                 i.writes += 1;
             }
             if let Some(res) = &r.resource {
-                *i.by_resource.entry((res.clone(), r.subresource.clone(), v)).or_default() += 1;
+                *i.by_resource
+                    .entry((res.clone(), r.subresource.clone(), v))
+                    .or_default() += 1;
             }
         }
         if self.keep_log.load(std::sync::atomic::Ordering::Relaxed) {
@@ -115,7 +117,8 @@ impl Stats {
     /// Turns the per-request log on or off (counters are always kept); off saves memory in
     /// long benchmarks.
     pub fn set_log_enabled(&self, on: bool) {
-        self.keep_log.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.keep_log
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets everything recorded so far.

@@ -33,7 +33,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// A Status with no details.
     pub fn new(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { code, reason: reason.into(), message: message.into(), details: None }
+        ApiError {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
@@ -51,14 +56,22 @@ impl ApiError {
 
     /// `404 NotFound`, e.g. `configmaps "x" not found`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
-            .with_details(name, group, plural)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, plural)),
+        )
+        .with_details(name, group, plural)
     }
 
     /// `409 AlreadyExists`.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, plural)))
-            .with_details(name, group, plural)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, plural)),
+        )
+        .with_details(name, group, plural)
     }
 
     /// `409 Conflict` for a stale `resourceVersion`, worded like the real server.
@@ -76,21 +89,31 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(group, plural)
+            ),
         )
         .with_details(name, group, plural)
     }
 
     /// `422 Invalid` listing every field error; `kind` is the object's Kind (e.g. `ConfigMap`).
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let errors: Vec<crate::schema::FieldError> = causes
             .iter()
-            .map(|c| crate::schema::FieldError { reason: c.reason.clone(), field: c.field.clone(), message: c.message.clone() })
+            .map(|c| crate::schema::FieldError {
+                reason: c.reason.clone(),
+                field: c.field.clone(),
+                message: c.message.clone(),
+            })
             .collect();
         let message = crate::schema::format_invalid_message(&qualified_kind, name, &errors);
-        let mut e = Self::new(422, "Invalid", message)
-            .with_details(name, group, kind);
+        let mut e = Self::new(422, "Invalid", message).with_details(name, group, kind);
         if let Some(Value::Object(d)) = &mut e.details {
             let causes: Vec<Value> = causes
                 .into_iter()
@@ -108,13 +131,24 @@ impl ApiError {
 
     /// `403 Forbidden`.
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
-        Self::new(403, "Forbidden", format!("{} \"{name}\" is forbidden: {why}", qualified(group, plural)))
-            .with_details(name, group, plural)
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(group, plural)
+            ),
+        )
+        .with_details(name, group, plural)
     }
 
     /// `405 MethodNotAllowed`.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// `410 Gone` with reason `Expired`, for watches and lists from a compacted resourceVersion.
@@ -129,7 +163,11 @@ impl ApiError {
 
     /// `413 RequestEntityTooLarge`.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     /// `500 InternalError`.
@@ -165,7 +203,11 @@ impl std::error::Error for ApiError {}
 
 /// `configmaps` or `deployments.apps`: how the real server names a resource in messages.
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 /// A `Status` of `Success`, returned by deletes that remove the object at once.

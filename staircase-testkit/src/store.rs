@@ -56,8 +56,22 @@ pub struct Event {
 
 impl Event {
     /// Builds an event that is not (yet) part of history, e.g. a synthetic ADDED.
-    pub fn new(rv: u64, etype: EventType, resource: Arc<str>, namespace: String, object: Arc<Value>) -> Self {
-        Event { rv, etype, resource, namespace, object, prev: None, line: OnceLock::new() }
+    pub fn new(
+        rv: u64,
+        etype: EventType,
+        resource: Arc<str>,
+        namespace: String,
+        object: Arc<Value>,
+    ) -> Self {
+        Event {
+            rv,
+            etype,
+            resource,
+            namespace,
+            object,
+            prev: None,
+            line: OnceLock::new(),
+        }
     }
 
     /// The newline-terminated watch line with the object as stored.
@@ -175,7 +189,9 @@ impl State {
 
     /// One object.
     pub fn get(&self, resource: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
-        self.objects.get(resource)?.get(&(ns.to_string(), name.to_string()))
+        self.objects
+            .get(resource)?
+            .get(&(ns.to_string(), name.to_string()))
     }
 
     /// Objects of a resource, in one namespace (`Some`) or all, ordered by namespace then name,
@@ -187,7 +203,9 @@ impl State {
         after: Option<&ObjKey>,
     ) -> Box<dyn Iterator<Item = (&'a ObjKey, &'a Arc<Value>)> + 'a> {
         use std::ops::Bound;
-        let Some(map) = self.objects.get(resource) else { return Box::new(std::iter::empty()) };
+        let Some(map) = self.objects.get(resource) else {
+            return Box::new(std::iter::empty());
+        };
         let start = match (after, ns) {
             (Some(a), _) => Bound::Excluded(a.clone()),
             (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
@@ -200,7 +218,6 @@ impl State {
         }
     }
 
-
     /// Address of the object with this uid.
     pub fn by_uid(&self, uid: &str) -> Option<&FullKey> {
         self.uids.get(uid)
@@ -208,7 +225,10 @@ impl State {
 
     /// Addresses of objects whose ownerReferences name `uid`.
     pub fn dependents_of(&self, uid: &str) -> Vec<FullKey> {
-        self.dependents.get(uid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every namespace holding objects of any resource, used when a namespace terminates.
@@ -229,7 +249,11 @@ impl State {
         let owners = |v: Option<&Value>| -> Vec<String> {
             v.and_then(|v| v.pointer("/metadata/ownerReferences"))
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|r| r.get("uid")?.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.get("uid")?.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         for o in owners(old) {
@@ -247,7 +271,8 @@ impl State {
             self.uids.remove(crate::meta::uid_of(old));
         }
         if let Some(new) = new {
-            self.uids.insert(crate::meta::uid_of(new).to_string(), key.clone());
+            self.uids
+                .insert(crate::meta::uid_of(new).to_string(), key.clone());
         }
     }
 
@@ -260,10 +285,18 @@ impl State {
         crate::meta::meta_mut(&mut obj).insert("resourceVersion".into(), rv.to_string().into());
         let obj = Arc::new(obj);
         let key = (ns.to_string(), name.to_string());
-        let prev = self.objects.get_mut(&res).expect("interned").insert(key, obj.clone());
+        let prev = self
+            .objects
+            .get_mut(&res)
+            .expect("interned")
+            .insert(key, obj.clone());
         let full = (res.clone(), ns.to_string(), name.to_string());
         self.index(&full, prev.as_deref(), Some(&obj));
-        let etype = if prev.is_some() { EventType::Modified } else { EventType::Added };
+        let etype = if prev.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         let mut ev = Event::new(rv, etype, res, ns.to_string(), obj.clone());
         ev.prev = prev;
         self.record(ev);
@@ -274,7 +307,13 @@ impl State {
     /// the garbage-collection consequences.
     /// `last` is the final state to report (e.g. the update that removed the last finalizer);
     /// by default the stored object.
-    pub fn remove(&mut self, resource: &str, ns: &str, name: &str, last: Option<Value>) -> Option<Arc<Value>> {
+    pub fn remove(
+        &mut self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        last: Option<Value>,
+    ) -> Option<Arc<Value>> {
         let res = self.intern(resource);
         let key = (ns.to_string(), name.to_string());
         let old = self.objects.get_mut(&res)?.remove(&key)?;
@@ -290,15 +329,20 @@ impl State {
         ev.prev = Some(old.clone());
         self.record(ev);
         self.gc_queue.push_back(GcWork::OwnerGone(uid));
-        if let Some(refs) = old.pointer("/metadata/ownerReferences").and_then(Value::as_array) {
+        if let Some(refs) = old
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        {
             for r in refs {
                 if let Some(u) = r.get("uid").and_then(Value::as_str) {
-                    self.gc_queue.push_back(GcWork::CheckForeground(u.to_string()));
+                    self.gc_queue
+                        .push_back(GcWork::CheckForeground(u.to_string()));
                 }
             }
         }
         if !ns.is_empty() {
-            self.gc_queue.push_back(GcWork::CheckNamespace(ns.to_string()));
+            self.gc_queue
+                .push_back(GcWork::CheckNamespace(ns.to_string()));
         }
         Some(last)
     }
@@ -327,7 +371,12 @@ impl State {
     }
 
     /// Events of `resource` (and namespace) after `rv`, or `None` when they are no longer retained.
-    pub fn events_since(&self, resource: &str, ns: Option<&str>, rv: u64) -> Option<Vec<Arc<Event>>> {
+    pub fn events_since(
+        &self,
+        resource: &str,
+        ns: Option<&str>,
+        rv: u64,
+    ) -> Option<Vec<Arc<Event>>> {
         if rv < self.history_start {
             return None;
         }
@@ -342,13 +391,21 @@ impl State {
     }
 
     /// Registers a watch; it receives every event committed after this call.
-    pub fn add_watcher(&mut self, resource: &str, ns: Option<&str>) -> (u64, mpsc::UnboundedReceiver<WatchMsg>) {
+    pub fn add_watcher(
+        &mut self,
+        resource: &str,
+        ns: Option<&str>,
+    ) -> (u64, mpsc::UnboundedReceiver<WatchMsg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let res = self.intern(resource);
         self.next_watcher += 1;
         let id = self.next_watcher;
         if !self.closed {
-            self.watchers.entry(res).or_default().push(Watcher { id, namespace: ns.map(String::from), tx });
+            self.watchers.entry(res).or_default().push(Watcher {
+                id,
+                namespace: ns.map(String::from),
+                tx,
+            });
         }
         (id, rx)
     }
@@ -360,7 +417,10 @@ impl State {
 
     /// Number of open watch streams.
     pub fn watcher_count(&self) -> usize {
-        self.watchers.values().map(|v| v.iter().filter(|w| !w.tx.is_closed()).count()).sum()
+        self.watchers
+            .values()
+            .map(|v| v.iter().filter(|w| !w.tx.is_closed()).count())
+            .sum()
     }
 
     /// Asks every watch to re-evaluate held-back events.
@@ -381,7 +441,11 @@ impl State {
 
     /// Drops every object of a resource (its CRD went away), emitting DELETED events.
     pub fn remove_all(&mut self, resource: &str) {
-        let keys: Vec<ObjKey> = self.objects.get(resource).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<ObjKey> = self
+            .objects
+            .get(resource)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         for (ns, name) in keys {
             self.remove(resource, &ns, &name, None);
         }
@@ -396,7 +460,9 @@ pub struct Store {
 impl Store {
     /// An empty store with the built-in resources and a history of `window` events.
     pub fn new(window: usize) -> Self {
-        Store { state: Mutex::new(State::new(window)) }
+        Store {
+            state: Mutex::new(State::new(window)),
+        }
     }
 
     /// Locks the state. A panic while holding the lock never leaves a half-applied write

@@ -91,7 +91,10 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    watch_line("BOOKMARK", &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta}))
+    watch_line(
+        "BOOKMARK",
+        &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta}),
+    )
 }
 
 /// The watch `ERROR` event for a resourceVersion that history no longer holds.
@@ -127,7 +130,11 @@ struct Live {
 impl Live {
     fn release_held(&mut self) {
         let n = self.faults.hold_back();
-        let current = if n == 0 { u64::MAX } else { self.store.lock().current_rv() };
+        let current = if n == 0 {
+            u64::MAX
+        } else {
+            self.store.lock().current_rv()
+        };
         while let Some((rv, _)) = self.held.front() {
             if n == 0 || current.saturating_sub(*rv) >= n {
                 let (_, line) = self.held.pop_front().expect("front exists");
@@ -168,9 +175,17 @@ impl Live {
 }
 
 /// Starts a watch: registers it atomically with the replay so no event is missed or doubled.
-pub fn start(store: &Arc<Store>, faults: &Faults, req: WatchRequest) -> impl Stream<Item = Bytes> + Send + use<> {
+pub fn start(
+    store: &Arc<Store>,
+    faults: &Faults,
+    req: WatchRequest,
+) -> impl Stream<Item = Bytes> + Send + use<> {
     let key = req.rt.key();
-    let filter = Filter { rt: req.rt.clone(), labels: req.labels, fields: req.fields };
+    let filter = Filter {
+        rt: req.rt.clone(),
+        labels: req.labels,
+        fields: req.fields,
+    };
     let mut ready = VecDeque::new();
     let mut st = store.lock();
     let ns = req.namespace.as_deref();
@@ -201,7 +216,11 @@ pub fn start(store: &Arc<Store>, faults: &Faults, req: WatchRequest) -> impl Str
     let expired = matches!(req.start, Start::After(rv) if rv < st.oldest_resumable_rv());
     if !expired {
         let (id, r) = st.add_watcher(&key, ns);
-        reg = Some(Registration { store: store.clone(), resource: key.clone(), id });
+        reg = Some(Registration {
+            store: store.clone(),
+            resource: key.clone(),
+            id,
+        });
         rx = Some(r);
     }
     drop(st);
@@ -216,5 +235,7 @@ pub fn start(store: &Arc<Store>, faults: &Faults, req: WatchRequest) -> impl Str
         store: store.clone(),
         _reg: reg,
     };
-    futures::stream::unfold(live, |mut live| async move { live.next().await.map(|b| (b, live)) })
+    futures::stream::unfold(live, |mut live| async move {
+        live.next().await.map(|b| (b, live))
+    })
 }

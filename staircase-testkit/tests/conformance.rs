@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
-    WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    Preconditions, WatchEvent, WatchParams,
 };
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
@@ -37,7 +37,9 @@ impl Target {
         let (client, server) = match std::env::var("STAIRCASE_CONFORMANCE_KUBECONFIG") {
             Ok(path) => {
                 let kc = kube::config::Kubeconfig::read_from(path).unwrap();
-                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .unwrap();
                 (Client::try_from(cfg).unwrap(), None)
             }
             Err(_) => {
@@ -48,7 +50,11 @@ impl Target {
         let nss: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace =
             serde_json::from_value(json!({"metadata": {"generateName": "conformance-"}})).unwrap();
-        let ns = nss.create(&PostParams::default(), &ns).await.unwrap().name_any();
+        let ns = nss
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap()
+            .name_any();
         Target { client, ns, server }
     }
 
@@ -64,16 +70,33 @@ impl Target {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    async fn raw(&self, method: &str, path: &str, ct: &str, body: Vec<u8>) -> Result<String, kube::Error> {
-        let req = http::Request::builder().method(method).uri(path).header("content-type", ct).body(body).unwrap();
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: Vec<u8>,
+    ) -> Result<String, kube::Error> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body)
+            .unwrap();
         self.client.request_text(req).await
     }
 }
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
-    let data: BTreeMap<String, String> = data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let data: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     ConfigMap {
-        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         data: Some(data),
         ..Default::default()
     }
@@ -139,7 +162,9 @@ fn widget_crd(group: &str, scope: &str) -> CustomResourceDefinition {
 async fn install_widgets(t: &Target, scope: &str) -> ApiResource {
     let group = format!("{}.example.com", t.ns);
     let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
-    crds.create(&PostParams::default(), &widget_crd(&group, scope)).await.unwrap();
+    crds.create(&PostParams::default(), &widget_crd(&group, scope))
+        .await
+        .unwrap();
     let gvk = GroupVersionKind::gvk(&group, "v1", "Widget");
     ApiResource::from_gvk_with_plural(&gvk, "widgets")
 }
@@ -184,33 +209,83 @@ async fn discovery_lists_builtins_with_scope_verbs_and_subresources() {
         ("apps", "ReplicaSet", "replicasets", true),
         ("batch", "Job", "jobs", true),
         ("coordination.k8s.io", "Lease", "leases", true),
-        ("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions", false),
+        (
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        ),
     ] {
         let (ar, caps) = find(g, kind);
         assert_eq!(ar.plural, plural);
-        assert_eq!(caps.scope == kube::discovery::Scope::Namespaced, namespaced, "{kind}");
-        for verb in ["get", "list", "watch", "create", "update", "patch", "delete"] {
+        assert_eq!(
+            caps.scope == kube::discovery::Scope::Namespaced,
+            namespaced,
+            "{kind}"
+        );
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
             assert!(caps.supports_operation(verb), "{kind} {verb}");
         }
     }
     // Status subresources appear as `plural/status` in the legacy resource list.
-    let apps: Value = serde_json::from_str(&t.raw("GET", "/apis/apps/v1", "application/json", vec![]).await.unwrap()).unwrap();
-    let names: Vec<&str> = apps["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    for n in ["deployments/status", "statefulsets/status", "replicasets/status"] {
+    let apps: Value = serde_json::from_str(
+        &t.raw("GET", "/apis/apps/v1", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "deployments/status",
+        "statefulsets/status",
+        "replicasets/status",
+    ] {
         assert!(names.contains(&n), "{n} in {names:?}");
     }
-    let core: Value = serde_json::from_str(&t.raw("GET", "/api/v1", "application/json", vec![]).await.unwrap()).unwrap();
-    let cmr = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "configmaps").unwrap();
+    let core: Value = serde_json::from_str(
+        &t.raw("GET", "/api/v1", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let cmr = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "configmaps")
+        .unwrap();
     assert_eq!(cmr["shortNames"], json!(["cm"]));
     assert_eq!(cmr["singularName"], "configmap");
-    let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     for n in ["namespaces/status", "services/status", "pods/status"] {
         assert!(names.contains(&n), "{n}");
     }
     assert!(!names.contains(&"configmaps/status"));
-    let groups: Value = serde_json::from_str(&t.raw("GET", "/apis", "application/json", vec![]).await.unwrap()).unwrap();
+    let groups: Value = serde_json::from_str(
+        &t.raw("GET", "/apis", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(groups["kind"], "APIGroupList");
-    let apps_group: Value = serde_json::from_str(&t.raw("GET", "/apis/apps", "application/json", vec![]).await.unwrap()).unwrap();
+    let apps_group: Value = serde_json::from_str(
+        &t.raw("GET", "/apis/apps", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(apps_group["preferredVersion"]["groupVersion"], "apps/v1");
 }
 
@@ -226,13 +301,23 @@ async fn crd_becomes_established_and_served() {
     let status = crd.status.unwrap();
     let conds = status.conditions.unwrap();
     for ty in ["NamesAccepted", "Established"] {
-        assert!(conds.iter().any(|c| c.type_ == ty && c.status == "True"), "{ty}");
+        assert!(
+            conds.iter().any(|c| c.type_ == ty && c.status == "True"),
+            "{ty}"
+        );
     }
     assert_eq!(status.accepted_names.unwrap().kind, "Widget");
 
     // Served in both versions, with shortNames, categories and the status subresource.
     let gv: Value = serde_json::from_str(
-        &t.raw("GET", &format!("/apis/{}/v1", ar.group), "application/json", vec![]).await.unwrap(),
+        &t.raw(
+            "GET",
+            &format!("/apis/{}/v1", ar.group),
+            "application/json",
+            vec![],
+        )
+        .await
+        .unwrap(),
     )
     .unwrap();
     let res = gv["resources"].as_array().unwrap();
@@ -241,22 +326,43 @@ async fn crd_becomes_established_and_served() {
     assert_eq!(w["categories"], json!(["all"]));
     assert_eq!(w["namespaced"], true);
     assert!(res.iter().any(|r| r["name"] == "widgets/status"));
-    let d = Discovery::new(t.client.clone()).filter(&[&ar.group]).run().await.unwrap();
+    let d = Discovery::new(t.client.clone())
+        .filter(&[&ar.group])
+        .run()
+        .await
+        .unwrap();
     assert!(d.has_group(&ar.group));
 
     let api = widget_api(&t, &ar);
-    let created = api.create(&PostParams::default(), &widget("w1", json!({"replicas": 2}))).await.unwrap();
+    let created = api
+        .create(
+            &PostParams::default(),
+            &widget("w1", json!({"replicas": 2})),
+        )
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     // Reading through the other served version only changes apiVersion.
-    let beta = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&ar.group, "v1beta1", "Widget"), "widgets");
+    let beta = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&ar.group, "v1beta1", "Widget"),
+        "widgets",
+    );
     let as_beta = widget_api(&t, &beta).get("w1").await.unwrap();
-    assert_eq!(as_beta.types.unwrap().api_version, format!("{}/v1beta1", ar.group));
+    assert_eq!(
+        as_beta.types.unwrap().api_version,
+        format!("{}/v1beta1", ar.group)
+    );
 
     // Deleting the CRD stops serving the resource and removes its objects.
-    crds.delete(&format!("widgets.{}", ar.group), &DeleteParams::default()).await.unwrap();
+    crds.delete(&format!("widgets.{}", ar.group), &DeleteParams::default())
+        .await
+        .unwrap();
     let (code, ..) = err_of(api.get("w1").await);
     assert_eq!(code, 404);
-    let (code, ..) = err_of(api.create(&PostParams::default(), &widget("w2", json!({}))).await);
+    let (code, ..) = err_of(
+        api.create(&PostParams::default(), &widget("w2", json!({})))
+            .await,
+    );
     assert_eq!(code, 404);
 }
 
@@ -265,9 +371,15 @@ async fn cluster_scoped_crd() {
     let t = Target::new().await;
     let ar = install_widgets(&t, "Cluster").await;
     let api: Api<DynamicObject> = Api::all_with(t.client.clone(), &ar);
-    let w = api.create(&PostParams::default(), &widget("global", json!({}))).await.unwrap();
+    let w = api
+        .create(&PostParams::default(), &widget("global", json!({})))
+        .await
+        .unwrap();
     assert_eq!(w.metadata.namespace, None);
-    assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -275,14 +387,32 @@ async fn crd_schema_validation_and_field_validation() {
     let t = Target::new().await;
     let ar = install_widgets(&t, "Namespaced").await;
     let api = widget_api(&t, &ar);
-    let r = api.create(&PostParams::default(), &widget("bad", json!({"replicas": -1, "color": "green"}))).await;
-    let Err(kube::Error::Api(s)) = r else { panic!("expected 422, got {r:?}") };
+    let r = api
+        .create(
+            &PostParams::default(),
+            &widget("bad", json!({"replicas": -1, "color": "green"})),
+        )
+        .await;
+    let Err(kube::Error::Api(s)) = r else {
+        panic!("expected 422, got {r:?}")
+    };
     assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
-    assert!(s.message.starts_with(&format!("Widget.{} \"bad\" is invalid: [", ar.group)), "{}", s.message);
+    assert!(
+        s.message
+            .starts_with(&format!("Widget.{} \"bad\" is invalid: [", ar.group)),
+        "{}",
+        s.message
+    );
     let causes = s.details.unwrap().causes;
     let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
-    assert!(fields.contains(&"spec.replicas") && fields.contains(&"spec.color"), "{fields:?}");
-    assert!(api.get_opt("bad").await.unwrap().is_none(), "a rejected write stores nothing");
+    assert!(
+        fields.contains(&"spec.replicas") && fields.contains(&"spec.color"),
+        "{fields:?}"
+    );
+    assert!(
+        api.get_opt("bad").await.unwrap().is_none(),
+        "a rejected write stores nothing"
+    );
 
     // Unknown fields: pruned by default, rejected with fieldValidation=Strict.
     let body = serde_json::to_vec(&json!({
@@ -291,16 +421,44 @@ async fn crd_schema_validation_and_field_validation() {
     }))
     .unwrap();
     let path = format!("/apis/{}/v1/namespaces/{}/widgets", ar.group, t.ns);
-    let (code, reason, msg) =
-        err_of(t.raw("POST", &format!("{path}?fieldValidation=Strict"), "application/json", body.clone()).await);
+    let (code, reason, msg) = err_of(
+        t.raw(
+            "POST",
+            &format!("{path}?fieldValidation=Strict"),
+            "application/json",
+            body.clone(),
+        )
+        .await,
+    );
     assert_eq!((code, reason.as_str()), (400, "BadRequest"));
-    assert!(msg.contains("strict decoding error: unknown field \"spec.x\""), "{msg}");
-    t.raw("POST", &format!("{path}?fieldValidation=Ignore"), "application/json", body).await.unwrap();
+    assert!(
+        msg.contains("strict decoding error: unknown field \"spec.x\""),
+        "{msg}"
+    );
+    t.raw(
+        "POST",
+        &format!("{path}?fieldValidation=Ignore"),
+        "application/json",
+        body,
+    )
+    .await
+    .unwrap();
     let stored = api.get("strict").await.unwrap();
-    assert_eq!(stored.data["spec"], json!({"replicas": 1}), "unknown fields are pruned");
+    assert_eq!(
+        stored.data["spec"],
+        json!({"replicas": 1}),
+        "unknown fields are pruned"
+    );
 
     // Strategic merge patch is for built-in kinds only.
-    let (code, reason, _) = err_of(api.patch("strict", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"replicas": 2}}))).await);
+    let (code, reason, _) = err_of(
+        api.patch(
+            "strict",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"replicas": 2}})),
+        )
+        .await,
+    );
     assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"));
 }
 
@@ -310,14 +468,22 @@ async fn crd_schema_validation_and_field_validation() {
 #[tokio::test]
 async fn server_sets_metadata() {
     let t = Target::new().await;
-    let a = t.cms().create(&PostParams::default(), &cm("a", &[("k", "v")])).await.unwrap();
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[("k", "v")]))
+        .await
+        .unwrap();
     let uid = a.metadata.uid.clone().unwrap();
-    assert_eq!(uuid_like(&uid), true, "{uid}");
+    assert!(uuid_like(&uid), "{uid}");
     let ts = serde_json::to_value(&a.metadata.creation_timestamp).unwrap();
     let ts = ts.as_str().unwrap();
     assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
     assert_eq!(a.metadata.generation, Some(1));
-    let b = t.cms().create(&PostParams::default(), &cm("b", &[])).await.unwrap();
+    let b = t
+        .cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
     assert!(rv(&b) > rv(&a), "one global increasing resourceVersion");
 
     let mut g = cm("", &[]);
@@ -326,16 +492,44 @@ async fn server_sets_metadata() {
     let g = t.cms().create(&PostParams::default(), &g).await.unwrap();
     let name = g.name_any();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
-    assert!(name[4..].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    assert!(
+        name[4..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
 
     // Generation: any non-metadata change for kinds without a status subresource...
-    let a2 = t.cms().patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v2"}}))).await.unwrap();
+    let a2 = t
+        .cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "v2"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(a2.metadata.generation, Some(2));
-    let a3 = t.cms().patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
-    assert_eq!(a3.metadata.generation, Some(2), "metadata changes do not bump generation");
+    let a3 = t
+        .cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a3.metadata.generation,
+        Some(2),
+        "metadata changes do not bump generation"
+    );
     assert!(rv(&a3) > rv(&a2));
     // ...a no-op write changes nothing, not even the resourceVersion.
-    let a4 = t.cms().replace("a", &PostParams::default(), &a3).await.unwrap();
+    let a4 = t
+        .cms()
+        .replace("a", &PostParams::default(), &a3)
+        .await
+        .unwrap();
     assert_eq!(rv(&a4), rv(&a3));
 }
 
@@ -346,9 +540,18 @@ fn uuid_like(s: &str) -> bool {
 #[tokio::test]
 async fn names_and_namespaces_are_validated() {
     let t = Target::new().await;
-    let (code, reason, msg) = err_of(t.cms().create(&PostParams::default(), &cm("Bad_Name", &[])).await);
+    let (code, reason, msg) = err_of(
+        t.cms()
+            .create(&PostParams::default(), &cm("Bad_Name", &[]))
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (422, "Invalid"));
-    assert!(msg.starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""), "{msg}");
+    assert!(
+        msg.starts_with(
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        ),
+        "{msg}"
+    );
     let mut nameless = cm("x", &[]);
     nameless.metadata.name = None;
     let (code, ..) = err_of(t.cms().create(&PostParams::default(), &nameless).await);
@@ -365,11 +568,16 @@ async fn names_and_namespaces_are_validated() {
 
     let missing: Api<ConfigMap> = Api::namespaced(t.client.clone(), "does-not-exist");
     let (code, reason, msg) = err_of(missing.create(&PostParams::default(), &cm("x", &[])).await);
-    assert_eq!((code, reason.as_str(), msg.as_str()), (404, "NotFound", "namespaces \"does-not-exist\" not found"));
+    assert_eq!(
+        (code, reason.as_str(), msg.as_str()),
+        (404, "NotFound", "namespaces \"does-not-exist\" not found")
+    );
 
     for n in ["default", "kube-system", "kube-public"] {
         let ns = nss.get(n).await.unwrap();
         assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+        let (code, reason, _) = err_of(nss.delete(n, &DeleteParams::default()).await);
+        assert_eq!((code, reason.as_str()), (403, "Forbidden"));
     }
 }
 
@@ -377,28 +585,51 @@ async fn names_and_namespaces_are_validated() {
 async fn namespace_deletion_removes_contents() {
     let t = Target::new().await;
     let nss: Api<Namespace> = Api::all(t.client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": format!("{}-doomed", t.ns)}})).unwrap();
-    let ns = nss.create(&PostParams::default(), &ns).await.unwrap().name_any();
-    assert_eq!(nss.get(&ns).await.unwrap().status.unwrap().phase.as_deref(), Some("Active"));
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": format!("{}-doomed", t.ns)}})).unwrap();
+    let ns = nss
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap()
+        .name_any();
+    assert_eq!(
+        nss.get(&ns).await.unwrap().status.unwrap().phase.as_deref(),
+        Some("Active")
+    );
     let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &ns);
     let mut held = cm("held", &[]);
     held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     cms.create(&PostParams::default(), &held).await.unwrap();
-    cms.create(&PostParams::default(), &cm("free", &[])).await.unwrap();
+    cms.create(&PostParams::default(), &cm("free", &[]))
+        .await
+        .unwrap();
     nss.delete(&ns, &DeleteParams::default()).await.unwrap();
     let terminating = nss.get(&ns).await.unwrap();
-    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
     assert!(cms.get_opt("free").await.unwrap().is_none());
     let (code, reason, _) = err_of(cms.create(&PostParams::default(), &cm("late", &[])).await);
     assert_eq!((code, reason.as_str()), (403, "Forbidden"));
     // Releasing the last finalizer empties the namespace, which then goes away.
-    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     let w = await_condition_ns(&nss, &ns).await;
     assert!(w);
 }
 
 async fn await_condition_ns(nss: &Api<Namespace>, name: &str) -> bool {
-    let cond = kube::runtime::wait::await_condition(nss.clone(), name, kube::runtime::wait::conditions::is_deleted(""));
+    let cond = kube::runtime::wait::await_condition(
+        nss.clone(),
+        name,
+        kube::runtime::wait::conditions::is_deleted(""),
+    );
     tokio::time::timeout(GUARD, cond).await.is_ok()
 }
 
@@ -408,7 +639,12 @@ async fn await_condition_ns(nss: &Api<Namespace>, name: &str) -> bool {
 #[tokio::test]
 async fn list_with_label_and_field_selectors() {
     let t = Target::new().await;
-    for (n, app, tier) in [("a", "web", "fe"), ("b", "web", "be"), ("c", "db", "be"), ("d", "", "")] {
+    for (n, app, tier) in [
+        ("a", "web", "fe"),
+        ("b", "web", "be"),
+        ("c", "db", "be"),
+        ("d", "", ""),
+    ] {
         let mut c = cm(n, &[]);
         if !app.is_empty() {
             c.labels_mut().insert("app".into(), app.into());
@@ -431,35 +667,72 @@ async fn list_with_label_and_field_selectors() {
         ("!tier", "d"),
         ("app=web,tier=be", "b"),
     ] {
-        let l = t.cms().list(&ListParams::default().labels(sel)).await.unwrap();
+        let l = t
+            .cms()
+            .list(&ListParams::default().labels(sel))
+            .await
+            .unwrap();
         assert_eq!(names(l), want, "{sel}");
     }
-    let l = t.cms().list(&ListParams::default().fields("metadata.name=c")).await.unwrap();
+    let l = t
+        .cms()
+        .list(&ListParams::default().fields("metadata.name=c"))
+        .await
+        .unwrap();
     assert_eq!(names(l), "c");
-    let l = t.cms().list(&ListParams::default().fields("metadata.name!=c")).await.unwrap();
+    let l = t
+        .cms()
+        .list(&ListParams::default().fields("metadata.name!=c"))
+        .await
+        .unwrap();
     assert!(!names(l).contains('c'));
-    let l = t.cms().list(&ListParams::default().fields(&format!("metadata.namespace={}", t.ns))).await.unwrap();
+    let l = t
+        .cms()
+        .list(&ListParams::default().fields(&format!("metadata.namespace={}", t.ns)))
+        .await
+        .unwrap();
     assert_eq!(l.items.len(), 4);
-    let (code, ..) = err_of(t.cms().list(&ListParams::default().fields("data.x=1")).await);
+    let (code, ..) = err_of(
+        t.cms()
+            .list(&ListParams::default().fields("data.x=1"))
+            .await,
+    );
     assert_eq!(code, 400);
-    let (code, ..) = err_of(t.cms().list(&ListParams::default().labels("app in web")).await);
+    let (code, ..) = err_of(
+        t.cms()
+            .list(&ListParams::default().labels("app in web"))
+            .await,
+    );
     assert_eq!(code, 400);
 
     // All namespaces, and the list resourceVersion is the current global one.
     let all: Api<ConfigMap> = Api::all(t.client.clone());
-    let l = all.list(&ListParams::default().labels("app=web")).await.unwrap();
+    let l = all
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
     assert!(l.items.iter().all(|c| c.namespace().is_some()));
     assert_eq!(l.items.len(), 2);
-    let newest = t.cms().create(&PostParams::default(), &cm("e", &[])).await.unwrap();
+    let newest = t
+        .cms()
+        .create(&PostParams::default(), &cm("e", &[]))
+        .await
+        .unwrap();
     let l = t.cms().list(&ListParams::default()).await.unwrap();
-    assert_eq!(l.metadata.resource_version.unwrap().parse::<u64>().unwrap(), rv(&newest));
+    assert_eq!(
+        l.metadata.resource_version.unwrap().parse::<u64>().unwrap(),
+        rv(&newest)
+    );
 }
 
 #[tokio::test]
 async fn list_pagination() {
     let t = Target::new().await;
     for i in 0..7 {
-        t.cms().create(&PostParams::default(), &cm(&format!("p{i}"), &[])).await.unwrap();
+        t.cms()
+            .create(&PostParams::default(), &cm(&format!("p{i}"), &[]))
+            .await
+            .unwrap();
     }
     let mut seen = vec![];
     let mut token: Option<String> = None;
@@ -482,20 +755,35 @@ async fn list_pagination() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
-    let (code, ..) = err_of(t.cms().list(&ListParams::default().continue_token("garbage!")).await);
+    let (code, ..) = err_of(
+        t.cms()
+            .list(&ListParams::default().continue_token("garbage!"))
+            .await,
+    );
     assert_eq!(code, 400);
 }
 
 #[tokio::test]
 async fn create_replace_and_conflicts() {
     let t = Target::new().await;
-    let a = t.cms().create(&PostParams::default(), &cm("a", &[("k", "1")])).await.unwrap();
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[("k", "1")]))
+        .await
+        .unwrap();
     let (code, reason, msg) = err_of(t.cms().create(&PostParams::default(), &cm("a", &[])).await);
-    assert_eq!((code, reason.as_str(), msg.as_str()), (409, "AlreadyExists", "configmaps \"a\" already exists"));
+    assert_eq!(
+        (code, reason.as_str(), msg.as_str()),
+        (409, "AlreadyExists", "configmaps \"a\" already exists")
+    );
 
     let mut b = a.clone();
     b.data = Some([("k".to_string(), "2".to_string())].into());
-    let b = t.cms().replace("a", &PostParams::default(), &b).await.unwrap();
+    let b = t
+        .cms()
+        .replace("a", &PostParams::default(), &b)
+        .await
+        .unwrap();
     assert!(rv(&b) > rv(&a));
     // A stale resourceVersion conflicts, with the real server's message.
     let (code, reason, msg) = err_of(t.cms().replace("a", &PostParams::default(), &a).await);
@@ -507,14 +795,25 @@ async fn create_replace_and_conflicts() {
     // Without a resourceVersion a PUT is unconditional.
     let mut c = cm("a", &[("k", "3")]);
     c.metadata.resource_version = None;
-    let c = t.cms().replace("a", &PostParams::default(), &c).await.unwrap();
+    let c = t
+        .cms()
+        .replace("a", &PostParams::default(), &c)
+        .await
+        .unwrap();
     assert_eq!(c.data.unwrap()["k"], "3");
     assert_eq!(c.metadata.uid, a.metadata.uid, "uid survives replace");
-    let (code, ..) = err_of(t.cms().replace("nope", &PostParams::default(), &cm("nope", &[])).await);
+    let (code, ..) = err_of(
+        t.cms()
+            .replace("nope", &PostParams::default(), &cm("nope", &[]))
+            .await,
+    );
     assert_eq!(code, 404);
 
     // dryRun=All validates without storing.
-    let dry = PostParams { dry_run: true, ..Default::default() };
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     t.cms().create(&dry, &cm("ghost", &[])).await.unwrap();
     assert!(t.cms().get_opt("ghost").await.unwrap().is_none());
     let mut d = cm("a", &[("k", "dry")]);
@@ -526,25 +825,44 @@ async fn create_replace_and_conflicts() {
 #[tokio::test]
 async fn delete_preconditions_and_collections() {
     let t = Target::new().await;
-    let a = t.cms().create(&PostParams::default(), &cm("a", &[])).await.unwrap();
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
     let wrong_uid = DeleteParams {
-        preconditions: Some(Preconditions { uid: Some("00000000-0000-0000-0000-000000000000".into()), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: Some("00000000-0000-0000-0000-000000000000".into()),
+            resource_version: None,
+        }),
         ..Default::default()
     };
     let (code, reason, msg) = err_of(t.cms().delete("a", &wrong_uid).await);
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    assert!(msg.contains("Precondition failed: UID in precondition"), "{msg}");
+    assert!(
+        msg.contains("Precondition failed: UID in precondition"),
+        "{msg}"
+    );
     let wrong_rv = DeleteParams {
-        preconditions: Some(Preconditions { uid: None, resource_version: Some("1".into()) }),
+        preconditions: Some(Preconditions {
+            uid: None,
+            resource_version: Some("1".into()),
+        }),
         ..Default::default()
     };
     let (code, ..) = err_of(t.cms().delete("a", &wrong_rv).await);
     assert_eq!(code, 409);
-    let dry = DeleteParams { dry_run: true, ..Default::default() };
+    let dry = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
     t.cms().delete("a", &dry).await.unwrap();
     assert!(t.cms().get_opt("a").await.unwrap().is_some());
     let right = DeleteParams {
-        preconditions: Some(Preconditions { uid: a.metadata.uid.clone(), resource_version: a.metadata.resource_version.clone() }),
+        preconditions: Some(Preconditions {
+            uid: a.metadata.uid.clone(),
+            resource_version: a.metadata.resource_version.clone(),
+        }),
         ..Default::default()
     };
     let r = t.cms().delete("a", &right).await.unwrap();
@@ -557,16 +875,44 @@ async fn delete_preconditions_and_collections() {
         c.labels_mut().insert("g".into(), l.into());
         t.cms().create(&PostParams::default(), &c).await.unwrap();
     }
-    t.cms().delete_collection(&DeleteParams::default(), &ListParams::default().labels("g=x")).await.unwrap();
-    let left: Vec<String> = t.cms().list(&ListParams::default()).await.unwrap().items.iter().map(|c| c.name_any()).collect();
+    t.cms()
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("g=x"),
+        )
+        .await
+        .unwrap();
+    let left: Vec<String> = t
+        .cms()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
     assert_eq!(left, vec!["y1"]);
 }
 
 #[tokio::test]
 async fn patch_types() {
     let t = Target::new().await;
-    t.cms().create(&PostParams::default(), &cm("a", &[("k", "1"), ("drop", "x")])).await.unwrap();
-    let p = t.cms().patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2", "drop": null}}))).await.unwrap();
+    t.cms()
+        .create(
+            &PostParams::default(),
+            &cm("a", &[("k", "1"), ("drop", "x")]),
+        )
+        .await
+        .unwrap();
+    let p = t
+        .cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "2", "drop": null}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(p.data.unwrap(), [("k".to_string(), "2".to_string())].into());
 
     let obj = format!("/api/v1/namespaces/{}/configmaps/a", t.ns);
@@ -574,29 +920,88 @@ async fn patch_types() {
         {"op": "test", "path": "/data/k", "value": "2"},
         {"op": "add", "path": "/data/n", "value": "3"}
     ]);
-    t.raw("PATCH", &obj, "application/json-patch+json", serde_json::to_vec(&ops).unwrap()).await.unwrap();
+    t.raw(
+        "PATCH",
+        &obj,
+        "application/json-patch+json",
+        serde_json::to_vec(&ops).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(t.cms().get("a").await.unwrap().data.unwrap()["n"], "3");
     let failing = json!([{"op": "test", "path": "/data/k", "value": "nope"}]);
-    let (code, ..) = err_of(t.raw("PATCH", &obj, "application/json-patch+json", serde_json::to_vec(&failing).unwrap()).await);
+    let (code, ..) = err_of(
+        t.raw(
+            "PATCH",
+            &obj,
+            "application/json-patch+json",
+            serde_json::to_vec(&failing).unwrap(),
+        )
+        .await,
+    );
     assert_eq!(code, 422);
 
-    t.deploys().create(&PostParams::default(), &deployment("web", 1)).await.unwrap();
+    t.deploys()
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
     let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "busybox"}]}}}});
-    let d = t.deploys().patch("web", &PatchParams::default(), &Patch::Strategic(smp)).await.unwrap();
-    let names: Vec<String> = d.spec.unwrap().template.spec.unwrap().containers.iter().map(|c| c.name.clone()).collect();
-    assert_eq!(names.len(), 2, "strategic merge merges containers by name: {names:?}");
+    let d = t
+        .deploys()
+        .patch("web", &PatchParams::default(), &Patch::Strategic(smp))
+        .await
+        .unwrap();
+    let names: Vec<String> = d
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "strategic merge merges containers by name: {names:?}"
+    );
 
-    let (code, ..) = err_of(t.cms().patch("missing", &PatchParams::default(), &Patch::Merge(json!({}))).await);
+    let (code, ..) = err_of(
+        t.cms()
+            .patch("missing", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await,
+    );
     assert_eq!(code, 404);
     // A patch carrying a stale resourceVersion is a precondition.
     let (code, reason, _) = err_of(
-        t.cms().patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}}))).await,
+        t.cms()
+            .patch(
+                "a",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}})),
+            )
+            .await,
     );
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    let dry = PatchParams { dry_run: true, ..Default::default() };
-    t.cms().patch("a", &dry, &Patch::Merge(json!({"data": {"k": "dry"}}))).await.unwrap();
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    t.cms()
+        .patch("a", &dry, &Patch::Merge(json!({"data": {"k": "dry"}})))
+        .await
+        .unwrap();
     assert_eq!(t.cms().get("a").await.unwrap().data.unwrap()["k"], "2");
-    let (code, reason, _) = err_of(t.raw("PATCH", &format!("/api/v1/namespaces/{}/configmaps/a", t.ns), "text/plain", b"{}".to_vec()).await);
+    let (code, reason, _) = err_of(
+        t.raw(
+            "PATCH",
+            &format!("/api/v1/namespaces/{}/configmaps/a", t.ns),
+            "text/plain",
+            b"{}".to_vec(),
+        )
+        .await,
+    );
     assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"));
 }
 
@@ -606,27 +1011,55 @@ async fn patch_types() {
 #[tokio::test]
 async fn status_subresource_splits_writes() {
     let t = Target::new().await;
-    let d = t.deploys().create(&PostParams::default(), &deployment("web", 1)).await.unwrap();
+    let d = t
+        .deploys()
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
     assert_eq!(d.metadata.generation, Some(1));
     let s = t
         .deploys()
-        .patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 5}, "spec": {"replicas": 9}})))
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 5}, "spec": {"replicas": 9}})),
+        )
         .await
         .unwrap();
     assert_eq!(s.status.as_ref().unwrap().replicas, Some(5));
-    assert_eq!(s.spec.as_ref().unwrap().replicas, Some(1), "status writes ignore spec");
-    assert_eq!(s.metadata.generation, Some(1), "status writes do not bump generation");
+    assert_eq!(
+        s.spec.as_ref().unwrap().replicas,
+        Some(1),
+        "status writes ignore spec"
+    );
+    assert_eq!(
+        s.metadata.generation,
+        Some(1),
+        "status writes do not bump generation"
+    );
     assert!(rv(&s) > rv(&d));
     let m = t
         .deploys()
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 0}, "spec": {"replicas": 3}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 0}, "spec": {"replicas": 3}})),
+        )
         .await
         .unwrap();
-    assert_eq!(m.status.as_ref().unwrap().replicas, Some(5), "main-resource writes ignore status");
+    assert_eq!(
+        m.status.as_ref().unwrap().replicas,
+        Some(5),
+        "main-resource writes ignore status"
+    );
     assert_eq!(m.metadata.generation, Some(2));
     let mut full = m.clone();
     full.status.as_mut().unwrap().replicas = Some(7);
-    let r = t.deploys().replace_status("web", &PostParams::default(), &full).await.unwrap();
+    let r = t
+        .deploys()
+        .replace_status("web", &PostParams::default(), &full)
+        .await
+        .unwrap();
     assert_eq!(r.status.unwrap().replicas, Some(7));
 
     // Custom resources: status is dropped on create and only writable through /status.
@@ -636,7 +1069,14 @@ async fn status_subresource_splits_writes() {
     w.data["status"] = json!({"ready": true});
     let w = api.create(&PostParams::default(), &w).await.unwrap();
     assert!(w.data.get("status").is_none());
-    let w = api.patch_status("w", &PatchParams::default(), &Patch::Merge(json!({"status": {"ready": true}}))).await.unwrap();
+    let w = api
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(w.data["status"]["ready"], true);
     assert_eq!(w.metadata.generation, Some(1));
     let (code, ..) = err_of(t.cms().get_status("x").await);
@@ -652,23 +1092,55 @@ async fn finalizers_hold_deletion() {
     let mut c = cm("held", &[]);
     c.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     t.cms().create(&PostParams::default(), &c).await.unwrap();
-    let d = t.cms().delete("held", &DeleteParams::default()).await.unwrap();
-    let pending = d.left().expect("the object is returned while finalizers remain");
+    let d = t
+        .cms()
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pending = d
+        .left()
+        .expect("the object is returned while finalizers remain");
     assert!(pending.metadata.deletion_timestamp.is_some());
     assert_eq!(pending.metadata.deletion_grace_period_seconds, Some(0));
     let (code, reason, msg) = err_of(
         t.cms()
-            .patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}})))
+            .patch(
+                "held",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}}),
+                ),
+            )
             .await,
     );
     assert_eq!((code, reason.as_str()), (422, "Invalid"));
     assert!(msg.contains("metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted"), "{msg}");
 
-    let mut events = t.cms().watch(&WatchParams::default().fields("metadata.name=held"), &pending.resource_version().unwrap()).await.unwrap().boxed();
-    t.cms().patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": []}}))).await.unwrap();
+    let mut events = t
+        .cms()
+        .watch(
+            &WatchParams::default().fields("metadata.name=held"),
+            &pending.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    t.cms()
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": []}})),
+        )
+        .await
+        .unwrap();
     assert!(t.cms().get_opt("held").await.unwrap().is_none());
     loop {
-        match tokio::time::timeout(GUARD, events.try_next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(GUARD, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             WatchEvent::Deleted(o) => {
                 assert_eq!(o.name_any(), "held");
                 break;
@@ -681,14 +1153,16 @@ async fn finalizers_hold_deletion() {
 
 fn owned_cm(name: &str, owner: &ConfigMap, block: bool) -> ConfigMap {
     let mut c = cm(name, &[]);
-    c.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        name: owner.name_any(),
-        uid: owner.metadata.uid.clone().unwrap(),
-        block_owner_deletion: Some(block),
-        controller: Some(true),
-    }]);
+    c.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: owner.name_any(),
+            uid: owner.metadata.uid.clone().unwrap(),
+            block_owner_deletion: Some(block),
+            controller: Some(true),
+        },
+    ]);
     c
 }
 
@@ -700,15 +1174,23 @@ async fn garbage_collection_background_foreground_orphan() {
     let gone = |name: &'static str| {
         let cms = cms.clone();
         async move {
-            let c = kube::runtime::wait::await_condition(cms, name, kube::runtime::wait::conditions::is_deleted(""));
+            let c = kube::runtime::wait::await_condition(
+                cms,
+                name,
+                kube::runtime::wait::conditions::is_deleted(""),
+            );
             tokio::time::timeout(GUARD, c).await.is_ok()
         }
     };
 
     // Background: the owner goes at once; dependents follow.
     let owner = cms.create(&pp, &cm("bg-owner", &[])).await.unwrap();
-    cms.create(&pp, &owned_cm("bg-child", &owner, false)).await.unwrap();
-    cms.delete("bg-owner", &DeleteParams::background()).await.unwrap();
+    cms.create(&pp, &owned_cm("bg-child", &owner, false))
+        .await
+        .unwrap();
+    cms.delete("bg-owner", &DeleteParams::background())
+        .await
+        .unwrap();
     assert!(gone("bg-child").await);
 
     // Foreground: the owner waits (deletionTimestamp + foregroundDeletion) for blocking dependents.
@@ -716,19 +1198,38 @@ async fn garbage_collection_background_foreground_orphan() {
     let mut child = owned_cm("fg-child", &owner, true);
     child.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     cms.create(&pp, &child).await.unwrap();
-    cms.delete("fg-owner", &DeleteParams::foreground()).await.unwrap();
+    cms.delete("fg-owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
     let o = cms.get("fg-owner").await.unwrap();
     assert!(o.metadata.deletion_timestamp.is_some());
     assert!(o.finalizers().contains(&"foregroundDeletion".to_string()));
-    assert!(cms.get("fg-child").await.unwrap().metadata.deletion_timestamp.is_some());
-    cms.patch("fg-child", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
+    assert!(
+        cms.get("fg-child")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    cms.patch(
+        "fg-child",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     assert!(gone("fg-child").await);
     assert!(gone("fg-owner").await);
 
     // Orphan: dependents stay, without the owner reference.
     let owner = cms.create(&pp, &cm("or-owner", &[])).await.unwrap();
-    cms.create(&pp, &owned_cm("or-child", &owner, true)).await.unwrap();
-    cms.delete("or-owner", &DeleteParams::orphan()).await.unwrap();
+    cms.create(&pp, &owned_cm("or-child", &owner, true))
+        .await
+        .unwrap();
+    cms.delete("or-owner", &DeleteParams::orphan())
+        .await
+        .unwrap();
     assert!(gone("or-owner").await);
     let c = cms.get("or-child").await.unwrap();
     assert!(c.metadata.owner_references.unwrap_or_default().is_empty());
@@ -737,8 +1238,14 @@ async fn garbage_collection_background_foreground_orphan() {
 // ---------------------------------------------------------------------------------------------
 // 7. Watch
 
-async fn next_event<K>(s: &mut (impl futures::Stream<Item = Result<WatchEvent<K>, kube::Error>> + Unpin)) -> WatchEvent<K> {
-    tokio::time::timeout(GUARD, s.try_next()).await.expect("event in time").expect("no error").expect("stream open")
+async fn next_event<K>(
+    s: &mut (impl futures::Stream<Item = Result<WatchEvent<K>, kube::Error>> + Unpin),
+) -> WatchEvent<K> {
+    tokio::time::timeout(GUARD, s.try_next())
+        .await
+        .expect("event in time")
+        .expect("no error")
+        .expect("stream open")
 }
 
 fn describe<K: ResourceExt>(e: &WatchEvent<K>) -> String {
@@ -754,11 +1261,30 @@ fn describe<K: ResourceExt>(e: &WatchEvent<K>) -> String {
 #[tokio::test]
 async fn watch_from_resource_version_sees_changes_in_order() {
     let t = Target::new().await;
-    let a = t.cms().create(&PostParams::default(), &cm("a", &[])).await.unwrap();
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
     let wp = WatchParams::default().disable_bookmarks();
-    let mut s = t.cms().watch(&wp, &a.resource_version().unwrap()).await.unwrap().boxed();
-    t.cms().create(&PostParams::default(), &cm("b", &[])).await.unwrap();
-    t.cms().patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "1"}}))).await.unwrap();
+    let mut s = t
+        .cms()
+        .watch(&wp, &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    t.cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    t.cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
     t.cms().delete("b", &DeleteParams::default()).await.unwrap();
     let mut got = vec![];
     let mut last_rv = rv(&a);
@@ -775,7 +1301,10 @@ async fn watch_from_resource_version_sees_changes_in_order() {
     // From "0": the current state as ADDED, then live events.
     let mut s = t.cms().watch(&wp, "0").await.unwrap().boxed();
     assert_eq!(describe(&next_event(&mut s).await), "ADDED a");
-    t.cms().create(&PostParams::default(), &cm("c", &[])).await.unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("c", &[]))
+        .await
+        .unwrap();
     assert_eq!(describe(&next_event(&mut s).await), "ADDED c");
 }
 
@@ -785,22 +1314,67 @@ async fn watch_selectors_bookmarks_and_timeout() {
     let mut lc = cm("l", &[]);
     lc.labels_mut().insert("app".into(), "web".into());
     let l = t.cms().create(&PostParams::default(), &lc).await.unwrap();
-    t.cms().create(&PostParams::default(), &cm("other", &[])).await.unwrap();
-    let mut s = t.cms().watch(&WatchParams::default().labels("app=web"), &l.resource_version().unwrap()).await.unwrap().boxed();
+    t.cms()
+        .create(&PostParams::default(), &cm("other", &[]))
+        .await
+        .unwrap();
+    let mut s = t
+        .cms()
+        .watch(
+            &WatchParams::default().labels("app=web"),
+            &l.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
     // With bookmarks allowed a bookmark arrives carrying a resourceVersion.
     let first = next_event(&mut s).await;
-    assert!(matches!(first, WatchEvent::Bookmark(_)), "{}", describe(&first));
-    t.cms().patch("other", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "1"}}))).await.unwrap();
-    t.cms().patch("l", &PatchParams::default(), &Patch::Merge(json!({"data": {"x": "1"}}))).await.unwrap();
+    assert!(
+        matches!(first, WatchEvent::Bookmark(_)),
+        "{}",
+        describe(&first)
+    );
+    t.cms()
+        .patch(
+            "other",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
+    t.cms()
+        .patch(
+            "l",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(describe(&next_event(&mut s).await), "MODIFIED l");
     // Stops matching: seen as DELETED by this watch.
-    t.cms().patch("l", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}}))).await.unwrap();
+    t.cms()
+        .patch(
+            "l",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(describe(&next_event(&mut s).await), "DELETED l");
 
     // timeoutSeconds ends the stream.
-    let mut s = t.cms().watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0").await.unwrap().boxed();
+    let mut s = t
+        .cms()
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
     let mut n = 0;
-    while let Some(e) = tokio::time::timeout(GUARD, s.try_next()).await.expect("stream ends by itself").unwrap() {
+    while let Some(e) = tokio::time::timeout(GUARD, s.try_next())
+        .await
+        .expect("stream ends by itself")
+        .unwrap()
+    {
         let _ = e;
         n += 1;
     }
@@ -811,15 +1385,29 @@ async fn watch_selectors_bookmarks_and_timeout() {
 async fn watch_from_compacted_version_is_gone() {
     let t = Target::new().await;
     let Some(server) = t.fake() else { return };
-    let a = t.cms().create(&PostParams::default(), &cm("a", &[])).await.unwrap();
-    t.cms().create(&PostParams::default(), &cm("b", &[])).await.unwrap();
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
     server.faults().compact();
-    let mut s = t.cms().watch(&WatchParams::default(), &a.resource_version().unwrap()).await.unwrap().boxed();
+    let mut s = t
+        .cms()
+        .watch(&WatchParams::default(), &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
     match next_event(&mut s).await {
         WatchEvent::Error(st) => assert_eq!((st.code, st.reason.as_str()), (410, "Expired")),
         other => panic!("expected 410, got {}", describe(&other)),
     }
-    let lp = ListParams::default().at(&a.resource_version().unwrap()).matching(kube::api::VersionMatch::Exact);
+    let lp = ListParams::default()
+        .at(&a.resource_version().unwrap())
+        .matching(kube::api::VersionMatch::Exact);
     let (code, reason, _) = err_of(t.cms().list(&lp).await);
     assert_eq!((code, reason.as_str()), (410, "Expired"));
 }
@@ -828,23 +1416,43 @@ async fn watch_from_compacted_version_is_gone() {
 async fn watch_window_is_bounded() {
     let server = ApiServer::builder().watch_window(5).start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let first = cms.create(&PostParams::default(), &cm("first", &[])).await.unwrap();
+    let first = cms
+        .create(&PostParams::default(), &cm("first", &[]))
+        .await
+        .unwrap();
     for i in 0..10 {
-        cms.create(&PostParams::default(), &cm(&format!("n{i}"), &[])).await.unwrap();
+        cms.create(&PostParams::default(), &cm(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
     }
-    let mut s = cms.watch(&WatchParams::default(), &first.resource_version().unwrap()).await.unwrap().boxed();
+    let mut s = cms
+        .watch(&WatchParams::default(), &first.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
     assert!(matches!(next_event(&mut s).await, WatchEvent::Error(st) if st.code == 410));
 }
 
 #[tokio::test]
 async fn runtime_watcher_list_watch_and_streaming_lists() {
     let t = Target::new().await;
-    t.cms().create(&PostParams::default(), &cm("pre", &[])).await.unwrap();
-    for cfg in [watcher::Config::default(), watcher::Config::default().streaming_lists()] {
+    t.cms()
+        .create(&PostParams::default(), &cm("pre", &[]))
+        .await
+        .unwrap();
+    for cfg in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
         let mut s = watcher(t.cms(), cfg).boxed();
         let mut init = vec![];
         loop {
-            match tokio::time::timeout(GUARD, s.try_next()).await.unwrap().unwrap().unwrap() {
+            match tokio::time::timeout(GUARD, s.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
                 watcher::Event::Init => {}
                 watcher::Event::InitApply(o) => init.push(o.name_any()),
                 watcher::Event::InitDone => break,
@@ -853,9 +1461,16 @@ async fn runtime_watcher_list_watch_and_streaming_lists() {
         }
         assert!(init.contains(&"pre".to_string()));
         let name = format!("live-{}", init.len());
-        t.cms().create(&PostParams::default(), &cm(&name, &[])).await.unwrap();
+        t.cms()
+            .create(&PostParams::default(), &cm(&name, &[]))
+            .await
+            .unwrap();
         loop {
-            if let watcher::Event::Apply(o) = tokio::time::timeout(GUARD, s.try_next()).await.unwrap().unwrap().unwrap()
+            if let watcher::Event::Apply(o) = tokio::time::timeout(GUARD, s.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
                 && o.name_any() == name
             {
                 break;
@@ -871,47 +1486,111 @@ async fn runtime_watcher_list_watch_and_streaming_lists() {
 async fn bad_input_gets_a_status_and_changes_nothing() {
     let t = Target::new().await;
     let coll = format!("/api/v1/namespaces/{}/configmaps", t.ns);
-    let before = t.cms().list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let before = t
+        .cms()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
 
-    let (code, reason, _) = err_of(t.raw("POST", &coll, "application/json", b"{not json".to_vec()).await);
+    let (code, reason, _) = err_of(
+        t.raw("POST", &coll, "application/json", b"{not json".to_vec())
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (400, "BadRequest"));
     let (code, _, msg) = err_of(
-        t.raw("POST", &coll, "application/json", br#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#.to_vec()).await,
+        t.raw(
+            "POST",
+            &coll,
+            "application/json",
+            br#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#.to_vec(),
+        )
+        .await,
     );
     assert_eq!(code, 400);
-    assert!(msg.contains("does not match the expected API version"), "{msg}");
+    assert!(
+        msg.contains("does not match the expected API version"),
+        "{msg}"
+    );
     let (code, ..) = err_of(
-        t.raw("POST", &coll, "application/json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec()).await,
+        t.raw(
+            "POST",
+            &coll,
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(),
+        )
+        .await,
     );
     assert_eq!(code, 400);
-    let (code, ..) = err_of(t.raw("POST", &coll, "application/json", b"[1,2]".to_vec()).await);
+    let (code, ..) = err_of(
+        t.raw("POST", &coll, "application/json", b"[1,2]".to_vec())
+            .await,
+    );
     assert_eq!(code, 400);
     let (code, ..) = err_of(
         t.raw("POST", &coll, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"elsewhere"}}"#.to_vec()).await,
     );
     assert_eq!(code, 400);
-    t.cms().create(&PostParams::default(), &cm("a", &[])).await.unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
     let before = {
         let _ = before;
         t.cms().get("a").await.unwrap().resource_version().unwrap()
     };
-    let (code, _, msg) = err_of(t.cms().replace("a", &PostParams::default(), &cm("b", &[])).await);
+    let (code, _, msg) = err_of(
+        t.cms()
+            .replace("a", &PostParams::default(), &cm("b", &[]))
+            .await,
+    );
     assert_eq!(code, 400);
     assert!(msg.contains("does not match the name on the URL"), "{msg}");
     // YAML bodies are accepted.
-    t.raw("POST", &coll, "application/yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n".to_vec()).await.unwrap();
-    let (code, reason, _) = err_of(t.raw("POST", &coll, "application/yaml", b"a: [unclosed".to_vec()).await);
+    t.raw(
+        "POST",
+        &coll,
+        "application/yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    let (code, reason, _) = err_of(
+        t.raw("POST", &coll, "application/yaml", b"a: [unclosed".to_vec())
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (400, "BadRequest"));
     // Unknown resources and methods.
-    let (code, ..) = err_of(t.raw("GET", &format!("/api/v1/namespaces/{}/nothings", t.ns), "application/json", vec![]).await);
+    let (code, ..) = err_of(
+        t.raw(
+            "GET",
+            &format!("/api/v1/namespaces/{}/nothings", t.ns),
+            "application/json",
+            vec![],
+        )
+        .await,
+    );
     assert_eq!(code, 404);
-    let (code, reason, _) = err_of(t.raw("POST", &format!("{coll}/a"), "application/json", b"{}".to_vec()).await);
+    let (code, reason, _) = err_of(
+        t.raw(
+            "POST",
+            &format!("{coll}/a"),
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await,
+    );
     assert_eq!((code, reason.as_str()), (405, "MethodNotAllowed"));
     // Oversized bodies.
     let big = serde_json::to_vec(&cm("big", &[("k", &"x".repeat(4 << 20))])).unwrap();
     let (code, reason, _) = err_of(t.raw("POST", &coll, "application/json", big).await);
     assert_eq!((code, reason.as_str()), (413, "RequestEntityTooLarge"));
-    assert_eq!(t.cms().get("a").await.unwrap().resource_version().unwrap(), before);
+    assert_eq!(
+        t.cms().get("a").await.unwrap().resource_version().unwrap(),
+        before
+    );
     assert!(t.cms().get_opt("big").await.unwrap().is_none());
 }
 
@@ -923,22 +1602,50 @@ async fn faults_fail_nth_after_commit_and_latency() {
     let t = Target::new().await;
     let Some(server) = t.fake() else { return };
     let f = server.faults();
-    f.inject(Fault::fail(500, "InternalError").verb(Verb::Create).resource("configmaps").nth(2));
-    t.cms().create(&PostParams::default(), &cm("one", &[])).await.unwrap();
-    let (code, reason, _) = err_of(t.cms().create(&PostParams::default(), &cm("two", &[])).await);
+    f.inject(
+        Fault::fail(500, "InternalError")
+            .verb(Verb::Create)
+            .resource("configmaps")
+            .nth(2),
+    );
+    t.cms()
+        .create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    let (code, reason, _) = err_of(
+        t.cms()
+            .create(&PostParams::default(), &cm("two", &[]))
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (500, "InternalError"));
     assert!(t.cms().get_opt("two").await.unwrap().is_none());
-    t.cms().create(&PostParams::default(), &cm("three", &[])).await.unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("three", &[]))
+        .await
+        .unwrap();
 
-    f.inject(Fault::fail_after_commit(500, "InternalError").verb(Verb::Update).name("one"));
+    f.inject(
+        Fault::fail_after_commit(500, "InternalError")
+            .verb(Verb::Update)
+            .name("one"),
+    );
     let mut one = t.cms().get("one").await.unwrap();
     one.data = Some([("k".to_string(), "v".to_string())].into());
     let (code, ..) = err_of(t.cms().replace("one", &PostParams::default(), &one).await);
     assert_eq!(code, 500);
-    assert_eq!(t.cms().get("one").await.unwrap().data.unwrap()["k"], "v", "committed despite the error");
+    assert_eq!(
+        t.cms().get("one").await.unwrap().data.unwrap()["k"],
+        "v",
+        "committed despite the error"
+    );
 
     f.inject(Fault::drop_after_commit().verb(Verb::Delete).name("three"));
-    assert!(t.cms().delete("three", &DeleteParams::default()).await.is_err());
+    assert!(
+        t.cms()
+            .delete("three", &DeleteParams::default())
+            .await
+            .is_err()
+    );
     assert!(t.cms().get_opt("three").await.unwrap().is_none());
 
     let id = f.inject(Fault::latency(Duration::from_millis(200)).verb(Verb::Get));
@@ -953,20 +1660,50 @@ async fn faults_fail_nth_after_commit_and_latency() {
 async fn faults_close_and_hold_back_watches() {
     let t = Target::new().await;
     let Some(server) = t.fake() else { return };
-    let a = t.cms().create(&PostParams::default(), &cm("a", &[])).await.unwrap();
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
     let wp = WatchParams::default().disable_bookmarks();
-    let mut s = t.cms().watch(&wp, &a.resource_version().unwrap()).await.unwrap().boxed();
+    let mut s = t
+        .cms()
+        .watch(&wp, &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
     server.faults().hold_back_watch_events(2);
-    t.cms().create(&PostParams::default(), &cm("b", &[])).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(100), s.try_next()).await.is_err(), "held back");
-    t.cms().create(&PostParams::default(), &cm("c", &[])).await.unwrap();
-    t.cms().create(&PostParams::default(), &cm("d", &[])).await.unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), s.try_next())
+            .await
+            .is_err(),
+        "held back"
+    );
+    t.cms()
+        .create(&PostParams::default(), &cm("c", &[]))
+        .await
+        .unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("d", &[]))
+        .await
+        .unwrap();
     assert_eq!(describe(&next_event(&mut s).await), "ADDED b");
     server.faults().hold_back_watch_events(0);
     assert_eq!(describe(&next_event(&mut s).await), "ADDED c");
     assert_eq!(describe(&next_event(&mut s).await), "ADDED d");
     server.faults().close_watches();
-    assert!(tokio::time::timeout(GUARD, s.try_next()).await.unwrap().unwrap().is_none(), "stream ended");
+    assert!(
+        tokio::time::timeout(GUARD, s.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none(),
+        "stream ended"
+    );
     assert_eq!(server.open_watches(), 0);
 }
 
@@ -976,22 +1713,41 @@ async fn stats_count_requests() {
     let Some(server) = t.fake() else { return };
     let stats = server.stats();
     stats.reset();
-    let pp = PostParams { field_manager: Some("tester".into()), ..Default::default() };
+    let pp = PostParams {
+        field_manager: Some("tester".into()),
+        ..Default::default()
+    };
     t.cms().create(&pp, &cm("a", &[])).await.unwrap();
     t.cms().get("a").await.unwrap();
     t.cms().list(&ListParams::default()).await.unwrap();
     let _ = t.cms().get("missing").await;
-    t.deploys().create(&PostParams::default(), &deployment("d", 1)).await.unwrap();
-    t.deploys().patch_status("d", &PatchParams::default(), &Patch::Merge(json!({"status": {}}))).await.unwrap();
+    t.deploys()
+        .create(&PostParams::default(), &deployment("d", 1))
+        .await
+        .unwrap();
+    t.deploys()
+        .patch_status(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(stats.count(Verb::Create), 2);
     assert_eq!(stats.count(Verb::Get), 2);
     assert_eq!(stats.count(Verb::List), 1);
     assert_eq!(stats.count_resource("configmaps", None, Verb::Get), 2);
-    assert_eq!(stats.count_resource("deployments.apps", Some("status"), Verb::Patch), 1);
+    assert_eq!(
+        stats.count_resource("deployments.apps", Some("status"), Verb::Patch),
+        1
+    );
     assert_eq!(stats.writes(), 3);
     let log = stats.requests();
     let create = log.iter().find(|r| r.verb == Some(Verb::Create)).unwrap();
-    assert_eq!((create.status, create.field_manager.as_deref()), (201, Some("tester")));
+    assert_eq!(
+        (create.status, create.field_manager.as_deref()),
+        (201, Some("tester"))
+    );
     assert!(log.iter().any(|r| r.status == 404));
 }
 
@@ -999,7 +1755,10 @@ async fn stats_count_requests() {
 async fn pods_and_deployments_round_trip_typed() {
     let t = Target::new().await;
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
-    let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}})).unwrap();
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .unwrap();
     let p = pods.create(&PostParams::default(), &p).await.unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
     let r = pods.delete("p", &DeleteParams::default()).await.unwrap();
@@ -1010,7 +1769,11 @@ async fn pods_and_deployments_round_trip_typed() {
 async fn shutdown_ends_watches() {
     let server = ApiServer::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let mut s = cms.watch(&WatchParams::default().disable_bookmarks(), "0").await.unwrap().boxed();
+    let mut s = cms
+        .watch(&WatchParams::default().disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
     server.shutdown().await;
     let end = tokio::time::timeout(GUARD, s.try_next()).await.unwrap();
     assert!(matches!(end, Ok(None) | Err(_)));
@@ -1021,23 +1784,60 @@ async fn server_side_apply_and_managed_fields() {
     let t = Target::new().await;
     let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}});
     let alice = PatchParams::apply("alice");
-    let c = t.cms().patch("ssa", &alice, &Patch::Apply(&cfg)).await.unwrap();
+    let c = t
+        .cms()
+        .patch("ssa", &alice, &Patch::Apply(&cfg))
+        .await
+        .unwrap();
     assert_eq!(c.data.unwrap()["a"], "1");
     let mf = c.metadata.managed_fields.unwrap();
-    assert!(mf.iter().any(|e| e.manager.as_deref() == Some("alice") && e.operation.as_deref() == Some("Apply")));
+    assert!(
+        mf.iter()
+            .any(|e| e.manager.as_deref() == Some("alice")
+                && e.operation.as_deref() == Some("Apply"))
+    );
     let bob_cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "2"}});
-    let (code, reason, msg) = err_of(t.cms().patch("ssa", &PatchParams::apply("bob"), &Patch::Apply(&bob_cfg)).await);
+    let (code, reason, msg) = err_of(
+        t.cms()
+            .patch("ssa", &PatchParams::apply("bob"), &Patch::Apply(&bob_cfg))
+            .await,
+    );
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     assert!(msg.contains("conflict with \"alice\""), "{msg}");
-    let c = t.cms().patch("ssa", &PatchParams::apply("bob").force(), &Patch::Apply(&bob_cfg)).await.unwrap();
+    let c = t
+        .cms()
+        .patch(
+            "ssa",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&bob_cfg),
+        )
+        .await
+        .unwrap();
     assert_eq!(c.data.unwrap()["a"], "2");
     // Non-apply writes are tracked as Update entries of their field manager.
-    let pp = PatchParams { field_manager: Some("carol".into()), ..Default::default() };
-    let c = t.cms().patch("ssa", &pp, &Patch::Merge(json!({"data": {"b": "x"}}))).await.unwrap();
+    let pp = PatchParams {
+        field_manager: Some("carol".into()),
+        ..Default::default()
+    };
+    let c = t
+        .cms()
+        .patch("ssa", &pp, &Patch::Merge(json!({"data": {"b": "x"}})))
+        .await
+        .unwrap();
     let mf = c.metadata.managed_fields.unwrap();
-    assert!(mf.iter().any(|e| e.manager.as_deref() == Some("carol") && e.operation.as_deref() == Some("Update")));
+    assert!(
+        mf.iter()
+            .any(|e| e.manager.as_deref() == Some("carol")
+                && e.operation.as_deref() == Some("Update"))
+    );
     let (code, ..) = err_of(
-        t.raw("PATCH", &format!("/api/v1/namespaces/{}/configmaps/ssa", t.ns), "application/apply-patch+yaml", b"data: {}".to_vec()).await,
+        t.raw(
+            "PATCH",
+            &format!("/api/v1/namespaces/{}/configmaps/ssa", t.ns),
+            "application/apply-patch+yaml",
+            b"data: {}".to_vec(),
+        )
+        .await,
     );
     assert_eq!(code, 400, "apply needs a fieldManager");
 }
@@ -1046,7 +1846,12 @@ async fn server_side_apply_and_managed_fields() {
 async fn kubectl_works_against_the_server() {
     let t = Target::new().await;
     let Some(server) = t.fake() else { return };
-    if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
         return;
     }
     let dir = std::env::temp_dir().join(format!("staircase-kubectl-{}", t.ns));
@@ -1060,20 +1865,36 @@ async fn kubectl_works_against_the_server() {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         async move {
             tokio::task::spawn_blocking(move || {
-                std::process::Command::new("kubectl").arg("--kubeconfig").arg(&kc).args(&args).output().unwrap()
+                std::process::Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&kc)
+                    .args(&args)
+                    .output()
+                    .unwrap()
             })
             .await
             .unwrap()
         }
     };
     let m = manifest.to_str().unwrap();
-    for args in [vec!["apply", "-f", m], vec!["apply", "-f", m], vec!["apply", "--server-side", "-f", m]] {
+    for args in [
+        vec!["apply", "-f", m],
+        vec!["apply", "-f", m],
+        vec!["apply", "--server-side", "-f", m],
+    ] {
         let out = kubectl(&args).await;
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let out = kubectl(&["get", "configmaps", "-n", &t.ns]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("via-kubectl"));
     let out = kubectl(&["api-resources"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployments"));
-    assert_eq!(t.cms().get("via-kubectl").await.unwrap().data.unwrap()["a"], "b");
+    assert_eq!(
+        t.cms().get("via-kubectl").await.unwrap().data.unwrap()["a"],
+        "b"
+    );
 }

@@ -83,6 +83,11 @@ pub mod __private {
     // that one trait's message at the step and then stays silent about everything built on it
     // (the later checks, `.then()`, the rest of the chain), instead of a cascade of errors.
 
+    /// An empty chain with the resource and state types of `main`: cleanup steps share them.
+    pub fn start_like<K, S, M: Stairs<K, S>>(_main: &M) -> Start<K, S> {
+        Start::new()
+    }
+
     /// Checks that `step` is written for resource `K`.
     pub fn check_resource<K, St>(step: St) -> <St as ForResource<K>>::This
     where

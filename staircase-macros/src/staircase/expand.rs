@@ -19,30 +19,55 @@ pub(crate) fn expand(input: &StaircaseInput) -> TokenStream {
     // A local alias of the facade's hidden module. `$crate` cannot be re-spanned (its span says
     // which crate it means), and every token generated for a step must carry that step's span.
     let private = Ident::new("__staircase_private", Span::call_site());
-    let main = chain(input, &input.main, &private);
+    let resource = &input.resource;
+    let main_var = Ident::new("__main", Span::mixed_site());
+    let main = chain(
+        quote!(#private::Start::<#resource, _>::new()),
+        input,
+        &input.main,
+        &private,
+    );
     let staircase = match &input.cleanup {
-        None => quote!(#private::Staircase::new(#main)),
+        None => quote!(#private::Staircase::new(#main_var)),
         Some(cleanup) => {
-            let cleanup = chain(input, cleanup, &private);
-            quote!(#private::Staircase::new(#main).with_cleanup(#cleanup))
+            // Starts from the main chain's types, so a cleanup step with another state type is
+            // reported at that step rather than at `with_cleanup`.
+            let cleanup = chain(
+                quote!(#private::start_like(&#main_var)),
+                input,
+                cleanup,
+                &private,
+            );
+            let cleanup_var = Ident::new("__cleanup", Span::mixed_site());
+            quote! {
+                let #cleanup_var = #cleanup;
+                #private::Staircase::new(#main_var).with_cleanup(#cleanup_var)
+            }
         }
     };
     quote! {
         {
             use #krate::__private as #private;
+            let #main_var = #main;
             #staircase
         }
     }
 }
 
-/// A block evaluating to the chain of the steps of `list`.
-fn chain(input: &StaircaseInput, list: &StepList, private: &Ident) -> TokenStream {
+/// A block evaluating to the chain of the steps of `list`, appended to `start`.
+fn chain(
+    start: TokenStream,
+    input: &StaircaseInput,
+    list: &StepList,
+    private: &Ident,
+) -> TokenStream {
     let resource = &input.resource;
     // Hygienic: invisible to (and not clashing with) anything the user writes.
     let chain = Ident::new("__chain", Span::mixed_site());
     let step = Ident::new("__step", Span::mixed_site());
     let steps = list.steps.iter().map(|path| {
-        let span = path.span();
+        // The step's own name (the last segment), where errors about it belong.
+        let span = path.segments.last().map_or_else(|| path.span(), |s| s.ident.span());
         let private = Ident::new(&private.to_string(), span);
         quote_spanned! {span=>
             let #step = #private::check_data(
@@ -54,7 +79,7 @@ fn chain(input: &StaircaseInput, list: &StepList, private: &Ident) -> TokenStrea
     });
     quote! {
         {
-            let #chain = #private::Start::<#resource, _>::new();
+            let #chain = #start;
             #(#steps)*
             #chain
         }

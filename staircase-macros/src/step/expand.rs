@@ -8,7 +8,7 @@
 //! resource, state and data type but requires those witnesses, so a step placed where it does not
 //! fit is reported with the message of the one witness that fails, at the step.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
@@ -16,10 +16,23 @@ use super::validate::StepDef;
 
 /// The step type and its impls.
 pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
+    // The facade's hidden module, with the spans of the user's tokens it is used with, so that an
+    // error about an expression using it is shown at those tokens (not at the attribute).
     let krate = &def.krate;
+    let p_at = |span: Span| respan(quote!(#krate::__private), span);
     let p = quote!(#krate::__private);
     let ident = def.ident;
     let resource = def.resource;
+    let resource_impl = {
+        let p = p_at(resource.span());
+        quote_spanned! {resource.span()=>
+            impl #p::ForResource<#resource> for #ident {
+                type This = Self;
+                type Resource = #resource;
+                fn resource(k: &#resource) -> &#resource { k }
+            }
+        }
+    };
     let struct_def = struct_for(def.vis, ident);
 
     // Generic parameters of the `Step` impl; a user type could only clash by being named so.
@@ -30,11 +43,14 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
     // `WithState`: for the context's state type, or for every state without a context parameter.
     let (state_impl, state_bound) = match &def.state {
         Some(state) => (
-            quote_spanned! {state.span()=>
+            {
+                let p = p_at(state.span());
+                quote_spanned! {state.span()=>
                 impl #p::WithState<#state> for #ident {
                     type This = Self;
                     type State = #state;
                     fn context(c: &#p::Context<#state>) -> &#p::Context<#state> { c }
+                }
                 }
             },
             quote!(#p::WithState<#s, State = #state>),
@@ -56,12 +72,15 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
         Some(data) => {
             let ty = data.ty;
             (
-                quote_spanned! {ty.span()=>
+                {
+                    let p = p_at(ty.span());
+                    quote_spanned! {ty.span()=>
                     impl #p::TakesData<#ty> for #ident {
                         type This = Self;
                         type Data = #ty;
                         fn by_ref(d: &#ty) -> &#ty { d }
                         fn by_value(d: #ty) -> #ty { d }
+                    }
                     }
                 },
                 quote!(#p::TakesData<#d, Data = #ty>),
@@ -85,10 +104,12 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
     let passes_through = def.returns_unit && def.data.as_ref().is_none_or(|data| data.by_ref);
     let ret = def.ret;
     let ret_span = ret.span();
+    let p_ret = p_at(ret_span);
+    // The whole item at the return type: its bounds (`Send + 'static`) are checked at the item.
     let output = if passes_through {
-        quote!(#d)
+        quote!(type Output = #d;)
     } else {
-        quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Output)
+        quote_spanned!(ret_span=> type Output = <#ret as #p_ret::StepReturn>::Output;)
     };
 
     // Arguments of the call, each through its witness (the identity on the types it accepts).
@@ -104,10 +125,11 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
         Some(_) => args.push(quote!(<#ident as #p::TakesData<#d>>::by_value(#input_var))),
         None => {}
     }
-    // Spanned at the return type: a type that is not `Result<Outcome<T>, E>` is reported there
-    // with `StepReturn`'s message.
+    // Spanned at the return type, the function's name too: a type that is not
+    // `Result<Outcome<T>, E>` is reported there, once, with `StepReturn`'s message.
+    let ident_at_ret = syn::Ident::new(&ident.to_string(), ret_span);
     let call = quote_spanned! {ret_span=>
-        #p::StepReturn::into_result(#ident(#(#args),*).await)
+        #p_ret::StepReturn::into_result(#ident_at_ret(#(#args),*).await)
     };
     let body = if passes_through {
         quote!(#call.map(move |out| out.map(move |()| #input_var)))
@@ -115,8 +137,22 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
         call
     };
     // Spanned at the function's name: a future that is not `Send` is reported there.
+    let p_ident = p_at(ident.span());
     let boxed = quote_spanned! {ident.span()=>
-        #p::Box::pin(async move { #body })
+        #p_ident::Box::pin(async move { #body })
+    };
+
+    // Its signature mentions `Self::Output`, which the compiler checks at the whole function: at
+    // the return type too, so that a wrong return type is reported there once.
+    let run = quote_spanned! {ret_span=>
+        fn run<'a>(
+            &'a self,
+            #resource_var: &'a #k,
+            #ctx_var: &'a #p_ret::Context<#s>,
+            #input_var: #d,
+        ) -> #p_ret::BoxFuture<'a, #p_ret::Result<#p_ret::Outcome<Self::Output>>> {
+            #boxed
+        }
     };
 
     let name = &def.name;
@@ -125,11 +161,7 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
         #struct_def
 
         const _: () = {
-            impl #p::ForResource<#resource> for #ident {
-                type This = Self;
-                type Resource = #resource;
-                fn resource(k: &#resource) -> &#resource { k }
-            }
+            #resource_impl
 
             #state_impl
 
@@ -142,20 +174,13 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
                 #s: #p::Send + #p::Sync + 'static,
                 #d: #p::Send + 'static,
             {
-                type Output = #output;
+                #output
 
                 fn info(&self) -> #p::StepInfo {
                     #p::StepInfo { name: #name, read_only: #read_only }
                 }
 
-                fn run<'a>(
-                    &'a self,
-                    #resource_var: &'a #k,
-                    #ctx_var: &'a #p::Context<#s>,
-                    #input_var: #d,
-                ) -> #p::BoxFuture<'a, #p::Result<#p::Outcome<Self::Output>>> {
-                    #boxed
-                }
+                #run
             }
         };
     }
@@ -176,6 +201,22 @@ pub(crate) fn struct_for(vis: &syn::Visibility, ident: &syn::Ident) -> TokenStre
         )]
         #vis struct #ident {}
     }
+}
+
+/// `tokens` with every span set to `span`.
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner = Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 /// A local name of the generated code, resolved at the call site like the user's tokens.

@@ -35,7 +35,9 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         (result, _) => {
             let errors = result.err().map(|e| e.to_compile_error());
-            let stub = fallback::stub(&func, &options);
+            // Under `impl` (it takes `self`), a struct cannot be defined next to the function.
+            let in_impl = matches!(func.sig.inputs.first(), Some(syn::FnArg::Receiver(_)));
+            let stub = (!in_impl).then(|| fallback::stub(&func, &options));
             quote!(#func #errors #stub)
         }
     }

@@ -23,7 +23,9 @@ async fn main() -> anyhow::Result<()> {
         match a.as_str() {
             "--port" => builder = builder.port(value().parse().unwrap_or_else(|_| usage())),
             "--kubeconfig" => kubeconfig = Some(value().into()),
-            "--watch-window" => builder = builder.watch_window(value().parse().unwrap_or_else(|_| usage())),
+            "--watch-window" => {
+                builder = builder.watch_window(value().parse().unwrap_or_else(|_| usage()))
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }

@@ -54,11 +54,11 @@ async fn check_count(_foo: &Foo, _ctx: &Context<App>, n: usize) -> Result<Outcom
 }
 
 mod cleanup {
-    use super::Foo;
+    use super::{App, Foo};
     use staircase::prelude::*;
 
     #[step]
-    pub(crate) async fn remove_config(_foo: &Foo, _ctx: &Context) -> Result<Outcome, staircase::Error> {
+    pub(crate) async fn remove_config(_foo: &Foo, _ctx: &Context<App>) -> Result<Outcome, staircase::Error> {
         Ok(Outcome::modified("deleted ConfigMap"))
     }
 }

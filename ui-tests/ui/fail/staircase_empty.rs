@@ -1,0 +1,7 @@
+use staircase::prelude::*;
+
+pub struct Foo;
+
+fn main() {
+    let _ = staircase!(Foo => []);
+}

@@ -1,0 +1,21 @@
+use staircase::prelude::*;
+
+pub struct Foo;
+
+#[step]
+async fn ensure_config(_foo: &Foo) -> Result<Outcome> {
+    Ok(Outcome::unchanged())
+}
+
+#[step]
+async fn wait_ready(_foo: &Foo) -> Result<Outcome> {
+    Ok(Outcome::unchanged())
+}
+
+async fn ensure_service(_foo: &Foo) -> Result<Outcome> {
+    Ok(Outcome::unchanged())
+}
+
+fn main() {
+    let _ = staircase!(Foo => [ensure_config, ensure_service, wait_ready]);
+}

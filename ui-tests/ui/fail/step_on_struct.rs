@@ -1,0 +1,8 @@
+use staircase::prelude::*;
+
+pub struct Foo;
+
+#[step]
+struct EnsureConfig;
+
+fn main() {}
