@@ -131,15 +131,15 @@ async fn transient_errors_recover_and_clear_the_failed_condition() {
     assert_eq!(cond(&w, status::FAILED).status, "False");
 }
 
-async fn violation(mode: &str) -> (RunReport, Api<Widget>) {
-    let (_env, api, op) = setup(mode).await;
+async fn violation(mode: &str) -> (RunReport, Api<Widget>, Env) {
+    let (env, api, op) = setup(mode).await;
     run(&api, &op).await;
-    (run(&api, &op).await, api)
+    (run(&api, &op).await, api, env)
 }
 
 #[tokio::test]
 async fn a_write_reported_as_unchanged_fails_the_run() {
-    let (r, api) = violation("sneaky").await;
+    let (r, api, _env) = violation("sneaky").await;
     let v = r.steps[1].violation.as_ref().expect("violation recorded");
     assert_eq!((v.step.as_str(), v.rule), ("behave", Rule::WriteWithoutModified));
     assert_eq!(v.writes.len(), 1);
@@ -152,7 +152,7 @@ async fn a_write_reported_as_unchanged_fails_the_run() {
 
 #[tokio::test]
 async fn two_writes_in_one_modification_fail_the_run() {
-    let (r, _) = violation("double").await;
+    let (r, _, _env) = violation("double").await;
     let v = r.steps[1].violation.as_ref().expect("violation recorded");
     assert_eq!(v.rule, Rule::MoreThanOneWrite);
     assert_eq!(v.writes.len(), 2);
@@ -161,7 +161,7 @@ async fn two_writes_in_one_modification_fail_the_run() {
 
 #[tokio::test]
 async fn a_read_only_step_may_not_write() {
-    let (r, _) = violation("readonly_write").await;
+    let (r, _, _env) = violation("readonly_write").await;
     let v = r.steps[2].violation.as_ref().expect("violation recorded");
     assert_eq!((v.step.as_str(), v.rule), ("inspect", Rule::ReadOnlyWrote));
 }

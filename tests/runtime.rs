@@ -168,6 +168,7 @@ async fn cleanup_runs_behind_the_finalizer_then_releases_it() {
 
     api.delete(name, &DeleteParams::default()).await.unwrap();
     wait_gone(&api, name).await;
+    op.wait_report(|r| r.end == RunEnd::FinalizerRemoved).await;
     let reports = op.stop().await;
     let ends: Vec<_> = reports.iter().map(|r| r.end.clone()).collect();
     assert_eq!(ends.first(), Some(&RunEnd::FinalizerAdded), "the finalizer is the first modification");

@@ -149,6 +149,19 @@ impl Running {
         let _ = self.task.await;
     }
 
+    /// Waits until some report satisfies `pred` (failing the test after [`GUARD`]).
+    pub async fn wait_report(&self, pred: impl Fn(&RunReport) -> bool) {
+        let found = async {
+            while !self.reports.lock().expect("reports").iter().any(&pred) {
+                // Reports arrive from the operator's tasks; re-check after each short pause.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(GUARD, found)
+            .await
+            .expect("the expected run report arrived in time");
+    }
+
     /// A copy of the reports so far.
     pub fn reports(&self) -> Vec<RunReport> {
         self.reports.lock().expect("reports").clone()

@@ -57,13 +57,17 @@ pub(crate) fn parse_step_options(args: TokenStream, errors: &mut Errors) -> Step
                 Some(lit) => options.name = Some(lit.clone()),
                 None => errors.error_at(&nv.value, "expected a string: `name = \"my step\"`"),
             },
-            ("crate", Meta::NameValue(nv)) => match string_value(&nv.value) {
-                Some(lit) => match lit.parse::<syn::Path>() {
-                    Ok(path) => options.krate = Some(path),
-                    Err(_) => errors.error_at(lit, "expected a path, such as `crate = \"::staircase\"`"),
-                },
-                None => errors.error_at(&nv.value, "expected a string: `crate = \"::my_staircase\"`"),
-            },
+            ("crate", Meta::NameValue(nv)) => {
+                match string_value(&nv.value) {
+                    Some(lit) => match lit.parse::<syn::Path>() {
+                        Ok(path) => options.krate = Some(path),
+                        Err(_) => errors
+                            .error_at(lit, "expected a path, such as `crate = \"::staircase\"`"),
+                    },
+                    None => errors
+                        .error_at(&nv.value, "expected a string: `crate = \"::my_staircase\"`"),
+                }
+            }
             (key, _) => errors.error_at(&meta, format!("expected `{key} = \"...\"`")),
         }
     }

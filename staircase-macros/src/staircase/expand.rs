@@ -67,7 +67,10 @@ fn chain(
     let step = Ident::new("__step", Span::mixed_site());
     let steps = list.steps.iter().map(|path| {
         // The step's own name (the last segment), where errors about it belong.
-        let span = path.segments.last().map_or_else(|| path.span(), |s| s.ident.span());
+        let span = path
+            .segments
+            .last()
+            .map_or_else(|| path.span(), |s| s.ident.span());
         let private = Ident::new(&private.to_string(), span);
         quote_spanned! {span=>
             let #step = #private::check_data(

@@ -3,18 +3,16 @@
 //! Users call the facade's `macro_rules! staircase`, which passes its `$crate` as the first
 //! tokens (`$crate; Foo => [...]`) so that the expansion names the facade however it is imported.
 
-mod expand;
-mod parse;
-mod validate;
+pub(crate) mod expand;
+pub(crate) mod parse;
+pub(crate) mod validate;
 
 use proc_macro2::TokenStream;
 use quote::quote;
 
-pub(crate) use parse::StaircaseInput;
-
 /// The whole `staircase!` macro on proc-macro2 streams.
 pub(crate) fn staircase(input: TokenStream) -> TokenStream {
-    let input: StaircaseInput = match syn::parse2(input) {
+    let input: parse::StaircaseInput = match syn::parse2(input) {
         Ok(input) => input,
         // Only the error: `compile_error!` as an expression has the error type, which the
         // compiler accepts anywhere without further errors (such as at `Operator::new(.., stairs)`).

@@ -28,7 +28,8 @@ pub(crate) struct StepList {
     pub(crate) steps: Punctuated<Path, Token![,]>,
 }
 
-const USAGE: &str = "`staircase!(Foo => [step, ...])` or `staircase!(Foo => [step, ...], cleanup => [step, ...])`";
+const USAGE: &str =
+    "`staircase!(Foo => [step, ...])` or `staircase!(Foo => [step, ...], cleanup => [step, ...])`";
 
 impl Parse for StaircaseInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {

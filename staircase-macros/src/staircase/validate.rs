@@ -9,7 +9,11 @@ use crate::errors::Errors;
 /// Every problem found, combined.
 pub(crate) fn validate(input: &StaircaseInput) -> syn::Result<()> {
     let mut errors = Errors::default();
-    check_list(&input.main, "a staircase needs at least one step", &mut errors);
+    check_list(
+        &input.main,
+        "a staircase needs at least one step",
+        &mut errors,
+    );
     if let Some(cleanup) = &input.cleanup {
         check_list(
             cleanup,

@@ -115,13 +115,19 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
     // Arguments of the call, each through its witness (the identity on the types it accepts).
     let resource_var = local("resource");
     let ctx_var = local(if def.state.is_some() { "ctx" } else { "_ctx" });
-    let input_var = local(if passes_through || def.data.is_some() { "input" } else { "_input" });
+    let input_var = local(if passes_through || def.data.is_some() {
+        "input"
+    } else {
+        "_input"
+    });
     let mut args = vec![quote!(<#ident as #p::ForResource<#k>>::resource(#resource_var))];
     if def.state.is_some() {
         args.push(quote!(<#ident as #p::WithState<#s>>::context(#ctx_var)));
     }
     match &def.data {
-        Some(data) if data.by_ref => args.push(quote!(<#ident as #p::TakesData<#d>>::by_ref(&#input_var))),
+        Some(data) if data.by_ref => {
+            args.push(quote!(<#ident as #p::TakesData<#d>>::by_ref(&#input_var)))
+        }
         Some(_) => args.push(quote!(<#ident as #p::TakesData<#d>>::by_value(#input_var))),
         None => {}
     }

@@ -3,10 +3,10 @@
 //! The function itself is always emitted unchanged, also when it has errors, so that it stays
 //! callable (unit tests, IDEs) and the user sees only the errors of the attribute.
 
-mod expand;
+pub(crate) mod expand;
 mod fallback;
-mod parse;
-mod validate;
+pub(crate) mod parse;
+pub(crate) mod validate;
 
 use proc_macro2::TokenStream;
 use quote::quote;

@@ -4,7 +4,9 @@
 //! What can only be checked with types (the return type implements `StepReturn`, the future is
 //! `Send`) is left to the compiler, with the expansion placing those errors on the user's tokens.
 
-use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility};
+use syn::{
+    FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility,
+};
 
 use crate::attr::StepOptions;
 use crate::errors::Errors;
@@ -204,7 +206,10 @@ fn state_type(ty: &Type, errors: &mut Errors) -> Option<Type> {
         _ => return not_context(errors),
     };
     if reference.mutability.is_some() {
-        errors.error_at(ty, "a step takes the context by shared reference: `&Context<S>`");
+        errors.error_at(
+            ty,
+            "a step takes the context by shared reference: `&Context<S>`",
+        );
         return None;
     }
     match &segment.arguments {
@@ -212,7 +217,10 @@ fn state_type(ty: &Type, errors: &mut Errors) -> Option<Type> {
         PathArguments::AngleBracketed(args) => match args.args.iter().collect::<Vec<_>>()[..] {
             [GenericArgument::Type(state)] => Some(state.clone()),
             _ => {
-                errors.error_at(args, "expected one type argument, the operator's state: `Context<S>`");
+                errors.error_at(
+                    args,
+                    "expected one type argument, the operator's state: `Context<S>`",
+                );
                 None
             }
         },
@@ -247,7 +255,10 @@ fn data_type<'a>(ty: &'a Type, errors: &mut Errors) -> Option<Data<'a>> {
 
 fn not_impl_trait<'a>(ty: &'a Type, errors: &mut Errors) -> Option<&'a Type> {
     if let Type::ImplTrait(_) = ty {
-        errors.error_at(ty, "a step parameter cannot be `impl Trait`: name the concrete type");
+        errors.error_at(
+            ty,
+            "a step parameter cannot be `impl Trait`: name the concrete type",
+        );
         return None;
     }
     Some(ty)
@@ -285,4 +296,3 @@ fn returns_unit(ret: &Type) -> bool {
         PathArguments::Parenthesized(_) => false,
     }
 }
-

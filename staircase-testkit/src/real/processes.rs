@@ -166,8 +166,10 @@ pub struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Creates `<parent>/staircase-real-<pid>-<n>-<nanos>`.
+    /// Creates `<parent>/staircase-real-<pid>-<n>-<nanos>`, first removing such directories
+    /// left behind by test processes that no longer exist (killed before they could clean up).
     pub fn new_in(parent: &Path) -> io::Result<ScratchDir> {
+        remove_stale(parent);
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -196,5 +198,27 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+/// Removes `<parent>/staircase-real-<pid>-*` directories whose process is gone.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("staircase-real-"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
