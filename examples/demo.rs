@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let trace: Arc<Mutex<Vec<String>>> = Arc::default();
+    let trace: Arc<Mutex<Vec<RunReport>>> = Arc::default();
     let log = trace.clone();
     let operator = Operator::with_state(
         client.clone(),
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     .with_status()
     .on_run(move |report| {
         println!("  {report}");
-        log.lock().expect("trace").push(report.to_string());
+        log.lock().expect("trace").push(report.clone());
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(operator.run_until(async {
@@ -103,7 +103,20 @@ async fn main() -> anyhow::Result<()> {
             status.and_then(|s| s.observed_generation)
         );
     }
-    println!("{} runs in total", trace.lock().expect("trace").len());
+    let trace = trace.lock().expect("trace");
+    println!("\nper object, run by run:");
+    for name in names {
+        let key = format!("{NAMESPACE}/{name}");
+        println!("  {name}:");
+        for r in trace.iter().filter(|r| r.object == key) {
+            let what = match &r.end {
+                staircase::RunEnd::Modified { step, description } => format!("{step}: {description}"),
+                other => format!("{other:?}"),
+            };
+            println!("    run {:>3}: {what} ({} step(s), {} write(s))", r.run_id, r.steps.len(), r.step_writes());
+        }
+    }
+    println!("{} runs in total", trace.len());
 
     // Leave a real cluster as we found it.
     for name in names {

@@ -13,7 +13,7 @@
 set -euo pipefail
 
 K8S_VERSION=v1.20.2
-CACHE="${STAIRCASE_K8S_CACHE:-${HOME}/.cache/staircase/k8s-${K8S_VERSION}}"
+CACHE="${STAIRCASE_K8S_CACHE:-${HOME:-/root}/.cache/staircase/k8s-${K8S_VERSION}}"
 BIN="${CACHE}/bin"
 NICE="${STAIRCASE_K8S_NICE:-19}"
 DEB_SRC_LIST=/etc/apt/sources.list.d/staircase-deb-src.sources

@@ -52,7 +52,7 @@ pub(crate) fn parse_step_options(args: TokenStream, errors: &mut Errors) -> Step
             ),
             ("name", Meta::NameValue(nv)) => match string_value(&nv.value) {
                 Some(lit) if lit.value().trim().is_empty() => {
-                    errors.error_at(lit, "a step name cannot be empty")
+                    errors.error_at(lit, "a step name cannot be empty");
                 }
                 Some(lit) => options.name = Some(lit.clone()),
                 None => errors.error_at(&nv.value, "expected a string: `name = \"my step\"`"),

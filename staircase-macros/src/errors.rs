@@ -1,5 +1,5 @@
 //! Collects every error found in one macro input so the user sees them all in one build
-//! (the idea of serde_derive's `Ctxt`), instead of fixing them one compile at a time.
+//! (the idea of `serde_derive`'s `Ctxt`), instead of fixing them one compile at a time.
 
 use std::fmt::Display;
 

@@ -33,6 +33,10 @@ struct ObjectMemory {
     written_rv: Option<String>,
     /// When a stale view was first seen; past the grace period we read from the API server.
     stale_since: Option<Instant>,
+    /// The resourceVersion of a status write that closed a settled run (converged or done).
+    /// Its watch event shows exactly the state that run verified, so the one run it would
+    /// trigger is skipped (once: a later resync at the same version still runs).
+    settled_rv: Option<String>,
 }
 
 /// When the object should run again.
@@ -152,6 +156,10 @@ where
         let stale_for = {
             let mut mem = self.memory.lock().expect("memory poisoned");
             let m = mem.entry(key.to_string()).or_default();
+            if m.settled_rv.is_some() && m.settled_rv == obj.meta().resource_version {
+                m.settled_rv = None;
+                return Err((None, NextRun::After(self.config.resync)));
+            }
             match &m.written_rv {
                 Some(w) if older(obj.meta().resource_version.as_deref(), w) => {
                     Some(m.stale_since.get_or_insert_with(Instant::now).elapsed())
@@ -249,6 +257,8 @@ where
                 if written_rv.is_some() {
                     m.written_rv = written_rv.clone();
                 }
+                let settled = matches!(end, RunEnd::Converged | RunEnd::Done { .. });
+                m.settled_rv = if settled && status_written { written_rv.clone() } else { None };
                 m.failures = if failed { m.failures + 1 } else { 0 };
                 m.failures
             }

@@ -5,8 +5,12 @@
 //!
 //! Besides `Step`, the type implements the witness traits `ForResource`, `WithState` and
 //! `TakesData` for exactly the types of its parameters. `Step` is implemented for every
-//! resource, state and data type but requires those witnesses, so a step placed where it does not
-//! fit is reported with the message of the one witness that fails, at the step.
+//! resource, state and data type but requires those witnesses, so a step placed where it does
+//! not fit is reported with the message of the one witness that fails, at the step.
+//!
+//! Spans matter as much as tokens here: each piece is spanned at the user's token it comes from
+//! (the resource type, the return type, the function's name), so that whatever the compiler
+//! reports about it is shown there, once, rather than at `#[step]`.
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
@@ -16,15 +20,66 @@ use super::validate::StepDef;
 
 /// The step type and its impls.
 pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
-    // The facade's hidden module, with the spans of the user's tokens it is used with, so that an
-    // error about an expression using it is shown at those tokens (not at the attribute).
-    let krate = &def.krate;
-    let p_at = |span: Span| respan(quote!(#krate::__private), span);
-    let p = quote!(#krate::__private);
-    let ident = def.ident;
-    let resource = def.resource;
-    let resource_impl = {
-        let p = p_at(resource.span());
+    let g = Generator::new(def);
+    let struct_def = struct_for(def.vis, def.ident);
+    let resource_impl = g.resource_impl();
+    let state_impl = g.state_impl();
+    let data_impl = g.data_impl();
+    let step_impl = g.step_impl();
+    quote! {
+        #struct_def
+
+        const _: () = {
+            #resource_impl
+            #state_impl
+            #data_impl
+            #step_impl
+        };
+    }
+}
+
+/// What the pieces of the expansion share.
+struct Generator<'a> {
+    def: &'a StepDef<'a>,
+    /// `<facade>::__private`, spanned at the call site.
+    p: TokenStream,
+    /// Generic parameters of the `Step` impl; a user type could only clash by being named so.
+    k: syn::Ident,
+    s: syn::Ident,
+    d: syn::Ident,
+    /// The step hands down nothing of its own (it returns `Result<Outcome>`) and did not consume
+    /// what it received (took no data, or took it by `&`): the data it received passes on to the
+    /// steps after it.
+    passes_through: bool,
+}
+
+impl<'a> Generator<'a> {
+    fn new(def: &'a StepDef<'a>) -> Self {
+        Generator {
+            def,
+            p: Self::private(def, Span::call_site()),
+            k: format_ident!("__K"),
+            s: format_ident!("__S"),
+            d: format_ident!("__D"),
+            passes_through: def.returns_unit && def.data.as_ref().is_none_or(|data| data.by_ref),
+        }
+    }
+
+    /// `<facade>::__private` spanned at `span`: an expression or item using it then spans from
+    /// the user's token to the user's token, and is reported there.
+    fn private(def: &StepDef<'_>, span: Span) -> TokenStream {
+        let krate = &def.krate;
+        respan(quote!(#krate::__private), span)
+    }
+
+    fn p_at(&self, span: Span) -> TokenStream {
+        Self::private(self.def, span)
+    }
+
+    /// `ForResource<Foo>`, at the resource type.
+    fn resource_impl(&self) -> TokenStream {
+        let (ident, resource) = (self.def.ident, self.def.resource);
+        let p = self.p_at(resource.span());
         quote_spanned! {resource.span()=>
             impl #p::ForResource<#resource> for #ident {
                 type This = Self;
@@ -32,147 +87,94 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
                 fn resource(k: &#resource) -> &#resource { k }
             }
         }
-    };
-    let struct_def = struct_for(def.vis, ident);
+    }
 
-    // Generic parameters of the `Step` impl; a user type could only clash by being named so.
-    let k = format_ident!("__K");
-    let s = format_ident!("__S");
-    let d = format_ident!("__D");
-
-    // `WithState`: for the context's state type, or for every state without a context parameter.
-    let (state_impl, state_bound) = match &def.state {
-        Some(state) => (
-            {
-                let p = p_at(state.span());
+    /// `WithState<S>` at the context's state type; for every state without a context parameter.
+    fn state_impl(&self) -> TokenStream {
+        let (ident, s) = (self.def.ident, &self.s);
+        match &self.def.state {
+            Some(state) => {
+                let p = self.p_at(state.span());
                 quote_spanned! {state.span()=>
-                impl #p::WithState<#state> for #ident {
-                    type This = Self;
-                    type State = #state;
-                    fn context(c: &#p::Context<#state>) -> &#p::Context<#state> { c }
+                    impl #p::WithState<#state> for #ident {
+                        type This = Self;
+                        type State = #state;
+                        fn context(c: &#p::Context<#state>) -> &#p::Context<#state> { c }
+                    }
                 }
+            }
+            None => {
+                let p = &self.p;
+                quote! {
+                    impl<#s> #p::WithState<#s> for #ident {
+                        type This = Self;
+                        type State = #s;
+                        fn context(c: &#p::Context<#s>) -> &#p::Context<#s> { c }
+                    }
                 }
-            },
-            quote!(#p::WithState<#s, State = #state>),
-        ),
-        None => (
-            quote! {
-                impl<#s> #p::WithState<#s> for #ident {
-                    type This = Self;
-                    type State = #s;
-                    fn context(c: &#p::Context<#s>) -> &#p::Context<#s> { c }
-                }
-            },
-            quote!(#p::WithState<#s>),
-        ),
-    };
+            }
+        }
+    }
 
-    // `TakesData`: for the data parameter's type, or for any data without one.
-    let (data_impl, data_bound) = match &def.data {
-        Some(data) => {
-            let ty = data.ty;
-            (
-                {
-                    let p = p_at(ty.span());
-                    quote_spanned! {ty.span()=>
+    /// `TakesData<T>` at the data parameter's type; for any data without a data parameter.
+    fn data_impl(&self) -> TokenStream {
+        let (ident, d) = (self.def.ident, &self.d);
+        match &self.def.data {
+            Some(data) => {
+                let ty = data.ty;
+                let p = self.p_at(ty.span());
+                quote_spanned! {ty.span()=>
                     impl #p::TakesData<#ty> for #ident {
                         type This = Self;
                         type Data = #ty;
                         fn by_ref(d: &#ty) -> &#ty { d }
                         fn by_value(d: #ty) -> #ty { d }
                     }
-                    }
-                },
-                quote!(#p::TakesData<#d, Data = #ty>),
-            )
-        }
-        None => (
-            quote! {
-                impl<#d> #p::TakesData<#d> for #ident {
-                    type This = Self;
-                    type Data = #d;
-                    fn by_ref(d: &#d) -> &#d { d }
-                    fn by_value(d: #d) -> #d { d }
                 }
-            },
-            quote!(#p::TakesData<#d>),
-        ),
-    };
-
-    // A step that hands down nothing of its own passes on the data it received, so it reaches
-    // the next step asking for it — unless the step consumed it (took it by value).
-    let passes_through = def.returns_unit && def.data.as_ref().is_none_or(|data| data.by_ref);
-    let ret = def.ret;
-    let ret_span = ret.span();
-    let p_ret = p_at(ret_span);
-    // The whole item at the return type: its bounds (`Send + 'static`) are checked at the item.
-    let output = if passes_through {
-        quote!(type Output = #d;)
-    } else {
-        quote_spanned!(ret_span=> type Output = <#ret as #p_ret::StepReturn>::Output;)
-    };
-
-    // Arguments of the call, each through its witness (the identity on the types it accepts).
-    let resource_var = local("resource");
-    let ctx_var = local(if def.state.is_some() { "ctx" } else { "_ctx" });
-    let input_var = local(if passes_through || def.data.is_some() {
-        "input"
-    } else {
-        "_input"
-    });
-    let mut args = vec![quote!(<#ident as #p::ForResource<#k>>::resource(#resource_var))];
-    if def.state.is_some() {
-        args.push(quote!(<#ident as #p::WithState<#s>>::context(#ctx_var)));
-    }
-    match &def.data {
-        Some(data) if data.by_ref => {
-            args.push(quote!(<#ident as #p::TakesData<#d>>::by_ref(&#input_var)))
+            }
+            None => {
+                let p = &self.p;
+                quote! {
+                    impl<#d> #p::TakesData<#d> for #ident {
+                        type This = Self;
+                        type Data = #d;
+                        fn by_ref(d: &#d) -> &#d { d }
+                        fn by_value(d: #d) -> #d { d }
+                    }
+                }
+            }
         }
-        Some(_) => args.push(quote!(<#ident as #p::TakesData<#d>>::by_value(#input_var))),
-        None => {}
     }
-    // Spanned at the return type, the function's name too: a type that is not
-    // `Result<Outcome<T>, E>` is reported there, once, with `StepReturn`'s message.
-    let ident_at_ret = syn::Ident::new(&ident.to_string(), ret_span);
-    let call = quote_spanned! {ret_span=>
-        #p_ret::StepReturn::into_result(#ident_at_ret(#(#args),*).await)
-    };
-    let body = if passes_through {
-        quote!(#call.map(move |out| out.map(move |()| #input_var)))
-    } else {
-        call
-    };
-    // Spanned at the function's name: a future that is not `Send` is reported there.
-    let p_ident = p_at(ident.span());
-    let boxed = quote_spanned! {ident.span()=>
-        #p_ident::Box::pin(async move { #body })
-    };
 
-    // Its signature mentions `Self::Output`, which the compiler checks at the whole function: at
-    // the return type too, so that a wrong return type is reported there once.
-    let run = quote_spanned! {ret_span=>
-        fn run<'a>(
-            &'a self,
-            #resource_var: &'a #k,
-            #ctx_var: &'a #p_ret::Context<#s>,
-            #input_var: #d,
-        ) -> #p_ret::BoxFuture<'a, #p_ret::Result<#p_ret::Outcome<Self::Output>>> {
-            #boxed
-        }
-    };
-
-    let name = &def.name;
-    let read_only = def.read_only;
-    quote! {
-        #struct_def
-
-        const _: () = {
-            #resource_impl
-
-            #state_impl
-
-            #data_impl
-
+    /// `Step<K, S, D>` for every `K, S, D` the witnesses accept.
+    fn step_impl(&self) -> TokenStream {
+        let Generator {
+            def, p, k, s, d, ..
+        } = self;
+        let (ident, resource) = (def.ident, def.resource);
+        let state_bound = match &def.state {
+            Some(state) => quote!(#p::WithState<#s, State = #state>),
+            None => quote!(#p::WithState<#s>),
+        };
+        let data_bound = match &def.data {
+            Some(data) => {
+                let ty = data.ty;
+                quote!(#p::TakesData<#d, Data = #ty>)
+            }
+            None => quote!(#p::TakesData<#d>),
+        };
+        // The item, with its bounds (`Send + 'static`), at the return type.
+        let output = if self.passes_through {
+            quote!(type Output = #d;)
+        } else {
+            let ret = def.ret;
+            let p = self.p_at(ret.span());
+            quote_spanned!(ret.span()=> type Output = <#ret as #p::StepReturn>::Output;)
+        };
+        let name = &def.name;
+        let read_only = def.read_only;
+        let run = self.run_fn();
+        quote! {
             impl<#k, #s, #d> #p::Step<#k, #s, #d> for #ident
             where
                 #ident: #p::ForResource<#k, Resource = #resource> + #state_bound + #data_bound,
@@ -188,7 +190,62 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
 
                 #run
             }
+        }
+    }
+
+    /// `Step::run`: calls the function with each argument passed through its witness (the
+    /// identity on the types it accepts), and hands on the data.
+    fn run_fn(&self) -> TokenStream {
+        let Generator {
+            def, p, k, s, d, ..
+        } = self;
+        let ident = def.ident;
+        let resource_var = local("resource");
+        let ctx_var = local(if def.state.is_some() { "ctx" } else { "_ctx" });
+        let input_used = self.passes_through || def.data.is_some();
+        let input_var = local(if input_used { "input" } else { "_input" });
+
+        let mut args = vec![quote!(<#ident as #p::ForResource<#k>>::resource(#resource_var))];
+        if def.state.is_some() {
+            args.push(quote!(<#ident as #p::WithState<#s>>::context(#ctx_var)));
+        }
+        match &def.data {
+            Some(data) if data.by_ref => {
+                args.push(quote!(<#ident as #p::TakesData<#d>>::by_ref(&#input_var)));
+            }
+            Some(_) => args.push(quote!(<#ident as #p::TakesData<#d>>::by_value(#input_var))),
+            None => {}
+        }
+
+        // The call, the function's name included, at the return type: a type that is not
+        // `Result<Outcome<T>, E>` is reported there with `StepReturn`'s message. So is the
+        // whole `run` (its signature mentions `Self::Output`), so that it is reported once.
+        let ret_span = def.ret.span();
+        let p_ret = self.p_at(ret_span);
+        let ident_at_ret = syn::Ident::new(&ident.to_string(), ret_span);
+        let call = quote_spanned! {ret_span=>
+            #p_ret::StepReturn::into_result(#ident_at_ret(#(#args),*).await)
         };
+        let body = if self.passes_through {
+            quote!(#call.map(move |out| out.map(move |()| #input_var)))
+        } else {
+            call
+        };
+        // The future at the function's name: one that is not `Send` is reported there.
+        let p_ident = self.p_at(ident.span());
+        let boxed = quote_spanned! {ident.span()=>
+            #p_ident::Box::pin(async move { #body })
+        };
+        quote_spanned! {ret_span=>
+            fn run<'a>(
+                &'a self,
+                #resource_var: &'a #k,
+                #ctx_var: &'a #p_ret::Context<#s>,
+                #input_var: #d,
+            ) -> #p_ret::BoxFuture<'a, #p_ret::Result<#p_ret::Outcome<Self::Output>>> {
+                #boxed
+            }
+        }
     }
 }
 
@@ -210,7 +267,7 @@ pub(crate) fn struct_for(vis: &syn::Visibility, ident: &syn::Ident) -> TokenStre
 }
 
 /// `tokens` with every span set to `span`.
-pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|mut tree| {
