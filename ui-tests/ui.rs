@@ -25,16 +25,16 @@ fn ui() {
         Some(running) if running == recorded => t.compile_fail("ui/fail/*.rs"),
         running => {
             let running = running.as_deref().unwrap_or("an unknown version");
+            let rule = "*".repeat(76);
             eprintln!(
-                "\n\
-                 ************************************************************************\n\
-                 * SKIPPING the compile-fail UI tests of staircase's macros:            *\n\
-                 *   the .stderr snapshots were recorded with rustc {recorded:<20} *\n\
-                 *   but this is rustc {running:<48} *\n\
-                 * Run them with rustc {recorded} (rustup toolchain), or re-record with *\n\
-                 *   TRYBUILD=overwrite cargo test -p staircase-ui-tests               *\n\
-                 * and update ui-tests/RUSTC_VERSION.                                   *\n\
-                 ************************************************************************\n"
+                "\n{rule}\n\
+                 *** SKIPPING the compile-fail UI tests of staircase's macros\n\
+                 *** their .stderr snapshots were recorded with rustc {recorded},\n\
+                 *** but the compiler here is rustc {running}.\n\
+                 *** Run them with rustc {recorded}, or re-record them with\n\
+                 ***   TRYBUILD=overwrite cargo test -p staircase-ui-tests\n\
+                 *** and put the new version into ui-tests/RUSTC_VERSION.\n\
+                 {rule}\n"
             );
         }
     }

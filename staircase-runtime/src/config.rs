@@ -1,13 +1,19 @@
-//! Operator settings, with defaults that suit most operators.
+//! Operator settings, with defaults that suit most operators, readable from the environment.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
+use crate::leader::LeaderElection;
 use crate::run::RulePolicy;
 
-/// How the operator runs. Build it with `OperatorConfig::default()` and the `with_*` methods.
+/// How the operator runs. Build it with `OperatorConfig::default()` and the `with_*` methods, or
+/// read it from the environment with [`OperatorConfig::from_env`].
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
+    /// The operator's name: the reporting controller of its Events and the default Lease name.
+    /// Default `staircase`.
+    pub name: String,
     /// At most this many runs at once (never two for the same object). Default 16.
     pub concurrency: u16,
     /// What happens when a step breaks the one-modification rule. Default: the run fails.
@@ -23,11 +29,21 @@ pub struct OperatorConfig {
     pub namespace: Option<String>,
     /// Only objects matching this label selector.
     pub label_selector: Option<String>,
+    /// On shutdown, how long runs in flight may take to finish before they are cancelled.
+    /// Keep it below the pod's `terminationGracePeriodSeconds` (30 s by default). Default 20 s.
+    pub shutdown_timeout: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (feature `server`); `None` serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Only one replica runs at a time when set. Default: off (a single replica).
+    pub leader_election: Option<LeaderElection>,
+    /// Publish Kubernetes Events for modifications, failures and rule violations. Default on.
+    pub events: bool,
 }
 
 impl Default for OperatorConfig {
     fn default() -> Self {
         OperatorConfig {
+            name: "staircase".into(),
             concurrency: 16,
             rule_policy: RulePolicy::Fail,
             backoff: Backoff::default(),
@@ -35,11 +51,100 @@ impl Default for OperatorConfig {
             read_your_writes_grace: Duration::from_secs(2),
             namespace: None,
             label_selector: None,
+            shutdown_timeout: Duration::from_secs(20),
+            metrics_addr: None,
+            leader_election: None,
+            events: true,
         }
     }
 }
 
+/// A setting in the environment that cannot be used; names the variable and what it expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    /// The variable, e.g. `STAIRCASE_CONCURRENCY`.
+    pub var: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: &'static str,
+}
+
 impl OperatorConfig {
+    /// The defaults, overridden by whichever of these variables are set (empty counts as unset):
+    ///
+    /// | variable | field | example |
+    /// |---|---|---|
+    /// | `STAIRCASE_NAME` | [`name`](Self::name) | `foo-operator` |
+    /// | `STAIRCASE_CONCURRENCY` | [`concurrency`](Self::concurrency) | `8` |
+    /// | `STAIRCASE_NAMESPACE` | [`namespace`](Self::namespace) | `apps` |
+    /// | `STAIRCASE_LABEL_SELECTOR` | [`label_selector`](Self::label_selector) | `tier=web` |
+    /// | `STAIRCASE_RESYNC_SECONDS` | [`resync`](Self::resync) | `300` |
+    /// | `STAIRCASE_SHUTDOWN_TIMEOUT_SECONDS` | [`shutdown_timeout`](Self::shutdown_timeout) | `20` |
+    /// | `STAIRCASE_METRICS_ADDR` | [`metrics_addr`](Self::metrics_addr) | `0.0.0.0:8080` |
+    /// | `STAIRCASE_EVENTS` | [`events`](Self::events) | `false` |
+    /// | `STAIRCASE_LEADER_ELECTION` | [`leader_election`](Self::leader_election) | `true` |
+    /// | `STAIRCASE_LEASE_NAME` / `STAIRCASE_LEASE_NAMESPACE` | the Lease | `foo-operator` |
+    /// | `POD_NAME` (else `HOSTNAME`) | the leader-election identity | from the downward API |
+    ///
+    /// A malformed value is an error naming the variable, never silently ignored.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables looked up by `get` (for tests and for
+    /// merging CLI flags over the environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let mut c = OperatorConfig::default();
+        if let Some(v) = get("STAIRCASE_NAME") {
+            c.name = v;
+        }
+        if let Some(v) = get("STAIRCASE_CONCURRENCY") {
+            let n: u16 = parse("STAIRCASE_CONCURRENCY", &v, "a number of runs from 1 to 65535")?;
+            if n == 0 {
+                return Err(err("STAIRCASE_CONCURRENCY", &v, "a number of runs from 1 to 65535"));
+            }
+            c.concurrency = n;
+        }
+        c.namespace = get("STAIRCASE_NAMESPACE");
+        c.label_selector = get("STAIRCASE_LABEL_SELECTOR");
+        if let Some(v) = get("STAIRCASE_RESYNC_SECONDS") {
+            c.resync = Duration::from_secs(parse("STAIRCASE_RESYNC_SECONDS", &v, "whole seconds")?);
+        }
+        if let Some(v) = get("STAIRCASE_SHUTDOWN_TIMEOUT_SECONDS") {
+            let s = parse("STAIRCASE_SHUTDOWN_TIMEOUT_SECONDS", &v, "whole seconds")?;
+            c.shutdown_timeout = Duration::from_secs(s);
+        }
+        if let Some(v) = get("STAIRCASE_METRICS_ADDR") {
+            c.metrics_addr = Some(parse("STAIRCASE_METRICS_ADDR", &v, "an address such as 0.0.0.0:8080")?);
+        }
+        if let Some(v) = get("STAIRCASE_EVENTS") {
+            c.events = boolean("STAIRCASE_EVENTS", &v)?;
+        }
+        if let Some(v) = get("STAIRCASE_LEADER_ELECTION")
+            && boolean("STAIRCASE_LEADER_ELECTION", &v)?
+        {
+            let lease = get("STAIRCASE_LEASE_NAME").unwrap_or_else(|| c.name.clone());
+            let mut le = LeaderElection::new(lease);
+            if let Some(ns) = get("STAIRCASE_LEASE_NAMESPACE") {
+                le = le.with_namespace(ns);
+            }
+            if let Some(id) = get("POD_NAME").or_else(|| get("HOSTNAME")) {
+                le = le.with_identity(id);
+            }
+            c.leader_election = Some(le);
+        }
+        Ok(c)
+    }
+
+    /// Sets [`OperatorConfig::name`].
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Sets [`OperatorConfig::concurrency`] (at least 1).
     pub fn with_concurrency(mut self, n: u16) -> Self {
         self.concurrency = n.max(1);
@@ -74,5 +179,94 @@ impl OperatorConfig {
     pub fn with_label_selector(mut self, s: impl Into<String>) -> Self {
         self.label_selector = Some(s.into());
         self
+    }
+
+    /// Sets [`OperatorConfig::shutdown_timeout`].
+    pub fn with_shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Sets [`OperatorConfig::metrics_addr`].
+    pub fn with_metrics_addr(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Sets [`OperatorConfig::leader_election`].
+    pub fn with_leader_election(mut self, le: LeaderElection) -> Self {
+        self.leader_election = Some(le);
+        self
+    }
+
+    /// Sets [`OperatorConfig::events`].
+    pub fn with_events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+}
+
+fn err(var: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError {
+        var,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn parse<T: std::str::FromStr>(var: &'static str, v: &str, expected: &'static str) -> Result<T, ConfigError> {
+    v.trim().parse().map_err(|_| err(var, v, expected))
+}
+
+fn boolean(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(err(var, v, "true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<OperatorConfig, ConfigError> {
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        OperatorConfig::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn empty_environment_gives_the_defaults() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.concurrency, 16);
+        assert!(c.leader_election.is_none() && c.metrics_addr.is_none() && c.events);
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let c = from(&[
+            ("STAIRCASE_CONCURRENCY", "3"),
+            ("STAIRCASE_NAMESPACE", "apps"),
+            ("STAIRCASE_METRICS_ADDR", "0.0.0.0:9090"),
+            ("STAIRCASE_LEADER_ELECTION", "true"),
+            ("STAIRCASE_NAME", "foo-operator"),
+            ("POD_NAME", "foo-operator-7d9-abc"),
+        ])
+        .unwrap();
+        assert_eq!(c.concurrency, 3);
+        assert_eq!(c.namespace.as_deref(), Some("apps"));
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
+        let le = c.leader_election.unwrap();
+        assert_eq!((le.lease_name.as_str(), le.identity.as_str()), ("foo-operator", "foo-operator-7d9-abc"));
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        let e = from(&[("STAIRCASE_CONCURRENCY", "0")]).unwrap_err();
+        assert_eq!(e.var, "STAIRCASE_CONCURRENCY");
+        let e = from(&[("STAIRCASE_METRICS_ADDR", "localhost")]).unwrap_err();
+        assert!(e.to_string().starts_with("STAIRCASE_METRICS_ADDR=\"localhost\": expected"), "{e}");
+        assert_eq!(from(&[("STAIRCASE_LEADER_ELECTION", "maybe")]).unwrap_err().var, "STAIRCASE_LEADER_ELECTION");
     }
 }

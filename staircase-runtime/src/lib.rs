@@ -7,19 +7,34 @@
 //! - [`chain`]: the typed list of steps `staircase!` builds; [`mod@staircase`]: steps + cleanup;
 //! - [`writes`]: counting each step's writes; [`run`]: what a run did;
 //! - [`runner`]: one run over one object; [`operator`]: the loop on kube-runtime;
-//! - [`status`], [`finalizer`], [`backoff`], [`config`]: the pieces the runner uses.
+//! - [`mod@children`]: the declarative children step; [`external`]: idempotent external calls;
+//! - [`status`], [`finalizer`], [`backoff`], [`config`]: the pieces the runner uses;
+//! - production: [`events`], [`metrics`], [`health`] and [`server`], [`leader`], [`shutdown`],
+//!   [`crds`], [`preflight`] (see `docs/production.md`).
 #![warn(missing_docs)]
 
 pub mod backoff;
 pub mod chain;
+pub mod children;
 pub mod config;
 pub mod context;
+pub mod crds;
 pub mod error;
+pub mod events;
+pub mod external;
 mod finalizer;
+pub mod health;
+pub mod leader;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod operator;
 pub mod outcome;
+pub mod preflight;
 pub mod run;
 pub mod runner;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod shutdown;
 pub mod staircase;
 pub mod status;
 pub mod step;
@@ -27,10 +42,16 @@ pub mod writes;
 
 pub use backoff::Backoff;
 pub use chain::{Stairs, Start, Then};
-pub use config::OperatorConfig;
+pub use children::{Children, Strategy, children};
+pub use config::{ConfigError, OperatorConfig};
+pub use health::{Health, Leadership};
+pub use leader::LeaderElection;
+#[cfg(feature = "metrics")]
+pub use metrics::Metrics;
+pub use preflight::PreflightError;
 pub use context::{ApiScope, Context, RunInfo};
 pub use error::{Error, Result, Rule, RuleViolation};
-pub use operator::Operator;
+pub use operator::{Operator, Watchable};
 pub use outcome::{Outcome, OutcomeKind};
 pub use run::{RulePolicy, RunEnd, RunReport, StepRecord};
 pub use runner::NextRun;

@@ -1,39 +1,131 @@
-//! `Operator`: runs a staircase on kube-runtime's `Controller`, one modification per run.
+//! `Operator`: runs a staircase on kube-runtime's `Controller`, one modification per run, with
+//! what production needs around it: Events, metrics, health, leader election, graceful shutdown,
+//! watches on owned and related objects.
 
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::Resource;
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::OperatorConfig;
 use crate::chain::{Stairs, Start};
 use crate::context::ApiScope;
+use crate::events::EventPublisher;
+use crate::health::{Health, Leadership};
+use crate::leader::Elector;
+#[cfg(feature = "metrics")]
+use crate::metrics::Metrics;
+use crate::preflight::{self, PreflightError};
 use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
+use crate::shutdown::{InFlight, Stop};
 use crate::staircase::Staircase;
 use crate::status::HasStepStatus;
-use crate::OperatorConfig;
+
+/// Resources the operator can watch: what kube-runtime's reflectors need.
+pub trait Watchable: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+
+impl<T> Watchable for T where T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+
+/// Another resource whose changes trigger runs: owned children or related objects.
+trait Relation<K>: Send + Sync {
+    fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
+    where
+        K: Watchable;
+    fn check(&self, client: kube::Client, ns: Option<String>) -> BoxFuture<'static, Result<(), PreflightError>>;
+}
+
+fn api_in<T>(client: kube::Client, ns: Option<&str>) -> Api<T>
+where
+    T: Resource<DynamicType = ()>,
+    T::Scope: ApiScope,
+{
+    match ns {
+        Some(ns) => <T::Scope as ApiScope>::api::<T>(client, Some(ns)),
+        None => Api::all(client),
+    }
+}
+
+struct Owns<Child>(std::marker::PhantomData<fn() -> Child>);
+
+impl<K, Child> Relation<K> for Owns<Child>
+where
+    Child: Watchable,
+    Child::Scope: ApiScope,
+{
+    fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
+    where
+        K: Watchable,
+    {
+        c.owns(api_in::<Child>(client.clone(), ns), watcher::Config::default())
+    }
+
+    fn check(&self, client: kube::Client, ns: Option<String>) -> BoxFuture<'static, Result<(), PreflightError>> {
+        Box::pin(async move { preflight::check_list_watch::<Child>(client, ns.as_deref()).await })
+    }
+}
+
+type Mapper<Other, K> = Arc<dyn Fn(Other) -> Vec<ObjectRef<K>> + Send + Sync>;
+
+struct Watches<Other, K: Resource<DynamicType = ()>>(Mapper<Other, K>);
+
+impl<K, Other> Relation<K> for Watches<Other, K>
+where
+    Other: Watchable,
+    Other::Scope: ApiScope,
+    K: Resource<DynamicType = ()> + 'static,
+{
+    fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
+    where
+        K: Watchable,
+    {
+        let map = self.0.clone();
+        c.watches(api_in::<Other>(client.clone(), ns), watcher::Config::default(), move |o| map(o))
+    }
+
+    fn check(&self, client: kube::Client, ns: Option<String>) -> BoxFuture<'static, Result<(), PreflightError>> {
+        Box::pin(async move { preflight::check_list_watch::<Other>(client, ns.as_deref()).await })
+    }
+}
 
 /// Runs a [`Staircase`] against a cluster: watches the resource, schedules runs, enforces the
-/// rules, keeps status, retries with backoff.
+/// rules, keeps status, retries with backoff; publishes Events and metrics, serves health
+/// probes, elects a leader among replicas and shuts down gracefully, as configured.
 ///
 /// ```no_run
 /// # use staircase_runtime::*;
+/// # use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+/// # use kube::runtime::reflector::ObjectRef;
 /// # async fn demo<K, M>(client: kube::Client, stairs: Staircase<K, (), M>) -> anyhow::Result<()>
-/// # where K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-/// #       K::Scope: ApiScope, M: Stairs<K, ()> {
-/// Operator::new(client, stairs)
-///     .with_config(OperatorConfig::default().with_concurrency(8))
-///     .run()
-///     .await;
+/// # where K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+/// #       M: Stairs<K, ()> {
+/// let op = Operator::new(client, stairs)
+///     .with_config(OperatorConfig::from_env()?) // STAIRCASE_CONCURRENCY, STAIRCASE_METRICS_ADDR, …
+///     .owns::<ConfigMap>() // a change to a child runs its owner
+///     .watches::<Secret, _>(|s: Secret| {
+///         // a Secret labelled `app=<name>` belongs to that object
+///         let owner = s.metadata.labels.as_ref().and_then(|l| l.get("app")).cloned();
+///         owner.map(|n| ObjectRef::new(&n).within(s.metadata.namespace.as_deref().unwrap_or_default()))
+///     });
+/// op.check().await?; // RBAC and connectivity, with precise errors
+/// op.run().await; // until SIGTERM/SIGINT
 /// # Ok(()) }
 /// ```
 pub struct Operator<K, S, M, C = Start<K, S>> {
     runner: Runner<K, S, M, C>,
+    relations: Vec<Box<dyn Relation<K>>>,
+    health: Health,
+    #[cfg(feature = "metrics")]
+    metrics: Metrics,
 }
 
 impl<K, M, C> Operator<K, (), M, C>
@@ -56,6 +148,10 @@ where
     pub fn with_state(client: kube::Client, staircase: Staircase<K, S, M, C>, state: S) -> Self {
         Operator {
             runner: Runner::new(staircase, client, Arc::new(state), OperatorConfig::default()),
+            relations: Vec::new(),
+            health: Health::default(),
+            #[cfg(feature = "metrics")]
+            metrics: Metrics::new(),
         }
     }
 
@@ -81,48 +177,203 @@ where
         self
     }
 
+    /// Runs an object again when one of its children changes: every `Child` whose
+    /// `ownerReferences` name the object as controller (what `controller_owner_ref` sets).
+    /// Watched in the operator's namespace (all namespaces when it has none).
+    pub fn owns<Child>(mut self) -> Self
+    where
+        Child: Watchable,
+        Child::Scope: ApiScope,
+        K: 'static,
+    {
+        self.relations.push(Box::new(Owns::<Child>(std::marker::PhantomData)));
+        self
+    }
+
+    /// Runs objects again when a related `Other` changes: `mapper` names the objects an `Other`
+    /// belongs to (e.g. by a label, or by a reference in the object's spec looked up in a cache).
+    pub fn watches<Other, I>(mut self, mapper: impl Fn(Other) -> I + Send + Sync + 'static) -> Self
+    where
+        Other: Watchable,
+        Other::Scope: ApiScope,
+        I: IntoIterator<Item = ObjectRef<K>>,
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        let mapper: Mapper<Other, K> = Arc::new(move |o| mapper(o).into_iter().collect());
+        self.relations.push(Box::new(Watches(mapper)));
+        self
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &OperatorConfig {
         &self.runner.config
+    }
+
+}
+
+impl<K, S, M, C> Operator<K, S, M, C> {
+    /// The operator's health as its probes report it (shared: it follows the running operator).
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// The operator's metrics (shared: they follow the running operator).
+    #[cfg(feature = "metrics")]
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+}
+
+/// What the controller's runs share.
+struct Shared<K, S, M, C> {
+    runner: Arc<Runner<K, S, M, C>>,
+    in_flight: InFlight,
+    #[cfg(feature = "metrics")]
+    metrics: Metrics,
+}
+
+/// Aborts a helper task when the phase that spawned it ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn key_of<K: Resource>(obj: &K) -> String {
+    match &obj.meta().namespace {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
     }
 }
 
 impl<K, S, M, C> Operator<K, S, M, C>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Watchable,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    /// Runs until the process ends.
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully (see [`run_until`](Self::run_until)).
     pub async fn run(self) {
-        self.run_until(std::future::pending()).await
+        self.run_until(crate::shutdown::signal()).await
     }
 
-    /// Runs until `shutdown` completes; runs in flight then finish, no new ones start.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-        let runner = self.runner;
+    /// Runs until `shutdown` completes, then shuts down gracefully: no new runs start, runs in
+    /// flight finish (each delivers its report) within
+    /// [`shutdown_timeout`](OperatorConfig::shutdown_timeout) and are cancelled after it, queued
+    /// Events are published, and the Lease (with leader election) is released so a standby
+    /// replica takes over at once. Returns when all of that is done.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Operator {
+            mut runner,
+            relations,
+            health,
+            #[cfg(feature = "metrics")]
+            metrics,
+        } = self;
+        let cfg = runner.config.clone();
         let client = runner.client.clone();
-        let api = match runner.config.namespace.as_deref() {
-            Some(ns) => <K::Scope as ApiScope>::api::<K>(client, Some(ns)),
-            None => kube::Api::all(client),
-        };
-        let mut wc = watcher::Config::default();
-        if let Some(sel) = &runner.config.label_selector {
-            wc = wc.labels(sel);
+        let stop = Stop::on(shutdown);
+
+        let identity = cfg
+            .leader_election
+            .as_ref()
+            .map(|le| le.identity.clone())
+            .or_else(|| std::env::var("POD_NAME").ok());
+        let events = cfg.events.then(|| {
+            #[cfg(feature = "metrics")]
+            let dropped = {
+                let m = metrics.clone();
+                move || m.event_dropped()
+            };
+            #[cfg(not(feature = "metrics"))]
+            let dropped = || {};
+            let reporter = Reporter {
+                controller: cfg.name.clone(),
+                instance: identity.clone(),
+            };
+            EventPublisher::spawn(client.clone(), reporter, dropped)
+        });
+        if let Some((publisher, _)) = &events {
+            let p = publisher.clone();
+            runner.observers.push(Arc::new(move |r: &RunReport| p.observe(r)));
         }
-        let cc = ControllerConfig::default().concurrency(runner.config.concurrency);
-        Controller::new(api, wc)
-            .with_config(cc)
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, Arc::new(runner))
-            .for_each(|res| async move {
-                if let Err(e) = res {
-                    tracing::debug!("controller: {e}");
+        #[cfg(feature = "metrics")]
+        {
+            let m = metrics.clone();
+            runner.observers.push(Arc::new(move |r: &RunReport| m.observe(r)));
+        }
+        #[cfg(feature = "server")]
+        let _server = match cfg.metrics_addr {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let local = listener.local_addr().map_or(addr, |a| a);
+                    tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
+                    Some(AbortOnDrop(tokio::spawn(crate::server::serve(
+                        listener,
+                        metrics.clone(),
+                        health.clone(),
+                    ))))
                 }
-            })
-            .await;
+                Err(e) => {
+                    tracing::error!("cannot serve metrics and health on {addr}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+
+        let shared = Arc::new(Shared {
+            runner: Arc::new(runner),
+            in_flight: InFlight::default(),
+            #[cfg(feature = "metrics")]
+            metrics,
+        });
+        health.set_running(true);
+        match cfg.leader_election.clone() {
+            None => {
+                health.set_leadership(Leadership::Disabled);
+                lead(&shared, &relations, &health, stop).await;
+            }
+            Some(le) => elect(Elector::new(client, le), &shared, &relations, &health, stop).await,
+        }
+        health.set_running(false);
+
+        if let Some((publisher, task)) = events {
+            publisher.close();
+            // Queued Events are published unless the API server is too slow to wait for.
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("shutdown: some Events were not published in time");
+            }
+        }
+    }
+
+    /// Checks, before running, that the API server answers and that the operator may list and
+    /// watch its resource and every resource it [`owns`](Self::owns) or
+    /// [`watches`](Self::watches) (and read its Lease, with leader election). The error names
+    /// the first missing verb and resource precisely.
+    pub async fn check(&self) -> Result<(), PreflightError> {
+        let client = self.runner.client.clone();
+        preflight::reachable(&client).await.map_err(PreflightError::Unreachable)?;
+        let ns = self.runner.config.namespace.clone();
+        preflight::check_list_watch::<K>(client.clone(), ns.as_deref()).await?;
+        for r in &self.relations {
+            r.check(client.clone(), ns.clone()).await?;
+        }
+        if let Some(le) = &self.runner.config.leader_election {
+            let elector = Elector::new(client.clone(), le.clone());
+            let cfg = elector.config();
+            let api: Api<k8s_openapi::api::coordination::v1::Lease> = match &cfg.namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::default_namespaced(client.clone()),
+            };
+            let scope = format!("namespace {}", cfg.namespace.as_deref().unwrap_or(client.default_namespace()));
+            preflight::check_get(api, &cfg.lease_name, &scope).await?;
+        }
+        Ok(())
     }
 
     /// Runs the staircase once for `obj`, outside the controller loop (the object is taken as
@@ -134,18 +385,207 @@ where
     }
 }
 
-async fn reconcile<K, S, M, C>(obj: Arc<K>, runner: Arc<Runner<K, S, M, C>>) -> Result<Action, Never>
+/// Reconciles until `stop`: the controller stops taking runs, then the runs in flight get
+/// `shutdown_timeout` to finish.
+async fn lead<K, S, M, C>(shared: &Arc<Shared<K, S, M, C>>, relations: &[Box<dyn Relation<K>>], health: &Health, stop: Stop)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Watchable,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    let (_, next) = runner.run(obj).await;
+    let cfg = &shared.runner.config;
+    let client = shared.runner.client.clone();
+    let ns = cfg.namespace.as_deref();
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &cfg.label_selector {
+        wc = wc.labels(sel);
+    }
+    let mut controller = Controller::new(api_in::<K>(client.clone(), ns), wc)
+        .with_config(ControllerConfig::default().concurrency(cfg.concurrency));
+    for r in relations {
+        controller = r.attach(controller, &client, ns);
+    }
+    let store = controller.store();
+    #[cfg(feature = "metrics")]
+    shared.metrics.set_exists(exists_in(store.clone()));
+    let synced = {
+        let (health, store) = (health.clone(), store.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                tracing::info!("watch cache synced: ready");
+                health.set_synced(true);
+            }
+        }))
+    };
+    controller
+        .graceful_shutdown_on(stop.wait())
+        .run(reconcile, error_policy, shared.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+    drop(synced);
+    if !shared.in_flight.drained(cfg.shutdown_timeout).await {
+        tracing::warn!(
+            "shutdown: runs still in flight after {:?} are cancelled",
+            cfg.shutdown_timeout
+        );
+        shared.in_flight.abort_all();
+    }
+    health.set_synced(false);
+}
+
+/// With leader election: stand by until this replica holds the Lease, lead while it holds it,
+/// stand by again when it is lost; on `stop`, finish leading and release the Lease.
+async fn elect<K, S, M, C>(
+    mut elector: Elector,
+    shared: &Arc<Shared<K, S, M, C>>,
+    relations: &[Box<dyn Relation<K>>],
+    health: &Health,
+    stop: Stop,
+) where
+    K: Watchable,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    let retry = elector.config().retry_period;
+    health.set_leadership(Leadership::Unknown);
+    loop {
+        let acquired = loop {
+            if stop.requested() {
+                break false;
+            }
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break true,
+                Ok(false) => health.set_leadership(Leadership::Standby),
+                Err(e) => {
+                    tracing::warn!("leader election: reading the Lease failed: {e}");
+                    health.set_leadership(Leadership::Unknown);
+                }
+            }
+            tokio::select! {
+                _ = stop.clone().wait() => break false,
+                _ = tokio::time::sleep(retry) => {}
+            }
+        };
+        if !acquired {
+            return;
+        }
+        tracing::info!(identity = elector.config().identity, "leader election: leading");
+        health.set_leadership(Leadership::Leading);
+        let lost = tokio::select! {
+            _ = lead(shared, relations, health, stop.clone()) => None,
+            reason = hold(&mut elector) => Some(reason),
+        };
+        match lost {
+            Some(reason) => {
+                // Another replica may start any moment: stop now, not gracefully.
+                shared.in_flight.abort_all();
+                health.set_synced(false);
+                health.set_leadership(Leadership::Standby);
+                tracing::warn!("leader election: lost the Lease ({reason}); stopped reconciling");
+            }
+            None => {
+                if let Err(e) = elector.release().await {
+                    tracing::warn!("leader election: releasing the Lease failed: {e}");
+                }
+                health.set_leadership(Leadership::Standby);
+                return;
+            }
+        }
+    }
+}
+
+/// Renews the Lease until it is lost; returns why.
+async fn hold(elector: &mut Elector) -> String {
+    let (retry, deadline) = (elector.config().retry_period, elector.config().renew_deadline);
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(retry).await;
+        // A renewal that hangs counts as failing: the deadline is what keeps two leaders apart.
+        let left = deadline.saturating_sub(renewed.elapsed());
+        match tokio::time::timeout(left, elector.try_acquire_or_renew()).await {
+            Ok(Ok(true)) => renewed = Instant::now(),
+            Ok(Ok(false)) => return "another replica holds it".into(),
+            Ok(Err(e)) if renewed.elapsed() >= deadline => {
+                return format!("not renewed for {deadline:?}: {e}");
+            }
+            Ok(Err(e)) => tracing::warn!("leader election: renewing failed, retrying: {e}"),
+            Err(_) => return format!("not renewed for {deadline:?}"),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+fn exists_in<K: Watchable>(store: Store<K>) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+    Arc::new(move |key: &str| {
+        let r = match key.split_once('/') {
+            Some((ns, name)) => ObjectRef::new(name).within(ns),
+            None => ObjectRef::new(key),
+        };
+        store.get(&r).is_some()
+    })
+}
+
+#[cfg(not(feature = "metrics"))]
+#[allow(dead_code)]
+fn exists_in<K: Watchable>(_: Store<K>) {}
+
+/// Decrements the in-flight gauge when a run ends, however it ends.
+#[cfg(feature = "metrics")]
+struct RunGuard {
+    metrics: Metrics,
+    key: String,
+    next: Option<NextRun>,
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.metrics.run_finished(&self.key, self.next);
+    }
+}
+
+async fn reconcile<K, S, M, C>(obj: Arc<K>, shared: Arc<Shared<K, S, M, C>>) -> Result<Action, Never>
+where
+    K: Watchable,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    #[cfg(feature = "metrics")]
+    let mut guard = {
+        let key = key_of(&*obj);
+        shared.metrics.run_started(&key);
+        RunGuard {
+            metrics: shared.metrics.clone(),
+            key,
+            next: None,
+        }
+    };
+    #[cfg(not(feature = "metrics"))]
+    let _ = key_of(&*obj);
+    let runner = shared.runner.clone();
+    // In a task of its own: a run in flight at shutdown finishes even when kube-runtime drops
+    // this future; `lead` waits for it.
+    let next = shared
+        .in_flight
+        .run(async move { runner.run(obj).await.1 })
+        .await;
+    #[cfg(feature = "metrics")]
+    {
+        guard.next = next;
+    }
     Ok(match next {
-        NextRun::After(d) => Action::requeue(d),
-        NextRun::OnChange => Action::await_change(),
+        Some(NextRun::After(d)) => Action::requeue(d),
+        Some(NextRun::OnChange) | None => Action::await_change(),
     })
 }
 

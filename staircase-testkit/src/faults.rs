@@ -207,6 +207,10 @@ struct Inner {
     next: u64,
     watch_delay: Duration,
     hold_back: u64,
+    /// Probability of dropping a live watch event, and the state of the seeded generator that
+    /// decides (splitmix64), so a run with the same seed drops the same sequence of events.
+    drop_p: f64,
+    drop_rng: u64,
 }
 
 /// A handle to the server's fault injection; cheap to clone.
@@ -249,6 +253,7 @@ impl Faults {
             i.rules.clear();
             i.watch_delay = Duration::ZERO;
             i.hold_back = 0;
+            i.drop_p = 0.0;
         }
         self.store.lock().flush_watchers();
     }
@@ -280,6 +285,17 @@ impl Faults {
         self.store.lock().flush_watchers();
     }
 
+    /// Drops each live watch event with probability `p` (0 turns it off), decided by a generator
+    /// seeded with `seed`: the `n`-th event delivered to any watcher is dropped or kept the same
+    /// way for the same seed. Events replayed when a watch starts or resumes are never dropped, so
+    /// a client that re-lists (or resumes from an older resourceVersion) recovers, as it must on
+    /// a real cluster whose watch cache lost events.
+    pub fn drop_watch_events(&self, p: f64, seed: u64) {
+        let mut i = self.lock();
+        i.drop_p = p.clamp(0.0, 1.0);
+        i.drop_rng = seed;
+    }
+
     /// Forgets all watch history: resuming a watch (or a continue token) from any earlier
     /// resourceVersion now fails with `410 Gone`.
     pub fn compact(&self) {
@@ -288,6 +304,21 @@ impl Faults {
 
     pub(crate) fn watch_delay(&self) -> Duration {
         self.lock().watch_delay
+    }
+
+    /// Whether the next live watch event is dropped (see [`Faults::drop_watch_events`]).
+    pub(crate) fn drop_event(&self) -> bool {
+        let mut i = self.lock();
+        if i.drop_p <= 0.0 {
+            return false;
+        }
+        // splitmix64: tiny, seedable, and good enough to pick events.
+        i.drop_rng = i.drop_rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = i.drop_rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < i.drop_p
     }
 
     pub(crate) fn hold_back(&self) -> u64 {

@@ -652,8 +652,16 @@ fn server_side_apply(
 ) -> ApiResult<(ops::Written, bool)> {
     let name = r.path.name.as_deref().expect("patch has a name");
     let Some(manager) = r.query.get("fieldManager").filter(|m| !m.is_empty()) else {
-        return Err(ApiError::bad_request(
-            "PATCH requests of type apply must have a fieldManager",
+        // Like kube-apiserver's ValidatePatchOptions: 422, not 400.
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![crate::status::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }],
         ));
     };
     if !body.is_object() {

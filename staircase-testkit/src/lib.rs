@@ -72,6 +72,8 @@
 
 mod crd;
 mod discovery;
+#[cfg(feature = "explorer")]
+pub mod explorer;
 mod faults;
 mod gc;
 mod handlers;

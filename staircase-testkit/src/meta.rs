@@ -226,6 +226,19 @@ pub fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
         .expect("metadata is an object")
 }
 
+/// Whether the resource has `metadata.generation` at all. kube-apiserver sets it (to 1 on
+/// create, bumped by [`spec_changed`]) only in the strategies of kinds with a desired state:
+/// workloads (`apps`, `batch`), CustomResourceDefinitions and custom resources. ConfigMaps,
+/// Secrets, Services, ServiceAccounts, Namespaces, Events, Leases and (before 1.33) Pods have
+/// none.
+pub fn tracks_generation(rt: &crate::registry::ResourceType) -> bool {
+    rt.custom
+        || matches!(
+            (rt.group.as_str(), rt.plural.as_str()),
+            ("apps" | "batch", _) | ("apiextensions.k8s.io", "customresourcedefinitions")
+        )
+}
+
 /// Whether anything outside `metadata` (and `status`, when it is a subresource) differs:
 /// the rule for bumping `metadata.generation`.
 pub fn spec_changed(old: &Value, new: &Value, status_subresource: bool) -> bool {

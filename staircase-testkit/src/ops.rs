@@ -103,6 +103,25 @@ pub fn check_type_meta(st: &State, obj: &mut Value, rt: &ResourceType) -> ApiRes
             rt.kind, rt.version, rt.kind
         )));
     };
+    // Custom resources are decoded as unstructured objects, which must name their kind and
+    // apiVersion (built-in kinds default both from the URL).
+    if rt.custom {
+        let missing = |k: &str| map.get(k).and_then(Value::as_str).is_none_or(str::is_empty);
+        let which = if missing("kind") {
+            Some("Kind")
+        } else if missing("apiVersion") {
+            Some("apiVersion")
+        } else {
+            None
+        };
+        if let Some(which) = which {
+            let body = serde_json::to_string(&*map).unwrap_or_default();
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: unmarshalerDecoder: Object '{which}' is missing in '{body}'",
+                rt.kind, rt.version, rt.kind
+            )));
+        }
+    }
     let want_av = rt.api_version();
     match map.get("apiVersion").and_then(Value::as_str) {
         None | Some("") => {
@@ -400,7 +419,11 @@ pub fn create(
     }
     m.insert("uid".into(), meta::new_uid().into());
     m.insert("creationTimestamp".into(), meta::now().into());
-    m.insert("generation".into(), 1.into());
+    if meta::tracks_generation(rt) {
+        m.insert("generation".into(), 1.into());
+    } else {
+        m.remove("generation");
+    }
     let warnings = validate_common(st, rt, &mut obj, None, opts)?;
     check_namespace(st, rt, &ns, &name)?;
     if st.get(&rt.key(), &ns, &name).is_some() {
@@ -418,10 +441,44 @@ pub fn create(
     if rt.key() == CRD_KEY {
         crd::register(st, &stored);
     }
+    if rt.key() == "/namespaces" {
+        publish_root_ca(st, &name);
+    }
     Ok(Written {
         object: stored,
         warnings,
     })
+}
+
+/// The name of the ConfigMap kube-controller-manager's root-CA publisher puts into every
+/// namespace (feature `RootCAConfigMap`: on by default since 1.20, GA in 1.21).
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
+/// A self-signed CA certificate for [`ROOT_CA_CONFIGMAP`]: the embedded server serves plain
+/// HTTP, so no client verifies anything against it; it only has the real one's shape.
+const ROOT_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBmDCCAT2gAwIBAgIUZ4FP1/UkNZTydjMNBrBexUOXBQMwCgYIKoZIzj0EAwIw\nIDEeMBwGA1UEAwwVc3RhaXJjYXNlLWVtYmVkZGVkLWNhMCAXDTI2MTEyMjAzMzIw\nMFoYDzIxMjYxMDI5MDMzMjAwWjAgMR4wHAYDVQQDDBVzdGFpcmNhc2UtZW1iZWRk\nZWQtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAS7KLKSuWvZIywHWoUuQnqt\nFVROQqlNYsoNQnv71pee6V6UdMEfIK/9gkl50I0X3SASfcd7oa4NYMz9H/t9syrS\no1MwUTAdBgNVHQ4EFgQUGoeDoqvyKXs0TNd2W162+XJ5mFUwHwYDVR0jBBgwFoAU\nGoeDoqvyKXs0TNd2W162+XJ5mFUwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD\nAgNJADBGAiEArEV7QAanzAEatRMuOoJoHWEmsF8WosataEeMpwKMsqYCIQDT1NjY\npW0oBXOb/E4Y27S2Pd1Kv0v9UXZp7PYJOqjIkw==\n-----END CERTIFICATE-----\n";
+
+/// Like kube-controller-manager's root-CA publisher: every new namespace gets the ConfigMap
+/// [`ROOT_CA_CONFIGMAP`] with `data["ca.crt"]`. The real controller does it moments after the
+/// namespace appears (and restores the ConfigMap when it is changed or deleted); here it happens
+/// within the namespace's create, once.
+fn publish_root_ca(st: &mut State, namespace: &str) {
+    let Some(cms) = st.registry.get("", "v1", "configmaps") else {
+        return;
+    };
+    let obj = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": namespace},
+        "data": {"ca.crt": ROOT_CA_PEM},
+    });
+    let opts = WriteOpts {
+        field_manager: "kube-controller-manager".into(),
+        ..Default::default()
+    };
+    if let Err(e) = create(st, &cms, Some(namespace), obj, &opts) {
+        tracing::warn!(namespace, error = ?e, "cannot publish {ROOT_CA_CONFIGMAP}");
+    }
 }
 
 /// PUT: replaces an object (main resource or a subresource).
@@ -598,7 +655,14 @@ pub fn apply_update(
         _ => {}
     }
     let warnings = validate_common(st, rt, &mut new, Some(old), opts)?;
-    if subresource.is_none() && meta::spec_changed(old, &new, rt.status_subresource) {
+    // Deployments also count annotation changes (they are copied to the ReplicaSets).
+    let deployment_annotations = rt.group == "apps"
+        && rt.plural == "deployments"
+        && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations");
+    if subresource.is_none()
+        && meta::tracks_generation(rt)
+        && (meta::spec_changed(old, &new, rt.status_subresource) || deployment_annotations)
+    {
         let g = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)

@@ -162,6 +162,8 @@ impl Live {
                 None => self.rx.recv().await,
             };
             match msg? {
+                // A dropped event is lost for this stream only; history keeps it for resumes.
+                WatchMsg::Event(_) if self.faults.drop_event() => {}
                 WatchMsg::Event(ev) => {
                     if let Some(line) = self.filter.translate(&ev) {
                         self.held.push_back((ev.rv, line));

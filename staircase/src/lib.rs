@@ -63,6 +63,10 @@ pub mod prelude {
         Context, Error, HasStepStatus, Operator, OperatorConfig, Outcome, Result, RulePolicy,
         RunReport, Staircase, StepStatus,
     };
+    // The children step (`Children::new(parent)….sync(ctx)`, or `children(desired)` as an entry)
+    // and the key external calls carry.
+    pub use staircase_runtime::children::{Children, Readiness, Strategy, children};
+    pub use staircase_runtime::external::IdempotencyKey;
 }
 
 /// Paths used by macro expansions. Not public API: may change in any release.

@@ -26,9 +26,12 @@ pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
     let state_impl = g.state_impl();
     let data_impl = g.data_impl();
     let step_impl = g.step_impl();
+    let cfgs = &def.cfgs;
     quote! {
+        #(#cfgs)*
         #struct_def
 
+        #(#cfgs)*
         const _: () = {
             #resource_impl
             #state_impl

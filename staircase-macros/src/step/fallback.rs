@@ -21,9 +21,12 @@ pub(crate) fn stub(func: &ItemFn, options: &StepOptions) -> TokenStream {
     let ident = &func.sig.ident;
     let name = ident.to_string();
     let struct_def = struct_for(&func.vis, ident);
+    let cfgs = super::validate::cfgs(func);
     quote! {
+        #(#cfgs)*
         #struct_def
 
+        #(#cfgs)*
         const _: () = {
             impl<K> #p::ForResource<K> for #ident {
                 type This = Self;

@@ -17,6 +17,9 @@ pub(crate) struct StepDef<'a> {
     pub(crate) ident: &'a Ident,
     /// The function's visibility, also the step type's.
     pub(crate) vis: &'a Visibility,
+    /// The function's `#[cfg(...)]` attributes (written after `#[step]`), repeated on the
+    /// generated items so that they exist exactly when the function does.
+    pub(crate) cfgs: Vec<&'a syn::Attribute>,
     /// `Foo` of the first parameter `&Foo`.
     pub(crate) resource: &'a Type,
     /// `S` of the second parameter `&Context<S>` (`()` for `&Context`); `None` without one.
@@ -126,6 +129,7 @@ pub(crate) fn validate<'a>(
     Some(StepDef {
         ident: &sig.ident,
         vis: &func.vis,
+        cfgs: cfgs(func),
         resource: resource?,
         state,
         data,
@@ -141,6 +145,14 @@ pub(crate) fn validate<'a>(
             .clone()
             .unwrap_or_else(|| syn::parse_quote!(::staircase)),
     })
+}
+
+/// The `#[cfg(...)]` attributes of `func`.
+pub(crate) fn cfgs(func: &ItemFn) -> Vec<&syn::Attribute> {
+    func.attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .collect()
 }
 
 /// Parameters are matched by position, so their names do not matter; but destructuring the

@@ -8,7 +8,14 @@ use serde_json::Value;
 /// of the built-in kinds use them (containers and env by `name`, ports by their port, volume
 /// mounts by path, owner references by uid). Items whose desired form has none of these are
 /// compared by position.
-const ITEM_KEYS: [&str; 6] = ["name", "uid", "containerPort", "port", "mountPath", "devicePath"];
+const ITEM_KEYS: [&str; 6] = [
+    "name",
+    "uid",
+    "containerPort",
+    "port",
+    "mountPath",
+    "devicePath",
+];
 
 /// The path of the first field where `live` does not contain `desired`, or `None` when it does.
 pub fn first_difference(desired: &Value, live: &Value) -> Option<String> {
@@ -53,7 +60,10 @@ fn list_diff(want: &[Value], have: &[Value], path: &mut String) -> Option<String
         // items nobody asked for (a sidecar someone injected) are not ours to judge.
         Some(k) => want.iter().find_map(|w| {
             let len = path.len();
-            path.push_str(&format!("[{k}={}]", w.get(*k).map(Value::to_string).unwrap_or_default()));
+            path.push_str(&format!(
+                "[{k}={}]",
+                w.get(*k).map(Value::to_string).unwrap_or_default()
+            ));
             let found = match have.iter().find(|h| h.get(*k) == w.get(*k)) {
                 Some(h) => diff(w, h, path),
                 None => Some(path.clone()),
@@ -104,14 +114,26 @@ mod tests {
             Some(".spec.template.spec.containers[name=\"app\"].image")
         );
         let want = json!({"data": {"k": "v"}});
-        assert_eq!(first_difference(&want, &json!({})).as_deref(), Some(".data"));
-        assert_eq!(first_difference(&json!({"a": [1, 2]}), &json!({"a": [1]})).as_deref(), Some(".a"));
-        assert_eq!(first_difference(&json!({"a": [1, 2]}), &json!({"a": [1, 3]})).as_deref(), Some(".a[1]"));
+        assert_eq!(
+            first_difference(&want, &json!({})).as_deref(),
+            Some(".data")
+        );
+        assert_eq!(
+            first_difference(&json!({"a": [1, 2]}), &json!({"a": [1]})).as_deref(),
+            Some(".a")
+        );
+        assert_eq!(
+            first_difference(&json!({"a": [1, 2]}), &json!({"a": [1, 3]})).as_deref(),
+            Some(".a[1]")
+        );
     }
 
     #[test]
     fn empty_values_match_absent_ones_and_numbers_compare_by_value() {
-        assert_eq!(first_difference(&json!({"a": {}, "b": null, "c": []}), &json!({})), None);
+        assert_eq!(
+            first_difference(&json!({"a": {}, "b": null, "c": []}), &json!({})),
+            None
+        );
         assert_eq!(first_difference(&json!({"a": 1}), &json!({"a": 1.0})), None);
     }
 }

@@ -46,9 +46,11 @@ where
     T: DeserializeOwned,
     F: Fn(&T) -> Readiness + Send + Sync + 'static,
 {
-    Arc::new(move |obj: &DynamicObject| match serde_json::to_value(obj).and_then(serde_json::from_value::<T>) {
-        Ok(typed) => check(&typed),
-        Err(e) => Readiness::NotReady(format!("cannot read it: {e}").into()),
+    Arc::new(move |obj: &DynamicObject| {
+        match serde_json::to_value(obj).and_then(serde_json::from_value::<T>) {
+            Ok(typed) => check(&typed),
+            Err(e) => Readiness::NotReady(format!("cannot read it: {e}").into()),
+        }
     })
 }
 
@@ -57,11 +59,16 @@ where
 pub fn deployment_available(d: &Deployment) -> Readiness {
     let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = d.status.clone().unwrap_or_default();
-    if status.observed_generation.unwrap_or(0) < d.metadata.generation.unwrap_or(0) {
-        return Readiness::NotReady("its controller has not seen the latest spec".into());
-    }
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
+    let generation = d.metadata.generation.unwrap_or(0);
+    // Counts from before the controller saw the latest spec describe the old pods.
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Readiness::NotReady(
+            format!("{available}/{wanted} replicas available, generation {generation} not yet seen by its controller")
+                .into(),
+        );
+    }
     if updated < wanted || available < wanted {
         return Readiness::NotReady(format!("{available}/{wanted} replicas available").into());
     }
@@ -73,7 +80,9 @@ pub fn statefulset_ready(s: &StatefulSet) -> Readiness {
     let wanted = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = s.status.clone().unwrap_or_default();
     let ready = status.ready_replicas.unwrap_or(0);
-    if status.observed_generation.unwrap_or(0) < s.metadata.generation.unwrap_or(0) || ready < wanted {
+    if status.observed_generation.unwrap_or(0) < s.metadata.generation.unwrap_or(0)
+        || ready < wanted
+    {
         return Readiness::NotReady(format!("{ready}/{wanted} replicas ready").into());
     }
     Readiness::Ready
@@ -85,7 +94,10 @@ pub fn job_complete(j: &Job) -> Readiness {
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete" && c.status == "True"));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+        });
     if complete {
         Readiness::Ready
     } else {
@@ -123,6 +135,9 @@ mod tests {
             deployment_available(&deployment(2, 1, 2)),
             Readiness::NotReady("1/2 replicas available".into())
         );
-        assert!(matches!(deployment_available(&deployment(2, 2, 1)), Readiness::NotReady(_)));
+        assert!(matches!(
+            deployment_available(&deployment(2, 2, 1)),
+            Readiness::NotReady(_)
+        ));
     }
 }

@@ -50,6 +50,25 @@ use processes::{ScratchDir, free_port};
 /// The Kubernetes version the build script produces and the harness expects.
 pub const K8S_VERSION: &str = "v1.20.2";
 
+/// kube-controller-manager controllers the harness turns off: node, cloud and IP management
+/// (no nodes, no cloud) and the workload controllers (no nodes to run pods; tests own the status
+/// of the workload objects they create). Everything else runs: garbage collector, namespace
+/// deletion, ServiceAccounts and their tokens, the root-CA publisher, ...
+pub const DISABLED_CONTROLLERS: [&str; 12] = [
+    "nodeipam",
+    "nodelifecycle",
+    "cloud-node-lifecycle",
+    "route",
+    "service",
+    "attachdetach",
+    "deployment",
+    "replicaset",
+    "statefulset",
+    "daemonset",
+    "job",
+    "cronjob",
+];
+
 /// The command that builds the real binaries (run from the repository root).
 pub const BUILD_COMMAND: &str = "bash scripts/real-apiserver/build.sh";
 
@@ -279,8 +298,13 @@ impl RealApiServer {
                 "--secure-port=0".into(),
                 "--port=0".into(),
                 "--leader-elect=false".into(),
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach"
-                    .into(),
+                // Also without the workload controllers: there are no nodes to run pods on, and
+                // tests (like the embedded server, which has no controllers) own the status of
+                // the Deployments, ReplicaSets, StatefulSets and Jobs they create.
+                format!(
+                    "--controllers=*,{}",
+                    DISABLED_CONTROLLERS.map(|c| format!("-{c}")).join(",")
+                ),
                 "--allocate-node-cidrs=false".into(),
                 format!("--service-account-private-key-file={}", p(&certs.sa_key)),
                 format!("--root-ca-file={}", p(&certs.ca_crt)),
@@ -397,7 +421,9 @@ impl RealApiServer {
     }
 
     /// Creates a fresh namespace named `<prefix>-<n>-<random>` and waits until the controller
-    /// manager has given it its `default` ServiceAccount (with token), so pods can be created.
+    /// manager has settled it: its `default` ServiceAccount has a token (so pods can be created)
+    /// and the root-CA publisher has put `kube-root-ca.crt` into it (so nothing appears in it
+    /// behind the test's back later).
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace, RealError> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let client = self.client();
@@ -430,6 +456,17 @@ impl RealApiServer {
         self.wait_until(&format!("ServiceAccount {name}/default"), deadline, || {
             default_service_account_ready(client.clone(), name.clone())
         })
+        .await?;
+        self.wait_until(
+            &format!("ConfigMap {name}/kube-root-ca.crt"),
+            deadline,
+            || {
+                exists(
+                    client.clone(),
+                    format!("/api/v1/namespaces/{name}/configmaps/kube-root-ca.crt"),
+                )
+            },
+        )
         .await?;
         Ok(TestNamespace { client, name })
     }
@@ -540,6 +577,18 @@ async fn config_from(path: &Path) -> Result<kube::Config, RealError> {
     kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|e| start_err(format!("load kubeconfig: {e}")))
+}
+
+/// Whether the object at `path` exists.
+async fn exists(client: Client, path: String) -> Result<bool, String> {
+    let req = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match client.request::<Value>(req).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// True once `namespace` has a `default` ServiceAccount whose token secret exists (v1.20's

@@ -21,6 +21,13 @@ async fn ensure_config(_foo: &Foo, ctx: &Context<u32>, label: &String) -> Result
     Ok(Outcome::unchanged())
 }
 
+// `#[cfg]` after `#[step]` applies to the generated step type too.
+#[step]
+#[cfg(any())]
+async fn never_compiled(_foo: &Foo) -> Result<Outcome> {
+    Ok(Outcome::unchanged())
+}
+
 // Type-checks a direct call with a context; a unit test would build the context with
 // `Context::new` and a test client.
 #[allow(dead_code)]

@@ -1,0 +1,62 @@
+//! The `Foo` operator as a deployable program (what `deploy/Dockerfile` builds and
+//! `deploy/*.yaml` runs).
+//!
+//! ```text
+//! cargo run --example foo-operator                          # KUBECONFIG / ~/.kube/config / in-cluster
+//! cargo run --example foo-operator -- --kubeconfig PATH
+//! cargo run --example foo-operator -- crd > deploy/01-crd.yaml
+//! ```
+//!
+//! Settings come from the environment (`STAIRCASE_CONCURRENCY`, `STAIRCASE_NAMESPACE`,
+//! `STAIRCASE_METRICS_ADDR`, `STAIRCASE_LEADER_ELECTION`, …: see `OperatorConfig::from_env`).
+//! It checks connectivity and RBAC first and exits with a precise message when something is
+//! missing, then runs until SIGTERM, shutting down gracefully.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use staircase::prelude::*;
+use staircase::{crds, preflight};
+use staircase_examples::foo::{self, App, Foo};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut args = std::env::args().skip(1);
+    let mut kubeconfig = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "crd" => {
+                print!("{}", crds::print::<Foo>());
+                return Ok(());
+            }
+            "--kubeconfig" => kubeconfig = Some(PathBuf::from(args.next().context("--kubeconfig needs a path")?)),
+            other => anyhow::bail!("unknown argument {other:?}; usage: foo-operator [crd] [--kubeconfig PATH]"),
+        }
+    }
+    let mut config = OperatorConfig::from_env()?;
+    if std::env::var_os("STAIRCASE_NAME").is_none() {
+        config.name = "foo-operator".into();
+    }
+    let client = preflight::client(kubeconfig.as_deref()).await?;
+    let operator = Operator::with_state(
+        client,
+        foo::stairs(),
+        App {
+            manager: "foo-operator".into(),
+        },
+    )
+    .with_config(config)
+    .with_status()
+    .owns::<ConfigMap>()
+    .owns::<Secret>()
+    .owns::<Service>();
+    operator.check().await.context("preflight")?;
+    operator.run().await;
+    Ok(())
+}

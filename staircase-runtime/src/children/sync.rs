@@ -1,0 +1,334 @@
+//! One pass of the children step: read every owned child, find the first difference in
+//! (kind, name) order, fix it with one write, or check readiness when there is none.
+
+use std::collections::BTreeMap;
+
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::Children;
+use super::desired::{APPLIED_HASH_ANNOTATION, ChildKind, DesiredChild, OWNER_LABEL, ParentRef};
+use super::diff::first_difference;
+use super::strategy::{Readiness, Strategy};
+use crate::{Context, Error, Outcome, Result};
+
+/// The live children of a parent as the children step saw them in a run that found nothing to
+/// change: hand it to a later step (for example one that reports children in the parent's status)
+/// with [`Children::sync_observed`].
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    children: Vec<(ChildKind, DynamicObject)>,
+}
+
+impl Observed {
+    /// The live child of type `T` named `name`.
+    pub fn get<T>(&self, name: &str) -> Option<T>
+    where
+        T: Resource<DynamicType = ()> + DeserializeOwned,
+    {
+        let ar = kube::api::ApiResource::erase::<T>(&());
+        self.children
+            .iter()
+            .find(|(k, o)| k.resource == ar && o.name_any() == name)
+            .and_then(|(_, o)| {
+                serde_json::to_value(o)
+                    .and_then(serde_json::from_value)
+                    .ok()
+            })
+    }
+
+    /// Every live child, with its kind, in (kind, name) order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChildKind, &DynamicObject)> {
+        self.children.iter().map(|(k, o)| (k, o))
+    }
+
+    /// How many children exist.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+}
+
+/// Where a child lives: (kind index in sorted kinds, name, namespace).
+type Slot = (usize, String, Option<String>);
+
+/// What one child needs.
+enum Need {
+    Create,
+    Update(String),
+    Recreate(String),
+    Prune,
+    WaitDeleted,
+}
+
+impl Children {
+    /// Compares the desired children with the live ones and makes at most one change.
+    ///
+    /// Returns `modified` after the change, `wait` while a child is being deleted (for a
+    /// recreate) or a checked child is not ready, and `unchanged` when all is in place.
+    pub async fn sync<S>(self, ctx: &Context<S>) -> Result<Outcome> {
+        Ok(self.sync_observed(ctx).await?.map(|_| ()))
+    }
+
+    /// [`Children::sync`], handing the live children to later steps when nothing changed.
+    pub async fn sync_observed<S>(mut self, ctx: &Context<S>) -> Result<Outcome<Observed>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let parent = self
+            .parent
+            .clone()
+            .map_err(|e| Error::permanent(anyhow::anyhow!(e)))?;
+        for d in &mut self.desired {
+            d.stamp(&parent);
+        }
+        let kinds = self.kinds();
+        let desired = self.index_desired(&kinds)?;
+        let live = list_owned(ctx.client(), &kinds, &parent).await?;
+
+        let mut slots: Vec<&Slot> = desired.keys().chain(live.keys()).collect();
+        slots.sort();
+        slots.dedup();
+        let mut first_wait: Option<String> = None;
+        for slot in slots {
+            let kind = &kinds[slot.0];
+            let what = format!("{kind} {}", slot.1);
+            let need = match (desired.get(slot), live.get(slot)) {
+                (Some(_), None) => Some(Need::Create),
+                (Some(_), Some(l)) if l.metadata.deletion_timestamp.is_some() => {
+                    Some(Need::WaitDeleted)
+                }
+                (Some(d), Some(l)) => match (drift(d, l), self.strategy_of(kind)) {
+                    (None, _) | (Some(_), Strategy::OnDelete) => None,
+                    (Some(why), Strategy::InPlace) => Some(Need::Update(why)),
+                    (Some(why), Strategy::Recreate) => Some(Need::Recreate(why)),
+                },
+                (None, Some(l)) if l.metadata.deletion_timestamp.is_none() => Some(Need::Prune),
+                (None, _) => None,
+            };
+            match need {
+                None => {}
+                Some(Need::WaitDeleted) => {
+                    first_wait.get_or_insert(format!(
+                        "{what} is being deleted before it is created again"
+                    ));
+                }
+                Some(Need::Create) => {
+                    let d = &desired[slot];
+                    return self
+                        .create(ctx, &parent, d, &what)
+                        .await
+                        .map(|o| o.map(|_| Observed::default()));
+                }
+                Some(Need::Update(why)) => {
+                    let d = &desired[slot];
+                    apply(ctx.client(), d, &self.field_manager).await?;
+                    return Ok(Outcome::modified(format!("updated {what} ({why})")));
+                }
+                Some(Need::Recreate(why)) => {
+                    delete(
+                        ctx.client(),
+                        kind,
+                        &live[slot],
+                        PropagationPolicy::Foreground,
+                    )
+                    .await?;
+                    return Ok(Outcome::modified(format!(
+                        "deleted {what} to recreate it ({why})"
+                    )));
+                }
+                Some(Need::Prune) => {
+                    delete(
+                        ctx.client(),
+                        kind,
+                        &live[slot],
+                        PropagationPolicy::Background,
+                    )
+                    .await?;
+                    return Ok(Outcome::modified(format!(
+                        "pruned {what}, no longer desired"
+                    )));
+                }
+            }
+        }
+        if let Some(reason) = first_wait {
+            return Ok(Outcome::wait(reason));
+        }
+
+        let mut observed: Vec<(ChildKind, DynamicObject)> = Vec::new();
+        let mut live: Vec<(Slot, DynamicObject)> = live.into_iter().collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((k, name, _), obj) in live {
+            let kind = &kinds[k];
+            for (_, check) in self.ready.iter().filter(|(rk, _)| rk == kind) {
+                if let Readiness::NotReady(why) = check(&obj) {
+                    let reason = format!("{kind} {name} is not ready: {why}");
+                    return Ok(match self.ready_recheck {
+                        Some(after) => Outcome::wait_for(reason, after),
+                        None => Outcome::wait(reason),
+                    });
+                }
+            }
+            observed.push((kind.clone(), obj));
+        }
+        Ok(Outcome::Unchanged(Observed { children: observed }))
+    }
+
+    fn index_desired(&self, kinds: &[ChildKind]) -> Result<BTreeMap<Slot, &DesiredChild>> {
+        let mut out = BTreeMap::new();
+        for d in &self.desired {
+            let k = kinds
+                .iter()
+                .position(|k| *k == d.kind)
+                .expect("kinds() includes desired kinds");
+            let slot = (k, d.name.clone(), d.namespace.clone());
+            if out.insert(slot, d).is_some() {
+                return Err(Error::permanent(anyhow::anyhow!(
+                    "{} {} is desired twice; each child must appear once",
+                    d.kind,
+                    d.name
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A desired child not among the owned ones: create it, unless an object of that name
+    /// exists. Then it is adopted when nobody controls it, and an error when someone else does
+    /// (overwriting another controller's object would start a tug of war).
+    async fn create<S>(
+        &self,
+        ctx: &Context<S>,
+        parent: &ParentRef,
+        d: &DesiredChild,
+        what: &str,
+    ) -> Result<Outcome> {
+        let api = api_for(ctx.client(), &d.kind, d.namespace.as_deref());
+        let verb = match api.get_opt(&d.name).await? {
+            None => "created",
+            Some(existing) => {
+                if existing.metadata.deletion_timestamp.is_some() {
+                    return Ok(Outcome::wait(format!(
+                        "{what} is being deleted before it is created again"
+                    )));
+                }
+                if let Some(other) = existing
+                    .owner_references()
+                    .iter()
+                    .find(|o| o.controller == Some(true))
+                    && other.uid != parent.owner.uid
+                {
+                    return Err(Error::permanent(anyhow::anyhow!(
+                        "{what} exists and is controlled by {} {}, not by {}",
+                        other.kind,
+                        other.name,
+                        parent.description
+                    )));
+                }
+                "adopted"
+            }
+        };
+        apply(ctx.client(), d, &self.field_manager).await?;
+        Ok(Outcome::modified(format!("{verb} {what}")))
+    }
+}
+
+/// Why a live child differs from the desired one, or `None` when it does not.
+fn drift(desired: &DesiredChild, live: &DynamicObject) -> Option<String> {
+    let live_hash = live
+        .annotations()
+        .get(APPLIED_HASH_ANNOTATION)
+        .map(String::as_str);
+    if live_hash != desired.applied_hash() {
+        return Some("the desired configuration changed".into());
+    }
+    let live = serde_json::to_value(live).unwrap_or(Value::Null);
+    first_difference(&desired.object, &live).map(|path| format!("{path} differs"))
+}
+
+fn api_for(client: &kube::Client, kind: &ChildKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (kind.namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &kind.resource),
+        (true, None) => Api::default_namespaced_with(client.clone(), &kind.resource),
+        (false, _) => Api::all_with(client.clone(), &kind.resource),
+    }
+}
+
+/// Every child of each kind that this parent owns: labelled with its uid *and* carrying its owner
+/// reference. Children of a namespaced parent live in its namespace (owner references cannot
+/// cross namespaces); those of a cluster-scoped parent may live anywhere.
+async fn list_owned(
+    client: &kube::Client,
+    kinds: &[ChildKind],
+    parent: &ParentRef,
+) -> Result<BTreeMap<Slot, DynamicObject>> {
+    let selector = format!("{OWNER_LABEL}={}", parent.owner.uid);
+    let mut out = BTreeMap::new();
+    for (k, kind) in kinds.iter().enumerate() {
+        let api: Api<DynamicObject> = match (&parent.namespace, kind.namespaced) {
+            (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &kind.resource),
+            _ => Api::all_with(client.clone(), &kind.resource),
+        };
+        for obj in api.list(&ListParams::default().labels(&selector)).await? {
+            if obj
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == parent.owner.uid)
+            {
+                let slot = (k, obj.name_any(), obj.namespace());
+                out.insert(slot, obj);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn apply(client: &kube::Client, d: &DesiredChild, manager: &str) -> Result<()> {
+    let api = api_for(client, &d.kind, d.namespace.as_deref());
+    let params = PatchParams::apply(manager).force();
+    let written = api
+        .patch(&d.name, &params, &Patch::Apply(&d.object))
+        .await?;
+    // The write happened; if the server still disagrees, a later run would rewrite the child
+    // forever. Say so once, permanently, naming the field.
+    let written = serde_json::to_value(&written)?;
+    if let Some(path) = first_difference(&d.object, &written) {
+        return Err(Error::permanent(anyhow::anyhow!(
+            "applied {} {} but the server keeps {path} different from the desired value \
+             (normalised or reverted); set it as the server stores it",
+            d.kind,
+            d.name
+        )));
+    }
+    Ok(())
+}
+
+async fn delete(
+    client: &kube::Client,
+    kind: &ChildKind,
+    live: &DynamicObject,
+    policy: PropagationPolicy,
+) -> Result<()> {
+    let api = api_for(client, kind, live.metadata.namespace.as_deref());
+    // The uid precondition makes sure the object we judged is the one deleted, not a successor
+    // someone created under the same name in between.
+    let params = DeleteParams {
+        propagation_policy: Some(policy),
+        preconditions: Some(Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    api.delete(&live.name_any(), &params).await?;
+    Ok(())
+}

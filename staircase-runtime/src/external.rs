@@ -1,0 +1,163 @@
+//! Calls to services outside Kubernetes, made safe to repeat.
+//!
+//! A step that orders something from a REST API cannot make the order and record it on the
+//! resource in one atomic move: the operator may crash in between. Split it into two steps, each
+//! with one modification:
+//!
+//! 1. **"If the external object does not exist, create it, keyed."** Look it up by an
+//!    [`IdempotencyKey`] derived from the resource (its uid and the step's name); if it is
+//!    missing, create it, sending the key along ([`IdempotencyKey::HEADER`]) so the service can
+//!    also refuse a duplicate. The successful call is this run's one modification:
+//!    [`call`] records it in the runtime's write counter, like a write to the API server.
+//! 2. **"If it exists and the resource does not record it, record it."** Look it up by the same
+//!    key and write its id into the resource (status or an annotation): one Kubernetes write.
+//!
+//! A crash after step 1 leaves an external object the resource does not mention yet; the next
+//! run's step 1 finds it by key and does nothing, and step 2 records it. A crash during step 1
+//! (the call may or may not have arrived) is covered the same way, and by the key if the service
+//! honours it. Nothing ever depends on having remembered anything in memory.
+//!
+//! ```ignore
+//! #[step]
+//! async fn place_order(order: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
+//!     let key = IdempotencyKey::for_step(order, "place_order")?;
+//!     if ctx.state().find(&key).await?.is_some() {
+//!         return Ok(Outcome::unchanged());
+//!     }
+//!     external::call(ctx, &key, "POST /orders", ctx.state().create(&key, &order.spec)).await?;
+//!     Ok(Outcome::modified(format!("ordered {}", order.spec.item)))
+//! }
+//!
+//! #[step]
+//! async fn record_order(order: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
+//!     let key = IdempotencyKey::for_step(order, "place_order")?;   // the key of step 1
+//!     let Some(placed) = ctx.state().find(&key).await? else { return Ok(Outcome::wait("order not visible yet")) };
+//!     if order.status_order_id() == Some(&placed.id) {
+//!         return Ok(Outcome::unchanged());
+//!     }
+//!     /* patch status.orderId = placed.id */
+//!     Ok(Outcome::modified("recorded the order"))
+//! }
+//! ```
+
+use std::fmt;
+
+use http::{HeaderName, HeaderValue};
+use kube::Resource;
+
+use crate::{Context, Error, Result};
+
+/// A key that names one external effect of one resource, stable across runs, crashes and
+/// operator restarts: the resource's uid and the name of the step that causes the effect.
+///
+/// The uid (not the name) makes a deleted and re-created resource of the same name a new
+/// customer, as it should be; the step name lets one resource cause several distinct effects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The HTTP header conventionally carrying the key (IETF `Idempotency-Key`).
+    pub const HEADER: &'static str = "Idempotency-Key";
+
+    /// The key of effect `step` of `resource`. Fails (permanently) for an object without a uid,
+    /// which only happens for objects built in memory rather than read from the API server.
+    pub fn for_step<K: Resource>(resource: &K, step: &str) -> Result<Self> {
+        let uid = resource.meta().uid.as_deref().ok_or_else(|| {
+            Error::permanent(anyhow::anyhow!(
+                "an idempotency key needs the resource's uid; this object was not read from the API server"
+            ))
+        })?;
+        Ok(Self::from_parts(&[uid, step]))
+    }
+
+    /// A key from parts of your own (for example the uid plus a generation, to make one
+    /// external effect per spec change). Parts are joined with `.`; characters outside
+    /// `[A-Za-z0-9_-]` become `_` so the key is valid in headers, URLs and most services' ids.
+    pub fn from_parts(parts: &[&str]) -> Self {
+        let cleaned: Vec<String> = parts
+            .iter()
+            .map(|p| {
+                p.chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        IdempotencyKey(cleaned.join("."))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The `Idempotency-Key` header carrying this key.
+    pub fn header(&self) -> (HeaderName, HeaderValue) {
+        (
+            HeaderName::from_static("idempotency-key"),
+            HeaderValue::from_str(&self.0).expect("keys hold only header-safe characters"),
+        )
+    }
+
+    /// Adds the header to an HTTP request being built.
+    pub fn attach(&self, request: http::request::Builder) -> http::request::Builder {
+        let (name, value) = self.header();
+        request.header(name, value)
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs an external call that *modifies* something outside Kubernetes and, when it succeeds,
+/// counts it as the step's one modification (`EXTERNAL <description> [key]` in the run's writes).
+///
+/// A failed call is not counted: the step returns the error and the run is retried, where the
+/// existence check by key decides again. Use it only for the modifying call; lookups are plain
+/// reads and need no wrapper.
+pub async fn call<S, T, E>(
+    ctx: &Context<S>,
+    key: &IdempotencyKey,
+    description: &str,
+    call: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<T>
+where
+    E: Into<Error>,
+{
+    let value = call.await.map_err(Into::into)?;
+    ctx.record_external(format!("{description} [{key}]"));
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    #[test]
+    fn the_key_is_the_uid_and_step_and_safe_in_a_header() {
+        let mut cm = ConfigMap::default();
+        assert!(IdempotencyKey::for_step(&cm, "place_order").is_err());
+        cm.metadata.uid = Some("0b6f-11".into());
+        let key = IdempotencyKey::for_step(&cm, "place_order").unwrap();
+        assert_eq!(key.as_str(), "0b6f-11.place_order");
+        assert_eq!(
+            key,
+            IdempotencyKey::for_step(&cm.clone(), "place_order").unwrap()
+        );
+        assert_ne!(key, IdempotencyKey::for_step(&cm, "refund").unwrap());
+        assert_eq!(
+            IdempotencyKey::from_parts(&["a b", "ü/1"]).as_str(),
+            "a_b.__1"
+        );
+        assert_eq!(key.header().1, "0b6f-11.place_order");
+    }
+}

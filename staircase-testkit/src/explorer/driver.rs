@@ -1,0 +1,509 @@
+//! Driving one case: a fresh API server, the scenario's actions one phase at a time, and the
+//! operator run to convergence after each, either step by step with `run_once` (deterministic:
+//! the same plan replays the same requests in the same order) or with the real controller loop
+//! (`run_until`, for the variants that need watches).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ListParams};
+use kube::core::ApiResource;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use staircase_runtime::{ApiScope, Operator, RunEnd, RunReport, Stairs};
+use tokio::sync::Notify;
+
+use super::compare::{self, CompareConfig, Snapshot};
+use super::external::{Calls, ExternalService};
+use super::gate::{Gate, GateWrite};
+use super::scenario::{self, Scenario};
+use crate::{ApiServer, Fault, RequestRecord};
+
+/// Builds a fresh operator for a client and the case's external service.
+pub(crate) type Factory<K, S, M, C> =
+    Arc<dyn Fn(kube::Client, &ExternalService) -> Operator<K, S, M, C> + Send + Sync>;
+
+/// How the operator is driven.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Mode {
+    /// `run_once` on freshly read objects, one at a time, until a quiet round.
+    Stepwise,
+    /// The controller loop, with the watch lagging by `hold_back` versions and live events
+    /// dropped with probability `drop.0` (seed `drop.1`).
+    Loop {
+        hold_back: u64,
+        drop: Option<(f64, u64)>,
+    },
+}
+
+/// Everything that makes one case differ from the reference.
+#[derive(Debug, Clone)]
+pub(crate) struct CasePlan {
+    pub mode: Mode,
+    /// Crash the operator right after these committed writes (1-based, over the whole case).
+    pub crash_at: BTreeSet<u64>,
+    /// Lose the answer of these committed writes.
+    pub lose_at: BTreeSet<u64>,
+    /// Server faults injected after the action of a phase, cleared before its snapshot.
+    pub faults: Vec<(usize, Fault)>,
+    /// Runs per object after the last phase that must change nothing.
+    pub idle_runs: usize,
+    /// Give up after this many runs (stepwise).
+    pub max_runs: u64,
+}
+
+impl CasePlan {
+    pub(crate) fn stepwise(max_runs: u64) -> Self {
+        CasePlan {
+            mode: Mode::Stepwise,
+            crash_at: BTreeSet::new(),
+            lose_at: BTreeSet::new(),
+            faults: Vec::new(),
+            idle_runs: 0,
+            max_runs,
+        }
+    }
+}
+
+/// A problem found in a case.
+#[derive(Debug, Clone)]
+pub(crate) struct Problem {
+    pub phase: usize,
+    pub text: String,
+}
+
+/// What one case did.
+#[derive(Debug, Default)]
+pub(crate) struct CaseOutcome {
+    /// Runs started (a run interrupted by a crash counts).
+    pub runs: u64,
+    pub crashes: u64,
+    /// The end state after each phase (`None` when the phase did not converge).
+    pub snapshots: Vec<Option<Snapshot>>,
+    /// The operator's requests in each phase (stepwise reference: where faults can be aimed).
+    pub requests: Vec<Vec<RequestRecord>>,
+    pub problems: Vec<Problem>,
+    pub writes: Vec<GateWrite>,
+    pub ext_calls: Calls,
+    pub ext_creates: BTreeMap<String, u64>,
+    pub faults_fired: usize,
+    /// Times the explorer had to let a lagging watch catch up or force a relist.
+    pub nudges: u64,
+    pub idle_writes: u64,
+    pub idle_effects: u64,
+}
+
+impl CaseOutcome {
+    pub(crate) fn converged(&self) -> bool {
+        self.snapshots.iter().all(Option::is_some)
+    }
+}
+
+/// What the driver needs to know about the explorer.
+pub(crate) struct Setup<K, S, M, C> {
+    pub factory: Factory<K, S, M, C>,
+    pub crds:
+        Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    pub compare: CompareConfig,
+    pub external: String,
+    /// How long the controller loop may stall before the explorer nudges the watch.
+    pub patience: Duration,
+    /// Upper bound of a loop-mode phase: a guard against hangs, not a timing assumption.
+    pub guard: Duration,
+}
+
+/// The one-write rule, checked on one report: no violation, at most one step write, and
+/// (stepwise, where the gate's count can be attributed to the run) the runtime counted every
+/// write the run made.
+pub(crate) fn check_report(r: &RunReport, gate_writes: Option<u64>) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &r.steps {
+        if let Some(v) = &s.violation {
+            out.push(format!("one-write rule: run {} of {}: {v}", r.run_id, r.object));
+        }
+    }
+    if r.step_writes() > 1 {
+        out.push(format!(
+            "one-write rule: run {} of {} made {} step writes",
+            r.run_id,
+            r.object,
+            r.step_writes()
+        ));
+    }
+    if let Some(seen) = gate_writes {
+        let runtime = u64::from(r.status_written)
+            + u64::from(matches!(r.end, RunEnd::FinalizerAdded | RunEnd::FinalizerRemoved));
+        let counted = r.step_writes() as u64 + runtime;
+        if seen != counted {
+            out.push(format!(
+                "uncounted write: run {} of {} made {seen} writes, the runtime counted {counted} \
+                 (a write bypassed the step's client, or an external call lacks ctx.record_external)",
+                r.run_id, r.object
+            ));
+        }
+    }
+    out
+}
+
+struct Cx<K, S, M, C> {
+    server: ApiServer,
+    admin: kube::Client,
+    gate: Arc<Gate>,
+    ext: ExternalService,
+    api: Api<K>,
+    op: Operator<K, S, M, C>,
+    out: CaseOutcome,
+}
+
+/// Runs one case of `scenario` under `plan`.
+pub(crate) async fn run_case<K, S, M, C>(
+    setup: &Setup<K, S, M, C>,
+    scenario: &Scenario<K>,
+    plan: &CasePlan,
+) -> anyhow::Result<CaseOutcome>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    let server = ApiServer::start().await?;
+    let admin = server.client();
+    install(&admin, &setup.crds, &scenario.namespace).await?;
+    let gate = Gate::new();
+    gate.set_plan(plan.crash_at.clone(), plan.lose_at.clone());
+    let ext = ExternalService::gated(&setup.external, gate.clone());
+    let op = (setup.factory)(gate.client(server.client()), &ext);
+    let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&scenario.namespace));
+    let mut cx = Cx {
+        server,
+        admin,
+        gate,
+        ext,
+        api,
+        op,
+        out: CaseOutcome::default(),
+    };
+    let primary = ApiResource::erase::<K>(&());
+    match plan.mode {
+        Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx, &primary).await?,
+        Mode::Loop { hold_back, drop } => looped(setup, scenario, &mut cx, &primary, hold_back, drop).await?,
+    }
+    cx.out.writes = cx.gate.log();
+    cx.out.ext_calls = cx.ext.calls();
+    cx.out.ext_creates = cx.ext.creates_by_key();
+    cx.server.shutdown().await;
+    Ok(cx.out)
+}
+
+async fn install(
+    admin: &kube::Client,
+    crds: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition],
+    ns: &str,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    // The embedded server establishes CRDs within the create, so no wait is needed.
+    let api: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in crds {
+        api.create(&Default::default(), crd).await?;
+    }
+    if ns != "default" {
+        let nss: Api<Namespace> = Api::all(admin.clone());
+        let mut n = Namespace::default();
+        n.metadata.name = Some(ns.into());
+        nss.create(&Default::default(), &n).await?;
+    }
+    Ok(())
+}
+
+async fn names<K>(api: &Api<K>) -> anyhow::Result<Vec<String>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let mut v: Vec<String> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+async fn stepwise<K, S, M, C>(
+    setup: &Setup<K, S, M, C>,
+    scenario: &Scenario<K>,
+    plan: &CasePlan,
+    cx: &mut Cx<K, S, M, C>,
+    primary: &ApiResource,
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    let stats = cx.server.stats();
+    let faults = cx.server.faults();
+    for (phase, action) in scenario.actions.iter().enumerate() {
+        cx.gate.set_phase(phase);
+        scenario::apply(action, &cx.admin, &scenario.namespace).await?;
+        let ids: Vec<_> = plan
+            .faults
+            .iter()
+            .filter(|(p, _)| *p == phase)
+            .map(|(_, f)| faults.inject(f.clone()))
+            .collect();
+        let from = stats.requests().len();
+        let settled = converge(setup, plan, cx, phase).await;
+        cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
+        faults.clear();
+        cx.out.requests.push(stats.requests().split_off(from));
+        match settled {
+            Ok(()) => {
+                let snap =
+                    compare::snapshot(&cx.admin, &scenario.namespace, primary, &setup.compare, &cx.ext)
+                        .await?;
+                cx.out.snapshots.push(Some(snap));
+            }
+            Err(why) => {
+                cx.out.problems.push(Problem { phase, text: why });
+                cx.out.snapshots.push(None);
+                // Later phases would only repeat the same failure.
+                return Ok(());
+            }
+        }
+    }
+    if plan.idle_runs > 0 {
+        let before = cx.gate.committed();
+        let effects = cx.ext.calls().effects();
+        for name in names(&cx.api).await? {
+            for _ in 0..plan.idle_runs {
+                let Some(obj) = cx.api.get_opt(&name).await? else {
+                    break;
+                };
+                let w = cx.gate.visible();
+                if let Some(r) = cx.op.run_once(obj).await {
+                    for text in check_report(&r, Some(cx.gate.visible() - w)) {
+                        cx.out.problems.push(Problem {
+                            phase: scenario.actions.len(),
+                            text,
+                        });
+                    }
+                }
+            }
+        }
+        cx.out.idle_writes = cx.gate.committed() - before;
+        cx.out.idle_effects = cx.ext.calls().effects() - effects;
+    }
+    Ok(())
+}
+
+/// Runs every object until a full round changes nothing.
+async fn converge<K, S, M, C>(
+    setup: &Setup<K, S, M, C>,
+    plan: &CasePlan,
+    cx: &mut Cx<K, S, M, C>,
+    phase: usize,
+) -> Result<(), String>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    loop {
+        let mut quiet = true;
+        let mut unsettled = Vec::new();
+        let objects = names(&cx.api).await.map_err(|e| format!("listing failed: {e}"))?;
+        for name in objects {
+            loop {
+                if cx.out.runs >= plan.max_runs {
+                    return Err(format!(
+                        "not converged after {} runs ({name} still changing)",
+                        cx.out.runs
+                    ));
+                }
+                let obj = match cx.api.get_opt(&name).await {
+                    Ok(Some(o)) => o,
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("reading {name} failed: {e}")),
+                };
+                let before = cx.gate.visible();
+                cx.out.runs += 1;
+                let ran = tokio::select! {
+                    biased;
+                    _ = cx.gate.crashed() => None,
+                    r = cx.op.run_once(obj) => Some(r),
+                };
+                let report = match ran {
+                    None => {
+                        // The process died after a committed write; a new one starts from scratch.
+                        cx.out.crashes += 1;
+                        cx.op = (setup.factory)(cx.gate.client(cx.server.client()), &cx.ext);
+                        quiet = false;
+                        continue;
+                    }
+                    Some(None) => break,
+                    Some(Some(r)) => r,
+                };
+                let seen = cx.gate.visible() - before;
+                for text in check_report(&report, Some(seen)) {
+                    cx.out.problems.push(Problem { phase, text });
+                }
+                match &report.end {
+                    RunEnd::Converged => break,
+                    RunEnd::Done { .. } | RunEnd::Waiting { .. } => {
+                        if seen > 0 {
+                            quiet = false;
+                        }
+                        if let RunEnd::Waiting { step, reason } = &report.end {
+                            unsettled.push(format!("{name}: {step} waits: {reason}"));
+                        }
+                        break;
+                    }
+                    _ => quiet = false,
+                }
+            }
+        }
+        if quiet {
+            return match unsettled.is_empty() {
+                true => Ok(()),
+                false => Err(format!("not converged: {}", unsettled.join("; "))),
+            };
+        }
+    }
+}
+
+async fn looped<K, S, M, C>(
+    setup: &Setup<K, S, M, C>,
+    scenario: &Scenario<K>,
+    cx: &mut Cx<K, S, M, C>,
+    primary: &ApiResource,
+    hold_back: u64,
+    drop: Option<(f64, u64)>,
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    let reports: Arc<Mutex<Vec<RunReport>>> = Arc::default();
+    let notify = Arc::new(Notify::new());
+    let op = (setup.factory)(cx.gate.client(cx.server.client()), &cx.ext);
+    // Resync and the read-your-writes grace drive recovery from lost or late events; at their
+    // production defaults (10 min, 2 s) a case would take minutes.
+    let mut cfg = op.config().clone();
+    cfg.resync = Duration::from_millis(50);
+    cfg.read_your_writes_grace = Duration::from_millis(20);
+    let (r, n) = (reports.clone(), notify.clone());
+    let op = op.with_config(cfg).on_run(move |rep| {
+        r.lock().expect("reports").push(rep.clone());
+        n.notify_waiters();
+    });
+    let faults = cx.server.faults();
+    if hold_back > 0 {
+        faults.hold_back_watch_events(hold_back);
+    }
+    if let Some((p, seed)) = drop {
+        faults.drop_watch_events(p, seed);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(op.run_until(async {
+        stop_rx.await.ok();
+    }));
+    for (phase, action) in scenario.actions.iter().enumerate() {
+        cx.gate.set_phase(phase);
+        let mark = reports.lock().expect("reports").len();
+        scenario::apply(action, &cx.admin, &scenario.namespace).await?;
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
+        let mut writes = cx.gate.committed();
+        let settled = loop {
+            let notified = notify.notified();
+            if settled_in_loop(&cx.api, &reports, mark).await? {
+                break true;
+            }
+            if cx.gate.committed() != writes {
+                writes = cx.gate.committed();
+                last_progress = Instant::now();
+            }
+            if started.elapsed() > setup.guard {
+                cx.out.problems.push(Problem {
+                    phase,
+                    text: format!("not converged within {:?} under the controller loop", setup.guard),
+                });
+                break false;
+            }
+            if last_progress.elapsed() > setup.patience {
+                // Stalled: a lagging cache catches up eventually, and a client that lost events
+                // must relist; do what the cluster would, and count it.
+                cx.out.nudges += 1;
+                if hold_back > 0 {
+                    faults.hold_back_watch_events(0);
+                    faults.hold_back_watch_events(hold_back);
+                }
+                if drop.is_some() {
+                    faults.compact();
+                    faults.close_watches();
+                }
+                last_progress = Instant::now();
+            }
+            // Woken by the next run report; the timeout only re-checks the server's state.
+            let _ = tokio::time::timeout(Duration::from_millis(25), notified).await;
+        };
+        if !settled {
+            cx.out.snapshots.push(None);
+            break;
+        }
+        let snap =
+            compare::snapshot(&cx.admin, &scenario.namespace, primary, &setup.compare, &cx.ext).await?;
+        cx.out.snapshots.push(Some(snap));
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(setup.guard, task).await;
+    let all = reports.lock().expect("reports").clone();
+    cx.out.runs = all.len() as u64;
+    for r in &all {
+        for text in check_report(r, None) {
+            cx.out.problems.push(Problem { phase: 0, text });
+        }
+    }
+    Ok(())
+}
+
+/// Every live object ran since the action (report `mark` on), its newest run converged at its
+/// current generation, and nothing is being deleted.
+async fn settled_in_loop<K>(
+    api: &Api<K>,
+    reports: &Mutex<Vec<RunReport>>,
+    mark: usize,
+) -> anyhow::Result<bool>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let objs = api.list(&ListParams::default()).await?.items;
+    let reports = reports.lock().expect("reports");
+    Ok(objs.iter().all(|o| {
+        let key = match o.meta().namespace.as_deref() {
+            Some(ns) => format!("{ns}/{}", o.name_any()),
+            None => o.name_any(),
+        };
+        o.meta().deletion_timestamp.is_none()
+            && reports[mark..]
+                .iter()
+                .rev()
+                .find(|r| r.object == key)
+                .is_some_and(|r| r.end == RunEnd::Converged && r.generation == o.meta().generation)
+    }))
+}

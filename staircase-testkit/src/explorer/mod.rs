@@ -1,0 +1,522 @@
+//! The crash-anywhere explorer: proves that a staircase operator converges to the same end state
+//! however it is interrupted — crashed after any write, answered with lost responses, fed a
+//! lagging or lossy watch, or hit by random API errors — and that it never repeats an effect.
+//!
+//! A staircase makes one write per run, so the places where a crash can hit are few and
+//! enumerable: the explorer records a **reference** run of each scenario (every object run to
+//! convergence after each user action), then replays the scenario once per disturbance, each
+//! time against a fresh embedded [`ApiServer`](crate::ApiServer), and compares every phase's end
+//! state with the reference (ignoring `resourceVersion`, `uid`, `creationTimestamp`,
+//! `managedFields`, `generation`, owner-reference uids, server-allocated cluster IPs and the
+//! timestamps inside conditions).
+//!
+//! # Running it on your operator
+//!
+//! Enable the feature in your dev-dependencies:
+//! `staircase-testkit = { version = "0.1", features = ["explorer"] }`, then:
+//!
+//! ```ignore
+//! use kube::CustomResourceExt;
+//! use staircase::prelude::*;
+//! use staircase_testkit::explorer::{Explorer, Scenario};
+//!
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn foo_survives_anything() {
+//!     Explorer::new(|client| Operator::with_state(client, foo::stairs(), App::default()).with_status())
+//!         .crd(Foo::crd())
+//!         .scenario(Scenario::new("create").create(foo("a")))
+//!         .scenario(
+//!             Scenario::new("spec change")
+//!                 .create(foo("a"))
+//!                 .then_edit("a", |f: &mut Foo| f.spec.message = "changed".into()),
+//!         )
+//!         .run()
+//!         .await
+//!         .assert_all_converged();
+//! }
+//! ```
+//!
+//! The factory closure is called for every fresh operator (each case, and again after each
+//! simulated crash): build the operator exactly as your `main` does, from the client it gets.
+//! Steps with effects outside Kubernetes use an [`ExternalService`] (see
+//! [`Explorer::with_external`]) so that those effects are crash points too and duplicates are
+//! counted.
+//!
+//! # Variants and pass criteria
+//!
+//! See [`Variant`]. Every run of every variant is also checked against the one-write rule: no
+//! [`RuleViolation`](staircase_runtime::RuleViolation), at most one step write, and — where runs
+//! are sequential — the writes the explorer saw on the wire equal the writes the runtime counted
+//! (a write through another client, or an external call without `ctx.record_external`, shows).
+//!
+//! # Reproducing a failure
+//!
+//! Every failure prints a command. Environment variables narrow a run down:
+//! `STAIRCASE_EXPLORER_SCENARIO=<name>` (one scenario), `STAIRCASE_EXPLORER_CASE=<variant>/<case>`
+//! (e.g. `crash/3`: one case), `STAIRCASE_SEED=<n>` (replay random seed `n` only) and
+//! `STAIRCASE_EXPLORER_SEEDS=<n>` (how many random seeds per scenario).
+//!
+//! # Determinism
+//!
+//! The crash, lost-response, idle and random variants drive the operator with
+//! [`Operator::run_once`] on objects freshly read from the server, one object at a time, so a
+//! case replays the same requests in the same order every time: write `i` is the same write, and
+//! seed `n` fires the same faults. The stale-view and lost-events variants need watches and use
+//! the real controller loop ([`Operator::run_until`]) with resync and the read-your-writes grace
+//! shortened (50 ms, 20 ms); their event drops are seeded, but task scheduling is not, so their
+//! cases are reproducible in distribution rather than request by request.
+
+mod compare;
+mod driver;
+mod external;
+mod gate;
+mod report;
+mod scenario;
+mod seed;
+mod variants;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Resource;
+use kube::core::ApiResource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use staircase_runtime::{ApiScope, Operator, Stairs};
+
+pub use compare::{Snapshot, diff};
+pub use external::{Calls, ExternalError, ExternalService, Record};
+pub use report::{Failure, Report, ScenarioReport, VariantStats};
+pub use scenario::{Action, Scenario};
+pub use seed::{SEED_VAR, SEEDS_VAR};
+pub use variants::Variant;
+
+use driver::{CaseOutcome, CasePlan, Setup};
+use variants::Judge;
+
+/// Random seeds per scenario when `STAIRCASE_EXPLORER_SEEDS` is not set.
+pub const DEFAULT_SEEDS: u64 = 100;
+
+/// Explores scenarios of one operator. Build it, add scenarios, [`run`](Explorer::run) it.
+pub struct Explorer<K, S, M, C> {
+    setup: Setup<K, S, M, C>,
+    scenarios: Vec<Scenario<K>>,
+    variants: Vec<Variant>,
+    seeds: u64,
+    stale_lags: Vec<u64>,
+    drop_ps: Vec<f64>,
+    drop_seeds: u64,
+    idle_runs: usize,
+    max_extra_runs: i64,
+    parallelism: usize,
+    reproduce: String,
+}
+
+struct Filter {
+    scenario: Option<String>,
+    case: Option<(String, String)>,
+    seed: Option<u64>,
+}
+
+impl Filter {
+    fn from_env() -> Self {
+        let case = std::env::var("STAIRCASE_EXPLORER_CASE").ok().and_then(|c| {
+            let (v, c) = c.split_once('/')?;
+            Some((v.to_string(), c.to_string()))
+        });
+        Filter {
+            scenario: std::env::var("STAIRCASE_EXPLORER_SCENARIO").ok(),
+            case,
+            seed: seed::replay_seed(),
+        }
+    }
+
+    fn wants(&self, variant: Variant, case: &str) -> bool {
+        if let Some(seed) = self.seed {
+            return variant == Variant::Random && case == seed.to_string();
+        }
+        match &self.case {
+            Some((v, c)) => v == variant.name() && c == case,
+            None => true,
+        }
+    }
+}
+
+impl<K, S, M, C> Explorer<K, S, M, C>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    /// An explorer for the operator `factory` builds from a client. Configure the operator as in
+    /// production (`with_status`, `with_config`); the explorer only shortens resync and the
+    /// read-your-writes grace in the controller-loop variants.
+    pub fn new(factory: impl Fn(kube::Client) -> Operator<K, S, M, C> + Send + Sync + 'static) -> Self {
+        Self::with_external("external", move |client, _| factory(client))
+    }
+
+    /// Like [`Explorer::new`], for operators with effects outside Kubernetes: `factory` also gets
+    /// the case's fresh [`ExternalService`] named `name`, to put into the operator's state.
+    pub fn with_external(
+        name: &str,
+        factory: impl Fn(kube::Client, &ExternalService) -> Operator<K, S, M, C> + Send + Sync + 'static,
+    ) -> Self {
+        Explorer {
+            setup: Setup {
+                factory: Arc::new(factory),
+                crds: Vec::new(),
+                compare: Default::default(),
+                external: name.to_string(),
+                patience: Duration::from_millis(400),
+                guard: Duration::from_secs(20),
+            },
+            scenarios: Vec::new(),
+            variants: Variant::ALL.to_vec(),
+            seeds: seed::seed_count(DEFAULT_SEEDS),
+            stale_lags: vec![1, 3],
+            drop_ps: vec![0.3, 0.9],
+            drop_seeds: 2,
+            idle_runs: 50,
+            max_extra_runs: 2,
+            parallelism: 4,
+            reproduce: "cargo test".into(),
+        }
+    }
+
+    /// Installs this CRD on every fresh server (once per CRD the operator uses).
+    pub fn crd(mut self, crd: CustomResourceDefinition) -> Self {
+        self.setup.crds.push(crd);
+        self
+    }
+
+    /// Adds a scenario.
+    pub fn scenario(mut self, s: Scenario<K>) -> Self {
+        self.scenarios.push(s);
+        self
+    }
+
+    /// Runs only these variants (all by default).
+    pub fn variants(mut self, v: &[Variant]) -> Self {
+        self.variants = v.to_vec();
+        self
+    }
+
+    /// Random-fault seeds per scenario (default: `STAIRCASE_EXPLORER_SEEDS`, else
+    /// [`DEFAULT_SEEDS`]). An explicit value still yields to the environment variable, so CI can
+    /// scale the count without code changes.
+    pub fn seeds(mut self, n: u64) -> Self {
+        self.seeds = seed::seed_count(n);
+        self
+    }
+
+    /// Watch lags (in resourceVersions) of the stale-view variant; one case each. Default 1 and 3.
+    pub fn stale_lags(mut self, lags: &[u64]) -> Self {
+        self.stale_lags = lags.to_vec();
+        self
+    }
+
+    /// Drop probabilities of the lost-events variant and seeds per probability. Default 0.3 and
+    /// 0.9, two seeds each.
+    pub fn drop_probabilities(mut self, ps: &[f64], seeds: u64) -> Self {
+        self.drop_ps = ps.to_vec();
+        self.drop_seeds = seeds;
+        self
+    }
+
+    /// Runs per object in the idle variant (default 50).
+    pub fn idle_runs(mut self, n: usize) -> Self {
+        self.idle_runs = n;
+        self
+    }
+
+    /// Runs a crash or lost-response case may need beyond the reference (default 2).
+    pub fn max_extra_runs(mut self, n: i64) -> Self {
+        self.max_extra_runs = n;
+        self
+    }
+
+    /// Cases run concurrently, each on its own server (default 4). Results do not depend on it.
+    pub fn parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n.max(1);
+        self
+    }
+
+    /// Also compares objects of this resource (ConfigMaps, Secrets, Services, ServiceAccounts,
+    /// Pods, Deployments, StatefulSets, Jobs and the primary resource are compared by default).
+    pub fn compare_also(mut self, ar: ApiResource) -> Self {
+        self.setup.compare.extra.push(ar);
+        self
+    }
+
+    /// Ignores a dotted field path (e.g. `status.lastSync`) in every compared object, for values
+    /// your operator derives from time or randomness on purpose.
+    pub fn ignore_field(mut self, path: &str) -> Self {
+        self.setup.compare.ignore.push(path.to_string());
+        self
+    }
+
+    /// The command printed in reproduction hints (default `cargo test`), e.g.
+    /// `cargo test -p my-operator --test explorer`.
+    pub fn reproduce_with(mut self, cmd: &str) -> Self {
+        self.reproduce = cmd.to_string();
+        self
+    }
+
+    /// Explores every scenario under every variant and returns the report (also printed to
+    /// stderr). Use [`Report::assert_all_converged`] to fail a test on any failure.
+    pub async fn run(self) -> Report {
+        let started = Instant::now();
+        let filter = Filter::from_env();
+        let mut report = Report::default();
+        for s in &self.scenarios {
+            if filter.scenario.as_ref().is_some_and(|n| n != &s.name) {
+                continue;
+            }
+            report.scenarios.push(self.explore(s, &filter).await);
+        }
+        report.elapsed = started.elapsed();
+        eprintln!("{report}");
+        report
+    }
+
+    fn failure(&self, s: &Scenario<K>, variant: &str, case: &str, phase: usize, problem: String) -> Failure {
+        let phase = match s.actions.get(phase) {
+            Some(a) => format!("phase {phase} ({})", a.describe()),
+            None => format!("after phase {}", phase.saturating_sub(1)),
+        };
+        let reproduce = match variant {
+            "random" => format!(
+                "STAIRCASE_EXPLORER_SCENARIO='{}' {}={case} {} -- --nocapture",
+                s.name, SEED_VAR, self.reproduce
+            ),
+            _ => format!(
+                "STAIRCASE_EXPLORER_SCENARIO='{}' STAIRCASE_EXPLORER_CASE='{variant}/{case}' {} -- --nocapture",
+                s.name, self.reproduce
+            ),
+        };
+        Failure {
+            scenario: s.name.clone(),
+            variant: variant.to_string(),
+            case: case.to_string(),
+            phase,
+            problem,
+            reproduce,
+        }
+    }
+
+    async fn explore(&self, s: &Scenario<K>, filter: &Filter) -> ScenarioReport {
+        let mut out = ScenarioReport {
+            scenario: s.name.clone(),
+            ..Default::default()
+        };
+        let mut base = CasePlan::stepwise(2_000);
+        base.idle_runs = if self.variants.contains(&Variant::Idle) {
+            self.idle_runs
+        } else {
+            0
+        };
+        let t = Instant::now();
+        let reference = match driver::run_case(&self.setup, s, &base).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.failures
+                    .push(self.failure(s, "reference", "0", 0, format!("could not run: {e:#}")));
+                return out;
+            }
+        };
+        out.reference_runs = reference.runs;
+        out.reference_writes = reference.writes.len() as u64;
+        let ok = reference.converged() && reference.problems.is_empty();
+        for p in &reference.problems {
+            out.failures
+                .push(self.failure(s, "reference", "0", p.phase, p.text.clone()));
+        }
+        out.variants.push(VariantStats {
+            variant: "reference".into(),
+            cases: 1,
+            converged: u64::from(ok),
+            runs: reference.runs,
+            failed: u64::from(!ok),
+            elapsed: t.elapsed(),
+            ..Default::default()
+        });
+        if !reference.converged() {
+            return out;
+        }
+        let base = CasePlan {
+            idle_runs: 0,
+            max_runs: reference.runs * 3 + 50,
+            ..base
+        };
+        let writes = reference.writes.len() as u64;
+        for v in &self.variants {
+            let t = Instant::now();
+            let mut stats = VariantStats {
+                variant: v.name().into(),
+                ..Default::default()
+            };
+            if *v == Variant::Idle {
+                if !filter.wants(*v, "0") {
+                    continue;
+                }
+                stats.cases = 1;
+                stats.runs = reference.runs;
+                let fine = reference.idle_writes == 0 && reference.idle_effects == 0;
+                stats.converged = u64::from(fine);
+                stats.note = format!(
+                    "{} runs per object: {} writes, {} external effects",
+                    self.idle_runs, reference.idle_writes, reference.idle_effects
+                );
+                if !fine {
+                    stats.failed = 1;
+                    out.failures.push(self.failure(
+                        s,
+                        "idle",
+                        "0",
+                        s.actions.len(),
+                        format!(
+                            "a converged object was written: {} writes, {} external effects in {} idle runs per object",
+                            reference.idle_writes, reference.idle_effects, self.idle_runs
+                        ),
+                    ));
+                }
+                stats.elapsed = t.elapsed();
+                out.variants.push(stats);
+                continue;
+            }
+            let cases: Vec<(String, CasePlan, Judge, String)> = match v {
+                Variant::Crash | Variant::LostResponse => (1..=writes)
+                    .map(|i| {
+                        let mut p = base.clone();
+                        if *v == Variant::Crash {
+                            p.crash_at.insert(i);
+                        } else {
+                            p.lose_at.insert(i);
+                        }
+                        let w = &reference.writes[i as usize - 1];
+                        let j = Judge {
+                            max_extra_runs: Some(self.max_extra_runs),
+                            max_runs: None,
+                        };
+                        (
+                            i.to_string(),
+                            p,
+                            j,
+                            format!("after write {i}: {} {}", w.method, w.path),
+                        )
+                    })
+                    .collect(),
+                Variant::StaleView => self
+                    .stale_lags
+                    .iter()
+                    .map(|lag| {
+                        let j = Judge {
+                            max_extra_runs: None,
+                            max_runs: None,
+                        };
+                        (
+                            lag.to_string(),
+                            variants::loop_plan(*lag, None),
+                            j,
+                            format!("watch lags {lag} versions"),
+                        )
+                    })
+                    .collect(),
+                Variant::LostEvents => self
+                    .drop_ps
+                    .iter()
+                    .flat_map(|p| (1..=self.drop_seeds).map(move |seed| (*p, seed)))
+                    .map(|(p, seed)| {
+                        let j = Judge {
+                            max_extra_runs: None,
+                            max_runs: None,
+                        };
+                        (
+                            format!("{p}-{seed}"),
+                            variants::loop_plan(0, Some((p, seed))),
+                            j,
+                            format!("drop p={p} seed {seed}"),
+                        )
+                    })
+                    .collect(),
+                Variant::Random => (1..=self.seeds)
+                    .chain(filter.seed)
+                    .filter(|seed| filter.seed.is_none_or(|s| s == *seed))
+                    .take(if filter.seed.is_some() { 1 } else { usize::MAX })
+                    .map(|seed| {
+                        let (p, n, what) = variants::random_plan(seed, &reference, &base);
+                        let j = Judge {
+                            max_extra_runs: None,
+                            max_runs: Some(reference.runs + 3 * n as u64),
+                        };
+                        (seed.to_string(), p, j, what)
+                    })
+                    .collect(),
+                Variant::Idle => unreachable!("handled above"),
+            };
+            let cases: Vec<_> = cases
+                .into_iter()
+                .filter(|(id, ..)| filter.wants(*v, id))
+                .collect();
+            if cases.is_empty() {
+                continue;
+            }
+            let results: Vec<(String, String, Judge, anyhow::Result<CaseOutcome>)> =
+                futures::stream::iter(cases.into_iter().map(|(id, plan, judge, what)| async move {
+                    let r = driver::run_case(&self.setup, s, &plan).await;
+                    (id, what, judge, r)
+                }))
+                .buffered(self.parallelism)
+                .collect()
+                .await;
+            let mut nudges = 0;
+            for (id, what, judge, r) in results {
+                stats.cases += 1;
+                let case = match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        stats.failed += 1;
+                        out.failures.push(self.failure(
+                            s,
+                            v.name(),
+                            &id,
+                            0,
+                            format!("{what}: could not run: {e:#}"),
+                        ));
+                        continue;
+                    }
+                };
+                stats.runs += case.runs;
+                nudges += case.nudges;
+                let verdict = variants::judge(&reference, &case, &judge);
+                stats.duplicate_effects += verdict.duplicates;
+                stats.max_extra_runs = stats.max_extra_runs.max(verdict.extra_runs);
+                if verdict.converged {
+                    stats.converged += 1;
+                } else {
+                    stats.failed += 1;
+                    let phase = verdict.problems.first().map_or(0, |p| p.0);
+                    let text = verdict
+                        .problems
+                        .iter()
+                        .map(|(_, t)| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    out.failures
+                        .push(self.failure(s, v.name(), &id, phase, format!("{what}\n{text}")));
+                }
+            }
+            if matches!(v, Variant::StaleView | Variant::LostEvents) {
+                stats.note = format!("{nudges} stalls nudged (watch caught up / relist)");
+            }
+            stats.elapsed = t.elapsed();
+            out.variants.push(stats);
+        }
+        out
+    }
+}

@@ -1,0 +1,209 @@
+//! Scenarios: initial objects plus a sequence of user actions, replayed identically in every
+//! case of every variant.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use staircase_runtime::ApiScope;
+
+type Custom = Arc<dyn Fn(kube::Client) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+type Edit<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
+
+/// One thing the user does; the operator converges after each.
+pub enum Action<K> {
+    /// Create a primary object.
+    Create(K),
+    /// Read the named primary object, change it, write it back (a full update, as `kubectl edit`).
+    Edit(String, Edit<K>),
+    /// Delete the named primary object (the operator's cleanup runs behind its finalizer).
+    Delete(String),
+    /// Create any other object, given as JSON with `apiVersion` and `kind`.
+    CreateOther(serde_json::Value),
+    /// Anything else, through an admin client that no fault or crash touches.
+    Custom(String, Custom),
+}
+
+impl<K> Clone for Action<K>
+where
+    K: Clone,
+{
+    fn clone(&self) -> Self {
+        match self {
+            Action::Create(k) => Action::Create(k.clone()),
+            Action::Edit(n, f) => Action::Edit(n.clone(), f.clone()),
+            Action::Delete(n) => Action::Delete(n.clone()),
+            Action::CreateOther(v) => Action::CreateOther(v.clone()),
+            Action::Custom(d, f) => Action::Custom(d.clone(), f.clone()),
+        }
+    }
+}
+
+impl<K: Resource> Action<K> {
+    /// A short description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Create(k) => format!("create {}", k.meta().name.as_deref().unwrap_or("?")),
+            Action::Edit(n, _) => format!("edit {n}"),
+            Action::Delete(n) => format!("delete {n}"),
+            Action::CreateOther(v) => format!(
+                "create {} {}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["metadata"]["name"].as_str().unwrap_or("?")
+            ),
+            Action::Custom(d, _) => d.clone(),
+        }
+    }
+}
+
+/// Initial objects and user actions. Each action forms a *phase*: it is applied, then the
+/// operator runs until everything converged, then the next action follows.
+///
+/// ```ignore
+/// Scenario::new("spec change")
+///     .create(foo("a"))
+///     .then_edit("a", |f: &mut Foo| f.spec.message = "changed".into())
+///     .then_delete("a")
+/// ```
+pub struct Scenario<K> {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) actions: Vec<Action<K>>,
+}
+
+impl<K> Scenario<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    /// An empty scenario in namespace `default`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Scenario {
+            name: name.into(),
+            namespace: "default".into(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// The namespace every primary object lives in (created when it is not `default`).
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+
+    /// Creates a primary object (its namespace is set to the scenario's).
+    pub fn create(mut self, obj: K) -> Self {
+        self.actions.push(Action::Create(obj));
+        self
+    }
+
+    /// Same as [`Scenario::create`]; reads better after the first action.
+    pub fn then_create(self, obj: K) -> Self {
+        self.create(obj)
+    }
+
+    /// Changes the named primary object with `f` (read, modify, full update).
+    pub fn then_edit(mut self, name: &str, f: impl Fn(&mut K) + Send + Sync + 'static) -> Self {
+        self.actions.push(Action::Edit(name.into(), Arc::new(f)));
+        self
+    }
+
+    /// Deletes the named primary object.
+    pub fn then_delete(mut self, name: &str) -> Self {
+        self.actions.push(Action::Delete(name.into()));
+        self
+    }
+
+    /// Creates any object from JSON (e.g. a pre-existing ConfigMap the operator must adopt).
+    pub fn given(mut self, obj: serde_json::Value) -> Self {
+        self.actions.push(Action::CreateOther(obj));
+        self
+    }
+
+    /// Any other action, run with an admin client no fault touches. `describe` names it in
+    /// reports; `f` must be deterministic so every case sees the same world.
+    pub fn then<F, Fut>(mut self, describe: &str, f: F) -> Self
+    where
+        F: Fn(kube::Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.actions
+            .push(Action::Custom(describe.into(), Arc::new(move |c| Box::pin(f(c)))));
+        self
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Applies one action with the admin client.
+pub(crate) async fn apply<K>(action: &Action<K>, client: &kube::Client, ns: &str) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::Scope: ApiScope,
+{
+    // Namespaced kinds get the scenario's namespace; cluster-scoped kinds ignore it.
+    let api: Api<K> = <K::Scope as ApiScope>::api(client.clone(), Some(ns));
+    match action {
+        Action::Create(obj) => {
+            let mut obj = obj.clone();
+            // The URL names the namespace; a different one in the object would be rejected.
+            obj.meta_mut().namespace = None;
+            api.create(&PostParams::default(), &obj).await?;
+        }
+        Action::Edit(name, f) => {
+            // The operator may write the object meanwhile only in the real-loop variants; a
+            // conflict there is retried like any client would.
+            loop {
+                let mut obj = api.get(name).await?;
+                f(&mut obj);
+                match api.replace(name, &PostParams::default(), &obj).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                    r => {
+                        r?;
+                        break;
+                    }
+                }
+            }
+        }
+        Action::Delete(name) => {
+            api.delete(name, &DeleteParams::default()).await?;
+        }
+        Action::CreateOther(v) => {
+            let obj: DynamicObject = serde_json::from_value(v.clone())?;
+            let tm = obj
+                .types
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("object without apiVersion/kind"))?;
+            let gvk = GroupVersionKind::try_from(&tm)?;
+            let plural = format!("{}s", gvk.kind.to_lowercase());
+            let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+            let api: Api<DynamicObject> = match obj.namespace() {
+                Some(n) => Api::namespaced_with(client.clone(), &n, &ar),
+                None => Api::namespaced_with(client.clone(), ns, &ar),
+            };
+            api.create(&PostParams::default(), &obj).await?;
+        }
+        Action::Custom(_, f) => f(client.clone()).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! The variants: what each case changes relative to the reference, and how a case is judged
+//! against it.
+
+use std::collections::BTreeMap;
+
+use super::driver::{CaseOutcome, CasePlan, Mode};
+use super::seed::Rng;
+use crate::{Fault, Verb};
+
+/// A way of disturbing the operator. Every variant also checks the one-write rule on every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Variant {
+    /// For each write `i` of the reference: the operator process dies right after write `i` is
+    /// committed; a fresh one takes over. Pass: the reference end state, no duplicate effect, at
+    /// most [`max_extra_runs`](super::Explorer::max_extra_runs) more runs than the reference.
+    Crash,
+    /// For each write `i`: the write is committed but its answer is lost (the client sees a
+    /// connection error). Same pass criteria as [`Variant::Crash`].
+    LostResponse,
+    /// The controller loop, with the watch lagging `N` resourceVersions behind the server (for
+    /// each configured lag). Pass: the reference end state and no destructive write (delete,
+    /// replace, finalizer removal) the reference did not make.
+    StaleView,
+    /// The controller loop, with live watch events dropped with probability `p` (0.3 and 0.9 by
+    /// default, several seeds each). Pass: the reference end state.
+    LostEvents,
+    /// After convergence, every object runs [`idle_runs`](super::Explorer::idle_runs) more
+    /// times. Pass: zero writes and zero external effects.
+    Idle,
+    /// Seeded random mixes of crashes, 409s, 5xx, answers lost after commit and unanswered
+    /// requests. Pass: the reference end state within `reference runs + 3 × faults` runs.
+    Random,
+}
+
+impl Variant {
+    /// Every variant.
+    pub const ALL: [Variant; 6] = [
+        Variant::Crash,
+        Variant::LostResponse,
+        Variant::StaleView,
+        Variant::LostEvents,
+        Variant::Idle,
+        Variant::Random,
+    ];
+
+    /// The name used in reports and in `STAIRCASE_EXPLORER_CASE=<name>/<case>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Crash => "crash",
+            Variant::LostResponse => "lost-response",
+            Variant::StaleView => "stale-view",
+            Variant::LostEvents => "lost-events",
+            Variant::Idle => "idle",
+            Variant::Random => "random",
+        }
+    }
+}
+
+/// What to check beyond the end state.
+pub(crate) struct Judge {
+    pub max_extra_runs: Option<i64>,
+    pub max_runs: Option<u64>,
+}
+
+/// The verdict on one case.
+pub(crate) struct Verdict {
+    pub converged: bool,
+    pub duplicates: u64,
+    pub extra_runs: i64,
+    /// `(phase, problem)`.
+    pub problems: Vec<(usize, String)>,
+}
+
+fn creates(o: &CaseOutcome) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for w in o.writes.iter().filter(|w| w.is_create()) {
+        *m.entry(w.path.clone()).or_default() += 1;
+    }
+    for (k, n) in &o.ext_creates {
+        *m.entry(format!("external create {k}")).or_default() += n;
+    }
+    m
+}
+
+fn destructive(o: &CaseOutcome) -> BTreeMap<(String, String), (u64, usize)> {
+    let mut m: BTreeMap<(String, String), (u64, usize)> = BTreeMap::new();
+    for w in o.writes.iter().filter(|w| w.is_destructive()) {
+        let what = if w.removes_finalizer {
+            "PATCH (finalizer removal)".to_string()
+        } else {
+            w.method.clone()
+        };
+        let e = m.entry((what, w.path.clone())).or_insert((0, w.phase));
+        e.0 += 1;
+    }
+    m
+}
+
+/// Judges `case` against `reference`.
+pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> Verdict {
+    let mut problems: Vec<(usize, String)> =
+        case.problems.iter().map(|p| (p.phase, p.text.clone())).collect();
+    let mut converged = case.converged() && case.snapshots.len() == reference.snapshots.len();
+    for (phase, (r, c)) in reference.snapshots.iter().zip(&case.snapshots).enumerate() {
+        if let (Some(r), Some(c)) = (r, c)
+            && let Some(d) = super::compare::diff(r, c)
+        {
+            converged = false;
+            problems.push((
+                phase,
+                format!("end state differs from the reference (- reference, + this case):\n{d}"),
+            ));
+        }
+    }
+    let (rc, cc) = (creates(reference), creates(case));
+    let mut duplicates = 0;
+    for (path, n) in &cc {
+        let extra = n.saturating_sub(rc.get(path).copied().unwrap_or(0));
+        if extra > 0 {
+            duplicates += extra;
+            problems.push((
+                0,
+                format!("duplicate effect: {extra} more create(s) of {path} than the reference"),
+            ));
+        }
+    }
+    let rd = destructive(reference);
+    for ((what, path), (n, phase)) in destructive(case) {
+        let allowed = rd.get(&(what.clone(), path.clone())).map_or(0, |x| x.0);
+        if n > allowed {
+            problems.push((
+                phase,
+                format!("destructive write the reference did not make: {what} {path} ({n} times, reference {allowed})"),
+            ));
+        }
+    }
+    let extra_runs = case.runs as i64 - reference.runs as i64;
+    if let Some(max) = j.max_extra_runs
+        && extra_runs > max
+    {
+        problems.push((
+            0,
+            format!("{extra_runs} runs more than the reference (at most {max} allowed)"),
+        ));
+    }
+    if let Some(max) = j.max_runs
+        && case.runs > max
+    {
+        problems.push((0, format!("{} runs, more than the bound of {max}", case.runs)));
+    }
+    Verdict {
+        converged: converged && problems.is_empty(),
+        duplicates,
+        extra_runs,
+        problems,
+    }
+}
+
+/// A seeded random fault plan for a stepwise case, aimed at requests the reference made (so
+/// the first fault is sure to fire), and a description for the report.
+pub(crate) fn random_plan(seed: u64, reference: &CaseOutcome, base: &CasePlan) -> (CasePlan, usize, String) {
+    let mut rng = Rng::new(seed, 0x5EED);
+    let mut plan = base.clone();
+    let mut what = Vec::new();
+    let phases = reference.requests.len().max(1) as u64;
+    let k = 1 + rng.below(3);
+    for _ in 0..k {
+        let phase = rng.below(phases) as usize;
+        let kind = rng.below(6);
+        if kind == 0 {
+            let idx: Vec<u64> = reference
+                .writes
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.phase == phase)
+                .map(|(i, _)| i as u64 + 1)
+                .collect();
+            if !idx.is_empty() {
+                let i = idx[rng.below(idx.len() as u64) as usize];
+                plan.crash_at.insert(i);
+                what.push(format!("crash after write {i}"));
+            }
+            continue;
+        }
+        let reqs: Vec<_> = reference.requests.get(phase).map_or(Vec::new(), |r| {
+            r.iter()
+                .filter(|r| r.verb.is_some_and(|v| !matches!(v, Verb::Watch | Verb::List)))
+                .cloned()
+                .collect()
+        });
+        if reqs.is_empty() {
+            continue;
+        }
+        let at = rng.below(reqs.len() as u64) as usize;
+        let target = &reqs[at];
+        let same = |r: &crate::RequestRecord| {
+            r.verb == target.verb
+                && r.resource == target.resource
+                && r.subresource == target.subresource
+                && r.name == target.name
+                && r.namespace == target.namespace
+        };
+        let nth = reqs[..=at].iter().filter(|r| same(r)).count();
+        let write = target.verb.is_some_and(|v| v.is_write());
+        let (fault, label) = match kind {
+            1 => (Fault::fail(409, "Conflict"), "409 Conflict"),
+            2 => (Fault::fail(500, "InternalError"), "500"),
+            3 if write => (Fault::fail_after_commit(504, "Timeout"), "504 after commit"),
+            4 if write => (Fault::drop_after_commit(), "answer lost after commit"),
+            _ => (Fault::drop_connection(), "no answer (timeout)"),
+        };
+        let mut f = fault.verb(target.verb.expect("filtered")).nth(nth);
+        if let Some(r) = &target.resource {
+            f = f.resource(r);
+        }
+        f = f.subresource(target.subresource.as_deref());
+        if let Some(n) = &target.name {
+            f = f.name(n);
+        }
+        if let Some(n) = &target.namespace {
+            f = f.namespace(n);
+        }
+        what.push(format!(
+            "phase {phase}: {label} on {} #{nth} of {} {}{}",
+            target.verb.map_or("?", |v| v.as_str()),
+            target.resource.as_deref().unwrap_or("?"),
+            target.name.as_deref().unwrap_or(""),
+            target
+                .subresource
+                .as_deref()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default(),
+        ));
+        plan.faults.push((phase, f));
+    }
+    let n = what.len();
+    (plan, n, what.join("; "))
+}
+
+/// The controller-loop plan of a stale-view or lost-events case.
+pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>) -> CasePlan {
+    CasePlan {
+        mode: Mode::Loop { hold_back, drop },
+        ..CasePlan::stepwise(u64::MAX)
+    }
+}

@@ -1,0 +1,2172 @@
+//! The conformance cases: the API semantics an operator relies on, exercised through
+//! `kube::Api`, `kube::Discovery` and `kube::runtime::watcher` over HTTP.
+//!
+//! Included unchanged by two test targets, which differ only in [`crate::backend`]:
+//! `tests/conformance.rs` (the embedded `staircase_testkit::ApiServer`, or whatever
+//! `STAIRCASE_CONFORMANCE_TARGET` / `STAIRCASE_CONFORMANCE_KUBECONFIG` pick) and
+//! `tests/conformance_real.rs` (the real kube-apiserver v1.20.2 of `staircase_testkit::real`).
+//!
+//! Every case talks to a [`Target`]: a client plus a fresh namespace. Where the real server is
+//! asynchronous (CRD establishment, namespace content deletion, garbage collection) a case waits
+//! for the condition under [`GUARD`]; where Kubernetes versions genuinely differ the expectation
+//! is chosen by the server's version ([`Target::minor`]) and the difference is listed in the
+//! testkit's crate docs ("Fidelity against a real kube-apiserver"). Cases that need the embedded
+//! server's fault injection, stats or lifecycle return early on other backends.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    Preconditions, WatchEvent, WatchParams,
+};
+use kube::core::GroupVersionKind;
+use kube::runtime::watcher;
+use kube::{Client, Discovery, ResourceExt};
+use serde_json::{Value, json};
+use staircase_testkit::{ApiServer, Fault, Verb};
+
+/// Which server the cases of a test target run against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh in-process `staircase_testkit::ApiServer` per case.
+    Embedded,
+    /// The shared real kube-apiserver of this test binary (`RealApiServer::shared`), a namespace
+    /// per case; skipped (or failed under `CI=true`) when its binaries are missing.
+    Real,
+    /// Any cluster, through a kubeconfig file.
+    #[allow(dead_code)] // chosen by the `conformance` target's environment only
+    Kubeconfig(String),
+}
+
+/// The ConfigMap kube-controller-manager's root-CA publisher puts into every namespace (the
+/// embedded server creates it too); cases about "our" ConfigMaps leave it out.
+const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// A place to run conformance tests: a client and a namespace of our own.
+struct Target {
+    client: Client,
+    ns: String,
+    server: Option<ApiServer>,
+    /// The server's minor version (`/version`), for expectations that differ by release.
+    minor: u32,
+}
+
+/// Upper bound for anything a case waits for (events, asynchronous controllers); the embedded
+/// server settles at once, the real one's controllers within seconds.
+const GUARD: Duration = Duration::from_secs(60);
+
+impl Target {
+    /// A target on the backend of this test binary, or `None` (after saying why) when the real
+    /// server's binaries are missing outside CI.
+    async fn new(case: &str) -> Option<Target> {
+        let (client, ns, server) = match crate::backend() {
+            Backend::Embedded => {
+                let s = ApiServer::start().await.unwrap();
+                let client = s.client();
+                let ns = create_namespace(&client).await;
+                (client, ns, Some(s))
+            }
+            Backend::Real => {
+                let real = staircase_testkit::real::shared_or_skip(case).await?;
+                let ns = real.namespace(case).await.unwrap();
+                (ns.client(), ns.name().to_string(), None)
+            }
+            Backend::Kubeconfig(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path).unwrap();
+                let cfg = kube::config::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .unwrap();
+                let client = Client::try_from(cfg).unwrap();
+                let ns = create_namespace(&client).await;
+                (client, ns, None)
+            }
+        };
+        let v = client.apiserver_version().await.unwrap();
+        let minor = v
+            .minor
+            .trim_end_matches('+')
+            .parse()
+            .unwrap_or_else(|_| panic!("minor version {:?}", v.minor));
+        Some(Target {
+            client,
+            ns,
+            server,
+            minor,
+        })
+    }
+
+    fn fake(&self) -> Option<&ApiServer> {
+        self.server.as_ref()
+    }
+
+    /// The server's Kubernetes minor version (33 for the embedded server, 20 for the real one).
+    fn minor(&self) -> u32 {
+        self.minor
+    }
+
+    fn cms(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn deploys(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: Vec<u8>,
+    ) -> Result<String, kube::Error> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body)
+            .unwrap();
+        self.client.request_text(req).await
+    }
+}
+
+/// Cases about the embedded server itself (faults, stats, lifecycle) run only on it.
+fn embedded_backend() -> bool {
+    crate::backend() == Backend::Embedded
+}
+
+async fn create_namespace(client: &Client) -> String {
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"generateName": "conformance-"}})).unwrap();
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .unwrap()
+        .name_any()
+}
+
+/// Polls `check` until it holds; panics after [`GUARD`]. For conditions a real cluster reaches
+/// asynchronously (the embedded server has reached them when the write returns).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + GUARD;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {GUARD:?} waiting for {what}"
+        );
+        // Poll interval, bounded by the guard above.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (watch-based) until the object named `name` no longer exists; false after [`GUARD`].
+/// (Not `conditions::is_deleted("")`: that holds for any object whose uid is not "".)
+async fn gone<K>(api: &Api<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let cond = kube::runtime::wait::await_condition(api.clone(), name, |o: Option<&K>| o.is_none());
+    tokio::time::timeout(GUARD, cond).await.is_ok()
+}
+
+/// Names of the ConfigMaps in a list, sorted, without [`ROOT_CA`].
+fn ours(l: &kube::core::ObjectList<ConfigMap>) -> Vec<String> {
+    let mut v: Vec<String> = l
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .filter(|n| n != ROOT_CA)
+        .collect();
+    v.sort();
+    v
+}
+
+fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    let data: BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        }
+    }))
+    .unwrap()
+}
+
+/// The code and reason of an API error.
+fn err_of<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> (u16, String, String) {
+    match r {
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone(), s.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn rv(o: &impl ResourceExt) -> u64 {
+    o.resource_version().unwrap().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRD helpers
+
+fn widget_crd(group: &str, scope: &str) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "metadata": {"name": format!("widgets.{group}")},
+        "spec": {
+            "group": group,
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
+            "scope": scope,
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "spec": {"type": "object", "properties": {
+                            "replicas": {"type": "integer", "minimum": 0},
+                            "color": {"type": "string", "enum": ["red", "blue"]}
+                        }},
+                        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+                    }
+                }}
+            }, {
+                "name": "v1beta1", "served": true, "storage": false,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+/// Creates a fresh CRD in a group unique to the test and waits until it is usable: condition
+/// `Established` (set asynchronously by the real server's establishing controller; watch-based)
+/// and both versions served (the real server answers `404 page not found` for a moment after
+/// `Established`, until its CRD handler has picked the definition up). Returns the ApiResource of
+/// v1 widgets.
+async fn install_widgets(t: &Target, scope: &str) -> ApiResource {
+    let group = format!("{}.example.com", t.ns);
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    crds.create(&PostParams::default(), &widget_crd(&group, scope))
+        .await
+        .unwrap();
+    let crd_name = format!("widgets.{group}");
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        &crd_name,
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(GUARD, established)
+        .await
+        .expect("CRD Established in time")
+        .unwrap();
+    for v in ["v1", "v1beta1"] {
+        let path = format!("/apis/{group}/{v}/widgets");
+        eventually(&format!("{path} served"), || async {
+            t.raw("GET", &path, "application/json", vec![])
+                .await
+                .is_ok()
+        })
+        .await;
+    }
+    let gvk = GroupVersionKind::gvk(&group, "v1", "Widget");
+    ApiResource::from_gvk_with_plural(&gvk, "widgets")
+}
+
+/// A Widget of `ar`'s version. Custom resources must carry apiVersion and kind (the real server
+/// answers 400 "Object 'Kind' is missing" otherwise; built-in kinds may leave them out).
+fn widget(ar: &ApiResource, name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": ar.api_version, "kind": ar.kind,
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap()
+}
+
+fn widget_api(t: &Target, ar: &ApiResource) -> Api<DynamicObject> {
+    Api::namespaced_with(t.client.clone(), &t.ns, ar)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Discovery
+
+#[tokio::test]
+async fn discovery_lists_builtins_with_scope_verbs_and_subresources() {
+    let Some(t) = Target::new("discovery_lists_builtins_with_scope_verbs_and_subresources").await
+    else {
+        return;
+    };
+    let v = t.client.apiserver_version().await.unwrap();
+    assert_eq!(v.major, "1");
+    if t.fake().is_some() {
+        assert_eq!(v.git_version, "v1.33.0-staircase");
+    }
+    let d = Discovery::new(t.client.clone()).run().await.unwrap();
+    let find = |g: &str, kind: &str| {
+        d.groups()
+            .flat_map(|grp| grp.recommended_resources())
+            .find(|(ar, _)| ar.group == g && ar.kind == kind)
+            .unwrap_or_else(|| panic!("{g}/{kind} not discovered"))
+    };
+    for (g, kind, plural, namespaced) in [
+        ("", "Namespace", "namespaces", false),
+        ("", "ConfigMap", "configmaps", true),
+        ("", "Secret", "secrets", true),
+        ("", "Service", "services", true),
+        ("", "ServiceAccount", "serviceaccounts", true),
+        ("", "Pod", "pods", true),
+        ("", "Event", "events", true),
+        ("events.k8s.io", "Event", "events", true),
+        ("apps", "Deployment", "deployments", true),
+        ("apps", "StatefulSet", "statefulsets", true),
+        ("apps", "ReplicaSet", "replicasets", true),
+        ("batch", "Job", "jobs", true),
+        ("coordination.k8s.io", "Lease", "leases", true),
+        (
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+        ),
+    ] {
+        let (ar, caps) = find(g, kind);
+        assert_eq!(ar.plural, plural);
+        assert_eq!(
+            caps.scope == kube::discovery::Scope::Namespaced,
+            namespaced,
+            "{kind}"
+        );
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            assert!(caps.supports_operation(verb), "{kind} {verb}");
+        }
+    }
+    // Status subresources appear as `plural/status` in the legacy resource list.
+    let apps: Value = serde_json::from_str(
+        &t.raw("GET", "/apis/apps/v1", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "deployments/status",
+        "statefulsets/status",
+        "replicasets/status",
+    ] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    let core: Value = serde_json::from_str(
+        &t.raw("GET", "/api/v1", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let cmr = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "configmaps")
+        .unwrap();
+    assert_eq!(cmr["shortNames"], json!(["cm"]));
+    // Built-in resources have `singularName: ""` in v1.20 (filled in only since 1.27).
+    assert!(
+        cmr["singularName"] == "configmap" || cmr["singularName"] == "",
+        "{cmr}"
+    );
+    let names: Vec<&str> = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for n in ["namespaces/status", "services/status", "pods/status"] {
+        assert!(names.contains(&n), "{n}");
+    }
+    assert!(!names.contains(&"configmaps/status"));
+    let groups: Value = serde_json::from_str(
+        &t.raw("GET", "/apis", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(groups["kind"], "APIGroupList");
+    let apps_group: Value = serde_json::from_str(
+        &t.raw("GET", "/apis/apps", "application/json", vec![])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(apps_group["preferredVersion"]["groupVersion"], "apps/v1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. CRDs
+
+#[tokio::test]
+async fn crd_becomes_established_and_served() {
+    let Some(t) = Target::new("crd_becomes_established_and_served").await else {
+        return;
+    };
+    let ar = install_widgets(&t, "Namespaced").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    let crd = crds.get(&format!("widgets.{}", ar.group)).await.unwrap();
+    let status = crd.status.unwrap();
+    let conds = status.conditions.unwrap();
+    for ty in ["NamesAccepted", "Established"] {
+        assert!(
+            conds.iter().any(|c| c.type_ == ty && c.status == "True"),
+            "{ty}"
+        );
+    }
+    assert_eq!(status.accepted_names.unwrap().kind, "Widget");
+
+    // Served in both versions, with shortNames, categories and the status subresource.
+    let gv: Value = serde_json::from_str(
+        &t.raw(
+            "GET",
+            &format!("/apis/{}/v1", ar.group),
+            "application/json",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let res = gv["resources"].as_array().unwrap();
+    let w = res.iter().find(|r| r["name"] == "widgets").unwrap();
+    assert_eq!(w["shortNames"], json!(["wd"]));
+    assert_eq!(w["categories"], json!(["all"]));
+    assert_eq!(w["namespaced"], true);
+    assert!(res.iter().any(|r| r["name"] == "widgets/status"));
+    let d = Discovery::new(t.client.clone())
+        .filter(&[&ar.group])
+        .run()
+        .await
+        .unwrap();
+    assert!(d.has_group(&ar.group));
+
+    let api = widget_api(&t, &ar);
+    let created = api
+        .create(
+            &PostParams::default(),
+            &widget(&ar, "w1", json!({"replicas": 2})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let spec = Patch::Merge(json!({"spec": {"replicas": 3}}));
+    let p = api
+        .patch("w1", &PatchParams::default(), &spec)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.metadata.generation,
+        Some(2),
+        "spec changes bump generation"
+    );
+    let labels = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
+    let p = api
+        .patch("w1", &PatchParams::default(), &labels)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.metadata.generation,
+        Some(2),
+        "metadata changes do not bump generation"
+    );
+    // Reading through the other served version only changes apiVersion.
+    let beta = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&ar.group, "v1beta1", "Widget"),
+        "widgets",
+    );
+    let as_beta = widget_api(&t, &beta).get("w1").await.unwrap();
+    assert_eq!(
+        as_beta.types.unwrap().api_version,
+        format!("{}/v1beta1", ar.group)
+    );
+
+    // Deleting the CRD stops serving the resource and removes its objects (the real server
+    // first deletes the objects, holding the CRD with its `customresourcecleanup` finalizer,
+    // and stops serving a moment after the CRD is gone).
+    crds.delete(&format!("widgets.{}", ar.group), &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(gone(&crds, &format!("widgets.{}", ar.group)).await);
+    eventually("widgets no longer served", || async {
+        matches!(api.get("w1").await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await;
+    let (code, ..) = err_of(
+        api.create(&PostParams::default(), &widget(&ar, "w2", json!({})))
+            .await,
+    );
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
+async fn cluster_scoped_crd() {
+    let Some(t) = Target::new("cluster_scoped_crd").await else {
+        return;
+    };
+    let ar = install_widgets(&t, "Cluster").await;
+    let api: Api<DynamicObject> = Api::all_with(t.client.clone(), &ar);
+    let w = api
+        .create(&PostParams::default(), &widget(&ar, "global", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(w.metadata.namespace, None);
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn crd_schema_validation_and_field_validation() {
+    let Some(t) = Target::new("crd_schema_validation_and_field_validation").await else {
+        return;
+    };
+    let ar = install_widgets(&t, "Namespaced").await;
+    let api = widget_api(&t, &ar);
+    let r = api
+        .create(
+            &PostParams::default(),
+            &widget(&ar, "bad", json!({"replicas": -1, "color": "green"})),
+        )
+        .await;
+    let Err(kube::Error::Api(s)) = r else {
+        panic!("expected 422, got {r:?}")
+    };
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    assert!(
+        s.message
+            .starts_with(&format!("Widget.{} \"bad\" is invalid: [", ar.group)),
+        "{}",
+        s.message
+    );
+    let causes = s.details.unwrap().causes;
+    let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+    assert!(
+        fields.contains(&"spec.replicas") && fields.contains(&"spec.color"),
+        "{fields:?}"
+    );
+    assert!(
+        api.get_opt("bad").await.unwrap().is_none(),
+        "a rejected write stores nothing"
+    );
+    // Custom resources are decoded as unstructured objects: kind and apiVersion are required.
+    let mut kindless = widget(&ar, "kindless", json!({}));
+    kindless.types = None;
+    let (code, reason, msg) = err_of(api.create(&PostParams::default(), &kindless).await);
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    assert!(msg.contains("Object 'Kind' is missing"), "{msg}");
+
+    // Unknown fields: pruned by default, rejected with fieldValidation=Strict.
+    let body = |name: &str| {
+        serde_json::to_vec(&json!({
+            "apiVersion": format!("{}/v1", ar.group), "kind": "Widget",
+            "metadata": {"name": name}, "spec": {"replicas": 1, "x": 1}
+        }))
+        .unwrap()
+    };
+    let path = format!("/apis/{}/v1/namespaces/{}/widgets", ar.group, t.ns);
+    let strict = t
+        .raw(
+            "POST",
+            &format!("{path}?fieldValidation=Strict"),
+            "application/json",
+            body("strict"),
+        )
+        .await;
+    if t.minor() >= 25 {
+        let (code, reason, msg) = err_of(strict);
+        assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+        assert!(
+            msg.contains("strict decoding error: unknown field \"spec.x\""),
+            "{msg}"
+        );
+    } else {
+        // Server-side field validation is on by default only since 1.25 (beta); v1.20 ignores
+        // the parameter and prunes.
+        strict.unwrap();
+    }
+    t.raw(
+        "POST",
+        &format!("{path}?fieldValidation=Ignore"),
+        "application/json",
+        body("pruned"),
+    )
+    .await
+    .unwrap();
+    let stored = api.get("pruned").await.unwrap();
+    assert_eq!(
+        stored.data["spec"],
+        json!({"replicas": 1}),
+        "unknown fields are pruned"
+    );
+
+    // Strategic merge patch is for built-in kinds only.
+    let (code, reason, _) = err_of(
+        api.patch(
+            "pruned",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"replicas": 2}})),
+        )
+        .await,
+    );
+    assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Metadata
+
+#[tokio::test]
+async fn server_sets_metadata() {
+    let Some(t) = Target::new("server_sets_metadata").await else {
+        return;
+    };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[("k", "v")]))
+        .await
+        .unwrap();
+    let uid = a.metadata.uid.clone().unwrap();
+    assert!(uuid_like(&uid), "{uid}");
+    let ts = serde_json::to_value(&a.metadata.creation_timestamp).unwrap();
+    let ts = ts.as_str().unwrap();
+    assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+    // Only kinds whose strategy tracks a spec get `generation` (workloads, CRDs, custom
+    // resources); ConfigMaps never have one.
+    assert_eq!(a.metadata.generation, None);
+    let b = t
+        .cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    assert!(rv(&b) > rv(&a), "one global increasing resourceVersion");
+
+    let mut g = cm("", &[]);
+    g.metadata.name = None;
+    g.metadata.generate_name = Some("gen-".into());
+    let g = t.cms().create(&PostParams::default(), &g).await.unwrap();
+    let name = g.name_any();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    assert!(
+        name[4..]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
+
+    // No generation appears on a data change either (see status_subresource_splits_writes
+    // for the generation rules of Deployments and custom resources)...
+    let a2 = t
+        .cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "v2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a2.metadata.generation, None);
+    assert!(rv(&a2) > rv(&a));
+    let a3 = t
+        .cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a3.metadata.generation, None);
+    assert!(rv(&a3) > rv(&a2));
+    // ...and a no-op write changes nothing, not even the resourceVersion.
+    let a4 = t
+        .cms()
+        .replace("a", &PostParams::default(), &a3)
+        .await
+        .unwrap();
+    assert_eq!(rv(&a4), rv(&a3));
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
+#[tokio::test]
+async fn names_and_namespaces_are_validated() {
+    let Some(t) = Target::new("names_and_namespaces_are_validated").await else {
+        return;
+    };
+    let (code, reason, msg) = err_of(
+        t.cms()
+            .create(&PostParams::default(), &cm("Bad_Name", &[]))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(
+        msg.starts_with(
+            "ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        ),
+        "{msg}"
+    );
+    let mut nameless = cm("x", &[]);
+    nameless.metadata.name = None;
+    let (code, ..) = err_of(t.cms().create(&PostParams::default(), &nameless).await);
+    assert_eq!(code, 422);
+    let mut badlabel = cm("ok", &[]);
+    badlabel.labels_mut().insert("bad key!".into(), "v".into());
+    let (code, ..) = err_of(t.cms().create(&PostParams::default(), &badlabel).await);
+    assert_eq!(code, 422);
+
+    let nss: Api<Namespace> = Api::all(t.client.clone());
+    let dotted: Namespace = serde_json::from_value(json!({"metadata": {"name": "a.b"}})).unwrap();
+    let (code, ..) = err_of(nss.create(&PostParams::default(), &dotted).await);
+    assert_eq!(code, 422, "namespaces are DNS labels");
+
+    let missing: Api<ConfigMap> = Api::namespaced(t.client.clone(), "does-not-exist");
+    let (code, reason, msg) = err_of(missing.create(&PostParams::default(), &cm("x", &[])).await);
+    assert_eq!(
+        (code, reason.as_str(), msg.as_str()),
+        (404, "NotFound", "namespaces \"does-not-exist\" not found")
+    );
+
+    for n in ["default", "kube-system", "kube-public"] {
+        let ns = nss.get(n).await.unwrap();
+        assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+        let (code, reason, _) = err_of(nss.delete(n, &DeleteParams::default()).await);
+        assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    }
+}
+
+#[tokio::test]
+async fn namespace_deletion_removes_contents() {
+    let Some(t) = Target::new("namespace_deletion_removes_contents").await else {
+        return;
+    };
+    let nss: Api<Namespace> = Api::all(t.client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": format!("{}-doomed", t.ns)}})).unwrap();
+    let ns = nss
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap()
+        .name_any();
+    assert_eq!(
+        nss.get(&ns).await.unwrap().status.unwrap().phase.as_deref(),
+        Some("Active")
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(t.client.clone(), &ns);
+    let mut held = cm("held", &[]);
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    cms.create(&PostParams::default(), &cm("free", &[]))
+        .await
+        .unwrap();
+    nss.delete(&ns, &DeleteParams::default()).await.unwrap();
+    let terminating = nss.get(&ns).await.unwrap();
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    // The real server's namespace controller removes the contents asynchronously.
+    assert!(gone(&cms, "free").await, "contents removed");
+    assert!(
+        cms.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    let (code, reason, _) = err_of(cms.create(&PostParams::default(), &cm("late", &[])).await);
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    // Releasing the last finalizer empties the namespace, which then goes away.
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(gone(&nss, &ns).await, "the emptied namespace goes away");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Verbs
+
+#[tokio::test]
+async fn list_with_label_and_field_selectors() {
+    let Some(t) = Target::new("list_with_label_and_field_selectors").await else {
+        return;
+    };
+    for (n, app, tier) in [
+        ("a", "web", "fe"),
+        ("b", "web", "be"),
+        ("c", "db", "be"),
+        ("d", "", ""),
+    ] {
+        let mut c = cm(n, &[]);
+        if !app.is_empty() {
+            c.labels_mut().insert("app".into(), app.into());
+            c.labels_mut().insert("tier".into(), tier.into());
+        }
+        t.cms().create(&PostParams::default(), &c).await.unwrap();
+    }
+    let names = |l: kube::core::ObjectList<ConfigMap>| ours(&l).join(",");
+    for (sel, want) in [
+        ("app=web", "a,b"),
+        ("app==web", "a,b"),
+        ("app!=web", "c,d"),
+        ("app in (web,db)", "a,b,c"),
+        ("app notin (web)", "c,d"),
+        ("tier", "a,b,c"),
+        ("!tier", "d"),
+        ("app=web,tier=be", "b"),
+    ] {
+        let l = t
+            .cms()
+            .list(&ListParams::default().labels(sel))
+            .await
+            .unwrap();
+        assert_eq!(names(l), want, "{sel}");
+    }
+    let l = t
+        .cms()
+        .list(&ListParams::default().fields("metadata.name=c"))
+        .await
+        .unwrap();
+    assert_eq!(names(l), "c");
+    let l = t
+        .cms()
+        .list(&ListParams::default().fields("metadata.name!=c"))
+        .await
+        .unwrap();
+    assert!(!names(l).contains('c'));
+    let l = t
+        .cms()
+        .list(&ListParams::default().fields(&format!("metadata.namespace={}", t.ns)))
+        .await
+        .unwrap();
+    assert_eq!(ours(&l).len(), 4);
+    let (code, ..) = err_of(
+        t.cms()
+            .list(&ListParams::default().fields("data.x=1"))
+            .await,
+    );
+    assert_eq!(code, 400);
+    let (code, ..) = err_of(
+        t.cms()
+            .list(&ListParams::default().labels("app in web"))
+            .await,
+    );
+    assert_eq!(code, 400);
+
+    // All namespaces (other cases share the server: count only ours), and the list
+    // resourceVersion is the current global one: at least that of the newest object (other
+    // writers, such as a real cluster's controllers, may have moved it further).
+    let all: Api<ConfigMap> = Api::all(t.client.clone());
+    let l = all
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert!(l.items.iter().all(|c| c.namespace().is_some()));
+    let mine = l
+        .items
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(t.ns.as_str()))
+        .count();
+    assert_eq!(mine, 2);
+    let newest = t
+        .cms()
+        .create(&PostParams::default(), &cm("e", &[]))
+        .await
+        .unwrap();
+    let l = t.cms().list(&ListParams::default()).await.unwrap();
+    assert!(l.metadata.resource_version.unwrap().parse::<u64>().unwrap() >= rv(&newest));
+}
+
+#[tokio::test]
+async fn list_pagination() {
+    let Some(t) = Target::new("list_pagination").await else {
+        return;
+    };
+    for i in 0..7 {
+        t.cms()
+            .create(&PostParams::default(), &cm(&format!("p{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let mut seen = vec![];
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut lp = ListParams::default().limit(3);
+        if let Some(tk) = &token {
+            lp = lp.continue_token(tk);
+        }
+        let page = t.cms().list(&lp).await.unwrap();
+        pages += 1;
+        seen.extend(
+            page.items
+                .iter()
+                .map(|c| c.name_any())
+                .filter(|n| n != ROOT_CA),
+        );
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => {
+                assert!(page.metadata.remaining_item_count.unwrap() > 0);
+                token = Some(c);
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(pages, 3, "7 ConfigMaps and {ROOT_CA} in pages of 3");
+    assert_eq!(seen, (0..7).map(|i| format!("p{i}")).collect::<Vec<_>>());
+    let (code, ..) = err_of(
+        t.cms()
+            .list(&ListParams::default().continue_token("garbage!"))
+            .await,
+    );
+    assert_eq!(code, 400);
+}
+
+#[tokio::test]
+async fn create_replace_and_conflicts() {
+    let Some(t) = Target::new("create_replace_and_conflicts").await else {
+        return;
+    };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[("k", "1")]))
+        .await
+        .unwrap();
+    let (code, reason, msg) = err_of(t.cms().create(&PostParams::default(), &cm("a", &[])).await);
+    assert_eq!(
+        (code, reason.as_str(), msg.as_str()),
+        (409, "AlreadyExists", "configmaps \"a\" already exists")
+    );
+
+    let mut b = a.clone();
+    b.data = Some([("k".to_string(), "2".to_string())].into());
+    let b = t
+        .cms()
+        .replace("a", &PostParams::default(), &b)
+        .await
+        .unwrap();
+    assert!(rv(&b) > rv(&a));
+    // A stale resourceVersion conflicts, with the real server's message.
+    let (code, reason, msg) = err_of(t.cms().replace("a", &PostParams::default(), &a).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        msg,
+        "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    // Without a resourceVersion a PUT is unconditional.
+    let mut c = cm("a", &[("k", "3")]);
+    c.metadata.resource_version = None;
+    let c = t
+        .cms()
+        .replace("a", &PostParams::default(), &c)
+        .await
+        .unwrap();
+    assert_eq!(c.data.unwrap()["k"], "3");
+    assert_eq!(c.metadata.uid, a.metadata.uid, "uid survives replace");
+    let (code, ..) = err_of(
+        t.cms()
+            .replace("nope", &PostParams::default(), &cm("nope", &[]))
+            .await,
+    );
+    assert_eq!(code, 404);
+
+    // dryRun=All validates without storing.
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    t.cms().create(&dry, &cm("ghost", &[])).await.unwrap();
+    assert!(t.cms().get_opt("ghost").await.unwrap().is_none());
+    let mut d = cm("a", &[("k", "dry")]);
+    d.metadata.resource_version = None;
+    t.cms().replace("a", &dry, &d).await.unwrap();
+    assert_eq!(t.cms().get("a").await.unwrap().data.unwrap()["k"], "3");
+}
+
+#[tokio::test]
+async fn delete_preconditions_and_collections() {
+    let Some(t) = Target::new("delete_preconditions_and_collections").await else {
+        return;
+    };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let wrong_uid = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some("00000000-0000-0000-0000-000000000000".into()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    // (The message differs by release: "Precondition failed: UID in precondition: ..." now,
+    // "the UID in the precondition (...) does not match the UID in record (...)" in v1.20.)
+    let (code, reason, msg) = err_of(t.cms().delete("a", &wrong_uid).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert!(msg.contains("UID in"), "{msg}");
+    let wrong_rv = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: None,
+            resource_version: Some("1".into()),
+        }),
+        ..Default::default()
+    };
+    let (code, ..) = err_of(t.cms().delete("a", &wrong_rv).await);
+    assert_eq!(code, 409);
+    let dry = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    t.cms().delete("a", &dry).await.unwrap();
+    assert!(t.cms().get_opt("a").await.unwrap().is_some());
+    let right = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: a.metadata.uid.clone(),
+            resource_version: a.metadata.resource_version.clone(),
+        }),
+        ..Default::default()
+    };
+    let r = t.cms().delete("a", &right).await.unwrap();
+    assert!(r.is_right(), "configmaps answer a Success Status");
+    let (code, ..) = err_of(t.cms().delete("a", &DeleteParams::default()).await);
+    assert_eq!(code, 404);
+
+    for (n, l) in [("x1", "x"), ("x2", "x"), ("y1", "y")] {
+        let mut c = cm(n, &[]);
+        c.labels_mut().insert("g".into(), l.into());
+        t.cms().create(&PostParams::default(), &c).await.unwrap();
+    }
+    t.cms()
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("g=x"),
+        )
+        .await
+        .unwrap();
+    let left = ours(&t.cms().list(&ListParams::default()).await.unwrap());
+    assert_eq!(left, vec!["y1"]);
+}
+
+#[tokio::test]
+async fn patch_types() {
+    let Some(t) = Target::new("patch_types").await else {
+        return;
+    };
+    t.cms()
+        .create(
+            &PostParams::default(),
+            &cm("a", &[("k", "1"), ("drop", "x")]),
+        )
+        .await
+        .unwrap();
+    let p = t
+        .cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "2", "drop": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.data.unwrap(), [("k".to_string(), "2".to_string())].into());
+
+    let obj = format!("/api/v1/namespaces/{}/configmaps/a", t.ns);
+    let ops = json!([
+        {"op": "test", "path": "/data/k", "value": "2"},
+        {"op": "add", "path": "/data/n", "value": "3"}
+    ]);
+    t.raw(
+        "PATCH",
+        &obj,
+        "application/json-patch+json",
+        serde_json::to_vec(&ops).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.cms().get("a").await.unwrap().data.unwrap()["n"], "3");
+    let failing = json!([{"op": "test", "path": "/data/k", "value": "nope"}]);
+    let (code, ..) = err_of(
+        t.raw(
+            "PATCH",
+            &obj,
+            "application/json-patch+json",
+            serde_json::to_vec(&failing).unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(code, 422);
+
+    t.deploys()
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "busybox"}]}}}});
+    let d = t
+        .deploys()
+        .patch("web", &PatchParams::default(), &Patch::Strategic(smp))
+        .await
+        .unwrap();
+    let names: Vec<String> = d
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "strategic merge merges containers by name: {names:?}"
+    );
+
+    let (code, ..) = err_of(
+        t.cms()
+            .patch("missing", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await,
+    );
+    assert_eq!(code, 404);
+    // A patch carrying a stale resourceVersion is a precondition.
+    let (code, reason, _) = err_of(
+        t.cms()
+            .patch(
+                "a",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"resourceVersion": "1"}})),
+            )
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    t.cms()
+        .patch("a", &dry, &Patch::Merge(json!({"data": {"k": "dry"}})))
+        .await
+        .unwrap();
+    assert_eq!(t.cms().get("a").await.unwrap().data.unwrap()["k"], "2");
+    let (code, reason, _) = err_of(
+        t.raw(
+            "PATCH",
+            &format!("/api/v1/namespaces/{}/configmaps/a", t.ns),
+            "text/plain",
+            b"{}".to_vec(),
+        )
+        .await,
+    );
+    assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Status subresource
+
+#[tokio::test]
+async fn status_subresource_splits_writes() {
+    let Some(t) = Target::new("status_subresource_splits_writes").await else {
+        return;
+    };
+    let d = t
+        .deploys()
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(1));
+    let s = t
+        .deploys()
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 5}, "spec": {"replicas": 9}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.status.as_ref().unwrap().replicas, Some(5));
+    assert_eq!(
+        s.spec.as_ref().unwrap().replicas,
+        Some(1),
+        "status writes ignore spec"
+    );
+    assert_eq!(
+        s.metadata.generation,
+        Some(1),
+        "status writes do not bump generation"
+    );
+    assert!(rv(&s) > rv(&d));
+    let m = t
+        .deploys()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 0}, "spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        m.status.as_ref().unwrap().replicas,
+        Some(5),
+        "main-resource writes ignore status"
+    );
+    assert_eq!(m.metadata.generation, Some(2));
+    let mut full = m.clone();
+    full.status.as_mut().unwrap().replicas = Some(7);
+    let r = t
+        .deploys()
+        .replace_status("web", &PostParams::default(), &full)
+        .await
+        .unwrap();
+    assert_eq!(r.status.unwrap().replicas, Some(7));
+
+    // Custom resources: status is dropped on create and only writable through /status.
+    let ar = install_widgets(&t, "Namespaced").await;
+    let api = widget_api(&t, &ar);
+    let mut w = widget(&ar, "w", json!({"replicas": 1}));
+    w.data["status"] = json!({"ready": true});
+    let w = api.create(&PostParams::default(), &w).await.unwrap();
+    assert!(w.data.get("status").is_none());
+    let w = api
+        .patch_status(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"ready": true}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.data["status"]["ready"], true);
+    assert_eq!(w.metadata.generation, Some(1));
+    let (code, ..) = err_of(t.cms().get_status("x").await);
+    assert_eq!(code, 404, "configmaps have no status subresource");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Finalizers and garbage collection
+
+#[tokio::test]
+async fn finalizers_hold_deletion() {
+    let Some(t) = Target::new("finalizers_hold_deletion").await else {
+        return;
+    };
+    let mut c = cm("held", &[]);
+    c.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    t.cms().create(&PostParams::default(), &c).await.unwrap();
+    let d = t
+        .cms()
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let pending = d
+        .left()
+        .expect("the object is returned while finalizers remain");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(pending.metadata.deletion_grace_period_seconds, Some(0));
+    let (code, reason, msg) = err_of(
+        t.cms()
+            .patch(
+                "held",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}}),
+                ),
+            )
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(msg.contains("metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted"), "{msg}");
+
+    let mut events = t
+        .cms()
+        .watch(
+            &WatchParams::default().fields("metadata.name=held"),
+            &pending.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    t.cms()
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": []}})),
+        )
+        .await
+        .unwrap();
+    assert!(t.cms().get_opt("held").await.unwrap().is_none());
+    loop {
+        match tokio::time::timeout(GUARD, events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            WatchEvent::Deleted(o) => {
+                assert_eq!(o.name_any(), "held");
+                break;
+            }
+            WatchEvent::Bookmark(_) => continue,
+            other => panic!("expected only DELETED, got {other:?}"),
+        }
+    }
+}
+
+fn owned_cm(name: &str, owner: &ConfigMap, block: bool) -> ConfigMap {
+    let mut c = cm(name, &[]);
+    c.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: owner.name_any(),
+            uid: owner.metadata.uid.clone().unwrap(),
+            block_owner_deletion: Some(block),
+            controller: Some(true),
+        },
+    ]);
+    c
+}
+
+#[tokio::test]
+async fn garbage_collection_background_foreground_orphan() {
+    let Some(t) = Target::new("garbage_collection_background_foreground_orphan").await else {
+        return;
+    };
+    let cms = t.cms();
+    let pp = PostParams::default();
+    // The real server's garbage collector (kube-controller-manager) works asynchronously.
+    let gone = |name: &'static str| {
+        let cms = cms.clone();
+        async move { gone(&cms, name).await }
+    };
+
+    // Background: the owner goes at once; dependents follow.
+    let owner = cms.create(&pp, &cm("bg-owner", &[])).await.unwrap();
+    cms.create(&pp, &owned_cm("bg-child", &owner, false))
+        .await
+        .unwrap();
+    cms.delete("bg-owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(gone("bg-child").await);
+
+    // Foreground: the owner waits (deletionTimestamp + foregroundDeletion) for blocking dependents.
+    let owner = cms.create(&pp, &cm("fg-owner", &[])).await.unwrap();
+    let mut child = owned_cm("fg-child", &owner, true);
+    child.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&pp, &child).await.unwrap();
+    cms.delete("fg-owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let o = cms.get("fg-owner").await.unwrap();
+    assert!(o.metadata.deletion_timestamp.is_some());
+    assert!(o.finalizers().contains(&"foregroundDeletion".to_string()));
+    eventually("the blocking dependent is being deleted", || async {
+        cms.get("fg-child")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    })
+    .await;
+    cms.patch(
+        "fg-child",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(gone("fg-child").await);
+    assert!(gone("fg-owner").await);
+
+    // Orphan: dependents stay, without the owner reference.
+    let owner = cms.create(&pp, &cm("or-owner", &[])).await.unwrap();
+    cms.create(&pp, &owned_cm("or-child", &owner, true))
+        .await
+        .unwrap();
+    cms.delete("or-owner", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    assert!(gone("or-owner").await);
+    let c = cms.get("or-child").await.unwrap();
+    assert!(c.metadata.owner_references.unwrap_or_default().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Watch
+
+async fn next_event<K>(
+    s: &mut (impl futures::Stream<Item = Result<WatchEvent<K>, kube::Error>> + Unpin),
+) -> WatchEvent<K> {
+    tokio::time::timeout(GUARD, s.try_next())
+        .await
+        .expect("event in time")
+        .expect("no error")
+        .expect("stream open")
+}
+
+fn describe<K: ResourceExt>(e: &WatchEvent<K>) -> String {
+    match e {
+        WatchEvent::Added(o) => format!("ADDED {}", o.name_any()),
+        WatchEvent::Modified(o) => format!("MODIFIED {}", o.name_any()),
+        WatchEvent::Deleted(o) => format!("DELETED {}", o.name_any()),
+        WatchEvent::Bookmark(b) => format!("BOOKMARK {}", b.metadata.resource_version),
+        WatchEvent::Error(s) => format!("ERROR {}", s.code),
+    }
+}
+
+#[tokio::test]
+async fn watch_from_resource_version_sees_changes_in_order() {
+    let Some(t) = Target::new("watch_from_resource_version_sees_changes_in_order").await else {
+        return;
+    };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let wp = WatchParams::default().disable_bookmarks();
+    let mut s = t
+        .cms()
+        .watch(&wp, &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    t.cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    t.cms()
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
+    t.cms().delete("b", &DeleteParams::default()).await.unwrap();
+    let mut got = vec![];
+    let mut last_rv = rv(&a);
+    for _ in 0..3 {
+        let e = next_event(&mut s).await;
+        if let WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) = &e {
+            assert!(rv(o) > last_rv, "commit order");
+            last_rv = rv(o);
+        }
+        got.push(describe(&e));
+    }
+    assert_eq!(got, vec!["ADDED b", "MODIFIED a", "DELETED b"]);
+
+    // From "0": the current state as ADDED (in no particular order on the real server, whose
+    // watch cache is a map), then live events.
+    let now = ours(&t.cms().list(&ListParams::default()).await.unwrap());
+    assert_eq!(now, vec!["a"]);
+    let mut s = t.cms().watch(&wp, "0").await.unwrap().boxed();
+    let mut initial = vec![];
+    for _ in 0..=now.len() {
+        initial.push(describe(&next_event(&mut s).await));
+    }
+    initial.sort();
+    assert_eq!(
+        initial,
+        vec!["ADDED a".to_string(), format!("ADDED {ROOT_CA}")]
+    );
+    t.cms()
+        .create(&PostParams::default(), &cm("c", &[]))
+        .await
+        .unwrap();
+    assert_eq!(describe(&next_event(&mut s).await), "ADDED c");
+}
+
+#[tokio::test]
+async fn watch_selectors_bookmarks_and_timeout() {
+    let Some(t) = Target::new("watch_selectors_bookmarks_and_timeout").await else {
+        return;
+    };
+    let mut lc = cm("l", &[]);
+    lc.labels_mut().insert("app".into(), "web".into());
+    let l = t.cms().create(&PostParams::default(), &lc).await.unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("other", &[]))
+        .await
+        .unwrap();
+    let s = t
+        .cms()
+        .watch(
+            &WatchParams::default().labels("app=web"),
+            &l.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    // Bookmarks are allowed: they may arrive at any point (the embedded server sends one at
+    // once, v1.20 about once a minute) and carry a resourceVersion; skip them.
+    let mut s = s.try_filter(|e| {
+        let bookmark =
+            matches!(e, WatchEvent::Bookmark(b) if !b.metadata.resource_version.is_empty());
+        std::future::ready(!bookmark)
+    });
+    t.cms()
+        .patch(
+            "other",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
+    t.cms()
+        .patch(
+            "l",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"x": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(describe(&next_event(&mut s).await), "MODIFIED l");
+    // Stops matching: seen as DELETED by this watch.
+    t.cms()
+        .patch(
+            "l",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(describe(&next_event(&mut s).await), "DELETED l");
+
+    // timeoutSeconds ends the stream (after the current state: l, other and the root CA).
+    let mut s = t
+        .cms()
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let mut n = 0;
+    while let Some(e) = tokio::time::timeout(GUARD, s.try_next())
+        .await
+        .expect("stream ends by itself")
+        .unwrap()
+    {
+        let _ = e;
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}
+
+#[tokio::test]
+async fn watch_from_compacted_version_is_gone() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some(t) = Target::new("watch_from_compacted_version_is_gone").await else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    server.faults().compact();
+    let mut s = t
+        .cms()
+        .watch(&WatchParams::default(), &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    match next_event(&mut s).await {
+        WatchEvent::Error(st) => assert_eq!((st.code, st.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {}", describe(&other)),
+    }
+    let lp = ListParams::default()
+        .at(&a.resource_version().unwrap())
+        .matching(kube::api::VersionMatch::Exact);
+    let (code, reason, _) = err_of(t.cms().list(&lp).await);
+    assert_eq!((code, reason.as_str()), (410, "Expired"));
+}
+
+#[tokio::test]
+async fn watch_window_is_bounded() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let server = ApiServer::builder().watch_window(5).start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let first = cms
+        .create(&PostParams::default(), &cm("first", &[]))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        cms.create(&PostParams::default(), &cm(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let mut s = cms
+        .watch(&WatchParams::default(), &first.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(next_event(&mut s).await, WatchEvent::Error(st) if st.code == 410));
+}
+
+#[tokio::test]
+async fn runtime_watcher_list_watch_and_streaming_lists() {
+    let Some(t) = Target::new("runtime_watcher_list_watch_and_streaming_lists").await else {
+        return;
+    };
+    t.cms()
+        .create(&PostParams::default(), &cm("pre", &[]))
+        .await
+        .unwrap();
+    let mut modes = vec![watcher::Config::default()];
+    if t.minor() >= 27 {
+        modes.push(watcher::Config::default().streaming_lists());
+    } else {
+        // Streaming lists (`sendInitialEvents`, alpha in 1.27) do not exist: v1.20 refuses the
+        // watch with 422 ("resourceVersionMatch is forbidden for watch").
+        let mut s = watcher(t.cms(), watcher::Config::default().streaming_lists()).boxed();
+        match tokio::time::timeout(GUARD, s.try_next()).await.unwrap() {
+            Err(watcher::Error::WatchStartFailed(kube::Error::Api(st)))
+            | Err(watcher::Error::WatchFailed(kube::Error::Api(st))) => {
+                assert_eq!(st.code, 422, "{st:?}")
+            }
+            Err(watcher::Error::WatchError(st)) => assert_eq!(st.code, 422, "{st:?}"),
+            other => panic!("expected 422 for a streaming list, got {other:?}"),
+        }
+    }
+    for cfg in modes {
+        let mut s = watcher(t.cms(), cfg).boxed();
+        let mut init = vec![];
+        loop {
+            match tokio::time::timeout(GUARD, s.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
+                watcher::Event::Init => {}
+                watcher::Event::InitApply(o) => init.push(o.name_any()),
+                watcher::Event::InitDone => break,
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+        assert!(init.contains(&"pre".to_string()));
+        let name = format!("live-{}", init.len());
+        t.cms()
+            .create(&PostParams::default(), &cm(&name, &[]))
+            .await
+            .unwrap();
+        loop {
+            if let watcher::Event::Apply(o) = tokio::time::timeout(GUARD, s.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                && o.name_any() == name
+            {
+                break;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Errors
+
+#[tokio::test]
+async fn bad_input_gets_a_status_and_changes_nothing() {
+    let Some(t) = Target::new("bad_input_gets_a_status_and_changes_nothing").await else {
+        return;
+    };
+    let coll = format!("/api/v1/namespaces/{}/configmaps", t.ns);
+    let before = t
+        .cms()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+
+    let (code, reason, _) = err_of(
+        t.raw("POST", &coll, "application/json", b"{not json".to_vec())
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    let (code, _, msg) = err_of(
+        t.raw(
+            "POST",
+            &coll,
+            "application/json",
+            br#"{"apiVersion":"apps/v1","kind":"ConfigMap","metadata":{"name":"x"}}"#.to_vec(),
+        )
+        .await,
+    );
+    // (v1.20 words it "no kind \"ConfigMap\" is registered for version \"apps/v1\"".)
+    assert_eq!(code, 400, "{msg}");
+    let (code, ..) = err_of(
+        t.raw(
+            "POST",
+            &coll,
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.to_vec(),
+        )
+        .await,
+    );
+    assert_eq!(code, 400);
+    let (code, ..) = err_of(
+        t.raw("POST", &coll, "application/json", b"[1,2]".to_vec())
+            .await,
+    );
+    assert_eq!(code, 400);
+    let (code, ..) = err_of(
+        t.raw("POST", &coll, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"elsewhere"}}"#.to_vec()).await,
+    );
+    assert_eq!(code, 400);
+    t.cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let before = {
+        let _ = before;
+        t.cms().get("a").await.unwrap().resource_version().unwrap()
+    };
+    let (code, _, msg) = err_of(
+        t.cms()
+            .replace("a", &PostParams::default(), &cm("b", &[]))
+            .await,
+    );
+    assert_eq!(code, 400);
+    assert!(msg.contains("does not match the name on the URL"), "{msg}");
+    // YAML bodies are accepted.
+    t.raw(
+        "POST",
+        &coll,
+        "application/yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    let (code, reason, _) = err_of(
+        t.raw("POST", &coll, "application/yaml", b"a: [unclosed".to_vec())
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (400, "BadRequest"));
+    // Unknown resources and methods.
+    let (code, ..) = err_of(
+        t.raw(
+            "GET",
+            &format!("/api/v1/namespaces/{}/nothings", t.ns),
+            "application/json",
+            vec![],
+        )
+        .await,
+    );
+    assert_eq!(code, 404);
+    let (code, reason, _) = err_of(
+        t.raw(
+            "POST",
+            &format!("{coll}/a"),
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await,
+    );
+    assert_eq!((code, reason.as_str()), (405, "MethodNotAllowed"));
+    // Oversized bodies.
+    let big = serde_json::to_vec(&cm("big", &[("k", &"x".repeat(4 << 20))])).unwrap();
+    let (code, reason, _) = err_of(t.raw("POST", &coll, "application/json", big).await);
+    assert_eq!((code, reason.as_str()), (413, "RequestEntityTooLarge"));
+    assert_eq!(
+        t.cms().get("a").await.unwrap().resource_version().unwrap(),
+        before
+    );
+    assert!(t.cms().get_opt("big").await.unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults and stats (in-process server only)
+
+#[tokio::test]
+async fn faults_fail_nth_after_commit_and_latency() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some(t) = Target::new("faults_fail_nth_after_commit_and_latency").await else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
+    let f = server.faults();
+    f.inject(
+        Fault::fail(500, "InternalError")
+            .verb(Verb::Create)
+            .resource("configmaps")
+            .nth(2),
+    );
+    t.cms()
+        .create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    let (code, reason, _) = err_of(
+        t.cms()
+            .create(&PostParams::default(), &cm("two", &[]))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (500, "InternalError"));
+    assert!(t.cms().get_opt("two").await.unwrap().is_none());
+    t.cms()
+        .create(&PostParams::default(), &cm("three", &[]))
+        .await
+        .unwrap();
+
+    f.inject(
+        Fault::fail_after_commit(500, "InternalError")
+            .verb(Verb::Update)
+            .name("one"),
+    );
+    let mut one = t.cms().get("one").await.unwrap();
+    one.data = Some([("k".to_string(), "v".to_string())].into());
+    let (code, ..) = err_of(t.cms().replace("one", &PostParams::default(), &one).await);
+    assert_eq!(code, 500);
+    assert_eq!(
+        t.cms().get("one").await.unwrap().data.unwrap()["k"],
+        "v",
+        "committed despite the error"
+    );
+
+    f.inject(Fault::drop_after_commit().verb(Verb::Delete).name("three"));
+    assert!(
+        t.cms()
+            .delete("three", &DeleteParams::default())
+            .await
+            .is_err()
+    );
+    assert!(t.cms().get_opt("three").await.unwrap().is_none());
+
+    let id = f.inject(Fault::latency(Duration::from_millis(200)).verb(Verb::Get));
+    let start = std::time::Instant::now();
+    t.cms().get("one").await.unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    f.remove(id);
+    assert_eq!(f.fired(id), 0);
+}
+
+#[tokio::test]
+async fn faults_close_and_hold_back_watches() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some(t) = Target::new("faults_close_and_hold_back_watches").await else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let wp = WatchParams::default().disable_bookmarks();
+    let mut s = t
+        .cms()
+        .watch(&wp, &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    server.faults().hold_back_watch_events(2);
+    t.cms()
+        .create(&PostParams::default(), &cm("b", &[]))
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), s.try_next())
+            .await
+            .is_err(),
+        "held back"
+    );
+    t.cms()
+        .create(&PostParams::default(), &cm("c", &[]))
+        .await
+        .unwrap();
+    t.cms()
+        .create(&PostParams::default(), &cm("d", &[]))
+        .await
+        .unwrap();
+    assert_eq!(describe(&next_event(&mut s).await), "ADDED b");
+    server.faults().hold_back_watch_events(0);
+    assert_eq!(describe(&next_event(&mut s).await), "ADDED c");
+    assert_eq!(describe(&next_event(&mut s).await), "ADDED d");
+    server.faults().close_watches();
+    assert!(
+        tokio::time::timeout(GUARD, s.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none(),
+        "stream ended"
+    );
+    assert_eq!(server.open_watches(), 0);
+}
+
+#[tokio::test]
+async fn stats_count_requests() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some(t) = Target::new("stats_count_requests").await else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
+    let stats = server.stats();
+    stats.reset();
+    let pp = PostParams {
+        field_manager: Some("tester".into()),
+        ..Default::default()
+    };
+    t.cms().create(&pp, &cm("a", &[])).await.unwrap();
+    t.cms().get("a").await.unwrap();
+    t.cms().list(&ListParams::default()).await.unwrap();
+    let _ = t.cms().get("missing").await;
+    t.deploys()
+        .create(&PostParams::default(), &deployment("d", 1))
+        .await
+        .unwrap();
+    t.deploys()
+        .patch_status(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stats.count(Verb::Create), 2);
+    assert_eq!(stats.count(Verb::Get), 2);
+    assert_eq!(stats.count(Verb::List), 1);
+    assert_eq!(stats.count_resource("configmaps", None, Verb::Get), 2);
+    assert_eq!(
+        stats.count_resource("deployments.apps", Some("status"), Verb::Patch),
+        1
+    );
+    assert_eq!(stats.writes(), 3);
+    let log = stats.requests();
+    let create = log.iter().find(|r| r.verb == Some(Verb::Create)).unwrap();
+    assert_eq!(
+        (create.status, create.field_manager.as_deref()),
+        (201, Some("tester"))
+    );
+    assert!(log.iter().any(|r| r.status == 404));
+}
+
+#[tokio::test]
+async fn pods_and_deployments_round_trip_typed() {
+    let Some(t) = Target::new("pods_and_deployments_round_trip_typed").await else {
+        return;
+    };
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), &t.ns);
+    let p: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    )
+    .unwrap();
+    let p = pods.create(&PostParams::default(), &p).await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+    let r = pods.delete("p", &DeleteParams::default()).await.unwrap();
+    assert!(r.is_left(), "pods return the deleted object");
+}
+
+#[tokio::test]
+async fn shutdown_ends_watches() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let server = ApiServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let mut s = cms
+        .watch(&WatchParams::default().disable_bookmarks(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    server.shutdown().await;
+    // (The initial ADDED of the namespace's kube-root-ca.crt may come first.)
+    loop {
+        match tokio::time::timeout(GUARD, s.try_next()).await.unwrap() {
+            Ok(Some(WatchEvent::Added(_))) => continue,
+            end => {
+                assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_side_apply_and_managed_fields() {
+    let Some(t) = Target::new("server_side_apply_and_managed_fields").await else {
+        return;
+    };
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}});
+    let alice = PatchParams::apply("alice");
+    let c = t
+        .cms()
+        .patch("ssa", &alice, &Patch::Apply(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(c.data.unwrap()["a"], "1");
+    let mf = c.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|e| e.manager.as_deref() == Some("alice")
+                && e.operation.as_deref() == Some("Apply"))
+    );
+    let bob_cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "2"}});
+    let (code, reason, msg) = err_of(
+        t.cms()
+            .patch("ssa", &PatchParams::apply("bob"), &Patch::Apply(&bob_cfg))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert!(msg.contains("conflict with \"alice\""), "{msg}");
+    let c = t
+        .cms()
+        .patch(
+            "ssa",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(&bob_cfg),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.data.unwrap()["a"], "2");
+    // Non-apply writes are tracked as Update entries of their field manager.
+    let pp = PatchParams {
+        field_manager: Some("carol".into()),
+        ..Default::default()
+    };
+    let c = t
+        .cms()
+        .patch("ssa", &pp, &Patch::Merge(json!({"data": {"b": "x"}})))
+        .await
+        .unwrap();
+    let mf = c.metadata.managed_fields.unwrap();
+    assert!(
+        mf.iter()
+            .any(|e| e.manager.as_deref() == Some("carol")
+                && e.operation.as_deref() == Some("Update"))
+    );
+    let (code, ..) = err_of(
+        t.raw(
+            "PATCH",
+            &format!("/api/v1/namespaces/{}/configmaps/ssa", t.ns),
+            "application/apply-patch+yaml",
+            b"data: {}".to_vec(),
+        )
+        .await,
+    );
+    assert_eq!(
+        code, 422,
+        "apply needs a fieldManager (invalid PatchOptions)"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_works_against_the_server() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some(t) = Target::new("kubectl_works_against_the_server").await else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("staircase-kubectl-{}", t.ns));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    server.write_kubeconfig(&kc).unwrap();
+    let manifest = dir.join("cm.yaml");
+    std::fs::write(&manifest, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: via-kubectl\n  namespace: {}\ndata:\n  a: b\n", t.ns)).unwrap();
+    let kubectl = |args: &[&str]| {
+        let kc = kc.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&kc)
+                    .args(&args)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let m = manifest.to_str().unwrap();
+    for args in [
+        vec!["apply", "-f", m],
+        vec!["apply", "-f", m],
+        vec!["apply", "--server-side", "-f", m],
+    ] {
+        let out = kubectl(&args).await;
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = kubectl(&["get", "configmaps", "-n", &t.ns]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("via-kubectl"));
+    let out = kubectl(&["api-resources"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployments"));
+    assert_eq!(
+        t.cms().get("via-kubectl").await.unwrap().data.unwrap()["a"],
+        "b"
+    );
+}

@@ -1,0 +1,341 @@
+//! The crash-anywhere explorer on our own operators: the Foo example (children, cleanup behind a
+//! finalizer), an order operator with an external service (the two-step pattern), and two
+//! deliberately broken staircases the explorer must catch.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{CustomResource, CustomResourceExt, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use staircase::prelude::*;
+use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_testkit::explorer::{Explorer, ExternalService, Report, Scenario, Variant};
+
+const REPRODUCE: &str = "cargo test -p staircase-tests --test explorer";
+
+fn foo_obj(name: &str, message: &str, port: i32) -> Foo {
+    Foo::new(
+        name,
+        FooSpec {
+            message: message.into(),
+            port,
+        },
+    )
+}
+
+fn app() -> App {
+    App {
+        manager: "foo-operator".into(),
+    }
+}
+
+fn foo_scenarios() -> Vec<Scenario<Foo>> {
+    vec![
+        Scenario::new("create").create(foo_obj("a", "hi", 80)),
+        Scenario::new("spec change")
+            .create(foo_obj("a", "hi", 80))
+            .then_edit("a", |f: &mut Foo| f.spec.message = "changed".into()),
+        Scenario::new("port change")
+            .create(foo_obj("a", "hi", 80))
+            .then_edit("a", |f: &mut Foo| f.spec.port = 9090),
+        Scenario::new("delete with cleanup")
+            .create(foo_obj("a", "hi", 80))
+            .then_delete("a"),
+        Scenario::new("scale up")
+            .create(foo_obj("a", "hi", 80))
+            .then_create(foo_obj("b", "hi", 80))
+            .then_create(foo_obj("c", "hi", 81)),
+        Scenario::new("scale down")
+            .create(foo_obj("a", "hi", 80))
+            .then_create(foo_obj("b", "hi", 80))
+            .then_delete("b")
+            .then_delete("a"),
+        Scenario::new("lifecycle")
+            .create(foo_obj("a", "one", 80))
+            .then_edit("a", |f: &mut Foo| {
+                f.spec.message = "two".into();
+                f.spec.port = 81;
+            })
+            .then_delete("a"),
+        Scenario::new("adopt drifted child")
+            .given(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a-config"}, "data": {"message": "stale"}
+            }))
+            .then_create(foo_obj("a", "hi", 80)),
+        Scenario::new("child deleted behind our back")
+            .create(foo_obj("a", "hi", 80))
+            .then("delete Service a-svc", |client| async move {
+                let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+                svcs.delete("a-svc", &DeleteParams::default()).await?;
+                Ok(())
+            }),
+        Scenario::new("other namespace").namespace("team-a").create(foo_obj("a", "hi", 80)),
+    ]
+}
+
+/// The first figure a reader wants: every variant ran and none failed.
+fn assert_every_variant_ran(report: &Report, variants: &[&str]) {
+    for s in &report.scenarios {
+        for v in variants {
+            let stats = report
+                .variant(&s.scenario, v)
+                .unwrap_or_else(|| panic!("{} has no {v} row", s.scenario));
+            assert!(stats.cases > 0, "{} / {v}: no cases", s.scenario);
+            assert_eq!(stats.converged, stats.cases, "{} / {v}", s.scenario);
+        }
+    }
+}
+
+const ALL: [&str; 6] = ["crash", "lost-response", "stale-view", "lost-events", "idle", "random"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foo_converges_under_every_variant() {
+    let mut ex = Explorer::new(|client| Operator::with_state(client, foo::stairs(), app()).with_status())
+        .crd(Foo::crd())
+        .reproduce_with(REPRODUCE);
+    for s in foo_scenarios() {
+        ex = ex.scenario(s);
+    }
+    let report = ex.run().await.assert_all_converged();
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() && std::env::var_os("STAIRCASE_SEED").is_none() {
+        assert_every_variant_ran(&report, &ALL);
+        // Each crash point is a case: the reference's writes are the crash points.
+        let create = &report.scenarios[0];
+        assert_eq!(report.variant("create", "crash").unwrap().cases, create.reference_writes);
+        assert!(create.reference_writes >= 4, "finalizer + three children at least");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An order operator with an external service: step 1 places the order unless one exists for the
+// idempotency key, step 2 records its id on the resource; cleanup cancels it.
+
+/// An order for an item in an external shop.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+#[kube(group = "test.staircase.rs", version = "v1", kind = "Order", namespaced, status = "OrderStatus")]
+pub struct OrderSpec {
+    /// What to order.
+    pub item: String,
+}
+
+/// Status: the external order id plus what the runtime keeps.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct OrderStatus {
+    /// The shop's id of the placed order.
+    #[serde(rename = "orderId", skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Kept by staircase.
+    #[serde(flatten)]
+    pub steps: StepStatus,
+}
+
+impl HasStepStatus for Order {
+    fn step_status(&self) -> Option<&StepStatus> {
+        self.status.as_ref().map(|s| &s.steps)
+    }
+}
+
+/// The operator's state: the shop's client.
+pub struct Shop {
+    orders: ExternalService,
+}
+
+fn order_key(o: &Order) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+/// The shop has an order for this resource (looked up by its idempotency key).
+#[step]
+async fn place_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
+    let recorded = o.status.as_ref().and_then(|s| s.order_id.as_ref()).is_some();
+    if recorded || ctx.state().orders.find(&order_key(o)).await.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    let id = ctx
+        .state()
+        .orders
+        .create(&order_key(o), serde_json::json!({ "item": o.spec.item }))
+        .await?;
+    ctx.record_external(format!("placed order {id}"));
+    Ok(Outcome::modified(format!("placed order {id}")))
+}
+
+/// The resource records the order's id.
+#[step]
+async fn record_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
+    if o.status.as_ref().and_then(|s| s.order_id.as_ref()).is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    let Some(order) = ctx.state().orders.find(&order_key(o)).await else {
+        return Err(Error::msg("the order placed by the previous step is gone"));
+    };
+    let api = ctx.api::<Order>();
+    let patch = serde_json::json!({ "status": { "orderId": order.id } });
+    api.patch_status(&o.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Outcome::modified(format!("recorded order {}", order.id)))
+}
+
+/// On deletion: the order is cancelled.
+#[step]
+async fn cancel_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
+    match ctx.state().orders.find(&order_key(o)).await {
+        Some(order) => {
+            ctx.state().orders.delete(&order.id).await?;
+            ctx.record_external(format!("cancelled order {}", order.id));
+            Ok(Outcome::modified(format!("cancelled order {}", order.id)))
+        }
+        None => Ok(Outcome::unchanged()),
+    }
+}
+
+fn order(name: &str, item: &str) -> Order {
+    Order::new(name, OrderSpec { item: item.into() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_placed_exactly_once_under_every_variant() {
+    let report = Explorer::with_external("orders", |client, orders| {
+        let stairs = staircase!(Order => [place_order, record_order], cleanup => [cancel_order]);
+        let shop = Shop {
+            orders: orders.clone(),
+        };
+        Operator::with_state(client, stairs, shop).with_status()
+    })
+    .crd(Order::crd())
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("external order").create(order("o1", "book")))
+    .scenario(
+        Scenario::new("external order cancelled")
+            .create(order("o1", "book"))
+            .then_create(order("o2", "pen"))
+            .then_delete("o1"),
+    )
+    .run()
+    .await
+    .assert_all_converged();
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() && std::env::var_os("STAIRCASE_SEED").is_none() {
+        assert_every_variant_ran(&report, &ALL);
+        let crash = report.variant("external order", "crash").unwrap();
+        assert_eq!(crash.duplicate_effects, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broken staircases: the explorer must report them.
+
+/// A resource whose operator is broken on purpose.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+#[kube(group = "test.staircase.rs", version = "v1", kind = "Sloppy", namespaced, status = "SloppyStatus")]
+pub struct SloppySpec {
+    /// Unused; the resource only exists to be reconciled.
+    pub note: String,
+}
+
+/// Where the sloppy step remembers what it created.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct SloppyStatus {
+    /// The name of the ConfigMap the random-name step created.
+    #[serde(rename = "configName", skip_serializing_if = "Option::is_none")]
+    pub config_name: Option<String>,
+}
+
+fn random_suffix() -> u64 {
+    RandomState::new().build_hasher().finish() % 1_000_000
+}
+
+async fn create_cm(ctx: &Context<()>, name: &str) -> Result<()> {
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    ctx.api::<ConfigMap>().create(&PostParams::default(), &cm).await?;
+    Ok(())
+}
+
+/// BROKEN: creates its ConfigMap under a random name and only finds it again through the status
+/// the next step writes, so a crash in between creates a second one.
+#[step]
+async fn create_with_random_name(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+    if s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    let name = format!("{}-{}", s.name_any(), random_suffix());
+    create_cm(ctx, &name).await?;
+    Ok(Outcome::modified(format!("created ConfigMap {name}")))
+}
+
+/// Records the (first) ConfigMap it finds with the object's prefix.
+#[step]
+async fn remember_name(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+    if s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    let cms = ctx.api::<ConfigMap>().list(&Default::default()).await?;
+    let Some(cm) = cms.items.iter().find(|c| c.name_any().starts_with(&format!("{}-", s.name_any()))) else {
+        return Err(Error::msg("no ConfigMap"));
+    };
+    let patch = serde_json::json!({ "status": { "configName": cm.name_any() } });
+    ctx.api::<Sloppy>()
+        .patch_status(&s.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Outcome::modified("recorded the ConfigMap's name"))
+}
+
+/// BROKEN: two writes in one step.
+#[step]
+async fn writes_twice(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    if api.get_opt(&format!("{}-one", s.name_any())).await?.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    create_cm(ctx, &format!("{}-one", s.name_any())).await?;
+    create_cm(ctx, &format!("{}-two", s.name_any())).await?;
+    Ok(Outcome::modified("created two ConfigMaps"))
+}
+
+fn sloppy(name: &str) -> Sloppy {
+    Sloppy::new(name, SloppySpec { note: String::new() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_creating_with_a_random_name_is_caught() {
+    let report = Explorer::new(|client| {
+        Operator::new(client, staircase!(Sloppy => [create_with_random_name, remember_name]))
+    })
+    .crd(Sloppy::crd())
+    .variants(&[Variant::Crash])
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("random name").create(sloppy("s")))
+    .run()
+    .await;
+    let crash = report.variant("random name", "crash").expect("crash row");
+    assert!(crash.failed > 0, "{report}");
+    assert!(crash.duplicate_effects > 0, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("duplicate effect"), "{text}");
+    assert!(text.contains("STAIRCASE_EXPLORER_CASE='crash/1'"), "a reproduction command: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_writing_twice_is_caught() {
+    let report = Explorer::new(|client| Operator::new(client, staircase!(Sloppy => [writes_twice])))
+        .crd(Sloppy::crd())
+        .variants(&[Variant::Idle])
+        .reproduce_with(REPRODUCE)
+        .scenario(Scenario::new("double write").create(sloppy("s")))
+        .run()
+        .await;
+    let failures: Vec<_> = report.failures().collect();
+    assert!(
+        failures.iter().any(|f| f.problem.contains("one-write rule") && f.problem.contains("writes_twice")),
+        "{report}"
+    );
+}

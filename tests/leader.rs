@@ -1,0 +1,160 @@
+//! Leader election with two operators against one embedded API server: only the leader runs,
+//! the standby takes over when the leader releases the Lease on shutdown or crashes, and a leader
+//! whose Lease is taken stops reconciling at once.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use staircase::prelude::*;
+use staircase::{Health, LeaderElection, Leadership, RunEnd};
+use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_tests::{Env, GUARD, Running, wait_for};
+
+fn new_foo(name: &str) -> Foo {
+    let mut f = Foo::new(
+        name,
+        FooSpec {
+            message: format!("hi {name}"),
+            port: 80,
+        },
+    );
+    f.metadata.namespace = Some("default".into());
+    f
+}
+
+fn ready(foo: Option<&Foo>) -> bool {
+    foo.is_some_and(|f| {
+        f.status
+            .as_ref()
+            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
+    })
+}
+
+/// Short timings so handovers take a fraction of a second (the defaults are client-go's 15/10/2 s).
+fn election(identity: &str) -> LeaderElection {
+    LeaderElection::new("foo-operator")
+        .with_namespace("default")
+        .with_identity(identity)
+        .with_timing(Duration::from_secs(2), Duration::from_secs(1), Duration::from_millis(50))
+}
+
+/// A replica: its handle, its health, and when each of its runs started and ended.
+struct Replica {
+    running: Running,
+    health: Health,
+}
+
+fn replica(env: &Env, identity: &str) -> Replica {
+    let op = Operator::with_state(
+        env.client.clone(),
+        foo::stairs(),
+        App {
+            manager: "foo-operator".into(),
+        },
+    )
+    .with_status()
+    .with_config(OperatorConfig::default().with_leader_election(election(identity)));
+    let health = op.health();
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(staircase_tests::recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    Replica { running, health }
+}
+
+async fn until_role(h: &Health, role: Leadership) {
+    let wait = async {
+        while h.leadership() != role {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, wait)
+        .await
+        .unwrap_or_else(|_| panic!("never became {role:?}"));
+}
+
+async fn holder(env: &Env) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    leases.get("foo-operator").await.ok()?.spec?.holder_identity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_runs_and_the_standby_takes_over_when_it_shuts_down() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let a = replica(&env, "a");
+    until_role(&a.health, Leadership::Leading).await;
+    let b = replica(&env, "b");
+    until_role(&b.health, Leadership::Standby).await;
+    assert!(b.health.is_ready(), "a standby that can read the Lease is ready");
+    assert_eq!(holder(&env).await.as_deref(), Some("a"));
+
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("one")).await.unwrap();
+    wait_for(&foos, "one", ready).await;
+    assert!(b.running.reports().is_empty(), "the standby never runs");
+
+    // Graceful stop releases the Lease: the standby leads at its next look, not after expiry.
+    let a_stopped = Instant::now();
+    let a_reports = a.running.stop().await;
+    assert!(!a_reports.is_empty());
+    until_role(&b.health, Leadership::Leading).await;
+    assert_eq!(holder(&env).await.as_deref(), Some("b"));
+    assert!(a_stopped.elapsed() < Duration::from_secs(2), "released, so no wait for expiry");
+
+    foos.create(&PostParams::default(), &new_foo("two")).await.unwrap();
+    wait_for(&foos, "two", ready).await;
+    let b_reports = b.running.stop().await;
+    assert!(b_reports.iter().any(|r| r.object == "default/two"));
+    assert!(a_reports.iter().all(|r| r.object != "default/two"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_standby_leads_once_the_lease_expires() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let a = replica(&env, "a");
+    until_role(&a.health, Leadership::Leading).await;
+    let b = replica(&env, "b");
+    until_role(&b.health, Leadership::Standby).await;
+    // A crash: no release; the Lease still names `a` until it expires.
+    a.running.crash().await;
+    until_role(&b.health, Leadership::Leading).await;
+    assert_eq!(holder(&env).await.as_deref(), Some("b"));
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("three")).await.unwrap();
+    wait_for(&foos, "three", ready).await;
+    b.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_stops_reconciling_at_once() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let a = replica(&env, "a");
+    until_role(&a.health, Leadership::Leading).await;
+
+    // Another holder (e.g. a replica that saw the lease expire during a network partition).
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let take = serde_json::json!({ "spec": { "holderIdentity": "intruder", "leaseDurationSeconds": 3600 } });
+    leases.patch("foo-operator", &PatchParams::default(), &Patch::Merge(&take)).await.unwrap();
+    until_role(&a.health, Leadership::Standby).await;
+    assert!(!a.health.is_ready() || a.health.leadership() == Leadership::Standby);
+
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("four")).await.unwrap();
+    // Give the cache of a (wrongly) still-running controller every chance to see it: wait until
+    // the object is in the API server, then check nothing ran it.
+    foos.get("four").await.unwrap();
+    assert!(a.running.reports().iter().all(|r| r.object != "default/four"));
+
+    // The intruder lets go: `a` leads again and runs the object.
+    let free = serde_json::json!({ "spec": { "holderIdentity": null } });
+    leases.patch("foo-operator", &PatchParams::default(), &Patch::Merge(&free)).await.unwrap();
+    until_role(&a.health, Leadership::Leading).await;
+    wait_for(&foos, "four", ready).await;
+    let reports = a.running.stop().await;
+    assert!(reports.iter().any(|r| r.object == "default/four" && r.end == RunEnd::Converged));
+}

@@ -1,0 +1,513 @@
+//! The production runtime against the embedded API server: Events, metrics and health over HTTP,
+//! graceful shutdown with a run in flight, the concurrency limit, watches on owned and related
+//! objects, resync, CRD installation and the startup preflight.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{CustomResourceExt, ResourceExt};
+use staircase::prelude::*;
+use staircase::{Backoff, Leadership, PreflightError, RunEnd, crds, events, preflight, server};
+use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_testkit::{Fault, Verb};
+use staircase_tests::widget::{Widget, widget};
+use staircase_tests::{Env, GUARD, Running, recorder, wait_for};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+fn app() -> App {
+    App {
+        manager: "foo-operator".into(),
+    }
+}
+
+fn new_foo(name: &str) -> Foo {
+    let mut f = Foo::new(
+        name,
+        FooSpec {
+            message: format!("hi {name}"),
+            port: 80,
+        },
+    );
+    f.metadata.namespace = Some("default".into());
+    f
+}
+
+fn ready(foo: Option<&Foo>) -> bool {
+    foo.is_some_and(|f| {
+        f.status
+            .as_ref()
+            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
+    })
+}
+
+/// Polls `cond` until it holds, failing the test after [`GUARD`].
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let wait = async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not reached within {GUARD:?}"));
+}
+
+/// `GET path` on the operator's endpoint: (status, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Starts the metrics/health endpoint of an operator on a free port.
+async fn serve<K, S, M, C>(op: &Operator<K, S, M, C>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(server::serve(listener, op.metrics(), op.health()));
+    addr
+}
+
+/// A parsed Prometheus text exposition: the value of `name` with exactly `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, ls) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        let got: BTreeMap<String, String> = ls
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        (n == name && got == want).then(|| value.parse().ok()).flatten()
+    })
+}
+
+async fn events_about(env: &Env, name: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_health_are_served() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let op = Operator::with_state(env.client.clone(), foo::stairs(), app()).with_status();
+    let addr = serve(&op).await;
+    // Not running yet: neither live nor ready.
+    assert_eq!(get(addr, "/healthz").await.0, 503);
+    assert_eq!(get(addr, "/readyz").await.0, 503);
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    until("ready once the cache synced", async || get(addr, "/readyz").await.0 == 200).await;
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(get(addr, "/nope").await.0, 404);
+
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("foo-0")).await.unwrap();
+    wait_for(&foos, "foo-0", ready).await;
+    until("the converged run is counted", async || {
+        let m = get(addr, "/metrics").await.1;
+        sample(&m, "staircase_objects_not_ready", &[]) == Some(0.0)
+            && sample(&m, "staircase_runs_total", &[("result", "converged")]).is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    let (status, m) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    // One run per child plus the finalizer, each counted with its step.
+    assert_eq!(sample(&m, "staircase_runs_total", &[("result", "modified")]), Some(3.0), "{m}");
+    assert_eq!(sample(&m, "staircase_runs_total", &[("result", "finalizer_added")]), Some(1.0));
+    for step in ["ensure_config", "ensure_secret", "ensure_service"] {
+        let modified = [("step", step), ("outcome", "modified")];
+        assert_eq!(sample(&m, "staircase_step_outcomes_total", &modified), Some(1.0), "{step}");
+        assert!(sample(&m, "staircase_step_duration_seconds_count", &[("step", step)]).unwrap() >= 1.0);
+    }
+    let runs = sample(&m, "staircase_run_duration_seconds_count", &[("result", "modified")]).unwrap();
+    assert_eq!(runs, 3.0);
+    // Every run made at most one write: the writes histogram has nothing above 1.
+    let total = sample(&m, "staircase_run_writes_count", &[]).unwrap();
+    assert_eq!(sample(&m, "staircase_run_writes_bucket", &[("le", "1.0")]), Some(total));
+    assert_eq!(sample(&m, "staircase_runs_in_flight", &[]), Some(0.0));
+    assert!(sample(&m, "staircase_queue_depth", &[]).is_some());
+
+    let reports = running.stop().await;
+    // Stopping flushes queued Events.
+    let events = events_about(&env, "foo-0").await;
+    for r in &reports {
+        if let RunEnd::Modified { step, description } = &r.end {
+            let e = events
+                .iter()
+                .find(|e| e.reason.as_deref() == Some(*step))
+                .unwrap_or_else(|| panic!("an Event for {step}: {events:#?}"));
+            assert_eq!(e.type_.as_deref(), Some("Normal"));
+            assert_eq!(e.note.as_deref(), Some(description.as_str()));
+            assert_eq!(e.reporting_controller.as_deref(), Some("staircase"));
+        }
+    }
+    assert!(events.iter().any(|e| e.reason.as_deref() == Some("FinalizerAdded")));
+    // Converged runs change nothing and publish nothing.
+    assert_eq!(events.len(), 4, "{events:#?}");
+}
+
+fn hot_loop_config() -> OperatorConfig {
+    let fast = Backoff {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+        permanent: Duration::from_millis(1),
+    };
+    OperatorConfig::default().with_backoff(fast).with_namespace("default")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let stairs = staircase!(Widget => [staircase_tests::widget::behave]);
+    let op = Operator::with_state(env.client.clone(), stairs, Default::default()).with_config(hot_loop_config());
+    let addr = serve(&op).await;
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets.create(&PostParams::default(), &widget("w", "fail")).await.unwrap();
+    // Well past the spam filter's burst.
+    let n = 3 * events::BURST as usize;
+    let failed = |r: &RunReport| matches!(r.end, RunEnd::Failed { .. });
+    until("many failed runs", async || running.reports().iter().filter(|r| failed(r)).count() >= n).await;
+    let m = get(addr, "/metrics").await.1;
+    assert!(sample(&m, "staircase_runs_total", &[("result", "failed")]).unwrap() >= n as f64);
+    assert_eq!(sample(&m, "staircase_objects_not_ready", &[]), Some(1.0));
+    let errors = [("step", "behave"), ("outcome", "error")];
+    assert!(sample(&m, "staircase_step_outcomes_total", &errors).unwrap() >= n as f64);
+    running.stop().await;
+
+    // One Event, aggregated by the recorder into a series, and no more API writes than the burst.
+    let events = events_about(&env, "w").await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!((e.type_.as_deref(), e.reason.as_deref()), (Some("Warning"), Some("behave")));
+    assert_eq!(e.note.as_deref(), Some("the backend is down"));
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(events::BURST as i32));
+    assert_eq!(env.writes("events.events.k8s.io"), events::BURST as usize);
+    let m = get(addr, "/metrics").await.1;
+    assert!(sample(&m, "staircase_events_dropped_total", &[]).unwrap() >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_violations_are_warnings_and_counted() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let stairs = staircase!(Widget => [staircase_tests::widget::behave]);
+    let config = hot_loop_config().with_rule_policy(RulePolicy::Warn);
+    let op = Operator::with_state(env.client.clone(), stairs, Default::default()).with_config(config);
+    let addr = serve(&op).await;
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    // `sneaky` writes a ConfigMap and claims nothing changed.
+    widgets.create(&PostParams::default(), &widget("s", "sneaky")).await.unwrap();
+    running.wait_report(|r| r.steps.iter().any(|s| s.violation.is_some())).await;
+    let m = get(addr, "/metrics").await.1;
+    let labels = [("step", "behave"), ("rule", "WriteWithoutModified")];
+    assert!(sample(&m, "staircase_rule_violations_total", &labels).unwrap() >= 1.0, "{m}");
+    running.stop().await;
+    let events = events_about(&env, "s").await;
+    let v = events
+        .iter()
+        .find(|e| e.action.as_deref() == Some("RuleViolation"))
+        .unwrap_or_else(|| panic!("a RuleViolation Event: {events:#?}"));
+    assert_eq!((v.type_.as_deref(), v.reason.as_deref()), (Some("Warning"), Some("behave")));
+}
+
+/// Test state: a gate a step can be held at, and a count of steps executing at once.
+#[derive(Default)]
+struct Probe {
+    block: AtomicBool,
+    entered: Notify,
+    release: Notify,
+    current: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// Creates `<name>-probe` once; while creating it, holds at the gate (when `block`) or dwells a
+/// little so that overlapping runs would be seen.
+#[step]
+async fn probe(w: &Widget, ctx: &Context<Arc<Probe>>) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let name = format!("{}-probe", w.name_any());
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    let p = ctx.state();
+    let now = p.current.fetch_add(1, Ordering::SeqCst) + 1;
+    p.max.fetch_max(now, Ordering::SeqCst);
+    if p.block.load(Ordering::SeqCst) {
+        p.entered.notify_one();
+        p.release.notified().await;
+    } else {
+        // Not a synchronisation: only gives a second run the chance to overlap if it could.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.current.fetch_sub(1, Ordering::SeqCst);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &cm).await?;
+    Ok(Outcome::modified(format!("created ConfigMap {name}")))
+}
+
+fn spawn_probe(env: &Env, p: Arc<Probe>, config: OperatorConfig) -> Running {
+    let client = env.client.clone();
+    Running::spawn(move |reports, stop| {
+        Operator::with_state(client, staircase!(Widget => [probe]), p)
+            .with_config(config)
+            .on_run(recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_run_in_flight_finish_and_report() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let p = Arc::new(Probe::default());
+    p.block.store(true, Ordering::SeqCst);
+    let running = spawn_probe(&env, p.clone(), OperatorConfig::default().with_shutdown_timeout(GUARD));
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets.create(&PostParams::default(), &widget("g", "ok")).await.unwrap();
+    tokio::time::timeout(GUARD, p.entered.notified()).await.expect("the run reached the gate");
+
+    // Shutdown is requested while the run holds at the gate; then the gate opens.
+    let reports = running.reports.clone();
+    let stopping = tokio::spawn(running.stop());
+    p.release.notify_one();
+    let reports_at_return = tokio::time::timeout(GUARD, stopping).await.expect("stops").expect("task");
+    assert!(
+        reports_at_return.iter().any(|r| r.object == "default/g" && matches!(r.end, RunEnd::Modified { .. })),
+        "the run in flight reported before run_until returned: {reports_at_return:#?}"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    assert!(cms.get_opt("g-probe").await.unwrap().is_some());
+    drop(reports);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_a_run_that_outlives_the_timeout() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let p = Arc::new(Probe::default());
+    p.block.store(true, Ordering::SeqCst);
+    let config = OperatorConfig::default().with_shutdown_timeout(Duration::from_millis(100));
+    let running = spawn_probe(&env, p.clone(), config);
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets.create(&PostParams::default(), &widget("h", "ok")).await.unwrap();
+    tokio::time::timeout(GUARD, p.entered.notified()).await.expect("the run reached the gate");
+    // The gate never opens: run_until still returns, and the run never wrote.
+    let reports = tokio::time::timeout(GUARD, running.stop()).await.expect("bounded shutdown");
+    assert!(reports.iter().all(|r| r.object != "default/h"), "{reports:#?}");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    assert!(cms.get_opt("h-probe").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_one_never_runs_two_objects_at_once() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let p = Arc::new(Probe::default());
+    let running = spawn_probe(&env, p.clone(), OperatorConfig::default().with_concurrency(1));
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    let names = ["c0", "c1", "c2", "c3", "c4"];
+    for n in names {
+        widgets.create(&PostParams::default(), &widget(n, "ok")).await.unwrap();
+    }
+    for n in names {
+        let key = format!("default/{n}");
+        running.wait_report(|r| r.object == key && r.end == RunEnd::Converged).await;
+    }
+    assert_eq!(p.max.load(Ordering::SeqCst), 1);
+    // Cross-check from the reports: no two runs' time spans overlap.
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_children_and_mapped_objects_run_their_parent_again() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let client = env.client.clone();
+    let running = Running::spawn(move |reports, stop| {
+        Operator::with_state(client, foo::stairs(), app())
+            .with_status()
+            .owns::<ConfigMap>()
+            // The Secret `<foo>-token` belongs to `<foo>`: a mapper by name, not by owner reference.
+            .watches::<Secret, _>(|s: Secret| {
+                let foo = s.name_any().strip_suffix("-token").map(str::to_string);
+                let ns = s.namespace().unwrap_or_default();
+                foo.map(|f| ObjectRef::<Foo>::new(&f).within(&ns))
+            })
+            .on_run(recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
+    });
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("p")).await.unwrap();
+    wait_for(&foos, "p", ready).await;
+
+    // Drift in an owned child: only a run of its owner repairs it (resync is 10 minutes away).
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let drift = serde_json::json!({ "data": { "message": "tampered" } });
+    cms.patch("p-config", &PatchParams::default(), &Patch::Merge(&drift)).await.unwrap();
+    wait_for(&cms, "p-config", |cm: Option<&ConfigMap>| {
+        cm.and_then(|c| c.data.as_ref()).and_then(|d| d.get("message")).map(String::as_str) == Some("hi p")
+    })
+    .await;
+
+    // A related object through the mapper: deleting the Secret runs `p`, which makes it again.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
+    let old_uid = secrets.get("p-token").await.unwrap().uid();
+    secrets.delete("p-token", &DeleteParams::default()).await.unwrap();
+    wait_for(&secrets, "p-token", |s: Option<&Secret>| s.is_some_and(|s| s.uid() != old_uid)).await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converged_objects_run_again_after_the_resync_interval() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let client = env.client.clone();
+    let resync = Duration::from_millis(200);
+    let running = Running::spawn(move |reports, stop| {
+        Operator::with_state(client, foo::stairs(), app())
+            .with_status()
+            .with_config(OperatorConfig::default().with_resync(resync))
+            .on_run(recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
+    });
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("r")).await.unwrap();
+    wait_for(&foos, "r", ready).await;
+    // Watch events account for two converged runs at most (the status write's echo); more can
+    // only come from the resync timer.
+    let converged = |rs: &[RunReport]| rs.iter().filter(|r| r.end == RunEnd::Converged).count();
+    until("resync runs", async || converged(&running.reports()) >= 5).await;
+    let reports = running.stop().await;
+    assert!(
+        reports
+            .iter()
+            .filter(|r| r.end == RunEnd::Converged)
+            .all(|r| r.next == staircase::NextRun::After(resync) && r.step_writes() == 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_are_printed_from_the_type_and_installed_until_established() {
+    let yaml = crds::print::<Foo>();
+    let printed: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("valid CRD YAML");
+    assert_eq!(printed.name_any(), "foos.demo.staircase.rs");
+    assert_eq!(printed, Foo::crd());
+
+    let env = Env::start().await;
+    let crd = crds::install::<Foo>(&env.client).await.expect("installed");
+    let established = crd.status.unwrap().conditions.unwrap_or_default();
+    assert!(established.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    // Installing again (e.g. every operator start) is a no-op that succeeds.
+    crds::install::<Foo>(&env.client).await.expect("idempotent");
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("x")).await.expect("served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_names_the_missing_verb_and_resource() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let op = || Operator::with_state(env.client.clone(), foo::stairs(), app()).owns::<ConfigMap>();
+    op().check().await.expect("everything allowed");
+
+    let faults = env.server.faults();
+    let id = faults.inject(Fault::fail(403, "Forbidden").verb(Verb::Watch).resource("configmaps").always());
+    let e = op().check().await.unwrap_err();
+    assert!(
+        matches!(&e, PreflightError::Forbidden { verb: "watch", resource, scope, .. }
+            if resource == "configmaps" && scope == "all namespaces"),
+        "{e:?}"
+    );
+    assert!(e.to_string().starts_with("missing RBAC permission: cannot watch configmaps in all namespaces"), "{e}");
+    faults.remove(id);
+
+    faults.inject(Fault::fail(403, "Forbidden").verb(Verb::List).resource("foos.demo.staircase.rs").always());
+    let e = op()
+        .with_config(OperatorConfig::default().with_namespace("default"))
+        .check()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot list foos.demo.staircase.rs in namespace default"), "{e}");
+    faults.clear();
+
+    // A resource nobody installed.
+    let widgets = Operator::with_state(env.client.clone(), staircase!(Widget => [probe]), Arc::new(Probe::default()));
+    let e = widgets.check().await.unwrap_err();
+    assert!(matches!(e, PreflightError::NotServed { .. }), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_kubeconfig_and_unreachable_server_are_reported_clearly() {
+    let e = preflight::client(Some(std::path::Path::new("/nonexistent/kubeconfig")))
+        .await
+        .err()
+        .expect("an error");
+    assert!(matches!(e, PreflightError::Kubeconfig(_)), "{e:?}");
+    assert!(e.to_string().contains("/nonexistent/kubeconfig"), "{e}");
+
+    // A server that went away: its port refuses connections.
+    let env = Env::start().await;
+    let dir = std::env::temp_dir().join(format!("staircase-preflight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig");
+    env.server.write_kubeconfig(&path).unwrap();
+    let client = preflight::client(Some(&path)).await.expect("reachable while it runs");
+    env.server.shutdown().await;
+    let e = preflight::client(Some(&path)).await.err().expect("an error");
+    assert!(matches!(e, PreflightError::Unreachable(_)), "{e:?}");
+    let op = Operator::with_state(client, foo::stairs(), app());
+    let e = op.check().await.unwrap_err();
+    assert!(e.to_string().starts_with("cannot reach the API server"), "{e}");
+    let _ = Leadership::Disabled;
+}
