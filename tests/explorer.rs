@@ -2,8 +2,10 @@
 //! finalizer), an order operator with an external service (the two-step pattern), and two
 //! deliberately broken staircases the explorer must catch.
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -73,7 +75,9 @@ fn foo_scenarios() -> Vec<Scenario<Foo>> {
                 svcs.delete("a-svc", &DeleteParams::default()).await?;
                 Ok(())
             }),
-        Scenario::new("other namespace").namespace("team-a").create(foo_obj("a", "hi", 80)),
+        Scenario::new("other namespace")
+            .namespace("team-a")
+            .create(foo_obj("a", "hi", 80)),
     ]
 }
 
@@ -90,7 +94,14 @@ fn assert_every_variant_ran(report: &Report, variants: &[&str]) {
     }
 }
 
-const ALL: [&str; 6] = ["crash", "lost-response", "stale-view", "lost-events", "idle", "random"];
+const ALL: [&str; 6] = [
+    "crash",
+    "lost-response",
+    "stale-view",
+    "lost-events",
+    "idle",
+    "random",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foo_converges_under_every_variant() {
@@ -105,8 +116,14 @@ async fn foo_converges_under_every_variant() {
         assert_every_variant_ran(&report, &ALL);
         // Each crash point is a case: the reference's writes are the crash points.
         let create = &report.scenarios[0];
-        assert_eq!(report.variant("create", "crash").unwrap().cases, create.reference_writes);
-        assert!(create.reference_writes >= 4, "finalizer + three children at least");
+        assert_eq!(
+            report.variant("create", "crash").unwrap().cases,
+            create.reference_writes
+        );
+        assert!(
+            create.reference_writes >= 4,
+            "finalizer + three children at least"
+        );
     }
 }
 
@@ -116,7 +133,13 @@ async fn foo_converges_under_every_variant() {
 
 /// An order for an item in an external shop.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
-#[kube(group = "test.staircase.rs", version = "v1", kind = "Order", namespaced, status = "OrderStatus")]
+#[kube(
+    group = "test.staircase.rs",
+    version = "v1",
+    kind = "Order",
+    namespaced,
+    status = "OrderStatus"
+)]
 pub struct OrderSpec {
     /// What to order.
     pub item: String,
@@ -230,7 +253,13 @@ async fn orders_are_placed_exactly_once_under_every_variant() {
 
 /// A resource whose operator is broken on purpose.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
-#[kube(group = "test.staircase.rs", version = "v1", kind = "Sloppy", namespaced, status = "SloppyStatus")]
+#[kube(
+    group = "test.staircase.rs",
+    version = "v1",
+    kind = "Sloppy",
+    namespaced,
+    status = "SloppyStatus"
+)]
 pub struct SloppySpec {
     /// Unused; the resource only exists to be reconciled.
     pub note: String,
@@ -248,7 +277,7 @@ fn random_suffix() -> u64 {
     RandomState::new().build_hasher().finish() % 1_000_000
 }
 
-async fn create_cm(ctx: &Context<()>, name: &str) -> Result<()> {
+async fn create_cm(api: Api<ConfigMap>, name: &str) -> Result<()> {
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -256,33 +285,44 @@ async fn create_cm(ctx: &Context<()>, name: &str) -> Result<()> {
         },
         ..Default::default()
     };
-    ctx.api::<ConfigMap>().create(&PostParams::default(), &cm).await?;
+    api.create(&PostParams::default(), &cm).await?;
     Ok(())
 }
 
-/// BROKEN: creates its ConfigMap under a random name and only finds it again through the status
-/// the next step writes, so a crash in between creates a second one.
+/// The random-name operator's memory: what this process created. A crash loses it.
+#[derive(Default)]
+pub struct Memory {
+    created: Mutex<HashMap<String, String>>,
+}
+
+/// BROKEN: creates its ConfigMap under a random name and remembers it only in process memory
+/// until the next step records it, so a crash in between creates a second one.
 #[step]
-async fn create_with_random_name(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
-    if s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some() {
+async fn create_with_random_name(s: &Sloppy, ctx: &Context<Memory>) -> Result<Outcome> {
+    let recorded = s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some();
+    if recorded || ctx.state().created.lock().unwrap().contains_key(&s.name_any()) {
         return Ok(Outcome::unchanged());
     }
     let name = format!("{}-{}", s.name_any(), random_suffix());
-    create_cm(ctx, &name).await?;
+    create_cm(ctx.api::<ConfigMap>(), &name).await?;
+    ctx.state()
+        .created
+        .lock()
+        .unwrap()
+        .insert(s.name_any(), name.clone());
     Ok(Outcome::modified(format!("created ConfigMap {name}")))
 }
 
-/// Records the (first) ConfigMap it finds with the object's prefix.
+/// Records the name the previous step remembered.
 #[step]
-async fn remember_name(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+async fn remember_name(s: &Sloppy, ctx: &Context<Memory>) -> Result<Outcome> {
     if s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some() {
         return Ok(Outcome::unchanged());
     }
-    let cms = ctx.api::<ConfigMap>().list(&Default::default()).await?;
-    let Some(cm) = cms.items.iter().find(|c| c.name_any().starts_with(&format!("{}-", s.name_any()))) else {
-        return Err(Error::msg("no ConfigMap"));
+    let Some(name) = ctx.state().created.lock().unwrap().get(&s.name_any()).cloned() else {
+        return Err(Error::msg("nothing remembered"));
     };
-    let patch = serde_json::json!({ "status": { "configName": cm.name_any() } });
+    let patch = serde_json::json!({ "status": { "configName": name } });
     ctx.api::<Sloppy>()
         .patch_status(&s.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
@@ -296,8 +336,8 @@ async fn writes_twice(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
     if api.get_opt(&format!("{}-one", s.name_any())).await?.is_some() {
         return Ok(Outcome::unchanged());
     }
-    create_cm(ctx, &format!("{}-one", s.name_any())).await?;
-    create_cm(ctx, &format!("{}-two", s.name_any())).await?;
+    create_cm(ctx.api(), &format!("{}-one", s.name_any())).await?;
+    create_cm(ctx.api(), &format!("{}-two", s.name_any())).await?;
     Ok(Outcome::modified("created two ConfigMaps"))
 }
 
@@ -308,7 +348,8 @@ fn sloppy(name: &str) -> Sloppy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_creating_with_a_random_name_is_caught() {
     let report = Explorer::new(|client| {
-        Operator::new(client, staircase!(Sloppy => [create_with_random_name, remember_name]))
+        let stairs = staircase!(Sloppy => [create_with_random_name, remember_name]);
+        Operator::with_state(client, stairs, Memory::default())
     })
     .crd(Sloppy::crd())
     .variants(&[Variant::Crash])
@@ -321,7 +362,10 @@ async fn a_step_creating_with_a_random_name_is_caught() {
     assert!(crash.duplicate_effects > 0, "{report}");
     let text = report.to_string();
     assert!(text.contains("duplicate effect"), "{text}");
-    assert!(text.contains("STAIRCASE_EXPLORER_CASE='crash/1'"), "a reproduction command: {text}");
+    assert!(
+        text.contains("STAIRCASE_EXPLORER_CASE='crash/1'"),
+        "a reproduction command: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +379,9 @@ async fn a_step_writing_twice_is_caught() {
         .await;
     let failures: Vec<_> = report.failures().collect();
     assert!(
-        failures.iter().any(|f| f.problem.contains("one-write rule") && f.problem.contains("writes_twice")),
+        failures
+            .iter()
+            .any(|f| f.problem.contains("one-write rule") && f.problem.contains("writes_twice")),
         "{report}"
     );
 }

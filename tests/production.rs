@@ -213,7 +213,7 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
     assert_eq!(events.len(), 1, "{events:#?}");
     let e = &events[0];
     assert_eq!((e.type_.as_deref(), e.reason.as_deref()), (Some("Warning"), Some("behave")));
-    assert_eq!(e.note.as_deref(), Some("the backend is down"));
+    assert_eq!(e.note.as_deref(), Some("step `behave` failed: the backend is down"));
     assert_eq!(e.series.as_ref().map(|s| s.count), Some(events::BURST as i32));
     assert_eq!(env.writes("events.events.k8s.io"), events::BURST as usize);
     let m = get(addr, "/metrics").await.1;

@@ -413,23 +413,36 @@ where
     let synced = {
         let (health, store) = (health.clone(), store.clone());
         AbortOnDrop(tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                tracing::info!("watch cache synced: ready");
-                health.set_synced(true);
+            // kube-runtime's readiness signal wakes only the last of several concurrent waiters
+            // (the controller waits on it too), so look again now and then instead of waiting once.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
+                }
             }
+            tracing::info!("watch cache synced: ready");
+            health.set_synced(true);
         }))
     };
-    controller
-        .graceful_shutdown_on(stop.wait())
+    let runs = controller
+        .graceful_shutdown_on(stop.clone().wait())
         .run(reconcile, error_policy, shared.clone())
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!("controller: {e}");
             }
-        })
-        .await;
+        });
+    // kube-runtime's controller itself waits for the runs in flight once shutdown is requested:
+    // bound that wait too.
+    let timeout = cfg.shutdown_timeout;
+    let timed_out = tokio::select! {
+        _ = runs => false,
+        _ = async { stop.wait().await; tokio::time::sleep(timeout).await } => true,
+    };
     drop(synced);
-    if !shared.in_flight.drained(cfg.shutdown_timeout).await {
+    if timed_out || !shared.in_flight.drained(timeout).await {
         tracing::warn!(
             "shutdown: runs still in flight after {:?} are cancelled",
             cfg.shutdown_timeout

@@ -221,6 +221,23 @@ async fn install(
     Ok(())
 }
 
+/// The explorer's own reads retry: a random fault aimed at the operator can still hit one of
+/// them once its matcher has moved on, and the explorer must not fail for that.
+async fn retry<T, E, F, Fut>(f: F) -> Result<T, E>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut last = None;
+    for _ in 0..5 {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("tried"))
+}
+
 async fn names<K>(api: &Api<K>) -> anyhow::Result<Vec<String>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
@@ -323,7 +340,9 @@ where
     loop {
         let mut quiet = true;
         let mut unsettled = Vec::new();
-        let objects = names(&cx.api).await.map_err(|e| format!("listing failed: {e}"))?;
+        let objects = retry(|| names(&cx.api))
+            .await
+            .map_err(|e| format!("listing failed: {e}"))?;
         for name in objects {
             loop {
                 if cx.out.runs >= plan.max_runs {
@@ -332,7 +351,7 @@ where
                         cx.out.runs
                     ));
                 }
-                let obj = match cx.api.get_opt(&name).await {
+                let obj = match retry(|| cx.api.get_opt(&name)).await {
                     Ok(Some(o)) => o,
                     Ok(None) => break,
                     Err(e) => return Err(format!("reading {name} failed: {e}")),

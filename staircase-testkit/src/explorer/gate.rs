@@ -160,6 +160,10 @@ struct GateService {
     incarnation: u64,
 }
 
+/// The `User-Agent` of operator requests, so fault plans can aim at them and not at the
+/// explorer's own reads.
+pub(crate) const OPERATOR_AGENT: &str = "staircase-explorer-operator";
+
 fn is_write(m: &Method) -> bool {
     matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
 }
@@ -177,8 +181,12 @@ impl tower::Service<Request<Body>> for GateService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let svc = self.clone();
+        req.headers_mut().insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(OPERATOR_AGENT),
+        );
         let counted = is_write(req.method())
             && !req.uri().query().is_some_and(|q| q.contains("dryRun="))
             && !req.uri().path().contains("/events");

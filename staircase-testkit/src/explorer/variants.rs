@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::driver::{CaseOutcome, CasePlan, Mode};
+use super::gate::OPERATOR_AGENT;
 use super::seed::Rng;
 use crate::{Fault, Verb};
 
@@ -182,17 +183,20 @@ pub(crate) fn random_plan(seed: u64, reference: &CaseOutcome, base: &CasePlan) -
             }
             continue;
         }
-        let reqs: Vec<_> = reference.requests.get(phase).map_or(Vec::new(), |r| {
-            r.iter()
-                .filter(|r| r.verb.is_some_and(|v| !matches!(v, Verb::Watch | Verb::List)))
-                .cloned()
-                .collect()
-        });
-        if reqs.is_empty() {
+        // Aim at the operator's requests only; the explorer's own reads must see the truth.
+        let full: &[crate::RequestRecord] = reference.requests.get(phase).map_or(&[], Vec::as_slice);
+        let candidates: Vec<usize> = (0..full.len())
+            .filter(|i| {
+                let r = &full[*i];
+                r.user_agent.as_deref() == Some(OPERATOR_AGENT)
+                    && r.verb.is_some_and(|v| !matches!(v, Verb::Watch | Verb::List))
+            })
+            .collect();
+        if candidates.is_empty() {
             continue;
         }
-        let at = rng.below(reqs.len() as u64) as usize;
-        let target = &reqs[at];
+        let at = candidates[rng.below(candidates.len() as u64) as usize];
+        let target = &full[at];
         let same = |r: &crate::RequestRecord| {
             r.verb == target.verb
                 && r.resource == target.resource
@@ -200,7 +204,8 @@ pub(crate) fn random_plan(seed: u64, reference: &CaseOutcome, base: &CasePlan) -
                 && r.name == target.name
                 && r.namespace == target.namespace
         };
-        let nth = reqs[..=at].iter().filter(|r| same(r)).count();
+        // Fault rules count every matching request, the explorer's included.
+        let nth = full[..=at].iter().filter(|r| same(r)).count();
         let write = target.verb.is_some_and(|v| v.is_write());
         let (fault, label) = match kind {
             1 => (Fault::fail(409, "Conflict"), "409 Conflict"),

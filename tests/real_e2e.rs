@@ -1,0 +1,272 @@
+//! End to end against the real kube-apiserver v1.20.2 (with etcd and kube-controller-manager,
+//! started by `staircase_testkit::real`): the demo `Foo` operator (`examples/foo.rs`) reaches
+//! Ready, follows a spec change, and on deletion runs its cleanup behind the finalizer while the
+//! real garbage collector removes the owned children.
+//!
+//! Build the binaries once with `bash scripts/real-apiserver/build.sh`; without them these tests
+//! print how to and pass, unless `CI=true`, where they fail. Every test runs in a namespace of
+//! its own on the server shared by this test binary, with the operator watching only that
+//! namespace; the cluster-scoped `Foo` CRD is installed once (an existing one is fine).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use staircase::RunEnd;
+use staircase::prelude::*;
+use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_testkit::real::shared_or_skip;
+use staircase_tests::{Running, recorder};
+
+/// Upper bound for anything these tests wait for (a guard against hangs, not a timing
+/// assumption): the real controllers act within seconds.
+const GUARD: Duration = Duration::from_secs(90);
+
+/// Installs the `Foo` CRD unless it exists, then waits until it is Established and served.
+async fn install_foo_crd(client: &Client, ns: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = Foo::crd();
+    match crds.create(&PostParams::default(), &crd).await {
+        Ok(_) => {}
+        // Installed by another test of this binary (or an earlier run against this server).
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("install the Foo CRD: {e}"),
+    }
+    let name = crd.name_any();
+    let established = await_condition(crds, &name, conditions::is_crd_established());
+    tokio::time::timeout(GUARD, established)
+        .await
+        .expect("Foo CRD Established in time")
+        .expect("watch works");
+    // The real server answers 404 for a moment after Established, until its CRD handler has
+    // picked the definition up.
+    let foos: Api<Foo> = Api::namespaced(client.clone(), ns);
+    eventually("Foo served", || async {
+        foos.list(&ListParams::default()).await.is_ok()
+    })
+    .await;
+}
+
+/// Polls `check` until it holds; panics after [`GUARD`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + GUARD;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {GUARD:?} waiting for {what}"
+        );
+        // Poll interval, bounded by the guard above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (watch-based) until `cond` holds for `name`.
+async fn wait_for<K>(api: &Api<K>, name: &str, cond: impl kube::runtime::wait::Condition<K>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    tokio::time::timeout(GUARD, await_condition(api.clone(), name, cond))
+        .await
+        .unwrap_or_else(|_| panic!("condition on {name} not reached within {GUARD:?}"))
+        .expect("watch works");
+}
+
+/// Waits until the object named `name` no longer exists.
+async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    wait_for(api, name, |o: Option<&K>| o.is_none()).await;
+}
+
+fn ready(foo: Option<&Foo>) -> bool {
+    foo.is_some_and(|f| {
+        f.status
+            .as_ref()
+            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
+    })
+}
+
+fn new_foo(name: &str, message: &str, port: i32) -> Foo {
+    Foo::new(
+        name,
+        FooSpec {
+            message: message.into(),
+            port,
+        },
+    )
+}
+
+/// The Foo operator on `client`, watching namespace `ns` only, in the background.
+fn spawn_operator(client: Client, ns: &str) -> Running {
+    let ns = ns.to_string();
+    Running::spawn(move |reports, stop| {
+        Operator::with_state(
+            client,
+            foo::stairs(),
+            App {
+                manager: "foo-operator".into(),
+            },
+        )
+        .with_config(OperatorConfig::default().with_namespace(ns))
+        .with_status()
+        .on_run(recorder(reports))
+        .run_until(async {
+            stop.await.ok();
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foo_operator_reaches_ready_follows_changes_and_cleans_up() {
+    let Some(server) =
+        shared_or_skip("foo_operator_reaches_ready_follows_changes_and_cleans_up").await
+    else {
+        return;
+    };
+    let ns = server.namespace("foo-e2e").await.unwrap();
+    let client = ns.client();
+    install_foo_crd(&client, ns.name()).await;
+    let foos: Api<Foo> = ns.api();
+    let cms: Api<ConfigMap> = ns.api();
+    let secrets: Api<Secret> = ns.api();
+    let services: Api<Service> = ns.api();
+    for (i, name) in ["alpha", "beta"].iter().enumerate() {
+        foos.create(
+            &PostParams::default(),
+            &new_foo(name, &format!("hello from {name}"), 8080 + i as i32),
+        )
+        .await
+        .unwrap();
+    }
+
+    let op = spawn_operator(client.clone(), ns.name());
+    for name in ["alpha", "beta"] {
+        wait_for(&foos, name, ready).await;
+    }
+
+    // Every child exists, is owned (controller reference) by its Foo, and carries the spec.
+    let alpha = foos.get("alpha").await.unwrap();
+    assert_eq!(
+        alpha.finalizers(),
+        [staircase::DEFAULT_FINALIZER.to_string()]
+    );
+    let owner_uid = alpha.uid().unwrap();
+    let owned_by_alpha = |refs: Option<Vec<_>>| {
+        refs.unwrap_or_default().iter().any(
+            |r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference| {
+                r.uid == owner_uid && r.controller == Some(true) && r.kind == "Foo"
+            },
+        )
+    };
+    let cm = cms.get("alpha-config").await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap()["message"], "hello from alpha");
+    assert!(owned_by_alpha(cm.metadata.owner_references.clone()));
+    let secret = secrets.get("alpha-token").await.unwrap();
+    assert!(owned_by_alpha(secret.metadata.owner_references.clone()));
+    // stringData was folded into data by the real server.
+    assert!(secret.data.unwrap().contains_key("token"));
+    let svc = services.get("alpha-svc").await.unwrap();
+    assert!(owned_by_alpha(svc.metadata.owner_references.clone()));
+    let port = svc.spec.unwrap().ports.unwrap()[0].port;
+    assert_eq!(port, 8080);
+
+    // A spec change: a new generation, followed to Ready again, children updated.
+    let patched = foos
+        .patch(
+            "alpha",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"message": "changed", "port": 9090}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.generation, Some(2));
+    wait_for(&foos, "alpha", ready).await;
+    assert_eq!(
+        cms.get("alpha-config").await.unwrap().data.unwrap()["message"],
+        "changed"
+    );
+    let svc = services.get("alpha-svc").await.unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 9090);
+
+    // Deletion: the cleanup step removes the ConfigMap behind the finalizer, the finalizer is
+    // released, the Foo goes away, and kube-controller-manager's garbage collector removes the
+    // owned Secret and Service.
+    foos.delete("alpha", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&foos, "alpha").await;
+    op.wait_report(|r| r.object.ends_with("/alpha") && r.end == RunEnd::FinalizerRemoved)
+        .await;
+    wait_gone(&cms, "alpha-config").await;
+    wait_gone(&secrets, "alpha-token").await;
+    wait_gone(&services, "alpha-svc").await;
+    // The other Foo and its children are untouched.
+    assert!(ready(Some(&foos.get("beta").await.unwrap())));
+    assert!(cms.get_opt("beta-config").await.unwrap().is_some());
+    assert!(secrets.get_opt("beta-token").await.unwrap().is_some());
+
+    let reports = op.stop().await;
+    let alpha_cleanup: Vec<_> = reports
+        .iter()
+        .filter(|r| r.object.ends_with("/alpha") && r.deleting)
+        .collect();
+    assert!(
+        alpha_cleanup
+            .iter()
+            .any(|r| matches!(&r.end, RunEnd::Modified { step, .. } if *step == "remove_config")),
+        "the cleanup step deleted the ConfigMap: {alpha_cleanup:?}"
+    );
+    assert_eq!(
+        alpha_cleanup.last().map(|r| r.end.clone()),
+        Some(RunEnd::FinalizerRemoved)
+    );
+}
+
+/// A Foo deleted while no operator runs stays (finalizer) until an operator comes back; then
+/// it is cleaned up and its children are collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_while_the_operator_is_down_completes_when_it_returns() {
+    let Some(server) =
+        shared_or_skip("deletion_while_the_operator_is_down_completes_when_it_returns").await
+    else {
+        return;
+    };
+    let ns = server.namespace("foo-e2e-down").await.unwrap();
+    let client = ns.client();
+    install_foo_crd(&client, ns.name()).await;
+    let foos: Api<Foo> = ns.api();
+    let services: Api<Service> = ns.api();
+    foos.create(&PostParams::default(), &new_foo("gamma", "hi", 8080))
+        .await
+        .unwrap();
+    let op = spawn_operator(client.clone(), ns.name());
+    wait_for(&foos, "gamma", ready).await;
+    op.stop().await;
+
+    foos.delete("gamma", &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = foos.get("gamma").await.unwrap();
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "held by the finalizer"
+    );
+
+    let op = spawn_operator(client.clone(), ns.name());
+    wait_gone(&foos, "gamma").await;
+    wait_gone(&services, "gamma-svc").await;
+    let cms: Api<ConfigMap> = ns.api();
+    wait_gone(&cms, "gamma-config").await;
+    op.stop().await;
+}
