@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             status.and_then(|s| s.observed_generation)
         );
     }
-    let trace = trace.lock().expect("trace");
+    let trace = std::mem::take(&mut *trace.lock().expect("trace"));
     println!("\nper object, run by run:");
     for name in names {
         let key = format!("{NAMESPACE}/{name}");
@@ -154,7 +154,7 @@ async fn install_crd(client: &Client) -> anyhow::Result<()> {
 /// `--kubeconfig PATH`, else `KUBECONFIG`, else none (the embedded server).
 fn kubeconfig_arg() -> anyhow::Result<Option<String>> {
     let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
+    if let Some(a) = args.next() {
         match a.as_str() {
             "--kubeconfig" => {
                 return args

@@ -53,11 +53,11 @@ pub struct App {
     pub manager: String,
 }
 
-fn child_meta(foo: &Foo, suffix: &str) -> ObjectMeta {
+fn child_meta(obj: &Foo, suffix: &str) -> ObjectMeta {
     ObjectMeta {
-        name: Some(format!("{}-{suffix}", foo.name_any())),
-        namespace: foo.namespace(),
-        owner_references: foo.controller_owner_ref(&()).map(|o| vec![o]),
+        name: Some(format!("{}-{suffix}", obj.name_any())),
+        namespace: obj.namespace(),
+        owner_references: obj.controller_owner_ref(&()).map(|o| vec![o]),
         labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "foo-operator".into())])),
         ..Default::default()
     }
@@ -72,11 +72,11 @@ fn post(app: &App) -> PostParams {
 
 /// The ConfigMap `<name>-config` exists and carries `spec.message`.
 #[step]
-pub async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+pub async fn ensure_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<ConfigMap>();
-    let meta = child_meta(foo, "config");
+    let meta = child_meta(obj, "config");
     let name = meta.name.clone().unwrap_or_default();
-    let want = BTreeMap::from([("message".to_string(), foo.spec.message.clone())]);
+    let want = BTreeMap::from([("message".to_string(), obj.spec.message.clone())]);
     match api.get_opt(&name).await? {
         None => {
             let cm = ConfigMap {
@@ -102,15 +102,15 @@ pub async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 
 /// The Secret `<name>-token` exists. Its token is generated once and never rewritten.
 #[step]
-pub async fn ensure_secret(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+pub async fn ensure_secret(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<Secret>();
-    let meta = child_meta(foo, "token");
+    let meta = child_meta(obj, "token");
     let name = meta.name.clone().unwrap_or_default();
     if api.get_opt(&name).await?.is_some() {
         return Ok(Outcome::unchanged());
     }
     // Derived from the uid, so a retried create after a crash would carry the same value.
-    let token = format!("token-{}", foo.uid().unwrap_or_default());
+    let token = format!("token-{}", obj.uid().unwrap_or_default());
     let secret = Secret {
         metadata: meta,
         string_data: Some(BTreeMap::from([("token".into(), token)])),
@@ -122,17 +122,17 @@ pub async fn ensure_secret(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 
 /// The Service `<name>` exists and exposes `spec.port`.
 #[step]
-pub async fn ensure_service(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+pub async fn ensure_service(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<Service>();
-    let meta = child_meta(foo, "svc");
+    let meta = child_meta(obj, "svc");
     let name = meta.name.clone().unwrap_or_default();
-    let port = foo.spec.port;
+    let port = obj.spec.port;
     match api.get_opt(&name).await? {
         None => {
             let svc = Service {
                 metadata: meta,
                 spec: Some(ServiceSpec {
-                    selector: Some(BTreeMap::from([("app".into(), foo.name_any())])),
+                    selector: Some(BTreeMap::from([("app".into(), obj.name_any())])),
                     ports: Some(vec![ServicePort {
                         name: Some("http".into()),
                         port,
@@ -167,9 +167,9 @@ pub async fn ensure_service(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 /// On deletion: remove the ConfigMap explicitly (garbage collection would too; this shows
 /// a cleanup step doing one modification per run and reporting unchanged once done).
 #[step]
-pub async fn remove_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+pub async fn remove_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<ConfigMap>();
-    let name = format!("{}-config", foo.name_any());
+    let name = format!("{}-config", obj.name_any());
     match api.get_opt(&name).await? {
         Some(cm) if cm.metadata.deletion_timestamp.is_none() => {
             api.delete(&name, &Default::default()).await?;

@@ -126,9 +126,9 @@ type Op = Operator<
     >,
 >;
 
-/// The operator under test: one children step built as a value, as `staircase!` will take it.
+/// The operator under test: one children step, given to `staircase!` as a value.
 fn operator(t: &T, f: fn(&Parent) -> Children) -> Op {
-    let stairs = Staircase::new(Start::new().then(children(f).named("children")));
+    let stairs = staircase!(Parent => [children(f).named("children")]);
     Operator::new(t.env.client.clone(), stairs)
 }
 

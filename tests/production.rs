@@ -388,6 +388,9 @@ async fn owned_children_and_mapped_objects_run_their_parent_again() {
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
     foos.create(&PostParams::default(), &new_foo("p")).await.unwrap();
     wait_for(&foos, "p", ready).await;
+    // Changes made before a watch starts are not events: wait until the operator watches its
+    // three resources (foos, configmaps, secrets).
+    until("the operator's watches are open", async || env.server.open_watches() >= 3).await;
 
     // Drift in an owned child: only a run of its owner repairs it (resync is 10 minutes away).
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");

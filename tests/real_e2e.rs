@@ -109,6 +109,14 @@ fn new_foo(name: &str, message: &str, port: i32) -> Foo {
 
 /// The Foo operator on `client`, watching namespace `ns` only, in the background.
 fn spawn_operator(client: Client, ns: &str) -> Running {
+    // Operator logs (RUST_LOG, default warn) go to the test's captured output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let ns = ns.to_string();
     Running::spawn(move |reports, stop| {
         Operator::with_state(

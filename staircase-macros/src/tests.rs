@@ -173,3 +173,13 @@ fn broken_step_keeps_the_function_and_gets_a_stub() {
         "a stub step type keeps `staircase!` lists quiet: {out}"
     );
 }
+
+#[test]
+fn staircase_takes_step_values_and_does_not_dedupe_them() {
+    let input = parse_staircase(quote!(Foo => [a, children(one), children(two)])).unwrap();
+    assert!(matches!(
+        input.main.steps.iter().nth(1),
+        Some(crate::staircase::parse::Entry::Value(_))
+    ));
+    assert!(crate::staircase::validate::validate(&input).is_ok());
+}

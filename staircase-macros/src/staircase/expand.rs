@@ -11,7 +11,7 @@ use quote::{quote, quote_spanned};
 use syn::Ident;
 use syn::spanned::Spanned;
 
-use super::parse::{StaircaseInput, StepList};
+use super::parse::{Entry, StaircaseInput, StepList};
 
 /// The expression building the `Staircase`.
 pub(crate) fn expand(input: &StaircaseInput) -> TokenStream {
@@ -65,17 +65,22 @@ fn chain(
     // Hygienic: invisible to (and not clashing with) anything the user writes.
     let chain = Ident::new("__chain", Span::mixed_site());
     let step = Ident::new("__step", Span::mixed_site());
-    let steps = list.steps.iter().map(|path| {
+    let steps = list.steps.iter().map(|entry| {
         // The step's own name (the last segment), where errors about it belong.
-        let span = path
-            .segments
-            .last()
-            .map_or_else(|| path.span(), |s| s.ident.span());
+        let (span, value) = match entry {
+            Entry::Step(path) => (
+                path.segments
+                    .last()
+                    .map_or_else(|| path.span(), |s| s.ident.span()),
+                quote!(#path {}),
+            ),
+            Entry::Value(expr) => (expr.span(), quote!(#expr)),
+        };
         let private = Ident::new(&private.to_string(), span);
         quote_spanned! {span=>
             let #step = #private::check_data(
                 &#chain,
-                #private::check_state(&#chain, #private::check_resource::<#resource, _>(#path {})),
+                #private::check_state(&#chain, #private::check_resource::<#resource, _>(#value)),
             );
             let #chain = #chain.then(#step);
         }

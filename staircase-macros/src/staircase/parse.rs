@@ -24,8 +24,35 @@ pub(crate) struct StaircaseInput {
 pub(crate) struct StepList {
     /// The brackets, where an error about the whole list is shown.
     pub(crate) brackets: token::Bracket,
-    /// The steps, by path.
-    pub(crate) steps: Punctuated<Path, Token![,]>,
+    /// The steps, in order.
+    pub(crate) steps: Punctuated<Entry, Token![,]>,
+}
+
+/// One entry of a list.
+pub(crate) enum Entry {
+    /// A `#[step]` function, by path: the step is its generated struct, built as `path {}`.
+    Step(Path),
+    /// Any other expression evaluating to a step value, e.g. `children(desired)`.
+    Value(syn::Expr),
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let expr: syn::Expr = input.parse()?;
+        Ok(match expr {
+            syn::Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Entry::Step(p.path),
+            other => Entry::Value(other),
+        })
+    }
+}
+
+impl quote::ToTokens for Entry {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            Entry::Step(p) => p.to_tokens(tokens),
+            Entry::Value(e) => e.to_tokens(tokens),
+        }
+    }
 }
 
 const USAGE: &str =
@@ -110,6 +137,6 @@ fn parse_list(input: ParseStream<'_>, what: &str) -> syn::Result<StepList> {
     }
     let content;
     let brackets = bracketed!(content in input);
-    let steps = Punctuated::parse_terminated_with(&content, Path::parse_mod_style)?;
+    let steps = Punctuated::parse_terminated(&content)?;
     Ok(StepList { brackets, steps })
 }

@@ -3,7 +3,7 @@
 
 use quote::ToTokens;
 
-use super::parse::{StaircaseInput, StepList};
+use super::parse::{Entry, StaircaseInput, StepList};
 use crate::errors::Errors;
 
 /// Every problem found, combined.
@@ -30,14 +30,24 @@ fn check_list(list: &StepList, empty: &str, errors: &mut Errors) {
     }
     // A step runs once per run; listing it again is a mistake (the second would find nothing to
     // do). The same step may appear in both lists, though.
-    let names: Vec<String> = list.steps.iter().map(path_string).collect();
+    // Only `#[step]` paths are compared: two value entries (e.g. two `children(..)`) may differ
+    // in their arguments.
+    let names: Vec<Option<String>> = list
+        .steps
+        .iter()
+        .map(|e| match e {
+            Entry::Step(p) => Some(path_string(p)),
+            Entry::Value(_) => None,
+        })
+        .collect();
     for (i, step) in list.steps.iter().enumerate() {
-        if let Some(first) = names[..i].iter().position(|n| *n == names[i]) {
+        let Some(name) = &names[i] else { continue };
+        if let Some(first) = names[..i].iter().position(|n| n.as_ref() == Some(name)) {
             errors.error_at(
                 step,
                 format!(
                     "step `{}` is already listed as step {} of this list; each step runs once per run",
-                    names[i],
+                    name,
                     first + 1
                 ),
             );
