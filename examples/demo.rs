@@ -80,6 +80,12 @@ async fn main() -> anyhow::Result<()> {
         log.lock().expect("trace").push(report.clone());
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Metrics and health while the demo runs (STAIRCASE_METRICS_ADDR picks the address).
+    let addr = std::env::var("STAIRCASE_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    println!("metrics on {url}/metrics, health on {url}/healthz and {url}/readyz");
+    tokio::spawn(staircase::server::serve(listener, operator.metrics(), operator.health()));
     let running = tokio::spawn(operator.run_until(async {
         stopped.await.ok();
     }));

@@ -35,8 +35,14 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", crds::print::<Foo>());
                 return Ok(());
             }
-            "--kubeconfig" => kubeconfig = Some(PathBuf::from(args.next().context("--kubeconfig needs a path")?)),
-            other => anyhow::bail!("unknown argument {other:?}; usage: foo-operator [crd] [--kubeconfig PATH]"),
+            "--kubeconfig" => {
+                kubeconfig = Some(PathBuf::from(
+                    args.next().context("--kubeconfig needs a path")?,
+                ))
+            }
+            other => anyhow::bail!(
+                "unknown argument {other:?}; usage: foo-operator [crd] [--kubeconfig PATH]"
+            ),
         }
     }
     let mut config = OperatorConfig::from_env()?;

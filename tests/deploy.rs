@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{Discovery, Scope};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use staircase::prelude::*;
 use staircase::{LeaderElection, crds};
 use staircase_examples::foo::{self, App, Foo, FooSpec};
@@ -47,21 +47,35 @@ fn gvk(v: &serde_json::Value) -> GroupVersionKind {
 async fn every_manifest_is_accepted_and_the_crd_is_generated_from_the_type() {
     let env = Env::start().await;
     let all = manifests();
-    let crd = all.iter().find(|(_, v)| v["kind"] == "CustomResourceDefinition").expect("a CRD manifest");
+    let crd = all
+        .iter()
+        .find(|(_, v)| v["kind"] == "CustomResourceDefinition")
+        .expect("a CRD manifest");
     let generated = serde_json::to_value(<Foo as kube::CustomResourceExt>::crd()).unwrap();
-    assert_eq!(crd.1, generated, "deploy/01-crd.yaml is stale: regenerate it with `cargo run --example foo-operator -- crd`");
+    assert_eq!(
+        crd.1, generated,
+        "deploy/01-crd.yaml is stale: regenerate it with `cargo run --example foo-operator -- crd`"
+    );
 
     let mut unserved = Vec::new();
     for (file, v) in &all {
         let gvk = gvk(v);
         // Discovery again for each object: the CRD applied earlier adds its resource.
-        let discovery = Discovery::new(env.client.clone()).run().await.expect("discovery");
+        let discovery = Discovery::new(env.client.clone())
+            .run()
+            .await
+            .expect("discovery");
         let Some((ar, caps)) = discovery.resolve_gvk(&gvk) else {
             // The embedded server serves no RBAC; those objects must still be well-formed.
-            assert_eq!(gvk.group, "rbac.authorization.k8s.io", "{file}: {gvk:?} not served");
+            assert_eq!(
+                gvk.group, "rbac.authorization.k8s.io",
+                "{file}: {gvk:?} not served"
+            );
             let typed = match gvk.kind.as_str() {
                 "ClusterRole" => serde_json::from_value::<ClusterRole>(v.clone()).map(drop),
-                "ClusterRoleBinding" => serde_json::from_value::<ClusterRoleBinding>(v.clone()).map(drop),
+                "ClusterRoleBinding" => {
+                    serde_json::from_value::<ClusterRoleBinding>(v.clone()).map(drop)
+                }
                 "Role" => serde_json::from_value::<Role>(v.clone()).map(drop),
                 "RoleBinding" => serde_json::from_value::<RoleBinding>(v.clone()).map(drop),
                 k => panic!("{file}: unexpected RBAC kind {k}"),
@@ -82,14 +96,27 @@ async fn every_manifest_is_accepted_and_the_crd_is_generated_from_the_type() {
             .await
             .unwrap_or_else(|e| panic!("{file}: {} {name} rejected: {e}", gvk.kind));
         if gvk.kind == "CustomResourceDefinition" {
-            crds::install::<Foo>(&env.client).await.expect("established");
+            crds::install::<Foo>(&env.client)
+                .await
+                .expect("established");
         }
     }
     let kinds: BTreeSet<&str> = all.iter().filter_map(|(_, v)| v["kind"].as_str()).collect();
-    for k in ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Deployment", "Service"] {
+    for k in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "Deployment",
+        "Service",
+    ] {
         assert!(kinds.contains(k), "deploy/ has a {k}");
     }
-    assert_eq!(unserved.len(), 4, "only the RBAC objects are not served: {unserved:?}");
+    assert_eq!(
+        unserved.len(),
+        4,
+        "only the RBAC objects are not served: {unserved:?}"
+    );
 }
 
 /// `(group, resource[/subresource], verb)` as RBAC names them.
@@ -128,11 +155,16 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
         },
         ..Default::default()
     };
-    namespaces.create(&PostParams::default(), &ns).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
     env.server.stats().reset();
 
     // The operator as `examples/operator.rs` configures it in the Deployment.
-    let le = LeaderElection::new("foo-operator").with_namespace("foo-system").with_identity("pod-0");
+    let le = LeaderElection::new("foo-operator")
+        .with_namespace("foo-system")
+        .with_identity("pod-0");
     let op = Operator::with_state(
         env.client.clone(),
         foo::stairs(),
@@ -140,35 +172,53 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
             manager: "foo-operator".into(),
         },
     )
-    .with_config(OperatorConfig::default().with_name("foo-operator").with_leader_election(le))
+    .with_config(
+        OperatorConfig::default()
+            .with_name("foo-operator")
+            .with_leader_election(le),
+    )
     .with_status()
     .owns::<ConfigMap>()
     .owns::<Secret>()
     .owns::<Service>();
     op.check().await.expect("preflight");
     let running = Running::spawn(move |reports, stop| {
-        op.on_run(staircase_tests::recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
+        op.on_run(staircase_tests::recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
     });
 
     // Everything the staircase does: create the children, repair them after a spec change,
     // clean up on deletion.
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
     let foo = {
-        let mut f = Foo::new("f", FooSpec { message: "one".into(), port: 80 });
+        let mut f = Foo::new(
+            "f",
+            FooSpec {
+                message: "one".into(),
+                port: 80,
+            },
+        );
         f.metadata.namespace = Some("default".into());
         f
     };
     foos.create(&PostParams::default(), &foo).await.unwrap();
     let ready = |g: i64| {
         move |f: Option<&Foo>| {
-            f.is_some_and(|f| f.metadata.generation == Some(g) && f.status.as_ref().is_some_and(|s| s.steps.is_ready_at(Some(g))))
+            f.is_some_and(|f| {
+                f.metadata.generation == Some(g)
+                    && f.status
+                        .as_ref()
+                        .is_some_and(|s| s.steps.is_ready_at(Some(g)))
+            })
         }
     };
     wait_for(&foos, "f", ready(1)).await;
     let change = serde_json::json!({ "spec": { "message": "two", "port": 81 } });
-    foos.patch("f", &PatchParams::default(), &Patch::Merge(&change)).await.unwrap();
+    foos.patch("f", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .unwrap();
     wait_for(&foos, "f", ready(2)).await;
     foos.delete("f", &DeleteParams::default()).await.unwrap();
     wait_gone(&foos, "f").await;
@@ -186,7 +236,11 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
             continue;
         }
         if plural == "leases" {
-            assert_eq!(r.namespace.as_deref(), Some("foo-system"), "leases only in the operator's namespace");
+            assert_eq!(
+                r.namespace.as_deref(),
+                Some("foo-system"),
+                "leases only in the operator's namespace"
+            );
         }
         let res = match &r.subresource {
             Some(s) => format!("{plural}/{s}"),
@@ -196,7 +250,22 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
     }
     let granted = granted();
     let missing: Vec<_> = used.difference(&granted).collect();
-    assert!(missing.is_empty(), "the operator needs permissions deploy/02-rbac.yaml does not grant: {missing:?}");
-    let unused: Vec<_> = granted.difference(&used).collect();
-    assert!(unused.is_empty(), "deploy/02-rbac.yaml grants permissions the operator never used: {unused:?}");
+    assert!(
+        missing.is_empty(),
+        "the operator needs permissions deploy/02-rbac.yaml does not grant: {missing:?}"
+    );
+    // Granted but only needed when the watch lags behind the operator's own write (the runner
+    // then reads the object directly, after `read_your_writes_grace`): not provoked here.
+    let rarely: BTreeSet<Grant> = [("demo.staircase.rs", "foos", "get")]
+        .into_iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let unused: Vec<_> = granted
+        .difference(&used)
+        .filter(|g| !rarely.contains(*g))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "deploy/02-rbac.yaml grants permissions the operator never used: {unused:?}"
+    );
 }

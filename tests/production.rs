@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::runtime::reflector::ObjectRef;
 use kube::{CustomResourceExt, ResourceExt};
 use staircase::prelude::*;
-use staircase::{Backoff, Leadership, PreflightError, RunEnd, crds, events, preflight, server};
+use staircase::{Backoff, PreflightError, RunEnd, crds, events, preflight, server};
 use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_testkit::{Fault, Verb};
 use staircase_tests::widget::{Widget, widget};
@@ -67,14 +67,23 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     s.write_all(req.as_bytes()).await.expect("send");
     let mut raw = String::new();
     s.read_to_string(&mut raw).await.expect("read");
-    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 /// Starts the metrics/health endpoint of an operator on a free port.
 async fn serve<K, S, M, C>(op: &Operator<K, S, M, C>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(server::serve(listener, op.metrics(), op.health()));
     addr
@@ -82,21 +91,28 @@ async fn serve<K, S, M, C>(op: &Operator<K, S, M, C>) -> std::net::SocketAddr {
 
 /// A parsed Prometheus text exposition: the value of `name` with exactly `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let want: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, ls) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.strip_suffix('}')?),
-            None => (series, ""),
-        };
-        let got: BTreeMap<String, String> = ls
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
-        (n == name && got == want).then(|| value.parse().ok()).flatten()
-    })
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .find_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, ls) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            let got: BTreeMap<String, String> = ls
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect();
+            (n == name && got == want)
+                .then(|| value.parse().ok())
+                .flatten()
+        })
 }
 
 async fn events_about(env: &Env, name: &str) -> Vec<Event> {
@@ -124,34 +140,67 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
             stop.await.ok();
         })
     });
-    until("ready once the cache synced", async || get(addr, "/readyz").await.0 == 200).await;
+    until("ready once the cache synced", async || {
+        get(addr, "/readyz").await.0 == 200
+    })
+    .await;
     assert_eq!(get(addr, "/healthz").await.0, 200);
     assert_eq!(get(addr, "/nope").await.0, 404);
 
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
-    foos.create(&PostParams::default(), &new_foo("foo-0")).await.unwrap();
+    foos.create(&PostParams::default(), &new_foo("foo-0"))
+        .await
+        .unwrap();
     wait_for(&foos, "foo-0", ready).await;
     until("the converged run is counted", async || {
         let m = get(addr, "/metrics").await.1;
         sample(&m, "staircase_objects_not_ready", &[]) == Some(0.0)
-            && sample(&m, "staircase_runs_total", &[("result", "converged")]).is_some_and(|n| n >= 1.0)
+            && sample(&m, "staircase_runs_total", &[("result", "converged")])
+                .is_some_and(|n| n >= 1.0)
     })
     .await;
     let (status, m) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     // One run per child plus the finalizer, each counted with its step.
-    assert_eq!(sample(&m, "staircase_runs_total", &[("result", "modified")]), Some(3.0), "{m}");
-    assert_eq!(sample(&m, "staircase_runs_total", &[("result", "finalizer_added")]), Some(1.0));
+    assert_eq!(
+        sample(&m, "staircase_runs_total", &[("result", "modified")]),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "staircase_runs_total", &[("result", "finalizer_added")]),
+        Some(1.0)
+    );
     for step in ["ensure_config", "ensure_secret", "ensure_service"] {
         let modified = [("step", step), ("outcome", "modified")];
-        assert_eq!(sample(&m, "staircase_step_outcomes_total", &modified), Some(1.0), "{step}");
-        assert!(sample(&m, "staircase_step_duration_seconds_count", &[("step", step)]).unwrap() >= 1.0);
+        assert_eq!(
+            sample(&m, "staircase_step_outcomes_total", &modified),
+            Some(1.0),
+            "{step}"
+        );
+        assert!(
+            sample(
+                &m,
+                "staircase_step_duration_seconds_count",
+                &[("step", step)]
+            )
+            .unwrap()
+                >= 1.0
+        );
     }
-    let runs = sample(&m, "staircase_run_duration_seconds_count", &[("result", "modified")]).unwrap();
+    let runs = sample(
+        &m,
+        "staircase_run_duration_seconds_count",
+        &[("result", "modified")],
+    )
+    .unwrap();
     assert_eq!(runs, 3.0);
     // Every run made at most one write: the writes histogram has nothing above 1.
     let total = sample(&m, "staircase_run_writes_count", &[]).unwrap();
-    assert_eq!(sample(&m, "staircase_run_writes_bucket", &[("le", "1.0")]), Some(total));
+    assert_eq!(
+        sample(&m, "staircase_run_writes_bucket", &[("le", "1.0")]),
+        Some(total)
+    );
     assert_eq!(sample(&m, "staircase_runs_in_flight", &[]), Some(0.0));
     assert!(sample(&m, "staircase_queue_depth", &[]).is_some());
 
@@ -169,7 +218,11 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
             assert_eq!(e.reporting_controller.as_deref(), Some("staircase"));
         }
     }
-    assert!(events.iter().any(|e| e.reason.as_deref() == Some("FinalizerAdded")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("FinalizerAdded"))
+    );
     // Converged runs change nothing and publish nothing.
     assert_eq!(events.len(), 4, "{events:#?}");
 }
@@ -180,7 +233,9 @@ fn hot_loop_config() -> OperatorConfig {
         max: Duration::from_millis(1),
         permanent: Duration::from_millis(1),
     };
-    OperatorConfig::default().with_backoff(fast).with_namespace("default")
+    OperatorConfig::default()
+        .with_backoff(fast)
+        .with_namespace("default")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +243,8 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
     let env = Env::start().await;
     env.install::<Widget>().await;
     let stairs = staircase!(Widget => [staircase_tests::widget::behave]);
-    let op = Operator::with_state(env.client.clone(), stairs, Default::default()).with_config(hot_loop_config());
+    let op = Operator::with_state(env.client.clone(), stairs, Default::default())
+        .with_config(hot_loop_config());
     let addr = serve(&op).await;
     let running = Running::spawn(move |reports, stop| {
         op.on_run(recorder(reports)).run_until(async {
@@ -196,11 +252,17 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
         })
     });
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
-    widgets.create(&PostParams::default(), &widget("w", "fail")).await.unwrap();
+    widgets
+        .create(&PostParams::default(), &widget("w", "fail"))
+        .await
+        .unwrap();
     // Well past the spam filter's burst.
     let n = 3 * events::BURST as usize;
     let failed = |r: &RunReport| matches!(r.end, RunEnd::Failed { .. });
-    until("many failed runs", async || running.reports().iter().filter(|r| failed(r)).count() >= n).await;
+    until("many failed runs", async || {
+        running.reports().iter().filter(|r| failed(r)).count() >= n
+    })
+    .await;
     let m = get(addr, "/metrics").await.1;
     assert!(sample(&m, "staircase_runs_total", &[("result", "failed")]).unwrap() >= n as f64);
     assert_eq!(sample(&m, "staircase_objects_not_ready", &[]), Some(1.0));
@@ -212,9 +274,18 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
     let events = events_about(&env, "w").await;
     assert_eq!(events.len(), 1, "{events:#?}");
     let e = &events[0];
-    assert_eq!((e.type_.as_deref(), e.reason.as_deref()), (Some("Warning"), Some("behave")));
-    assert_eq!(e.note.as_deref(), Some("step `behave` failed: the backend is down"));
-    assert_eq!(e.series.as_ref().map(|s| s.count), Some(events::BURST as i32));
+    assert_eq!(
+        (e.type_.as_deref(), e.reason.as_deref()),
+        (Some("Warning"), Some("behave"))
+    );
+    assert_eq!(
+        e.note.as_deref(),
+        Some("step `behave` failed: the backend is down")
+    );
+    assert_eq!(
+        e.series.as_ref().map(|s| s.count),
+        Some(events::BURST as i32)
+    );
     assert_eq!(env.writes("events.events.k8s.io"), events::BURST as usize);
     let m = get(addr, "/metrics").await.1;
     assert!(sample(&m, "staircase_events_dropped_total", &[]).unwrap() >= 1.0);
@@ -226,7 +297,8 @@ async fn rule_violations_are_warnings_and_counted() {
     env.install::<Widget>().await;
     let stairs = staircase!(Widget => [staircase_tests::widget::behave]);
     let config = hot_loop_config().with_rule_policy(RulePolicy::Warn);
-    let op = Operator::with_state(env.client.clone(), stairs, Default::default()).with_config(config);
+    let op =
+        Operator::with_state(env.client.clone(), stairs, Default::default()).with_config(config);
     let addr = serve(&op).await;
     let running = Running::spawn(move |reports, stop| {
         op.on_run(recorder(reports)).run_until(async {
@@ -235,18 +307,29 @@ async fn rule_violations_are_warnings_and_counted() {
     });
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     // `sneaky` writes a ConfigMap and claims nothing changed.
-    widgets.create(&PostParams::default(), &widget("s", "sneaky")).await.unwrap();
-    running.wait_report(|r| r.steps.iter().any(|s| s.violation.is_some())).await;
+    widgets
+        .create(&PostParams::default(), &widget("s", "sneaky"))
+        .await
+        .unwrap();
+    running
+        .wait_report(|r| r.steps.iter().any(|s| s.violation.is_some()))
+        .await;
     let m = get(addr, "/metrics").await.1;
     let labels = [("step", "behave"), ("rule", "WriteWithoutModified")];
-    assert!(sample(&m, "staircase_rule_violations_total", &labels).unwrap() >= 1.0, "{m}");
+    assert!(
+        sample(&m, "staircase_rule_violations_total", &labels).unwrap() >= 1.0,
+        "{m}"
+    );
     running.stop().await;
     let events = events_about(&env, "s").await;
     let v = events
         .iter()
         .find(|e| e.action.as_deref() == Some("RuleViolation"))
         .unwrap_or_else(|| panic!("a RuleViolation Event: {events:#?}"));
-    assert_eq!((v.type_.as_deref(), v.reason.as_deref()), (Some("Warning"), Some("behave")));
+    assert_eq!(
+        (v.type_.as_deref(), v.reason.as_deref()),
+        (Some("Warning"), Some("behave"))
+    );
 }
 
 /// Test state: a gate a step can be held at, and a count of steps executing at once.
@@ -308,23 +391,35 @@ async fn shutdown_lets_the_run_in_flight_finish_and_report() {
     env.install::<Widget>().await;
     let p = Arc::new(Probe::default());
     p.block.store(true, Ordering::SeqCst);
-    let running = spawn_probe(&env, p.clone(), OperatorConfig::default().with_shutdown_timeout(GUARD));
+    let running = spawn_probe(
+        &env,
+        p.clone(),
+        OperatorConfig::default().with_shutdown_timeout(GUARD),
+    );
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
-    widgets.create(&PostParams::default(), &widget("g", "ok")).await.unwrap();
-    tokio::time::timeout(GUARD, p.entered.notified()).await.expect("the run reached the gate");
+    widgets
+        .create(&PostParams::default(), &widget("g", "ok"))
+        .await
+        .unwrap();
+    tokio::time::timeout(GUARD, p.entered.notified())
+        .await
+        .expect("the run reached the gate");
 
     // Shutdown is requested while the run holds at the gate; then the gate opens.
-    let reports = running.reports.clone();
     let stopping = tokio::spawn(running.stop());
     p.release.notify_one();
-    let reports_at_return = tokio::time::timeout(GUARD, stopping).await.expect("stops").expect("task");
+    let reports_at_return = tokio::time::timeout(GUARD, stopping)
+        .await
+        .expect("stops")
+        .expect("task");
     assert!(
-        reports_at_return.iter().any(|r| r.object == "default/g" && matches!(r.end, RunEnd::Modified { .. })),
+        reports_at_return
+            .iter()
+            .any(|r| r.object == "default/g" && matches!(r.end, RunEnd::Modified { .. })),
         "the run in flight reported before run_until returned: {reports_at_return:#?}"
     );
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     assert!(cms.get_opt("g-probe").await.unwrap().is_some());
-    drop(reports);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,11 +431,21 @@ async fn shutdown_cancels_a_run_that_outlives_the_timeout() {
     let config = OperatorConfig::default().with_shutdown_timeout(Duration::from_millis(100));
     let running = spawn_probe(&env, p.clone(), config);
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
-    widgets.create(&PostParams::default(), &widget("h", "ok")).await.unwrap();
-    tokio::time::timeout(GUARD, p.entered.notified()).await.expect("the run reached the gate");
+    widgets
+        .create(&PostParams::default(), &widget("h", "ok"))
+        .await
+        .unwrap();
+    tokio::time::timeout(GUARD, p.entered.notified())
+        .await
+        .expect("the run reached the gate");
     // The gate never opens: run_until still returns, and the run never wrote.
-    let reports = tokio::time::timeout(GUARD, running.stop()).await.expect("bounded shutdown");
-    assert!(reports.iter().all(|r| r.object != "default/h"), "{reports:#?}");
+    let reports = tokio::time::timeout(GUARD, running.stop())
+        .await
+        .expect("bounded shutdown");
+    assert!(
+        reports.iter().all(|r| r.object != "default/h"),
+        "{reports:#?}"
+    );
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     assert!(cms.get_opt("h-probe").await.unwrap().is_none());
 }
@@ -350,18 +455,26 @@ async fn concurrency_one_never_runs_two_objects_at_once() {
     let env = Env::start().await;
     env.install::<Widget>().await;
     let p = Arc::new(Probe::default());
-    let running = spawn_probe(&env, p.clone(), OperatorConfig::default().with_concurrency(1));
+    let running = spawn_probe(
+        &env,
+        p.clone(),
+        OperatorConfig::default().with_concurrency(1),
+    );
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     let names = ["c0", "c1", "c2", "c3", "c4"];
     for n in names {
-        widgets.create(&PostParams::default(), &widget(n, "ok")).await.unwrap();
+        widgets
+            .create(&PostParams::default(), &widget(n, "ok"))
+            .await
+            .unwrap();
     }
     for n in names {
         let key = format!("default/{n}");
-        running.wait_report(|r| r.object == key && r.end == RunEnd::Converged).await;
+        running
+            .wait_report(|r| r.object == key && r.end == RunEnd::Converged)
+            .await;
     }
-    assert_eq!(p.max.load(Ordering::SeqCst), 1);
-    // Cross-check from the reports: no two runs' time spans overlap.
+    assert_eq!(p.max.load(Ordering::SeqCst), 1, "two runs overlapped");
     running.stop().await;
 }
 
@@ -386,26 +499,42 @@ async fn owned_children_and_mapped_objects_run_their_parent_again() {
             })
     });
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
-    foos.create(&PostParams::default(), &new_foo("p")).await.unwrap();
+    foos.create(&PostParams::default(), &new_foo("p"))
+        .await
+        .unwrap();
     wait_for(&foos, "p", ready).await;
     // Changes made before a watch starts are not events: wait until the operator watches its
     // three resources (foos, configmaps, secrets).
-    until("the operator's watches are open", async || env.server.open_watches() >= 3).await;
+    until("the operator's watches are open", async || {
+        env.server.open_watches() >= 3
+    })
+    .await;
 
     // Drift in an owned child: only a run of its owner repairs it (resync is 10 minutes away).
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
     let drift = serde_json::json!({ "data": { "message": "tampered" } });
-    cms.patch("p-config", &PatchParams::default(), &Patch::Merge(&drift)).await.unwrap();
+    cms.patch("p-config", &PatchParams::default(), &Patch::Merge(&drift))
+        .await
+        .unwrap();
     wait_for(&cms, "p-config", |cm: Option<&ConfigMap>| {
-        cm.and_then(|c| c.data.as_ref()).and_then(|d| d.get("message")).map(String::as_str) == Some("hi p")
+        cm.and_then(|c| c.data.as_ref())
+            .and_then(|d| d.get("message"))
+            .map(String::as_str)
+            == Some("hi p")
     })
     .await;
 
     // A related object through the mapper: deleting the Secret runs `p`, which makes it again.
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "default");
     let old_uid = secrets.get("p-token").await.unwrap().uid();
-    secrets.delete("p-token", &DeleteParams::default()).await.unwrap();
-    wait_for(&secrets, "p-token", |s: Option<&Secret>| s.is_some_and(|s| s.uid() != old_uid)).await;
+    secrets
+        .delete("p-token", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&secrets, "p-token", |s: Option<&Secret>| {
+        s.is_some_and(|s| s.uid() != old_uid)
+    })
+    .await;
     running.stop().await;
 }
 
@@ -425,7 +554,9 @@ async fn converged_objects_run_again_after_the_resync_interval() {
             })
     });
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
-    foos.create(&PostParams::default(), &new_foo("r")).await.unwrap();
+    foos.create(&PostParams::default(), &new_foo("r"))
+        .await
+        .unwrap();
     wait_for(&foos, "r", ready).await;
     // Watch events account for two converged runs at most (the status write's echo); more can
     // only come from the resync timer.
@@ -450,11 +581,17 @@ async fn crds_are_printed_from_the_type_and_installed_until_established() {
     let env = Env::start().await;
     let crd = crds::install::<Foo>(&env.client).await.expect("installed");
     let established = crd.status.unwrap().conditions.unwrap_or_default();
-    assert!(established.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(
+        established
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
     // Installing again (e.g. every operator start) is a no-op that succeeds.
     crds::install::<Foo>(&env.client).await.expect("idempotent");
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
-    foos.create(&PostParams::default(), &new_foo("x")).await.expect("served");
+    foos.create(&PostParams::default(), &new_foo("x"))
+        .await
+        .expect("served");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,27 +602,49 @@ async fn preflight_names_the_missing_verb_and_resource() {
     op().check().await.expect("everything allowed");
 
     let faults = env.server.faults();
-    let id = faults.inject(Fault::fail(403, "Forbidden").verb(Verb::Watch).resource("configmaps").always());
+    let id = faults.inject(
+        Fault::fail(403, "Forbidden")
+            .verb(Verb::Watch)
+            .resource("configmaps")
+            .always(),
+    );
     let e = op().check().await.unwrap_err();
     assert!(
         matches!(&e, PreflightError::Forbidden { verb: "watch", resource, scope, .. }
             if resource == "configmaps" && scope == "all namespaces"),
         "{e:?}"
     );
-    assert!(e.to_string().starts_with("missing RBAC permission: cannot watch configmaps in all namespaces"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("missing RBAC permission: cannot watch configmaps in all namespaces"),
+        "{e}"
+    );
     faults.remove(id);
 
-    faults.inject(Fault::fail(403, "Forbidden").verb(Verb::List).resource("foos.demo.staircase.rs").always());
+    faults.inject(
+        Fault::fail(403, "Forbidden")
+            .verb(Verb::List)
+            .resource("foos.demo.staircase.rs")
+            .always(),
+    );
     let e = op()
         .with_config(OperatorConfig::default().with_namespace("default"))
         .check()
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("cannot list foos.demo.staircase.rs in namespace default"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("cannot list foos.demo.staircase.rs in namespace default"),
+        "{e}"
+    );
     faults.clear();
 
     // A resource nobody installed.
-    let widgets = Operator::with_state(env.client.clone(), staircase!(Widget => [probe]), Arc::new(Probe::default()));
+    let widgets = Operator::with_state(
+        env.client.clone(),
+        staircase!(Widget => [probe]),
+        Arc::new(Probe::default()),
+    );
     let e = widgets.check().await.unwrap_err();
     assert!(matches!(e, PreflightError::NotServed { .. }), "{e:?}");
 }
@@ -505,12 +664,19 @@ async fn bad_kubeconfig_and_unreachable_server_are_reported_clearly() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("kubeconfig");
     env.server.write_kubeconfig(&path).unwrap();
-    let client = preflight::client(Some(&path)).await.expect("reachable while it runs");
+    let client = preflight::client(Some(&path))
+        .await
+        .expect("reachable while it runs");
     env.server.shutdown().await;
-    let e = preflight::client(Some(&path)).await.err().expect("an error");
+    let e = preflight::client(Some(&path))
+        .await
+        .err()
+        .expect("an error");
     assert!(matches!(e, PreflightError::Unreachable(_)), "{e:?}");
     let op = Operator::with_state(client, foo::stairs(), app());
     let e = op.check().await.unwrap_err();
-    assert!(e.to_string().starts_with("cannot reach the API server"), "{e}");
-    let _ = Leadership::Disabled;
+    assert!(
+        e.to_string().starts_with("cannot reach the API server"),
+        "{e}"
+    );
 }

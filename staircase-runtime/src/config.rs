@@ -102,9 +102,17 @@ impl OperatorConfig {
             c.name = v;
         }
         if let Some(v) = get("STAIRCASE_CONCURRENCY") {
-            let n: u16 = parse("STAIRCASE_CONCURRENCY", &v, "a number of runs from 1 to 65535")?;
+            let n: u16 = parse(
+                "STAIRCASE_CONCURRENCY",
+                &v,
+                "a number of runs from 1 to 65535",
+            )?;
             if n == 0 {
-                return Err(err("STAIRCASE_CONCURRENCY", &v, "a number of runs from 1 to 65535"));
+                return Err(err(
+                    "STAIRCASE_CONCURRENCY",
+                    &v,
+                    "a number of runs from 1 to 65535",
+                ));
             }
             c.concurrency = n;
         }
@@ -118,7 +126,11 @@ impl OperatorConfig {
             c.shutdown_timeout = Duration::from_secs(s);
         }
         if let Some(v) = get("STAIRCASE_METRICS_ADDR") {
-            c.metrics_addr = Some(parse("STAIRCASE_METRICS_ADDR", &v, "an address such as 0.0.0.0:8080")?);
+            c.metrics_addr = Some(parse(
+                "STAIRCASE_METRICS_ADDR",
+                &v,
+                "an address such as 0.0.0.0:8080",
+            )?);
         }
         if let Some(v) = get("STAIRCASE_EVENTS") {
             c.events = boolean("STAIRCASE_EVENTS", &v)?;
@@ -214,7 +226,11 @@ fn err(var: &'static str, value: &str, expected: &'static str) -> ConfigError {
     }
 }
 
-fn parse<T: std::str::FromStr>(var: &'static str, v: &str, expected: &'static str) -> Result<T, ConfigError> {
+fn parse<T: std::str::FromStr>(
+    var: &'static str,
+    v: &str,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
     v.trim().parse().map_err(|_| err(var, v, expected))
 }
 
@@ -232,7 +248,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<OperatorConfig, ConfigError> {
-        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         OperatorConfig::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -258,7 +277,10 @@ mod tests {
         assert_eq!(c.namespace.as_deref(), Some("apps"));
         assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
         let le = c.leader_election.unwrap();
-        assert_eq!((le.lease_name.as_str(), le.identity.as_str()), ("foo-operator", "foo-operator-7d9-abc"));
+        assert_eq!(
+            (le.lease_name.as_str(), le.identity.as_str()),
+            ("foo-operator", "foo-operator-7d9-abc")
+        );
     }
 
     #[test]
@@ -266,7 +288,16 @@ mod tests {
         let e = from(&[("STAIRCASE_CONCURRENCY", "0")]).unwrap_err();
         assert_eq!(e.var, "STAIRCASE_CONCURRENCY");
         let e = from(&[("STAIRCASE_METRICS_ADDR", "localhost")]).unwrap_err();
-        assert!(e.to_string().starts_with("STAIRCASE_METRICS_ADDR=\"localhost\": expected"), "{e}");
-        assert_eq!(from(&[("STAIRCASE_LEADER_ELECTION", "maybe")]).unwrap_err().var, "STAIRCASE_LEADER_ELECTION");
+        assert!(
+            e.to_string()
+                .starts_with("STAIRCASE_METRICS_ADDR=\"localhost\": expected"),
+            "{e}"
+        );
+        assert_eq!(
+            from(&[("STAIRCASE_LEADER_ELECTION", "maybe")])
+                .unwrap_err()
+                .var,
+            "STAIRCASE_LEADER_ELECTION"
+        );
     }
 }

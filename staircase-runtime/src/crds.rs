@@ -60,7 +60,9 @@ pub fn print<K: CustomResourceExt>() -> String {
 
 /// Applies the CRD of `K` (server-side apply: creates it, or updates the schema of an existing one)
 /// and waits until it is `Established`, at most [`ESTABLISH_TIMEOUT`].
-pub async fn install<K: CustomResourceExt>(client: &Client) -> Result<CustomResourceDefinition, CrdError> {
+pub async fn install<K: CustomResourceExt>(
+    client: &Client,
+) -> Result<CustomResourceDefinition, CrdError> {
     install_crd(client, K::crd(), ESTABLISH_TIMEOUT).await
 }
 

@@ -62,9 +62,15 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
             "cleanup finished, finalizer removed".into(),
         )),
         RunEnd::Failed { step, error } => {
-            out.push(ev(EventType::Warning, step.unwrap_or("RunFailed"), "Failed", error.clone()));
+            out.push(ev(
+                EventType::Warning,
+                step.unwrap_or("RunFailed"),
+                "Failed",
+                error.clone(),
+            ));
         }
-        RunEnd::Converged | RunEnd::Waiting { .. } | RunEnd::Done { .. } | RunEnd::SkippedStale => {}
+        RunEnd::Converged | RunEnd::Waiting { .. } | RunEnd::Done { .. } | RunEnd::SkippedStale => {
+        }
     }
     out
 }
@@ -89,7 +95,10 @@ struct SpamFilter {
 
 impl SpamFilter {
     fn allow(&mut self, key: &str, now: Instant) -> bool {
-        let (tokens, last) = self.buckets.entry(key.to_string()).or_insert((f64::from(BURST), now));
+        let (tokens, last) = self
+            .buckets
+            .entry(key.to_string())
+            .or_insert((f64::from(BURST), now));
         let refilled = now.duration_since(*last).as_secs_f64() / REFILL.as_secs_f64();
         *tokens = (*tokens + refilled).min(f64::from(BURST));
         *last = now;
@@ -104,7 +113,8 @@ impl SpamFilter {
     /// Buckets that have refilled completely hold no information: forget them.
     fn gc(&mut self, now: Instant) {
         let full = REFILL.mul_f64(f64::from(BURST));
-        self.buckets.retain(|_, (_, last)| now.duration_since(*last) < full);
+        self.buckets
+            .retain(|_, (_, last)| now.duration_since(*last) < full);
     }
 }
 

@@ -90,7 +90,11 @@ impl Health {
                 Leadership::Standby => "standing by",
                 Leadership::Leading => "leading",
             };
-            let cache = if s.synced { "cache synced" } else { "cache not synced" };
+            let cache = if s.synced {
+                "cache synced"
+            } else {
+                "cache not synced"
+            };
             let state = match (s.running, ready) {
                 (false, _) => "not running",
                 (true, true) => "ready",

@@ -72,7 +72,12 @@ impl LeaderElection {
     }
 
     /// Sets the three timings; `renew_deadline` is capped below `lease_duration`.
-    pub fn with_timing(mut self, lease_duration: Duration, renew_deadline: Duration, retry_period: Duration) -> Self {
+    pub fn with_timing(
+        mut self,
+        lease_duration: Duration,
+        renew_deadline: Duration,
+        retry_period: Duration,
+    ) -> Self {
         self.lease_duration = lease_duration;
         self.renew_deadline = renew_deadline.min(lease_duration.mul_f32(0.9));
         self.retry_period = retry_period;
@@ -163,7 +168,11 @@ impl Elector {
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
         lease.spec = Some(self.spec(if ours { spec.acquire_time } else { None }, transitions));
         // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.
-        match self.api.replace(&name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),

@@ -119,22 +119,47 @@ impl Metrics {
         let step_outcomes = Family::<StepOutcomeLabel, Counter>::default();
         let run_writes = Histogram::new([0.0, 1.0, 2.0, 3.0, 5.0, 10.0]);
         let violations = Family::<ViolationLabel, Counter>::default();
-        let (in_flight, queue_depth, not_ready) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (in_flight, queue_depth, not_ready) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
         let events_dropped = Counter::default();
         registry.register("runs", "Finished runs by how they ended", runs.clone());
-        registry.register("run_duration_seconds", "Run duration by how it ended", run_duration.clone());
-        registry.register("step_duration_seconds", "Step duration", step_duration.clone());
+        registry.register(
+            "run_duration_seconds",
+            "Run duration by how it ended",
+            run_duration.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Step duration",
+            step_duration.clone(),
+        );
         registry.register("step_outcomes", "Step verdicts", step_outcomes.clone());
-        registry.register("run_writes", "Successful step writes per run", run_writes.clone());
-        registry.register("rule_violations", "Broken one-modification rules", violations.clone());
+        registry.register(
+            "run_writes",
+            "Successful step writes per run",
+            run_writes.clone(),
+        );
+        registry.register(
+            "rule_violations",
+            "Broken one-modification rules",
+            violations.clone(),
+        );
         registry.register("runs_in_flight", "Runs executing now", in_flight.clone());
         registry.register(
             "queue_depth",
             "Runs executing or due and waiting for a slot (approximate)",
             queue_depth.clone(),
         );
-        registry.register("objects_not_ready", "Objects whose last run did not converge", not_ready.clone());
-        registry.register("events_dropped", "Events held back by the spam filter", events_dropped.clone());
+        registry.register(
+            "objects_not_ready",
+            "Objects whose last run did not converge",
+            not_ready.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events held back by the spam filter",
+            events_dropped.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             runs,

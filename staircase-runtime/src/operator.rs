@@ -32,16 +32,26 @@ use crate::staircase::Staircase;
 use crate::status::HasStepStatus;
 
 /// Resources the operator can watch: what kube-runtime's reflectors need.
-pub trait Watchable: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+pub trait Watchable:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
 
-impl<T> Watchable for T where T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {}
+impl<T> Watchable for T where
+    T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
 
 /// Another resource whose changes trigger runs: owned children or related objects.
 trait Relation<K>: Send + Sync {
     fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
     where
         K: Watchable;
-    fn check(&self, client: kube::Client, ns: Option<String>) -> BoxFuture<'static, Result<(), PreflightError>>;
+    fn check(
+        &self,
+        client: kube::Client,
+        ns: Option<String>,
+    ) -> BoxFuture<'static, Result<(), PreflightError>>;
 }
 
 fn api_in<T>(client: kube::Client, ns: Option<&str>) -> Api<T>
@@ -66,10 +76,17 @@ where
     where
         K: Watchable,
     {
-        c.owns(api_in::<Child>(client.clone(), ns), watcher::Config::default())
+        c.owns(
+            api_in::<Child>(client.clone(), ns),
+            watcher::Config::default(),
+        )
     }
 
-    fn check(&self, client: kube::Client, ns: Option<String>) -> BoxFuture<'static, Result<(), PreflightError>> {
+    fn check(
+        &self,
+        client: kube::Client,
+        ns: Option<String>,
+    ) -> BoxFuture<'static, Result<(), PreflightError>> {
         Box::pin(async move { preflight::check_list_watch::<Child>(client, ns.as_deref()).await })
     }
 }
@@ -89,10 +106,18 @@ where
         K: Watchable,
     {
         let map = self.0.clone();
-        c.watches(api_in::<Other>(client.clone(), ns), watcher::Config::default(), move |o| map(o))
+        c.watches(
+            api_in::<Other>(client.clone(), ns),
+            watcher::Config::default(),
+            move |o| map(o),
+        )
     }
 
-    fn check(&self, client: kube::Client, ns: Option<String>) -> BoxFuture<'static, Result<(), PreflightError>> {
+    fn check(
+        &self,
+        client: kube::Client,
+        ns: Option<String>,
+    ) -> BoxFuture<'static, Result<(), PreflightError>> {
         Box::pin(async move { preflight::check_list_watch::<Other>(client, ns.as_deref()).await })
     }
 }
@@ -147,7 +172,12 @@ where
     /// An operator whose steps share `state` (reachable as `ctx.state()`).
     pub fn with_state(client: kube::Client, staircase: Staircase<K, S, M, C>, state: S) -> Self {
         Operator {
-            runner: Runner::new(staircase, client, Arc::new(state), OperatorConfig::default()),
+            runner: Runner::new(
+                staircase,
+                client,
+                Arc::new(state),
+                OperatorConfig::default(),
+            ),
             relations: Vec::new(),
             health: Health::default(),
             #[cfg(feature = "metrics")]
@@ -186,7 +216,8 @@ where
         Child::Scope: ApiScope,
         K: 'static,
     {
-        self.relations.push(Box::new(Owns::<Child>(std::marker::PhantomData)));
+        self.relations
+            .push(Box::new(Owns::<Child>(std::marker::PhantomData)));
         self
     }
 
@@ -208,7 +239,6 @@ where
     pub fn config(&self) -> &OperatorConfig {
         &self.runner.config
     }
-
 }
 
 impl<K, S, M, C> Operator<K, S, M, C> {
@@ -299,12 +329,16 @@ where
         });
         if let Some((publisher, _)) = &events {
             let p = publisher.clone();
-            runner.observers.push(Arc::new(move |r: &RunReport| p.observe(r)));
+            runner
+                .observers
+                .push(Arc::new(move |r: &RunReport| p.observe(r)));
         }
         #[cfg(feature = "metrics")]
         {
             let m = metrics.clone();
-            runner.observers.push(Arc::new(move |r: &RunReport| m.observe(r)));
+            runner
+                .observers
+                .push(Arc::new(move |r: &RunReport| m.observe(r)));
         }
         #[cfg(feature = "server")]
         let _server = match cfg.metrics_addr {
@@ -345,7 +379,10 @@ where
         if let Some((publisher, task)) = events {
             publisher.close();
             // Queued Events are published unless the API server is too slow to wait for.
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("shutdown: some Events were not published in time");
             }
         }
@@ -357,7 +394,9 @@ where
     /// the first missing verb and resource precisely.
     pub async fn check(&self) -> Result<(), PreflightError> {
         let client = self.runner.client.clone();
-        preflight::reachable(&client).await.map_err(PreflightError::Unreachable)?;
+        preflight::reachable(&client)
+            .await
+            .map_err(PreflightError::Unreachable)?;
         let ns = self.runner.config.namespace.clone();
         preflight::check_list_watch::<K>(client.clone(), ns.as_deref()).await?;
         for r in &self.relations {
@@ -370,7 +409,12 @@ where
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::default_namespaced(client.clone()),
             };
-            let scope = format!("namespace {}", cfg.namespace.as_deref().unwrap_or(client.default_namespace()));
+            let scope = format!(
+                "namespace {}",
+                cfg.namespace
+                    .as_deref()
+                    .unwrap_or(client.default_namespace())
+            );
             preflight::check_get(api, &cfg.lease_name, &scope).await?;
         }
         Ok(())
@@ -387,8 +431,12 @@ where
 
 /// Reconciles until `stop`: the controller stops taking runs, then the runs in flight get
 /// `shutdown_timeout` to finish.
-async fn lead<K, S, M, C>(shared: &Arc<Shared<K, S, M, C>>, relations: &[Box<dyn Relation<K>>], health: &Health, stop: Stop)
-where
+async fn lead<K, S, M, C>(
+    shared: &Arc<Shared<K, S, M, C>>,
+    relations: &[Box<dyn Relation<K>>],
+    health: &Health,
+    stop: Stop,
+) where
     K: Watchable,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
@@ -416,7 +464,9 @@ where
             // kube-runtime's readiness signal wakes only the last of several concurrent waiters
             // (the controller waits on it too), so look again now and then instead of waiting once.
             loop {
-                match tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready()).await {
+                match tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready())
+                    .await
+                {
                     Ok(Ok(())) => break,
                     Ok(Err(_)) => return,
                     Err(_) => {}
@@ -490,7 +540,10 @@ async fn elect<K, S, M, C>(
         if !acquired {
             return;
         }
-        tracing::info!(identity = elector.config().identity, "leader election: leading");
+        tracing::info!(
+            identity = elector.config().identity,
+            "leader election: leading"
+        );
         health.set_leadership(Leadership::Leading);
         let lost = tokio::select! {
             _ = lead(shared, relations, health, stop.clone()) => None,
@@ -517,7 +570,10 @@ async fn elect<K, S, M, C>(
 
 /// Renews the Lease until it is lost; returns why.
 async fn hold(elector: &mut Elector) -> String {
-    let (retry, deadline) = (elector.config().retry_period, elector.config().renew_deadline);
+    let (retry, deadline) = (
+        elector.config().retry_period,
+        elector.config().renew_deadline,
+    );
     let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(retry).await;
@@ -565,7 +621,10 @@ impl Drop for RunGuard {
     }
 }
 
-async fn reconcile<K, S, M, C>(obj: Arc<K>, shared: Arc<Shared<K, S, M, C>>) -> Result<Action, Never>
+async fn reconcile<K, S, M, C>(
+    obj: Arc<K>,
+    shared: Arc<Shared<K, S, M, C>>,
+) -> Result<Action, Never>
 where
     K: Watchable,
     K::Scope: ApiScope,

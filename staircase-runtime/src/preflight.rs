@@ -45,7 +45,9 @@ pub enum PreflightError {
         message: String,
     },
     /// The API server does not serve the resource: usually its CRD is not installed.
-    #[error("the API server does not serve {resource} (is its CustomResourceDefinition installed?)")]
+    #[error(
+        "the API server does not serve {resource} (is its CustomResourceDefinition installed?)"
+    )]
     NotServed {
         /// `plural.group`.
         resource: String,
@@ -67,11 +69,14 @@ pub enum PreflightError {
 pub async fn client(path: Option<&Path>) -> Result<Client, PreflightError> {
     let config = match path {
         Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)
-                .map_err(|e| PreflightError::Kubeconfig(format!("{}: {}", p.display(), chain(&e))))?;
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| {
+                PreflightError::Kubeconfig(format!("{}: {}", p.display(), chain(&e)))
+            })?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
-                .map_err(|e| PreflightError::Kubeconfig(format!("{}: {}", p.display(), chain(&e))))?
+                .map_err(|e| {
+                    PreflightError::Kubeconfig(format!("{}: {}", p.display(), chain(&e)))
+                })?
         }
         None => kube::Config::infer()
             .await
@@ -106,7 +111,10 @@ pub fn resource_name<R: Resource<DynamicType = ()>>() -> String {
 }
 
 /// Checks that the client may `list` and `watch` `R` in `namespace` (all namespaces when `None`).
-pub async fn check_list_watch<R>(client: Client, namespace: Option<&str>) -> Result<(), PreflightError>
+pub async fn check_list_watch<R>(
+    client: Client,
+    namespace: Option<&str>,
+) -> Result<(), PreflightError>
 where
     R: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     R::Scope: ApiScope,
@@ -134,10 +142,17 @@ pub(crate) async fn check_get<R>(api: Api<R>, name: &str, scope: &str) -> Result
 where
     R: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    api.get_opt(name).await.map(drop).map_err(|e| classify::<R>("get", scope, e))
+    api.get_opt(name)
+        .await
+        .map(drop)
+        .map_err(|e| classify::<R>("get", scope, e))
 }
 
-fn classify<R: Resource<DynamicType = ()>>(verb: &'static str, scope: &str, e: kube::Error) -> PreflightError {
+fn classify<R: Resource<DynamicType = ()>>(
+    verb: &'static str,
+    scope: &str,
+    e: kube::Error,
+) -> PreflightError {
     let resource = resource_name::<R>();
     match e {
         kube::Error::Api(s) if s.code == 403 => PreflightError::Forbidden {
@@ -147,7 +162,11 @@ fn classify<R: Resource<DynamicType = ()>>(verb: &'static str, scope: &str, e: k
             message: s.message,
         },
         kube::Error::Api(s) if s.code == 404 => PreflightError::NotServed { resource },
-        kube::Error::Api(_) => PreflightError::Api { verb, resource, source: e },
+        kube::Error::Api(_) => PreflightError::Api {
+            verb,
+            resource,
+            source: e,
+        },
         other => PreflightError::Unreachable(chain(&other)),
     }
 }

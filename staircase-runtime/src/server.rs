@@ -54,7 +54,12 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, health: Health) {
     }
 }
 
-fn respond(method: &Method, path: &str, metrics: &Metrics, health: &Health) -> Response<Full<Bytes>> {
+fn respond(
+    method: &Method,
+    path: &str,
+    metrics: &Metrics,
+    health: &Health,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (method, path) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
@@ -63,11 +68,19 @@ fn respond(method: &Method, path: &str, metrics: &Metrics, health: &Health) -> R
         ),
         (&Method::GET, "/healthz" | "/livez") => {
             let ok = health.is_live();
-            (code(ok), "text/plain; charset=utf-8", health.describe() + "\n")
+            (
+                code(ok),
+                "text/plain; charset=utf-8",
+                health.describe() + "\n",
+            )
         }
         (&Method::GET, "/readyz") => {
             let ok = health.is_ready();
-            (code(ok), "text/plain; charset=utf-8", health.describe() + "\n")
+            (
+                code(ok),
+                "text/plain; charset=utf-8",
+                health.describe() + "\n",
+            )
         }
         _ => (
             StatusCode::NOT_FOUND,

@@ -128,7 +128,9 @@ impl InFlight {
     /// Waits until no run executes, at most `timeout`; `false` when runs were still executing.
     pub(crate) async fn drained(&self, timeout: Duration) -> bool {
         let mut rx = self.count.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await.is_ok()
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
     }
 
     /// Cancels every run executing now.

@@ -60,8 +60,8 @@ pub mod prelude {
     pub use crate::__staircase_entry as staircase;
     pub use staircase_macros::step;
     pub use staircase_runtime::{
-        Context, Error, HasStepStatus, Operator, OperatorConfig, Outcome, Result, RulePolicy,
-        RunReport, Staircase, StepStatus,
+        Context, Error, HasStepStatus, LeaderElection, Operator, OperatorConfig, Outcome, Result,
+        RulePolicy, RunReport, Staircase, StepStatus,
     };
     // The children step (`Children::new(parent)….sync(ctx)`, or `children(desired)` as an entry)
     // and the key external calls carry.

@@ -68,12 +68,13 @@ fn chain(
     let steps = list.steps.iter().map(|entry| {
         // The step's own name (the last segment), where errors about it belong.
         let (span, value) = match entry {
-            Entry::Step(path) => (
-                path.segments
+            Entry::Step(path) => {
+                let span = path
+                    .segments
                     .last()
-                    .map_or_else(|| path.span(), |s| s.ident.span()),
-                quote!(#path {}),
-            ),
+                    .map_or_else(|| path.span(), |s| s.ident.span());
+                (span, quote_spanned!(span=> #path {}))
+            }
             Entry::Value(expr) => (expr.span(), quote!(#expr)),
         };
         let private = Ident::new(&private.to_string(), span);

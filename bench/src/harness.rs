@@ -1,0 +1,496 @@
+//! Scenarios and measurement.
+//!
+//! Threads: the embedded API server runs alone on a dedicated thread (a current-thread tokio
+//! runtime), each operator variant runs alone on a fresh dedicated thread (another current-thread
+//! runtime, with its own `kube::Client`), and the harness (creating objects, faults, checks) runs
+//! on the main thread. The operator's CPU is that thread's `CLOCK_THREAD_CPUTIME_ID` and its
+//! allocations are that thread's counters, so neither the server nor the harness is in the
+//! operator's figures; the server's thread CPU is reported beside them.
+//!
+//! Per repetition and scenario a fresh API server is started and both variants run on it one
+//! after the other (order alternating between repetitions), each in a namespace of its own with
+//! N fresh objects.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, PostParams};
+use kube::CustomResourceExt;
+use serde::Serialize;
+use staircase_testkit::{ApiServer, Fault, Faults, Stats, Verb};
+
+use crate::workload::{self, Bench, BenchSpec, Counters, RESOURCE};
+use crate::{alloc, cpu};
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// Objects per variant and scenario.
+    pub n: usize,
+    /// Repetitions (each runs every scenario for both variants).
+    pub reps: usize,
+    /// Concurrent runs per operator (both variants).
+    pub concurrency: u16,
+    /// Watch delays for figure 2, in ms (the first scenario also gives figures 1, 3 at L = 0, 4).
+    pub delays_ms: Vec<u64>,
+    /// Request latency for figure 3, in ms (applied to every PATCH, status included).
+    pub latency_ms: u64,
+    /// Whether the staircase keeps status (`with_status()`); its writes are reported apart.
+    pub status: bool,
+    /// Quiet period that ends a phase: no run for this long.
+    pub settle_ms: u64,
+    /// Give up on a phase after this long.
+    pub timeout_s: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            n: 200,
+            reps: 5,
+            concurrency: 16,
+            delays_ms: vec![0, 2, 10],
+            latency_ms: 5,
+            status: true,
+            settle_ms: 300,
+            timeout_s: 300,
+        }
+    }
+}
+
+/// The two implementations of the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Variant {
+    /// `#[step]` + `staircase!` on `staircase::Operator` (A).
+    Staircase,
+    /// A hand-written `kube::runtime::Controller` (B).
+    Hand,
+}
+
+impl Variant {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Staircase => "staircase",
+            Variant::Hand => "hand",
+        }
+    }
+}
+
+/// One scenario: watch delay and request latency.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Scenario {
+    /// Watch event delay.
+    pub delay_ms: u64,
+    /// Latency added to every PATCH.
+    pub latency_ms: u64,
+    /// Whether a forced relist (full pass over converged objects) is measured after convergence.
+    pub relist: bool,
+}
+
+impl Scenario {
+    /// A short label.
+    pub fn label(&self) -> String {
+        format!("lag{}ms-lat{}ms", self.delay_ms, self.latency_ms)
+    }
+}
+
+/// The no-op pass forced by a relist over converged objects.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Relist {
+    /// Runs that found their object converged during the pass.
+    pub runs: u64,
+    /// Operator-thread CPU for the whole pass (relist decode included), ns.
+    pub cpu_ns: u64,
+    /// Operator-thread allocations during the pass.
+    pub allocs: u64,
+    /// Peak operator-thread live bytes during the pass (above the thread's start).
+    pub peak_bytes: i64,
+    /// Server-thread CPU during the pass, ns.
+    pub server_cpu_ns: u64,
+}
+
+/// What one variant did in one scenario of one repetition.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Run {
+    /// Every object ended with all K annotations (checked by listing them afterwards).
+    pub converged: bool,
+    /// Objects found converged by the check.
+    pub converged_objects: usize,
+    /// Start of the operator until the N-th object was seen converged, seconds.
+    pub converge_s: f64,
+    /// Requests the server saw during convergence (all verbs, status included).
+    pub requests: u64,
+    /// PATCHes of the primary (main resource).
+    pub patches: u64,
+    /// PATCHes of `/status`.
+    pub status_patches: u64,
+    /// GETs of single objects.
+    pub gets: u64,
+    /// LIST + WATCH requests.
+    pub list_watch: u64,
+    /// Runs during convergence (the staircase counts only runs that produced a report).
+    pub runs: u64,
+    /// Operator-thread CPU during convergence, ns.
+    pub cpu_ns: u64,
+    /// Server-thread CPU during convergence, ns.
+    pub server_cpu_ns: u64,
+    /// Operator-thread live bytes after convergence (above the thread's start).
+    pub live_bytes: i64,
+    /// The forced relist, when measured.
+    pub relist: Option<Relist>,
+}
+
+/// The API server on its own thread.
+pub struct Host {
+    /// Its URL.
+    pub url: String,
+    /// Its statistics.
+    pub stats: Stats,
+    /// Its faults.
+    pub faults: Faults,
+    /// Its thread's CPU clock.
+    pub clock: libc::clockid_t,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Host {
+    /// Starts a fresh server on a dedicated thread.
+    pub fn start() -> Host {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("apiserver".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                rt.block_on(async move {
+                    let server = ApiServer::start().await.expect("server starts");
+                    server.stats().set_log_enabled(false);
+                    tx.send((server.url(), server.stats(), server.faults(), cpu::this_thread_clock()))
+                        .expect("harness waits");
+                    let _ = stop_rx.await;
+                    server.shutdown().await;
+                });
+            })
+            .expect("spawn server thread");
+        let (url, stats, faults, clock) = rx.recv().expect("server started");
+        Host {
+            url,
+            stats,
+            faults,
+            clock,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The server thread's CPU so far, ns.
+    pub fn cpu_ns(&self) -> u64 {
+        cpu::clock_ns(self.clock)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A client for `url` (made on the calling thread's runtime).
+pub fn client(url: &str) -> kube::Client {
+    let mut config = kube::Config::new(url.parse().expect("valid URL"));
+    config.default_namespace = "default".into();
+    config.read_timeout = None;
+    kube::Client::try_from(config).expect("plain-http client")
+}
+
+/// Installs the CRD and waits until it serves.
+pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &Bench::crd()).await?;
+    let api: Api<Bench> = Api::all(client.clone());
+    for _ in 0..200 {
+        if api.list(&ListParams::default().limit(1)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("CRD not served")
+}
+
+/// Creates namespace `ns` and `n` unconverged objects in it.
+pub async fn populate(client: &kube::Client, ns: &str, n: usize) -> anyhow::Result<()> {
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let mut nsobj = Namespace::default();
+    nsobj.metadata.name = Some(ns.into());
+    nss.create(&PostParams::default(), &nsobj).await?;
+    let api: Api<Bench> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let b = Bench::new(&format!("b-{i}"), BenchSpec { value: "v1".into() });
+                api.create(&PostParams::default(), &b).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Objects in `ns` carrying all K annotations.
+pub async fn count_converged(client: &kube::Client, ns: &str) -> anyhow::Result<usize> {
+    let api: Api<Bench> = Api::namespaced(client.clone(), ns);
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list.items.iter().filter(|b| workload::first_missing(b).is_none()).count())
+}
+
+#[derive(Clone, Copy)]
+struct Counts {
+    total: u64,
+    patches: u64,
+    status: u64,
+    gets: u64,
+    list_watch: u64,
+}
+
+fn counts(s: &Stats) -> Counts {
+    Counts {
+        total: s.total(),
+        patches: s.count_resource(RESOURCE, None, Verb::Patch),
+        status: s.count_resource(RESOURCE, Some("status"), Verb::Patch),
+        gets: s.count(Verb::Get),
+        list_watch: s.count(Verb::List) + s.count(Verb::Watch),
+    }
+}
+
+/// Waits until `done()` or `timeout`; false on timeout.
+async fn wait_until(c: &Counters, timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = c.notify.notified();
+        if done() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return done();
+        }
+    }
+}
+
+/// Waits until no run happened for `quiet`.
+async fn settle(c: &Counters, quiet: Duration) {
+    loop {
+        let before = c.runs.load(Ordering::Relaxed);
+        tokio::time::sleep(quiet).await;
+        if c.runs.load(Ordering::Relaxed) == before {
+            return;
+        }
+    }
+}
+
+/// Runs one variant on its own thread over the `n` objects in `ns`.
+pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options) -> Run {
+    let (url, stats, faults, server_clock) =
+        (host.url.clone(), host.stats.clone(), host.faults.clone(), host.clock);
+    let (ns, o) = (ns.to_string(), o.clone());
+    std::thread::Builder::new()
+        .name(format!("operator-{}", v.name()))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("operator runtime");
+            let base = alloc::snapshot();
+            rt.block_on(async move {
+                let n = o.n as u64;
+                let timeout = Duration::from_secs(o.timeout_s);
+                let quiet = Duration::from_millis(o.settle_ms + 3 * sc.delay_ms);
+                let client = client(&url);
+                let counters = Arc::new(Counters::default());
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let stop = async move {
+                    let _ = stop_rx.await;
+                };
+                let c0 = counts(&stats);
+                let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
+                let started = Instant::now();
+                let task = match v {
+                    Variant::Staircase => tokio::spawn(workload::run_staircase(
+                        client.clone(),
+                        ns.clone(),
+                        o.concurrency,
+                        o.status,
+                        counters.clone(),
+                        stop,
+                    )),
+                    Variant::Hand => tokio::spawn(workload::run_hand(
+                        client.clone(),
+                        ns.clone(),
+                        o.concurrency,
+                        counters.clone(),
+                        stop,
+                    )),
+                };
+                let cc = counters.clone();
+                wait_until(&counters, timeout, || cc.converged.load(Ordering::Relaxed) >= n).await;
+                let converge_s = started.elapsed().as_secs_f64();
+                settle(&counters, quiet).await;
+                let (cpu1, scpu1) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
+                let c1 = counts(&stats);
+                let mut run = Run {
+                    converge_s,
+                    requests: c1.total - c0.total,
+                    patches: c1.patches - c0.patches,
+                    status_patches: c1.status - c0.status,
+                    gets: c1.gets - c0.gets,
+                    list_watch: c1.list_watch - c0.list_watch,
+                    runs: counters.runs.load(Ordering::Relaxed),
+                    cpu_ns: cpu1 - cpu0,
+                    server_cpu_ns: scpu1 - scpu0,
+                    live_bytes: alloc::snapshot().live - base.live,
+                    ..Run::default()
+                };
+                if sc.relist {
+                    alloc::reset_peak();
+                    let a0 = alloc::snapshot();
+                    let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
+                    let conv0 = counters.converged.load(Ordering::Relaxed);
+                    faults.compact();
+                    faults.close_watches();
+                    wait_until(&counters, timeout, || {
+                        cc.converged.load(Ordering::Relaxed) >= conv0 + n
+                    })
+                    .await;
+                    settle(&counters, quiet).await;
+                    let a1 = alloc::snapshot();
+                    run.relist = Some(Relist {
+                        runs: counters.converged.load(Ordering::Relaxed) - conv0,
+                        cpu_ns: cpu::thread_cpu_ns() - cpu0,
+                        allocs: a1.allocs - a0.allocs,
+                        peak_bytes: a1.peak - base.live,
+                        server_cpu_ns: cpu::clock_ns(server_clock) - scpu0,
+                    });
+                }
+                let _ = stop_tx.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+                run
+            })
+        })
+        .expect("spawn operator thread")
+        .join()
+        .expect("operator thread")
+}
+
+/// Results of every run, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Repetition.
+    pub rep: usize,
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Variant.
+    pub variant: Variant,
+    /// What it did.
+    pub run: Run,
+}
+
+/// The scenarios for `o`: one per watch delay (the first also measures the relist), plus
+/// one with request latency.
+pub fn scenarios(o: &Options) -> Vec<Scenario> {
+    let mut v: Vec<Scenario> = o
+        .delays_ms
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| Scenario {
+            delay_ms: d,
+            latency_ms: 0,
+            relist: i == 0,
+        })
+        .collect();
+    v.push(Scenario {
+        delay_ms: 0,
+        latency_ms: o.latency_ms,
+        relist: false,
+    });
+    v
+}
+
+/// Runs every repetition, scenario and variant (interleaved); `log` gets progress lines.
+pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sample>> {
+    let harness = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut samples = Vec::new();
+    for rep in 0..o.reps {
+        let order = if rep % 2 == 0 {
+            [Variant::Staircase, Variant::Hand]
+        } else {
+            [Variant::Hand, Variant::Staircase]
+        };
+        for sc in scenarios(o) {
+            let host = Host::start();
+            let hc = harness.block_on(async { client(&host.url) });
+            harness.block_on(install(&hc))?;
+            for v in order {
+                let ns = format!("{}-{}", v.name(), rep);
+                harness.block_on(populate(&hc, &ns, o.n))?;
+                if sc.delay_ms > 0 {
+                    host.faults.delay_watch_events(Duration::from_millis(sc.delay_ms));
+                }
+                if sc.latency_ms > 0 {
+                    host.faults.inject(
+                        Fault::latency(Duration::from_millis(sc.latency_ms))
+                            .verb(Verb::Patch)
+                            .always(),
+                    );
+                }
+                let mut run = run_variant(v, &host, &ns, sc, o);
+                host.faults.clear();
+                run.converged_objects = harness.block_on(count_converged(&hc, &ns))?;
+                run.converged = run.converged_objects == o.n;
+                log(&format!(
+                    "rep {rep} {} {:<9} converged {}/{} in {:.3}s: {} requests, {} patches (+{} status), cpu {:.1} ms{}",
+                    sc.label(),
+                    v.name(),
+                    run.converged_objects,
+                    o.n,
+                    run.converge_s,
+                    run.requests,
+                    run.patches,
+                    run.status_patches,
+                    run.cpu_ns as f64 / 1e6,
+                    run.relist.as_ref().map_or(String::new(), |r| format!(
+                        "; relist {} runs, {:.1} µs/run, {:.0} allocs/run",
+                        r.runs,
+                        r.cpu_ns as f64 / 1e3 / r.runs.max(1) as f64,
+                        r.allocs as f64 / r.runs.max(1) as f64
+                    )),
+                ));
+                samples.push(Sample {
+                    rep,
+                    scenario: sc,
+                    variant: v,
+                    run,
+                });
+            }
+            drop(hc);
+            drop(host);
+        }
+    }
+    Ok(samples)
+}

@@ -1,0 +1,292 @@
+//! Medians, ratios, the markdown table and the JSON document.
+
+use serde::Serialize;
+
+use crate::compile::Compile;
+use crate::harness::{Options, Sample, Scenario, Variant};
+use crate::workload::K;
+
+/// Median, min and max of one quantity over repetitions.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Stat {
+    /// Median.
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Stat {
+    /// Of `xs` (empty: all NaN).
+    pub fn of(mut xs: Vec<f64>) -> Stat {
+        if xs.is_empty() {
+            return Stat {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        xs.sort_by(f64::total_cmp);
+        let m = xs.len() / 2;
+        let median = if xs.len() % 2 == 1 { xs[m] } else { (xs[m - 1] + xs[m]) / 2.0 };
+        Stat {
+            median,
+            min: xs[0],
+            max: xs[xs.len() - 1],
+        }
+    }
+
+    fn show(&self, prec: usize) -> String {
+        format!(
+            "{:.p$} ({:.p$}–{:.p$})",
+            self.median,
+            self.min,
+            self.max,
+            p = prec
+        )
+    }
+}
+
+/// One row: a quantity for both variants, the ratio A/B of the medians and the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Figure number (1–5).
+    pub figure: u8,
+    /// What is measured.
+    pub metric: String,
+    /// Staircase (A).
+    pub staircase: Stat,
+    /// Hand-written (B).
+    pub hand: Stat,
+    /// A / B of the medians (absent when B is zero).
+    pub ratio: Option<f64>,
+    /// The target, as text.
+    pub target: String,
+    /// Whether the target is met (absent when not judged by a ratio or a bound here).
+    pub met: Option<bool>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// The options.
+    pub options: Options,
+    /// The rows, by figure.
+    pub rows: Vec<Row>,
+    /// Figure 5, when measured.
+    pub compile: Option<Compile>,
+    /// Notes on method.
+    pub notes: Vec<String>,
+    /// Every raw sample.
+    pub samples: Vec<Sample>,
+}
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub nproc: usize,
+    /// CPU model (from /proc/cpuinfo).
+    pub cpu: String,
+    /// Total memory (from /proc/meminfo).
+    pub memory: String,
+    /// Load average at the start (from /proc/loadavg).
+    pub loadavg_start: String,
+    /// Load average at the end.
+    pub loadavg_end: String,
+    /// `rustc -V`.
+    pub rustc: String,
+    /// Build profile of this binary.
+    pub profile: String,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The current load average.
+pub fn loadavg() -> String {
+    read("/proc/loadavg").trim().to_string()
+}
+
+impl Machine {
+    /// Describes this machine (`loadavg_end` filled in later).
+    pub fn describe() -> Machine {
+        let cpuinfo = read("/proc/cpuinfo");
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let rustc = std::process::Command::new("rustc")
+            .arg("-V")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu: field(&cpuinfo, "model name"),
+            memory: field(&read("/proc/meminfo"), "MemTotal"),
+            loadavg_start: loadavg(),
+            loadavg_end: String::new(),
+            rustc,
+            profile: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
+        }
+    }
+}
+
+fn pick<'a>(
+    samples: &'a [Sample],
+    v: Variant,
+    f: impl Fn(&Scenario) -> bool + 'a,
+) -> impl Iterator<Item = &'a Sample> + 'a {
+    samples
+        .iter()
+        .filter(move |s| s.variant == v && f(&s.scenario))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row(
+    rows: &mut Vec<Row>,
+    samples: &[Sample],
+    figure: u8,
+    metric: String,
+    sel: impl Fn(&Scenario) -> bool + Copy,
+    val: impl Fn(&Sample) -> Option<f64> + Copy,
+    target: &str,
+    judge: impl Fn(&Stat, &Stat, Option<f64>) -> Option<bool>,
+) {
+    let a = Stat::of(pick(samples, Variant::Staircase, sel).filter_map(val).collect());
+    let b = Stat::of(pick(samples, Variant::Hand, sel).filter_map(val).collect());
+    let ratio = (b.median != 0.0 && b.median.is_finite()).then(|| a.median / b.median);
+    let met = judge(&a, &b, ratio);
+    rows.push(Row {
+        figure,
+        metric,
+        staircase: a,
+        hand: b,
+        ratio,
+        target: target.into(),
+        met,
+    });
+}
+
+/// Builds the rows of figures 1–4 from the samples.
+pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
+    let mut r = Vec::new();
+    let nk = (o.n * K) as f64;
+    let relist = |s: &Scenario| s.relist;
+    let per_run = |f: fn(&crate::harness::Relist) -> f64| {
+        move |s: &Sample| s.run.relist.as_ref().map(|x| f(x) / x.runs.max(1) as f64)
+    };
+    let ratio_le = |t: f64| move |_: &Stat, _: &Stat, r: Option<f64>| r.map(|r| r <= t);
+    row(&mut r, samples, 1, "no-op pass: operator CPU µs per run (forced relist)".into(), relist,
+        per_run(|x| x.cpu_ns as f64 / 1e3), "≤ 1.2×", ratio_le(1.2));
+    row(&mut r, samples, 1, "no-op pass: allocations per run".into(), relist,
+        per_run(|x| x.allocs as f64), "≤ 1.2×", ratio_le(1.2));
+    row(&mut r, samples, 1, "no-op pass: runs per object".into(), relist,
+        move |s| s.run.relist.as_ref().map(|x| x.runs as f64 / o.n as f64), "(info)", |_, _, _| None);
+    row(&mut r, samples, 1, "no-op pass: API server thread CPU µs per object (excluded above)".into(), relist,
+        move |s| s.run.relist.as_ref().map(|x| x.server_cpu_ns as f64 / 1e3 / o.n as f64), "(info)", |_, _, _| None);
+    for &d in &o.delays_ms {
+        let sel = move |s: &Scenario| s.delay_ms == d && s.latency_ms == 0;
+        row(&mut r, samples, 2, format!("requests per required write, watch lag {d} ms (status excluded)"), sel,
+            move |s| Some((s.run.requests - s.run.status_patches) as f64 / nk),
+            "≤ 1.02", |a, _, _| Some(a.max <= 1.02));
+        row(&mut r, samples, 2, format!("duplicate (no-op) patches, watch lag {d} ms"), sel,
+            move |s| Some(s.run.patches as f64 - nk), "0", |a, _, _| Some(a.max <= 0.0));
+        row(&mut r, samples, 2, format!("status writes per object, watch lag {d} ms"), sel,
+            move |s| Some(s.run.status_patches as f64 / o.n as f64), "(reported apart)", |_, _, _| None);
+    }
+    let l0 = |s: &Scenario| s.delay_ms == 0 && s.latency_ms == 0;
+    row(&mut r, samples, 3, format!("time to converge, L = 0, C = {} (s)", o.concurrency), l0,
+        |s| Some(s.run.converge_s), "≤ 1.1×", ratio_le(1.1));
+    row(&mut r, samples, 3, "operator CPU during convergence, µs per object".into(), l0,
+        move |s| Some(s.run.cpu_ns as f64 / 1e3 / o.n as f64), "(info)", |_, _, _| None);
+    let lat = o.latency_ms;
+    let ceiling = o.concurrency as f64 / (K as f64 * lat as f64 / 1e3);
+    let ll = move |s: &Scenario| s.latency_ms == lat && lat > 0;
+    row(&mut r, samples, 3, format!("time to converge, L = {lat} ms on PATCH, C = {} (s)", o.concurrency), ll,
+        |s| Some(s.run.converge_s), "(info)", |_, _, _| None);
+    row(&mut r, samples, 3, format!("throughput at L = {lat} ms, % of ceiling C/(K·L) = {ceiling:.0} obj/s"), ll,
+        move |s| Some(100.0 * o.n as f64 / s.run.converge_s / ceiling), "≥ 90 %", |a, _, _| Some(a.median >= 90.0));
+    row(&mut r, samples, 4, "live bytes per object after sync (operator thread)".into(), l0,
+        move |s| Some(s.run.live_bytes as f64 / o.n as f64), "A − B ≤ 64 B",
+        |a, b, _| Some(a.median - b.median <= 64.0));
+    row(&mut r, samples, 4, "relist peak ÷ live after sync".into(), relist,
+        |s| s.run.relist.as_ref().map(|x| x.peak_bytes as f64 / s.run.live_bytes.max(1) as f64), "≤ 2×",
+        |a, _, _| Some(a.median <= 2.0));
+    r
+}
+
+fn show(x: f64) -> usize {
+    if x.abs() >= 100.0 { 0 } else if x.abs() >= 1.0 { 2 } else { 3 }
+}
+
+impl Report {
+    /// The markdown table (and notes).
+    pub fn markdown(&self) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        s.push_str("# staircase vs hand-written kube-runtime controller\n\n");
+        s.push_str(&format!(
+            "Machine: {} × {} ({} logical CPUs), {} RAM, {}; {} build. Load average {} at start, {} at end \
+             (a shared machine: other builds were running).\n\n",
+            m.nproc, m.cpu, m.nproc, m.memory, m.rustc, m.profile, m.loadavg_start, m.loadavg_end
+        ));
+        let o = &self.options;
+        s.push_str(&format!(
+            "N = {} objects per variant and scenario, K = {K} changes each, C = {}, {} repetitions \
+             (variant order alternating), staircase status {}. Cells: median (min–max).\n\n",
+            o.n, o.concurrency, o.reps, if o.status { "on" } else { "off" }
+        ));
+        s.push_str("| # | metric | staircase (A) | hand-written (B) | A/B | target | met |\n|---|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let p = show(r.hand.median.max(r.staircase.median));
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r.figure,
+                r.metric,
+                r.staircase.show(p),
+                r.hand.show(p),
+                r.ratio.map_or("—".into(), |x| format!("{x:.2}")),
+                r.target,
+                match r.met {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "—",
+                }
+            ));
+        }
+        s.push('\n');
+        match &self.compile {
+            Some(c) => s.push_str(&c.markdown()),
+            None => s.push_str("Figure 5 (compile cost): not measured in this run (pass `--compile`).\n"),
+        }
+        s.push_str("\n## Method\n\n");
+        for n in &self.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+        s
+    }
+}
+
+/// Notes on what exactly was measured.
+pub fn notes() -> Vec<String> {
+    [
+        "Workload: a `Bench` custom resource; each object needs 5 annotations set on itself, one merge patch each, decided from the watched object alone (no GETs). Staircase: 5 `#[step]`s in `staircase!`, `Operator` with `with_status()` and Events off. Hand-written: one `Controller` reconcile setting the first missing annotation. Both keep read-your-own-writes (skip a view older than their last write) and progress on the watch event of their own write (the requeue timer is a 2 s fallback that never fired in these runs unless noted).",
+        "Threads: the embedded API server runs alone on one thread (current-thread tokio runtime); each variant runs alone on a fresh thread with its own current-thread runtime and `kube::Client`. Operator CPU = that thread's CLOCK_THREAD_CPUTIME_ID; allocations and live bytes = that thread's counters in a counting global allocator. The server's own CPU is therefore excluded (its thread CPU is shown as info).",
+        "Figure 1: after convergence the server's watch history is compacted and its watch streams closed, so each variant's watcher gets 410 Gone and relists: kube-runtime then reconciles every object once. CPU and allocations cover the whole pass (list decode, store rebuild, scheduling, the runs) divided by the runs that found the object converged.",
+        "Figure 2: requests = every request the server saw while the variant ran (list, watch, patches), status writes excluded and reported on their own row; divided by N·K. Watch lag = `faults().delay_watch_events(d)`.",
+        "Figure 3: time from operator start to the N-th object seen converged. Latency = `Fault::latency(L)` on every PATCH (the staircase's status patches included).",
+        "Figure 4: live bytes of the operator thread after convergence minus at thread start, divided by N (includes fixed costs: runtime, client, connection pool; meaningful at large N). Relist peak = highest live bytes during the relist pass ÷ live after sync.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
