@@ -71,7 +71,8 @@ fn foo_scenarios() -> Vec<Scenario<Foo>> {
         Scenario::new("child deleted behind our back")
             .create(foo_obj("a", "hi", 80))
             .then("delete Service a-svc", |client| async move {
-                let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+                let svcs: Api<k8s_openapi::api::core::v1::Service> =
+                    Api::namespaced(client, "default");
                 svcs.delete("a-svc", &DeleteParams::default()).await?;
                 Ok(())
             }),
@@ -105,14 +106,17 @@ const ALL: [&str; 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foo_converges_under_every_variant() {
-    let mut ex = Explorer::new(|client| Operator::with_state(client, foo::stairs(), app()).with_status())
-        .crd(Foo::crd())
-        .reproduce_with(REPRODUCE);
+    let mut ex =
+        Explorer::new(|client| Operator::with_state(client, foo::stairs(), app()).with_status())
+            .crd(Foo::crd())
+            .reproduce_with(REPRODUCE);
     for s in foo_scenarios() {
         ex = ex.scenario(s);
     }
     let report = ex.run().await.assert_all_converged();
-    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() && std::env::var_os("STAIRCASE_SEED").is_none() {
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none()
+        && std::env::var_os("STAIRCASE_SEED").is_none()
+    {
         assert_every_variant_ran(&report, &ALL);
         // Each crash point is a case: the reference's writes are the crash points.
         let create = &report.scenarios[0];
@@ -174,7 +178,11 @@ fn order_key(o: &Order) -> String {
 /// The shop has an order for this resource (looked up by its idempotency key).
 #[step]
 async fn place_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
-    let recorded = o.status.as_ref().and_then(|s| s.order_id.as_ref()).is_some();
+    let recorded = o
+        .status
+        .as_ref()
+        .and_then(|s| s.order_id.as_ref())
+        .is_some();
     if recorded || ctx.state().orders.find(&order_key(o)).await.is_some() {
         return Ok(Outcome::unchanged());
     }
@@ -190,7 +198,11 @@ async fn place_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
 /// The resource records the order's id.
 #[step]
 async fn record_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
-    if o.status.as_ref().and_then(|s| s.order_id.as_ref()).is_some() {
+    if o.status
+        .as_ref()
+        .and_then(|s| s.order_id.as_ref())
+        .is_some()
+    {
         return Ok(Outcome::unchanged());
     }
     let Some(order) = ctx.state().orders.find(&order_key(o)).await else {
@@ -198,8 +210,12 @@ async fn record_order(o: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
     };
     let api = ctx.api::<Order>();
     let patch = serde_json::json!({ "status": { "orderId": order.id } });
-    api.patch_status(&o.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    api.patch_status(
+        &o.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(Outcome::modified(format!("recorded order {}", order.id)))
 }
 
@@ -241,7 +257,9 @@ async fn orders_are_placed_exactly_once_under_every_variant() {
     .run()
     .await
     .assert_all_converged();
-    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() && std::env::var_os("STAIRCASE_SEED").is_none() {
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none()
+        && std::env::var_os("STAIRCASE_SEED").is_none()
+    {
         assert_every_variant_ran(&report, &ALL);
         let crash = report.variant("external order", "crash").unwrap();
         assert_eq!(crash.duplicate_effects, 0);
@@ -299,8 +317,19 @@ pub struct Memory {
 /// until the next step records it, so a crash in between creates a second one.
 #[step]
 async fn create_with_random_name(s: &Sloppy, ctx: &Context<Memory>) -> Result<Outcome> {
-    let recorded = s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some();
-    if recorded || ctx.state().created.lock().unwrap().contains_key(&s.name_any()) {
+    let recorded = s
+        .status
+        .as_ref()
+        .and_then(|st| st.config_name.as_ref())
+        .is_some();
+    if recorded
+        || ctx
+            .state()
+            .created
+            .lock()
+            .unwrap()
+            .contains_key(&s.name_any())
+    {
         return Ok(Outcome::unchanged());
     }
     let name = format!("{}-{}", s.name_any(), random_suffix());
@@ -316,15 +345,30 @@ async fn create_with_random_name(s: &Sloppy, ctx: &Context<Memory>) -> Result<Ou
 /// Records the name the previous step remembered.
 #[step]
 async fn remember_name(s: &Sloppy, ctx: &Context<Memory>) -> Result<Outcome> {
-    if s.status.as_ref().and_then(|st| st.config_name.as_ref()).is_some() {
+    if s.status
+        .as_ref()
+        .and_then(|st| st.config_name.as_ref())
+        .is_some()
+    {
         return Ok(Outcome::unchanged());
     }
-    let Some(name) = ctx.state().created.lock().unwrap().get(&s.name_any()).cloned() else {
+    let Some(name) = ctx
+        .state()
+        .created
+        .lock()
+        .unwrap()
+        .get(&s.name_any())
+        .cloned()
+    else {
         return Err(Error::msg("nothing remembered"));
     };
     let patch = serde_json::json!({ "status": { "configName": name } });
     ctx.api::<Sloppy>()
-        .patch_status(&s.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     Ok(Outcome::modified("recorded the ConfigMap's name"))
 }
@@ -333,7 +377,11 @@ async fn remember_name(s: &Sloppy, ctx: &Context<Memory>) -> Result<Outcome> {
 #[step]
 async fn writes_twice(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
     let api = ctx.api::<ConfigMap>();
-    if api.get_opt(&format!("{}-one", s.name_any())).await?.is_some() {
+    if api
+        .get_opt(&format!("{}-one", s.name_any()))
+        .await?
+        .is_some()
+    {
         return Ok(Outcome::unchanged());
     }
     create_cm(ctx.api(), &format!("{}-one", s.name_any())).await?;
@@ -342,7 +390,12 @@ async fn writes_twice(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
 }
 
 fn sloppy(name: &str) -> Sloppy {
-    Sloppy::new(name, SloppySpec { note: String::new() })
+    Sloppy::new(
+        name,
+        SloppySpec {
+            note: String::new(),
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,13 +423,14 @@ async fn a_step_creating_with_a_random_name_is_caught() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_writing_twice_is_caught() {
-    let report = Explorer::new(|client| Operator::new(client, staircase!(Sloppy => [writes_twice])))
-        .crd(Sloppy::crd())
-        .variants(&[Variant::Idle])
-        .reproduce_with(REPRODUCE)
-        .scenario(Scenario::new("double write").create(sloppy("s")))
-        .run()
-        .await;
+    let report =
+        Explorer::new(|client| Operator::new(client, staircase!(Sloppy => [writes_twice])))
+            .crd(Sloppy::crd())
+            .variants(&[Variant::Idle])
+            .reproduce_with(REPRODUCE)
+            .scenario(Scenario::new("double write").create(sloppy("s")))
+            .run()
+            .await;
     let failures: Vec<_> = report.failures().collect();
     assert!(
         failures

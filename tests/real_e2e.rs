@@ -112,8 +112,7 @@ fn spawn_operator(client: Client, ns: &str) -> Running {
     // Operator logs (RUST_LOG, default warn) go to the test's captured output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();

@@ -102,7 +102,8 @@ pub async fn wait_gone<K>(api: &Api<K>, name: &str)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    wait_for(api, name, conditions::is_deleted("")).await;
+    // `conditions::is_deleted` needs the uid; absence is what we mean here.
+    wait_for(api, name, |o: Option<&K>| o.is_none()).await;
 }
 
 /// Every run report of an operator, shared with the test.

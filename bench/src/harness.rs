@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
 use kube::CustomResourceExt;
@@ -322,9 +322,11 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                 let quiet = Duration::from_millis(o.settle_ms + 3 * sc.delay_ms);
                 let client = client(&url);
                 let counters = Arc::new(Counters::default());
-                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                // `Sync` (kube-runtime's graceful shutdown wants it): a watch channel, not a oneshot.
                 let stop = async move {
-                    let _ = stop_rx.await;
+                    let mut rx = stop_rx;
+                    let _ = rx.wait_for(|s| *s).await;
                 };
                 let c0 = counts(&stats);
                 let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
@@ -366,6 +368,12 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                     ..Run::default()
                 };
                 if sc.relist {
+                    // Move the global resourceVersion past the watchers' last one, so that after
+                    // `compact` their resume gets 410 Gone and they relist (outside the window).
+                    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+                    let mut cm = ConfigMap::default();
+                    cm.metadata.name = Some("relist-marker".into());
+                    let _ = cms.create(&PostParams::default(), &cm).await;
                     alloc::reset_peak();
                     let a0 = alloc::snapshot();
                     let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
@@ -386,7 +394,7 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                         server_cpu_ns: cpu::clock_ns(server_clock) - scpu0,
                     });
                 }
-                let _ = stop_tx.send(());
+                let _ = stop_tx.send(true);
                 let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
                 run
             })

@@ -221,7 +221,7 @@ pub async fn run_hand(
     ns: String,
     concurrency: u16,
     counters: Arc<Counters>,
-    stop: impl Future<Output = ()> + Send + 'static,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api: Api<Bench> = Api::namespaced(client.clone(), &ns);
     let ctx = Arc::new(Hand {

@@ -25,8 +25,13 @@ die() { log "ERROR: $*"; exit 1; }
 # ---------------------------------------------------------------------------------------------
 # 0. Fast path: everything is already cached and works.
 # ---------------------------------------------------------------------------------------------
+# Bumped whenever the recipe changes what the binaries do (a cache built by an older recipe is
+# rebuilt): 2 = go-openapi zero-value fix (step 3b).
+BUILD_REV=2
+BUILD_REV_FILE="${BIN}/.staircase-build-rev"
 cached_ok() {
     [[ -x "${BIN}/kube-apiserver" && -x "${BIN}/kube-controller-manager" && -x "${BIN}/etcd" ]] || return 1
+    [[ "$(cat "${BUILD_REV_FILE}" 2>/dev/null)" == "${BUILD_REV}" ]] || return 1
     "${BIN}/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes ${K8S_VERSION}" || return 1
     "${BIN}/kube-controller-manager" --version 2>/dev/null | grep -qx "Kubernetes ${K8S_VERSION}" || return 1
     "${BIN}/etcd" --version >/dev/null 2>&1 || return 1
@@ -145,6 +150,22 @@ if [[ ! -e "${REFLECT2_VENDOR}/.staircase-replaced" ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 3b. go-openapi type validation: `data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)),
+#    reflect.ValueOf(data))` compares two reflect.Value headers. Built with Go 1.15 (upstream
+#    v1.20) they never match for a non-nil value; under Go >= 1.19 an empty string's header
+#    equals the zero Value's, so every "" in a custom resource (spec or status) is rejected as
+#    `Invalid value: "null": ... must be of type string`. Restore the upstream behaviour: only
+#    a real null is null.
+# ---------------------------------------------------------------------------------------------
+for f in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go vendor/github.com/go-openapi/validate/type.go; do
+    if grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "${SRC}/${f}"; then
+        log "patching ${f}: zero-value check (empty strings are not null)"
+        sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil { \/\/ staircase: see build.sh step 3b/' "${SRC}/${f}"
+        grep -q 'staircase: see build.sh step 3b' "${SRC}/${f}" || die "patching ${f} failed"
+    fi
+done
+
+# ---------------------------------------------------------------------------------------------
 # 4. Go environment: GOPATH mode, the tree symlinked as $GOPATH/src/k8s.io/kubernetes.
 # ---------------------------------------------------------------------------------------------
 export GOPATH="${CACHE}/gopath"
@@ -196,6 +217,7 @@ ETCD="$(command -v etcd || true)"
 [[ -x "${ETCD}" ]] || die "etcd not found (package etcd-server)"
 ln -sfn "${ETCD}" "${BIN}/etcd"
 
+echo "${BUILD_REV}" >"${BUILD_REV_FILE}"
 cached_ok || die "the built binaries do not report Kubernetes ${K8S_VERSION}"
 log "$("${BIN}/kube-apiserver" --version), $("${BIN}/etcd" --version | head -n1)"
 log "done in $(( $(date +%s) - START ))s: ${BIN}/{kube-apiserver,kube-controller-manager,etcd}"

@@ -33,10 +33,10 @@ struct ObjectMemory {
     written_rv: Option<String>,
     /// When a stale view was first seen; past the grace period we read from the API server.
     stale_since: Option<Instant>,
-    /// The resourceVersion of a status write that closed a settled run (converged or done).
-    /// Its watch event shows exactly the state that run verified, so the one run it would
-    /// trigger is skipped (once: a later resync at the same version still runs).
-    settled_rv: Option<String>,
+    /// The resourceVersion a settled run (converged, done, waiting) left the object at. A new run
+    /// seeing the same version was not triggered by a change of the object itself (a resync, a
+    /// child, a mapped object): the watch may have lost an event, so the object is read fresh.
+    verified_rv: Option<String>,
 }
 
 /// When the object should run again.
@@ -153,14 +153,14 @@ where
         key: &str,
         obj: Arc<K>,
     ) -> Result<Option<Arc<K>>, (Option<RunReport>, NextRun)> {
-        let stale_for = {
+        let (reverify, stale_for) = {
             let mut mem = self.memory.lock().expect("memory poisoned");
             let m = mem.entry(key.to_string()).or_default();
-            if m.settled_rv.is_some() && m.settled_rv == obj.meta().resource_version {
-                m.settled_rv = None;
-                return Err((None, NextRun::After(self.config.resync)));
+            let reverify = m.verified_rv.is_some() && m.verified_rv == obj.meta().resource_version;
+            if reverify {
+                m.verified_rv = None;
             }
-            match &m.written_rv {
+            let stale_for = match &m.written_rv {
                 Some(w) if older(obj.meta().resource_version.as_deref(), w) => {
                     Some(m.stale_since.get_or_insert_with(Instant::now).elapsed())
                 }
@@ -168,8 +168,18 @@ where
                     m.stale_since = None;
                     None
                 }
-            }
+            };
+            (reverify, stale_for)
         };
+        if reverify {
+            return match self.api_for(&obj).get_opt(&obj.name_any()).await {
+                Ok(fresh) => Ok(fresh.map(Arc::new)),
+                Err(e) => {
+                    tracing::warn!("re-reading the object failed: {e}");
+                    Ok(Some(obj))
+                }
+            };
+        }
         let Some(stale_for) = stale_for else {
             return Ok(Some(obj));
         };
@@ -257,8 +267,15 @@ where
                 if written_rv.is_some() {
                     m.written_rv = written_rv.clone();
                 }
-                let settled = matches!(end, RunEnd::Converged | RunEnd::Done { .. });
-                m.settled_rv = if settled && status_written { written_rv.clone() } else { None };
+                let settled = matches!(
+                    end,
+                    RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Waiting { .. }
+                );
+                m.verified_rv = match (settled, &written_rv) {
+                    (false, _) => None,
+                    (true, Some(rv)) => Some(rv.clone()),
+                    (true, None) => obj.meta().resource_version.clone(),
+                };
                 m.failures = if failed { m.failures + 1 } else { 0 };
                 m.failures
             }

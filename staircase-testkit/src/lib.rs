@@ -61,6 +61,57 @@
 //! commands that send protobuf, such as `kubectl create configmap`, do not work; `kubectl
 //! apply/create -f`, `get`, `delete`, `patch`, `wait` do).
 //!
+//! # Fidelity against a real kube-apiserver
+//!
+//! The conformance cases (`tests/conformance/cases.rs`) run unchanged against this server
+//! (test target `conformance`) and against the genuine kube-apiserver v1.20.2 with etcd and
+//! kube-controller-manager (test target `conformance_real`, via [`real`]; built once by
+//! `bash scripts/real-apiserver/build.sh`). Both run in `cargo test --workspace`;
+//! `bash scripts/real-apiserver/conformance.sh` prints the comparison.
+//!
+//! **Agreement, measured 2026-11-22: 21 / 21 cases (100 %)** have the same outcome on both
+//! servers (all pass). 7 further cases are about this server itself (fault injection, stats,
+//! compaction, watch window, shutdown, kubectl against it) and return early on the real one;
+//! they are not counted. (Before this work: 4 / 21.)
+//!
+//! Fixed in this server to match the real one: `metadata.generation` exists only for workloads
+//! (`apps`, `batch`), CRDs and custom resources (not ConfigMaps, Secrets, Services, …), and a
+//! Deployment's annotation change bumps it; every namespace gets the `kube-root-ca.crt`
+//! ConfigMap; server-side apply without `fieldManager` is `422 Invalid` (PatchOptions), not
+//! 400; a custom-resource body without `kind`/`apiVersion` is `400` ("Object 'Kind' is
+//! missing").
+//!
+//! Remaining differences, each tolerated by the cases or chosen by the server's version:
+//!
+//! * **Timing.** This server settles everything inside the write; the real one does these
+//!   asynchronously, and the cases wait for them (watch-based, or polling under a guard
+//!   timeout): a CRD's `Established` condition and its endpoint being served (404 for a moment
+//!   after `Established`), removal of a `Terminating` namespace's contents, garbage collection
+//!   (background, foreground's marking of dependents, orphaning), `kube-root-ca.crt` appearing
+//!   in a new namespace, and the stop of serving after a CRD is deleted.
+//! * **Versions** (the embedded server follows current Kubernetes; v1.20 predates): no
+//!   streaming lists (`sendInitialEvents` watch → `422`); `fieldValidation=Strict` is ignored
+//!   (on by default only since 1.25; unknown fields are pruned either way); built-in resources
+//!   have `singularName: ""` in discovery (filled since 1.27); `/version` says
+//!   `v1.33.0-staircase` here.
+//! * **Bookmarks:** this server sends a BOOKMARK right after a watch starts; v1.20 sends them
+//!   periodically (about once a minute). Cases skip bookmarks wherever they come.
+//! * **Message texts** of some errors differ (codes and reasons agree): a failed UID
+//!   precondition (`Precondition failed: UID in precondition: …` vs v1.20's `the UID in the
+//!   precondition (…) does not match the UID in record (…)`), a body whose `apiVersion` does not
+//!   fit the URL (`… does not match the expected API version …` vs `no kind "ConfigMap" is
+//!   registered for version "apps/v1"`).
+//! * **Order and resourceVersions:** the initial ADDED events of a watch from `"0"` come in name
+//!   order here, in no particular order from v1.20's watch cache; a list's resourceVersion is
+//!   the newest write here, the etcd revision there (which other writers, such as the
+//!   controllers, move on).
+//! * **Not modelled here** (not covered by the cases): ServiceAccounts and their token Secrets
+//!   in every namespace (v1.20 rejects pods until the `default` ServiceAccount has a token;
+//!   [`real::RealApiServer::namespace`] waits for it); restoring `kube-root-ca.crt` when it is
+//!   changed or deleted; this server labels namespaces `kubernetes.io/metadata.name` (since
+//!   1.21; v1.20 does not); workload controllers (the real harness runs without them too, see
+//!   [`real::DISABLED_CONTROLLERS`]).
+//!
 //! # Speed
 //!
 //! Measured with `cargo run --release -p staircase-testkit --example throughput` (one

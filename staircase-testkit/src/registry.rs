@@ -237,6 +237,28 @@ impl Registry {
             ),
             false,
         );
+        // RBAC objects are stored and served (so manifests can be applied and checked), never
+        // enforced: the embedded server authorises every request.
+        for (plural, singular, kind, namespaced) in [
+            ("roles", "role", "Role", true),
+            ("rolebindings", "rolebinding", "RoleBinding", true),
+            ("clusterroles", "clusterrole", "ClusterRole", false),
+            ("clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false),
+        ] {
+            all(
+                builtin(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    plural,
+                    singular,
+                    kind,
+                    namespaced,
+                    &[],
+                    false,
+                ),
+                false,
+            );
+        }
         all(
             builtin(
                 "apiextensions.k8s.io",

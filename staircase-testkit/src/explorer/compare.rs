@@ -120,7 +120,10 @@ fn normalize(v: &mut Value, uids: &BTreeMap<String, String>, cfg: &CompareConfig
         if meta.contains_key("deletionTimestamp") {
             meta.insert("deletionTimestamp".into(), Value::String("<set>".into()));
         }
-        if let Some(refs) = meta.get_mut("ownerReferences").and_then(Value::as_array_mut) {
+        if let Some(refs) = meta
+            .get_mut("ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
             for r in refs.iter_mut().filter_map(Value::as_object_mut) {
                 r.remove("uid");
             }
@@ -318,6 +321,9 @@ mod tests {
             &Snapshot::from([("k".into(), c)]),
         )
         .unwrap();
-        assert!(d.contains("- k .status.conditions[0].type: \"Ready\""), "{d}");
+        assert!(
+            d.contains("- k .status.conditions[0].type: \"Ready\""),
+            "{d}"
+        );
     }
 }

@@ -122,7 +122,10 @@ pub(crate) fn check_report(r: &RunReport, gate_writes: Option<u64>) -> Vec<Strin
     let mut out = Vec::new();
     for s in &r.steps {
         if let Some(v) = &s.violation {
-            out.push(format!("one-write rule: run {} of {}: {v}", r.run_id, r.object));
+            out.push(format!(
+                "one-write rule: run {} of {}: {v}",
+                r.run_id, r.object
+            ));
         }
     }
     if r.step_writes() > 1 {
@@ -135,7 +138,10 @@ pub(crate) fn check_report(r: &RunReport, gate_writes: Option<u64>) -> Vec<Strin
     }
     if let Some(seen) = gate_writes {
         let runtime = u64::from(r.status_written)
-            + u64::from(matches!(r.end, RunEnd::FinalizerAdded | RunEnd::FinalizerRemoved));
+            + u64::from(matches!(
+                r.end,
+                RunEnd::FinalizerAdded | RunEnd::FinalizerRemoved
+            ));
         let counted = r.step_writes() as u64 + runtime;
         if seen != counted {
             out.push(format!(
@@ -165,7 +171,14 @@ pub(crate) async fn run_case<K, S, M, C>(
     plan: &CasePlan,
 ) -> anyhow::Result<CaseOutcome>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
@@ -191,7 +204,9 @@ where
     let primary = ApiResource::erase::<K>(&());
     match plan.mode {
         Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx, &primary).await?,
-        Mode::Loop { hold_back, drop } => looped(setup, scenario, &mut cx, &primary, hold_back, drop).await?,
+        Mode::Loop { hold_back, drop } => {
+            looped(setup, scenario, &mut cx, &primary, hold_back, drop).await?
+        }
     }
     cx.out.writes = cx.gate.log();
     cx.out.ext_calls = cx.ext.calls();
@@ -261,7 +276,14 @@ async fn stepwise<K, S, M, C>(
     primary: &ApiResource,
 ) -> anyhow::Result<()>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
@@ -285,9 +307,14 @@ where
         cx.out.requests.push(stats.requests().split_off(from));
         match settled {
             Ok(()) => {
-                let snap =
-                    compare::snapshot(&cx.admin, &scenario.namespace, primary, &setup.compare, &cx.ext)
-                        .await?;
+                let snap = compare::snapshot(
+                    &cx.admin,
+                    &scenario.namespace,
+                    primary,
+                    &setup.compare,
+                    &cx.ext,
+                )
+                .await?;
                 cx.out.snapshots.push(Some(snap));
             }
             Err(why) => {
@@ -331,7 +358,14 @@ async fn converge<K, S, M, C>(
     phase: usize,
 ) -> Result<(), String>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
@@ -357,6 +391,7 @@ where
                     Err(e) => return Err(format!("reading {name} failed: {e}")),
                 };
                 let before = cx.gate.visible();
+                let committed = cx.gate.committed();
                 cx.out.runs += 1;
                 let ran = tokio::select! {
                     biased;
@@ -378,18 +413,19 @@ where
                 for text in check_report(&report, Some(seen)) {
                     cx.out.problems.push(Problem { phase, text });
                 }
+                // Only a change (seen or not) forces another round over every object; a failed
+                // run that changed nothing is simply retried, as the controller's backoff would.
+                if cx.gate.committed() > committed {
+                    quiet = false;
+                }
                 match &report.end {
                     RunEnd::Converged => break,
-                    RunEnd::Done { .. } | RunEnd::Waiting { .. } => {
-                        if seen > 0 {
-                            quiet = false;
-                        }
-                        if let RunEnd::Waiting { step, reason } = &report.end {
-                            unsettled.push(format!("{name}: {step} waits: {reason}"));
-                        }
+                    RunEnd::Done { .. } => break,
+                    RunEnd::Waiting { step, reason } => {
+                        unsettled.push(format!("{name}: {step} waits: {reason}"));
                         break;
                     }
-                    _ => quiet = false,
+                    _ => {}
                 }
             }
         }
@@ -411,7 +447,14 @@ async fn looped<K, S, M, C>(
     drop: Option<(f64, u64)>,
 ) -> anyhow::Result<()>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
@@ -460,7 +503,10 @@ where
             if started.elapsed() > setup.guard {
                 cx.out.problems.push(Problem {
                     phase,
-                    text: format!("not converged within {:?} under the controller loop", setup.guard),
+                    text: format!(
+                        "not converged within {:?} under the controller loop",
+                        setup.guard
+                    ),
                 });
                 break false;
             }
@@ -485,8 +531,14 @@ where
             cx.out.snapshots.push(None);
             break;
         }
-        let snap =
-            compare::snapshot(&cx.admin, &scenario.namespace, primary, &setup.compare, &cx.ext).await?;
+        let snap = compare::snapshot(
+            &cx.admin,
+            &scenario.namespace,
+            primary,
+            &setup.compare,
+            &cx.ext,
+        )
+        .await?;
         cx.out.snapshots.push(Some(snap));
     }
     let _ = stop_tx.send(());

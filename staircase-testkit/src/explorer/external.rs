@@ -140,7 +140,8 @@ impl ExternalService {
             *i.creates_by_key.entry(key.to_string()).or_default() += 1;
             id
         };
-        self.committed(format!("{}/create {key}", self.name)).await?;
+        self.committed(format!("{}/create {key}", self.name))
+            .await?;
         Ok(id)
     }
 

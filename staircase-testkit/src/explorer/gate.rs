@@ -165,7 +165,10 @@ struct GateService {
 pub(crate) const OPERATOR_AGENT: &str = "staircase-explorer-operator";
 
 fn is_write(m: &Method) -> bool {
-    matches!(*m, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    matches!(
+        *m,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 fn lost() -> kube::Error {
@@ -209,7 +212,10 @@ impl tower::Service<Request<Body>> for GateService {
                     .to_bytes();
                 let text = String::from_utf8_lossy(&bytes);
                 let removes = text.contains("\"remove\"") && text.contains("/metadata/finalizers");
-                (Request::from_parts(parts, Body::from(bytes.to_vec())), removes)
+                (
+                    Request::from_parts(parts, Body::from(bytes.to_vec())),
+                    removes,
+                )
             } else {
                 (req, false)
             };

@@ -147,7 +147,14 @@ impl Filter {
 
 impl<K, S, M, C> Explorer<K, S, M, C>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
     K::Scope: ApiScope,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
@@ -156,7 +163,9 @@ where
     /// An explorer for the operator `factory` builds from a client. Configure the operator as in
     /// production (`with_status`, `with_config`); the explorer only shortens resync and the
     /// read-your-writes grace in the controller-loop variants.
-    pub fn new(factory: impl Fn(kube::Client) -> Operator<K, S, M, C> + Send + Sync + 'static) -> Self {
+    pub fn new(
+        factory: impl Fn(kube::Client) -> Operator<K, S, M, C> + Send + Sync + 'static,
+    ) -> Self {
         Self::with_external("external", move |client, _| factory(client))
     }
 
@@ -284,7 +293,14 @@ where
         report
     }
 
-    fn failure(&self, s: &Scenario<K>, variant: &str, case: &str, phase: usize, problem: String) -> Failure {
+    fn failure(
+        &self,
+        s: &Scenario<K>,
+        variant: &str,
+        case: &str,
+        phase: usize,
+        problem: String,
+    ) -> Failure {
         let phase = match s.actions.get(phase) {
             Some(a) => format!("phase {phase} ({})", a.describe()),
             None => format!("after phase {}", phase.saturating_sub(1)),
@@ -324,8 +340,13 @@ where
         let reference = match driver::run_case(&self.setup, s, &base).await {
             Ok(r) => r,
             Err(e) => {
-                out.failures
-                    .push(self.failure(s, "reference", "0", 0, format!("could not run: {e:#}")));
+                out.failures.push(self.failure(
+                    s,
+                    "reference",
+                    "0",
+                    0,
+                    format!("could not run: {e:#}"),
+                ));
                 return out;
             }
         };
@@ -467,10 +488,12 @@ where
                 continue;
             }
             let results: Vec<(String, String, Judge, anyhow::Result<CaseOutcome>)> =
-                futures::stream::iter(cases.into_iter().map(|(id, plan, judge, what)| async move {
-                    let r = driver::run_case(&self.setup, s, &plan).await;
-                    (id, what, judge, r)
-                }))
+                futures::stream::iter(cases.into_iter().map(
+                    |(id, plan, judge, what)| async move {
+                        let r = driver::run_case(&self.setup, s, &plan).await;
+                        (id, what, judge, r)
+                    },
+                ))
                 .buffered(self.parallelism)
                 .collect()
                 .await;
@@ -507,8 +530,13 @@ where
                         .map(|(_, t)| t.as_str())
                         .collect::<Vec<_>>()
                         .join("\n");
-                    out.failures
-                        .push(self.failure(s, v.name(), &id, phase, format!("{what}\n{text}")));
+                    out.failures.push(self.failure(
+                        s,
+                        v.name(),
+                        &id,
+                        phase,
+                        format!("{what}\n{text}"),
+                    ));
                 }
             }
             if matches!(v, Variant::StaleView | Variant::LostEvents) {

@@ -137,8 +137,10 @@ where
         F: Fn(kube::Client) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        self.actions
-            .push(Action::Custom(describe.into(), Arc::new(move |c| Box::pin(f(c)))));
+        self.actions.push(Action::Custom(
+            describe.into(),
+            Arc::new(move |c| Box::pin(f(c))),
+        ));
         self
     }
 
@@ -149,7 +151,11 @@ where
 }
 
 /// Applies one action with the admin client.
-pub(crate) async fn apply<K>(action: &Action<K>, client: &kube::Client, ns: &str) -> anyhow::Result<()>
+pub(crate) async fn apply<K>(
+    action: &Action<K>,
+    client: &kube::Client,
+    ns: &str,
+) -> anyhow::Result<()>
 where
     K: Resource<DynamicType = ()>
         + Clone

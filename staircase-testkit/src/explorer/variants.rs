@@ -99,8 +99,11 @@ fn destructive(o: &CaseOutcome) -> BTreeMap<(String, String), (u64, usize)> {
 
 /// Judges `case` against `reference`.
 pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> Verdict {
-    let mut problems: Vec<(usize, String)> =
-        case.problems.iter().map(|p| (p.phase, p.text.clone())).collect();
+    let mut problems: Vec<(usize, String)> = case
+        .problems
+        .iter()
+        .map(|p| (p.phase, p.text.clone()))
+        .collect();
     let mut converged = case.converged() && case.snapshots.len() == reference.snapshots.len();
     for (phase, (r, c)) in reference.snapshots.iter().zip(&case.snapshots).enumerate() {
         if let (Some(r), Some(c)) = (r, c)
@@ -147,7 +150,10 @@ pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> V
     if let Some(max) = j.max_runs
         && case.runs > max
     {
-        problems.push((0, format!("{} runs, more than the bound of {max}", case.runs)));
+        problems.push((
+            0,
+            format!("{} runs, more than the bound of {max}", case.runs),
+        ));
     }
     Verdict {
         converged: converged && problems.is_empty(),
@@ -159,7 +165,11 @@ pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> V
 
 /// A seeded random fault plan for a stepwise case, aimed at requests the reference made (so
 /// the first fault is sure to fire), and a description for the report.
-pub(crate) fn random_plan(seed: u64, reference: &CaseOutcome, base: &CasePlan) -> (CasePlan, usize, String) {
+pub(crate) fn random_plan(
+    seed: u64,
+    reference: &CaseOutcome,
+    base: &CasePlan,
+) -> (CasePlan, usize, String) {
     let mut rng = Rng::new(seed, 0x5EED);
     let mut plan = base.clone();
     let mut what = Vec::new();
@@ -184,12 +194,14 @@ pub(crate) fn random_plan(seed: u64, reference: &CaseOutcome, base: &CasePlan) -
             continue;
         }
         // Aim at the operator's requests only; the explorer's own reads must see the truth.
-        let full: &[crate::RequestRecord] = reference.requests.get(phase).map_or(&[], Vec::as_slice);
+        let full: &[crate::RequestRecord] =
+            reference.requests.get(phase).map_or(&[], Vec::as_slice);
         let candidates: Vec<usize> = (0..full.len())
             .filter(|i| {
                 let r = &full[*i];
                 r.user_agent.as_deref() == Some(OPERATOR_AGENT)
-                    && r.verb.is_some_and(|v| !matches!(v, Verb::Watch | Verb::List))
+                    && r.verb
+                        .is_some_and(|v| !matches!(v, Verb::Watch | Verb::List))
             })
             .collect();
         if candidates.is_empty() {
