@@ -88,7 +88,10 @@ impl Stat {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 fn cargo(args: &[&str], incremental: bool) -> anyhow::Result<(f64, String, String)> {
@@ -140,21 +143,46 @@ fn fixture(name: &str, file: &str, reps: usize) -> anyhow::Result<Fixture> {
         std::fs::write(&path, t)?;
     }
     let expanded = cargo(
-        &["rustc", "-p", "staircase-bench", "--example", name, "--", "-Zunpretty=expanded"],
+        &[
+            "rustc",
+            "-p",
+            "staircase-bench",
+            "--example",
+            name,
+            "--",
+            "-Zunpretty=expanded",
+        ],
         false,
     )
     .ok()
     .map(|(_, out, _)| out.lines().count());
     touch(&path, false)?;
     let expand_s = cargo(
-        &["rustc", "-p", "staircase-bench", "--example", name, "--", "-Ztime-passes"],
+        &[
+            "rustc",
+            "-p",
+            "staircase-bench",
+            "--example",
+            name,
+            "--",
+            "-Ztime-passes",
+        ],
         false,
     )
     .ok()
     .and_then(|(_, out, err)| {
-        (out + &err).lines().find(|l| l.contains("expand_crate")).and_then(|l| {
-            l.split(';').next()?.trim().strip_prefix("time:")?.trim().parse::<f64>().ok()
-        })
+        (out + &err)
+            .lines()
+            .find(|l| l.contains("expand_crate"))
+            .and_then(|l| {
+                l.split(';')
+                    .next()?
+                    .trim()
+                    .strip_prefix("time:")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
     });
     Ok(Fixture {
         name: name.into(),

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ListParams, PostParams};
 use kube::CustomResourceExt;
+use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
 use staircase_testkit::{ApiServer, Fault, Faults, Stats, Verb};
 
@@ -174,8 +174,13 @@ impl Host {
                 rt.block_on(async move {
                     let server = ApiServer::start().await.expect("server starts");
                     server.stats().set_log_enabled(false);
-                    tx.send((server.url(), server.stats(), server.faults(), cpu::this_thread_clock()))
-                        .expect("harness waits");
+                    tx.send((
+                        server.url(),
+                        server.stats(),
+                        server.faults(),
+                        cpu::this_thread_clock(),
+                    ))
+                    .expect("harness waits");
                     let _ = stop_rx.await;
                     server.shutdown().await;
                 });
@@ -256,7 +261,11 @@ pub async fn populate(client: &kube::Client, ns: &str, n: usize) -> anyhow::Resu
 pub async fn count_converged(client: &kube::Client, ns: &str) -> anyhow::Result<usize> {
     let api: Api<Bench> = Api::namespaced(client.clone(), ns);
     let list = api.list(&ListParams::default()).await?;
-    Ok(list.items.iter().filter(|b| workload::first_missing(b).is_none()).count())
+    Ok(list
+        .items
+        .iter()
+        .filter(|b| workload::first_missing(b).is_none())
+        .count())
 }
 
 #[derive(Clone, Copy)]
@@ -305,8 +314,12 @@ async fn settle(c: &Counters, quiet: Duration) {
 
 /// Runs one variant on its own thread over the `n` objects in `ns`.
 pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options) -> Run {
-    let (url, stats, faults, server_clock) =
-        (host.url.clone(), host.stats.clone(), host.faults.clone(), host.clock);
+    let (url, stats, faults, server_clock) = (
+        host.url.clone(),
+        host.stats.clone(),
+        host.faults.clone(),
+        host.clock,
+    );
     let (ns, o) = (ns.to_string(), o.clone());
     std::thread::Builder::new()
         .name(format!("operator-{}", v.name()))
@@ -349,7 +362,10 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                     )),
                 };
                 let cc = counters.clone();
-                wait_until(&counters, timeout, || cc.converged.load(Ordering::Relaxed) >= n).await;
+                wait_until(&counters, timeout, || {
+                    cc.converged.load(Ordering::Relaxed) >= n
+                })
+                .await;
                 let converge_s = started.elapsed().as_secs_f64();
                 settle(&counters, quiet).await;
                 let (cpu1, scpu1) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
@@ -458,7 +474,8 @@ pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sam
                 let ns = format!("{}-{}", v.name(), rep);
                 harness.block_on(populate(&hc, &ns, o.n))?;
                 if sc.delay_ms > 0 {
-                    host.faults.delay_watch_events(Duration::from_millis(sc.delay_ms));
+                    host.faults
+                        .delay_watch_events(Duration::from_millis(sc.delay_ms));
                 }
                 if sc.latency_ms > 0 {
                     host.faults.inject(

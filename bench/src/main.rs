@@ -17,13 +17,19 @@ fn main() -> anyhow::Result<()> {
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
+        let mut val = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
         match a.as_str() {
             "--n" => o.n = val()?.parse()?,
             "--reps" => o.reps = val()?.parse()?,
             "--concurrency" => o.concurrency = val()?.parse()?,
             "--delays" => {
-                o.delays_ms = val()?.split(',').map(str::parse).collect::<Result<_, _>>()?
+                o.delays_ms = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
             }
             "--latency-ms" => o.latency_ms = val()?.parse()?,
             "--settle-ms" => o.settle_ms = val()?.parse()?,
@@ -67,7 +73,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     let md = report.markdown();
     std::fs::write(out.join("latest.md"), &md)?;
-    std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out.join("latest.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     println!("{md}");
     Ok(())
 }

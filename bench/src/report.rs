@@ -29,7 +29,11 @@ impl Stat {
         }
         xs.sort_by(f64::total_cmp);
         let m = xs.len() / 2;
-        let median = if xs.len() % 2 == 1 { xs[m] } else { (xs[m - 1] + xs[m]) / 2.0 };
+        let median = if xs.len() % 2 == 1 {
+            xs[m]
+        } else {
+            (xs[m - 1] + xs[m]) / 2.0
+        };
         Stat {
             median,
             min: xs[0],
@@ -135,7 +139,12 @@ impl Machine {
             loadavg_start: loadavg(),
             loadavg_end: String::new(),
             rustc,
-            profile: if cfg!(debug_assertions) { "debug" } else { "release" }.into(),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .into(),
         }
     }
 }
@@ -161,7 +170,11 @@ fn row(
     target: &str,
     judge: impl Fn(&Stat, &Stat, Option<f64>) -> Option<bool>,
 ) {
-    let a = Stat::of(pick(samples, Variant::Staircase, sel).filter_map(val).collect());
+    let a = Stat::of(
+        pick(samples, Variant::Staircase, sel)
+            .filter_map(val)
+            .collect(),
+    );
     let b = Stat::of(pick(samples, Variant::Hand, sel).filter_map(val).collect());
     let ratio = (b.median != 0.0 && b.median.is_finite()).then(|| a.median / b.median);
     let met = judge(&a, &b, ratio);
@@ -185,47 +198,167 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         move |s: &Sample| s.run.relist.as_ref().map(|x| f(x) / x.runs.max(1) as f64)
     };
     let ratio_le = |t: f64| move |_: &Stat, _: &Stat, r: Option<f64>| r.map(|r| r <= t);
-    row(&mut r, samples, 1, "no-op pass: operator CPU µs per run (forced relist)".into(), relist,
-        per_run(|x| x.cpu_ns as f64 / 1e3), "≤ 1.2×", ratio_le(1.2));
-    row(&mut r, samples, 1, "no-op pass: allocations per run".into(), relist,
-        per_run(|x| x.allocs as f64), "≤ 1.2×", ratio_le(1.2));
-    row(&mut r, samples, 1, "no-op pass: runs per object".into(), relist,
-        move |s| s.run.relist.as_ref().map(|x| x.runs as f64 / o.n as f64), "(info)", |_, _, _| None);
-    row(&mut r, samples, 1, "no-op pass: API server thread CPU µs per object (excluded above)".into(), relist,
-        move |s| s.run.relist.as_ref().map(|x| x.server_cpu_ns as f64 / 1e3 / o.n as f64), "(info)", |_, _, _| None);
+    row(
+        &mut r,
+        samples,
+        1,
+        "no-op pass: operator CPU µs per run (forced relist)".into(),
+        relist,
+        per_run(|x| x.cpu_ns as f64 / 1e3),
+        "≤ 1.2×",
+        ratio_le(1.2),
+    );
+    row(
+        &mut r,
+        samples,
+        1,
+        "no-op pass: allocations per run".into(),
+        relist,
+        per_run(|x| x.allocs as f64),
+        "≤ 1.2×",
+        ratio_le(1.2),
+    );
+    row(
+        &mut r,
+        samples,
+        1,
+        "no-op pass: runs per object".into(),
+        relist,
+        move |s| s.run.relist.as_ref().map(|x| x.runs as f64 / o.n as f64),
+        "(info)",
+        |_, _, _| None,
+    );
+    row(
+        &mut r,
+        samples,
+        1,
+        "no-op pass: API server thread CPU µs per object (excluded above)".into(),
+        relist,
+        move |s| {
+            s.run
+                .relist
+                .as_ref()
+                .map(|x| x.server_cpu_ns as f64 / 1e3 / o.n as f64)
+        },
+        "(info)",
+        |_, _, _| None,
+    );
     for &d in &o.delays_ms {
         let sel = move |s: &Scenario| s.delay_ms == d && s.latency_ms == 0;
-        row(&mut r, samples, 2, format!("requests per required write, watch lag {d} ms (status excluded)"), sel,
+        row(
+            &mut r,
+            samples,
+            2,
+            format!("requests per required write, watch lag {d} ms (status excluded)"),
+            sel,
             move |s| Some((s.run.requests - s.run.status_patches) as f64 / nk),
-            "≤ 1.02", |a, _, _| Some(a.max <= 1.02));
-        row(&mut r, samples, 2, format!("duplicate (no-op) patches, watch lag {d} ms"), sel,
-            move |s| Some(s.run.patches as f64 - nk), "0", |a, _, _| Some(a.max <= 0.0));
-        row(&mut r, samples, 2, format!("status writes per object, watch lag {d} ms"), sel,
-            move |s| Some(s.run.status_patches as f64 / o.n as f64), "(reported apart)", |_, _, _| None);
+            "≤ 1.02",
+            |a, _, _| Some(a.max <= 1.02),
+        );
+        row(
+            &mut r,
+            samples,
+            2,
+            format!("duplicate (no-op) patches, watch lag {d} ms"),
+            sel,
+            move |s| Some(s.run.patches as f64 - nk),
+            "0",
+            |a, _, _| Some(a.max <= 0.0),
+        );
+        row(
+            &mut r,
+            samples,
+            2,
+            format!("status writes per object, watch lag {d} ms"),
+            sel,
+            move |s| Some(s.run.status_patches as f64 / o.n as f64),
+            "(reported apart)",
+            |_, _, _| None,
+        );
     }
     let l0 = |s: &Scenario| s.delay_ms == 0 && s.latency_ms == 0;
-    row(&mut r, samples, 3, format!("time to converge, L = 0, C = {} (s)", o.concurrency), l0,
-        |s| Some(s.run.converge_s), "≤ 1.1×", ratio_le(1.1));
-    row(&mut r, samples, 3, "operator CPU during convergence, µs per object".into(), l0,
-        move |s| Some(s.run.cpu_ns as f64 / 1e3 / o.n as f64), "(info)", |_, _, _| None);
+    row(
+        &mut r,
+        samples,
+        3,
+        format!("time to converge, L = 0, C = {} (s)", o.concurrency),
+        l0,
+        |s| Some(s.run.converge_s),
+        "≤ 1.1×",
+        ratio_le(1.1),
+    );
+    row(
+        &mut r,
+        samples,
+        3,
+        "operator CPU during convergence, µs per object".into(),
+        l0,
+        move |s| Some(s.run.cpu_ns as f64 / 1e3 / o.n as f64),
+        "(info)",
+        |_, _, _| None,
+    );
     let lat = o.latency_ms;
     let ceiling = o.concurrency as f64 / (K as f64 * lat as f64 / 1e3);
     let ll = move |s: &Scenario| s.latency_ms == lat && lat > 0;
-    row(&mut r, samples, 3, format!("time to converge, L = {lat} ms on PATCH, C = {} (s)", o.concurrency), ll,
-        |s| Some(s.run.converge_s), "(info)", |_, _, _| None);
-    row(&mut r, samples, 3, format!("throughput at L = {lat} ms, % of ceiling C/(K·L) = {ceiling:.0} obj/s"), ll,
-        move |s| Some(100.0 * o.n as f64 / s.run.converge_s / ceiling), "≥ 90 %", |a, _, _| Some(a.median >= 90.0));
-    row(&mut r, samples, 4, "live bytes per object after sync (operator thread)".into(), l0,
-        move |s| Some(s.run.live_bytes as f64 / o.n as f64), "A − B ≤ 64 B",
-        |a, b, _| Some(a.median - b.median <= 64.0));
-    row(&mut r, samples, 4, "relist peak ÷ live after sync".into(), relist,
-        |s| s.run.relist.as_ref().map(|x| x.peak_bytes as f64 / s.run.live_bytes.max(1) as f64), "≤ 2×",
-        |a, _, _| Some(a.median <= 2.0));
+    row(
+        &mut r,
+        samples,
+        3,
+        format!(
+            "time to converge, L = {lat} ms on PATCH, C = {} (s)",
+            o.concurrency
+        ),
+        ll,
+        |s| Some(s.run.converge_s),
+        "(info)",
+        |_, _, _| None,
+    );
+    row(
+        &mut r,
+        samples,
+        3,
+        format!("throughput at L = {lat} ms, % of ceiling C/(K·L) = {ceiling:.0} obj/s"),
+        ll,
+        move |s| Some(100.0 * o.n as f64 / s.run.converge_s / ceiling),
+        "≥ 90 %",
+        |a, _, _| Some(a.median >= 90.0),
+    );
+    row(
+        &mut r,
+        samples,
+        4,
+        "live bytes per object after sync (operator thread)".into(),
+        l0,
+        move |s| Some(s.run.live_bytes as f64 / o.n as f64),
+        "A − B ≤ 64 B",
+        |a, b, _| Some(a.median - b.median <= 64.0),
+    );
+    row(
+        &mut r,
+        samples,
+        4,
+        "relist peak ÷ live after sync".into(),
+        relist,
+        |s| {
+            s.run
+                .relist
+                .as_ref()
+                .map(|x| x.peak_bytes as f64 / s.run.live_bytes.max(1) as f64)
+        },
+        "≤ 2×",
+        |a, _, _| Some(a.median <= 2.0),
+    );
     r
 }
 
 fn show(x: f64) -> usize {
-    if x.abs() >= 100.0 { 0 } else if x.abs() >= 1.0 { 2 } else { 3 }
+    if x.abs() >= 100.0 {
+        0
+    } else if x.abs() >= 1.0 {
+        2
+    } else {
+        3
+    }
 }
 
 impl Report {
@@ -243,7 +376,10 @@ impl Report {
         s.push_str(&format!(
             "N = {} objects per variant and scenario, K = {K} changes each, C = {}, {} repetitions \
              (variant order alternating), staircase status {}. Cells: median (min–max).\n\n",
-            o.n, o.concurrency, o.reps, if o.status { "on" } else { "off" }
+            o.n,
+            o.concurrency,
+            o.reps,
+            if o.status { "on" } else { "off" }
         ));
         s.push_str("| # | metric | staircase (A) | hand-written (B) | A/B | target | met |\n|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
@@ -266,7 +402,9 @@ impl Report {
         s.push('\n');
         match &self.compile {
             Some(c) => s.push_str(&c.markdown()),
-            None => s.push_str("Figure 5 (compile cost): not measured in this run (pass `--compile`).\n"),
+            None => s.push_str(
+                "Figure 5 (compile cost): not measured in this run (pass `--compile`).\n",
+            ),
         }
         s.push_str("\n## Method\n\n");
         for n in &self.notes {

@@ -69,7 +69,8 @@ pub const RESOURCE: &str = "benches.bench.staircase.rs";
 /// Index of the first annotation that is missing or wrong (`None`: converged).
 pub fn first_missing(obj: &Bench) -> Option<usize> {
     let ann = obj.metadata.annotations.as_ref();
-    KEYS.iter().position(|k| ann.and_then(|a| a.get(*k)) != Some(&obj.spec.value))
+    KEYS.iter()
+        .position(|k| ann.and_then(|a| a.get(*k)) != Some(&obj.spec.value))
 }
 
 fn annotation_patch(obj: &Bench, i: usize) -> serde_json::Value {
@@ -200,7 +201,11 @@ async fn reconcile(obj: Arc<Bench>, ctx: Arc<Hand>) -> Result<Action, kube::Erro
     };
     let api: Api<Bench> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let res = api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&annotation_patch(&obj, i)))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&annotation_patch(&obj, i)),
+        )
         .await;
     ctx.counters.ran(false);
     let updated = res?;

@@ -16,8 +16,17 @@ fn harness_smoke_run_converges_both_variants_and_reports_every_figure() {
     let samples = harness::run_all(&o, |l| eprintln!("{l}")).expect("harness runs");
     assert_eq!(samples.len(), 2 * harness::scenarios(&o).len());
     for s in &samples {
-        assert!(s.run.converged, "{:?} did not converge: {:?}", s.variant, s.run);
-        assert_eq!(s.run.patches, 20 * 5, "{:?}: one patch per required change", s.variant);
+        assert!(
+            s.run.converged,
+            "{:?} did not converge: {:?}",
+            s.variant, s.run
+        );
+        assert_eq!(
+            s.run.patches,
+            20 * 5,
+            "{:?}: one patch per required change",
+            s.variant
+        );
     }
     let report = Report {
         machine: Machine::describe(),
@@ -28,12 +37,21 @@ fn harness_smoke_run_converges_both_variants_and_reports_every_figure() {
         samples,
     };
     for fig in 1..=4 {
-        assert!(report.rows.iter().any(|r| r.figure == fig), "figure {fig} missing");
+        assert!(
+            report.rows.iter().any(|r| r.figure == fig),
+            "figure {fig} missing"
+        );
     }
     for r in report.rows.iter().filter(|r| r.figure == 1) {
-        assert!(r.staircase.median.is_finite() && r.hand.median.is_finite(), "{r:?}");
+        assert!(
+            r.staircase.median.is_finite() && r.hand.median.is_finite(),
+            "{r:?}"
+        );
     }
     let md = report.markdown();
-    assert!(md.contains("Figure 5"), "figure 5 is reported (as not measured here)");
+    assert!(
+        md.contains("Figure 5"),
+        "figure 5 is reported (as not measured here)"
+    );
     serde_json::to_string(&report).expect("JSON");
 }

@@ -254,7 +254,8 @@ where
             },
         };
 
-        let status_written = self.write_status(&obj, generation, &end, deleting, &mut rec).await;
+        let status = self.write_status(&obj, generation, &end, deleting, &mut rec).await;
+        let status_written = status == Some(true);
         let written_rv = rec.primary_rv().map(str::to_string);
         let failed = matches!(end, RunEnd::Failed { .. });
         let failures = {
@@ -280,7 +281,16 @@ where
                 m.failures
             }
         };
-        let next = self.next_run(&end, &rec, written_rv.is_some(), failures, permanent);
+        let mut next = self.next_run(&end, &rec, written_rv.is_some(), failures, permanent);
+        if status == Some(false) {
+            // The status is wrong and no event will come to fix it (a settled object would wait
+            // for its resync): try again soon, no step depends on it but people read it.
+            let retry = self.config.backoff.delay(1, false);
+            next = match next {
+                NextRun::After(d) => NextRun::After(d.min(retry)),
+                NextRun::OnChange => NextRun::After(retry),
+            };
+        }
         let report = RunReport {
             run_id,
             object_ref: obj.object_ref(&()),
@@ -350,7 +360,8 @@ where
         }
     }
 
-    /// Best effort: a failed status write is logged, never fails the run.
+    /// Best effort: a failed status write is logged, never fails the run. Returns `None` when
+    /// nothing needed writing, else whether the write succeeded.
     async fn write_status(
         &self,
         obj: &K,
@@ -358,13 +369,9 @@ where
         end: &RunEnd,
         deleting: bool,
         rec: &mut RunRecorder,
-    ) -> bool {
-        let Some(read) = self.status else {
-            return false;
-        };
-        let Some(status) = next_status(read(obj), generation, end, deleting) else {
-            return false;
-        };
+    ) -> Option<bool> {
+        let read = self.status?;
+        let status = next_status(read(obj), generation, end, deleting)?;
         let patch = serde_json::json!({ "status": status });
         let api = self.api_for(obj);
         match api
@@ -378,11 +385,11 @@ where
                     status: 200,
                     resource_version: updated.meta().resource_version.clone(),
                 }]);
-                true
+                Some(true)
             }
             Err(e) => {
                 tracing::info!("status write failed (allowed): {e}");
-                false
+                Some(false)
             }
         }
     }

@@ -375,6 +375,11 @@ where
             ..base
         };
         let writes = reference.writes.len() as u64;
+        let objects = s
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Create(_)))
+            .count() as u64;
         for v in &self.variants {
             let t = Instant::now();
             let mut stats = VariantStats {
@@ -471,9 +476,11 @@ where
                     .take(if filter.seed.is_some() { 1 } else { usize::MAX })
                     .map(|seed| {
                         let (p, n, what) = variants::random_plan(seed, &reference, &base);
+                        // Per fault: the failed run, a retry and a crashed run, plus one more
+                        // round over every object (a failed run's status write is a change).
                         let j = Judge {
                             max_extra_runs: None,
-                            max_runs: Some(reference.runs + 3 * n as u64),
+                            max_runs: Some(reference.runs + n as u64 * (3 + objects)),
                         };
                         (seed.to_string(), p, j, what)
                     })

@@ -29,7 +29,8 @@ pub enum Variant {
     /// times. Pass: zero writes and zero external effects.
     Idle,
     /// Seeded random mixes of crashes, 409s, 5xx, answers lost after commit and unanswered
-    /// requests. Pass: the reference end state within `reference runs + 3 × faults` runs.
+    /// requests. Pass: the reference end state within `reference runs + faults × (3 + objects)`
+    /// runs (a failed run, its retry, a crashed run, and one more round over every object).
     Random,
 }
 
