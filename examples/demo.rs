@@ -32,13 +32,18 @@ async fn main() -> anyhow::Result<()> {
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
                 .with_context(|| format!("kubeconfig {path} has no usable context"))?;
-            let client = Client::try_from(config).context("building a client from the kubeconfig")?;
+            let client =
+                Client::try_from(config).context("building a client from the kubeconfig")?;
             (client, None, format!("the cluster in {path}"))
         }
         None => {
             let server = staircase_testkit::ApiServer::start().await?;
             let url = server.url().to_string();
-            (server.client(), Some(server), format!("the embedded API server at {url}"))
+            (
+                server.client(),
+                Some(server),
+                format!("the embedded API server at {url}"),
+            )
         }
     };
     println!("staircase demo against {target}");
@@ -58,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 foos.delete(name, &DeleteParams::default()).await.ok();
-                bail!("a Foo named {name} already exists in {NAMESPACE}; it was deleted, run the demo again");
+                bail!(
+                    "a Foo named {name} already exists in {NAMESPACE}; it was deleted, run the demo again"
+                );
             }
             Err(e) => return Err(e).context("creating a Foo"),
         }
@@ -82,10 +89,16 @@ async fn main() -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Metrics and health while the demo runs (STAIRCASE_METRICS_ADDR picks the address).
     let addr = std::env::var("STAIRCASE_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     println!("metrics on {url}/metrics, health on {url}/healthz and {url}/readyz");
-    tokio::spawn(staircase::server::serve(listener, operator.metrics(), operator.health()));
+    tokio::spawn(staircase::server::serve(
+        listener,
+        operator.metrics(),
+        operator.health(),
+    ));
     let running = tokio::spawn(operator.run_until(async {
         stopped.await.ok();
     }));
@@ -116,10 +129,17 @@ async fn main() -> anyhow::Result<()> {
         println!("  {name}:");
         for r in trace.iter().filter(|r| r.object == key) {
             let what = match &r.end {
-                staircase::RunEnd::Modified { step, description } => format!("{step}: {description}"),
+                staircase::RunEnd::Modified { step, description } => {
+                    format!("{step}: {description}")
+                }
                 other => format!("{other:?}"),
             };
-            println!("    run {:>3}: {what} ({} step(s), {} write(s))", r.run_id, r.steps.len(), r.step_writes());
+            println!(
+                "    run {:>3}: {what} ({} step(s), {} write(s))",
+                r.run_id,
+                r.steps.len(),
+                r.step_writes()
+            );
         }
     }
     println!("{} runs in total", trace.len());
@@ -163,13 +183,12 @@ fn kubeconfig_arg() -> anyhow::Result<Option<String>> {
     if let Some(a) = args.next() {
         match a.as_str() {
             "--kubeconfig" => {
-                return args
-                    .next()
-                    .map(Some)
-                    .context("--kubeconfig needs a path");
+                return args.next().map(Some).context("--kubeconfig needs a path");
             }
             "-h" | "--help" => {
-                println!("usage: demo [--kubeconfig PATH]  (default: KUBECONFIG, else the embedded API server)");
+                println!(
+                    "usage: demo [--kubeconfig PATH]  (default: KUBECONFIG, else the embedded API server)"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}; try --help"),

@@ -58,7 +58,10 @@ fn child_meta(obj: &Foo, suffix: &str) -> ObjectMeta {
         name: Some(format!("{}-{suffix}", obj.name_any())),
         namespace: obj.namespace(),
         owner_references: obj.controller_owner_ref(&()).map(|o| vec![o]),
-        labels: Some(BTreeMap::from([("app.kubernetes.io/managed-by".into(), "foo-operator".into())])),
+        labels: Some(BTreeMap::from([(
+            "app.kubernetes.io/managed-by".into(),
+            "foo-operator".into(),
+        )])),
         ..Default::default()
     }
 }
@@ -153,13 +156,16 @@ pub async fn ensure_service(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
             if current == Some(port) {
                 return Ok(Outcome::unchanged());
             }
-            let patch = serde_json::json!({ "spec": { "ports": [{ "name": "http", "port": port }] } });
+            let patch =
+                serde_json::json!({ "spec": { "ports": [{ "name": "http", "port": port }] } });
             let pp = PatchParams {
                 field_manager: Some(ctx.state().manager.clone()),
                 ..Default::default()
             };
             api.patch(&name, &pp, &Patch::Merge(&patch)).await?;
-            Ok(Outcome::modified(format!("set Service {name} port to {port}")))
+            Ok(Outcome::modified(format!(
+                "set Service {name} port to {port}"
+            )))
         }
     }
 }

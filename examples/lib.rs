@@ -9,8 +9,8 @@
 //! their demos share.
 #![warn(missing_docs)]
 
-pub mod foo;
 pub mod echo;
+pub mod foo;
 pub mod greeting;
 pub mod harness;
 pub mod order;

@@ -6,40 +6,66 @@ use std::time::Duration;
 use kube::api::{Api, PostParams};
 use staircase::prelude::*;
 use staircase::{NextRun, Rule, RunEnd, status};
-use staircase_tests::widget::{behave, first, inspect, last, widget, Counters, Widget};
-use staircase_tests::{recorder, wait_for, Env, Running};
+use staircase_tests::widget::{Counters, Widget, behave, first, inspect, last, widget};
+use staircase_tests::{Env, Running, recorder, wait_for};
 
 fn stairs() -> Staircase<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone> {
     staircase!(Widget => [first, behave, inspect, last])
 }
 
-async fn setup(mode: &str) -> (Env, Api<Widget>, Operator<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone>) {
+async fn setup(
+    mode: &str,
+) -> (
+    Env,
+    Api<Widget>,
+    Operator<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone>,
+) {
     let env = Env::start().await;
     env.install::<Widget>().await;
     let api: Api<Widget> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &widget("w", mode)).await.unwrap();
+    api.create(&PostParams::default(), &widget("w", mode))
+        .await
+        .unwrap();
     let op = Operator::with_state(env.client.clone(), stairs(), Counters::default()).with_status();
     (env, api, op)
 }
 
 /// Runs once on the current object (re-read from the server first).
-async fn run(api: &Api<Widget>, op: &Operator<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone>) -> RunReport {
+async fn run(
+    api: &Api<Widget>,
+    op: &Operator<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone>,
+) -> RunReport {
     let obj = api.get("w").await.unwrap();
     op.run_once(obj).await.expect("a run happens")
 }
 
 fn cond(w: &Widget, t: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    w.status.as_ref().unwrap().steps.condition(t).unwrap().clone()
+    w.status
+        .as_ref()
+        .unwrap()
+        .steps
+        .condition(t)
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
 async fn modified_stops_the_run_and_unchanged_goes_on() {
     let (env, api, op) = setup("ok").await;
     let r = run(&api, &op).await;
-    assert_eq!(r.end, RunEnd::Modified { step: "first", description: "created first".into() });
+    assert_eq!(
+        r.end,
+        RunEnd::Modified {
+            step: "first",
+            description: "created first".into()
+        }
+    );
     assert_eq!(r.steps.len(), 1, "nothing runs after a modification");
     let r = run(&api, &op).await;
-    assert_eq!(r.steps.iter().map(|s| s.step).collect::<Vec<_>>(), ["first", "behave", "inspect", "last"]);
+    assert_eq!(
+        r.steps.iter().map(|s| s.step).collect::<Vec<_>>(),
+        ["first", "behave", "inspect", "last"]
+    );
     assert!(matches!(r.end, RunEnd::Modified { step: "last", .. }));
     let r = run(&api, &op).await;
     assert_eq!(r.end, RunEnd::Converged);
@@ -52,11 +78,20 @@ async fn wait_stops_without_change_and_sets_waiting() {
     let (_env, api, op) = setup("wait").await;
     run(&api, &op).await;
     let r = run(&api, &op).await;
-    assert_eq!(r.end, RunEnd::Waiting { step: "behave", reason: "waiting for approval".into() });
+    assert_eq!(
+        r.end,
+        RunEnd::Waiting {
+            step: "behave",
+            reason: "waiting for approval".into()
+        }
+    );
     assert_eq!(r.next, NextRun::After(OperatorConfig::default().resync));
     let w = api.get("w").await.unwrap();
     let waiting = cond(&w, status::WAITING);
-    assert_eq!((waiting.status.as_str(), waiting.reason.as_str()), ("True", "behave"));
+    assert_eq!(
+        (waiting.status.as_str(), waiting.reason.as_str()),
+        ("True", "behave")
+    );
     assert_eq!(cond(&w, status::READY).status, "False");
 }
 
@@ -65,11 +100,20 @@ async fn done_ends_early_and_counts_as_ready() {
     let (_env, api, op) = setup("done").await;
     run(&api, &op).await;
     let r = run(&api, &op).await;
-    assert_eq!(r.end, RunEnd::Done { step: "behave", reason: "suspended by spec".into() });
+    assert_eq!(
+        r.end,
+        RunEnd::Done {
+            step: "behave",
+            reason: "suspended by spec".into()
+        }
+    );
     assert_eq!(r.steps.len(), 2, "later steps do not run");
     let w = api.get("w").await.unwrap();
     let ready = cond(&w, status::READY);
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Done"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Done")
+    );
 }
 
 #[tokio::test]
@@ -80,18 +124,28 @@ async fn errors_back_off_and_permanent_errors_do_not_hot_loop() {
     let mut delays = Vec::new();
     for _ in 0..3 {
         let r = run(&api, &op).await;
-        assert!(matches!(&r.end, RunEnd::Failed { step: Some("behave"), error } if error.contains("the backend is down")));
-        let NextRun::After(d) = r.next else { panic!("failed runs are retried") };
+        assert!(
+            matches!(&r.end, RunEnd::Failed { step: Some("behave"), error } if error.contains("the backend is down"))
+        );
+        let NextRun::After(d) = r.next else {
+            panic!("failed runs are retried")
+        };
         delays.push(d);
     }
     // Exponential with jitter of at most a quarter: each delay is within its band.
     for (i, d) in delays.iter().enumerate() {
         let full = backoff.initial * 2u32.pow(i as u32);
-        assert!(*d <= full && *d >= full.mul_f64(0.75), "retry {i}: {d:?} vs {full:?}");
+        assert!(
+            *d <= full && *d >= full.mul_f64(0.75),
+            "retry {i}: {d:?} vs {full:?}"
+        );
     }
     let w = api.get("w").await.unwrap();
     let failed = cond(&w, status::FAILED);
-    assert_eq!((failed.status.as_str(), failed.reason.as_str()), ("True", "behave"));
+    assert_eq!(
+        (failed.status.as_str(), failed.reason.as_str()),
+        ("True", "behave")
+    );
     assert!(failed.message.contains("the backend is down"));
 
     let (_env, api, op) = setup("permanent").await;
@@ -105,7 +159,9 @@ async fn transient_errors_recover_and_clear_the_failed_condition() {
     let env = Env::start().await;
     env.install::<Widget>().await;
     let api: Api<Widget> = Api::namespaced(env.client.clone(), "default");
-    api.create(&PostParams::default(), &widget("w", "fail_twice")).await.unwrap();
+    api.create(&PostParams::default(), &widget("w", "fail_twice"))
+        .await
+        .unwrap();
     let client = env.client.clone();
     let cfg = OperatorConfig::default().with_backoff(staircase::Backoff {
         initial: Duration::from_millis(20),
@@ -121,11 +177,15 @@ async fn transient_errors_recover_and_clear_the_failed_condition() {
             })
     });
     wait_for(&api, "w", |w: Option<&Widget>| {
-        w.and_then(|w| w.status.as_ref()).is_some_and(|s| s.steps.is_ready_at(Some(1)))
+        w.and_then(|w| w.status.as_ref())
+            .is_some_and(|s| s.steps.is_ready_at(Some(1)))
     })
     .await;
     let reports = op.stop().await;
-    let failures = reports.iter().filter(|r| matches!(r.end, RunEnd::Failed { .. })).count();
+    let failures = reports
+        .iter()
+        .filter(|r| matches!(r.end, RunEnd::Failed { .. }))
+        .count();
     assert_eq!(failures, 2);
     let w = api.get("w").await.unwrap();
     assert_eq!(cond(&w, status::FAILED).status, "False");
@@ -141,10 +201,15 @@ async fn violation(mode: &str) -> (RunReport, Api<Widget>, Env) {
 async fn a_write_reported_as_unchanged_fails_the_run() {
     let (r, api, _env) = violation("sneaky").await;
     let v = r.steps[1].violation.as_ref().expect("violation recorded");
-    assert_eq!((v.step.as_str(), v.rule), ("behave", Rule::WriteWithoutModified));
+    assert_eq!(
+        (v.step.as_str(), v.rule),
+        ("behave", Rule::WriteWithoutModified)
+    );
     assert_eq!(v.writes.len(), 1);
     assert!(v.writes[0].path.ends_with("/configmaps") && v.writes[0].method == "POST");
-    assert!(matches!(&r.end, RunEnd::Failed { step: Some("behave"), error } if error.contains("broke the one-modification rule")));
+    assert!(
+        matches!(&r.end, RunEnd::Failed { step: Some("behave"), error } if error.contains("broke the one-modification rule"))
+    );
     assert_eq!(r.steps.len(), 2, "the run stops at the violation");
     let w = api.get("w").await.unwrap();
     assert!(cond(&w, status::FAILED).message.contains("behave"));
@@ -173,5 +238,8 @@ async fn warn_policy_reports_but_lets_the_run_go_on() {
     run(&api, &op).await;
     let r = run(&api, &op).await;
     assert!(r.steps[1].violation.is_some());
-    assert!(matches!(r.end, RunEnd::Modified { step: "last", .. }), "went on to the next step");
+    assert!(
+        matches!(r.end, RunEnd::Modified { step: "last", .. }),
+        "went on to the next step"
+    );
 }

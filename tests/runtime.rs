@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use staircase::prelude::*;
 use staircase::{RunEnd, status};
 use staircase_examples::foo::{self, App, Foo, FooSpec};
-use staircase_tests::{recorder, wait_for, wait_gone, Env, Running};
+use staircase_tests::{Env, Running, recorder, wait_for, wait_gone};
 
 /// Steps in the Foo staircase; each makes one child.
 const K: usize = 3;
@@ -58,7 +58,9 @@ async fn create_foos(env: &Env, n: usize) -> (Api<Foo>, Vec<String>) {
     let mut names = Vec::new();
     for i in 0..n {
         let name = format!("foo-{i}");
-        api.create(&PostParams::default(), &new_foo(&name)).await.expect("create foo");
+        api.create(&PostParams::default(), &new_foo(&name))
+            .await
+            .expect("create foo");
         names.push(name);
     }
     (api, names)
@@ -80,13 +82,20 @@ async fn converges_n_objects_with_exactly_n_times_k_writes_and_none_after() {
         wait_for(&api, n, ready).await;
     }
     let reports = op.stop().await;
-    assert_eq!(child_writes(&env), N * K, "exactly one write per step per object");
+    assert_eq!(
+        child_writes(&env),
+        N * K,
+        "exactly one write per step per object"
+    );
     let modifications = reports
         .iter()
         .filter(|r| matches!(r.end, RunEnd::Modified { .. }))
         .count();
     assert_eq!(modifications, N * K);
-    assert!(reports.iter().all(|r| r.step_writes() <= 1), "never two writes in a run");
+    assert!(
+        reports.iter().all(|r| r.step_writes() <= 1),
+        "never two writes in a run"
+    );
 
     // A fresh operator runs every object once at start: a forced full pass over converged objects.
     let before = env.server.stats().writes();
@@ -110,8 +119,16 @@ async fn converges_n_objects_with_exactly_n_times_k_writes_and_none_after() {
         .await
         .expect("every object ran once more");
     let again = op.stop().await;
-    assert_eq!(env.server.stats().writes(), before, "a converged object is never written");
-    assert!(again.iter().all(|r| r.step_writes() == 0 && !r.status_written));
+    assert_eq!(
+        env.server.stats().writes(),
+        before,
+        "a converged object is never written"
+    );
+    assert!(
+        again
+            .iter()
+            .all(|r| r.step_writes() == 0 && !r.status_written)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +152,9 @@ async fn status_reports_progress_then_ready_at_each_generation() {
     // A spec change bumps the generation; the operator fixes the one drifted child and is Ready
     // again at generation 2.
     let patch = serde_json::json!({"spec": {"message": "changed"}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     wait_for(&api, name, |f: Option<&Foo>| {
         f.is_some_and(|f| f.metadata.generation == Some(2)) && ready(f)
     })
@@ -152,7 +171,11 @@ async fn status_reports_progress_then_ready_at_each_generation() {
             _ => None,
         })
         .collect::<Vec<_>>();
-    assert_eq!(updated, vec!["ensure_config"], "only the drifted child is rewritten");
+    assert_eq!(
+        updated,
+        vec!["ensure_config"],
+        "only the drifted child is rewritten"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,12 +194,28 @@ async fn cleanup_runs_behind_the_finalizer_then_releases_it() {
     op.wait_report(|r| r.end == RunEnd::FinalizerRemoved).await;
     let reports = op.stop().await;
     let ends: Vec<_> = reports.iter().map(|r| r.end.clone()).collect();
-    assert_eq!(ends.first(), Some(&RunEnd::FinalizerAdded), "the finalizer is the first modification");
+    assert_eq!(
+        ends.first(),
+        Some(&RunEnd::FinalizerAdded),
+        "the finalizer is the first modification"
+    );
     let cleanup: Vec<_> = reports.iter().filter(|r| r.deleting).collect();
-    assert!(cleanup.iter().any(|r| matches!(&r.end, RunEnd::Modified { step, .. } if *step == "remove_config")));
-    assert_eq!(cleanup.last().map(|r| r.end.clone()), Some(RunEnd::FinalizerRemoved));
+    assert!(
+        cleanup
+            .iter()
+            .any(|r| matches!(&r.end, RunEnd::Modified { step, .. } if *step == "remove_config"))
+    );
+    assert_eq!(
+        cleanup.last().map(|r| r.end.clone()),
+        Some(RunEnd::FinalizerRemoved)
+    );
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    assert!(cms.get_opt(&format!("{name}-config")).await.unwrap().is_none());
+    assert!(
+        cms.get_opt(&format!("{name}-config"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Crash the operator right after write number `i` (for every `i` of a full convergence), start
@@ -192,18 +231,28 @@ async fn a_crash_after_any_write_converges_without_duplicate_writes() {
         let baseline = env.writes("foos.demo.staircase.rs");
         let op = spawn(&env);
         let reached = async {
-            while env.writes("foos.demo.staircase.rs") - baseline + child_writes(&env) < crash_after {
+            while env.writes("foos.demo.staircase.rs") - baseline + child_writes(&env) < crash_after
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
         };
-        tokio::time::timeout(staircase_tests::GUARD, reached).await.expect("writes happen");
+        tokio::time::timeout(staircase_tests::GUARD, reached)
+            .await
+            .expect("writes happen");
         op.crash().await;
 
         let op = spawn(&env);
         wait_for(&api, name, ready).await;
         op.stop().await;
-        assert_eq!(child_writes(&env), K, "crash after write {crash_after}: no child written twice");
+        assert_eq!(
+            child_writes(&env),
+            K,
+            "crash after write {crash_after}: no child written twice"
+        );
         let finalizer_writes = env.writes("foos.demo.staircase.rs") - baseline;
-        assert_eq!(finalizer_writes, 1, "crash after write {crash_after}: finalizer added once");
+        assert_eq!(
+            finalizer_writes, 1,
+            "crash after write {crash_after}: finalizer added once"
+        );
     }
 }

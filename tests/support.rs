@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
-use kube::runtime::wait::{await_condition, conditions, Condition};
+use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use staircase::RunReport;
@@ -37,7 +37,9 @@ impl Env {
             )
             .with_test_writer()
             .try_init();
-        let server = ApiServer::start().await.expect("embedded API server starts");
+        let server = ApiServer::start()
+            .await
+            .expect("embedded API server starts");
         let client = server.client();
         Env { server, client }
     }
@@ -46,12 +48,17 @@ impl Env {
     pub async fn install<K: CustomResourceExt>(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let crd = K::crd();
-        crds.create(&PostParams::default(), &crd).await.expect("CRD created");
-        let name = crd.name_any();
-        tokio::time::timeout(GUARD, await_condition(crds, &name, conditions::is_crd_established()))
+        crds.create(&PostParams::default(), &crd)
             .await
-            .expect("CRD established in time")
-            .expect("watch works");
+            .expect("CRD created");
+        let name = crd.name_any();
+        tokio::time::timeout(
+            GUARD,
+            await_condition(crds, &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD established in time")
+        .expect("watch works");
     }
 
     /// Successful writes the server saw on `resource` (plural or `plural.group`), main resource

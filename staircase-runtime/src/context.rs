@@ -32,7 +32,12 @@ pub struct Context<S = ()> {
 
 impl<S> Context<S> {
     /// Builds a context; the runtime does this for every run. Public so steps can be unit-tested.
-    pub fn new(client: kube::Client, state: Arc<S>, namespace: Option<String>, run: RunInfo) -> Self {
+    pub fn new(
+        client: kube::Client,
+        state: Arc<S>,
+        namespace: Option<String>,
+        run: RunInfo,
+    ) -> Self {
         Context {
             client,
             state,
@@ -90,13 +95,19 @@ impl<S> Context<S> {
 /// How to build an [`Api`] for a resource scope; implemented for kube's scope markers.
 pub trait ApiScope {
     /// An `Api` for `T` in `namespace` when namespaced, cluster-wide otherwise.
-    fn api<T: Resource<DynamicType = (), Scope = Self>>(client: kube::Client, namespace: Option<&str>) -> Api<T>
+    fn api<T: Resource<DynamicType = (), Scope = Self>>(
+        client: kube::Client,
+        namespace: Option<&str>,
+    ) -> Api<T>
     where
         Self: Sized;
 }
 
 impl ApiScope for k8s_openapi::NamespaceResourceScope {
-    fn api<T: Resource<DynamicType = (), Scope = Self>>(client: kube::Client, namespace: Option<&str>) -> Api<T> {
+    fn api<T: Resource<DynamicType = (), Scope = Self>>(
+        client: kube::Client,
+        namespace: Option<&str>,
+    ) -> Api<T> {
         match namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::default_namespaced(client),
@@ -105,7 +116,10 @@ impl ApiScope for k8s_openapi::NamespaceResourceScope {
 }
 
 impl ApiScope for k8s_openapi::ClusterResourceScope {
-    fn api<T: Resource<DynamicType = (), Scope = Self>>(client: kube::Client, _: Option<&str>) -> Api<T> {
+    fn api<T: Resource<DynamicType = (), Scope = Self>>(
+        client: kube::Client,
+        _: Option<&str>,
+    ) -> Api<T> {
         Api::all(client)
     }
 }

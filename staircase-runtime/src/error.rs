@@ -140,12 +140,13 @@ impl fmt::Display for RuleViolation {
                 "reported modified but made {} writes (exactly one is allowed)",
                 self.writes.len()
             ),
-            Rule::ReadOnlyWrote => format!(
-                "is read-only but made {} write(s)",
-                self.writes.len()
-            ),
+            Rule::ReadOnlyWrote => format!("is read-only but made {} write(s)", self.writes.len()),
         };
-        write!(f, "step `{}` broke the one-modification rule: it {what}", self.step)?;
+        write!(
+            f,
+            "step `{}` broke the one-modification rule: it {what}",
+            self.step
+        )?;
         for w in &self.writes {
             write!(f, "; {w}")?;
         }

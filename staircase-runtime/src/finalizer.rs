@@ -5,8 +5,8 @@
 //! controllers' finalizers), and the finalizer is only added to the exact version of the object
 //! that was seen without a `deletionTimestamp`.
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -17,14 +17,18 @@ where
 {
     let meta = obj.meta();
     let name = meta.name.clone().unwrap_or_default();
-    let mut ops = vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version})];
+    let mut ops = vec![
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version}),
+    ];
     if meta.finalizers.as_ref().is_none_or(|f| f.is_empty()) {
         ops.push(json!({"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}));
     } else {
         ops.push(json!({"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}));
     }
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops)).expect("valid patch");
-    api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch)).await
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::Value::Array(ops)).expect("valid patch");
+    api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
 }
 
 /// Removes `finalizer` from the object, provided it is still at the position we saw it.
@@ -34,7 +38,12 @@ where
 {
     let meta = obj.meta();
     let name = meta.name.clone().unwrap_or_default();
-    let Some(index) = meta.finalizers.iter().flatten().position(|f| f == finalizer) else {
+    let Some(index) = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .position(|f| f == finalizer)
+    else {
         return Ok(None);
     };
     let path = format!("/metadata/finalizers/{index}");
@@ -50,5 +59,9 @@ where
 
 /// Whether the object carries `finalizer`.
 pub(crate) fn has<K: Resource>(obj: &K, finalizer: &str) -> bool {
-    obj.meta().finalizers.iter().flatten().any(|f| f == finalizer)
+    obj.meta()
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == finalizer)
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::OutcomeKind;
 use crate::error::RuleViolation;
 use crate::writes::Write;
-use crate::OutcomeKind;
 
 /// What the runtime does when a step breaks the one-modification rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,6 +153,9 @@ pub struct RunReport {
     pub end: RunEnd,
     /// Whether the runtime wrote the object's status after the run.
     pub status_written: bool,
+    /// The status needed writing but the write failed; the object runs again soon (see `next`)
+    /// so the status catches up even when nothing else changes.
+    pub status_failed: bool,
     /// When the object runs again (sooner if it changes).
     pub next: crate::NextRun,
     /// How long the run took.
@@ -187,7 +190,9 @@ impl std::fmt::Display for RunReport {
             },
             RunEnd::FinalizerAdded => write!(f, ": finalizer added"),
             RunEnd::FinalizerRemoved => write!(f, ": cleanup finished, finalizer removed"),
-            RunEnd::SkippedStale => write!(f, ": skipped, waiting for the cache to see our last write"),
+            RunEnd::SkippedStale => {
+                write!(f, ": skipped, waiting for the cache to see our last write")
+            }
         }
     }
 }

@@ -16,8 +16,8 @@ use crate::chain::Stairs;
 use crate::context::ApiScope;
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::staircase::Staircase;
-use crate::status::{next_status, StepStatus};
-use crate::{finalizer, Context, OperatorConfig, OutcomeKind, RunInfo};
+use crate::status::{StepStatus, next_status};
+use crate::{Context, OperatorConfig, OutcomeKind, RunInfo, finalizer};
 
 /// Reads the runtime-kept part of an object's status.
 pub(crate) type StatusReader<K> = fn(&K) -> Option<&StepStatus>;
@@ -198,11 +198,21 @@ where
         }
     }
 
-    async fn run_fresh(&self, key: String, run_id: u64, obj: Arc<K>) -> (Option<RunReport>, NextRun) {
+    async fn run_fresh(
+        &self,
+        key: String,
+        run_id: u64,
+        obj: Arc<K>,
+    ) -> (Option<RunReport>, NextRun) {
         let meta = obj.meta();
         let deleting = meta.deletion_timestamp.is_some();
         let generation = meta.generation;
-        let retries = self.memory.lock().expect("memory poisoned").get(&key).map_or(0, |m| m.failures);
+        let retries = self
+            .memory
+            .lock()
+            .expect("memory poisoned")
+            .get(&key)
+            .map_or(0, |m| m.failures);
         let ctx = Context::new(
             self.counting.clone(),
             self.state.clone(),
@@ -233,8 +243,11 @@ where
                 }
             }
             (None, true) => return (None, NextRun::OnChange),
-            (Some(_), false) if !finalizer::has(&*obj, finalizer.expect("cleanup has a finalizer")) => {
-                match finalizer::add(&self.api_for(&obj), &obj, finalizer.expect("finalizer")).await {
+            (Some(_), false)
+                if !finalizer::has(&*obj, finalizer.expect("cleanup has a finalizer")) =>
+            {
+                match finalizer::add(&self.api_for(&obj), &obj, finalizer.expect("finalizer")).await
+                {
                     Ok(updated) => {
                         rec.note_writes(&[crate::Write {
                             method: "PATCH".into(),
@@ -254,7 +267,9 @@ where
             },
         };
 
-        let status = self.write_status(&obj, generation, &end, deleting, &mut rec).await;
+        let status = self
+            .write_status(&obj, generation, &end, deleting, &mut rec)
+            .await;
         let status_written = status == Some(true);
         let written_rv = rec.primary_rv().map(str::to_string);
         let failed = matches!(end, RunEnd::Failed { .. });
@@ -300,6 +315,7 @@ where
             steps: rec.into_records(),
             end,
             status_written,
+            status_failed: status == Some(false),
             next,
             duration: Duration::ZERO,
         };
@@ -338,7 +354,14 @@ where
         }
     }
 
-    fn next_run(&self, end: &RunEnd, rec: &RunRecorder, wrote_primary: bool, failures: u32, permanent: bool) -> NextRun {
+    fn next_run(
+        &self,
+        end: &RunEnd,
+        rec: &RunRecorder,
+        wrote_primary: bool,
+        failures: u32,
+        permanent: bool,
+    ) -> NextRun {
         let cfg = &self.config;
         match end {
             // After a write to the object itself its watch event triggers the next run; the timer
@@ -375,7 +398,11 @@ where
         let patch = serde_json::json!({ "status": status });
         let api = self.api_for(obj);
         match api
-            .patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(updated) => {
@@ -396,7 +423,9 @@ where
 }
 
 fn rec_primary<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-    K::url_path(&(), obj.meta().namespace.as_deref()) + "/" + obj.meta().name.as_deref().unwrap_or_default()
+    K::url_path(&(), obj.meta().namespace.as_deref())
+        + "/"
+        + obj.meta().name.as_deref().unwrap_or_default()
 }
 
 fn last_step(rec: &RunRecorder) -> Option<&'static str> {

@@ -66,7 +66,13 @@ struct Wanted {
 fn reason(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     match cleaned.chars().next() {
         Some(c) if c.is_ascii_alphabetic() => cleaned,
@@ -171,7 +177,10 @@ mod tests {
     fn converged_twice_writes_once() {
         let first = next_status(None, Some(2), &RunEnd::Converged, false).expect("first write");
         assert!(first.is_ready_at(Some(2)));
-        assert_eq!(next_status(Some(&first), Some(2), &RunEnd::Converged, false), None);
+        assert_eq!(
+            next_status(Some(&first), Some(2), &RunEnd::Converged, false),
+            None
+        );
         // A new generation is observed even when the verdict is the same.
         assert!(next_status(Some(&first), Some(3), &RunEnd::Converged, false).is_some());
     }
@@ -184,7 +193,10 @@ mod tests {
         };
         let s = next_status(None, Some(1), &end, false).unwrap();
         let p = s.condition(PROGRESSING).unwrap();
-        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "ensure_config"));
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "ensure_config")
+        );
         assert_eq!(s.condition(READY).unwrap().status, "False");
     }
 

@@ -90,7 +90,10 @@ pub fn counting_client(client: kube::Client) -> kube::Client {
 }
 
 fn is_write(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
 }
 
 fn is_dry_run(req: &Request<Body>) -> bool {
@@ -108,13 +111,12 @@ impl tower::Service<Request<Body>> for CountingService {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let client = self.inner.clone();
-        let counted = is_write(req.method()) && !is_dry_run(&req);
+        if !is_write(req.method()) || is_dry_run(&req) {
+            return Box::pin(async move { client.send(req).await });
+        }
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         Box::pin(async move {
-            if !counted {
-                return client.send(req).await;
-            }
             let res = client.send(req).await;
             let (resp, write) = match res {
                 Ok(resp) => {
@@ -138,7 +140,7 @@ impl tower::Service<Request<Body>> for CountingService {
                         status,
                         resource_version: rv,
                     };
-                    (Ok(Response::from_parts(parts, Body::from(bytes.to_vec()))), write)
+                    (Ok(Response::from_parts(parts, Body::from(bytes))), write)
                 }
                 Err(e) => {
                     let write = Write {

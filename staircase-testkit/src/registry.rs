@@ -243,7 +243,12 @@ impl Registry {
             ("roles", "role", "Role", true),
             ("rolebindings", "rolebinding", "RoleBinding", true),
             ("clusterroles", "clusterrole", "ClusterRole", false),
-            ("clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false),
+            (
+                "clusterrolebindings",
+                "clusterrolebinding",
+                "ClusterRoleBinding",
+                false,
+            ),
         ] {
             all(
                 builtin(

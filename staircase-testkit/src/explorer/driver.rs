@@ -419,6 +419,9 @@ where
                     quiet = false;
                 }
                 match &report.end {
+                    // A settled run whose status write failed is retried, as the runtime's
+                    // short requeue would.
+                    RunEnd::Converged | RunEnd::Done { .. } if report.status_failed => {}
                     RunEnd::Converged => break,
                     RunEnd::Done { .. } => break,
                     RunEnd::Waiting { step, reason } => {
@@ -575,6 +578,10 @@ where
                 .iter()
                 .rev()
                 .find(|r| r.object == key)
-                .is_some_and(|r| r.end == RunEnd::Converged && r.generation == o.meta().generation)
+                .is_some_and(|r| {
+                    r.end == RunEnd::Converged
+                        && !r.status_failed
+                        && r.generation == o.meta().generation
+                })
     }))
 }
