@@ -8,28 +8,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use staircase::prelude::*;
 use staircase::{Health, LeaderElection, Leadership, RunEnd};
-use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_examples::foo::{self, App, Foo};
+use staircase_tests::foos::{new_foo, ready};
 use staircase_tests::{Env, GUARD, Running, wait_for};
-
-fn new_foo(name: &str) -> Foo {
-    let mut f = Foo::new(
-        name,
-        FooSpec {
-            message: format!("hi {name}"),
-            port: 80,
-        },
-    );
-    f.metadata.namespace = Some("default".into());
-    f
-}
-
-fn ready(foo: Option<&Foo>) -> bool {
-    foo.is_some_and(|f| {
-        f.status
-            .as_ref()
-            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
-    })
-}
 
 /// Short timings so handovers take a fraction of a second (the defaults are client-go's 15/10/2 s).
 fn election(identity: &str) -> LeaderElection {

@@ -15,8 +15,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{CustomResourceExt, ResourceExt};
 use staircase::prelude::*;
 use staircase::{Backoff, PreflightError, RunEnd, crds, events, preflight, server};
-use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::{Fault, Verb};
+use staircase_tests::foos::{new_foo, ready};
 use staircase_tests::widget::{Widget, widget};
 use staircase_tests::{Env, GUARD, Running, recorder, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,26 +27,6 @@ fn app() -> App {
     App {
         manager: "foo-operator".into(),
     }
-}
-
-fn new_foo(name: &str) -> Foo {
-    let mut f = Foo::new(
-        name,
-        FooSpec {
-            message: format!("hi {name}"),
-            port: 80,
-        },
-    );
-    f.metadata.namespace = Some("default".into());
-    f
-}
-
-fn ready(foo: Option<&Foo>) -> bool {
-    foo.is_some_and(|f| {
-        f.status
-            .as_ref()
-            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
-    })
 }
 
 /// Polls `cond` until it holds, failing the test after [`GUARD`].

@@ -9,7 +9,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use staircase::prelude::*;
 use staircase::{RunEnd, status};
-use staircase_examples::foo::{self, App, Foo, FooSpec};
+use staircase_examples::foo::{self, App, Foo};
+use staircase_tests::foos::{new_foo, ready};
 use staircase_tests::{Env, Running, recorder, wait_for, wait_gone};
 
 /// Steps in the Foo staircase; each makes one child.
@@ -31,26 +32,6 @@ fn spawn(env: &Env) -> Running {
                 stop.await.ok();
             })
     })
-}
-
-fn ready(foo: Option<&Foo>) -> bool {
-    foo.is_some_and(|f| {
-        f.status
-            .as_ref()
-            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
-    })
-}
-
-fn new_foo(name: &str) -> Foo {
-    let mut f = Foo::new(
-        name,
-        FooSpec {
-            message: format!("hi {name}"),
-            port: 80,
-        },
-    );
-    f.metadata.namespace = Some("default".into());
-    f
 }
 
 async fn create_foos(env: &Env, n: usize) -> (Api<Foo>, Vec<String>) {

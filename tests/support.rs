@@ -16,6 +16,33 @@ use tokio::task::JoinHandle;
 
 pub mod widget;
 
+/// `Foo` objects for the tests that run the quickstart operator.
+pub mod foos {
+    use staircase_examples::foo::{Foo, FooSpec};
+
+    /// A new `Foo` in `default`.
+    pub fn new_foo(name: &str) -> Foo {
+        let mut f = Foo::new(
+            name,
+            FooSpec {
+                message: format!("hi {name}"),
+                port: 80,
+            },
+        );
+        f.metadata.namespace = Some("default".into());
+        f
+    }
+
+    /// Ready at its current generation, as the runtime's status says.
+    pub fn ready(foo: Option<&Foo>) -> bool {
+        foo.is_some_and(|f| {
+            f.status
+                .as_ref()
+                .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
+        })
+    }
+}
+
 /// Upper bound for any wait in a test: a guard against hangs, never a timing assumption.
 pub const GUARD: Duration = Duration::from_secs(30);
 
