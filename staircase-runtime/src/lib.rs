@@ -8,7 +8,7 @@
 //! - [`writes`]: counting each step's writes; [`run`]: what a run did;
 //! - [`runner`]: one run over one object; [`operator`]: the loop on kube-runtime;
 //! - [`mod@children`]: the declarative children step; [`external`]: idempotent external calls;
-//! - [`status`], [`finalizer`], [`backoff`], [`config`]: the pieces the runner uses;
+//! - [`status`], `finalizer`, [`backoff`], [`config`]: the pieces the runner uses;
 //! - production: [`events`], [`metrics`], [`health`] and [`server`], [`leader`], [`shutdown`],
 //!   [`crds`], [`preflight`] (see `docs/production.md`).
 #![warn(missing_docs)]

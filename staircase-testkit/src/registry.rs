@@ -55,9 +55,10 @@ impl ResourceType {
         self.custom || (self.group.is_empty() && self.plural == "pods")
     }
 
-    /// `apps/v1/Deployment`: the kind string the patch module expects.
+    /// `apps/v1/Deployment`, `/v1/ConfigMap` (empty core group): the kind string the patch
+    /// module expects.
     pub fn gvk_string(&self) -> String {
-        format!("{}/{}", self.api_version(), self.kind)
+        format!("{}/{}/{}", self.group, self.version, self.kind)
     }
 }
 
