@@ -95,6 +95,9 @@ pub fn desired_deployment(echo: &EchoServer) -> Deployment {
                         image: Some(IMAGE.into()),
                         ports: Some(vec![ContainerPort {
                             container_port: 80,
+                            // Part of the ports' list key for server-side apply; Kubernetes
+                            // 1.20 rejects an applied port without it.
+                            protocol: Some("TCP".into()),
                             ..Default::default()
                         }]),
                         ..Default::default()
@@ -120,6 +123,7 @@ pub fn desired_service(echo: &EchoServer) -> Service {
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: echo.spec.port,
+                protocol: Some("TCP".into()),
                 target_port: Some(IntOrString::Int(80)),
                 ..Default::default()
             }]),

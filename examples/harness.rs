@@ -29,7 +29,9 @@ pub fn tracer(trace: Trace, quiet: bool) -> impl Fn(&RunReport) + Send + Sync + 
 }
 
 /// Installs the CRD of `K` (if missing) and waits until it is Established.
-pub async fn install_crd<K: CustomResourceExt>(client: &Client) -> anyhow::Result<()> {
+pub async fn install_crd<K: CustomResourceExt + Resource<DynamicType = ()>>(
+    client: &Client,
+) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = K::crd();
     let name = crd.name_any();
@@ -38,7 +40,23 @@ pub async fn install_crd<K: CustomResourceExt>(client: &Client) -> anyhow::Resul
             .await
             .with_context(|| format!("installing the CRD {name}"))?;
     }
-    wait(&crds, &name, conditions::is_crd_established()).await
+    wait(&crds, &name, conditions::is_crd_established()).await?;
+    // A real API server may answer 404 for a moment after Established, until its CRD handler
+    // picked the definition up: wait until the resource can be listed.
+    let api: Api<kube::api::DynamicObject> =
+        Api::all_with(client.clone(), &kube::api::ApiResource::erase::<K>(&()));
+    let served = async {
+        while api
+            .list(&kube::api::ListParams::default().limit(1))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, served)
+        .await
+        .with_context(|| format!("{name} was Established but not served within {GUARD:?}"))
 }
 
 /// Waits until `cond` holds for `name`, failing after [`GUARD`].

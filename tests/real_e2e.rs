@@ -277,3 +277,26 @@ async fn deletion_while_the_operator_is_down_completes_when_it_returns() {
     wait_gone(&cms, "gamma-config").await;
     op.stop().await;
 }
+
+/// Every other example's demo (echo: Deployment + Service children; greeting: the operator
+/// keeps its own status; order: an external HTTP service) runs unchanged against the real server.
+/// (This found that real list items carry no apiVersion/kind, which the children step compared.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_demo_converges_on_the_real_server() {
+    let Some(server) = shared_or_skip("every_example_demo_converges_on_the_real_server").await
+    else {
+        return;
+    };
+    staircase_examples::echo::demo(server.client(), true)
+        .await
+        .expect("echo demo converges");
+    let greeting = staircase_examples::greeting::demo(server.client(), true)
+        .await
+        .expect("greeting demo converges");
+    assert!(!greeting.is_empty());
+    let (order, shop) = staircase_examples::order::demo(server.client(), true)
+        .await
+        .expect("order demo converges");
+    assert!(!order.is_empty());
+    drop(shop);
+}

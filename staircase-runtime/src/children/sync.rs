@@ -252,7 +252,14 @@ fn drift(desired: &DesiredChild, live: &DynamicObject) -> Option<String> {
         return Some("the desired configuration changed".into());
     }
     let live = serde_json::to_value(live).unwrap_or(Value::Null);
-    first_difference(&desired.object, &live).map(|path| format!("{path} differs"))
+    // Items of a real API server's list carry no apiVersion/kind (the list does); the child's
+    // type is already fixed by the kind it was listed as, so only the rest is compared.
+    let mut wanted = desired.object.clone();
+    if let Some(o) = wanted.as_object_mut() {
+        o.remove("apiVersion");
+        o.remove("kind");
+    }
+    first_difference(&wanted, &live).map(|path| format!("{path} differs"))
 }
 
 fn api_for(client: &kube::Client, kind: &ChildKind, namespace: Option<&str>) -> Api<DynamicObject> {
