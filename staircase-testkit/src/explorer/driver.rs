@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, ListParams};
 use kube::core::ApiResource;
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use staircase_runtime::{ApiScope, Operator, RunEnd, RunReport, Stairs};
 use tokio::sync::Notify;
 
+use super::ExplorableResource;
 use super::compare::{self, CompareConfig, Snapshot};
 use super::external::{Calls, ExternalService};
 use super::gate::{Gate, GateWrite};
@@ -171,15 +171,7 @@ pub(crate) async fn run_case<K, S, M, C>(
     plan: &CasePlan,
 ) -> anyhow::Result<CaseOutcome>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: ExplorableResource,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,
@@ -276,15 +268,7 @@ async fn stepwise<K, S, M, C>(
     primary: &ApiResource,
 ) -> anyhow::Result<()>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: ExplorableResource,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,
@@ -358,15 +342,7 @@ async fn converge<K, S, M, C>(
     phase: usize,
 ) -> Result<(), String>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: ExplorableResource,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,
@@ -450,15 +426,7 @@ async fn looped<K, S, M, C>(
     drop: Option<(f64, u64)>,
 ) -> anyhow::Result<()>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: ExplorableResource,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,

@@ -95,6 +95,32 @@ pub use seed::{SEED_VAR, SEEDS_VAR};
 pub use variants::Variant;
 
 use driver::{CaseOutcome, CasePlan, Setup};
+
+/// A resource the explorer can drive: a typed, serialisable Kubernetes resource the runtime can
+/// reconcile. Implemented for every type that qualifies; it only names the bounds once.
+pub trait ExplorableResource:
+    Resource<DynamicType = (), Scope: ApiScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> ExplorableResource for K where
+    K: Resource<DynamicType = (), Scope: ApiScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
 use variants::Judge;
 
 /// Random seeds per scenario when `STAIRCASE_EXPLORER_SEEDS` is not set.
@@ -147,15 +173,7 @@ impl Filter {
 
 impl<K, S, M, C> Explorer<K, S, M, C>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: ExplorableResource,
     S: Send + Sync + 'static,
     M: Stairs<K, S>,
     C: Stairs<K, S>,
