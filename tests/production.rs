@@ -135,7 +135,7 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
     wait_for(&foos, "foo-0", ready).await;
     until("the converged run is counted", async || {
         let m = get(addr, "/metrics").await.1;
-        // The runtime's own Ready status write triggers one more (re-reading) run: wait for
+        // The runtime's own Ready status write triggers one more run: wait for
         // the operator to be idle before reading exact counts.
         sample(&m, "staircase_objects_not_ready", &[]) == Some(0.0)
             && sample(&m, "staircase_runs_total", &[("result", "converged")])

@@ -237,3 +237,64 @@ async fn a_crash_after_any_write_converges_without_duplicate_writes() {
         );
     }
 }
+
+/// A run at an unchanged resourceVersion trusts its view until a resync period has passed since
+/// the runtime settled on that version; from then on it re-reads the object, so a watch that
+/// lost an edit is caught by the resync instead of never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_view_is_trusted_within_the_resync_period_and_reread_after() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    // Long enough that the first runs below certainly fall inside it, even on a loaded machine.
+    let resync = std::time::Duration::from_millis(1500);
+    let op = Operator::with_state(env.client.clone(), foo::stairs(), app())
+        .with_status()
+        .with_config(OperatorConfig::default().with_resync(resync));
+    let api: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    api.create(&PostParams::default(), &new_foo("v"))
+        .await
+        .unwrap();
+    loop {
+        let r = op.run_once(api.get("v").await.unwrap()).await.unwrap();
+        if r.end == RunEnd::Converged && !r.status_written {
+            break;
+        }
+    }
+    let cached = api.get("v").await.unwrap();
+    let gets = || {
+        env.server.stats().count_resource(
+            "foos.demo.staircase.rs",
+            None,
+            staircase_testkit::Verb::Get,
+        )
+    };
+
+    // The user edits the spec, and the operator's watch loses the event: its cache still holds
+    // `cached`. Within the resync period the run trusts it (no GET, nothing to do).
+    let edit = serde_json::json!({ "spec": { "message": "edited" } });
+    let edited = api
+        .patch("v", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    let before = gets();
+    let r = op.run_once(cached.clone()).await.unwrap();
+    assert_eq!(r.end, RunEnd::Converged);
+    assert_eq!(r.observed_resource_version, cached.resource_version());
+    assert_eq!(gets(), before, "no re-read within the resync period");
+
+    // The resync timer fires a period later: this run re-reads and sees the edit.
+    tokio::time::sleep(resync).await;
+    let r = op.run_once(cached).await.unwrap();
+    assert_eq!(gets(), before + 1, "one re-read at the resync");
+    assert_eq!(r.observed_resource_version, edited.resource_version());
+    assert!(
+        matches!(
+            r.end,
+            RunEnd::Modified {
+                step: "ensure_config",
+                ..
+            }
+        ),
+        "{r}"
+    );
+}

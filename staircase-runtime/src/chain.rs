@@ -1,17 +1,17 @@
 //! The typed chain of steps that `staircase!` builds: `Start` then step, then step, …
 //!
 //! The chain is a nested generic type, so the data each step hands to the next is checked by the
-//! compiler, and running it costs one boxed future per step and no dynamic dispatch on data.
+//! compiler. Climbing it nests the steps' futures into one (no allocation per level) and never
+//! dispatches dynamically on data; only each step's own future is boxed.
 
 use std::marker::PhantomData;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use tracing::Instrument;
 
 use crate::error::{Rule, RuleViolation};
 use crate::run::{RunRecorder, StepRecord};
-use crate::writes::{RunLog, Write};
+use crate::writes::Write;
 use crate::{Context, Error, Outcome, OutcomeKind, Result, Step};
 
 /// An ordered list of steps for resource `K` with user state `S`.
@@ -27,7 +27,7 @@ pub trait Stairs<K, S>: Send + Sync + 'static {
         resource: &'a K,
         ctx: &'a Context<S>,
         rec: &'a mut RunRecorder,
-    ) -> BoxFuture<'a, Result<Option<Self::Output>>>;
+    ) -> impl Future<Output = Result<Option<Self::Output>>> + Send + 'a;
 
     /// Appends the step names, in order.
     fn step_names(&self, out: &mut Vec<&'static str>);
@@ -92,8 +92,8 @@ where
         _: &'a K,
         _: &'a Context<S>,
         _: &'a mut RunRecorder,
-    ) -> BoxFuture<'a, Result<Option<()>>> {
-        Box::pin(async { Ok(Some(())) })
+    ) -> impl Future<Output = Result<Option<()>>> + Send + 'a {
+        std::future::ready(Ok(Some(())))
     }
 
     fn step_names(&self, _: &mut Vec<&'static str>) {}
@@ -108,18 +108,16 @@ where
 {
     type Output = St::Output;
 
-    fn climb<'a>(
+    async fn climb<'a>(
         &'a self,
         resource: &'a K,
         ctx: &'a Context<S>,
         rec: &'a mut RunRecorder,
-    ) -> BoxFuture<'a, Result<Option<St::Output>>> {
-        Box::pin(async move {
-            match self.prev.climb(resource, ctx, &mut *rec).await? {
-                Some(data) => execute(&self.step, resource, ctx, data, rec).await,
-                None => Ok(None),
-            }
-        })
+    ) -> Result<Option<St::Output>> {
+        match self.prev.climb(resource, ctx, &mut *rec).await? {
+            Some(data) => execute(&self.step, resource, ctx, data, rec).await,
+            None => Ok(None),
+        }
     }
 
     fn step_names(&self, out: &mut Vec<&'static str>) {
@@ -138,21 +136,16 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
 ) -> Result<Option<St::Output>> {
     let info = step.info();
     let span = tracing::debug_span!("step", step = info.name, outcome = tracing::field::Empty);
-    let log = RunLog::default();
     let started = Instant::now();
-    let result = log
-        .clone()
-        .scope(step.run(resource, ctx, input))
+    let (result, writes) = crate::writes::recorded(step.run(resource, ctx, input))
         .instrument(span.clone())
         .await;
     let duration = started.elapsed();
-    let writes = log.take();
     let effective: Vec<Write> = writes
         .iter()
         .filter(|w| w.succeeded() && !w.is_event())
         .cloned()
         .collect();
-    rec.note_writes(&effective);
 
     let kind = match &result {
         Ok(o) => o.kind(),

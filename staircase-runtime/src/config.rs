@@ -38,6 +38,22 @@ pub struct OperatorConfig {
     pub leader_election: Option<LeaderElection>,
     /// Publish Kubernetes Events for modifications, failures and rule violations. Default on.
     pub events: bool,
+    /// When the runtime rewrites the status conditions (with `with_status()`). Default: on every
+    /// change, so `Progressing` always names the step that last modified.
+    pub status_updates: StatusUpdates,
+}
+
+/// When the runtime writes the object's status conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusUpdates {
+    /// Whenever a condition's status, reason or message changes: after every modification
+    /// `Progressing` names the step that made it. Costs one status write per modification.
+    #[default]
+    EveryChange,
+    /// Only when a condition flips between `True` and `False` or a new generation is observed:
+    /// a staircase of K modifications writes status twice (`Progressing`, then `Ready`) instead
+    /// of K + 1 times; `Progressing` names the first step of the climb, not the latest.
+    Transitions,
 }
 
 impl Default for OperatorConfig {
@@ -55,6 +71,7 @@ impl Default for OperatorConfig {
             metrics_addr: None,
             leader_election: None,
             events: true,
+            status_updates: StatusUpdates::EveryChange,
         }
     }
 }
@@ -135,6 +152,19 @@ impl OperatorConfig {
         if let Some(v) = get("STAIRCASE_EVENTS") {
             c.events = boolean("STAIRCASE_EVENTS", &v)?;
         }
+        if let Some(v) = get("STAIRCASE_STATUS_UPDATES") {
+            c.status_updates = match v.trim() {
+                "every-change" => StatusUpdates::EveryChange,
+                "transitions" => StatusUpdates::Transitions,
+                _ => {
+                    return Err(err(
+                        "STAIRCASE_STATUS_UPDATES",
+                        &v,
+                        "every-change or transitions",
+                    ));
+                }
+            };
+        }
         if let Some(v) = get("STAIRCASE_LEADER_ELECTION")
             && boolean("STAIRCASE_LEADER_ELECTION", &v)?
         {
@@ -214,6 +244,12 @@ impl OperatorConfig {
     /// Sets [`OperatorConfig::events`].
     pub fn with_events(mut self, on: bool) -> Self {
         self.events = on;
+        self
+    }
+
+    /// Sets [`OperatorConfig::status_updates`].
+    pub fn with_status_updates(mut self, u: StatusUpdates) -> Self {
+        self.status_updates = u;
         self
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use kube::{Api, Resource};
 
-use crate::writes::{RunLog, Write};
+use crate::writes::{Write, record_current};
 
 /// Facts about the current run, for logs and decisions.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ impl<S> Context<S> {
     /// Records a modification made outside Kubernetes (a call to an external service), so the
     /// one-modification rule counts it like a write. `description` names the call for traces.
     pub fn record_external(&self, description: impl Into<String>) {
-        RunLog::record_current(Write {
+        record_current(Write {
             method: "EXTERNAL".into(),
             path: description.into(),
             status: 200,

@@ -177,8 +177,10 @@ impl EventPublisher {
         let Some(tx) = guard.as_ref() else {
             return;
         };
+        let mut reference = None;
         for event in events_of(report) {
-            if tx.try_send((report.object_ref.clone(), event)).is_err() {
+            let r = reference.get_or_insert_with(|| report.object_ref()).clone();
+            if tx.try_send((r, event)).is_err() {
                 (self.on_drop)();
             }
         }

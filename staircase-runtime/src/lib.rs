@@ -43,7 +43,7 @@ pub mod writes;
 pub use backoff::Backoff;
 pub use chain::{Stairs, Start, Then};
 pub use children::{Children, Strategy, children};
-pub use config::{ConfigError, OperatorConfig};
+pub use config::{ConfigError, OperatorConfig, StatusUpdates};
 pub use context::{ApiScope, Context, RunInfo};
 pub use error::{Error, Result, Rule, RuleViolation};
 pub use health::{Health, Leadership};

@@ -69,8 +69,9 @@ type Exists = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 #[derive(Default)]
 struct Track {
-    /// When the operator's own requeue of each object is due.
-    due: HashMap<String, Instant>,
+    /// When the operator's own requeue of each object is due (`None` while it runs). Entries
+    /// are updated in place, so a run of a known object allocates nothing here.
+    due: HashMap<String, Option<Instant>>,
     /// Objects whose last run did not end converged (or done).
     not_ready: HashSet<String>,
     exists: Option<Exists>,
@@ -184,7 +185,11 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let now = Instant::now();
         let (due, not_ready) = self.track(|t| {
-            let due = t.due.values().filter(|at| **at <= now).count();
+            let due = t
+                .due
+                .values()
+                .filter(|at| at.is_some_and(|at| at <= now))
+                .count();
             if let Some(exists) = &t.exists {
                 // Objects deleted without a finalizer never run again: forget them here.
                 let exists = exists.clone();
@@ -207,13 +212,23 @@ impl Metrics {
 
     pub(crate) fn run_started(&self, key: &str) {
         self.0.in_flight.inc();
-        self.track(|t| t.due.remove(key));
+        self.track(|t| {
+            if let Some(at) = t.due.get_mut(key) {
+                *at = None;
+            }
+        });
     }
 
     pub(crate) fn run_finished(&self, key: &str, next: Option<NextRun>) {
         self.0.in_flight.dec();
         if let Some(NextRun::After(d)) = next {
-            self.track(|t| t.due.insert(key.to_string(), Instant::now() + d));
+            let at = Some(Instant::now() + d);
+            self.track(|t| match t.due.get_mut(key) {
+                Some(due) => *due = at,
+                None => {
+                    t.due.insert(key.to_string(), at);
+                }
+            });
         }
     }
 

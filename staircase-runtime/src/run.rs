@@ -1,5 +1,6 @@
 //! What one run did, step by step: recorded while it runs, reported when it ends.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::OutcomeKind;
@@ -46,17 +47,17 @@ pub struct StepRecord {
 pub struct RunRecorder {
     records: Vec<StepRecord>,
     policy: RulePolicy,
-    primary_path: String,
-    primary_rv: Option<String>,
+    /// The newest resourceVersion the runtime itself (finalizer, status) wrote to the object.
+    runtime_rv: Option<String>,
 }
 
 impl RunRecorder {
-    pub(crate) fn new(policy: RulePolicy, primary_path: String) -> Self {
+    pub(crate) fn new(policy: RulePolicy) -> Self {
         RunRecorder {
-            records: Vec::new(),
+            // Most staircases have a handful of steps: one allocation instead of a few regrowths.
+            records: Vec::with_capacity(8),
             policy,
-            primary_path,
-            primary_rv: None,
+            runtime_rv: None,
         }
     }
 
@@ -68,20 +69,34 @@ impl RunRecorder {
         self.policy
     }
 
-    /// Remembers the newest resourceVersion this run wrote to the reconciled object itself, so the
-    /// next run can refuse to act on an older view of it.
-    pub(crate) fn note_writes(&mut self, writes: &[Write]) {
-        for w in writes {
-            let on_primary = w.path == self.primary_path
-                || w.path.strip_prefix(self.primary_path.as_str()) == Some("/status");
-            if on_primary && let Some(rv) = &w.resource_version {
-                self.primary_rv = Some(rv.clone());
-            }
+    /// Remembers the resourceVersion a write of the runtime's own (after the steps) produced.
+    pub(crate) fn note_runtime_write(&mut self, rv: Option<String>) {
+        if rv.is_some() {
+            self.runtime_rv = rv;
         }
     }
 
-    pub(crate) fn primary_rv(&self) -> Option<&str> {
-        self.primary_rv.as_deref()
+    /// The newest resourceVersion this run wrote to the reconciled object itself (its path is
+    /// `primary`, built only when called), so the next run can refuse to act on an older view.
+    /// The runtime's own writes come after every step's.
+    pub(crate) fn primary_rv(&self, primary: impl FnOnce() -> String) -> Option<String> {
+        if self.runtime_rv.is_some() {
+            return self.runtime_rv.clone();
+        }
+        let writes = || {
+            self.records
+                .iter()
+                .flat_map(|r| &r.writes)
+                .filter(|w| w.succeeded() && w.resource_version.is_some())
+        };
+        // A converged run wrote nothing: no path to build.
+        writes().next()?;
+        let primary = primary();
+        writes()
+            .rfind(|w| {
+                w.path == primary || w.path.strip_prefix(primary.as_str()) == Some("/status")
+            })
+            .and_then(|w| w.resource_version.clone())
     }
 
     pub(crate) fn records(&self) -> &[StepRecord] {
@@ -141,10 +156,18 @@ pub struct RunReport {
     pub run_id: u64,
     /// `namespace/name` (or `name` for cluster-scoped objects).
     pub object: String,
-    /// A full reference to the object (kind, apiVersion, uid…), e.g. to publish Events about it.
-    pub object_ref: k8s_openapi::api::core::v1::ObjectReference,
+    /// The object's `apiVersion` (with [`kind`](Self::kind) and [`uid`](Self::uid), what
+    /// [`object_ref`](Self::object_ref) needs).
+    pub api_version: Cow<'static, str>,
+    /// The object's kind.
+    pub kind: Cow<'static, str>,
+    /// The object's uid.
+    pub uid: Option<String>,
     /// The object's generation at the start of the run.
     pub generation: Option<i64>,
+    /// The resourceVersion of the view the run acted on (after read-your-own-writes and any
+    /// re-read): every decision of the run was made on this version of the object.
+    pub observed_resource_version: Option<String>,
     /// Whether cleanup steps ran (the object is being deleted).
     pub deleting: bool,
     /// Each step that ran, in order.
@@ -163,6 +186,24 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// A full reference to the object, e.g. to publish Events about it. Built on demand: most
+    /// runs (converged ones) are never reported anywhere that needs it.
+    pub fn object_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        let (namespace, name) = match self.object.split_once('/') {
+            Some((ns, name)) => (Some(ns.to_string()), name),
+            None => (None, self.object.as_str()),
+        };
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(self.api_version.to_string()),
+            kind: Some(self.kind.to_string()),
+            name: Some(name.to_string()),
+            namespace,
+            uid: self.uid.clone(),
+            resource_version: self.observed_resource_version.clone(),
+            field_path: None,
+        }
+    }
+
     /// Successful writes made by steps (not the runtime's status writes).
     pub fn step_writes(&self) -> usize {
         self.steps

@@ -33,10 +33,14 @@ struct ObjectMemory {
     written_rv: Option<String>,
     /// When a stale view was first seen; past the grace period we read from the API server.
     stale_since: Option<Instant>,
-    /// The resourceVersion a settled run (converged, done, waiting) left the object at. A new run
-    /// seeing the same version was not triggered by a change of the object itself (a resync, a
-    /// child, a mapped object): the watch may have lost an event, so the object is read fresh.
+    /// The resourceVersion a settled run (converged, done, waiting) left the object at, and when
+    /// that version was first settled on. A run at the same version a full resync period later
+    /// is the resync: the watch may have lost an event since, so the object is read fresh. Runs
+    /// at the same version sooner than that (a relist, a child's or a mapped object's event, the
+    /// echo of our own status write) trust the cache: re-reading on each would cost a GET per
+    /// run and protect against nothing the resync doesn't.
     verified_rv: Option<String>,
+    verified_at: Option<Instant>,
 }
 
 /// When the object should run again.
@@ -155,8 +159,15 @@ where
     ) -> Result<Option<Arc<K>>, (Option<RunReport>, NextRun)> {
         let (reverify, stale_for) = {
             let mut mem = self.memory.lock().expect("memory poisoned");
-            let m = mem.entry(key.to_string()).or_default();
-            let reverify = m.verified_rv.is_some() && m.verified_rv == obj.meta().resource_version;
+            let Some(m) = mem.get_mut(key) else {
+                // Never ran (or forgotten): nothing of ours to be newer than.
+                return Ok(Some(obj));
+            };
+            // A timer may fire a hair before a full period has passed by `Instant`'s clock.
+            let period = self.config.resync.mul_f64(0.9);
+            let reverify = m.verified_rv.is_some()
+                && m.verified_rv == obj.meta().resource_version
+                && m.verified_at.is_some_and(|t| t.elapsed() >= period);
             if reverify {
                 m.verified_rv = None;
             }
@@ -224,7 +235,7 @@ where
                 deleting,
             },
         );
-        let mut rec = RunRecorder::new(self.config.rule_policy, rec_primary(&*obj));
+        let mut rec = RunRecorder::new(self.config.rule_policy);
         let finalizer = self.staircase.finalizer_name();
 
         let (end, permanent) = match (&self.staircase.cleanup, deleting) {
@@ -249,12 +260,7 @@ where
                 match finalizer::add(&self.api_for(&obj), &obj, finalizer.expect("finalizer")).await
                 {
                     Ok(updated) => {
-                        rec.note_writes(&[crate::Write {
-                            method: "PATCH".into(),
-                            path: rec_primary(&*obj),
-                            status: 200,
-                            resource_version: updated.meta().resource_version.clone(),
-                        }]);
+                        rec.note_runtime_write(updated.meta().resource_version.clone());
                         (RunEnd::FinalizerAdded, false)
                     }
                     Err(e) => (self.failed(None, &e.into()), false),
@@ -271,7 +277,7 @@ where
             .write_status(&obj, generation, &end, deleting, &mut rec)
             .await;
         let status_written = status == Some(true);
-        let written_rv = rec.primary_rv().map(str::to_string);
+        let written_rv = rec.primary_rv(|| rec_primary(&*obj));
         let failed = matches!(end, RunEnd::Failed { .. });
         let failures = {
             let mut mem = self.memory.lock().expect("memory poisoned");
@@ -279,7 +285,10 @@ where
                 mem.remove(&key);
                 0
             } else {
-                let m = mem.entry(key.clone()).or_default();
+                let m = match mem.get_mut(&key) {
+                    Some(m) => m,
+                    None => mem.entry(key.clone()).or_default(),
+                };
                 if written_rv.is_some() {
                     m.written_rv = written_rv.clone();
                 }
@@ -287,11 +296,15 @@ where
                     end,
                     RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Waiting { .. }
                 );
-                m.verified_rv = match (settled, &written_rv) {
+                let verified = match (settled, &written_rv) {
                     (false, _) => None,
-                    (true, Some(rv)) => Some(rv.clone()),
-                    (true, None) => obj.meta().resource_version.clone(),
+                    (true, Some(rv)) => Some(rv.as_str()),
+                    (true, None) => obj.meta().resource_version.as_deref(),
                 };
+                if verified != m.verified_rv.as_deref() {
+                    m.verified_rv = verified.map(str::to_string);
+                    m.verified_at = verified.map(|_| Instant::now());
+                }
                 m.failures = if failed { m.failures + 1 } else { 0 };
                 m.failures
             }
@@ -308,9 +321,12 @@ where
         }
         let report = RunReport {
             run_id,
-            object_ref: obj.object_ref(&()),
+            api_version: K::api_version(&()),
+            kind: K::kind(&()),
+            uid: obj.meta().uid.clone(),
             object: key,
             generation,
+            observed_resource_version: obj.meta().resource_version.clone(),
             deleting,
             steps: rec.into_records(),
             end,
@@ -394,7 +410,13 @@ where
         rec: &mut RunRecorder,
     ) -> Option<bool> {
         let read = self.status?;
-        let status = next_status(read(obj), generation, end, deleting)?;
+        let status = next_status(
+            read(obj),
+            generation,
+            end,
+            deleting,
+            self.config.status_updates,
+        )?;
         let patch = serde_json::json!({ "status": status });
         let api = self.api_for(obj);
         match api
@@ -406,12 +428,7 @@ where
             .await
         {
             Ok(updated) => {
-                rec.note_writes(&[crate::Write {
-                    method: "PATCH".into(),
-                    path: rec_primary(obj) + "/status",
-                    status: 200,
-                    resource_version: updated.meta().resource_version.clone(),
-                }]);
+                rec.note_runtime_write(updated.meta().resource_version.clone());
                 Some(true)
             }
             Err(e) => {

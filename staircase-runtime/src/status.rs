@@ -5,9 +5,12 @@
 //! happen only when something changed, and may fail without failing the run. No step may depend
 //! on them.
 
+use std::borrow::Cow;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::config::StatusUpdates;
 use crate::run::RunEnd;
 
 /// Condition type: every step was unchanged at the current generation.
@@ -54,46 +57,49 @@ pub trait HasStepStatus {
     fn step_status(&self) -> Option<&StepStatus>;
 }
 
-struct Wanted {
+/// One condition as the runtime wants it. Borrowed where it can be: on a converged object the
+/// wanted status usually equals the current one, and finding that out should not allocate.
+struct Wanted<'a> {
     type_: &'static str,
     status: bool,
-    reason: String,
-    message: String,
+    reason: Cow<'a, str>,
+    message: Cow<'a, str>,
 }
 
 /// Kubernetes requires condition reasons to match `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`;
 /// step names are Rust identifiers, so only a leading underscore or digit needs a prefix.
-fn reason(s: &str) -> String {
+fn reason(s: &str) -> Cow<'_, str> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let starts_alpha = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if starts_alpha && s.chars().all(valid_char) {
+        return Cow::Borrowed(s);
+    }
     let cleaned: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if valid_char(c) { c } else { '_' })
         .collect();
     match cleaned.chars().next() {
-        Some(c) if c.is_ascii_alphabetic() => cleaned,
-        _ => format!("Step{cleaned}"),
+        Some(c) if c.is_ascii_alphabetic() => Cow::Owned(cleaned),
+        _ => Cow::Owned(format!("Step{cleaned}")),
     }
 }
 
-fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted; 4]> {
-    let w = |type_, status, reason: &str, message: String| Wanted {
+fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
+    let w = |type_, status, reason: &'static str, message: Cow<'static, str>| Wanted {
         type_,
         status,
-        reason: self::reason(reason),
+        reason: Cow::Borrowed(reason),
         message,
     };
-    let (ready, ready_reason, ready_msg) = match end {
-        RunEnd::Converged => (true, "Converged", "every step is unchanged".to_string()),
-        RunEnd::Done { step, reason } => (true, "Done", format!("{step}: {reason}")),
-        RunEnd::Modified { step, .. } => (false, "Progressing", format!("{step} made a change")),
-        RunEnd::FinalizerAdded => (false, "Progressing", "finalizer added".to_string()),
-        RunEnd::Waiting { step, reason } => (false, "Waiting", format!("{step}: {reason}")),
-        RunEnd::Failed { error, .. } => (false, "Failed", error.clone()),
+    let (ready, ready_reason, ready_msg): (bool, &'static str, Cow<'_, str>) = match end {
+        RunEnd::Converged => (true, "Converged", "every step is unchanged".into()),
+        RunEnd::Done { step, reason } => (true, "Done", format!("{step}: {reason}").into()),
+        RunEnd::Modified { step, .. } => {
+            (false, "Progressing", format!("{step} made a change").into())
+        }
+        RunEnd::FinalizerAdded => (false, "Progressing", "finalizer added".into()),
+        RunEnd::Waiting { step, reason } => (false, "Waiting", format!("{step}: {reason}").into()),
+        RunEnd::Failed { error, .. } => (false, "Failed", error.as_str().into()),
         RunEnd::FinalizerRemoved | RunEnd::SkippedStale => return None,
     };
     let (ready, ready_reason) = if deleting {
@@ -101,25 +107,47 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted; 4]> {
     } else {
         (ready, ready_reason)
     };
+    let of_step = |type_, step: &'static str, message: &'static str| Wanted {
+        type_,
+        status: true,
+        reason: self::reason(step),
+        message: Cow::Borrowed(message),
+    };
     let progressing = match end {
-        RunEnd::Modified { step, description } => w(PROGRESSING, true, step, description.clone()),
+        RunEnd::Modified { step, description } => Wanted {
+            message: description.as_str().into(),
+            ..of_step(PROGRESSING, step, "")
+        },
         RunEnd::FinalizerAdded => w(PROGRESSING, true, "Finalizer", "finalizer added".into()),
-        _ => w(PROGRESSING, false, "Idle", String::new()),
+        _ => w(PROGRESSING, false, "Idle", "".into()),
     };
     let waiting = match end {
-        RunEnd::Waiting { step, reason } => w(WAITING, true, step, reason.clone()),
-        _ => w(WAITING, false, "NotWaiting", String::new()),
+        RunEnd::Waiting { step, reason } => Wanted {
+            message: reason.as_str().into(),
+            ..of_step(WAITING, step, "")
+        },
+        _ => w(WAITING, false, "NotWaiting", "".into()),
     };
     let failed = match end {
-        RunEnd::Failed { step, error } => w(FAILED, true, step.unwrap_or("Runtime"), error.clone()),
-        _ => w(FAILED, false, "NoError", String::new()),
+        RunEnd::Failed { step, error } => Wanted {
+            message: error.as_str().into(),
+            ..of_step(FAILED, step.unwrap_or("Runtime"), "")
+        },
+        _ => w(FAILED, false, "NoError", "".into()),
     };
     Some([
-        w(READY, ready, ready_reason, ready_msg),
+        Wanted {
+            message: ready_msg,
+            ..w(READY, ready, ready_reason, "".into())
+        },
         progressing,
         waiting,
         failed,
     ])
+}
+
+fn status_str(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
 }
 
 /// The status to write after a run, or `None` when the current one is already right.
@@ -128,11 +156,22 @@ pub(crate) fn next_status(
     generation: Option<i64>,
     end: &RunEnd,
     deleting: bool,
+    updates: StatusUpdates,
 ) -> Option<StepStatus> {
     let wanted = wanted(end, deleting)?;
     let empty = StepStatus::default();
     let current = current.unwrap_or(&empty);
-    let mut changed = current.observed_generation != generation;
+    let same = |w: &Wanted<'_>| {
+        current.condition(w.type_).is_some_and(|c| {
+            c.status == status_str(w.status)
+                && c.observed_generation == generation
+                && (updates == StatusUpdates::Transitions
+                    || (c.reason == w.reason && c.message == w.message))
+        })
+    };
+    if current.observed_generation == generation && wanted.iter().all(same) {
+        return None;
+    }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut conditions: Vec<Condition> = current
         .conditions
@@ -141,29 +180,21 @@ pub(crate) fn next_status(
         .cloned()
         .collect();
     for w in wanted {
-        let status = if w.status { "True" } else { "False" };
-        let old = current.condition(w.type_);
-        let same = old.is_some_and(|c| {
-            c.status == status
-                && c.reason == w.reason
-                && c.message == w.message
-                && c.observed_generation == generation
-        });
-        changed |= !same;
-        let last_transition_time = match old {
+        let status = status_str(w.status);
+        let last_transition_time = match current.condition(w.type_) {
             Some(c) if c.status == status => c.last_transition_time.clone(),
             _ => now.clone(),
         };
         conditions.push(Condition {
             type_: w.type_.to_string(),
             status: status.to_string(),
-            reason: w.reason,
-            message: w.message,
+            reason: w.reason.into_owned(),
+            message: w.message.into_owned(),
             observed_generation: generation,
             last_transition_time,
         });
     }
-    changed.then_some(StepStatus {
+    Some(StepStatus {
         observed_generation: generation,
         conditions,
     })
@@ -173,16 +204,44 @@ pub(crate) fn next_status(
 mod tests {
     use super::*;
 
+    const EVERY: StatusUpdates = StatusUpdates::EveryChange;
+
+    fn modified(step: &'static str) -> RunEnd {
+        RunEnd::Modified {
+            step,
+            description: format!("{step} changed something"),
+        }
+    }
+
+    #[test]
+    fn transitions_skip_a_new_step_name_but_not_a_flip() {
+        let t = StatusUpdates::Transitions;
+        let first = next_status(None, Some(1), &modified("a"), false, t).expect("first write");
+        // Another modification: Progressing is still True, only its reason would change.
+        assert_eq!(
+            next_status(Some(&first), Some(1), &modified("b"), false, t),
+            None
+        );
+        // ...which the default writes.
+        assert!(next_status(Some(&first), Some(1), &modified("b"), false, EVERY).is_some());
+        // Converging flips Ready and Progressing.
+        let done = next_status(Some(&first), Some(1), &RunEnd::Converged, false, t).unwrap();
+        assert!(done.is_ready_at(Some(1)));
+        // A new generation is written even when nothing flips.
+        assert!(next_status(Some(&first), Some(2), &modified("c"), false, t).is_some());
+    }
+
     #[test]
     fn converged_twice_writes_once() {
-        let first = next_status(None, Some(2), &RunEnd::Converged, false).expect("first write");
+        let first =
+            next_status(None, Some(2), &RunEnd::Converged, false, EVERY).expect("first write");
         assert!(first.is_ready_at(Some(2)));
         assert_eq!(
-            next_status(Some(&first), Some(2), &RunEnd::Converged, false),
+            next_status(Some(&first), Some(2), &RunEnd::Converged, false, EVERY),
             None
         );
         // A new generation is observed even when the verdict is the same.
-        assert!(next_status(Some(&first), Some(3), &RunEnd::Converged, false).is_some());
+        assert!(next_status(Some(&first), Some(3), &RunEnd::Converged, false, EVERY).is_some());
     }
 
     #[test]
@@ -191,7 +250,7 @@ mod tests {
             step: "ensure_config",
             description: "created ConfigMap x".into(),
         };
-        let s = next_status(None, Some(1), &end, false).unwrap();
+        let s = next_status(None, Some(1), &end, false, EVERY).unwrap();
         let p = s.condition(PROGRESSING).unwrap();
         assert_eq!(
             (p.status.as_str(), p.reason.as_str()),

@@ -5,8 +5,8 @@
 //! `Client` hands requests to a buffer worker, but the response future is polled by the caller,
 //! inside the step, so that is where the write is recorded.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use kube::client::Body;
 
 tokio::task_local! {
-    static CURRENT: RunLog;
+    static CURRENT: RefCell<Vec<Write>>;
 }
 
 /// One mutating request made during a step.
@@ -51,30 +51,23 @@ impl fmt::Display for Write {
     }
 }
 
-/// The writes of one step (cheaply cloneable handle).
-#[derive(Clone, Default, Debug)]
-pub struct RunLog(Arc<Mutex<Vec<Write>>>);
+/// Runs `fut` (one step) with a fresh write log: returns its output and every write it made
+/// through a counting client. The log lives in the task-local itself, so a step that writes
+/// nothing allocates nothing for it.
+pub async fn recorded<F: Future>(fut: F) -> (F::Output, Vec<Write>) {
+    let mut scoped = std::pin::pin!(CURRENT.scope(RefCell::new(Vec::new()), fut));
+    let out = scoped.as_mut().await;
+    let writes = scoped
+        .as_mut()
+        .take_value()
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    (out, writes)
+}
 
-impl RunLog {
-    /// Records a write.
-    pub fn push(&self, w: Write) {
-        self.0.lock().expect("write log poisoned").push(w);
-    }
-
-    /// Takes every write recorded so far.
-    pub fn take(&self) -> Vec<Write> {
-        std::mem::take(&mut *self.0.lock().expect("write log poisoned"))
-    }
-
-    /// Runs `fut` with this log as the current one: writes it makes are recorded here.
-    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
-        CURRENT.scope(self, fut).await
-    }
-
-    /// Records into the current run's log, if the caller runs inside a step.
-    pub fn record_current(w: Write) -> bool {
-        CURRENT.try_with(|log| log.push(w)).is_ok()
-    }
+/// Records `w` into the log of the step being run; `false` when the caller is not inside one.
+pub fn record_current(w: Write) -> bool {
+    CURRENT.try_with(|log| log.borrow_mut().push(w)).is_ok()
 }
 
 /// A tower service that forwards to a `kube::Client` and records writes into the current run log.
@@ -152,7 +145,7 @@ impl tower::Service<Request<Body>> for CountingService {
                     (Err(e), write)
                 }
             };
-            RunLog::record_current(write);
+            record_current(write);
             resp
         })
     }
