@@ -1,5 +1,5 @@
 //! The crash-anywhere explorer on our own operators: the Foo example (children, cleanup behind a
-//! finalizer), an order operator with an external service (the two-step pattern), and two
+//! finalizer), an order operator with an external service (the two-step pattern), and three
 //! deliberately broken staircases the explorer must catch.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{CustomResource, CustomResourceExt, ResourceExt};
+use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use staircase::prelude::*;
@@ -17,6 +17,27 @@ use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_testkit::explorer::{Explorer, ExternalService, Report, Scenario, Variant};
 
 const REPRODUCE: &str = "cargo test -p staircase-tests --test explorer";
+
+/// Seeded random (stepwise) cases per scenario: 12 scenarios × 834 = 10 008 in every CI run, at
+/// about 30 ms of CPU each. `STAIRCASE_EXPLORER_SEEDS` overrides it.
+const SEEDS: u64 = 834;
+
+/// Random controller-loop cases per scenario (watch resets, 409s, 5xx, timeouts); each takes up
+/// to a second of mostly waiting. `STAIRCASE_EXPLORER_LOOP_SEEDS` overrides it.
+const LOOP_SEEDS: u64 = 8;
+
+/// The random variant ran as many seeds as asked, in every scenario.
+fn assert_seeds(report: &Report) {
+    if std::env::var_os("STAIRCASE_EXPLORER_SCENARIO").is_some() {
+        return;
+    }
+    let scenarios = report.scenarios.len() as u64;
+    let seeds = std::env::var(staircase_testkit::explorer::SEEDS_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(SEEDS);
+    assert_eq!(report.cases_of("random"), scenarios * seeds, "{report}");
+}
 
 fn foo_obj(name: &str, message: &str, port: i32) -> Foo {
     Foo::new(
@@ -95,13 +116,14 @@ fn assert_every_variant_ran(report: &Report, variants: &[&str]) {
     }
 }
 
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "crash",
     "lost-response",
     "stale-view",
     "lost-events",
     "idle",
     "random",
+    "random-loop",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,6 +131,8 @@ async fn foo_converges_under_every_variant() {
     let mut ex =
         Explorer::new(|client| Operator::with_state(client, foo::stairs(), app()).with_status())
             .crd(Foo::crd())
+            .seeds(SEEDS)
+            .loop_seeds(LOOP_SEEDS)
             .reproduce_with(REPRODUCE);
     for s in foo_scenarios() {
         ex = ex.scenario(s);
@@ -118,6 +142,7 @@ async fn foo_converges_under_every_variant() {
         && std::env::var_os("STAIRCASE_SEED").is_none()
     {
         assert_every_variant_ran(&report, &ALL);
+        assert_seeds(&report);
         // Each crash point is a case: the reference's writes are the crash points.
         let create = &report.scenarios[0];
         assert_eq!(
@@ -246,6 +271,8 @@ async fn orders_are_placed_exactly_once_under_every_variant() {
         Operator::with_state(client, stairs, shop).with_status()
     })
     .crd(Order::crd())
+    .seeds(SEEDS)
+    .loop_seeds(LOOP_SEEDS)
     .reproduce_with(REPRODUCE)
     .scenario(Scenario::new("external order").create(order("o1", "book")))
     .scenario(
@@ -261,6 +288,7 @@ async fn orders_are_placed_exactly_once_under_every_variant() {
         && std::env::var_os("STAIRCASE_SEED").is_none()
     {
         assert_every_variant_ran(&report, &ALL);
+        assert_seeds(&report);
         let crash = report.variant("external order", "crash").unwrap();
         assert_eq!(crash.duplicate_effects, 0);
     }
@@ -437,5 +465,88 @@ async fn a_step_writing_twice_is_caught() {
             .iter()
             .any(|f| f.problem.contains("one-write rule") && f.problem.contains("writes_twice")),
         "{report}"
+    );
+}
+
+/// An empty ConfigMap controlled by `s`, so that its events run `s` (`.owns::<ConfigMap>()`).
+fn owned_cm(s: &Sloppy, name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            owner_references: s.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// BROKEN: the ConfigMap `<name>-child` should exist exactly when `spec.note` is `keep`, and the
+/// step deletes it on whatever view of the object its run was given, never confirming that view
+/// is current. With a lagging watch it deletes a child the user has just asked to keep.
+#[step]
+async fn child_follows_note(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let name = format!("{}-child", s.name_any());
+    let exists = api.get_opt(&name).await?.is_some();
+    match (s.spec.note == "keep", exists) {
+        (true, false) => {
+            api.create(&PostParams::default(), &owned_cm(s, &name))
+                .await?;
+            Ok(Outcome::modified(format!("created ConfigMap {name}")))
+        }
+        (false, true) => {
+            api.delete(&name, &DeleteParams::default()).await?;
+            Ok(Outcome::modified(format!("deleted ConfigMap {name}")))
+        }
+        _ => Ok(Outcome::unchanged()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_a_stale_view_is_caught() {
+    // With the watch 2 versions behind, the child's event (version a) is delivered once the
+    // third write lands, but the edit of `s` (a + 1) only after a fourth: the operator's
+    // delete. So the child's event runs `s` on the view from before the edit, every time.
+    let keep = Scenario::new("keep flips while the watch lags")
+        .create(sloppy("s"))
+        .then(
+            "create s-child, set note=keep, create s-other",
+            |client| async move {
+                let api: Api<Sloppy> = Api::namespaced(client.clone(), "default");
+                let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+                let s = api.get("s").await?;
+                cms.create(&PostParams::default(), &owned_cm(&s, "s-child"))
+                    .await?;
+                let patch = serde_json::json!({ "spec": { "note": "keep" } });
+                api.patch("s", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                cms.create(&PostParams::default(), &owned_cm(&s, "s-other"))
+                    .await?;
+                Ok(())
+            },
+        );
+    let report = Explorer::new(|client| {
+        Operator::new(client, staircase!(Sloppy => [child_follows_note])).owns::<ConfigMap>()
+    })
+    .crd(Sloppy::crd())
+    .variants(&[Variant::StaleView])
+    .stale_lags(&[2])
+    // The runtime re-reads an object whose view has not changed for a resync period; a long
+    // period makes sure the child's event, not such a re-read, decides what the run sees.
+    .loop_resync(std::time::Duration::from_secs(30))
+    .reproduce_with(REPRODUCE)
+    .scenario(keep)
+    .run()
+    .await;
+    let stale: Vec<_> = report
+        .failures()
+        .filter(|f| f.variant == "stale-view" && f.problem.contains("stale view: run"))
+        .collect();
+    assert!(!stale.is_empty(), "{report}");
+    let problem = &stale[0].problem;
+    assert!(
+        problem.contains("DELETE /api/v1/namespaces/default/configmaps/s-child")
+            && problem.contains("changed meanwhile by: scenario PATCH"),
+        "the write, both versions and the change that made the view stale: {problem}"
     );
 }

@@ -67,19 +67,20 @@ pub(crate) fn builtin_resources() -> Vec<ApiResource> {
         .collect()
 }
 
-/// Lists every compared resource in `ns` and normalizes it.
+/// Lists every compared resource in `ns` for which `may_exist` holds and normalizes it.
 pub(crate) async fn snapshot(
     client: &kube::Client,
     ns: &str,
     primary: &ApiResource,
     cfg: &CompareConfig,
     external: &ExternalService,
+    may_exist: impl Fn(&ApiResource) -> bool,
 ) -> anyhow::Result<Snapshot> {
     let mut raw = Vec::new();
     let mut resources = vec![primary.clone()];
     resources.extend(builtin_resources());
     resources.extend(cfg.extra.iter().cloned());
-    for ar in &resources {
+    for ar in resources.iter().filter(|ar| may_exist(ar)) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
         for o in api.list(&ListParams::default()).await?.items {
             let name = o.metadata.name.clone().unwrap_or_default();

@@ -18,8 +18,9 @@ use tokio::sync::Notify;
 use super::ExplorableResource;
 use super::compare::{self, CompareConfig, Snapshot};
 use super::external::{Calls, ExternalService};
-use super::gate::{Gate, GateWrite};
+use super::gate::{Gate, GateWrite, Lister};
 use super::scenario::{self, Scenario};
+use super::stale;
 use crate::{ApiServer, Fault, RequestRecord};
 
 /// Builds a fresh operator for a client and the case's external service.
@@ -53,6 +54,11 @@ pub(crate) struct CasePlan {
     pub idle_runs: usize,
     /// Give up after this many runs (stepwise).
     pub max_runs: u64,
+    /// Keep the operator's requests per phase (the reference: random plans aim at them).
+    pub record_requests: bool,
+    /// Controller loop: watch resets, as `(phase, after this many runs of the phase, compact)`;
+    /// a compacted reset makes the client's resume fail with `410 Gone`, so it relists.
+    pub resets: Vec<(usize, usize, bool)>,
 }
 
 impl CasePlan {
@@ -64,6 +70,8 @@ impl CasePlan {
             faults: Vec::new(),
             idle_runs: 0,
             max_runs,
+            resets: Vec::new(),
+            record_requests: false,
         }
     }
 }
@@ -92,6 +100,8 @@ pub(crate) struct CaseOutcome {
     pub faults_fired: usize,
     /// Times the explorer had to let a lagging watch catch up or force a relist.
     pub nudges: u64,
+    /// Watch resets fired (controller loop).
+    pub resets_fired: u64,
     pub idle_writes: u64,
     pub idle_effects: u64,
 }
@@ -113,6 +123,8 @@ pub(crate) struct Setup<K, S, M, C> {
     pub patience: Duration,
     /// Upper bound of a loop-mode phase: a guard against hangs, not a timing assumption.
     pub guard: Duration,
+    /// The operator's resync period in the controller-loop variants.
+    pub resync: Duration,
 }
 
 /// The one-write rule, checked on one report: no violation, at most one step write, and
@@ -177,12 +189,12 @@ where
     C: Stairs<K, S>,
 {
     let server = ApiServer::start().await?;
-    let admin = server.client();
+    let admin = client(&server);
     install(&admin, &setup.crds, &scenario.namespace).await?;
     let gate = Gate::new();
     gate.set_plan(plan.crash_at.clone(), plan.lose_at.clone());
     let ext = ExternalService::gated(&setup.external, gate.clone());
-    let op = (setup.factory)(gate.client(server.client()), &ext);
+    let op = (setup.factory)(gate.client(client(&server)), &ext);
     let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&scenario.namespace));
     let mut cx = Cx {
         server,
@@ -197,7 +209,7 @@ where
     match plan.mode {
         Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx, &primary).await?,
         Mode::Loop { hold_back, drop } => {
-            looped(setup, scenario, &mut cx, &primary, hold_back, drop).await?
+            looped(setup, scenario, plan, &mut cx, &primary, hold_back, drop).await?
         }
     }
     cx.out.writes = cx.gate.log();
@@ -205,6 +217,11 @@ where
     cx.out.ext_creates = cx.ext.creates_by_key();
     cx.server.shutdown().await;
     Ok(cx.out)
+}
+
+/// A client for the case's server (plain HTTP, no CA bundle loaded: see `ApiServer::client`).
+fn client(server: &ApiServer) -> kube::Client {
+    server.client()
 }
 
 async fn install(
@@ -228,6 +245,18 @@ async fn install(
     Ok(())
 }
 
+/// Whether anyone ever asked the server to write an object of this resource: if not, there is
+/// none to compare, and the snapshot skips listing it.
+fn written(stats: &crate::Stats, ar: &ApiResource) -> bool {
+    let name = match ar.group.as_str() {
+        "" => ar.plural.clone(),
+        g => format!("{}.{g}", ar.plural),
+    };
+    [crate::Verb::Create, crate::Verb::Update, crate::Verb::Patch]
+        .into_iter()
+        .any(|v| stats.count_resource(&name, None, v) > 0)
+}
+
 /// The explorer's own reads retry: a random fault aimed at the operator can still hit one of
 /// them once its matcher has moved on, and the explorer must not fail for that.
 async fn retry<T, E, F, Fut>(f: F) -> Result<T, E>
@@ -245,19 +274,35 @@ where
     Err(last.expect("tried"))
 }
 
-async fn names<K>(api: &Api<K>) -> anyhow::Result<Vec<String>>
+/// Every object, sorted by name.
+async fn objects<K>(api: &Api<K>) -> anyhow::Result<Vec<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let mut v: Vec<String> = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|o| o.name_any())
-        .collect();
-    v.sort();
+    let mut v = api.list(&ListParams::default()).await?.items;
+    v.sort_by_key(|o| o.name_any());
     Ok(v)
+}
+
+/// The object as it is on the server: `cached` while the server has not changed since it was
+/// read (`seen` is the server's resourceVersion then), else read again. Most runs in a quiet
+/// round, and every idle run, find nothing changed, so this saves a read per run; it never
+/// changes what a run sees.
+async fn current<K>(
+    cx: &Cx<K, impl Send, impl Send, impl Send>,
+    name: &str,
+    cached: Option<(K, u64)>,
+) -> Result<Option<(K, u64)>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let now = cx.server.resource_version();
+    if let Some((obj, seen)) = cached
+        && seen == now
+    {
+        return Ok(Some((obj, seen)));
+    }
+    Ok(retry(|| cx.api.get_opt(name)).await?.map(|o| (o, now)))
 }
 
 async fn stepwise<K, S, M, C>(
@@ -274,6 +319,7 @@ where
     C: Stairs<K, S>,
 {
     let stats = cx.server.stats();
+    stats.set_log_enabled(plan.record_requests);
     let faults = cx.server.faults();
     for (phase, action) in scenario.actions.iter().enumerate() {
         cx.gate.set_phase(phase);
@@ -284,11 +330,17 @@ where
             .filter(|(p, _)| *p == phase)
             .map(|(_, f)| faults.inject(f.clone()))
             .collect();
-        let from = stats.requests().len();
+        let from = if plan.record_requests {
+            stats.requests().len()
+        } else {
+            0
+        };
         let settled = converge(setup, plan, cx, phase).await;
         cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
         faults.clear();
-        cx.out.requests.push(stats.requests().split_off(from));
+        if plan.record_requests {
+            cx.out.requests.push(stats.requests().split_off(from));
+        }
         match settled {
             Ok(()) => {
                 let snap = compare::snapshot(
@@ -297,6 +349,7 @@ where
                     primary,
                     &setup.compare,
                     &cx.ext,
+                    |r| written(&stats, r),
                 )
                 .await?;
                 cx.out.snapshots.push(Some(snap));
@@ -312,11 +365,14 @@ where
     if plan.idle_runs > 0 {
         let before = cx.gate.committed();
         let effects = cx.ext.calls().effects();
-        for name in names(&cx.api).await? {
+        for obj in objects(&cx.api).await? {
+            let name = obj.name_any();
+            let mut cached = None;
             for _ in 0..plan.idle_runs {
-                let Some(obj) = cx.api.get_opt(&name).await? else {
+                let Some((obj, seen)) = current(cx, &name, cached.take()).await? else {
                     break;
                 };
+                cached = Some((obj.clone(), seen));
                 let w = cx.gate.visible();
                 if let Some(r) = cx.op.run_once(obj).await {
                     for text in check_report(&r, Some(cx.gate.visible() - w)) {
@@ -350,10 +406,13 @@ where
     loop {
         let mut quiet = true;
         let mut unsettled = Vec::new();
-        let objects = retry(|| names(&cx.api))
+        let listed_at = cx.server.resource_version();
+        let listed = retry(|| objects(&cx.api))
             .await
             .map_err(|e| format!("listing failed: {e}"))?;
-        for name in objects {
+        for obj in listed {
+            let name = obj.name_any();
+            let mut cached = Some((obj, listed_at));
             loop {
                 if cx.out.runs >= plan.max_runs {
                     return Err(format!(
@@ -361,8 +420,11 @@ where
                         cx.out.runs
                     ));
                 }
-                let obj = match retry(|| cx.api.get_opt(&name)).await {
-                    Ok(Some(o)) => o,
+                let obj = match current(cx, &name, cached.take()).await {
+                    Ok(Some((o, seen))) => {
+                        cached = Some((o.clone(), seen));
+                        o
+                    }
                     Ok(None) => break,
                     Err(e) => return Err(format!("reading {name} failed: {e}")),
                 };
@@ -378,7 +440,7 @@ where
                     None => {
                         // The process died after a committed write; a new one starts from scratch.
                         cx.out.crashes += 1;
-                        cx.op = (setup.factory)(cx.gate.client(cx.server.client()), &cx.ext);
+                        cx.op = (setup.factory)(cx.gate.client(client(&cx.server)), &cx.ext);
                         quiet = false;
                         continue;
                     }
@@ -420,6 +482,7 @@ where
 async fn looped<K, S, M, C>(
     setup: &Setup<K, S, M, C>,
     scenario: &Scenario<K>,
+    plan: &CasePlan,
     cx: &mut Cx<K, S, M, C>,
     primary: &ApiResource,
     hold_back: u64,
@@ -431,20 +494,35 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    let reports: Arc<Mutex<Vec<RunReport>>> = Arc::default();
+    // With each report, when its run started: only runs that started after an action can show
+    // that the operator has seen it.
+    let reports: Arc<Mutex<Vec<(Instant, RunReport)>>> = Arc::default();
     let notify = Arc::new(Notify::new());
-    let op = (setup.factory)(cx.gate.client(cx.server.client()), &cx.ext);
-    // Resync and the read-your-writes grace drive recovery from lost or late events; at their
-    // production defaults (10 min, 2 s) a case would take minutes.
+    cx.gate.watch_primary(primary, lister(&cx.api));
+    // The scenario's writes make views stale: the oracle must know their versions.
+    let admin = cx.gate.tap(cx.admin.clone());
+    let op = (setup.factory)(cx.gate.client(client(&cx.server)), &cx.ext);
+    // Resync, the read-your-writes grace and the retry backoff drive recovery from lost or late
+    // events and failed requests; at their production defaults (10 min, 2 s, 200 ms doubling) a
+    // case would take minutes.
     let mut cfg = op.config().clone();
-    cfg.resync = Duration::from_millis(50);
+    cfg.resync = setup.resync;
     cfg.read_your_writes_grace = Duration::from_millis(20);
+    cfg.backoff = staircase_runtime::Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        permanent: Duration::from_millis(500),
+    };
     let (r, n) = (reports.clone(), notify.clone());
     let op = op.with_config(cfg).on_run(move |rep| {
-        r.lock().expect("reports").push(rep.clone());
+        let started = Instant::now()
+            .checked_sub(rep.duration)
+            .unwrap_or_else(Instant::now);
+        r.lock().expect("reports").push((started, rep.clone()));
         n.notify_waiters();
     });
     let faults = cx.server.faults();
+    cx.server.stats().set_log_enabled(false);
     if hold_back > 0 {
         faults.hold_back_watch_events(hold_back);
     }
@@ -458,13 +536,38 @@ where
     for (phase, action) in scenario.actions.iter().enumerate() {
         cx.gate.set_phase(phase);
         let mark = reports.lock().expect("reports").len();
-        scenario::apply(action, &cx.admin, &scenario.namespace).await?;
+        scenario::apply(action, &admin, &scenario.namespace).await?;
+        let acted = Instant::now();
+        let ids: Vec<_> = plan
+            .faults
+            .iter()
+            .filter(|(p, _)| *p == phase)
+            .map(|(_, f)| faults.inject(f.clone()))
+            .collect();
+        let mut resets: Vec<(usize, bool)> = plan
+            .resets
+            .iter()
+            .filter(|(p, ..)| *p == phase)
+            .map(|(_, after, compact)| (*after, *compact))
+            .collect();
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut writes = cx.gate.committed();
         let settled = loop {
             let notified = notify.notified();
-            if settled_in_loop(&cx.api, &reports, mark).await? {
+            let ran = reports.lock().expect("reports").len() - mark;
+            resets.retain(|(after, compact)| {
+                if ran < *after {
+                    return true;
+                }
+                if *compact {
+                    faults.compact();
+                }
+                faults.close_watches();
+                cx.out.resets_fired += 1;
+                false
+            });
+            if settled_in_loop(&cx.api, &reports, mark, acted).await? {
                 break true;
             }
             if cx.gate.committed() != writes {
@@ -498,38 +601,121 @@ where
             // Woken by the next run report; the timeout only re-checks the server's state.
             let _ = tokio::time::timeout(Duration::from_millis(25), notified).await;
         };
+        cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
+        // Only this phase's rules go: a lagging or lossy watch stays for the whole case.
+        for id in ids {
+            faults.remove(id);
+        }
         if !settled {
             cx.out.snapshots.push(None);
             break;
         }
-        let snap = compare::snapshot(
-            &cx.admin,
-            &scenario.namespace,
-            primary,
-            &setup.compare,
-            &cx.ext,
-        )
-        .await?;
+        let stats = cx.server.stats();
+        // The loop keeps running while the explorer looks (resyncs, a run already under way):
+        // a snapshot counts only if the operator wrote nothing meanwhile and is still settled.
+        let snap = loop {
+            let before = cx.gate.committed();
+            let snap = compare::snapshot(
+                &cx.admin,
+                &scenario.namespace,
+                primary,
+                &setup.compare,
+                &cx.ext,
+                |r| written(&stats, r),
+            )
+            .await?;
+            if cx.gate.committed() == before
+                && settled_in_loop(&cx.api, &reports, mark, acted).await?
+            {
+                break Some(snap);
+            }
+            if started.elapsed() > setup.guard {
+                break None;
+            }
+            let notified = notify.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(25), notified).await;
+        };
+        let Some(snap) = snap else {
+            cx.out.problems.push(Problem {
+                phase,
+                text: format!(
+                    "kept writing after it seemed settled, for {:?} under the controller loop",
+                    setup.guard
+                ),
+            });
+            cx.out.snapshots.push(None);
+            break;
+        };
         cx.out.snapshots.push(Some(snap));
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(setup.guard, task).await;
-    let all = reports.lock().expect("reports").clone();
+    let all: Vec<RunReport> = reports
+        .lock()
+        .expect("reports")
+        .iter()
+        .map(|(_, r)| r.clone())
+        .collect();
     cx.out.runs = all.len() as u64;
+    if std::env::var_os("XDEBUG").is_some() {
+        for r in &all {
+            eprintln!(
+                "XDEBUG {r} rv={:?} status_written={} failed={}",
+                r.observed_resource_version, r.status_written, r.status_failed
+            );
+        }
+    }
     for r in &all {
         for text in check_report(r, None) {
             cx.out.problems.push(Problem { phase: 0, text });
         }
     }
+    let log = cx.gate.destructive();
+    for (phase, text) in stale::check(&all, &log, &cx.gate.history()) {
+        cx.out.problems.push(Problem { phase, text });
+    }
     Ok(())
 }
 
-/// Every live object ran since the action (report `mark` on), its newest run converged at its
-/// current generation, and nothing is being deleted.
+/// Reads every primary object's resourceVersion, for the stale-view oracle.
+fn lister<K>(api: &Api<K>) -> Lister
+where
+    K: ExplorableResource,
+{
+    let api = api.clone();
+    Arc::new(move || {
+        let api = api.clone();
+        Box::pin(async move {
+            let list = api.list(&ListParams::default()).await?;
+            Ok(list
+                .items
+                .iter()
+                .filter_map(|o| {
+                    let rv = o.meta().resource_version.as_deref()?.parse().ok()?;
+                    Some((object_key(o), rv))
+                })
+                .collect())
+        })
+    })
+}
+
+/// The runtime's name for an object: `namespace/name`, or `name` when cluster-scoped.
+fn object_key<K: Resource>(o: &K) -> String {
+    match o.meta().namespace.as_deref() {
+        Some(ns) => format!("{ns}/{}", o.name_any()),
+        None => o.name_any(),
+    }
+}
+
+/// Every live object ran since the action (a run reported from `mark` on that started after
+/// `acted`: a run already under way may have read the world before the action), its newest
+/// such run converged at its current generation and wrote nothing, not even status (a run that
+/// wrote its status triggers another, which could still fail), and nothing is being deleted.
 async fn settled_in_loop<K>(
     api: &Api<K>,
-    reports: &Mutex<Vec<RunReport>>,
+    reports: &Mutex<Vec<(Instant, RunReport)>>,
     mark: usize,
+    acted: Instant,
 ) -> anyhow::Result<bool>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
@@ -537,17 +723,17 @@ where
     let objs = api.list(&ListParams::default()).await?.items;
     let reports = reports.lock().expect("reports");
     Ok(objs.iter().all(|o| {
-        let key = match o.meta().namespace.as_deref() {
-            Some(ns) => format!("{ns}/{}", o.name_any()),
-            None => o.name_any(),
-        };
+        let key = object_key(o);
         o.meta().deletion_timestamp.is_none()
             && reports[mark..]
                 .iter()
                 .rev()
+                .filter(|(started, _)| *started >= acted)
+                .map(|(_, r)| r)
                 .find(|r| r.object == key)
                 .is_some_and(|r| {
                     r.end == RunEnd::Converged
+                        && !r.status_written
                         && !r.status_failed
                         && r.generation == o.meta().generation
                 })

@@ -2,15 +2,20 @@
 //! committed write (Kubernetes or external), so "crash right after write i" and "write i's
 //! response is lost" hit exactly the same point in every replay, and it keeps the write log the
 //! end-of-case checks (duplicates, destructive writes, the one-write rule) read.
+//!
+//! In the controller-loop variants it also feeds the stale-view oracle (see [`Gate::watch_primary`]):
+//! the server version of every primary object at the moment each destructive request was issued,
+//! and every version of a primary object anyone (operator or scenario) wrote.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use kube::client::Body;
+use kube::core::ApiResource;
 use tokio::sync::Notify;
 
 /// One committed write as the gate saw it.
@@ -42,6 +47,109 @@ impl GateWrite {
     }
 }
 
+/// Lists the primary objects: `namespace/name` (or `name`) → resourceVersion.
+pub(crate) type Lister =
+    Arc<dyn Fn() -> BoxFuture<'static, kube::Result<BTreeMap<String, u64>>> + Send + Sync>;
+
+/// A destructive request of the operator, as the stale-view oracle saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Destructive {
+    pub method: String,
+    pub path: String,
+    /// A JSON patch removing a finalizer (the runtime's, or a step's).
+    pub finalizer: bool,
+    /// The object the path names, when it is a primary object (`namespace/name`).
+    pub primary: Option<String>,
+    /// The HTTP status of the answer (0: none came).
+    pub status: u16,
+    /// Every primary object's resourceVersion on the server just before the request was sent.
+    pub server: BTreeMap<String, u64>,
+    /// The scenario phase it was issued in.
+    pub phase: usize,
+}
+
+/// A version of a primary object, and who wrote it.
+#[derive(Debug, Clone)]
+pub(crate) struct Version {
+    pub key: String,
+    pub rv: u64,
+    pub by_operator: bool,
+    /// Written through the `/status` subresource.
+    pub status: bool,
+    pub method: String,
+}
+
+/// What the stale-view oracle records.
+struct Oracle {
+    /// `/api/v1` or `/apis/group/version`.
+    prefix: String,
+    plural: String,
+    list: Lister,
+    destructive: Mutex<Vec<Destructive>>,
+    history: Mutex<Vec<Version>>,
+}
+
+impl Oracle {
+    /// `(object key, status subresource)` when `path` addresses the primary resource (the key is
+    /// `None` for a collection, e.g. a create).
+    fn classify(&self, path: &str) -> Option<(Option<String>, bool)> {
+        let rest = path.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (ns, parts) = match parts.as_slice() {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(*ns), rest),
+            _ => (None, parts.as_slice()),
+        };
+        match parts {
+            [p] if *p == self.plural => Some((None, false)),
+            [p, name, sub @ ..] if *p == self.plural => {
+                let key = match ns {
+                    Some(ns) => format!("{ns}/{name}"),
+                    None => name.to_string(),
+                };
+                Some((Some(key), sub.first() == Some(&"status")))
+            }
+            _ => None,
+        }
+    }
+
+    fn record(&self, method: &str, status: bool, by_operator: bool, body: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            name: Option<String>,
+            namespace: Option<String>,
+            #[serde(rename = "resourceVersion")]
+            resource_version: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Obj {
+            kind: Option<String>,
+            metadata: Option<Meta>,
+        }
+        let Ok(o) = serde_json::from_slice::<Obj>(body) else {
+            return;
+        };
+        if o.kind.as_deref() == Some("Status") {
+            return;
+        }
+        let Some(m) = o.metadata else { return };
+        let (Some(name), Some(rv)) = (m.name, m.resource_version.and_then(|v| v.parse().ok()))
+        else {
+            return;
+        };
+        let key = match m.namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name,
+        };
+        self.history.lock().expect("oracle history").push(Version {
+            key,
+            rv,
+            by_operator,
+            status,
+            method: method.to_string(),
+        });
+    }
+}
+
 #[derive(Default)]
 struct Plan {
     crash_at: BTreeSet<u64>,
@@ -58,6 +166,7 @@ pub struct Gate {
     plan: Mutex<Plan>,
     log: Mutex<Vec<GateWrite>>,
     crashed: Notify,
+    oracle: OnceLock<Oracle>,
 }
 
 /// What the gate does with a committed write.
@@ -95,6 +204,52 @@ impl Gate {
     /// The write log so far.
     pub fn log(&self) -> Vec<GateWrite> {
         self.log.lock().expect("gate log").clone()
+    }
+
+    /// Turns on the stale-view oracle's recording for the primary resource `ar`; `list` reads
+    /// the primary objects' versions from the server (through a client the gate does not count).
+    pub(crate) fn watch_primary(&self, ar: &ApiResource, list: Lister) {
+        let prefix = match ar.group.as_str() {
+            "" => format!("/api/{}", ar.version),
+            g => format!("/apis/{g}/{}", ar.version),
+        };
+        let _ = self.oracle.set(Oracle {
+            prefix,
+            plural: ar.plural.clone(),
+            list,
+            destructive: Mutex::default(),
+            history: Mutex::default(),
+        });
+    }
+
+    /// The operator's destructive requests in the order they were issued (oracle on).
+    pub(crate) fn destructive(&self) -> Vec<Destructive> {
+        self.oracle.get().map_or_else(Vec::new, |o| {
+            o.destructive.lock().expect("oracle log").clone()
+        })
+    }
+
+    /// Every version of a primary object written by the operator or the scenario (oracle on).
+    pub(crate) fn history(&self) -> Vec<Version> {
+        self.oracle.get().map_or_else(Vec::new, |o| {
+            o.history.lock().expect("oracle history").clone()
+        })
+    }
+
+    /// Wraps the explorer's own client so that its writes to primary objects enter the
+    /// oracle's history (a user's edit is what makes an operator's view stale).
+    pub(crate) fn tap(self: &Arc<Self>, inner: kube::Client) -> kube::Client {
+        if self.oracle.get().is_none() {
+            return inner;
+        }
+        let ns = inner.default_namespace().to_string();
+        kube::Client::new(
+            TapService {
+                gate: self.clone(),
+                inner,
+            },
+            ns,
+        )
     }
 
     pub(crate) fn set_phase(&self, phase: usize) {
@@ -219,6 +374,32 @@ impl tower::Service<Request<Body>> for GateService {
             } else {
                 (req, false)
             };
+            let oracle = svc.gate.oracle.get().filter(|_| counted);
+            let on_primary = oracle.and_then(|o| o.classify(&path));
+            let destructive = counted
+                && (method == "DELETE" || method == "PUT" || removes_finalizer)
+                && oracle.is_some();
+            let logged = match oracle {
+                Some(o) if destructive => {
+                    // Read before sending: what the server held when the operator committed to
+                    // the write. Nothing else writes a primary object while its run is in flight
+                    // except the scenario, and a scenario write racing the run is exactly the
+                    // staleness to report.
+                    let server = (o.list)().await.unwrap_or_default();
+                    let mut log = o.destructive.lock().expect("oracle log");
+                    log.push(Destructive {
+                        method: method.clone(),
+                        path: path.clone(),
+                        finalizer: removes_finalizer,
+                        primary: on_primary.as_ref().and_then(|p| p.0.clone()),
+                        status: 0,
+                        server,
+                        phase: svc.gate.phase.load(Ordering::SeqCst) as usize,
+                    });
+                    Some(log.len() - 1)
+                }
+                _ => None,
+            };
             let res = svc.inner.send(req).await;
             if !svc.gate.alive(svc.incarnation) {
                 return futures::future::pending().await;
@@ -227,9 +408,24 @@ impl tower::Service<Request<Body>> for GateService {
                 Ok(r) => r.status().as_u16(),
                 Err(_) => return res,
             };
+            if let (Some(o), Some(i)) = (oracle, logged) {
+                o.destructive.lock().expect("oracle log")[i].status = status;
+            }
             if !counted || !(200..300).contains(&status) {
                 return res;
             }
+            let res = match (oracle, &on_primary) {
+                (Some(o), Some((_, sub))) => {
+                    let (parts, body) = res?.into_parts();
+                    let bytes = http_body_util::BodyExt::collect(body)
+                        .await
+                        .map_err(|e| kube::Error::Service(e.into()))?
+                        .to_bytes();
+                    o.record(&method, *sub, true, &bytes);
+                    Ok(Response::from_parts(parts, Body::from(bytes.to_vec())))
+                }
+                _ => res,
+            };
             let w = GateWrite {
                 method,
                 path,
@@ -243,6 +439,50 @@ impl tower::Service<Request<Body>> for GateService {
                 Verdict::Crash => futures::future::pending().await,
                 Verdict::Lose => Err(lost()),
             }
+        })
+    }
+}
+
+/// The explorer's own client in the controller-loop variants: records its writes to primary
+/// objects for the stale-view oracle, counts nothing, fails nothing.
+#[derive(Clone)]
+struct TapService {
+    gate: Arc<Gate>,
+    inner: kube::Client,
+}
+
+impl tower::Service<Request<Body>> for TapService {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let svc = self.clone();
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let write = is_write(req.method());
+        Box::pin(async move {
+            let res = svc.inner.send(req).await?;
+            let Some(o) = svc.gate.oracle.get() else {
+                return Ok(res);
+            };
+            let Some((_, sub)) = o.classify(&path).filter(|_| write) else {
+                return Ok(res);
+            };
+            if !res.status().is_success() {
+                return Ok(res);
+            }
+            let (parts, body) = res.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(|e| kube::Error::Service(e.into()))?
+                .to_bytes();
+            o.record(&method, sub, false, &bytes);
+            Ok(Response::from_parts(parts, Body::from(bytes.to_vec())))
         })
     }
 }

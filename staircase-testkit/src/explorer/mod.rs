@@ -44,7 +44,13 @@
 //!
 //! # Variants and pass criteria
 //!
-//! See [`Variant`]. Every run of every variant is also checked against the one-write rule: no
+//! See [`Variant`]. In the controller-loop variants the **stale-view oracle** also holds every
+//! destructive write (delete, replace, finalizer removal) to the view its run acted on
+//! ([`RunReport::observed_resource_version`](staircase_runtime::RunReport)): if the primary
+//! object on the server was already newer when the write left, by anything but the operator's
+//! own status writes, the case fails with the run, the write and both versions.
+//!
+//! Every run of every variant is also checked against the one-write rule: no
 //! [`RuleViolation`](staircase_runtime::RuleViolation), at most one step write, and — where runs
 //! are sequential — the writes the explorer saw on the wire equal the writes the runtime counted
 //! (a write through another client, or an external call without `ctx.record_external`, shows).
@@ -54,17 +60,28 @@
 //! Every failure prints a command. Environment variables narrow a run down:
 //! `STAIRCASE_EXPLORER_SCENARIO=<name>` (one scenario), `STAIRCASE_EXPLORER_CASE=<variant>/<case>`
 //! (e.g. `crash/3`: one case), `STAIRCASE_SEED=<n>` (replay random seed `n` only) and
-//! `STAIRCASE_EXPLORER_SEEDS=<n>` (how many random seeds per scenario).
+//! `STAIRCASE_EXPLORER_SEEDS=<n>` (how many random seeds per scenario) and
+//! `STAIRCASE_EXPLORER_LOOP_SEEDS=<n>` (how many random-loop seeds). The report's last line
+//! counts the random cases that ran.
 //!
 //! # Determinism
 //!
 //! The crash, lost-response, idle and random variants drive the operator with
 //! [`Operator::run_once`] on objects freshly read from the server, one object at a time, so a
 //! case replays the same requests in the same order every time: write `i` is the same write, and
-//! seed `n` fires the same faults. The stale-view and lost-events variants need watches and use
-//! the real controller loop ([`Operator::run_until`]) with resync and the read-your-writes grace
-//! shortened (50 ms, 20 ms); their event drops are seeded, but task scheduling is not, so their
-//! cases are reproducible in distribution rather than request by request.
+//! seed `n` fires the same faults. The stale-view, lost-events and random-loop variants need
+//! watches and use the real controller loop ([`Operator::run_until`]) with resync, the
+//! read-your-writes grace and the retry backoff shortened (50 ms, 20 ms, 20–200 ms); their event
+//! drops, faults and watch resets are seeded, but task scheduling is not, so their cases are
+//! reproducible in distribution rather than request by request.
+//!
+//! # Cost
+//!
+//! Each case gets a fresh in-process [`ApiServer`](crate::ApiServer) (cheap: a loopback
+//! listener and an empty store). A stepwise case costs tens of milliseconds of CPU in a debug
+//! build with optimised dependencies; the explorer reads an object again only when the server
+//! changed since it last read it and snapshots only the kinds somebody wrote. A controller-loop
+//! case mostly waits for the loop, up to a second or so.
 
 mod compare;
 mod driver;
@@ -73,9 +90,11 @@ mod gate;
 mod report;
 mod scenario;
 mod seed;
+mod stale;
 mod variants;
 
 use std::fmt::Debug;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,7 +110,7 @@ pub use compare::{Snapshot, diff};
 pub use external::{Calls, ExternalError, ExternalService, Record};
 pub use report::{Failure, Report, ScenarioReport, VariantStats};
 pub use scenario::{Action, Scenario};
-pub use seed::{SEED_VAR, SEEDS_VAR};
+pub use seed::{LOOP_SEEDS_VAR, SEED_VAR, SEEDS_VAR};
 pub use variants::Variant;
 
 use driver::{CaseOutcome, CasePlan, Setup};
@@ -126,12 +145,17 @@ use variants::Judge;
 /// Random seeds per scenario when `STAIRCASE_EXPLORER_SEEDS` is not set.
 pub const DEFAULT_SEEDS: u64 = 100;
 
+/// Seeds of the random-loop variant per scenario when `STAIRCASE_EXPLORER_LOOP_SEEDS` is not
+/// set: a controller-loop case costs a second or so, a stepwise one milliseconds.
+pub const DEFAULT_LOOP_SEEDS: u64 = 4;
+
 /// Explores scenarios of one operator. Build it, add scenarios, [`run`](Explorer::run) it.
 pub struct Explorer<K, S, M, C> {
     setup: Setup<K, S, M, C>,
     scenarios: Vec<Scenario<K>>,
     variants: Vec<Variant>,
     seeds: u64,
+    loop_seeds: u64,
     stale_lags: Vec<u64>,
     drop_ps: Vec<f64>,
     drop_seeds: u64,
@@ -201,10 +225,12 @@ where
                 external: name.to_string(),
                 patience: Duration::from_millis(400),
                 guard: Duration::from_secs(20),
+                resync: Duration::from_millis(50),
             },
             scenarios: Vec::new(),
             variants: Variant::ALL.to_vec(),
             seeds: seed::seed_count(DEFAULT_SEEDS),
+            loop_seeds: seed::loop_seed_count(DEFAULT_LOOP_SEEDS),
             stale_lags: vec![1, 3],
             drop_ps: vec![0.3, 0.9],
             drop_seeds: 2,
@@ -241,6 +267,13 @@ where
         self
     }
 
+    /// Seeds of the random-loop variant per scenario (default: `STAIRCASE_EXPLORER_LOOP_SEEDS`,
+    /// else [`DEFAULT_LOOP_SEEDS`]); like [`Explorer::seeds`], yields to the variable.
+    pub fn loop_seeds(mut self, n: u64) -> Self {
+        self.loop_seeds = seed::loop_seed_count(n);
+        self
+    }
+
     /// Watch lags (in resourceVersions) of the stale-view variant; one case each. Default 1 and 3.
     pub fn stale_lags(mut self, lags: &[u64]) -> Self {
         self.stale_lags = lags.to_vec();
@@ -252,6 +285,13 @@ where
     pub fn drop_probabilities(mut self, ps: &[f64], seeds: u64) -> Self {
         self.drop_ps = ps.to_vec();
         self.drop_seeds = seeds;
+        self
+    }
+
+    /// The operator's resync period in the controller-loop variants (default 50 ms, so that a
+    /// converged object is looked at again soon; production's 10 minutes would stall a case).
+    pub fn loop_resync(mut self, d: Duration) -> Self {
+        self.setup.resync = d;
         self
     }
 
@@ -308,6 +348,13 @@ where
         }
         report.elapsed = started.elapsed();
         eprintln!("{report}");
+        // The test harness captures `eprintln!` of passing tests; the totals (how many random
+        // cases ran) belong in every CI log, so they go to stderr directly.
+        let _ = writeln!(
+            std::io::stderr(),
+            "explorer: {}",
+            report.to_string().lines().last().unwrap_or_default()
+        );
         report
     }
 
@@ -349,6 +396,7 @@ where
             ..Default::default()
         };
         let mut base = CasePlan::stepwise(2_000);
+        base.record_requests = true;
         base.idle_runs = if self.variants.contains(&Variant::Idle) {
             self.idle_runs
         } else {
@@ -390,9 +438,17 @@ where
         let base = CasePlan {
             idle_runs: 0,
             max_runs: reference.runs * 3 + 50,
+            record_requests: false,
             ..base
         };
         let writes = reference.writes.len() as u64;
+        let primary = {
+            let ar = ApiResource::erase::<K>(&());
+            match ar.group.as_str() {
+                "" => ar.plural,
+                g => format!("{}.{g}", ar.plural),
+            }
+        };
         let objects = s
             .actions
             .iter()
@@ -503,6 +559,23 @@ where
                         (seed.to_string(), p, j, what)
                     })
                     .collect(),
+                Variant::RandomLoop => (1..=self.loop_seeds)
+                    // A reproduction names its seed, which may lie beyond the configured count.
+                    .chain(filter.case.as_ref().and_then(|(v, c)| {
+                        (v == Variant::RandomLoop.name())
+                            .then(|| c.parse::<u64>().ok())
+                            .flatten()
+                            .filter(|seed| *seed > self.loop_seeds)
+                    }))
+                    .map(|seed| {
+                        let (p, what) = variants::random_loop_plan(seed, &reference, &primary);
+                        let j = Judge {
+                            max_extra_runs: None,
+                            max_runs: None,
+                        };
+                        (seed.to_string(), p, j, what)
+                    })
+                    .collect(),
                 Variant::Idle => unreachable!("handled above"),
             };
             let cases: Vec<_> = cases
@@ -522,7 +595,7 @@ where
                 .buffered(self.parallelism)
                 .collect()
                 .await;
-            let mut nudges = 0;
+            let (mut nudges, mut resets, mut fired) = (0, 0, 0);
             for (id, what, judge, r) in results {
                 stats.cases += 1;
                 let case = match r {
@@ -541,6 +614,8 @@ where
                 };
                 stats.runs += case.runs;
                 nudges += case.nudges;
+                resets += case.resets_fired;
+                fired += case.faults_fired;
                 let verdict = variants::judge(&reference, &case, &judge);
                 stats.duplicate_effects += verdict.duplicates;
                 stats.max_extra_runs = stats.max_extra_runs.max(verdict.extra_runs);
@@ -566,6 +641,12 @@ where
             }
             if matches!(v, Variant::StaleView | Variant::LostEvents) {
                 stats.note = format!("{nudges} stalls nudged (watch caught up / relist)");
+            }
+            if *v == Variant::RandomLoop {
+                stats.note = format!("{resets} watch resets, {fired} request faults fired");
+            }
+            if *v == Variant::Random {
+                stats.note = format!("{fired} faults fired");
             }
             stats.elapsed = t.elapsed();
             out.variants.push(stats);

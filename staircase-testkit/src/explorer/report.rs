@@ -8,7 +8,8 @@ use std::time::Duration;
 pub struct Failure {
     /// The scenario.
     pub scenario: String,
-    /// The variant (`crash`, `lost-response`, `stale-view`, `lost-events`, `idle`, `random`, …).
+    /// The variant (`crash`, `lost-response`, `stale-view`, `lost-events`, `idle`, `random`,
+    /// `random-loop`, or `reference`).
     pub variant: String,
     /// Which case: the write index, lag, drop probability or seed.
     pub case: String,
@@ -96,6 +97,16 @@ impl Report {
             .sum()
     }
 
+    /// Cases of `variant` (e.g. `random`) over all scenarios.
+    pub fn cases_of(&self, variant: &str) -> u64 {
+        self.scenarios
+            .iter()
+            .flat_map(|s| &s.variants)
+            .filter(|v| v.variant == variant)
+            .map(|v| v.cases)
+            .sum()
+    }
+
     /// Runs over all scenarios and variants.
     pub fn runs(&self) -> u64 {
         self.scenarios
@@ -159,8 +170,10 @@ impl fmt::Display for Report {
         }
         write!(
             f,
-            "{} cases, {} runs in {:.1}s; {} failures",
+            "{} cases ({} seeded random, {} random-loop), {} runs in {:.1}s; {} failures",
             self.cases(),
+            self.cases_of("random"),
+            self.cases_of("random-loop"),
             self.runs(),
             self.elapsed.as_secs_f64(),
             self.failures().count()

@@ -5,6 +5,8 @@
 pub const SEED_VAR: &str = "STAIRCASE_SEED";
 /// The environment variable that sets how many random-fault seeds run per scenario.
 pub const SEEDS_VAR: &str = "STAIRCASE_EXPLORER_SEEDS";
+/// The environment variable that sets how many random-loop seeds run per scenario.
+pub const LOOP_SEEDS_VAR: &str = "STAIRCASE_EXPLORER_LOOP_SEEDS";
 
 /// splitmix64: seedable, portable and stable across platforms and crate versions, which a
 /// replay-by-seed promise needs (a `rand` upgrade must not change what seed 42 means).
@@ -41,7 +43,17 @@ pub fn replay_seed() -> Option<u64> {
 
 /// The number of random seeds per scenario from `STAIRCASE_EXPLORER_SEEDS`, else `default`.
 pub fn seed_count(default: u64) -> u64 {
-    std::env::var(SEEDS_VAR)
+    count(SEEDS_VAR, default)
+}
+
+/// The number of random-loop seeds per scenario from `STAIRCASE_EXPLORER_LOOP_SEEDS`, else
+/// `default`.
+pub fn loop_seed_count(default: u64) -> u64 {
+    count(LOOP_SEEDS_VAR, default)
+}
+
+fn count(var: &str, default: u64) -> u64 {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)

@@ -19,8 +19,13 @@ pub enum Variant {
     /// connection error). Same pass criteria as [`Variant::Crash`].
     LostResponse,
     /// The controller loop, with the watch lagging `N` resourceVersions behind the server (for
-    /// each configured lag). Pass: the reference end state and no destructive write (delete,
-    /// replace, finalizer removal) the reference did not make.
+    /// each configured lag). Pass: the reference end state, and no destructive write (delete,
+    /// replace, finalizer removal) issued on an outdated view: when the operator sent it, the
+    /// primary object on the server was no newer than the version its run acted on
+    /// ([`RunReport::observed_resource_version`](staircase_runtime::RunReport)), or newer only
+    /// by the operator's own status writes. (This holds in every controller-loop variant; the
+    /// stale-view cases are where it bites. Destructive writes the reference did not make are
+    /// reported too.)
     StaleView,
     /// The controller loop, with live watch events dropped with probability `p` (0.3 and 0.9 by
     /// default, several seeds each). Pass: the reference end state.
@@ -32,17 +37,24 @@ pub enum Variant {
     /// requests. Pass: the reference end state within `reference runs + faults × (3 + objects)`
     /// runs (a failed run, its retry, a crashed run, and one more round over every object).
     Random,
+    /// The controller loop under seeded random faults: watch resets (streams closed, half of
+    /// them with history compacted so the client's resume gets `410 Gone` and it relists),
+    /// 409s, 500s, unanswered requests and answers lost after commit. Pass: the reference end
+    /// state, the one-write rule, no duplicate effect and no destructive write on an outdated
+    /// view. Task scheduling is not seeded: a seed reproduces in distribution.
+    RandomLoop,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Crash,
         Variant::LostResponse,
         Variant::StaleView,
         Variant::LostEvents,
         Variant::Idle,
         Variant::Random,
+        Variant::RandomLoop,
     ];
 
     /// The name used in reports and in `STAIRCASE_EXPLORER_CASE=<name>/<case>`.
@@ -54,6 +66,7 @@ impl Variant {
             Variant::LostEvents => "lost-events",
             Variant::Idle => "idle",
             Variant::Random => "random",
+            Variant::RandomLoop => "random-loop",
         }
     }
 }
@@ -261,4 +274,86 @@ pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>) -> CasePlan {
         mode: Mode::Loop { hold_back, drop },
         ..CasePlan::stepwise(u64::MAX)
     }
+}
+
+/// A seeded fault plan for a controller-loop case: one to three disturbances, each a watch reset
+/// after the first or second run of a phase, or a fault on one of the operator's requests the
+/// reference made in that phase (its first or second occurrence: the loop's request order is
+/// not the reference's, so a fault may find nothing to hit, and the report counts those that
+/// fired).
+pub(crate) fn random_loop_plan(
+    seed: u64,
+    reference: &CaseOutcome,
+    primary: &str,
+) -> (CasePlan, String) {
+    let mut rng = Rng::new(seed, 0x1009);
+    let mut plan = loop_plan(0, None);
+    let mut what = Vec::new();
+    let phases = reference.requests.len().max(1) as u64;
+    for _ in 0..1 + rng.below(3) {
+        let phase = rng.below(phases) as usize;
+        let kind = rng.below(6);
+        if kind < 2 {
+            let after = 1 + rng.below(2) as usize;
+            let compact = rng.below(2) == 0;
+            plan.resets.push((phase, after, compact));
+            what.push(format!(
+                "phase {phase}: watch reset{} after run {after}",
+                if compact { " with 410 Gone" } else { "" }
+            ));
+            continue;
+        }
+        let full: &[crate::RequestRecord] =
+            reference.requests.get(phase).map_or(&[], Vec::as_slice);
+        // Only the operator's requests, and none the scenario also makes (it reads and writes
+        // the primary object itself, but never patches it or its status).
+        let candidates: Vec<&crate::RequestRecord> = full
+            .iter()
+            .filter(|r| {
+                r.user_agent.as_deref() == Some(OPERATOR_AGENT)
+                    && r.verb
+                        .is_some_and(|v| !matches!(v, Verb::Watch | Verb::List))
+                    && (r.resource.as_deref() != Some(primary) || r.verb == Some(Verb::Patch))
+            })
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let target = candidates[rng.below(candidates.len() as u64) as usize];
+        let nth = 1 + rng.below(2) as usize;
+        let write = target.verb.is_some_and(|v| v.is_write());
+        // A write to the primary object whose answer is lost hides its version from the
+        // operator and from the oracle's history alike; keep after-commit faults on children.
+        let after_commit = write && target.resource.as_deref() != Some(primary);
+        let (fault, label) = match kind {
+            2 => (Fault::fail(409, "Conflict"), "409 Conflict"),
+            3 => (Fault::fail(500, "InternalError"), "500"),
+            4 if after_commit => (Fault::fail_after_commit(504, "Timeout"), "504 after commit"),
+            _ => (Fault::drop_connection(), "no answer (timeout)"),
+        };
+        let mut f = fault.verb(target.verb.expect("filtered")).nth(nth);
+        if let Some(r) = &target.resource {
+            f = f.resource(r);
+        }
+        f = f.subresource(target.subresource.as_deref());
+        if let Some(n) = &target.name {
+            f = f.name(n);
+        }
+        if let Some(n) = &target.namespace {
+            f = f.namespace(n);
+        }
+        what.push(format!(
+            "phase {phase}: {label} on {} #{nth} of {} {}{}",
+            target.verb.map_or("?", |v| v.as_str()),
+            target.resource.as_deref().unwrap_or("?"),
+            target.name.as_deref().unwrap_or(""),
+            target
+                .subresource
+                .as_deref()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default(),
+        ));
+        plan.faults.push((phase, f));
+    }
+    (plan, what.join("; "))
 }
