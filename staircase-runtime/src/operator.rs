@@ -460,6 +460,7 @@ async fn lead<K, S, M, C>(
     shared.metrics.set_exists(exists_in(store.clone()));
     let synced = {
         let (health, store) = (health.clone(), store.clone());
+        let runner = shared.runner.clone();
         AbortOnDrop(tokio::spawn(async move {
             // kube-runtime's readiness signal wakes only the last of several concurrent waiters
             // (the controller waits on it too), so look again now and then instead of waiting once.
@@ -474,6 +475,17 @@ async fn lead<K, S, M, C>(
             }
             tracing::info!("watch cache synced: ready");
             health.set_synced(true);
+            // An object deleted without our finalizer never runs again, so what the runner
+            // remembers about it would stay forever: forget it once per resync period.
+            let exists = exists_in(store);
+            let period = runner.config.resync.max(Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(period).await;
+                let forgotten = runner.forget_missing(&*exists);
+                if forgotten > 0 {
+                    tracing::debug!(forgotten, "forgot objects that no longer exist");
+                }
+            }
         }))
     };
     let runs = controller
@@ -591,7 +603,6 @@ async fn hold(elector: &mut Elector) -> String {
     }
 }
 
-#[cfg(feature = "metrics")]
 fn exists_in<K: Watchable>(store: Store<K>) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
     Arc::new(move |key: &str| {
         let r = match key.split_once('/') {
@@ -601,10 +612,6 @@ fn exists_in<K: Watchable>(store: Store<K>) -> Arc<dyn Fn(&str) -> bool + Send +
         store.get(&r).is_some()
     })
 }
-
-#[cfg(not(feature = "metrics"))]
-#[allow(dead_code)]
-fn exists_in<K: Watchable>(_: Store<K>) {}
 
 /// Decrements the in-flight gauge when a run ends, however it ends.
 #[cfg(feature = "metrics")]

@@ -29,7 +29,9 @@ pub(crate) type Observer = Arc<dyn Fn(&RunReport) + Send + Sync>;
 #[derive(Default)]
 struct ObjectMemory {
     failures: u32,
-    /// The newest resourceVersion this operator wrote to the object; an older view is stale.
+    /// The newest resourceVersion of the object this operator wrote or acted on; an older view
+    /// is stale. Acted-on versions count too: after a re-read showed version 12, a lagging watch
+    /// may still deliver version 11, and acting on it would undo what 12 said.
     written_rv: Option<String>,
     /// When a stale view was first seen; past the grace period we read from the API server.
     stale_since: Option<Instant>,
@@ -106,6 +108,14 @@ where
 {
     fn api_for(&self, obj: &K) -> Api<K> {
         <K::Scope as ApiScope>::api(self.client.clone(), obj.meta().namespace.as_deref())
+    }
+
+    /// Forgets the objects `exists` no longer knows; returns how many.
+    pub(crate) fn forget_missing(&self, exists: &dyn Fn(&str) -> bool) -> usize {
+        let mut mem = self.memory.lock().expect("memory poisoned");
+        let before = mem.len();
+        mem.retain(|key, _| exists(key));
+        before - mem.len()
     }
 
     fn key(obj: &K) -> String {
@@ -291,6 +301,10 @@ where
                 };
                 if written_rv.is_some() {
                     m.written_rv = written_rv.clone();
+                } else if let Some(seen) = obj.meta().resource_version.as_deref()
+                    && (m.written_rv.is_none() || older(m.written_rv.as_deref(), seen))
+                {
+                    m.written_rv = Some(seen.to_string());
                 }
                 let settled = matches!(
                     end,

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::DynamicObject;
 use serde::de::DeserializeOwned;
@@ -54,10 +54,36 @@ where
     })
 }
 
+/// `spec` of a workload, optional in Kubernetes up to 1.36 and required from 1.37 on: the
+/// version is the final binary's choice (a k8s-openapi feature), so this crate reads both.
+trait SpecOf<T> {
+    fn spec_ref(&self) -> Option<&T>;
+}
+
+impl<T> SpecOf<T> for Option<T> {
+    fn spec_ref(&self) -> Option<&T> {
+        self.as_ref()
+    }
+}
+
+#[allow(dead_code)] // used with k8s-openapi's v1_37 and later only
+impl SpecOf<DeploymentSpec> for DeploymentSpec {
+    fn spec_ref(&self) -> Option<&DeploymentSpec> {
+        Some(self)
+    }
+}
+
+#[allow(dead_code)] // used with k8s-openapi's v1_37 and later only
+impl SpecOf<StatefulSetSpec> for StatefulSetSpec {
+    fn spec_ref(&self) -> Option<&StatefulSetSpec> {
+        Some(self)
+    }
+}
+
 /// A Deployment is ready when its controller has seen the current generation and every wanted
 /// replica is updated and available.
 pub fn deployment_available(d: &Deployment) -> Readiness {
-    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let wanted = d.spec.spec_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = d.status.clone().unwrap_or_default();
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
@@ -77,7 +103,7 @@ pub fn deployment_available(d: &Deployment) -> Readiness {
 
 /// A StatefulSet is ready when every wanted replica is ready at the current revision.
 pub fn statefulset_ready(s: &StatefulSet) -> Readiness {
-    let wanted = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let wanted = s.spec.spec_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = s.status.clone().unwrap_or_default();
     let ready = status.ready_replicas.unwrap_or(0);
     if status.observed_generation.unwrap_or(0) < s.metadata.generation.unwrap_or(0)
