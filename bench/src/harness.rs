@@ -110,6 +110,8 @@ pub struct Relist {
     pub allocs: u64,
     /// Peak operator-thread live bytes during the pass (above the thread's start).
     pub peak_bytes: i64,
+    /// Operator-thread live bytes once the pass settled (above the thread's start).
+    pub end_bytes: i64,
     /// Server-thread CPU during the pass, ns.
     pub server_cpu_ns: u64,
 }
@@ -135,12 +137,21 @@ pub struct Run {
     pub list_watch: u64,
     /// Runs during convergence (the staircase counts only runs that produced a report).
     pub runs: u64,
+    /// Runs during convergence at the same resourceVersion as the object's previous run: not
+    /// driven by a watch event of a change (requeue timers, retries). Zero means progress was
+    /// driven by watch events alone.
+    pub unchanged_reruns: u64,
     /// Operator-thread CPU during convergence, ns.
     pub cpu_ns: u64,
     /// Server-thread CPU during convergence, ns.
     pub server_cpu_ns: u64,
     /// Operator-thread live bytes after convergence (above the thread's start).
     pub live_bytes: i64,
+    /// The same variant converged on a smaller namespace just before (relist scenario only):
+    /// its object count and live bytes after sync. Two sizes give the memory per cached object
+    /// as a slope, free of fixed costs and of costs that grow with concurrency (pooled
+    /// connections and their buffers), which a single size would spread over N.
+    pub small: Option<(usize, i64)>,
     /// The forced relist, when measured.
     pub relist: Option<Relist>,
 }
@@ -275,6 +286,7 @@ struct Counts {
     status: u64,
     gets: u64,
     list_watch: u64,
+    watches: u64,
 }
 
 fn counts(s: &Stats) -> Counts {
@@ -284,6 +296,7 @@ fn counts(s: &Stats) -> Counts {
         status: s.count_resource(RESOURCE, Some("status"), Verb::Patch),
         gets: s.count(Verb::Get),
         list_watch: s.count(Verb::List) + s.count(Verb::Watch),
+        watches: s.count(Verb::Watch),
     }
 }
 
@@ -301,6 +314,15 @@ async fn wait_until(c: &Counters, timeout: Duration, done: impl Fn() -> bool) ->
     }
 }
 
+/// Waits until the server has seen a WATCH beyond the first `before` (the variant has synced
+/// and watches), or `timeout`. Polled: the server's statistics have no notification.
+async fn wait_for_watch(stats: &Stats, before: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while stats.count(Verb::Watch) <= before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until no run happened for `quiet`.
 async fn settle(c: &Counters, quiet: Duration) {
     loop {
@@ -313,7 +335,12 @@ async fn settle(c: &Counters, quiet: Duration) {
 }
 
 /// Runs one variant on its own thread over the `n` objects in `ns`.
-pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options) -> Run {
+///
+/// Everything the variant does runs on that thread (a current-thread runtime): its CPU clock
+/// and allocation counters are the variant's alone. The measuring code also runs there, but
+/// only reads counters and waits; the one request it makes (the relist marker) is outside
+/// every measured window.
+pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o: &Options) -> Run {
     let (url, stats, faults, server_clock) = (
         host.url.clone(),
         host.stats.clone(),
@@ -328,13 +355,14 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                 .enable_all()
                 .build()
                 .expect("operator runtime");
+            // Made before `base` so that its (pre-sized) bookkeeping is not counted.
+            let counters = Arc::new(Counters::for_objects(n));
             let base = alloc::snapshot();
             rt.block_on(async move {
-                let n = o.n as u64;
+                let n = n as u64;
                 let timeout = Duration::from_secs(o.timeout_s);
                 let quiet = Duration::from_millis(o.settle_ms + 3 * sc.delay_ms);
                 let client = client(&url);
-                let counters = Arc::new(Counters::default());
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 // `Sync` (kube-runtime's graceful shutdown wants it): a watch channel, not a oneshot.
                 let stop = async move {
@@ -362,6 +390,10 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                     )),
                 };
                 let cc = counters.clone();
+                if n == 0 {
+                    // Nothing to converge: wait until the variant has listed and watches.
+                    wait_for_watch(&stats, c0.watches, timeout).await;
+                }
                 wait_until(&counters, timeout, || {
                     cc.converged.load(Ordering::Relaxed) >= n
                 })
@@ -378,6 +410,7 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                     gets: c1.gets - c0.gets,
                     list_watch: c1.list_watch - c0.list_watch,
                     runs: counters.runs.load(Ordering::Relaxed),
+                    unchanged_reruns: counters.unchanged_reruns.load(Ordering::Relaxed),
                     cpu_ns: cpu1 - cpu0,
                     server_cpu_ns: scpu1 - scpu0,
                     live_bytes: alloc::snapshot().live - base.live,
@@ -394,8 +427,15 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                     let a0 = alloc::snapshot();
                     let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
                     let conv0 = counters.converged.load(Ordering::Relaxed);
-                    faults.compact();
-                    faults.close_watches();
+                    // On a helper thread: compaction frees the server's event history, which
+                    // the server thread allocated; freed here it would count as the operator's
+                    // (megabytes of negative live bytes that hide the relist peak).
+                    std::thread::scope(|s| {
+                        s.spawn(|| {
+                            faults.compact();
+                            faults.close_watches();
+                        });
+                    });
                     wait_until(&counters, timeout, || {
                         cc.converged.load(Ordering::Relaxed) >= conv0 + n
                     })
@@ -407,6 +447,7 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
                         cpu_ns: cpu::thread_cpu_ns() - cpu0,
                         allocs: a1.allocs - a0.allocs,
                         peak_bytes: a1.peak - base.live,
+                        end_bytes: a1.live - base.live,
                         server_cpu_ns: cpu::clock_ns(server_clock) - scpu0,
                     });
                 }
@@ -418,6 +459,12 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, sc: Scenario, o: &Options)
         .expect("spawn operator thread")
         .join()
         .expect("operator thread")
+}
+
+/// The smaller object count of figure 4: a tenth of N, but enough objects to use the full
+/// concurrency twice over (so the connection pool grows as it does at N), and at most N / 2.
+pub fn small_n(o: &Options) -> usize {
+    (o.n / 10).max(2 * o.concurrency as usize).min(o.n / 2)
 }
 
 /// Results of every run, in order.
@@ -454,8 +501,13 @@ pub fn scenarios(o: &Options) -> Vec<Scenario> {
     v
 }
 
-/// Runs every repetition, scenario and variant (interleaved); `log` gets progress lines.
-pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sample>> {
+/// Runs every repetition, scenario and variant (interleaved); `log` gets progress lines and
+/// `rep_done` the samples so far after each repetition (so an interrupted run leaves results).
+pub fn run_all(
+    o: &Options,
+    mut log: impl FnMut(&str),
+    mut rep_done: impl FnMut(&[Sample]),
+) -> anyhow::Result<Vec<Sample>> {
     let harness = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -471,6 +523,19 @@ pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sam
             let hc = harness.block_on(async { client(&host.url) });
             harness.block_on(install(&hc))?;
             for v in order {
+                // Figure 4's second size: the same variant, same server, fewer objects.
+                let small = if sc.relist {
+                    let n0 = small_n(o);
+                    let ns = format!("{}-{}-small", v.name(), rep);
+                    harness.block_on(populate(&hc, &ns, n0))?;
+                    let sc0 = Scenario {
+                        relist: false,
+                        ..sc
+                    };
+                    Some((n0, run_variant(v, &host, &ns, n0, sc0, o).live_bytes))
+                } else {
+                    None
+                };
                 let ns = format!("{}-{}", v.name(), rep);
                 harness.block_on(populate(&hc, &ns, o.n))?;
                 if sc.delay_ms > 0 {
@@ -484,12 +549,14 @@ pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sam
                             .always(),
                     );
                 }
-                let mut run = run_variant(v, &host, &ns, sc, o);
+                let mut run = run_variant(v, &host, &ns, o.n, sc, o);
+                run.small = small;
                 host.faults.clear();
                 run.converged_objects = harness.block_on(count_converged(&hc, &ns))?;
                 run.converged = run.converged_objects == o.n;
                 log(&format!(
-                    "rep {rep} {} {:<9} converged {}/{} in {:.3}s: {} requests, {} patches (+{} status), cpu {:.1} ms{}",
+                    "rep {rep} {} {:<9} converged {}/{} in {:.3}s: {} requests, {} patches (+{} status), \
+                     {} unchanged reruns, cpu {:.1} ms, live {} KiB{}{}",
                     sc.label(),
                     v.name(),
                     run.converged_objects,
@@ -498,12 +565,20 @@ pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sam
                     run.requests,
                     run.patches,
                     run.status_patches,
+                    run.unchanged_reruns,
                     run.cpu_ns as f64 / 1e6,
+                    run.live_bytes / 1024,
+                    run.small.map_or(String::new(), |(n0, b)| format!(
+                        " ({} KiB with {n0} objects)",
+                        b / 1024
+                    )),
                     run.relist.as_ref().map_or(String::new(), |r| format!(
-                        "; relist {} runs, {:.1} µs/run, {:.0} allocs/run",
+                        "; relist {} runs, {:.1} µs/run, {:.0} allocs/run, peak {} KiB, after {} KiB",
                         r.runs,
                         r.cpu_ns as f64 / 1e3 / r.runs.max(1) as f64,
-                        r.allocs as f64 / r.runs.max(1) as f64
+                        r.allocs as f64 / r.runs.max(1) as f64,
+                        r.peak_bytes / 1024,
+                        r.end_bytes / 1024,
                     )),
                 ));
                 samples.push(Sample {
@@ -516,6 +591,7 @@ pub fn run_all(o: &Options, mut log: impl FnMut(&str)) -> anyhow::Result<Vec<Sam
             drop(hc);
             drop(host);
         }
+        rep_done(&samples);
     }
     Ok(samples)
 }

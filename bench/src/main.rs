@@ -1,19 +1,27 @@
-//! `staircase-bench`: runs the staircase and the hand-written controller side by side and
-//! writes `bench/results/latest.{md,json}`.
+//! `staircase-bench`: runs the staircase and the hand-written controller side by side, measures
+//! the compile cost of the DSL, and writes `latest.{md,json}` into `--out` (default
+//! `bench/results/`). The files are rewritten after every repetition (marked partial until the
+//! run ends), so an interrupted run still leaves what it measured.
 //!
 //! ```text
 //! cargo run --release -p staircase-bench -- [--n N] [--reps R] [--concurrency C]
-//!     [--delays 0,2,10] [--latency-ms 5] [--no-status] [--compile] [--out DIR]
+//!     [--delays 0,2,10] [--latency-ms 5] [--settle-ms 300] [--timeout-s 300] [--no-status]
+//!     [--no-compile] [--compile-reps 3] [--out DIR]
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use staircase_bench::harness::{self, Options};
+use staircase_bench::harness::{self, Options, Sample};
 use staircase_bench::report::{self, Machine, Report};
+
+const USAGE: &str = "staircase-bench [--n N] [--reps R] [--concurrency C] [--delays 0,2,10] \
+                     [--latency-ms 5] [--settle-ms 300] [--timeout-s 300] [--no-status] \
+                     [--no-compile] [--compile-reps 3] [--out DIR]";
 
 fn main() -> anyhow::Result<()> {
     let mut o = Options::default();
-    let mut compile = false;
+    let mut compile = true;
+    let mut compile_reps = 3;
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -33,50 +41,76 @@ fn main() -> anyhow::Result<()> {
             }
             "--latency-ms" => o.latency_ms = val()?.parse()?,
             "--settle-ms" => o.settle_ms = val()?.parse()?,
+            "--timeout-s" => o.timeout_s = val()?.parse()?,
             "--no-status" => o.status = false,
+            // Kept for old command lines: figure 5 is measured by default now.
             "--compile" => compile = true,
+            "--no-compile" => compile = false,
+            "--compile-reps" => compile_reps = val()?.parse()?,
             "--out" => out = val()?.into(),
             "-h" | "--help" => {
-                println!(
-                    "staircase-bench [--n N] [--reps R] [--concurrency C] [--delays 0,2,10] \
-                     [--latency-ms 5] [--settle-ms 300] [--no-status] [--compile] [--out DIR]"
-                );
+                println!("{USAGE}");
                 return Ok(());
             }
-            other => anyhow::bail!("unknown argument {other}"),
+            other => anyhow::bail!("unknown argument {other}\n{USAGE}"),
         }
     }
-    let mut machine = Machine::describe();
-    eprintln!("{machine:?}\n{o:?}");
-    let samples = harness::run_all(&o, |l| eprintln!("{l}"))?;
-    let compile = if compile {
+    anyhow::ensure!(!o.delays_ms.is_empty(), "--delays needs at least one value");
+    std::fs::create_dir_all(&out)?;
+    let mut report = Report {
+        complete: false,
+        reps_done: 0,
+        machine: Machine::describe(),
+        rows: Vec::new(),
+        options: o.clone(),
+        compile: None,
+        compile_error: None,
+        notes: report::notes(),
+        samples: Vec::new(),
+    };
+    eprintln!("{:?}\n{o:?}", report.machine);
+    let update = |report: &mut Report, samples: &[Sample]| {
+        report.reps_done = samples.iter().map(|s| s.rep + 1).max().unwrap_or(0);
+        report.rows = report::rows(&o, samples);
+        report.samples = samples.to_vec();
+        report.machine.loadavg_end = report::loadavg();
+    };
+    let samples = harness::run_all(
+        &o,
+        |l| eprintln!("{l}"),
+        |samples| {
+            update(&mut report, samples);
+            if let Err(e) = write(&out, &report) {
+                eprintln!("could not write partial results: {e}");
+            }
+        },
+    )?;
+    update(&mut report, &samples);
+    if compile {
         eprintln!("figure 5: building fixtures …");
-        match staircase_bench::compile::measure(3) {
-            Ok(c) => Some(c),
+        match staircase_bench::compile::measure(compile_reps) {
+            Ok(c) => report.compile = Some(c),
             Err(e) => {
                 eprintln!("figure 5 not measured: {e}");
-                None
+                report.compile_error = Some(e.to_string());
             }
         }
-    } else {
-        None
-    };
-    machine.loadavg_end = report::loadavg();
-    let report = Report {
-        machine,
-        rows: report::rows(&o, &samples),
-        options: o,
-        compile,
-        notes: report::notes(),
-        samples,
-    };
-    std::fs::create_dir_all(&out)?;
+    }
+    report.machine.loadavg_end = report::loadavg();
+    report.complete = true;
+    let md = write(&out, &report)?;
+    println!("{md}");
+    eprintln!("wrote {}/latest.{{md,json}}", out.display());
+    Ok(())
+}
+
+/// Writes `latest.md` and `latest.json` into `out`; returns the markdown.
+fn write(out: &Path, report: &Report) -> anyhow::Result<String> {
     let md = report.markdown();
     std::fs::write(out.join("latest.md"), &md)?;
     std::fs::write(
         out.join("latest.json"),
-        serde_json::to_string_pretty(&report)?,
+        serde_json::to_string_pretty(report)?,
     )?;
-    println!("{md}");
-    Ok(())
+    Ok(md)
 }

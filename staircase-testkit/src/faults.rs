@@ -273,9 +273,17 @@ impl Faults {
         self.store.lock().close_watchers();
     }
 
-    /// Delays delivery of each watch event by `d` (zero turns it off).
+    /// Delivers each watch event `d` after it was committed, like a lagging watch cache (zero
+    /// turns it off and releases what is waiting). A pure latency: events stay in commit order
+    /// and the watch's throughput is not limited, so a thousand events committed at once all
+    /// arrive about `d` later, not one `d` apart. Lines a watch replays when it starts count as
+    /// committed at its start. Applies to open watches at once, and composes with
+    /// [`hold_back_watch_events`](Self::hold_back_watch_events) (a held event keeps its
+    /// commit time).
     pub fn delay_watch_events(&self, d: Duration) {
         self.lock().watch_delay = d;
+        // Wake waiting streams so they re-read the delay (a shorter one releases lines now).
+        self.store.lock().flush_watchers();
     }
 
     /// Holds watch events back until the store is `n` resourceVersions ahead of them, like a
@@ -302,6 +310,7 @@ impl Faults {
         self.store.lock().compact();
     }
 
+    /// The current watch delay, read by each watch stream when it delivers a line.
     pub(crate) fn watch_delay(&self) -> Duration {
         self.lock().watch_delay
     }

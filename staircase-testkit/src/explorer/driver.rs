@@ -247,6 +247,27 @@ async fn install(
 
 /// Whether anyone ever asked the server to write an object of this resource: if not, there is
 /// none to compare, and the snapshot skips listing it.
+impl<K, S, M, C> Cx<K, S, M, C> {
+    /// The end state of the case's namespace (kinds nobody wrote are not listed).
+    async fn snapshot(
+        &self,
+        setup: &Setup<K, S, M, C>,
+        scenario: &Scenario<K>,
+        primary: &ApiResource,
+    ) -> anyhow::Result<Snapshot> {
+        let stats = self.server.stats();
+        compare::snapshot(
+            &self.admin,
+            &scenario.namespace,
+            primary,
+            &setup.compare,
+            &self.ext,
+            |r| written(&stats, r),
+        )
+        .await
+    }
+}
+
 fn written(stats: &crate::Stats, ar: &ApiResource) -> bool {
     let name = match ar.group.as_str() {
         "" => ar.plural.clone(),
@@ -343,15 +364,7 @@ where
         }
         match settled {
             Ok(()) => {
-                let snap = compare::snapshot(
-                    &cx.admin,
-                    &scenario.namespace,
-                    primary,
-                    &setup.compare,
-                    &cx.ext,
-                    |r| written(&stats, r),
-                )
-                .await?;
+                let snap = cx.snapshot(setup, scenario, primary).await?;
                 cx.out.snapshots.push(Some(snap));
             }
             Err(why) => {
@@ -610,20 +623,11 @@ where
             cx.out.snapshots.push(None);
             break;
         }
-        let stats = cx.server.stats();
         // The loop keeps running while the explorer looks (resyncs, a run already under way):
         // a snapshot counts only if the operator wrote nothing meanwhile and is still settled.
         let snap = loop {
             let before = cx.gate.committed();
-            let snap = compare::snapshot(
-                &cx.admin,
-                &scenario.namespace,
-                primary,
-                &setup.compare,
-                &cx.ext,
-                |r| written(&stats, r),
-            )
-            .await?;
+            let snap = cx.snapshot(setup, scenario, primary).await?;
             if cx.gate.committed() == before
                 && settled_in_loop(&cx.api, &reports, mark, acted).await?
             {

@@ -224,7 +224,8 @@ where
                 compare: Default::default(),
                 external: name.to_string(),
                 patience: Duration::from_millis(400),
-                guard: Duration::from_secs(20),
+                // A guard against hangs only: generous, so a loaded CI machine never trips it.
+                guard: Duration::from_secs(60),
                 resync: Duration::from_millis(50),
             },
             scenarios: Vec::new(),

@@ -240,28 +240,8 @@ pub(crate) fn random_plan(
             4 if write => (Fault::drop_after_commit(), "answer lost after commit"),
             _ => (Fault::drop_connection(), "no answer (timeout)"),
         };
-        let mut f = fault.verb(target.verb.expect("filtered")).nth(nth);
-        if let Some(r) = &target.resource {
-            f = f.resource(r);
-        }
-        f = f.subresource(target.subresource.as_deref());
-        if let Some(n) = &target.name {
-            f = f.name(n);
-        }
-        if let Some(n) = &target.namespace {
-            f = f.namespace(n);
-        }
-        what.push(format!(
-            "phase {phase}: {label} on {} #{nth} of {} {}{}",
-            target.verb.map_or("?", |v| v.as_str()),
-            target.resource.as_deref().unwrap_or("?"),
-            target.name.as_deref().unwrap_or(""),
-            target
-                .subresource
-                .as_deref()
-                .map(|s| format!("/{s}"))
-                .unwrap_or_default(),
-        ));
+        let (f, described) = aim(fault, target, nth);
+        what.push(format!("phase {phase}: {label} on {described}"));
         plan.faults.push((phase, f));
     }
     let n = what.len();
@@ -269,6 +249,34 @@ pub(crate) fn random_plan(
 }
 
 /// The controller-loop plan of a stale-view or lost-events case.
+/// `fault` aimed at the `nth` request like `target` (same verb, resource, subresource, name and
+/// namespace), and how to describe it in a report.
+fn aim(fault: Fault, target: &crate::RequestRecord, nth: usize) -> (Fault, String) {
+    let mut f = fault.verb(target.verb.expect("filtered")).nth(nth);
+    if let Some(r) = &target.resource {
+        f = f.resource(r);
+    }
+    f = f.subresource(target.subresource.as_deref());
+    if let Some(n) = &target.name {
+        f = f.name(n);
+    }
+    if let Some(n) = &target.namespace {
+        f = f.namespace(n);
+    }
+    let described = format!(
+        "{} #{nth} of {} {}{}",
+        target.verb.map_or("?", |v| v.as_str()),
+        target.resource.as_deref().unwrap_or("?"),
+        target.name.as_deref().unwrap_or(""),
+        target
+            .subresource
+            .as_deref()
+            .map(|s| format!("/{s}"))
+            .unwrap_or_default(),
+    );
+    (f, described)
+}
+
 pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>) -> CasePlan {
     CasePlan {
         mode: Mode::Loop { hold_back, drop },
@@ -331,28 +339,8 @@ pub(crate) fn random_loop_plan(
             4 if after_commit => (Fault::fail_after_commit(504, "Timeout"), "504 after commit"),
             _ => (Fault::drop_connection(), "no answer (timeout)"),
         };
-        let mut f = fault.verb(target.verb.expect("filtered")).nth(nth);
-        if let Some(r) = &target.resource {
-            f = f.resource(r);
-        }
-        f = f.subresource(target.subresource.as_deref());
-        if let Some(n) = &target.name {
-            f = f.name(n);
-        }
-        if let Some(n) = &target.namespace {
-            f = f.namespace(n);
-        }
-        what.push(format!(
-            "phase {phase}: {label} on {} #{nth} of {} {}{}",
-            target.verb.map_or("?", |v| v.as_str()),
-            target.resource.as_deref().unwrap_or("?"),
-            target.name.as_deref().unwrap_or(""),
-            target
-                .subresource
-                .as_deref()
-                .map(|s| format!("/{s}"))
-                .unwrap_or_default(),
-        ));
+        let (f, described) = aim(fault, target, nth);
+        what.push(format!("phase {phase}: {label} on {described}"));
         plan.faults.push((phase, f));
     }
     (plan, what.join("; "))
