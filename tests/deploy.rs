@@ -237,9 +237,12 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
     // The cleanup step's ConfigMap delete is usually observed, but in some runs the ConfigMap is
     // already gone when cleanup looks (not pinned down yet; see the issue-6 report), so it is
     // not required to appear.
+    // An Event is patched only when the same one repeats (aggregation into a series), which a
+    // clean run does not always provoke. And a converged object is re-read only at its resync.
     let rarely: BTreeSet<Grant> = [
         ("demo.staircase.rs", "foos", "get"),
         ("", "configmaps", "delete"),
+        ("events.k8s.io", "events", "patch"),
     ]
     .into_iter()
     .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
