@@ -268,6 +268,15 @@ impl<K, S, M, C> Cx<K, S, M, C> {
     }
 }
 
+/// Injects the plan's faults for `phase`; their ids tell later how many fired.
+fn inject_phase(plan: &CasePlan, phase: usize, faults: &crate::Faults) -> Vec<crate::FaultId> {
+    plan.faults
+        .iter()
+        .filter(|(p, _)| *p == phase)
+        .map(|(_, f)| faults.inject(f.clone()))
+        .collect()
+}
+
 fn written(stats: &crate::Stats, ar: &ApiResource) -> bool {
     let name = match ar.group.as_str() {
         "" => ar.plural.clone(),
@@ -345,12 +354,7 @@ where
     for (phase, action) in scenario.actions.iter().enumerate() {
         cx.gate.set_phase(phase);
         scenario::apply(action, &cx.admin, &scenario.namespace).await?;
-        let ids: Vec<_> = plan
-            .faults
-            .iter()
-            .filter(|(p, _)| *p == phase)
-            .map(|(_, f)| faults.inject(f.clone()))
-            .collect();
+        let ids = inject_phase(plan, phase, &faults);
         let from = if plan.record_requests {
             stats.requests().len()
         } else {
@@ -551,12 +555,7 @@ where
         let mark = reports.lock().expect("reports").len();
         scenario::apply(action, &admin, &scenario.namespace).await?;
         let acted = Instant::now();
-        let ids: Vec<_> = plan
-            .faults
-            .iter()
-            .filter(|(p, _)| *p == phase)
-            .map(|(_, f)| faults.inject(f.clone()))
-            .collect();
+        let ids = inject_phase(plan, phase, &faults);
         let mut resets: Vec<(usize, bool)> = plan
             .resets
             .iter()
