@@ -25,6 +25,7 @@ pub mod external;
 mod finalizer;
 pub mod health;
 pub mod leader;
+mod memory;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod operator;

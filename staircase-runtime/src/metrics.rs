@@ -21,9 +21,7 @@
 //! are counted, plus the runs in flight; runs triggered by watch events are not counted until they
 //! start.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,7 +31,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::run::{RunEnd, RunReport};
-use crate::runner::NextRun;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -64,18 +61,9 @@ fn seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// Whether an object (by `namespace/name` key) still exists, e.g. in the watch cache.
-type Exists = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-#[derive(Default)]
-struct Track {
-    /// When the operator's own requeue of each object is due (`None` while it runs). Entries
-    /// are updated in place, so a run of a known object allocates nothing here.
-    due: HashMap<String, Option<Instant>>,
-    /// Objects whose last run did not end converged (or done).
-    not_ready: HashSet<String>,
-    exists: Option<Exists>,
-}
+/// Counts, at scrape time, the objects whose requeue is due but has not started and the objects
+/// whose last run was not ready (kept by the runner, which remembers every object anyway).
+type Counts = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
 
 struct Inner {
     registry: Registry,
@@ -89,7 +77,7 @@ struct Inner {
     queue_depth: Gauge,
     not_ready: Gauge,
     events_dropped: Counter,
-    track: Mutex<Track>,
+    counts: Mutex<Option<Counts>>,
 }
 
 /// The operator's metrics: a cheaply cloneable handle to one Prometheus registry. Every
@@ -173,63 +161,41 @@ impl Metrics {
             queue_depth,
             not_ready,
             events_dropped,
-            track: Mutex::default(),
+            counts: Mutex::default(),
         }))
-    }
-
-    fn track<T>(&self, f: impl FnOnce(&mut Track) -> T) -> T {
-        f(&mut self.0.track.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Everything in the Prometheus text format (what `GET /metrics` answers).
     pub fn encode(&self) -> String {
-        let now = Instant::now();
-        let (due, not_ready) = self.track(|t| {
-            let due = t
-                .due
-                .values()
-                .filter(|at| at.is_some_and(|at| at <= now))
-                .count();
-            if let Some(exists) = &t.exists {
-                // Objects deleted without a finalizer never run again: forget them here.
-                let exists = exists.clone();
-                t.not_ready.retain(|k| exists(k));
-                t.due.retain(|k, _| exists(k));
-            }
-            (due, t.not_ready.len())
-        });
-        self.0.queue_depth.set(self.0.in_flight.get() + due as i64);
-        self.0.not_ready.set(not_ready as i64);
+        let counts = self.counts_fn().map_or((0, 0), |c| c());
+        self.0
+            .queue_depth
+            .set(self.0.in_flight.get() + counts.0 as i64);
+        self.0.not_ready.set(counts.1 as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
             .expect("writing to a String cannot fail");
         out
     }
 
-    pub(crate) fn set_exists(&self, exists: Exists) {
-        self.track(|t| t.exists = Some(exists));
+    fn counts_fn(&self) -> Option<Counts> {
+        self.0
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    pub(crate) fn run_started(&self, key: &str) {
+    pub(crate) fn set_counts(&self, counts: Counts) {
+        *self.0.counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+    }
+
+    pub(crate) fn run_started(&self) {
         self.0.in_flight.inc();
-        self.track(|t| {
-            if let Some(at) = t.due.get_mut(key) {
-                *at = None;
-            }
-        });
     }
 
-    pub(crate) fn run_finished(&self, key: &str, next: Option<NextRun>) {
+    pub(crate) fn run_finished(&self) {
         self.0.in_flight.dec();
-        if let Some(NextRun::After(d)) = next {
-            let at = Some(Instant::now() + d);
-            self.track(|t| match t.due.get_mut(key) {
-                Some(due) => *due = at,
-                None => {
-                    t.due.insert(key.to_string(), at);
-                }
-            });
-        }
     }
 
     pub(crate) fn event_dropped(&self) {
@@ -267,15 +233,6 @@ impl Metrics {
                     .inc();
             }
         }
-        self.track(|t| match &r.end {
-            RunEnd::Converged | RunEnd::Done { .. } | RunEnd::FinalizerRemoved => {
-                t.not_ready.remove(&r.object);
-            }
-            RunEnd::SkippedStale => {}
-            _ => {
-                t.not_ready.insert(r.object.clone());
-            }
-        });
     }
 }
 

@@ -13,7 +13,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::OperatorConfig;
@@ -271,13 +271,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn key_of<K: Resource>(obj: &K) -> String {
-    match &obj.meta().namespace {
-        Some(ns) => format!("{ns}/{}", obj.name_any()),
-        None => obj.name_any(),
-    }
-}
-
 impl<K, S, M, C> Operator<K, S, M, C>
 where
     K: Watchable,
@@ -457,7 +450,12 @@ async fn lead<K, S, M, C>(
     }
     let store = controller.store();
     #[cfg(feature = "metrics")]
-    shared.metrics.set_exists(exists_in(store.clone()));
+    {
+        let (exists, runner) = (exists_in(store.clone()), shared.runner.clone());
+        shared
+            .metrics
+            .set_counts(Arc::new(move || runner.memory.counts(&*exists)));
+    }
     let synced = {
         let (health, store) = (health.clone(), store.clone());
         let runner = shared.runner.clone();
@@ -481,7 +479,7 @@ async fn lead<K, S, M, C>(
             let period = runner.config.resync.max(Duration::from_secs(1));
             loop {
                 tokio::time::sleep(period).await;
-                let forgotten = runner.forget_missing(&*exists);
+                let forgotten = runner.memory.forget_missing(&*exists);
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "forgot objects that no longer exist");
                 }
@@ -615,16 +613,12 @@ fn exists_in<K: Watchable>(store: Store<K>) -> Arc<dyn Fn(&str) -> bool + Send +
 
 /// Decrements the in-flight gauge when a run ends, however it ends.
 #[cfg(feature = "metrics")]
-struct RunGuard {
-    metrics: Metrics,
-    key: String,
-    next: Option<NextRun>,
-}
+struct RunGuard(Metrics);
 
 #[cfg(feature = "metrics")]
 impl Drop for RunGuard {
     fn drop(&mut self) {
-        self.metrics.run_finished(&self.key, self.next);
+        self.0.run_finished();
     }
 }
 
@@ -640,17 +634,10 @@ where
     C: Stairs<K, S>,
 {
     #[cfg(feature = "metrics")]
-    let mut guard = {
-        let key = key_of(&*obj);
-        shared.metrics.run_started(&key);
-        RunGuard {
-            metrics: shared.metrics.clone(),
-            key,
-            next: None,
-        }
+    let _guard = {
+        shared.metrics.run_started();
+        RunGuard(shared.metrics.clone())
     };
-    #[cfg(not(feature = "metrics"))]
-    let _ = key_of(&*obj);
     let runner = shared.runner.clone();
     // In a task of its own: a run in flight at shutdown finishes even when kube-runtime drops
     // this future; `lead` waits for it.
@@ -658,10 +645,6 @@ where
         .in_flight
         .run(async move { runner.run(obj).await.1 })
         .await;
-    #[cfg(feature = "metrics")]
-    {
-        guard.next = next;
-    }
     Ok(match next {
         Some(NextRun::After(d)) => Action::requeue(d),
         Some(NextRun::OnChange) | None => Action::await_change(),

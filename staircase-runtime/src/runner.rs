@@ -1,10 +1,9 @@
 //! One run over one object: pick the chain (steps or cleanup), climb it, write status, decide
 //! when to run again. `Operator` calls this for every object the controller schedules.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
@@ -14,6 +13,7 @@ use tracing::Instrument;
 
 use crate::chain::Stairs;
 use crate::context::ApiScope;
+use crate::memory::{self, Memory, ObjectKey, View, rv_number};
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::staircase::Staircase;
 use crate::status::{StepStatus, next_status};
@@ -24,26 +24,6 @@ pub(crate) type StatusReader<K> = fn(&K) -> Option<&StepStatus>;
 
 /// Called with every run's report.
 pub(crate) type Observer = Arc<dyn Fn(&RunReport) + Send + Sync>;
-
-/// What the runtime remembers about an object between runs.
-#[derive(Default)]
-struct ObjectMemory {
-    failures: u32,
-    /// The newest resourceVersion of the object this operator wrote or acted on; an older view
-    /// is stale. Acted-on versions count too: after a re-read showed version 12, a lagging watch
-    /// may still deliver version 11, and acting on it would undo what 12 said.
-    written_rv: Option<String>,
-    /// When a stale view was first seen; past the grace period we read from the API server.
-    stale_since: Option<Instant>,
-    /// The resourceVersion a settled run (converged, done, waiting) left the object at, and when
-    /// that version was first settled on. A run at the same version a full resync period later
-    /// is the resync: the watch may have lost an event since, so the object is read fresh. Runs
-    /// at the same version sooner than that (a relist, a child's or a mapped object's event, the
-    /// echo of our own status write) trust the cache: re-reading on each would cost a GET per
-    /// run and protect against nothing the resync doesn't.
-    verified_rv: Option<String>,
-    verified_at: Option<Instant>,
-}
 
 /// When the object should run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,18 +43,8 @@ pub(crate) struct Runner<K, S, M, C> {
     pub(crate) config: OperatorConfig,
     pub(crate) status: Option<StatusReader<K>>,
     pub(crate) observers: Vec<Observer>,
-    memory: Mutex<HashMap<String, ObjectMemory>>,
+    pub(crate) memory: Memory,
     run_ids: AtomicU64,
-}
-
-/// `a` is older than `b`; resourceVersions are opaque strings, but every real API server (and
-/// ours) uses etcd revisions, so compare numerically when both parse and never claim "older"
-/// otherwise.
-fn older(a: Option<&str>, b: &str) -> bool {
-    match (a.and_then(|a| a.parse::<u64>().ok()), b.parse::<u64>().ok()) {
-        (Some(a), Some(b)) => a < b,
-        _ => false,
-    }
 }
 
 impl<K, S, M, C> Runner<K, S, M, C> {
@@ -92,7 +62,7 @@ impl<K, S, M, C> Runner<K, S, M, C> {
             config,
             status: None,
             observers: Vec::new(),
-            memory: Mutex::default(),
+            memory: Memory::default(),
             run_ids: AtomicU64::new(1),
         }
     }
@@ -110,25 +80,20 @@ where
         <K::Scope as ApiScope>::api(self.client.clone(), obj.meta().namespace.as_deref())
     }
 
-    /// Forgets the objects `exists` no longer knows; returns how many.
-    pub(crate) fn forget_missing(&self, exists: &dyn Fn(&str) -> bool) -> usize {
-        let mut mem = self.memory.lock().expect("memory poisoned");
-        let before = mem.len();
-        mem.retain(|key, _| exists(key));
-        before - mem.len()
-    }
-
-    fn key(obj: &K) -> String {
-        match &obj.meta().namespace {
-            Some(ns) => format!("{ns}/{}", obj.name_any()),
-            None => obj.name_any(),
+    fn key(obj: &K) -> ObjectKey<'_> {
+        let meta = obj.meta();
+        ObjectKey {
+            namespace: meta.namespace.as_deref(),
+            name: meta.name.as_deref().unwrap_or_default(),
         }
     }
 
     /// Runs the staircase once for `obj`. Returns the report (`None` when there was nothing to run,
     /// e.g. a deleted object without our finalizer) and when to run again.
     pub(crate) async fn run(&self, obj: Arc<K>) -> (Option<RunReport>, NextRun) {
-        let key = Self::key(&obj);
+        // The key borrows from this handle to the object, which outlives the run.
+        let handle = obj.clone();
+        let key = Self::key(&handle);
         let run_id = self.run_ids.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "run",
@@ -138,15 +103,21 @@ where
         );
         let started = Instant::now();
         let (report, next) = async {
-            let obj = match self.fresh_view(&key, obj).await {
+            let obj = match self.fresh_view(key, obj).await {
                 Ok(Some(obj)) => obj,
                 Ok(None) => return (None, NextRun::OnChange),
                 Err(skip) => return skip,
             };
-            self.run_fresh(key.clone(), run_id, obj).await
+            self.run_fresh(key, run_id, obj).await
         }
         .instrument(span)
         .await;
+        let ready = report.as_ref().and_then(|r| match r.end {
+            RunEnd::Converged | RunEnd::Done { .. } => Some(true),
+            RunEnd::SkippedStale => None,
+            _ => Some(false),
+        });
+        self.memory.finish(key, next, ready);
         let report = report.map(|mut r| {
             r.duration = started.elapsed();
             r
@@ -164,34 +135,17 @@ where
     /// for the watch to catch up, then, past the grace period, reads the object directly.
     async fn fresh_view(
         &self,
-        key: &str,
+        key: ObjectKey<'_>,
         obj: Arc<K>,
     ) -> Result<Option<Arc<K>>, (Option<RunReport>, NextRun)> {
-        let (reverify, stale_for) = {
-            let mut mem = self.memory.lock().expect("memory poisoned");
-            let Some(m) = mem.get_mut(key) else {
-                // Never ran (or forgotten): nothing of ours to be newer than.
-                return Ok(Some(obj));
-            };
-            // A timer may fire a hair before a full period has passed by `Instant`'s clock.
-            let period = self.config.resync.mul_f64(0.9);
-            let reverify = m.verified_rv.is_some()
-                && m.verified_rv == obj.meta().resource_version
-                && m.verified_at.is_some_and(|t| t.elapsed() >= period);
-            if reverify {
-                m.verified_rv = None;
-            }
-            let stale_for = match &m.written_rv {
-                Some(w) if older(obj.meta().resource_version.as_deref(), w) => {
-                    Some(m.stale_since.get_or_insert_with(Instant::now).elapsed())
-                }
-                _ => {
-                    m.stale_since = None;
-                    None
-                }
-            };
-            (reverify, stale_for)
-        };
+        let seen = rv_number(obj.meta().resource_version.as_deref());
+        // A timer may fire a hair before a full period has passed by `Instant`'s clock.
+        let View {
+            reread: reverify,
+            stale_for,
+        } = self
+            .memory
+            .start(key, seen, self.config.resync.mul_f64(0.9));
         if reverify {
             return match self.api_for(&obj).get_opt(&obj.name_any()).await {
                 Ok(fresh) => Ok(fresh.map(Arc::new)),
@@ -221,19 +175,14 @@ where
 
     async fn run_fresh(
         &self,
-        key: String,
+        key: ObjectKey<'_>,
         run_id: u64,
         obj: Arc<K>,
     ) -> (Option<RunReport>, NextRun) {
         let meta = obj.meta();
         let deleting = meta.deletion_timestamp.is_some();
         let generation = meta.generation;
-        let retries = self
-            .memory
-            .lock()
-            .expect("memory poisoned")
-            .get(&key)
-            .map_or(0, |m| m.failures);
+        let retries = self.memory.failures(key);
         let ctx = Context::new(
             self.counting.clone(),
             self.state.clone(),
@@ -289,40 +238,19 @@ where
         let status_written = status == Some(true);
         let written_rv = rec.primary_rv(|| rec_primary(&*obj));
         let failed = matches!(end, RunEnd::Failed { .. });
-        let failures = {
-            let mut mem = self.memory.lock().expect("memory poisoned");
-            if matches!(end, RunEnd::FinalizerRemoved) {
-                mem.remove(&key);
-                0
-            } else {
-                let m = match mem.get_mut(&key) {
-                    Some(m) => m,
-                    None => mem.entry(key.clone()).or_default(),
-                };
-                if written_rv.is_some() {
-                    m.written_rv = written_rv.clone();
-                } else if let Some(seen) = obj.meta().resource_version.as_deref()
-                    && (m.written_rv.is_none() || older(m.written_rv.as_deref(), seen))
-                {
-                    m.written_rv = Some(seen.to_string());
-                }
-                let settled = matches!(
+        let failures = self.memory.record(
+            key,
+            memory::Outcome {
+                seen_rv: rv_number(obj.meta().resource_version.as_deref()),
+                wrote_rv: rv_number(written_rv.as_deref()),
+                settled: matches!(
                     end,
                     RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Waiting { .. }
-                );
-                let verified = match (settled, &written_rv) {
-                    (false, _) => None,
-                    (true, Some(rv)) => Some(rv.as_str()),
-                    (true, None) => obj.meta().resource_version.as_deref(),
-                };
-                if verified != m.verified_rv.as_deref() {
-                    m.verified_rv = verified.map(str::to_string);
-                    m.verified_at = verified.map(|_| Instant::now());
-                }
-                m.failures = if failed { m.failures + 1 } else { 0 };
-                m.failures
-            }
-        };
+                ),
+                failed,
+                forget: matches!(end, RunEnd::FinalizerRemoved),
+            },
+        );
         let mut next = self.next_run(&end, &rec, written_rv.is_some(), failures, permanent);
         if status == Some(false) {
             // The status is wrong and no event will come to fix it (a settled object would wait
@@ -338,7 +266,7 @@ where
             api_version: K::api_version(&()),
             kind: K::kind(&()),
             uid: obj.meta().uid.clone(),
-            object: key,
+            object: key.to_string(),
             generation,
             observed_resource_version: obj.meta().resource_version.clone(),
             deleting,

@@ -1,0 +1,380 @@
+//! What the runtime remembers about each object between runs: its own newest write (for
+//! read-your-own-writes), since when the object has been settled (for the resync re-read),
+//! consecutive failures (for backoff), and, for the metrics, when it is due again and whether
+//! it is ready.
+//!
+//! One small entry per object in the watch cache, so its size is the framework's memory cost
+//! per object: 32 bytes plus the `namespace/name` key. Versions are kept as numbers and times
+//! as milliseconds since the operator started. Looking an entry up allocates nothing: the
+//! key is matched against the object's namespace and name in place.
+
+use std::hash::{Hash, Hasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hashbrown::{Equivalent, HashMap};
+
+use crate::runner::NextRun;
+
+/// An object's `namespace/name` (just `name` for cluster-scoped objects).
+struct Key(Box<str>);
+
+/// The same, borrowed from an object's metadata.
+#[derive(Clone, Copy)]
+pub(crate) struct ObjectKey<'a> {
+    pub(crate) namespace: Option<&'a str>,
+    pub(crate) name: &'a str,
+}
+
+impl ObjectKey<'_> {
+    fn owned(&self) -> Key {
+        Key(self.to_string().into_boxed_str())
+    }
+}
+
+impl std::fmt::Display for ObjectKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.namespace {
+            Some(ns) => write!(f, "{ns}/{}", self.name),
+            None => f.write_str(self.name),
+        }
+    }
+}
+
+// Both forms hash the name alone (names hold no `/`), so they agree without building the
+// joined string; objects of the same name in different namespaces are told apart by `Eq`.
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let name = self.0.rsplit_once('/').map_or(&*self.0, |(_, name)| name);
+        name.hash(state);
+    }
+}
+
+impl Hash for ObjectKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Key {}
+
+impl Equivalent<Key> for ObjectKey<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        match self.namespace {
+            Some(ns) => key
+                .0
+                .strip_prefix(ns)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|name| name == self.name),
+            None => *key.0 == *self.name,
+        }
+    }
+}
+
+/// Milliseconds since the operator started.
+type Millis = u64;
+
+/// Where an object stands, with the time it got there.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Idle,
+    /// The last run settled (converged, done, waiting) with the object at `written_rv`.
+    Settled { since: Millis },
+    /// Runs see views older than `written_rv`: the watch has not caught up with our write.
+    Stale { since: Millis },
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The newest resourceVersion of the object this operator wrote or acted on (0: none); an
+    /// older view is stale. Acted-on versions count too: after a re-read showed version 12, a
+    /// lagging watch may still deliver version 11, and acting on it would undo what 12 said.
+    written_rv: u64,
+    phase: Phase,
+    /// When the operator's own requeue is due (`NOT_DUE` while running or waiting for a change).
+    due: Millis,
+    failures: u32,
+    /// The last run ended converged or done.
+    ready: bool,
+}
+
+const NOT_DUE: Millis = Millis::MAX;
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            written_rv: 0,
+            phase: Phase::Idle,
+            due: NOT_DUE,
+            failures: 0,
+            ready: false,
+        }
+    }
+}
+
+/// Parses a resourceVersion. They are opaque strings, but every real API server (and ours)
+/// uses etcd revisions; one that is not a number is never called older or equal, so the
+/// stale-view and resync checks are simply off for it.
+pub(crate) fn rv_number(rv: Option<&str>) -> Option<u64> {
+    rv?.parse().ok().filter(|&v| v != 0)
+}
+
+/// How a run should treat the view it was given.
+pub(crate) struct View {
+    /// The version has been settled for a resync period: read the object fresh.
+    pub(crate) reread: bool,
+    /// For how long runs have seen views older than our own newest write (`None`: fresh).
+    pub(crate) stale_for: Option<Duration>,
+}
+
+/// What a run that got to climb leaves behind.
+pub(crate) struct Outcome {
+    /// The version the run acted on.
+    pub(crate) seen_rv: Option<u64>,
+    /// The version of the run's (or the runtime's) own newest write to the object.
+    pub(crate) wrote_rv: Option<u64>,
+    /// The run converged, is done or waits.
+    pub(crate) settled: bool,
+    pub(crate) failed: bool,
+    /// The object is gone for good (finalizer removed): forget it.
+    pub(crate) forget: bool,
+}
+
+/// Every object's entry.
+pub(crate) struct Memory {
+    objects: Mutex<HashMap<Key, Entry, RandomState>>,
+    epoch: Instant,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            objects: Mutex::new(HashMap::with_hasher(RandomState::new())),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Memory {
+    fn now(&self) -> Millis {
+        self.epoch.elapsed().as_millis() as Millis
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry, RandomState>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A run starts on a view at `seen_rv`. `reread_after`: how long a settled version is
+    /// trusted before the resync re-reads it.
+    pub(crate) fn start(
+        &self,
+        key: ObjectKey,
+        seen_rv: Option<u64>,
+        reread_after: Duration,
+    ) -> View {
+        let now = self.now();
+        let mut objects = self.lock();
+        let Some(e) = objects.get_mut(&key) else {
+            // Never ran (or forgotten): nothing of ours to be newer than.
+            return View {
+                reread: false,
+                stale_for: None,
+            };
+        };
+        e.due = NOT_DUE;
+        let at_written = seen_rv.is_some_and(|v| v == e.written_rv);
+        let reread = match e.phase {
+            Phase::Settled { since } => {
+                at_written && now.saturating_sub(since) >= reread_after.as_millis() as Millis
+            }
+            _ => false,
+        };
+        if reread {
+            e.phase = Phase::Idle;
+        }
+        let stale = seen_rv.is_some_and(|v| v < e.written_rv);
+        let stale_for = match (stale, e.phase) {
+            (true, Phase::Stale { since }) => Some(now.saturating_sub(since)),
+            (true, _) => {
+                e.phase = Phase::Stale { since: now };
+                Some(0)
+            }
+            (false, Phase::Stale { .. }) => {
+                e.phase = Phase::Idle;
+                None
+            }
+            (false, _) => None,
+        };
+        View {
+            reread,
+            stale_for: stale_for.map(Duration::from_millis),
+        }
+    }
+
+    /// Consecutive failures before this run.
+    pub(crate) fn failures(&self, key: ObjectKey) -> u32 {
+        self.lock().get(&key).map_or(0, |e| e.failures)
+    }
+
+    /// Records what a run did; returns the consecutive failures, this run included.
+    pub(crate) fn record(&self, key: ObjectKey, run: Outcome) -> u32 {
+        let now = self.now();
+        let mut objects = self.lock();
+        if run.forget {
+            objects.remove(&key);
+            return 0;
+        }
+        let e = match objects.get_mut(&key) {
+            Some(e) => e,
+            None => objects.entry(key.owned()).or_default(),
+        };
+        let before = e.written_rv;
+        match (run.wrote_rv, run.seen_rv) {
+            (Some(w), _) => e.written_rv = w,
+            (None, Some(s)) if s > e.written_rv => e.written_rv = s,
+            _ => {}
+        }
+        // The version the run left the object at, if it settled.
+        let settled_at = run.wrote_rv.or(run.seen_rv).filter(|_| run.settled);
+        e.phase = match (settled_at, e.phase) {
+            (Some(v), Phase::Settled { since }) if v == e.written_rv && before == v => {
+                Phase::Settled { since }
+            }
+            (Some(v), _) if v == e.written_rv => Phase::Settled { since: now },
+            _ => Phase::Idle,
+        };
+        e.failures = if run.failed { e.failures + 1 } else { 0 };
+        e.failures
+    }
+
+    /// A run ended (with or without a report): note when it is due again and, when it
+    /// reported, whether the object is ready.
+    pub(crate) fn finish(&self, key: ObjectKey, next: NextRun, ready: Option<bool>) {
+        let now = self.now();
+        if let Some(e) = self.lock().get_mut(&key) {
+            if let NextRun::After(d) = next {
+                e.due = now.saturating_add(d.as_millis() as Millis);
+            }
+            if let Some(ready) = ready {
+                e.ready = ready;
+            }
+        }
+    }
+
+    /// Forgets the objects `exists` no longer knows; returns how many.
+    pub(crate) fn forget_missing(&self, exists: &dyn Fn(&str) -> bool) -> usize {
+        let mut objects = self.lock();
+        let before = objects.len();
+        objects.retain(|key, _| exists(&key.0));
+        before - objects.len()
+    }
+
+    /// For the metrics: (objects whose requeue is due but has not started, objects whose last
+    /// run was not ready), counting only objects `exists` knows.
+    pub(crate) fn counts(&self, exists: &dyn Fn(&str) -> bool) -> (usize, usize) {
+        let now = self.now();
+        let objects = self.lock();
+        objects
+            .iter()
+            .filter(|(key, _)| exists(&key.0))
+            .fold((0, 0), |(due, not_ready), (_, e)| {
+                (
+                    due + usize::from(e.due <= now),
+                    not_ready + usize::from(!e.ready),
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key<'a>(ns: Option<&'a str>, name: &'a str) -> ObjectKey<'a> {
+        ObjectKey {
+            namespace: ns,
+            name,
+        }
+    }
+
+    fn settled(seen: u64) -> Outcome {
+        Outcome {
+            seen_rv: Some(seen),
+            wrote_rv: None,
+            settled: true,
+            failed: false,
+            forget: false,
+        }
+    }
+
+    #[test]
+    fn borrowed_keys_find_owned_ones_and_namespaces_are_told_apart() {
+        let m = Memory::default();
+        m.record(key(Some("a"), "x"), settled(5));
+        m.record(key(Some("ab"), "x"), settled(9));
+        m.record(key(None, "x"), settled(7));
+        let stale = |ns, rv| {
+            m.start(key(ns, "x"), Some(rv), Duration::MAX)
+                .stale_for
+                .is_some()
+        };
+        assert!(stale(Some("a"), 4));
+        assert!(!stale(Some("a"), 5));
+        assert!(stale(Some("ab"), 8));
+        assert!(stale(None, 6));
+        assert!(!stale(Some("b"), 1), "never seen");
+        assert_eq!(m.forget_missing(&|k| k == "a/x"), 2);
+        assert!(stale(Some("a"), 4));
+        assert!(!stale(None, 6));
+    }
+
+    #[test]
+    fn a_settled_version_is_reread_once_after_the_period() {
+        let m = Memory::default();
+        let k = key(Some("ns"), "o");
+        m.record(k, settled(5));
+        assert!(m.start(k, Some(5), Duration::ZERO).reread);
+        assert!(!m.start(k, Some(5), Duration::ZERO).reread, "once");
+        m.record(k, settled(5));
+        assert!(!m.start(k, Some(5), Duration::from_secs(60)).reread);
+        assert!(
+            !m.start(k, Some(6), Duration::ZERO).reread,
+            "another version"
+        );
+    }
+
+    #[test]
+    fn failures_count_up_and_reset() {
+        let m = Memory::default();
+        let k = key(None, "o");
+        let failed = Outcome {
+            failed: true,
+            settled: false,
+            ..settled(3)
+        };
+        assert_eq!(m.record(k, failed), 1);
+        assert_eq!(m.failures(k), 1);
+        assert_eq!(m.record(k, settled(3)), 0);
+    }
+
+    #[test]
+    fn due_and_ready_counts_follow_the_runs() {
+        let m = Memory::default();
+        let k = key(None, "o");
+        let all = |_: &str| true;
+        m.record(k, settled(3));
+        m.finish(k, NextRun::After(Duration::ZERO), Some(false));
+        assert_eq!(m.counts(&all), (1, 1));
+        m.start(k, Some(3), Duration::MAX);
+        m.finish(k, NextRun::After(Duration::from_secs(600)), Some(true));
+        assert_eq!(m.counts(&all), (0, 0));
+        assert_eq!(m.counts(&|_| false), (0, 0));
+    }
+}
