@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::preflight::{self, PreflightError};
 use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
-use crate::shutdown::{InFlight, Stop};
+use crate::shutdown::Stop;
 use crate::staircase::Staircase;
 use crate::status::HasStepStatus;
 
@@ -257,7 +257,6 @@ impl<K, S, M, C> Operator<K, S, M, C> {
 /// What the controller's runs share.
 struct Shared<K, S, M, C> {
     runner: Arc<Runner<K, S, M, C>>,
-    in_flight: InFlight,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
 }
@@ -355,7 +354,6 @@ where
 
         let shared = Arc::new(Shared {
             runner: Arc::new(runner),
-            in_flight: InFlight::default(),
             #[cfg(feature = "metrics")]
             metrics,
         });
@@ -494,20 +492,17 @@ async fn lead<K, S, M, C>(
                 tracing::debug!("controller: {e}");
             }
         });
-    // kube-runtime's controller itself waits for the runs in flight once shutdown is requested:
-    // bound that wait too.
+    // Once shutdown is requested kube-runtime starts no new runs, and its stream ends when the
+    // runs in flight (each in a task of its own) have finished: keep polling it, bounded by the
+    // timeout. Dropping it aborts the runs still executing.
     let timeout = cfg.shutdown_timeout;
     let timed_out = tokio::select! {
         _ = runs => false,
         _ = async { stop.wait().await; tokio::time::sleep(timeout).await } => true,
     };
     drop(synced);
-    if timed_out || !shared.in_flight.drained(timeout).await {
-        tracing::warn!(
-            "shutdown: runs still in flight after {:?} are cancelled",
-            cfg.shutdown_timeout
-        );
-        shared.in_flight.abort_all();
+    if timed_out {
+        tracing::warn!("shutdown: runs still in flight after {timeout:?} are cancelled");
     }
     health.set_synced(false);
 }
@@ -561,8 +556,8 @@ async fn elect<K, S, M, C>(
         };
         match lost {
             Some(reason) => {
-                // Another replica may start any moment: stop now, not gracefully.
-                shared.in_flight.abort_all();
+                // Another replica may start any moment: stop now, not gracefully (dropping
+                // `lead` above dropped the controller, which aborted the runs in flight).
                 health.set_synced(false);
                 health.set_leadership(Leadership::Standby);
                 tracing::warn!("leader election: lost the Lease ({reason}); stopped reconciling");
@@ -638,16 +633,11 @@ where
         shared.metrics.run_started();
         RunGuard(shared.metrics.clone())
     };
-    let runner = shared.runner.clone();
-    // In a task of its own: a run in flight at shutdown finishes even when kube-runtime drops
-    // this future; `lead` waits for it.
-    let next = shared
-        .in_flight
-        .run(async move { runner.run(obj).await.1 })
-        .await;
-    Ok(match next {
-        Some(NextRun::After(d)) => Action::requeue(d),
-        Some(NextRun::OnChange) | None => Action::await_change(),
+    // kube-runtime runs this in a task of its own; `lead` keeps polling the controller until the
+    // runs in flight are done (or the shutdown timeout cancels them).
+    Ok(match shared.runner.run(obj).await.1 {
+        NextRun::After(d) => Action::requeue(d),
+        NextRun::OnChange => Action::await_change(),
     })
 }
 

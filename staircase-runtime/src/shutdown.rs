@@ -1,19 +1,11 @@
-//! Graceful shutdown: the signals that trigger it, and the runs it waits for.
+//! Graceful shutdown: the signals that trigger it and the flag that spreads it.
 //!
-//! kube-runtime runs each reconcile in a task that is aborted when the controller stream is
-//! dropped, and its graceful shutdown only stops new triggers: whether a run already executing
-//! finishes (and reports) depends on the controller stream being polled until the run is done.
-//! The operator therefore executes every run in a task of its own, tracked here, and after the
-//! controller stops waits for those tasks (bounded by `shutdown_timeout`) before it returns and
-//! releases its Lease.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+//! kube-runtime runs each reconcile in a task of its own that is aborted when the controller
+//! stream is dropped, and its graceful shutdown stops new triggers and ends the stream once the
+//! runs in flight are done. The operator therefore keeps polling the stream after a shutdown
+//! request, bounded by `shutdown_timeout`, before it returns and releases its Lease.
 
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
 /// Completes on SIGTERM (what Kubernetes sends to stop a pod) or SIGINT (Ctrl-C).
 /// `Operator::run` shuts down on it; pass it to `run_until` when combining it with more.
@@ -67,76 +59,6 @@ impl Stop {
         // An error means the sender is gone without a request: never complete.
         if self.0.wait_for(|s| *s).await.is_err() {
             std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// The runs executing now, each in its own task.
-pub(crate) struct InFlight {
-    next: AtomicU64,
-    tasks: Mutex<HashMap<u64, AbortHandle>>,
-    count: watch::Sender<usize>,
-}
-
-impl Default for InFlight {
-    fn default() -> Self {
-        InFlight {
-            next: AtomicU64::new(0),
-            tasks: Mutex::default(),
-            count: watch::channel(0).0,
-        }
-    }
-}
-
-impl InFlight {
-    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs `fut` in a task of its own that outlives the caller being dropped; `None` when the
-    /// task was aborted (lease lost, shutdown timeout).
-    pub(crate) async fn run<F>(&self, fut: F) -> Option<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let count = self.count.clone();
-        count.send_modify(|n| *n += 1);
-        let handle = tokio::spawn(async move {
-            // Decrement when the task ends, however it ends (also when aborted).
-            struct Done(watch::Sender<usize>);
-            impl Drop for Done {
-                fn drop(&mut self) {
-                    self.0.send_modify(|n| *n -= 1);
-                }
-            }
-            let _done = Done(count);
-            fut.await
-        });
-        {
-            let mut tasks = self.tasks();
-            // Entries of callers that were dropped before their run ended.
-            tasks.retain(|_, h| !h.is_finished());
-            tasks.insert(id, handle.abort_handle());
-        }
-        let out = handle.await.ok();
-        self.tasks().remove(&id);
-        out
-    }
-
-    /// Waits until no run executes, at most `timeout`; `false` when runs were still executing.
-    pub(crate) async fn drained(&self, timeout: Duration) -> bool {
-        let mut rx = self.count.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0))
-            .await
-            .is_ok()
-    }
-
-    /// Cancels every run executing now.
-    pub(crate) fn abort_all(&self) {
-        for (_, h) in self.tasks().drain() {
-            h.abort();
         }
     }
 }
