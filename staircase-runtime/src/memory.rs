@@ -132,6 +132,8 @@ pub(crate) struct View {
     pub(crate) reread: bool,
     /// For how long runs have seen views older than our own newest write (`None`: fresh).
     pub(crate) stale_for: Option<Duration>,
+    /// Consecutive failures before this run.
+    pub(crate) failures: u32,
 }
 
 /// What a run that got to climb leaves behind.
@@ -186,6 +188,7 @@ impl Memory {
             return View {
                 reread: false,
                 stale_for: None,
+                failures: 0,
             };
         };
         e.due = NOT_DUE;
@@ -215,12 +218,8 @@ impl Memory {
         View {
             reread,
             stale_for: stale_for.map(Duration::from_millis),
+            failures: e.failures,
         }
-    }
-
-    /// Consecutive failures before this run.
-    pub(crate) fn failures(&self, key: ObjectKey) -> u32 {
-        self.lock().get(&key).map_or(0, |e| e.failures)
     }
 
     /// Records what a run did; returns the consecutive failures, this run included.
@@ -360,7 +359,7 @@ mod tests {
             ..settled(3)
         };
         assert_eq!(m.record(k, failed), 1);
-        assert_eq!(m.failures(k), 1);
+        assert_eq!(m.start(k, Some(3), Duration::MAX).failures, 1);
         assert_eq!(m.record(k, settled(3)), 0);
     }
 

@@ -52,10 +52,10 @@ pub struct RunRecorder {
 }
 
 impl RunRecorder {
-    pub(crate) fn new(policy: RulePolicy) -> Self {
+    /// `steps`: the most records the run can make (one allocation, never a regrowth).
+    pub(crate) fn new(policy: RulePolicy, steps: usize) -> Self {
         RunRecorder {
-            // Most staircases have a handful of steps: one allocation instead of a few regrowths.
-            records: Vec::with_capacity(8),
+            records: Vec::with_capacity(steps),
             policy,
             runtime_rv: None,
         }

@@ -45,16 +45,27 @@ pub(crate) struct Runner<K, S, M, C> {
     pub(crate) observers: Vec<Observer>,
     pub(crate) memory: Memory,
     run_ids: AtomicU64,
+    /// The most steps a run can climb (main or cleanup): the capacity of its record.
+    steps: usize,
 }
 
-impl<K, S, M, C> Runner<K, S, M, C> {
+impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
     pub(crate) fn new(
         staircase: Staircase<K, S, M, C>,
         client: kube::Client,
         state: Arc<S>,
         config: OperatorConfig,
     ) -> Self {
+        let mut names = Vec::new();
+        staircase.main.step_names(&mut names);
+        let mut steps = names.len();
+        if let Some(c) = &staircase.cleanup {
+            names.clear();
+            c.step_names(&mut names);
+            steps = steps.max(names.len());
+        }
         Runner {
+            steps,
             staircase,
             counting: crate::writes::counting_client(client.clone()),
             client,
@@ -103,12 +114,12 @@ where
         );
         let started = Instant::now();
         let (report, next) = async {
-            let obj = match self.fresh_view(key, obj).await {
-                Ok(Some(obj)) => obj,
+            let (obj, failures) = match self.fresh_view(key, obj).await {
+                Ok(Some(fresh)) => fresh,
                 Ok(None) => return (None, NextRun::OnChange),
                 Err(skip) => return skip,
             };
-            self.run_fresh(key, run_id, obj).await
+            self.run_fresh(key, run_id, obj, failures).await
         }
         .instrument(span)
         .await;
@@ -137,26 +148,27 @@ where
         &self,
         key: ObjectKey<'_>,
         obj: Arc<K>,
-    ) -> Result<Option<Arc<K>>, (Option<RunReport>, NextRun)> {
+    ) -> Result<Option<(Arc<K>, u32)>, (Option<RunReport>, NextRun)> {
         let seen = rv_number(obj.meta().resource_version.as_deref());
         // A timer may fire a hair before a full period has passed by `Instant`'s clock.
         let View {
             reread: reverify,
             stale_for,
+            failures,
         } = self
             .memory
             .start(key, seen, self.config.resync.mul_f64(0.9));
         if reverify {
             return match self.api_for(&obj).get_opt(&obj.name_any()).await {
-                Ok(fresh) => Ok(fresh.map(Arc::new)),
+                Ok(fresh) => Ok(fresh.map(|o| (Arc::new(o), failures))),
                 Err(e) => {
                     tracing::warn!("re-reading the object failed: {e}");
-                    Ok(Some(obj))
+                    Ok(Some((obj, failures)))
                 }
             };
         }
         let Some(stale_for) = stale_for else {
-            return Ok(Some(obj));
+            return Ok(Some((obj, failures)));
         };
         let grace = self.config.read_your_writes_grace;
         if stale_for < grace {
@@ -164,7 +176,7 @@ where
             return Err((None, NextRun::After(grace - stale_for)));
         }
         match self.api_for(&obj).get_opt(&obj.name_any()).await {
-            Ok(Some(fresh)) => Ok(Some(Arc::new(fresh))),
+            Ok(Some(fresh)) => Ok(Some((Arc::new(fresh), failures))),
             Ok(None) => Ok(None),
             Err(e) => {
                 tracing::warn!("reading the object after a stale view failed: {e}");
@@ -178,11 +190,11 @@ where
         key: ObjectKey<'_>,
         run_id: u64,
         obj: Arc<K>,
+        failures: u32,
     ) -> (Option<RunReport>, NextRun) {
         let meta = obj.meta();
         let deleting = meta.deletion_timestamp.is_some();
         let generation = meta.generation;
-        let retries = self.memory.failures(key);
         let ctx = Context::new(
             self.counting.clone(),
             self.state.clone(),
@@ -190,11 +202,11 @@ where
             RunInfo {
                 run_id,
                 generation,
-                retries,
+                retries: failures,
                 deleting,
             },
         );
-        let mut rec = RunRecorder::new(self.config.rule_policy);
+        let mut rec = RunRecorder::new(self.config.rule_policy, self.steps);
         let finalizer = self.staircase.finalizer_name();
 
         let (end, permanent) = match (&self.staircase.cleanup, deleting) {

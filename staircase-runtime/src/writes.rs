@@ -151,18 +151,159 @@ impl tower::Service<Request<Body>> for CountingService {
     }
 }
 
+/// `metadata.resourceVersion` of the JSON object in `body`, read without parsing the rest: the
+/// response to every write passes through here (and is parsed again by kube), so this only
+/// walks the structure, skipping values byte-wise, and stops at the answer. `None` for anything
+/// it does not understand (not an object, malformed, a version with escapes).
 fn resource_version_of(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        #[serde(rename = "resourceVersion")]
-        resource_version: Option<String>,
+    let mut j = Scan { b: body, i: 0 };
+    j.enter_object()?;
+    j.find_key(b"metadata")?;
+    j.enter_object()?;
+    j.find_key(b"resourceVersion")?;
+    let v = j.plain_string()?;
+    String::from_utf8(v.to_vec()).ok()
+}
+
+/// A cursor over JSON bytes that can skip values; just enough for [`resource_version_of`].
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
     }
-    #[derive(serde::Deserialize)]
-    struct Obj {
-        metadata: Option<Meta>,
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
     }
-    serde_json::from_slice::<Obj>(body)
-        .ok()
-        .and_then(|o| o.metadata)
-        .and_then(|m| m.resource_version)
+
+    fn enter_object(&mut self) -> Option<()> {
+        self.eat(b'{')
+    }
+
+    /// Moves past `"key":` of the current object's member named `key`, skipping the others.
+    fn find_key(&mut self, key: &[u8]) -> Option<()> {
+        loop {
+            self.ws();
+            let k = self.raw_string()?;
+            self.eat(b':')?;
+            if k == key {
+                return Some(());
+            }
+            self.skip_value()?;
+            self.ws();
+            match self.b.get(self.i)? {
+                b',' => self.i += 1,
+                _ => return None, // `}`: no such member
+            }
+        }
+    }
+
+    /// The raw bytes between the quotes of a string (escapes left as they are).
+    fn raw_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i - 1]);
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// A string without escapes (what a resourceVersion is).
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.raw_string().filter(|s| !s.contains(&b'\\'))
+    }
+
+    fn skip_value(&mut self) -> Option<()> {
+        self.ws();
+        match *self.b.get(self.i)? {
+            b'"' => self.raw_string().map(|_| ()),
+            b'{' | b'[' => {
+                // Brackets nest; strings may hold brackets, so step over them whole.
+                let mut depth = 0usize;
+                loop {
+                    match *self.b.get(self.i)? {
+                        b'"' => {
+                            self.raw_string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                // A number, true, false or null: up to the next delimiter.
+                while !matches!(self.b.get(self.i)?, b',' | b'}' | b']') {
+                    self.i += 1;
+                }
+                Some(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resource_version_of as rv;
+
+    #[test]
+    fn finds_the_version_of_the_object_not_lookalikes() {
+        let body =
+            br#"{"apiVersion":"v1","kind":"ConfigMap","data":{"metadata":{"resourceVersion":"1"}},
+            "metadata" : {"annotations":{"resourceVersion":"2","x":"a \" } { [ \\"},
+            "labels":{},"managedFields":[{"a":[1,2,{"b":null}],"c":true}],
+            "resourceVersion": "42", "uid":"u"},"spec":{}}"#;
+        assert_eq!(rv(body).as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn anything_else_is_none() {
+        for body in [
+            &br#"{"metadata":{"name":"x"}}"#[..],
+            br#"{"kind":"Status","code":409}"#,
+            br#"[{"metadata":{"resourceVersion":"1"}}]"#,
+            br#"{"metadata":{"resourceVersion":"1\u0031"}}"#,
+            br#"{"metadata":{"resourceVersion":"#,
+            br#"{"metadata":[],"x":1"#,
+            b"",
+            b"not json",
+        ] {
+            assert_eq!(rv(body), None, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_full_parse_on_what_the_api_server_returns() {
+        let obj = serde_json::json!({
+            "apiVersion": "demo/v1", "kind": "Foo",
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": "7",
+                "annotations": {"k": "v \"q\" {"}, "finalizers": ["f"]},
+            "spec": {"list": [1, 2.5, -3e2, null, true, {"x": []}]},
+        });
+        let pretty = serde_json::to_vec_pretty(&obj).unwrap();
+        let compact = serde_json::to_vec(&obj).unwrap();
+        assert_eq!(rv(&pretty).as_deref(), Some("7"));
+        assert_eq!(rv(&compact).as_deref(), Some("7"));
+    }
 }
