@@ -30,3 +30,19 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     assert_eq!(rc, 0, "clock_gettime");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// The calling thread's kernel id, for [`run_queue_wait_ns`] from any thread.
+pub fn this_thread_id() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// How long thread `tid` of this process has been runnable but waiting for a CPU, in
+/// nanoseconds (the second field of `/proc/self/task/TID/schedstat`): time lost to the other
+/// threads and processes sharing the cores. 0 where the kernel does not keep it.
+pub fn run_queue_wait_ns(tid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}

@@ -145,6 +145,11 @@ pub struct Run {
     pub cpu_ns: u64,
     /// Server-thread CPU during convergence, ns.
     pub server_cpu_ns: u64,
+    /// Time the operator thread was runnable but waiting for a CPU during convergence, ns
+    /// (`schedstat`: the cores are shared with the server thread and other processes).
+    pub wait_ns: u64,
+    /// The same for the server thread, ns.
+    pub server_wait_ns: u64,
     /// Operator-thread live bytes after convergence (above the thread's start).
     pub live_bytes: i64,
     /// The same variant converged on a smaller namespace just before (relist scenario only):
@@ -166,6 +171,8 @@ pub struct Host {
     pub faults: Faults,
     /// Its thread's CPU clock.
     pub clock: libc::clockid_t,
+    /// Its thread's kernel id.
+    pub tid: libc::pid_t,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -190,6 +197,7 @@ impl Host {
                         server.stats(),
                         server.faults(),
                         cpu::this_thread_clock(),
+                        cpu::this_thread_id(),
                     ))
                     .expect("harness waits");
                     let _ = stop_rx.await;
@@ -197,12 +205,13 @@ impl Host {
                 });
             })
             .expect("spawn server thread");
-        let (url, stats, faults, clock) = rx.recv().expect("server started");
+        let (url, stats, faults, clock, tid) = rx.recv().expect("server started");
         Host {
             url,
             stats,
             faults,
             clock,
+            tid,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -341,11 +350,12 @@ async fn settle(c: &Counters, quiet: Duration) {
 /// only reads counters and waits; the one request it makes (the relist marker) is outside
 /// every measured window.
 pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o: &Options) -> Run {
-    let (url, stats, faults, server_clock) = (
+    let (url, stats, faults, server_clock, server_tid) = (
         host.url.clone(),
         host.stats.clone(),
         host.faults.clone(),
         host.clock,
+        host.tid,
     );
     let (ns, o) = (ns.to_string(), o.clone());
     std::thread::Builder::new()
@@ -371,6 +381,11 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                 };
                 let c0 = counts(&stats);
                 let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
+                let own_tid = cpu::this_thread_id();
+                let (wait0, swait0) = (
+                    cpu::run_queue_wait_ns(own_tid),
+                    cpu::run_queue_wait_ns(server_tid),
+                );
                 let started = Instant::now();
                 let task = match v {
                     Variant::Staircase => tokio::spawn(workload::run_staircase(
@@ -399,6 +414,10 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                 })
                 .await;
                 let converge_s = started.elapsed().as_secs_f64();
+                let (wait1, swait1) = (
+                    cpu::run_queue_wait_ns(own_tid),
+                    cpu::run_queue_wait_ns(server_tid),
+                );
                 settle(&counters, quiet).await;
                 let (cpu1, scpu1) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
                 let c1 = counts(&stats);
@@ -413,6 +432,8 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                     unchanged_reruns: counters.unchanged_reruns.load(Ordering::Relaxed),
                     cpu_ns: cpu1 - cpu0,
                     server_cpu_ns: scpu1 - scpu0,
+                    wait_ns: wait1.saturating_sub(wait0),
+                    server_wait_ns: swait1.saturating_sub(swait0),
                     live_bytes: alloc::snapshot().live - base.live,
                     ..Run::default()
                 };
@@ -498,6 +519,11 @@ pub fn scenarios(o: &Options) -> Vec<Scenario> {
         latency_ms: o.latency_ms,
         relist: false,
     });
+    // `STAIRCASE_BENCH_ONLY=latency`: figure 3's latency scenario alone (a quick look at one
+    // figure; the other rows then have no samples).
+    if std::env::var("STAIRCASE_BENCH_ONLY").is_ok_and(|s| s == "latency") {
+        v.retain(|s| s.latency_ms > 0);
+    }
     v
 }
 

@@ -100,7 +100,8 @@ impl Fault {
         Self::new(FaultAction::Drop, Some(1))
     }
 
-    /// Delay every matching request by `d` (until removed).
+    /// Delay every matching request by `d` (until removed): never less, and later only by the
+    /// OS's wake-up latency, not rounded up to tokio's millisecond timer ticks.
     pub fn latency(d: Duration) -> Self {
         Self::new(FaultAction::Latency(d), None)
     }

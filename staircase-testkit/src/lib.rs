@@ -122,6 +122,7 @@
 #![warn(missing_docs)]
 
 mod crd;
+mod delay;
 mod discovery;
 #[cfg(feature = "explorer")]
 pub mod explorer;

@@ -333,7 +333,7 @@ async fn serve(
         namespace: rpath.as_ref().and_then(|p| p.namespace.as_deref()),
     });
     if !decision.latency.is_zero() {
-        tokio::time::sleep(decision.latency).await;
+        crate::delay::sleep(decision.latency).await;
     }
     match decision.before {
         Some(FaultAction::Fail { code, reason }) => {
