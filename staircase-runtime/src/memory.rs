@@ -277,6 +277,7 @@ impl Memory {
 
     /// For the metrics: (objects whose requeue is due but has not started, objects whose last
     /// run was not ready), counting only objects `exists` knows.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn counts(&self, exists: &dyn Fn(&str) -> bool) -> (usize, usize) {
         let now = self.now();
         let objects = self.lock();
