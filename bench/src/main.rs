@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release -p staircase-bench -- [--n N] [--reps R] [--concurrency C]
 //!     [--delays 0,2,10] [--latency-ms 5] [--settle-ms 300] [--timeout-s 300] [--no-status]
-//!     [--no-compile] [--compile-reps 3] [--out DIR]
+//!     [--no-compile | --only-compile] [--compile-reps 3] [--out DIR]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -16,11 +16,13 @@ use staircase_bench::report::{self, Machine, Report};
 
 const USAGE: &str = "staircase-bench [--n N] [--reps R] [--concurrency C] [--delays 0,2,10] \
                      [--latency-ms 5] [--settle-ms 300] [--timeout-s 300] [--no-status] \
-                     [--no-compile] [--compile-reps 3] [--out DIR]";
+                     [--no-compile | --only-compile] [--compile-reps 3] [--out DIR]";
 
 fn main() -> anyhow::Result<()> {
     let mut o = Options::default();
     let mut compile = true;
+    // `--only-compile`: figure 5 alone (figures 1–4 are skipped).
+    let mut only_compile = false;
     let mut compile_reps = 3;
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results"));
     let mut args = std::env::args().skip(1);
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             // Kept for old command lines: figure 5 is measured by default now.
             "--compile" => compile = true,
             "--no-compile" => compile = false,
+            "--only-compile" => only_compile = true,
             "--compile-reps" => compile_reps = val()?.parse()?,
             "--out" => out = val()?.into(),
             "-h" | "--help" => {
@@ -56,6 +59,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(!o.delays_ms.is_empty(), "--delays needs at least one value");
+    anyhow::ensure!(
+        !only_compile || compile,
+        "--only-compile and --no-compile exclude each other"
+    );
     std::fs::create_dir_all(&out)?;
     let mut report = Report {
         complete: false,
@@ -75,17 +82,19 @@ fn main() -> anyhow::Result<()> {
         report.samples = samples.to_vec();
         report.machine.loadavg_end = report::loadavg();
     };
-    let samples = harness::run_all(
-        &o,
-        |l| eprintln!("{l}"),
-        |samples| {
-            update(&mut report, samples);
-            if let Err(e) = write(&out, &report) {
-                eprintln!("could not write partial results: {e}");
-            }
-        },
-    )?;
-    update(&mut report, &samples);
+    if !only_compile {
+        let samples = harness::run_all(
+            &o,
+            |l| eprintln!("{l}"),
+            |samples| {
+                update(&mut report, samples);
+                if let Err(e) = write(&out, &report) {
+                    eprintln!("could not write partial results: {e}");
+                }
+            },
+        )?;
+        update(&mut report, &samples);
+    }
     if compile {
         eprintln!("figure 5: building fixtures …");
         match staircase_bench::compile::measure(compile_reps) {

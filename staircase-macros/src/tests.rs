@@ -78,7 +78,7 @@ fn check_step(
 ) -> Result<(bool, Option<bool>, String), Vec<String>> {
     let mut errors = Errors::default();
     let options = parse_step_options(args, &mut errors);
-    let func: syn::ItemFn = syn::parse2(func).unwrap();
+    let func = crate::step::parse::parse_item(func).unwrap();
     let def = validate_step(&func, &options, &mut errors);
     errors
         .finish()

@@ -87,6 +87,16 @@ pub mod __private {
     // that one trait's message at the step and then stays silent about everything built on it
     // (the later checks, `.then()`, the rest of the chain), instead of a cascade of errors.
 
+    /// What a step that hands down no data of its own returns: its outcome, carrying on the data
+    /// `input` it received. (A function rather than a closure in each step's expansion.)
+    #[inline]
+    pub fn pass_on<D>(result: Result<Outcome<()>>, input: D) -> Result<Outcome<D>> {
+        match result {
+            Ok(outcome) => Ok(outcome.map(move |()| input)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// An empty chain with the resource and state types of `main`: cleanup steps share them.
     pub fn start_like<K, S, M: Stairs<K, S>>(_main: &M) -> Start<K, S> {
         Start::new()

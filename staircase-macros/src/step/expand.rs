@@ -4,9 +4,16 @@
 //! clash with the function, and `staircase!` can build it as `name {}`.
 //!
 //! Besides `Step`, the type implements the witness traits `ForResource`, `WithState` and
-//! `TakesData` for exactly the types of its parameters. `Step` is implemented for every
-//! resource, state and data type but requires those witnesses, so a step placed where it does
-//! not fit is reported with the message of the one witness that fails, at the step.
+//! `TakesData` for exactly the types of its parameters; `staircase!` checks each step against
+//! them first, so a step placed where it does not fit is reported with the message of the one
+//! witness that fails, at the step. `Step` itself is implemented for the concrete resource, state
+//! and data types the function takes (generic only over what it does not take), so the impl has
+//! no bounds to prove and needs no conversions.
+//!
+//! The expansion is kept small, because it is redone on every build of the user's crate
+//! (incremental ones included): items at the top level (no `const _` block), the derivable
+//! impls written out instead of derived, no closures, and the function re-emitted as the tokens
+//! it was written with.
 //!
 //! Spans matter as much as tokens here: each piece is spanned at the user's token it comes from
 //! (the resource type, the return type, the function's name), so that whatever the compiler
@@ -21,24 +28,27 @@ use super::validate::StepDef;
 /// The step type and its impls.
 pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
     let g = Generator::new(def);
-    let struct_def = struct_for(def.vis, def.ident);
-    let resource_impl = g.resource_impl();
-    let state_impl = g.state_impl();
-    let data_impl = g.data_impl();
-    let step_impl = g.step_impl();
-    let cfgs = &def.cfgs;
-    quote! {
-        #(#cfgs)*
-        #struct_def
+    let impls = [
+        g.resource_impl(),
+        g.state_impl(),
+        g.data_impl(),
+        g.step_impl(),
+    ];
+    with_cfgs(
+        &def.cfgs,
+        struct_for(def.vis, def.ident).into_iter().chain(impls),
+    )
+}
 
-        #(#cfgs)*
-        const _: () = {
-            #resource_impl
-            #state_impl
-            #data_impl
-            #step_impl
-        };
-    }
+/// `items`, each under the function's `#[cfg]`s (none, for nearly every step).
+pub(crate) fn with_cfgs(
+    cfgs: &[&syn::Attribute],
+    items: impl IntoIterator<Item = TokenStream>,
+) -> TokenStream {
+    items
+        .into_iter()
+        .map(|item| quote!(#(#cfgs)* #item))
+        .collect()
 }
 
 /// What the pieces of the expansion share.
@@ -47,7 +57,6 @@ struct Generator<'a> {
     /// `<facade>::__private`, spanned at the call site.
     p: TokenStream,
     /// Generic parameters of the `Step` impl; a user type could only clash by being named so.
-    k: syn::Ident,
     s: syn::Ident,
     d: syn::Ident,
     /// The step hands down nothing of its own (it returns `Result<Outcome>`) and did not consume
@@ -61,7 +70,6 @@ impl<'a> Generator<'a> {
         Generator {
             def,
             p: Self::private(def, Span::call_site()),
-            k: format_ident!("__K"),
             s: format_ident!("__S"),
             d: format_ident!("__D"),
             passes_through: def.returns_unit && def.data.as_ref().is_none_or(|data| data.by_ref),
@@ -79,6 +87,31 @@ impl<'a> Generator<'a> {
         Self::private(self.def, span)
     }
 
+    /// The state type of the `Step` impl: the context's, or any (`__S`) without a context.
+    fn state_ty(&self) -> TokenStream {
+        match &self.def.state {
+            Some(state) => quote!(#state),
+            None => {
+                let s = &self.s;
+                quote!(#s)
+            }
+        }
+    }
+
+    /// The data type of the `Step` impl: the data parameter's, or any (`__D`) without one.
+    fn data_ty(&self) -> TokenStream {
+        match &self.def.data {
+            Some(data) => {
+                let ty = data.ty;
+                quote!(#ty)
+            }
+            None => {
+                let d = &self.d;
+                quote!(#d)
+            }
+        }
+    }
+
     /// `ForResource<Foo>`, at the resource type.
     fn resource_impl(&self) -> TokenStream {
         let (ident, resource) = (self.def.ident, self.def.resource);
@@ -94,81 +127,61 @@ impl<'a> Generator<'a> {
 
     /// `WithState<S>` at the context's state type; for every state without a context parameter.
     fn state_impl(&self) -> TokenStream {
-        let (ident, s) = (self.def.ident, &self.s);
-        match &self.def.state {
-            Some(state) => {
-                let p = self.p_at(state.span());
-                quote_spanned! {state.span()=>
-                    impl #p::WithState<#state> for #ident {
-                        type This = Self;
-                        type State = #state;
-                        fn context(c: &#p::Context<#state>) -> &#p::Context<#state> { c }
-                    }
-                }
-            }
-            None => {
-                let p = &self.p;
-                quote! {
-                    impl<#s> #p::WithState<#s> for #ident {
-                        type This = Self;
-                        type State = #s;
-                        fn context(c: &#p::Context<#s>) -> &#p::Context<#s> { c }
-                    }
-                }
+        let ident = self.def.ident;
+        let (span, generics) = match &self.def.state {
+            Some(state) => (state.span(), None),
+            None => (Span::call_site(), Some(&self.s)),
+        };
+        let p = self.p_at(span);
+        let state = self.state_ty();
+        let generics = generics.map(|s| quote!(<#s>));
+        quote_spanned! {span=>
+            impl #generics #p::WithState<#state> for #ident {
+                type This = Self;
+                type State = #state;
+                fn context(c: &#p::Context<#state>) -> &#p::Context<#state> { c }
             }
         }
     }
 
     /// `TakesData<T>` at the data parameter's type; for any data without a data parameter.
     fn data_impl(&self) -> TokenStream {
-        let (ident, d) = (self.def.ident, &self.d);
-        match &self.def.data {
-            Some(data) => {
-                let ty = data.ty;
-                let p = self.p_at(ty.span());
-                quote_spanned! {ty.span()=>
-                    impl #p::TakesData<#ty> for #ident {
-                        type This = Self;
-                        type Data = #ty;
-                        fn by_ref(d: &#ty) -> &#ty { d }
-                        fn by_value(d: #ty) -> #ty { d }
-                    }
-                }
-            }
-            None => {
-                let p = &self.p;
-                quote! {
-                    impl<#d> #p::TakesData<#d> for #ident {
-                        type This = Self;
-                        type Data = #d;
-                        fn by_ref(d: &#d) -> &#d { d }
-                        fn by_value(d: #d) -> #d { d }
-                    }
-                }
+        let ident = self.def.ident;
+        let (span, generics) = match &self.def.data {
+            Some(data) => (data.ty.span(), None),
+            None => (Span::call_site(), Some(&self.d)),
+        };
+        let p = self.p_at(span);
+        let data = self.data_ty();
+        let generics = generics.map(|d| quote!(<#d>));
+        quote_spanned! {span=>
+            impl #generics #p::TakesData<#data> for #ident {
+                type This = Self;
+                type Data = #data;
+                fn by_ref(d: &#data) -> &#data { d }
+                fn by_value(d: #data) -> #data { d }
             }
         }
     }
 
-    /// `Step<K, S, D>` for every `K, S, D` the witnesses accept.
+    /// `Step<Foo, S, D>` for the types the function takes (any state and data it does not take).
     fn step_impl(&self) -> TokenStream {
-        let Generator {
-            def, p, k, s, d, ..
-        } = self;
+        let Generator { def, p, s, d, .. } = self;
         let (ident, resource) = (def.ident, def.resource);
-        let state_bound = match &def.state {
-            Some(state) => quote!(#p::WithState<#s, State = #state>),
-            None => quote!(#p::WithState<#s>),
-        };
-        let data_bound = match &def.data {
-            Some(data) => {
-                let ty = data.ty;
-                quote!(#p::TakesData<#d, Data = #ty>)
-            }
-            None => quote!(#p::TakesData<#d>),
-        };
+        let state = self.state_ty();
+        let data = self.data_ty();
+        let mut params = Vec::new();
+        if def.state.is_none() {
+            params.push(quote!(#s));
+        }
+        if def.data.is_none() {
+            // Handed on (or dropped) by the step's future, which must be `Send`.
+            params.push(quote!(#d: #p::Send + 'static));
+        }
+        let generics = (!params.is_empty()).then(|| quote!(<#(#params),*>));
         // The item, with its bounds (`Send + 'static`), at the return type.
         let output = if self.passes_through {
-            quote!(type Output = #d;)
+            quote!(type Output = #data;)
         } else {
             let ret = def.ret;
             let p = self.p_at(ret.span());
@@ -178,13 +191,7 @@ impl<'a> Generator<'a> {
         let read_only = def.read_only;
         let run = self.run_fn();
         quote! {
-            impl<#k, #s, #d> #p::Step<#k, #s, #d> for #ident
-            where
-                #ident: #p::ForResource<#k, Resource = #resource> + #state_bound + #data_bound,
-                #k: #p::Send + #p::Sync + 'static,
-                #s: #p::Send + #p::Sync + 'static,
-                #d: #p::Send + 'static,
-            {
+            impl #generics #p::Step<#resource, #state, #data> for #ident {
                 #output
 
                 fn info(&self) -> #p::StepInfo {
@@ -196,27 +203,25 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// `Step::run`: calls the function with each argument passed through its witness (the
-    /// identity on the types it accepts), and hands on the data.
+    /// `Step::run`: calls the function and hands on the data.
     fn run_fn(&self) -> TokenStream {
-        let Generator {
-            def, p, k, s, d, ..
-        } = self;
+        let def = self.def;
         let ident = def.ident;
+        let resource = def.resource;
         let resource_var = local("resource");
         let ctx_var = local(if def.state.is_some() { "ctx" } else { "_ctx" });
         let input_used = self.passes_through || def.data.is_some();
         let input_var = local(if input_used { "input" } else { "_input" });
+        let state = self.state_ty();
+        let data = self.data_ty();
 
-        let mut args = vec![quote!(<#ident as #p::ForResource<#k>>::resource(#resource_var))];
+        let mut args = vec![quote!(#resource_var)];
         if def.state.is_some() {
-            args.push(quote!(<#ident as #p::WithState<#s>>::context(#ctx_var)));
+            args.push(quote!(#ctx_var));
         }
         match &def.data {
-            Some(data) if data.by_ref => {
-                args.push(quote!(<#ident as #p::TakesData<#d>>::by_ref(&#input_var)));
-            }
-            Some(_) => args.push(quote!(<#ident as #p::TakesData<#d>>::by_value(#input_var))),
+            Some(data) if data.by_ref => args.push(quote!(&#input_var)),
+            Some(_) => args.push(quote!(#input_var)),
             None => {}
         }
 
@@ -230,7 +235,7 @@ impl<'a> Generator<'a> {
             #p_ret::StepReturn::into_result(#ident_at_ret(#(#args),*).await)
         };
         let body = if self.passes_through {
-            quote!(#call.map(move |out| out.map(move |()| #input_var)))
+            quote_spanned!(ret_span=> #p_ret::pass_on(#call, #input_var))
         } else {
             call
         };
@@ -242,9 +247,9 @@ impl<'a> Generator<'a> {
         quote_spanned! {ret_span=>
             fn run<'a>(
                 &'a self,
-                #resource_var: &'a #k,
-                #ctx_var: &'a #p_ret::Context<#s>,
-                #input_var: #d,
+                #resource_var: &'a #resource,
+                #ctx_var: &'a #p_ret::Context<#state>,
+                #input_var: #data,
             ) -> #p_ret::BoxFuture<'a, #p_ret::Result<#p_ret::Outcome<Self::Output>>> {
                 #boxed
             }
@@ -253,20 +258,33 @@ impl<'a> Generator<'a> {
 }
 
 /// `struct name {}` for function `ident` (also used by the fallback on errors), documented so
-/// that `#![deny(missing_docs)]` in the user's crate is satisfied.
-pub(crate) fn struct_for(vis: &syn::Visibility, ident: &syn::Ident) -> TokenStream {
+/// that `#![deny(missing_docs)]` in the user's crate is satisfied, and its `Clone`, `Copy` and
+/// `Debug` impls (written out: a derive is a macro expansion of its own, three per step). The
+/// impls are spanned at the call site, as derived ones would be, so that lints on the user's
+/// code (such as `unused_qualifications`) do not look at them.
+pub(crate) fn struct_for(vis: &syn::Visibility, ident: &syn::Ident) -> [TokenStream; 4] {
     let doc = format!("Step type generated by `#[step]` for the function `{ident}`.");
-    quote_spanned! {ident.span()=>
-        #[doc = #doc]
-        #[allow(non_camel_case_types, dead_code)]
-        #[derive(
-            ::core::clone::Clone,
-            ::core::marker::Copy,
-            ::core::fmt::Debug,
-            ::core::default::Default,
-        )]
-        #vis struct #ident {}
-    }
+    let name = ident.to_string();
+    [
+        quote_spanned! {ident.span()=>
+            #[doc = #doc]
+            #[allow(non_camel_case_types, dead_code)]
+            #vis struct #ident {}
+        },
+        quote! {
+            impl ::core::clone::Clone for #ident {
+                fn clone(&self) -> Self { *self }
+            }
+        },
+        quote!(impl ::core::marker::Copy for #ident {}),
+        quote! {
+            impl ::core::fmt::Debug for #ident {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.write_str(#name)
+                }
+            }
+        },
+    ]
 }
 
 /// `tokens` with every span set to `span`.

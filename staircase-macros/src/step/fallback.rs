@@ -6,13 +6,13 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::ItemFn;
 
-use super::expand::struct_for;
+use super::expand::{struct_for, with_cfgs};
+use super::parse::StepFn;
 use crate::attr::StepOptions;
 
 /// The stub step type for `func`, accepting any resource, state and data.
-pub(crate) fn stub(func: &ItemFn, options: &StepOptions) -> TokenStream {
+pub(crate) fn stub(func: &StepFn, options: &StepOptions) -> TokenStream {
     let krate = options
         .krate
         .clone()
@@ -20,13 +20,10 @@ pub(crate) fn stub(func: &ItemFn, options: &StepOptions) -> TokenStream {
     let p = quote!(#krate::__private);
     let ident = &func.sig.ident;
     let name = ident.to_string();
-    let struct_def = struct_for(&func.vis, ident);
     let cfgs = super::validate::cfgs(func);
-    quote! {
-        #(#cfgs)*
-        #struct_def
-
-        #(#cfgs)*
+    // In one `const _` block, so that the `#[cfg]`s apply to all of them (only on errors, so its
+    // cost does not matter).
+    let impls = quote! {
         const _: () = {
             impl<K> #p::ForResource<K> for #ident {
                 type This = Self;
@@ -64,5 +61,9 @@ pub(crate) fn stub(func: &ItemFn, options: &StepOptions) -> TokenStream {
                 }
             }
         };
-    }
+    };
+    with_cfgs(
+        &cfgs,
+        struct_for(&func.vis, ident).into_iter().chain([impls]),
+    )
 }

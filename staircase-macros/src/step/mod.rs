@@ -31,14 +31,15 @@ pub(crate) fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     match (errors.finish(), def) {
         (Ok(()), Some(def)) => {
             let generated = expand::expand(&def);
-            quote!(#func #generated)
+            // The function exactly as written (its tokens, not a re-print of them).
+            quote!(#item #generated)
         }
         (result, _) => {
             let errors = result.err().map(|e| e.to_compile_error());
             // Under `impl` (it takes `self`), a struct cannot be defined next to the function.
             let in_impl = matches!(func.sig.inputs.first(), Some(syn::FnArg::Receiver(_)));
             let stub = (!in_impl).then(|| fallback::stub(&func, &options));
-            quote!(#func #errors #stub)
+            quote!(#item #errors #stub)
         }
     }
 }

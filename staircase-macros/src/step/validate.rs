@@ -4,10 +4,9 @@
 //! What can only be checked with types (the return type implements `StepReturn`, the future is
 //! `Send`) is left to the compiler, with the expansion placing those errors on the user's tokens.
 
-use syn::{
-    FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type, Visibility,
-};
+use syn::{FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Type, Visibility};
 
+use super::parse::StepFn;
 use crate::attr::StepOptions;
 use crate::errors::Errors;
 
@@ -52,7 +51,7 @@ const SHAPE: &str = "async fn name(res: &Foo, ctx: &Context<S>, data: &T) -> Res
 /// Checks `func` against the rules of a step. Returns `None` when the signature is too broken
 /// to describe; every problem is pushed to `errors` either way.
 pub(crate) fn validate<'a>(
-    func: &'a ItemFn,
+    func: &'a StepFn,
     options: &StepOptions,
     errors: &mut Errors,
 ) -> Option<StepDef<'a>> {
@@ -148,7 +147,7 @@ pub(crate) fn validate<'a>(
 }
 
 /// The `#[cfg(...)]` attributes of `func`.
-pub(crate) fn cfgs(func: &ItemFn) -> Vec<&syn::Attribute> {
+pub(crate) fn cfgs(func: &StepFn) -> Vec<&syn::Attribute> {
     func.attrs
         .iter()
         .filter(|a| a.path().is_ident("cfg"))
