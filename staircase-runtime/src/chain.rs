@@ -11,7 +11,6 @@ use tracing::Instrument;
 
 use crate::error::{Rule, RuleViolation};
 use crate::run::{RunRecorder, StepRecord};
-use crate::writes::Write;
 use crate::{Context, Error, Outcome, OutcomeKind, Result, Step};
 
 /// An ordered list of steps for resource `K` with user state `S`.
@@ -141,11 +140,9 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
         .instrument(span.clone())
         .await;
     let duration = started.elapsed();
-    let effective: Vec<Write> = writes
-        .iter()
-        .filter(|w| w.succeeded() && !w.is_event())
-        .cloned()
-        .collect();
+    // Only writes that took effect count (Events report, they don't modify).
+    let effective = || writes.iter().filter(|w| w.succeeded() && !w.is_event());
+    let effective_count = effective().count();
 
     let kind = match &result {
         Ok(o) => o.kind(),
@@ -154,9 +151,9 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
     span.record("outcome", kind.as_str());
 
     let broken = match kind {
-        _ if info.read_only && !effective.is_empty() => Some(Rule::ReadOnlyWrote),
-        OutcomeKind::Modified if effective.len() > 1 => Some(Rule::MoreThanOneWrite),
-        OutcomeKind::Unchanged | OutcomeKind::Wait | OutcomeKind::Done if !effective.is_empty() => {
+        _ if info.read_only && effective_count > 0 => Some(Rule::ReadOnlyWrote),
+        OutcomeKind::Modified if effective_count > 1 => Some(Rule::MoreThanOneWrite),
+        OutcomeKind::Unchanged | OutcomeKind::Wait | OutcomeKind::Done if effective_count > 0 => {
             Some(Rule::WriteWithoutModified)
         }
         _ => None,
@@ -165,7 +162,7 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
         step: info.name.to_string(),
         reported: kind,
         rule,
-        writes: effective.clone(),
+        writes: effective().cloned().collect(),
     });
 
     let detail = match &result {
