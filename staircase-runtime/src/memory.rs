@@ -4,8 +4,9 @@
 //! it is ready.
 //!
 //! One small entry per object in the watch cache, so its size is the framework's memory cost
-//! per object: 32 bytes plus the `namespace/name` key. Versions are kept as numbers and times
-//! as milliseconds since the operator started. Looking an entry up allocates nothing: the
+//! per object: 24 bytes plus the `namespace/name` key. Versions are kept as numbers, times as
+//! 32-bit offsets from the operator's start: milliseconds that wrap (only durations up to a
+//! resync period are ever asked of them) and, for the due time, seconds. Looking an entry up allocates nothing: the
 //! key is matched against the object's namespace and name in place.
 
 use std::hash::{Hash, Hasher, RandomState};
@@ -77,8 +78,13 @@ impl Equivalent<Key> for ObjectKey<'_> {
     }
 }
 
-/// Milliseconds since the operator started.
-type Millis = u64;
+/// Milliseconds since the operator started, wrapping every 49.7 days: only differences are
+/// used, and only to compare with periods far shorter than that. (A version settled for longer
+/// may be re-read up to one resync period late, once per wrap.)
+type Millis = u32;
+
+/// Whole seconds since the operator started (136 years fit).
+type Secs = u32;
 
 /// Where an object stands, with the time it got there.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -99,13 +105,13 @@ struct Entry {
     written_rv: u64,
     phase: Phase,
     /// When the operator's own requeue is due (`NOT_DUE` while running or waiting for a change).
-    due: Millis,
-    failures: u32,
+    due: Secs,
+    failures: u16,
     /// The last run ended converged or done.
     ready: bool,
 }
 
-const NOT_DUE: Millis = Millis::MAX;
+const NOT_DUE: Secs = Secs::MAX;
 
 impl Default for Entry {
     fn default() -> Self {
@@ -117,6 +123,10 @@ impl Default for Entry {
             ready: false,
         }
     }
+}
+
+fn millis(d: Duration) -> Millis {
+    d.as_millis().min(Millis::MAX.into()) as Millis
 }
 
 /// Parses a resourceVersion. They are opaque strings, but every real API server (and ours)
@@ -165,8 +175,13 @@ impl Default for Memory {
 }
 
 impl Memory {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn now(&self) -> Millis {
-        self.epoch.elapsed().as_millis() as Millis
+        // Truncation is the wrap.
+        self.now_ms() as Millis
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry, RandomState>> {
@@ -195,7 +210,7 @@ impl Memory {
         let at_written = seen_rv.is_some_and(|v| v == e.written_rv);
         let reread = match e.phase {
             Phase::Settled { since } => {
-                at_written && now.saturating_sub(since) >= reread_after.as_millis() as Millis
+                at_written && now.wrapping_sub(since) >= millis(reread_after)
             }
             _ => false,
         };
@@ -204,7 +219,7 @@ impl Memory {
         }
         let stale = seen_rv.is_some_and(|v| v < e.written_rv);
         let stale_for = match (stale, e.phase) {
-            (true, Phase::Stale { since }) => Some(now.saturating_sub(since)),
+            (true, Phase::Stale { since }) => Some(now.wrapping_sub(since)),
             (true, _) => {
                 e.phase = Phase::Stale { since: now };
                 Some(0)
@@ -217,8 +232,8 @@ impl Memory {
         };
         View {
             reread,
-            stale_for: stale_for.map(Duration::from_millis),
-            failures: e.failures,
+            stale_for: stale_for.map(|ms| Duration::from_millis(ms.into())),
+            failures: e.failures.into(),
         }
     }
 
@@ -249,17 +264,23 @@ impl Memory {
             (Some(v), _) if v == e.written_rv => Phase::Settled { since: now },
             _ => Phase::Idle,
         };
-        e.failures = if run.failed { e.failures + 1 } else { 0 };
-        e.failures
+        e.failures = if run.failed {
+            e.failures.saturating_add(1)
+        } else {
+            0
+        };
+        e.failures.into()
     }
 
     /// A run ended (with or without a report): note when it is due again and, when it
     /// reported, whether the object is ready.
     pub(crate) fn finish(&self, key: ObjectKey, next: NextRun, ready: Option<bool>) {
-        let now = self.now();
+        let now = self.now_ms();
         if let Some(e) = self.lock().get_mut(&key) {
             if let NextRun::After(d) = next {
-                e.due = now.saturating_add(d.as_millis() as Millis);
+                // To the second, like the clock `counts` compares it with.
+                let at = now.saturating_add(d.as_millis().min(u64::MAX.into()) as u64);
+                e.due = (at / 1000).min(u64::from(NOT_DUE - 1)) as Secs;
             }
             if let Some(ready) = ready {
                 e.ready = ready;
@@ -275,11 +296,11 @@ impl Memory {
         before - objects.len()
     }
 
-    /// For the metrics: (objects whose requeue is due but has not started, objects whose last
-    /// run was not ready), counting only objects `exists` knows.
+    /// For the metrics: (objects whose requeue is due, to the second, but has not started,
+    /// objects whose last run was not ready), counting only objects `exists` knows.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn counts(&self, exists: &dyn Fn(&str) -> bool) -> (usize, usize) {
-        let now = self.now();
+        let now = (self.now_ms() / 1000) as Secs;
         let objects = self.lock();
         objects
             .iter()
@@ -348,6 +369,12 @@ mod tests {
             !m.start(k, Some(6), Duration::ZERO).reread,
             "another version"
         );
+    }
+
+    #[test]
+    fn an_entry_stays_small() {
+        // The framework's memory cost per cached object (plus the key); see the module docs.
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
     }
 
     #[test]
