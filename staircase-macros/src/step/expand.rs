@@ -125,16 +125,30 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// Where a witness impl for an optional parameter goes: at the parameter's type when the
+    /// function has it (no generics), else at the call site and generic over `any`. Returns the
+    /// span, the impl's generics and `__private` spanned there.
+    fn witness_at(
+        &self,
+        param: Option<Span>,
+        any: &syn::Ident,
+    ) -> (Span, Option<TokenStream>, TokenStream) {
+        match param {
+            Some(span) => (span, None, self.p_at(span)),
+            None => (
+                Span::call_site(),
+                Some(quote!(<#any>)),
+                self.p_at(Span::call_site()),
+            ),
+        }
+    }
+
     /// `WithState<S>` at the context's state type; for every state without a context parameter.
     fn state_impl(&self) -> TokenStream {
         let ident = self.def.ident;
-        let (span, generics) = match &self.def.state {
-            Some(state) => (state.span(), None),
-            None => (Span::call_site(), Some(&self.s)),
-        };
-        let p = self.p_at(span);
+        let (span, generics, p) =
+            self.witness_at(self.def.state.as_ref().map(|s| s.span()), &self.s);
         let state = self.state_ty();
-        let generics = generics.map(|s| quote!(<#s>));
         quote_spanned! {span=>
             impl #generics #p::WithState<#state> for #ident {
                 type This = Self;
@@ -147,13 +161,9 @@ impl<'a> Generator<'a> {
     /// `TakesData<T>` at the data parameter's type; for any data without a data parameter.
     fn data_impl(&self) -> TokenStream {
         let ident = self.def.ident;
-        let (span, generics) = match &self.def.data {
-            Some(data) => (data.ty.span(), None),
-            None => (Span::call_site(), Some(&self.d)),
-        };
-        let p = self.p_at(span);
+        let (span, generics, p) =
+            self.witness_at(self.def.data.as_ref().map(|d| d.ty.span()), &self.d);
         let data = self.data_ty();
-        let generics = generics.map(|d| quote!(<#d>));
         quote_spanned! {span=>
             impl #generics #p::TakesData<#data> for #ident {
                 type This = Self;
