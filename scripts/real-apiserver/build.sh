@@ -85,7 +85,7 @@ derive_deb_src() {
     fi
 }
 
-have_kubernetes_src() { apt-cache showsrc kubernetes 2>/dev/null | grep -q '^Package: kubernetes$'; }
+have_kubernetes_src() { apt-cache showsrc kubernetes 2>/dev/null | grep '^Package: kubernetes$' >/dev/null; }
 
 NEED_UPDATE=0
 if ! have_kubernetes_src; then
@@ -119,7 +119,7 @@ have_kubernetes_src || die "apt cannot find the 'kubernetes' source package (che
 # ---------------------------------------------------------------------------------------------
 SRC_PARENT="${CACHE}/src"
 mkdir -p "${SRC_PARENT}"
-find_src() { find "${SRC_PARENT}" -maxdepth 2 -mindepth 2 -name Makefile -path '*/kubernetes-*/Makefile' -printf '%h\n' | head -n1; }
+find_src() { find "${SRC_PARENT}" -maxdepth 2 -mindepth 2 -name Makefile -path '*/kubernetes-*/Makefile' -printf '%h\n' | sed -n 1p; }
 SRC="$(find_src)"
 if [[ -z "${SRC}" ]]; then
     log "apt-get source kubernetes (into ${SRC_PARENT})"
@@ -219,5 +219,5 @@ ln -sfn "${ETCD}" "${BIN}/etcd"
 
 echo "${BUILD_REV}" >"${BUILD_REV_FILE}"
 cached_ok || die "the built binaries do not report Kubernetes ${K8S_VERSION}"
-log "$("${BIN}/kube-apiserver" --version), $("${BIN}/etcd" --version | head -n1)"
+log "$("${BIN}/kube-apiserver" --version), $("${BIN}/etcd" --version | sed -n 1p)"
 log "done in $(( $(date +%s) - START ))s: ${BIN}/{kube-apiserver,kube-controller-manager,etcd}"
