@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::api::{Api, PostParams};
 use staircase::prelude::*;
-use staircase::{NextRun, Rule, RunEnd, status};
+use staircase::{NextRun, OperatorClient, Rule, RunEnd, status};
 use staircase_tests::widget::{Counters, Widget, behave, first, inspect, last, widget};
 use staircase_tests::{Env, Running, recorder, wait_for};
 
@@ -13,12 +13,26 @@ fn stairs() -> Staircase<Widget, Counters, impl staircase::Stairs<Widget, Counte
     staircase!(Widget => [first, behave, inspect, last])
 }
 
+type WidgetOperator<M> = Operator<Widget, Counters, M>;
+
 async fn setup(
     mode: &str,
 ) -> (
     Env,
     Api<Widget>,
-    Operator<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone>,
+    WidgetOperator<impl staircase::Stairs<Widget, Counters> + Clone>,
+) {
+    setup_with(mode, |env| env.client.clone().into()).await
+}
+
+/// `setup` with the operator's clients made by `clients`.
+async fn setup_with(
+    mode: &str,
+    clients: impl FnOnce(&Env) -> OperatorClient,
+) -> (
+    Env,
+    Api<Widget>,
+    WidgetOperator<impl staircase::Stairs<Widget, Counters> + Clone>,
 ) {
     let env = Env::start().await;
     env.install::<Widget>().await;
@@ -26,14 +40,14 @@ async fn setup(
     api.create(&PostParams::default(), &widget("w", mode))
         .await
         .unwrap();
-    let op = Operator::with_state(env.client.clone(), stairs(), Counters::default()).with_status();
+    let op = Operator::with_state(clients(&env), stairs(), Counters::default()).with_status();
     (env, api, op)
 }
 
 /// Runs once on the current object (re-read from the server first).
 async fn run(
     api: &Api<Widget>,
-    op: &Operator<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone>,
+    op: &WidgetOperator<impl staircase::Stairs<Widget, Counters>>,
 ) -> RunReport {
     let obj = api.get("w").await.unwrap();
     op.run_once(obj).await.expect("a run happens")
@@ -222,6 +236,28 @@ async fn two_writes_in_one_modification_fail_the_run() {
     assert_eq!(v.rule, Rule::MoreThanOneWrite);
     assert_eq!(v.writes.len(), 2);
     assert!(matches!(r.end, RunEnd::Failed { .. }));
+}
+
+/// Built from a `kube::Config`, the operator's client has the write counting in its own stack
+/// (one client, not one wrapping another): every rule is still enforced, and a step's single
+/// write is counted once, not twice.
+#[tokio::test]
+async fn the_counting_layer_in_a_client_built_from_a_config_enforces_the_same_rules() {
+    let from_config = |env: &Env| OperatorClient::try_from(env.server.config()).unwrap();
+    let (_env, api, op) = setup_with("ok", from_config).await;
+    let first = run(&api, &op).await;
+    assert!(matches!(first.end, RunEnd::Modified { step: "first", .. }));
+    assert!(first.steps.iter().all(|s| s.violation.is_none()));
+    for (mode, rule) in [
+        ("double", Rule::MoreThanOneWrite),
+        ("sneaky", Rule::WriteWithoutModified),
+    ] {
+        let (_env, api, op) = setup_with(mode, from_config).await;
+        run(&api, &op).await;
+        let r = run(&api, &op).await;
+        let v = r.steps[1].violation.as_ref().expect("violation recorded");
+        assert_eq!(v.rule, rule, "{mode}");
+    }
 }
 
 #[tokio::test]

@@ -332,3 +332,83 @@ async fn a_view_older_than_one_already_acted_on_is_not_acted_on() {
     );
     assert_eq!(child_writes(&env), writes);
 }
+
+/// After a watch cannot resume (`410 Gone`) the watcher lists everything again: the operator's
+/// cache takes that list in place (no second copy of the cache) and still drops what was deleted
+/// while the watch was down. Driven by the real watcher against the embedded server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relist_updates_the_cache_in_place_and_drops_what_was_deleted_meanwhile() {
+    use futures::StreamExt;
+    use kube::runtime::reflector::{ObjectRef, store::Writer};
+    use kube::runtime::watcher::{self, Event, watcher};
+    use staircase::relist::reflector_in_place;
+
+    let env = Env::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let cm = |name: &str| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some([("test".to_string(), "relist".to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &cm(name)).await.unwrap();
+    }
+    let writer = Writer::<ConfigMap>::default();
+    let store = writer.as_reader();
+    let mut events = std::pin::pin!(reflector_in_place(
+        writer,
+        watcher(
+            api.clone(),
+            watcher::Config::default().labels("test=relist")
+        )
+    ));
+    // Drives the watch until `done` holds for the store; returns what was passed on.
+    let mut drive = async |done: &dyn Fn() -> bool| {
+        let mut passed_on = Vec::new();
+        while !done() {
+            let next = tokio::time::timeout(staircase_tests::GUARD, events.next()).await;
+            let next = next.unwrap_or_else(|_| panic!("stuck after {passed_on:?}"));
+            match next.expect("the watcher never ends") {
+                Ok(Event::Apply(o)) => passed_on.push(format!("apply {}", o.name_any())),
+                Ok(Event::InitApply(o)) => passed_on.push(format!("list {}", o.name_any())),
+                Ok(Event::Delete(o)) => passed_on.push(format!("delete {}", o.name_any())),
+                Ok(Event::Init) => passed_on.push("init".into()),
+                Ok(Event::InitDone) => passed_on.push("init-done".into()),
+                Err(_) => {} // the 410 Gone that starts the relist
+            }
+        }
+        passed_on
+    };
+    let key = |name: &str| ObjectRef::<ConfigMap>::new(name).within("default");
+    let passed_on = drive(&|| store.len() == 3).await;
+    assert_eq!(
+        passed_on,
+        ["init", "list a", "list b", "list c", "init-done"]
+    );
+
+    // While the watch is down (its events held back, then its history compacted): `b` is
+    // deleted and `a` changes. The watch cannot resume, so the watcher lists again.
+    env.server.faults().hold_back_watch_events(1_000_000);
+    api.delete("b", &DeleteParams::default()).await.unwrap();
+    let edit = serde_json::json!({ "data": { "v": "2" } });
+    let a2 = api
+        .patch("a", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    env.server.faults().compact();
+    env.server.faults().close_watches();
+    env.server.faults().hold_back_watch_events(0);
+
+    let passed_on = drive(&|| {
+        store.get(&key("b")).is_none()
+            && store.get(&key("a")).and_then(|a| a.resource_version()) == a2.resource_version()
+    })
+    .await;
+    // The relist arrived as changes, one object at a time, and the deletion at its end.
+    assert_eq!(passed_on, ["apply a", "apply c", "delete b"]);
+    assert_eq!(store.len(), 2);
+    assert!(store.get(&key("c")).is_some());
+}

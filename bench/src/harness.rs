@@ -234,12 +234,28 @@ impl Drop for Host {
     }
 }
 
-/// A client for `url` (made on the calling thread's runtime).
-pub fn client(url: &str) -> kube::Client {
+/// The client configuration for `url`.
+pub fn config(url: &str) -> kube::Config {
     let mut config = kube::Config::new(url.parse().expect("valid URL"));
     config.default_namespace = "default".into();
     config.read_timeout = None;
-    kube::Client::try_from(config).expect("plain-http client")
+    config
+}
+
+/// A client for `url` (made on the calling thread's runtime).
+pub fn client(url: &str) -> kube::Client {
+    kube::Client::try_from(config(url)).expect("plain-http client")
+}
+
+/// The staircase variant's clients for `url`: built from the config, so the write counting sits
+/// in the client's own stack, as `OperatorClient::try_from(config)` gives any user. With
+/// `STAIRCASE_BENCH_CLIENT=wrapped`, `Operator::new(kube::Client)`'s way instead: a counting
+/// client wrapped around a plain one (two tower buffers per step request).
+pub fn operator_client(url: &str) -> staircase::OperatorClient {
+    if std::env::var("STAIRCASE_BENCH_CLIENT").is_ok_and(|v| v == "wrapped") {
+        return client(url).into();
+    }
+    staircase::OperatorClient::try_from(config(url)).expect("plain-http client")
 }
 
 /// Installs the CRD and waits until it serves.
@@ -389,7 +405,7 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                 let started = Instant::now();
                 let task = match v {
                     Variant::Staircase => tokio::spawn(workload::run_staircase(
-                        client.clone(),
+                        operator_client(&url),
                         ns.clone(),
                         o.concurrency,
                         o.status,

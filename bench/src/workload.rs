@@ -171,7 +171,7 @@ pub async fn set_e(obj: &Bench, ctx: &Context<()>) -> Result<Outcome> {
 
 /// Runs the staircase variant in namespace `ns` until `stop` completes.
 pub async fn run_staircase(
-    client: kube::Client,
+    client: staircase::OperatorClient,
     ns: String,
     concurrency: u16,
     status: bool,

@@ -7,6 +7,7 @@
 //! - [`chain`]: the typed list of steps `staircase!` builds; [`mod@staircase`]: steps + cleanup;
 //! - [`writes`]: counting each step's writes; [`run`]: what a run did;
 //! - [`runner`]: one run over one object; [`operator`]: the loop on kube-runtime;
+//!   [`relist`]: its watch cache, which takes a relist in place;
 //! - [`mod@children`]: the declarative children step; [`external`]: idempotent external calls;
 //! - [`status`], `finalizer`, [`backoff`], [`config`]: the pieces the runner uses;
 //! - production: [`events`], [`metrics`], [`health`] and [`server`], [`leader`], [`shutdown`],
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod operator;
 pub mod outcome;
 pub mod preflight;
+pub mod relist;
 pub mod run;
 pub mod runner;
 #[cfg(feature = "server")]
@@ -59,4 +61,4 @@ pub use runner::NextRun;
 pub use staircase::{DEFAULT_FINALIZER, Staircase};
 pub use status::{HasStepStatus, StepStatus};
 pub use step::{ForResource, Step, StepInfo, StepReturn, TakesData, WithState};
-pub use writes::Write;
+pub use writes::{OperatorClient, Write};

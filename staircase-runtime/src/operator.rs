@@ -11,8 +11,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
@@ -25,11 +25,13 @@ use crate::leader::Elector;
 #[cfg(feature = "metrics")]
 use crate::metrics::Metrics;
 use crate::preflight::{self, PreflightError};
+use crate::relist::reflector_in_place;
 use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
 use crate::shutdown::Stop;
 use crate::staircase::Staircase;
 use crate::status::HasStepStatus;
+use crate::writes::OperatorClient;
 
 /// Resources the operator can watch: what kube-runtime's reflectors need.
 pub trait Watchable:
@@ -158,8 +160,10 @@ where
     M: Stairs<K, ()>,
     C: Stairs<K, ()>,
 {
-    /// An operator whose steps need no shared state.
-    pub fn new(client: kube::Client, staircase: Staircase<K, (), M, C>) -> Self {
+    /// An operator whose steps need no shared state. `client` is a `kube::Client` or an
+    /// [`OperatorClient`] (see there: built from a `kube::Config`, a step's request takes one
+    /// tower buffer instead of two).
+    pub fn new(client: impl Into<OperatorClient>, staircase: Staircase<K, (), M, C>) -> Self {
         Self::with_state(client, staircase, ())
     }
 }
@@ -169,12 +173,17 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    /// An operator whose steps share `state` (reachable as `ctx.state()`).
-    pub fn with_state(client: kube::Client, staircase: Staircase<K, S, M, C>, state: S) -> Self {
+    /// An operator whose steps share `state` (reachable as `ctx.state()`); `client` as for
+    /// [`Operator::new`].
+    pub fn with_state(
+        client: impl Into<OperatorClient>,
+        staircase: Staircase<K, S, M, C>,
+        state: S,
+    ) -> Self {
         Operator {
             runner: Runner::new(
                 staircase,
-                client,
+                client.into(),
                 Arc::new(state),
                 OperatorConfig::default(),
             ),
@@ -441,12 +450,15 @@ async fn lead<K, S, M, C>(
     if let Some(sel) = &cfg.label_selector {
         wc = wc.labels(sel);
     }
-    let mut controller = Controller::new(api_in::<K>(client.clone(), ns), wc)
+    // kube-runtime's own reflector would hold two copies of the cache during a relist.
+    let writer = Writer::<K>::default();
+    let store = writer.as_reader();
+    let events = reflector_in_place(writer, watcher(api_in::<K>(client.clone(), ns), wc));
+    let mut controller = Controller::for_stream(events.applied_objects(), store.clone())
         .with_config(ControllerConfig::default().concurrency(cfg.concurrency));
     for r in relations {
         controller = r.attach(controller, &client, ns);
     }
-    let store = controller.store();
     #[cfg(feature = "metrics")]
     {
         let (exists, runner) = (exists_in(store.clone()), shared.runner.clone());

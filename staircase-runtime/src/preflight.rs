@@ -19,6 +19,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::context::ApiScope;
+use crate::writes::OperatorClient;
 
 /// What a startup check found.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +65,11 @@ pub enum PreflightError {
     },
 }
 
-/// A client from the kubeconfig at `path`, else the usual places (`KUBECONFIG`, `~/.kube/config`,
-/// the in-cluster service account), with errors that say which of them failed and why.
-pub async fn client(path: Option<&Path>) -> Result<Client, PreflightError> {
+/// The operator's client from the kubeconfig at `path`, else the usual places (`KUBECONFIG`,
+/// `~/.kube/config`, the in-cluster service account), with errors that say which of them failed
+/// and why. Built from the config, so a step's write is counted inside the client's own stack
+/// (see [`OperatorClient`]); [`OperatorClient::client`] is the plain `kube::Client` for the rest.
+pub async fn client(path: Option<&Path>) -> Result<OperatorClient, PreflightError> {
     let config = match path {
         Some(p) => {
             let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| {
@@ -83,11 +86,12 @@ pub async fn client(path: Option<&Path>) -> Result<Client, PreflightError> {
             .map_err(|e| PreflightError::Kubeconfig(chain(&e)))?,
     };
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| PreflightError::Kubeconfig(chain(&e)))?;
-    reachable(&client)
+    let clients =
+        OperatorClient::try_from(config).map_err(|e| PreflightError::Kubeconfig(chain(&e)))?;
+    reachable(clients.client())
         .await
         .map_err(|e| PreflightError::Unreachable(format!("{url}: {e}")))?;
-    Ok(client)
+    Ok(clients)
 }
 
 /// Asks the API server for its version: the cheapest request that proves it answers.

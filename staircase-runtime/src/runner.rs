@@ -17,6 +17,7 @@ use crate::memory::{self, Memory, ObjectKey, View, rv_number};
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::staircase::Staircase;
 use crate::status::{StepStatus, next_status};
+use crate::writes::OperatorClient;
 use crate::{Context, OperatorConfig, OutcomeKind, RunInfo, finalizer};
 
 /// Reads the runtime-kept part of an object's status.
@@ -52,7 +53,7 @@ pub(crate) struct Runner<K, S, M, C> {
 impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
     pub(crate) fn new(
         staircase: Staircase<K, S, M, C>,
-        client: kube::Client,
+        clients: OperatorClient,
         state: Arc<S>,
         config: OperatorConfig,
     ) -> Self {
@@ -67,8 +68,8 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
         Runner {
             steps,
             staircase,
-            counting: crate::writes::counting_client(client.clone()),
-            client,
+            counting: clients.counting,
+            client: clients.client,
             state,
             config,
             status: None,

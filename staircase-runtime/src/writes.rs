@@ -1,9 +1,7 @@
 //! Counting every write a step makes, so the one-modification rule is enforced rather than hoped for.
 //!
-//! The operator wraps the user's `kube::Client` in a tower service that records each mutating
-//! request into the log of the run that issued it. The log travels as a tokio task-local: kube's
-//! `Client` hands requests to a buffer worker, but the response future is polled by the caller,
-//! inside the step, so that is where the write is recorded.
+//! Steps get a `kube::Client` whose stack records each mutating request into the log of the step
+//! that issued it ([`CountWrites`]); the log travels as a tokio task-local.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -12,8 +10,11 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either, Full};
 use kube::client::Body;
+use tower::Layer;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 tokio::task_local! {
     static CURRENT: RefCell<Vec<Write>>;
@@ -70,16 +71,87 @@ pub fn record_current(w: Write) -> bool {
     CURRENT.try_with(|log| log.borrow_mut().push(w)).is_ok()
 }
 
-/// A tower service that forwards to a `kube::Client` and records writes into the current run log.
+/// The clients an [`Operator`](crate::Operator) works with: one for its own requests (reads,
+/// status, Events) and one, handed to steps, that counts their writes.
+///
+/// From a `kube::Client` (what `Operator::new` takes) the counting one wraps it, so a step's
+/// request passes two tower buffers. Built from a `kube::Config` ([`OperatorClient::try_from`])
+/// it is one client whose stack has the counting layer ([`CountWrites`]) built in: one buffer,
+/// and the layer only looks at requests made inside a step.
 #[derive(Clone)]
-pub struct CountingService {
-    inner: kube::Client,
+pub struct OperatorClient {
+    pub(crate) client: kube::Client,
+    pub(crate) counting: kube::Client,
 }
 
-/// Wraps `client` so that every write made through the returned client during a step is counted.
-pub fn counting_client(client: kube::Client) -> kube::Client {
-    let ns = client.default_namespace().to_string();
-    kube::Client::new(CountingService { inner: client }, ns)
+impl From<kube::Client> for OperatorClient {
+    fn from(client: kube::Client) -> Self {
+        let ns = client.default_namespace().to_string();
+        let counting = kube::Client::new(CountWrites.layer(SendVia(client.clone())), ns);
+        OperatorClient { client, counting }
+    }
+}
+
+impl TryFrom<kube::Config> for OperatorClient {
+    type Error = kube::Error;
+
+    /// kube's default client stack for `config`, with [`CountWrites`] at its bottom.
+    fn try_from(config: kube::Config) -> Result<Self, kube::Error> {
+        let client = kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&CountWrites)
+            .build();
+        Ok(OperatorClient {
+            counting: client.clone(),
+            client,
+        })
+    }
+}
+
+impl OperatorClient {
+    /// The client for requests that are not a step's (they are never counted).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+}
+
+/// A tower layer that records every write made inside a step into that step's log; requests
+/// made outside a step pass through untouched. The log is task-local: kube's client hands
+/// requests to a buffer worker, but the response future is polled by the caller, inside the
+/// step, so that is where the write is recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountWrites;
+
+impl<S> tower::Layer<S> for CountWrites {
+    type Service = Counting<S>;
+
+    fn layer(&self, inner: S) -> Counting<S> {
+        Counting { inner }
+    }
+}
+
+/// The service [`CountWrites`] wraps around a client stack.
+#[derive(Debug, Clone)]
+pub struct Counting<S> {
+    inner: S,
+}
+
+/// A `kube::Client` as a tower service, so that [`Counting`] can wrap a client it is given.
+#[derive(Clone)]
+struct SendVia(kube::Client);
+
+impl tower::Service<Request<Body>> for SendVia {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let client = self.0.clone();
+        Box::pin(async move { client.send(req).await })
+    }
 }
 
 fn is_write(method: &Method) -> bool {
@@ -93,62 +165,80 @@ fn is_dry_run(req: &Request<Body>) -> bool {
     req.uri().query().is_some_and(|q| q.contains("dryRun="))
 }
 
-impl tower::Service<Request<Body>> for CountingService {
-    type Response = Response<Body>;
-    type Error = kube::Error;
-    type Future = BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+fn in_a_step() -> bool {
+    CURRENT.try_with(|_| ()).is_ok()
+}
 
-    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+/// A response body: passed through, or read whole by [`Counting`] to learn the write's version.
+pub type CountedBody<B> = Either<B, Full<Bytes>>;
+
+impl<S, B> tower::Service<Request<Body>> for Counting<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<CountedBody<B>>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let client = self.inner.clone();
-        if !is_write(req.method()) || is_dry_run(&req) {
-            return Box::pin(async move { client.send(req).await });
-        }
-        let method = req.method().to_string();
-        let path = req.uri().path().to_string();
+        let write = (is_write(req.method()) && !is_dry_run(&req))
+            .then(|| (req.method().to_string(), req.uri().path().to_string()));
+        let sent = self.inner.call(req);
         Box::pin(async move {
-            let res = client.send(req).await;
-            let (resp, write) = match res {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let (parts, body) = resp.into_parts();
-                    // kube reads the whole body anyway; reading it here lets us learn the
-                    // resourceVersion the write produced (for read-your-own-writes).
-                    let bytes: Bytes = body
-                        .collect()
-                        .await
-                        .map_err(|e| kube::Error::Service(e.into()))?
-                        .to_bytes();
-                    let rv = if (200..300).contains(&status) {
-                        resource_version_of(&bytes)
-                    } else {
-                        None
-                    };
-                    let write = Write {
-                        method,
-                        path,
-                        status,
-                        resource_version: rv,
-                    };
-                    (Ok(Response::from_parts(parts, Body::from(bytes))), write)
+            let res = sent.await.map_err(Into::into);
+            // Polled by the caller: this is where we can tell whether a step made the request.
+            match write {
+                Some((method, path)) if in_a_step() => {
+                    let (res, write) = read_write(method, path, res).await;
+                    record_current(write);
+                    res
                 }
-                Err(e) => {
-                    let write = Write {
-                        method,
-                        path,
-                        status: 0,
-                        resource_version: None,
-                    };
-                    (Err(e), write)
-                }
-            };
-            record_current(write);
-            resp
+                _ => res.map(|r| r.map(Either::Left)),
+            }
         })
     }
+}
+
+/// The response to a write, its body read whole (kube reads it whole anyway), and what the
+/// write did, including the resourceVersion it produced (for read-your-own-writes).
+async fn read_write<B>(
+    method: String,
+    path: String,
+    res: Result<Response<B>, BoxError>,
+) -> (Result<Response<CountedBody<B>>, BoxError>, Write)
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut write = Write {
+        method,
+        path,
+        status: 0,
+        resource_version: None,
+    };
+    let resp = match res {
+        Ok(resp) => resp,
+        Err(e) => return (Err(e), write),
+    };
+    write.status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return (Err(e.into()), write),
+    };
+    if write.succeeded() {
+        write.resource_version = resource_version_of(&bytes);
+    }
+    let resp = Response::from_parts(parts, Either::Right(Full::new(bytes)));
+    (Ok(resp), write)
 }
 
 /// `metadata.resourceVersion` of the JSON object in `body`, read without parsing the rest: the

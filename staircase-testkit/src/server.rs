@@ -165,13 +165,19 @@ impl ApiServer {
 
     /// A `kube::Client` for this server, defaulting to namespace `default`.
     pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config()).expect("plain-http client")
+    }
+
+    /// The `kube::Config` [`client`](Self::client) is built from, for building a client stack of
+    /// one's own (`kube::client::ClientBuilder`).
+    pub fn config(&self) -> kube::Config {
         let mut config = kube::Config::new(self.url().parse().expect("valid URL"));
         config.default_namespace = "default".into();
         config.read_timeout = None;
         // Plain HTTP: an empty trust store keeps kube from loading the system's CA certificates,
         // which otherwise costs more than the requests of a short test.
         config.root_cert = Some(Vec::new());
-        kube::Client::try_from(config).expect("plain-http client")
+        config
     }
 
     /// Request statistics and the request log.

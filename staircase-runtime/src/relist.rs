@@ -1,0 +1,326 @@
+//! A reflector that takes a relist in place, so the watch cache never holds two copies of itself.
+//!
+//! When a watch cannot resume (its resourceVersion was compacted away: `410 Gone`), kube-runtime's
+//! watcher lists everything again. Its store builds that list into a second map and swaps it in
+//! at the end, so for the length of the relist the old and the new copy of every object are alive
+//! together: the operator's memory peaks at twice its cache, exactly when the API server is under
+//! stress too (measured at 2.02× the store in `bench/`; kube-rs PR 1494).
+//!
+//! A controller does not need that all-at-once switch. Each object it reads is a whole snapshot of
+//! that one object either way, and between lists the watch changes the cache one object at a time
+//! anyway. So [`reflector_in_place`] hands the first list to the store as kube-runtime does (the
+//! store is empty then, and its readiness signal fires at the end of it) and replays every later
+//! list as ordinary changes: each listed object replaces its old copy the moment it arrives (the
+//! old one is freed then, unless a run still holds it), and what the list no longer contains is
+//! deleted when it ends. The peak is one cache plus the page being decoded.
+//!
+//! What a reader can see during a relist: an object that was deleted while the watch was down
+//! stays until the list ends (as with kube-runtime's store), and other objects may already be
+//! newer than it; never an object older than before the relist.
+
+use std::collections::{HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::watcher::{self, Event};
+
+/// Like kube-runtime's [`reflector`](kube::runtime::reflector::reflector): applies every watch
+/// event of `events` to `writer`'s store and passes it on, except that a relist (every list after
+/// the first) updates the store in place instead of building a second copy of it.
+///
+/// Downstream, a relisted object arrives as [`Event::Apply`] and an object the relist no longer
+/// has as [`Event::Delete`]; the relist's own `Init` and `InitDone` markers are not passed on, so
+/// [`applied_objects`](kube::runtime::WatchStreamExt::applied_objects) triggers one run per
+/// listed object, as with kube-runtime's reflector.
+pub fn reflector_in_place<K, W>(
+    mut writer: Writer<K>,
+    events: W,
+) -> impl Stream<Item = watcher::Result<Event<K>>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    W: Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+{
+    let store = writer.as_reader();
+    InPlace {
+        events: events.boxed(),
+        store,
+        listed: false,
+        unseen: None,
+        deletes: VecDeque::new(),
+    }
+    .map(move |ev| {
+        if let Ok(ev) = &ev {
+            writer.apply_watcher_event(ev);
+        }
+        ev
+    })
+}
+
+/// Rewrites relists into in-place changes; see the module docs.
+struct InPlace<K: Resource<DynamicType = ()> + 'static> {
+    events: BoxStream<'static, watcher::Result<Event<K>>>,
+    /// The store the events end up in: what a relist starts from.
+    store: Store<K>,
+    /// Whether the first list has completed (the store's readiness fired).
+    listed: bool,
+    /// During a relist: the objects the store had when it began that the list has not shown yet.
+    unseen: Option<HashSet<ObjectRef<K>>>,
+    /// At the end of a relist: deletions for the objects it did not show, passed on one by one.
+    deletes: VecDeque<K>,
+}
+
+fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
+    let meta = obj.meta();
+    let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match meta.namespace.as_deref() {
+        Some(ns) => key.within(ns),
+        None => key,
+    }
+}
+
+impl<K> InPlace<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    /// What to pass on for `ev`: `None` swallows it.
+    fn rewrite(&mut self, ev: Event<K>) -> Option<Event<K>> {
+        if !self.listed {
+            // The first list goes through untouched: it fills an empty store and ends in the
+            // readiness signal (`Store::wait_until_ready`), which only an `InitDone` fires.
+            self.listed = matches!(ev, Event::InitDone);
+            return Some(ev);
+        }
+        match ev {
+            // A list that restarts (an error part-way) starts over from what the store has now.
+            Event::Init => {
+                let keys = self.store.state().iter().map(|o| key_of(&**o)).collect();
+                self.unseen = Some(keys);
+                None
+            }
+            Event::InitApply(obj) | Event::Apply(obj) => {
+                if let Some(unseen) = &mut self.unseen {
+                    unseen.remove(&key_of(&obj));
+                }
+                Some(Event::Apply(obj))
+            }
+            Event::Delete(obj) => {
+                if let Some(unseen) = &mut self.unseen {
+                    unseen.remove(&key_of(&obj));
+                }
+                Some(Event::Delete(obj))
+            }
+            Event::InitDone => {
+                let unseen = self.unseen.take().unwrap_or_default();
+                let gone = unseen.iter().filter_map(|k| self.store.get(k));
+                self.deletes.extend(gone.map(|o| Arc::unwrap_or_clone(o)));
+                self.deletes.pop_front().map(Event::Delete)
+            }
+        }
+    }
+}
+
+// Nothing in it is ever pinned in place: the inner stream is boxed.
+impl<K: Resource<DynamicType = ()> + 'static> Unpin for InPlace<K> {}
+
+impl<K> Stream for InPlace<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    type Item = watcher::Result<Event<K>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(obj) = this.deletes.pop_front() {
+            return Poll::Ready(Some(Ok(Event::Delete(obj))));
+        }
+        loop {
+            match futures::ready!(this.events.poll_next_unpin(cx)) {
+                Some(Ok(ev)) => {
+                    if let Some(ev) = this.rewrite(ev) {
+                        return Poll::Ready(Some(Ok(ev)));
+                    }
+                }
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::mpsc;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn cm(name: &str, v: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([("v".to_string(), v.to_string())])),
+            ..Default::default()
+        }
+    }
+
+    fn contents(store: &Store<ConfigMap>) -> Vec<(String, String)> {
+        let mut v: Vec<_> = store
+            .state()
+            .iter()
+            .map(|o| {
+                let name = o.metadata.name.clone().unwrap();
+                (name, o.data.as_ref().unwrap()["v"].clone())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// Feeds events one at a time and looks at the store and the passed-on events in between.
+    struct Harness {
+        tx: mpsc::UnboundedSender<watcher::Result<Event<ConfigMap>>>,
+        out: Pin<Box<dyn Stream<Item = watcher::Result<Event<ConfigMap>>> + Send>>,
+        store: Store<ConfigMap>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let writer = Writer::default();
+            let store = writer.as_reader();
+            let (tx, rx) = mpsc::unbounded();
+            let out = Box::pin(reflector_in_place(writer, rx));
+            Harness { tx, out, store }
+        }
+
+        /// Sends `ev` and returns what came out (a description per event) until the stream waits.
+        fn send(&mut self, ev: Event<ConfigMap>) -> Vec<String> {
+            self.tx.unbounded_send(Ok(ev)).unwrap();
+            let mut seen = Vec::new();
+            let waker = futures::task::noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            while let Poll::Ready(Some(ev)) = self.out.as_mut().poll_next(&mut cx) {
+                seen.push(match ev.unwrap() {
+                    Event::Apply(o) => format!("apply {}", o.metadata.name.unwrap()),
+                    Event::Delete(o) => format!("delete {}", o.metadata.name.unwrap()),
+                    Event::Init => "init".into(),
+                    Event::InitApply(o) => format!("init-apply {}", o.metadata.name.unwrap()),
+                    Event::InitDone => "init-done".into(),
+                });
+            }
+            seen
+        }
+
+        fn list(&mut self, objs: &[ConfigMap]) -> Vec<String> {
+            let mut out = self.send(Event::Init);
+            for o in objs {
+                out.extend(self.send(Event::InitApply(o.clone())));
+            }
+            out.extend(self.send(Event::InitDone));
+            out
+        }
+    }
+
+    #[test]
+    fn the_first_list_passes_through_and_makes_the_store_ready() {
+        let mut h = Harness::new();
+        assert_eq!(h.send(Event::Init), ["init"]);
+        assert_eq!(h.send(Event::InitApply(cm("a", "1"))), ["init-apply a"]);
+        // kube-runtime's store fills a buffer and swaps it in at the end of the first list.
+        assert!(h.store.is_empty());
+        assert_eq!(h.send(Event::InitDone), ["init-done"]);
+        assert_eq!(contents(&h.store), pairs(&[("a", "1")]));
+        let ready = h.store.wait_until_ready();
+        assert!(futures::executor::block_on(ready).is_ok());
+    }
+
+    #[test]
+    fn a_relist_replaces_objects_as_they_arrive_and_deletes_the_missing_at_the_end() {
+        let mut h = Harness::new();
+        h.list(&[cm("a", "1"), cm("b", "1"), cm("c", "1")]);
+        let old_a = Arc::downgrade(&h.store.get(&key_of(&cm("a", ""))).unwrap());
+
+        assert!(
+            h.send(Event::Init).is_empty(),
+            "the relist's start is not passed on"
+        );
+        assert_eq!(h.send(Event::InitApply(cm("a", "2"))), ["apply a"]);
+        // Replaced in place: the old copy is gone before the list ends.
+        assert!(old_a.upgrade().is_none());
+        assert_eq!(
+            contents(&h.store),
+            pairs(&[("a", "2"), ("b", "1"), ("c", "1")])
+        );
+        assert_eq!(h.send(Event::InitApply(cm("d", "1"))), ["apply d"]);
+        assert_eq!(h.send(Event::InitApply(cm("c", "2"))), ["apply c"]);
+        // `b` was deleted while the watch was down: it leaves when the list ends.
+        assert_eq!(h.send(Event::InitDone), ["delete b"]);
+        assert_eq!(
+            contents(&h.store),
+            pairs(&[("a", "2"), ("c", "2"), ("d", "1")])
+        );
+
+        // Afterwards, watch events pass through as usual.
+        assert_eq!(h.send(Event::Apply(cm("a", "3"))), ["apply a"]);
+        assert_eq!(h.send(Event::Delete(cm("d", "1"))), ["delete d"]);
+        assert_eq!(contents(&h.store), pairs(&[("a", "3"), ("c", "2")]));
+    }
+
+    #[test]
+    fn a_relist_never_holds_more_objects_than_the_larger_of_the_two_lists() {
+        let mut h = Harness::new();
+        let first: Vec<_> = (0..50).map(|i| cm(&format!("o{i}"), "1")).collect();
+        h.list(&first);
+        h.send(Event::Init);
+        let mut most = 0;
+        for i in 10..60 {
+            h.send(Event::InitApply(cm(&format!("o{i}"), "2")));
+            most = most.max(h.store.len());
+        }
+        let deleted = h.send(Event::InitDone);
+        assert_eq!(deleted.len(), 10);
+        assert!(deleted.iter().all(|d| d.starts_with("delete o")));
+        assert_eq!(h.store.len(), 50);
+        assert_eq!(
+            most, 60,
+            "old objects not yet relisted stay, new ones are added"
+        );
+    }
+
+    #[test]
+    fn a_relist_that_restarts_part_way_still_deletes_what_is_gone() {
+        let mut h = Harness::new();
+        h.list(&[cm("a", "1"), cm("b", "1")]);
+        h.send(Event::Init);
+        h.send(Event::InitApply(cm("a", "2")));
+        // The list failed part-way and starts over (the watcher sends `Init` again).
+        assert!(h.send(Event::Init).is_empty());
+        h.send(Event::InitApply(cm("a", "3")));
+        assert_eq!(h.send(Event::InitDone), ["delete b"]);
+        assert_eq!(contents(&h.store), pairs(&[("a", "3")]));
+    }
+
+    #[test]
+    fn a_deletion_seen_during_a_relist_is_not_repeated_at_its_end() {
+        let mut h = Harness::new();
+        h.list(&[cm("a", "1"), cm("b", "1")]);
+        h.send(Event::Init);
+        assert_eq!(h.send(Event::Delete(cm("b", "1"))), ["delete b"]);
+        h.send(Event::InitApply(cm("a", "2")));
+        assert!(h.send(Event::InitDone).is_empty());
+        assert_eq!(contents(&h.store), pairs(&[("a", "2")]));
+    }
+}
