@@ -91,6 +91,8 @@ fn compile_figure_parses_compiler_output_and_renders() {
         name: "f".into(),
         clean_s: Stat::of(vec![1.0, 1.1]),
         incremental_s: Stat::of(vec![0.5]),
+        clean_cpu_s: Stat::of(vec![0.9]),
+        incremental_cpu_s: Stat::of(vec![0.4]),
         expanded_lines: Some(100),
         source_lines: 50,
         expand_s: Some(Stat::of(vec![expand])),
@@ -108,4 +110,5 @@ fn compile_figure_parses_compiler_output_and_renders() {
     assert!((per - 1.0).abs() < 1e-9, "{per}");
     let md = c.markdown();
     assert!(md.contains("Figure 5") && md.contains("21 / 1486"), "{md}");
+    assert!(md.contains("CPU time of the incremental rebuild"), "{md}");
 }

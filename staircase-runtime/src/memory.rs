@@ -18,7 +18,7 @@ use hashbrown::{Equivalent, HashMap};
 use crate::runner::NextRun;
 
 /// An object's `namespace/name` (just `name` for cluster-scoped objects).
-struct Key(Box<str>);
+pub(crate) struct Key(Box<str>);
 
 /// The same, borrowed from an object's metadata.
 #[derive(Clone, Copy)]
@@ -27,9 +27,35 @@ pub(crate) struct ObjectKey<'a> {
     pub(crate) name: &'a str,
 }
 
-impl ObjectKey<'_> {
-    fn owned(&self) -> Key {
-        Key(self.to_string().into_boxed_str())
+impl<'a> ObjectKey<'a> {
+    /// The key of the object with metadata `meta`.
+    pub(crate) fn of(meta: &'a kube::api::ObjectMeta) -> Self {
+        ObjectKey {
+            namespace: meta.namespace.as_deref(),
+            name: meta.name.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// One allocation of exactly the key's length (`to_string` would grow a buffer as it writes).
+    pub(crate) fn owned(&self) -> Key {
+        let ns = self.namespace.map_or(0, |ns| ns.len() + 1);
+        let mut key = String::with_capacity(ns + self.name.len());
+        if let Some(namespace) = self.namespace {
+            key.push_str(namespace);
+            key.push('/');
+        }
+        key.push_str(self.name);
+        Key(key.into_boxed_str())
+    }
+}
+
+impl Key {
+    /// The namespace (if any) and the name.
+    pub(crate) fn parts(&self) -> (Option<&str>, &str) {
+        match self.0.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, &self.0),
+        }
     }
 }
 
@@ -333,6 +359,16 @@ mod tests {
             failed: false,
             forget: false,
         }
+    }
+
+    #[test]
+    fn owned_keys_join_namespace_and_name_and_split_back() {
+        let k = key(Some("ns"), "x").owned();
+        assert_eq!(&*k.0, "ns/x");
+        assert_eq!(k.parts(), (Some("ns"), "x"));
+        let k = key(None, "x").owned();
+        assert_eq!(&*k.0, "x");
+        assert_eq!(k.parts(), (None, "x"));
     }
 
     #[test]

@@ -18,16 +18,19 @@
 //! stays until the list ends (as with kube-runtime's store), and other objects may already be
 //! newer than it; never an object older than before the relist.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use hashbrown::HashSet;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
+
+use crate::memory::{Key, ObjectKey};
 
 /// Like kube-runtime's [`reflector`](kube::runtime::reflector::reflector): applies every watch
 /// event of `events` to `writer`'s store and passes it on, except that a relist (every list after
@@ -69,17 +72,20 @@ struct InPlace<K: Resource<DynamicType = ()> + 'static> {
     /// Whether the first list has completed (the store's readiness fired).
     listed: bool,
     /// During a relist: the objects the store had when it began that the list has not shown yet.
-    unseen: Option<HashSet<ObjectRef<K>>>,
+    /// (Looked up by the listed object's borrowed name: a relist allocates one key per object.)
+    unseen: Option<HashSet<Key>>,
     /// At the end of a relist: deletions for the objects it did not show, passed on one by one.
     deletes: VecDeque<K>,
 }
 
-fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<K> {
-    let meta = obj.meta();
-    let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
-    match meta.namespace.as_deref() {
-        Some(ns) => key.within(ns),
-        None => key,
+fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectKey<'_> {
+    ObjectKey::of(obj.meta())
+}
+
+fn object_ref<K: Resource<DynamicType = ()>>(key: &Key) -> ObjectRef<K> {
+    match key.parts() {
+        (Some(ns), name) => ObjectRef::new(name).within(ns),
+        (None, name) => ObjectRef::new(name),
     }
 }
 
@@ -98,7 +104,12 @@ where
         match ev {
             // A list that restarts (an error part-way) starts over from what the store has now.
             Event::Init => {
-                let keys = self.store.state().iter().map(|o| key_of(&**o)).collect();
+                let keys = self
+                    .store
+                    .state()
+                    .iter()
+                    .map(|o| key_of(&**o).owned())
+                    .collect();
                 self.unseen = Some(keys);
                 None
             }
@@ -116,7 +127,7 @@ where
             }
             Event::InitDone => {
                 let unseen = self.unseen.take().unwrap_or_default();
-                let gone = unseen.iter().filter_map(|k| self.store.get(k));
+                let gone = unseen.iter().filter_map(|k| self.store.get(&object_ref(k)));
                 self.deletes.extend(gone.map(|o| Arc::unwrap_or_clone(o)));
                 self.deletes.pop_front().map(Event::Delete)
             }
@@ -251,7 +262,7 @@ mod tests {
     fn a_relist_replaces_objects_as_they_arrive_and_deletes_the_missing_at_the_end() {
         let mut h = Harness::new();
         h.list(&[cm("a", "1"), cm("b", "1"), cm("c", "1")]);
-        let old_a = Arc::downgrade(&h.store.get(&key_of(&cm("a", ""))).unwrap());
+        let old_a = Arc::downgrade(&h.store.get(&ObjectRef::new("a").within("ns")).unwrap());
 
         assert!(
             h.send(Event::Init).is_empty(),

@@ -93,11 +93,7 @@ where
     }
 
     fn key(obj: &K) -> ObjectKey<'_> {
-        let meta = obj.meta();
-        ObjectKey {
-            namespace: meta.namespace.as_deref(),
-            name: meta.name.as_deref().unwrap_or_default(),
-        }
+        ObjectKey::of(obj.meta())
     }
 
     /// Runs the staircase once for `obj`. Returns the report (`None` when there was nothing to run,
