@@ -454,39 +454,44 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                     ..Run::default()
                 };
                 if sc.relist {
-                    // Move the global resourceVersion past the watchers' last one, so that after
-                    // `compact` their resume gets 410 Gone and they relist (outside the window).
-                    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-                    let mut cm = ConfigMap::default();
-                    cm.metadata.name = Some("relist-marker".into());
-                    let _ = cms.create(&PostParams::default(), &cm).await;
-                    alloc::reset_peak();
-                    let a0 = alloc::snapshot();
-                    let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
-                    let conv0 = counters.converged.load(Ordering::Relaxed);
-                    // On a helper thread: compaction frees the server's event history, which
-                    // the server thread allocated; freed here it would count as the operator's
-                    // (megabytes of negative live bytes that hide the relist peak).
-                    std::thread::scope(|s| {
-                        s.spawn(|| {
-                            faults.compact();
-                            faults.close_watches();
+                    let mut passes = Vec::with_capacity(RELISTS);
+                    for i in 0..RELISTS {
+                        // Move the global resourceVersion past the watchers' last one, so that
+                        // after `compact` their resume gets 410 Gone and they relist (outside
+                        // the window).
+                        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+                        let mut cm = ConfigMap::default();
+                        cm.metadata.name = Some(format!("relist-marker-{i}"));
+                        let _ = cms.create(&PostParams::default(), &cm).await;
+                        alloc::reset_peak();
+                        let a0 = alloc::snapshot();
+                        let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
+                        let conv0 = counters.converged.load(Ordering::Relaxed);
+                        // On a helper thread: compaction frees the server's event history, which
+                        // the server thread allocated; freed here it would count as the
+                        // operator's (megabytes of negative live bytes that hide the relist peak).
+                        std::thread::scope(|s| {
+                            s.spawn(|| {
+                                faults.compact();
+                                faults.close_watches();
+                            });
                         });
-                    });
-                    wait_until(&counters, timeout, || {
-                        cc.converged.load(Ordering::Relaxed) >= conv0 + n
-                    })
-                    .await;
-                    settle(&counters, quiet).await;
-                    let a1 = alloc::snapshot();
-                    run.relist = Some(Relist {
-                        runs: counters.converged.load(Ordering::Relaxed) - conv0,
-                        cpu_ns: cpu::thread_cpu_ns() - cpu0,
-                        allocs: a1.allocs - a0.allocs,
-                        peak_bytes: a1.peak - base.live,
-                        end_bytes: a1.live - base.live,
-                        server_cpu_ns: cpu::clock_ns(server_clock) - scpu0,
-                    });
+                        wait_until(&counters, timeout, || {
+                            cc.converged.load(Ordering::Relaxed) >= conv0 + n
+                        })
+                        .await;
+                        settle(&counters, quiet).await;
+                        let a1 = alloc::snapshot();
+                        passes.push(Relist {
+                            runs: counters.converged.load(Ordering::Relaxed) - conv0,
+                            cpu_ns: cpu::thread_cpu_ns() - cpu0,
+                            allocs: a1.allocs - a0.allocs,
+                            peak_bytes: a1.peak - base.live,
+                            end_bytes: a1.live - base.live,
+                            server_cpu_ns: cpu::clock_ns(server_clock) - scpu0,
+                        });
+                    }
+                    run.relist = median_pass(passes);
                 }
                 let _ = stop_tx.send(true);
                 let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -496,6 +501,20 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
         .expect("spawn operator thread")
         .join()
         .expect("operator thread")
+}
+
+/// Forced relists per run of the relist scenario: a pass over 1,000 objects takes tens of ms, so
+/// one sample per run would be at the mercy of whatever else the shared cores are doing.
+pub const RELISTS: usize = 3;
+
+/// The pass of median operator CPU, with the highest peak of them all (the peak is a property of
+/// every relist alike; the highest is the one to report).
+fn median_pass(mut passes: Vec<Relist>) -> Option<Relist> {
+    passes.sort_by_key(|p| p.cpu_ns);
+    let peak = passes.iter().map(|p| p.peak_bytes).max()?;
+    let mut median = passes.swap_remove(passes.len() / 2);
+    median.peak_bytes = peak;
+    Some(median)
 }
 
 /// The smaller object count of figure 4: a tenth of N, but enough objects to use the full
