@@ -412,3 +412,62 @@ async fn a_relist_updates_the_cache_in_place_and_drops_what_was_deleted_meanwhil
     assert_eq!(store.len(), 2);
     assert!(store.get(&key("c")).is_some());
 }
+
+/// Whichever way the cache takes a relist (in place, or kube-runtime's swap), the operator runs
+/// every object once more afterwards, finds it converged and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_relist_either_way_every_object_runs_once_and_nothing_is_written() {
+    for relist in [staircase::Relist::InPlace, staircase::Relist::Swap] {
+        let env = Env::start().await;
+        env.install::<Foo>().await;
+        const N: usize = 4;
+        let (api, names) = create_foos(&env, N).await;
+        let client = env.client.clone();
+        let op = Running::spawn(move |reports, stop| {
+            Operator::with_state(client, foo::stairs(), app())
+                .with_status()
+                .with_config(OperatorConfig::default().with_relist(relist))
+                .on_run(recorder(reports))
+                .run_until(async {
+                    stop.await.ok();
+                })
+        });
+        for n in &names {
+            wait_for(&api, n, ready).await;
+        }
+        let converged = || {
+            op.reports()
+                .iter()
+                .filter(|r| r.end == RunEnd::Converged)
+                .count()
+        };
+        // Every object's status write comes back as a watch event; wait for those runs too.
+        let settled = async {
+            while converged() < N {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(staircase_tests::GUARD, settled)
+            .await
+            .expect("the echoes of the status writes ran");
+        // Move the resourceVersion past the watch's, so that after `compact` it cannot resume.
+        let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+        let mut marker = ConfigMap::default();
+        marker.metadata.name = Some("relist-marker".into());
+        cms.create(&PostParams::default(), &marker).await.unwrap();
+        let (before, runs) = (env.server.stats().writes(), converged());
+
+        env.server.faults().compact();
+        env.server.faults().close_watches();
+        let relisted = async {
+            while converged() < runs + N {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(staircase_tests::GUARD, relisted)
+            .await
+            .unwrap_or_else(|_| panic!("{relist:?}: every object ran after the relist"));
+        op.stop().await;
+        assert_eq!(env.server.stats().writes(), before, "{relist:?}");
+    }
+}

@@ -184,6 +184,11 @@ pub async fn run_staircase(
         .with_concurrency(concurrency)
         .with_events(false)
         .with_shutdown_timeout(Duration::from_secs(2));
+    // `STAIRCASE_BENCH_RELIST=swap`: kube-runtime's relist (a second cache, swapped in).
+    let cfg = match std::env::var("STAIRCASE_BENCH_RELIST").as_deref() {
+        Ok("swap") => cfg.with_relist(staircase::Relist::Swap),
+        _ => cfg,
+    };
     let mut op = Operator::new(client, stairs).with_config(cfg);
     if status {
         op = op.with_status();

@@ -46,7 +46,7 @@ pub mod writes;
 pub use backoff::Backoff;
 pub use chain::{Stairs, Start, Then};
 pub use children::{Children, Strategy, children};
-pub use config::{ConfigError, OperatorConfig, StatusUpdates};
+pub use config::{ConfigError, OperatorConfig, Relist, StatusUpdates};
 pub use context::{ApiScope, Context, RunInfo};
 pub use error::{Error, Result, Rule, RuleViolation};
 pub use health::{Health, Leadership};

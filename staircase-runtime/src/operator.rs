@@ -11,13 +11,14 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::OperatorConfig;
 use crate::chain::{Stairs, Start};
+use crate::config::Relist;
 use crate::context::ApiScope;
 use crate::events::EventPublisher;
 use crate::health::{Health, Leadership};
@@ -450,10 +451,13 @@ async fn lead<K, S, M, C>(
     if let Some(sel) = &cfg.label_selector {
         wc = wc.labels(sel);
     }
-    // kube-runtime's own reflector would hold two copies of the cache during a relist.
     let writer = Writer::<K>::default();
     let store = writer.as_reader();
-    let events = reflector_in_place(writer, watcher(api_in::<K>(client.clone(), ns), wc));
+    let watch = watcher(api_in::<K>(client.clone(), ns), wc);
+    let events = match cfg.relist {
+        Relist::InPlace => reflector_in_place(writer, watch).boxed(),
+        Relist::Swap => reflector(writer, watch).boxed(),
+    };
     let mut controller = Controller::for_stream(events.applied_objects(), store.clone())
         .with_config(ControllerConfig::default().concurrency(cfg.concurrency));
     for r in relations {
