@@ -23,10 +23,15 @@ fn app() -> App {
 }
 
 fn spawn(env: &Env) -> Running {
+    spawn_with(env, OperatorConfig::default())
+}
+
+fn spawn_with(env: &Env, config: OperatorConfig) -> Running {
     let client = env.client.clone();
     Running::spawn(move |reports, stop| {
         Operator::with_state(client, foo::stairs(), app())
             .with_status()
+            .with_config(config)
             .on_run(recorder(reports))
             .run_until(async {
                 stop.await.ok();
@@ -422,16 +427,7 @@ async fn after_a_relist_either_way_every_object_runs_once_and_nothing_is_written
         env.install::<Foo>().await;
         const N: usize = 4;
         let (api, names) = create_foos(&env, N).await;
-        let client = env.client.clone();
-        let op = Running::spawn(move |reports, stop| {
-            Operator::with_state(client, foo::stairs(), app())
-                .with_status()
-                .with_config(OperatorConfig::default().with_relist(relist))
-                .on_run(recorder(reports))
-                .run_until(async {
-                    stop.await.ok();
-                })
-        });
+        let op = spawn_with(&env, OperatorConfig::default().with_relist(relist));
         for n in &names {
             wait_for(&api, n, ready).await;
         }
