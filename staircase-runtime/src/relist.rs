@@ -93,6 +93,13 @@ impl<K> InPlace<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
+    /// During a relist, `obj` needs no deletion at its end: it was listed or already deleted.
+    fn seen(&mut self, obj: &K) {
+        if let Some(unseen) = &mut self.unseen {
+            unseen.remove(&key_of(obj));
+        }
+    }
+
     /// What to pass on for `ev`: `None` swallows it.
     fn rewrite(&mut self, ev: Event<K>) -> Option<Event<K>> {
         if !self.listed {
@@ -114,15 +121,11 @@ where
                 None
             }
             Event::InitApply(obj) | Event::Apply(obj) => {
-                if let Some(unseen) = &mut self.unseen {
-                    unseen.remove(&key_of(&obj));
-                }
+                self.seen(&obj);
                 Some(Event::Apply(obj))
             }
             Event::Delete(obj) => {
-                if let Some(unseen) = &mut self.unseen {
-                    unseen.remove(&key_of(&obj));
-                }
+                self.seen(&obj);
                 Some(Event::Delete(obj))
             }
             Event::InitDone => {
