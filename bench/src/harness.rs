@@ -554,10 +554,13 @@ pub fn scenarios(o: &Options) -> Vec<Scenario> {
         latency_ms: o.latency_ms,
         relist: false,
     });
-    // `STAIRCASE_BENCH_ONLY=latency`: figure 3's latency scenario alone (a quick look at one
-    // figure; the other rows then have no samples).
-    if std::env::var("STAIRCASE_BENCH_ONLY").is_ok_and(|s| s == "latency") {
-        v.retain(|s| s.latency_ms > 0);
+    // `STAIRCASE_BENCH_ONLY=latency` (figure 3's latency scenario) or `=relist` (the scenario
+    // with the forced relists, figures 1 and 4): a quick look at one figure; the other rows then
+    // have no samples.
+    match std::env::var("STAIRCASE_BENCH_ONLY").as_deref() {
+        Ok("latency") => v.retain(|s| s.latency_ms > 0),
+        Ok("relist") => v.retain(|s| s.relist),
+        _ => {}
     }
     v
 }

@@ -49,16 +49,6 @@ impl<'a> ObjectKey<'a> {
     }
 }
 
-impl Key {
-    /// The namespace (if any) and the name.
-    pub(crate) fn parts(&self) -> (Option<&str>, &str) {
-        match self.0.split_once('/') {
-            Some((ns, name)) => (Some(ns), name),
-            None => (None, &self.0),
-        }
-    }
-}
-
 impl std::fmt::Display for ObjectKey<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.namespace {
@@ -362,13 +352,11 @@ mod tests {
     }
 
     #[test]
-    fn owned_keys_join_namespace_and_name_and_split_back() {
+    fn owned_keys_join_namespace_and_name() {
         let k = key(Some("ns"), "x").owned();
         assert_eq!(&*k.0, "ns/x");
-        assert_eq!(k.parts(), (Some("ns"), "x"));
         let k = key(None, "x").owned();
         assert_eq!(&*k.0, "x");
-        assert_eq!(k.parts(), (None, "x"));
     }
 
     #[test]
