@@ -338,9 +338,10 @@ async fn a_view_older_than_one_already_acted_on_is_not_acted_on() {
     assert_eq!(child_writes(&env), writes);
 }
 
-/// After a watch cannot resume (`410 Gone`) the watcher lists everything again: the operator's
-/// cache takes that list in place (no second copy of the cache) and still drops what was deleted
-/// while the watch was down. Driven by the real watcher against the embedded server.
+/// After a watch cannot resume (`410 Gone`) the watcher lists everything again: with
+/// `Relist::InPlace` the operator's cache takes that list in place (no second copy of the cache)
+/// and still drops what was deleted while the watch was down. Driven by the real watcher against
+/// the embedded server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relist_updates_the_cache_in_place_and_drops_what_was_deleted_meanwhile() {
     use futures::StreamExt;

@@ -184,9 +184,10 @@ pub async fn run_staircase(
         .with_concurrency(concurrency)
         .with_events(false)
         .with_shutdown_timeout(Duration::from_secs(2));
-    // `STAIRCASE_BENCH_RELIST=swap`: kube-runtime's relist (a second cache, swapped in).
+    // `STAIRCASE_BENCH_RELIST=in-place`: the relist taken into the cache in place (the default
+    // is kube-runtime's: a second cache, swapped in).
     let cfg = match std::env::var("STAIRCASE_BENCH_RELIST").as_deref() {
-        Ok("swap") => cfg.with_relist(staircase::Relist::Swap),
+        Ok("in-place") => cfg.with_relist(staircase::Relist::InPlace),
         _ => cfg,
     };
     let mut op = Operator::new(client, stairs).with_config(cfg);

@@ -7,7 +7,7 @@
 //! - [`chain`]: the typed list of steps `staircase!` builds; [`mod@staircase`]: steps + cleanup;
 //! - [`writes`]: counting each step's writes; [`run`]: what a run did;
 //! - [`runner`]: one run over one object; [`operator`]: the loop on kube-runtime;
-//!   [`relist`]: its watch cache, which takes a relist in place;
+//!   [`relist`]: a watch cache that can take a relist in place;
 //! - [`mod@children`]: the declarative children step; [`external`]: idempotent external calls;
 //! - [`status`], `finalizer`, [`backoff`], [`config`]: the pieces the runner uses;
 //! - production: [`events`], [`metrics`], [`health`] and [`server`], [`leader`], [`shutdown`],
