@@ -85,10 +85,15 @@ pub struct Counters {
     pub runs: AtomicU64,
     /// Runs that found the object converged.
     pub converged: AtomicU64,
+    /// Runs that found the object converged at a version no earlier converged run of it saw:
+    /// objects that converged (a later run at the same version, e.g. a duplicate trigger, is
+    /// not counted again).
+    pub converged_new: AtomicU64,
     /// Runs that saw the same resourceVersion as the previous run of the same object: not
     /// driven by a change of the object (a requeue timer, a retry, a duplicate trigger).
     pub unchanged_reruns: AtomicU64,
-    /// The resourceVersion of each object's last run, by a hash of its key. Keyed by hash and
+    /// The resourceVersion of each object's last run (shifted left by one, the low bit set when
+    /// it found the object converged), by a hash of its key. Keyed by hash and
     /// sized up front (see [`Counters::for_objects`]) so that bookkeeping allocates nothing
     /// while a variant runs and stays out of its allocation and memory figures.
     last_rv: Mutex<HashMap<u64, u64>>,
@@ -112,9 +117,14 @@ impl Counters {
         }
         if let Some(rv) = rv {
             let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
-            let prev = self.last_rv.lock().expect("poisoned").insert(h, rv);
-            if prev == Some(rv) {
+            // The version, and in the low bit whether that run found the object converged.
+            let seen = rv << 1 | u64::from(converged);
+            let prev = self.last_rv.lock().expect("poisoned").insert(h, seen);
+            if prev.is_some_and(|p| p >> 1 == rv) {
                 self.unchanged_reruns.fetch_add(1, Ordering::Relaxed);
+            }
+            if converged && prev != Some(seen) {
+                self.converged_new.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.notify.notify_waiters();
