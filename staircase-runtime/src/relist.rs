@@ -83,9 +83,9 @@ struct InPlace<K: Resource<DynamicType = ()> + 'static> {
 /// allocation, and nothing has to walk the store (10,000 cold objects) when the relist begins.
 /// At its end, if the store holds no more objects than the relist showed, nothing was deleted
 /// while the watch was down and the store is not walked at all. Otherwise every object whose
-/// fingerprint the relist did not show is deleted. Two keys can share a fingerprint; the
-/// hasher is keyed afresh for every relist, so a deleted object escapes one relist with a
-/// chance of about (objects listed) / 2^64, and is caught by the next one.
+/// fingerprint the relist did not show is deleted. Two keys can share a fingerprint (for n
+/// objects, a chance of about n² / 2^65 per relist; the hasher is keyed afresh for each one):
+/// then an object deleted while the watch was down may stay until the next relist.
 struct Listed {
     hasher: RandomState,
     seen: HashSet<u64>,
