@@ -58,7 +58,9 @@ pub enum Relist {
     /// dropped at its end: memory peaks at one cache plus a page of the list (measured: 1.07×).
     /// For an operator whose memory limit cannot take a second cache. Replacing objects one by
     /// one costs more CPU than one swap: over 10,000 objects the whole pass took 43–56 µs per
-    /// object against 30–41 µs (none visible at 1,000).
+    /// object against 30–41 µs (none visible at 1,000). Profiled on the store alone, the extra
+    /// time is glibc's `malloc` finding room among the old copies' freed chunks (a swap
+    /// allocates the new cache before it frees the old one); another allocator may differ.
     InPlace,
 }
 
