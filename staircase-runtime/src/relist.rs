@@ -254,6 +254,14 @@ mod tests {
             seen
         }
 
+        /// A store that holds `objs` and has just begun a relist.
+        fn relisting(objs: &[ConfigMap]) -> Self {
+            let mut h = Harness::new();
+            h.list(objs);
+            h.send(Event::Init);
+            h
+        }
+
         fn list(&mut self, objs: &[ConfigMap]) -> Vec<String> {
             let mut out = self.send(Event::Init);
             for o in objs {
@@ -332,9 +340,7 @@ mod tests {
 
     #[test]
     fn a_relist_that_restarts_part_way_still_deletes_what_is_gone() {
-        let mut h = Harness::new();
-        h.list(&[cm("a", "1"), cm("b", "1")]);
-        h.send(Event::Init);
+        let mut h = Harness::relisting(&[cm("a", "1"), cm("b", "1")]);
         h.send(Event::InitApply(cm("a", "2")));
         // The list failed part-way and starts over (the watcher sends `Init` again).
         assert!(h.send(Event::Init).is_empty());
@@ -345,9 +351,7 @@ mod tests {
 
     #[test]
     fn a_deletion_seen_during_a_relist_is_not_repeated_at_its_end() {
-        let mut h = Harness::new();
-        h.list(&[cm("a", "1"), cm("b", "1")]);
-        h.send(Event::Init);
+        let mut h = Harness::relisting(&[cm("a", "1"), cm("b", "1")]);
         assert_eq!(h.send(Event::Delete(cm("b", "1"))), ["delete b"]);
         h.send(Event::InitApply(cm("a", "2")));
         assert!(h.send(Event::InitDone).is_empty());
@@ -356,9 +360,7 @@ mod tests {
 
     #[test]
     fn an_object_listed_then_deleted_does_not_hide_one_that_was_never_listed() {
-        let mut h = Harness::new();
-        h.list(&[cm("a", "1"), cm("b", "1")]);
-        h.send(Event::Init);
+        let mut h = Harness::relisting(&[cm("a", "1"), cm("b", "1")]);
         h.send(Event::InitApply(cm("a", "2")));
         assert_eq!(h.send(Event::Delete(cm("a", "2"))), ["delete a"]);
         // One object in the store, none of the listed ones: `b` is gone too.
