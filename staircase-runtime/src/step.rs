@@ -57,10 +57,6 @@ pub trait ForResource<K> {
     /// that step, and does not report the rest of the chain again.
     #[doc(hidden)]
     type This;
-    /// The resource type the step's function takes (the same as `K` whenever this is implemented).
-    type Resource;
-    /// The identity: turns the runtime's `&K` into the step's `&Self::Resource`.
-    fn resource(k: &K) -> &Self::Resource;
 }
 
 /// Implemented by `#[step]` for the data a step accepts, so a mismatch between what the earlier
@@ -76,12 +72,6 @@ pub trait TakesData<D> {
     /// that step, and does not report the rest of the chain again.
     #[doc(hidden)]
     type This;
-    /// The data type the step's function takes (the same as `D` whenever this is implemented).
-    type Data;
-    /// The identity, by reference.
-    fn by_ref(d: &D) -> &Self::Data;
-    /// The identity, by value.
-    fn by_value(d: D) -> Self::Data;
 }
 
 /// Implemented by `#[step]` for the user state a step's context carries.
@@ -96,10 +86,6 @@ pub trait WithState<S> {
     /// that step, and does not report the rest of the chain again.
     #[doc(hidden)]
     type This;
-    /// The state type of the step's `Context` (the same as `S` whenever this is implemented).
-    type State;
-    /// The identity: turns the runtime's context into the step's.
-    fn context(c: &Context<S>) -> &Context<Self::State>;
 }
 
 /// Return types a `#[step]` function may have: `Result<Outcome<T>, E>` with `E` convertible

@@ -119,8 +119,6 @@ impl<'a> Generator<'a> {
         quote_spanned! {resource.span()=>
             impl #p::ForResource<#resource> for #ident {
                 type This = Self;
-                type Resource = #resource;
-                fn resource(k: &#resource) -> &#resource { k }
             }
         }
     }
@@ -152,8 +150,6 @@ impl<'a> Generator<'a> {
         quote_spanned! {span=>
             impl #generics #p::WithState<#state> for #ident {
                 type This = Self;
-                type State = #state;
-                fn context(c: &#p::Context<#state>) -> &#p::Context<#state> { c }
             }
         }
     }
@@ -167,9 +163,6 @@ impl<'a> Generator<'a> {
         quote_spanned! {span=>
             impl #generics #p::TakesData<#data> for #ident {
                 type This = Self;
-                type Data = #data;
-                fn by_ref(d: &#data) -> &#data { d }
-                fn by_value(d: #data) -> #data { d }
             }
         }
     }

@@ -27,19 +27,12 @@ pub(crate) fn stub(func: &StepFn, options: &StepOptions) -> TokenStream {
         const _: () = {
             impl<K> #p::ForResource<K> for #ident {
                 type This = Self;
-                type Resource = K;
-                fn resource(k: &K) -> &K { k }
             }
             impl<S> #p::WithState<S> for #ident {
                 type This = Self;
-                type State = S;
-                fn context(c: &#p::Context<S>) -> &#p::Context<S> { c }
             }
             impl<D> #p::TakesData<D> for #ident {
                 type This = Self;
-                type Data = D;
-                fn by_ref(d: &D) -> &D { d }
-                fn by_value(d: D) -> D { d }
             }
             impl<K, S, D> #p::Step<K, S, D> for #ident
             where

@@ -96,27 +96,12 @@ where
 
 impl<K, F> ForResource<K> for ChildrenStep<K, F> {
     type This = Self;
-    type Resource = K;
-    fn resource(k: &K) -> &K {
-        k
-    }
 }
 
 impl<K, F, S> WithState<S> for ChildrenStep<K, F> {
     type This = Self;
-    type State = S;
-    fn context(c: &Context<S>) -> &Context<S> {
-        c
-    }
 }
 
 impl<K, F, D> TakesData<D> for ChildrenStep<K, F> {
     type This = Self;
-    type Data = D;
-    fn by_ref(d: &D) -> &D {
-        d
-    }
-    fn by_value(d: D) -> D {
-        d
-    }
 }
