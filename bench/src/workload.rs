@@ -85,9 +85,9 @@ pub struct Counters {
     pub runs: AtomicU64,
     /// Runs that found the object converged.
     pub converged: AtomicU64,
-    /// Runs that found the object converged at a version no earlier converged run of it saw:
-    /// objects that converged (a later run at the same version, e.g. a duplicate trigger, is
-    /// not counted again).
+    /// Runs that found the object converged when the object's previous run had not (a new
+    /// version, or the first run): objects that converged. A further run at the same version,
+    /// e.g. a duplicate trigger, is not counted again.
     pub converged_new: AtomicU64,
     /// Runs that saw the same resourceVersion as the previous run of the same object: not
     /// driven by a change of the object (a requeue timer, a retry, a duplicate trigger).
