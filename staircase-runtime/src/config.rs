@@ -56,7 +56,7 @@ pub enum Relist {
     Swap,
     /// Each listed object replaces its old copy as it arrives, and what the list no longer has is
     /// dropped at its end: memory peaks at one cache plus a page of the list (measured: 1.63× over
-    /// 1,000 objects, where a page of 500 is half the cache; 1.07× over 10,000).
+    /// 1,000 objects, 1.07× over 10,000).
     /// For an operator whose memory limit cannot take a second cache. Replacing objects one by
     /// one costs more CPU than one swap: over 10,000 objects the whole pass took 43–56 µs per
     /// object against 30–41 µs (none visible at 1,000). Profiled on the store alone, the extra
