@@ -339,8 +339,9 @@ async fn a_view_older_than_one_already_acted_on_is_not_acted_on() {
 }
 
 /// After a watch cannot resume (`410 Gone`) the watcher lists everything again: with
-/// `Relist::InPlace` the operator's cache takes that list in place (no second copy of the cache)
-/// and still drops what was deleted while the watch was down. Driven by the real watcher against
+/// `Relist::InPlace` the operator's cache takes that list in place (no second copy of the cache),
+/// keeps its copy of what did not change, and still drops what was deleted while the watch was
+/// down. Driven by the real watcher against
 /// the embedded server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relist_updates_the_cache_in_place_and_drops_what_was_deleted_meanwhile() {
@@ -395,6 +396,8 @@ async fn a_relist_updates_the_cache_in_place_and_drops_what_was_deleted_meanwhil
         ["init", "list a", "list b", "list c", "init-done"]
     );
 
+    let cached_c = store.get(&key("c")).unwrap();
+
     // While the watch is down (its events held back, then its history compacted): `b` is
     // deleted and `a` changes. The watch cannot resume, so the watcher lists again.
     env.server.faults().hold_back_watch_events(1_000_000);
@@ -416,7 +419,11 @@ async fn a_relist_updates_the_cache_in_place_and_drops_what_was_deleted_meanwhil
     // The relist arrived as changes, one object at a time, and the deletion at its end.
     assert_eq!(passed_on, ["apply a", "apply c", "delete b"]);
     assert_eq!(store.len(), 2);
-    assert!(store.get(&key("c")).is_some());
+    // `c` was listed at the version the cache held: the cache kept its copy.
+    assert!(std::sync::Arc::ptr_eq(
+        &cached_c,
+        &store.get(&key("c")).unwrap()
+    ));
 }
 
 /// Whichever way the cache takes a relist (in place, or kube-runtime's swap), the operator runs

@@ -46,3 +46,28 @@ pub fn run_queue_wait_ns(tid: libc::pid_t) -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Whether the harness pins its threads (server on CPU 0, operator on CPU 1): on a machine with
+/// two CPUs or more, unless `STAIRCASE_BENCH_NO_PIN` is set.
+pub fn pinning() -> bool {
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    cpus >= 2 && std::env::var_os("STAIRCASE_BENCH_NO_PIN").is_none()
+}
+
+/// Pins the calling thread to CPU `cpu` when [`pinning`] says so; returns whether it did.
+pub fn pin_this_thread(cpu: usize) -> bool {
+    if !pinning() {
+        return false;
+    }
+    // SAFETY: `set` is a zeroed cpu_set_t, CPU_SET writes within it (cpu < CPU_SETSIZE is
+    // checked), and sched_setaffinity(0, ..) applies to the calling thread.
+    unsafe {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return false;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}

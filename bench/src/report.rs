@@ -112,6 +112,8 @@ pub struct Machine {
     pub rustc: String,
     /// Build profile of this binary.
     pub profile: String,
+    /// Whether the server and operator threads were pinned to CPUs 0 and 1.
+    pub pinned: bool,
 }
 
 fn read(path: &str) -> String {
@@ -152,6 +154,7 @@ impl Machine {
                 "release"
             }
             .into(),
+            pinned: crate::cpu::pinning(),
         }
     }
 }
@@ -468,9 +471,21 @@ impl Report {
             ));
         }
         s.push_str(&format!(
-            "Machine: {} × {} ({} logical CPUs), {} RAM, {}; {} build. Load average {} at start, {} at end \
-             (a shared machine: other builds were running).\n\n",
-            m.nproc, m.cpu, m.nproc, m.memory, m.rustc, m.profile, m.loadavg_start, m.loadavg_end
+            "Machine: {} × {} ({} logical CPUs), {} RAM, {}; {} build; {}. Load average {} at start, {} \
+             at end (other work on the machine shows there).\n\n",
+            m.nproc,
+            m.cpu,
+            m.nproc,
+            m.memory,
+            m.rustc,
+            m.profile,
+            if m.pinned {
+                "server thread pinned to CPU 0, operator threads to CPU 1"
+            } else {
+                "threads not pinned"
+            },
+            m.loadavg_start,
+            m.loadavg_end
         ));
         let o = &self.options;
         s.push_str(&format!(
@@ -528,8 +543,8 @@ impl Report {
 /// Notes on what exactly was measured.
 pub fn notes() -> Vec<String> {
     [
-        "Workload: a `Bench` custom resource; each object needs 5 annotations set on itself, one merge patch each, decided from the watched object alone (no GETs). Staircase: 5 `#[step]`s in `staircase!`, `Operator` built on `OperatorClient::try_from(config)` (the write counting in the client's own stack; `STAIRCASE_BENCH_CLIENT=wrapped` measures `Operator::new(kube::Client)` instead), relists taken with kube-runtime's swap (`STAIRCASE_BENCH_RELIST=in-place` measures `Relist::InPlace`), with Events off and `with_status()` unless the run says status off (`--no-status`: then both variants do exactly the same writes). Hand-written: one `Controller` reconcile setting the first missing annotation. Both keep read-your-own-writes (skip a view older than their last write) and progress on the watch event of their own write (the requeue timer is a 2 s fallback; figure 3 counts the runs that were not driven by a change).",
-        "Threads: the embedded API server runs alone on one thread (current-thread tokio runtime); each variant runs alone on a fresh thread with its own current-thread runtime and `kube::Client`. Operator CPU = that thread's CLOCK_THREAD_CPUTIME_ID; allocations and live bytes = that thread's counters in a counting global allocator. The server's own CPU is therefore excluded (its thread CPU is shown as info).",
+        "Workload: a `Bench` custom resource; each object needs 5 annotations set on itself, one merge patch each, decided from the watched object alone (no GETs). Staircase: 5 `#[step]`s in `staircase!`, `Operator` built on `OperatorClient::try_from(config)` (the write counting in the client's own stack; `STAIRCASE_BENCH_CLIENT=wrapped` measures `Operator::new(kube::Client)` instead), relists taken into the cache in place, the default (`STAIRCASE_BENCH_RELIST=swap` measures `Relist::Swap`, kube-runtime's way, which the hand-written controller uses), with Events off and `with_status()` unless the run says status off (`--no-status`: then both variants do exactly the same writes). Hand-written: one `Controller` reconcile setting the first missing annotation. Both keep read-your-own-writes (skip a view older than their last write) and progress on the watch event of their own write (the requeue timer is a 2 s fallback; figure 3 counts the runs that were not driven by a change).",
+        "Threads: the embedded API server runs alone on one thread (current-thread tokio runtime), pinned to CPU 0; each variant runs alone on a fresh thread pinned to CPU 1, with its own current-thread runtime and `kube::Client` (pinning keeps the kernel from putting the two threads, which wake each other on every request, on one CPU; `STAIRCASE_BENCH_NO_PIN=1` turns it off). Operator CPU = that thread's CLOCK_THREAD_CPUTIME_ID; allocations and live bytes = that thread's counters in a counting global allocator. The server's own CPU is therefore excluded (its thread CPU is shown as info).",
         "Figure 1: after convergence the server's watch history is compacted and its watch streams closed, so each variant's watcher gets 410 Gone and relists: kube-runtime then reconciles every object once. Three such passes per repetition; the one with the median operator CPU is kept (and the highest of their three memory peaks, for figure 4). CPU and allocations cover the whole pass (list decode, store rebuild, scheduling, the runs) divided by the runs that found the object converged.",
         "Figure 2: requests = every request the server saw while the variant ran (list, watch, patches), status writes excluded and reported on their own row; divided by N·K. Watch lag = `faults().delay_watch_events(d)`: a pure latency, each event is stamped when committed and delivered d later, in commit order, without limiting the watch's throughput (the lag stays d at any write rate).",
         "Figure 3: time from operator start to the N-th object seen converged (so it includes the initial list and watch, about 1 % of it at N = 1,000). Latency = `Fault::latency(L)` on every PATCH (the staircase's status patches included): the server holds each PATCH for L before handling it (a timerfd finishes tokio's millisecond timer, which alone overshot 5 ms by 1–2 ms; the server's runtime looks for expired timers after every task). On an idle server that is L to within tens of µs; under this load, sharing two cores with the operator, the hold measured 5.3–5.9 ms on average per run for L = 5 ms, so part of the gap to the ceiling is the server's. The ceiling C ÷ (K·L) counts L alone: the server's own handling, both HTTP stacks, the watch event and the operator's scheduling and run all count against it, so the time per write row (C·T ÷ (N·K)) minus L is everything else a write costs at concurrency C, on a machine shared by both runtimes' threads. Whether progress was driven by watch events: a run is counted as *not driven by a change* when it saw the same resourceVersion as the previous run of the same object (a requeue timer, a retry or a duplicate trigger fired); zero such runs means every run followed a watch event of a new version.",

@@ -194,10 +194,10 @@ pub async fn run_staircase(
         .with_concurrency(concurrency)
         .with_events(false)
         .with_shutdown_timeout(Duration::from_secs(2));
-    // `STAIRCASE_BENCH_RELIST=in-place`: the relist taken into the cache in place (the default
-    // is kube-runtime's: a second cache, swapped in).
+    // `STAIRCASE_BENCH_RELIST=swap`: the relist taken kube-runtime's way, a second cache swapped
+    // in (the default takes it into the cache in place).
     let cfg = match std::env::var("STAIRCASE_BENCH_RELIST").as_deref() {
-        Ok("in-place") => cfg.with_relist(staircase::Relist::InPlace),
+        Ok("swap") => cfg.with_relist(staircase::Relist::Swap),
         _ => cfg,
     };
     let mut op = Operator::new(client, stairs).with_config(cfg);

@@ -206,17 +206,19 @@ pub fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> A
 }
 
 /// Validates, prunes and defaults a custom resource against its version's schema.
+///
+/// The object is pruned in place, once: the pruned paths are the unknown fields that
+/// `fieldValidation` reports, and a rejected object is dropped by the caller anyway, so nothing
+/// needs a copy. `metadata`, `apiVersion` and `kind` are left as sent: the schema functions skip
+/// them at the root (the server checks them itself).
 fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiResult<Vec<String>> {
     let Some(schema) = &rt.schema else {
         return Ok(vec![]);
     };
-    let keep: Vec<(&str, Value)> = ["metadata", "apiVersion", "kind"]
-        .into_iter()
-        .map(|k| (k, obj[k].clone()))
-        .collect();
+    let pruned = crate::schema::prune_unknown_fields(obj, schema);
     let unknown: Vec<String> = match opts.validation {
         FieldValidation::Ignore => vec![],
-        _ => crate::schema::unknown_fields(obj, schema)
+        _ => pruned
             .into_iter()
             .filter(|p| !p.starts_with("metadata") && p != "apiVersion" && p != "kind")
             .collect(),
@@ -231,11 +233,13 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
             msgs.join(", ")
         )));
     }
-    let result = crate::schema::validate_and_prune(obj, schema);
-    // The schema module leaves these to the server; keep them exactly as sent.
-    for (k, v) in keep {
-        obj[k] = v;
-    }
+    crate::schema::apply_defaults(obj, schema);
+    let errors = crate::schema::validate(obj, schema);
+    let result = if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    };
     if let Err(errors) = result {
         let name = meta::name_of(obj).to_string();
         let causes = errors
