@@ -41,7 +41,9 @@ use kube::runtime::watcher::{self, Event};
 
 /// Like kube-runtime's [`reflector`](kube::runtime::reflector::reflector): applies every watch
 /// event of `events` to `writer`'s store and passes it on, except that a relist (every list after
-/// the first) updates the store in place instead of building a second copy of it.
+/// the first) updates the store in place instead of building a second copy of it. A relisted
+/// object the store already holds at the same resourceVersion is passed on but not written: the
+/// store keeps its copy.
 ///
 /// Downstream, a relisted object arrives as [`Event::Apply`] and an object the relist no longer
 /// has as [`Event::Delete`]; the relist's own `Init` and `InitDone` markers are not passed on, so
@@ -157,7 +159,8 @@ where
             .is_some_and(|cached| cached.meta().resource_version.as_deref() == Some(version))
     }
 
-    /// The event a relist's `ev` becomes: `None` swallows it.
+    /// What `ev` becomes once the first list is in (a relist's markers are swallowed, its
+    /// objects become changes, its end the deletions it implies): `None` swallows it.
     fn rewrite_relist(&mut self, ev: Event<K>) -> Option<Event<K>> {
         match ev {
             // A list that restarts (an error part-way) starts over.

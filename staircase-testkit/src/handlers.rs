@@ -23,6 +23,9 @@ use crate::watch::{self, Start, WatchRequest};
 pub enum Reply {
     /// A JSON document with an HTTP status and `Warning` headers.
     Json(u16, Value, Vec<String>),
+    /// A stored object (shared with the store, not copied) with an HTTP status and `Warning`
+    /// headers.
+    Object(u16, Arc<Value>, Vec<String>),
     /// Pre-serialized JSON (lists are streamed into one buffer).
     Raw(u16, Bytes),
     /// A watch: newline-delimited JSON events.
@@ -474,7 +477,7 @@ fn create(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     let w = ops::create(&mut st, rt, r.path.namespace.as_deref(), body, &opts)?;
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Json(201, (*w.object).clone(), w.warnings))
+    Ok(Reply::Object(201, w.object, w.warnings))
 }
 
 fn update(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiResult<Reply> {
@@ -498,11 +501,7 @@ fn update(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     };
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Json(
-        200,
-        (*present(&w.object, rt)).clone(),
-        w.warnings,
-    ))
+    Ok(Reply::Object(200, present(&w.object, rt), w.warnings))
 }
 
 /// `PUT /api/v1/namespaces/x/finalize`: only `spec.finalizers` changes.
@@ -578,9 +577,9 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
         let w = server_side_apply(&mut st, rt, r, body, opts)?;
         crate::gc::run(&mut st);
         drop(st);
-        return Ok(Reply::Json(
+        return Ok(Reply::Object(
             if w.1 { 201 } else { 200 },
-            (*present(&w.0.object, rt)).clone(),
+            present(&w.0.object, rt),
             w.0.warnings,
         ));
     }
@@ -634,11 +633,7 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
     )?;
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Json(
-        200,
-        (*present(&w.object, rt)).clone(),
-        w.warnings,
-    ))
+    Ok(Reply::Object(200, present(&w.object, rt), w.warnings))
 }
 
 /// Server-side apply: merges the configuration with field ownership; creates when missing.
@@ -747,9 +742,9 @@ fn delete(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     crate::gc::run(&mut st);
     drop(st);
     Ok(match d {
-        Deleted::Pending(o) => Reply::Json(200, (*present(&o, rt)).clone(), vec![]),
+        Deleted::Pending(o) => Reply::Object(200, present(&o, rt), vec![]),
         Deleted::Gone(o) if rt.returns_deleted_object() => {
-            Reply::Json(200, (*present(&o, rt)).clone(), vec![])
+            Reply::Object(200, present(&o, rt), vec![])
         }
         Deleted::Gone(o) => Reply::Json(
             200,

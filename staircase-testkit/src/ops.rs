@@ -584,11 +584,11 @@ pub fn apply_update(
         new["apiVersion"] = old["apiVersion"].clone();
     }
     // Server-owned metadata always comes from the stored object.
+    let no_meta = serde_json::Map::new();
     let old_meta = old
         .get("metadata")
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or(&no_meta);
     {
         let m = meta_mut(&mut new);
         for k in [

@@ -393,6 +393,9 @@ async fn serve(
                 Ok(Reply::Json(code, v, warnings)) => {
                     json_response(code, Bytes::from(v.to_string()), &warnings)
                 }
+                Ok(Reply::Object(code, v, warnings)) => {
+                    json_response(code, Bytes::from(v.to_string()), &warnings)
+                }
                 Ok(Reply::Raw(code, b)) => json_response(code, b, &[]),
                 Ok(Reply::Watch(stream)) => {
                     let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
