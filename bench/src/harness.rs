@@ -143,6 +143,8 @@ pub struct Run {
     pub unchanged_reruns: u64,
     /// Operator-thread CPU during convergence, ns.
     pub cpu_ns: u64,
+    /// Operator-thread allocations from start to convergence and the quiet period after it.
+    pub allocs: u64,
     /// Server-thread CPU during convergence, ns.
     pub server_cpu_ns: u64,
     /// Time the operator thread was runnable but waiting for a CPU during convergence, ns
@@ -403,6 +405,7 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                     let _ = rx.wait_for(|s| *s).await;
                 };
                 let c0 = counts(&stats);
+                let allocs0 = alloc::snapshot().allocs;
                 let (cpu0, scpu0) = (cpu::thread_cpu_ns(), cpu::clock_ns(server_clock));
                 let own_tid = cpu::this_thread_id();
                 let (wait0, swait0) = (
@@ -454,6 +457,7 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                     runs: counters.runs.load(Ordering::Relaxed),
                     unchanged_reruns: counters.unchanged_reruns.load(Ordering::Relaxed),
                     cpu_ns: cpu1 - cpu0,
+                    allocs: alloc::snapshot().allocs - allocs0,
                     server_cpu_ns: scpu1 - scpu0,
                     wait_ns: wait1.saturating_sub(wait0),
                     server_wait_ns: swait1.saturating_sub(swait0),

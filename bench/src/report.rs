@@ -307,6 +307,16 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         "(info)",
         |_, _, _| None,
     );
+    row(
+        &mut r,
+        samples,
+        3,
+        "operator allocations during convergence, per object".into(),
+        l0,
+        move |s| Some(s.run.allocs as f64 / o.n as f64),
+        "(info)",
+        |_, _, _| None,
+    );
     let lat = o.latency_ms;
     let ceiling = o.concurrency as f64 / (K as f64 * lat as f64 / 1e3);
     let ll = move |s: &Scenario| s.latency_ms == lat && lat > 0;
