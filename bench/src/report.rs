@@ -169,6 +169,27 @@ fn pick<'a>(
         .filter(move |s| s.variant == v && f(&s.scenario))
 }
 
+/// A row reported for information, with no target.
+fn info_row(
+    rows: &mut Vec<Row>,
+    samples: &[Sample],
+    figure: u8,
+    metric: String,
+    sel: impl Fn(&Scenario) -> bool + Copy,
+    val: impl Fn(&Sample) -> Option<f64> + Copy,
+) {
+    row(
+        rows,
+        samples,
+        figure,
+        metric,
+        sel,
+        val,
+        "(info)",
+        |_, _, _| None,
+    );
+}
+
 #[allow(clippy::too_many_arguments)]
 fn row(
     rows: &mut Vec<Row>,
@@ -228,17 +249,15 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         "≤ 1.2×",
         ratio_le(1.2),
     );
-    row(
+    info_row(
         &mut r,
         samples,
         1,
         "no-op pass: runs per object".into(),
         relist,
         move |s| s.run.relist.as_ref().map(|x| x.runs as f64 / o.n as f64),
-        "(info)",
-        |_, _, _| None,
     );
-    row(
+    info_row(
         &mut r,
         samples,
         1,
@@ -250,8 +269,6 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
                 .as_ref()
                 .map(|x| x.server_cpu_ns as f64 / 1e3 / o.n as f64)
         },
-        "(info)",
-        |_, _, _| None,
     );
     for &d in &o.delays_ms {
         let sel = move |s: &Scenario| s.delay_ms == d && s.latency_ms == 0;
@@ -297,30 +314,26 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         "≤ 1.1×",
         ratio_le(1.1),
     );
-    row(
+    info_row(
         &mut r,
         samples,
         3,
         "operator CPU during convergence, µs per object".into(),
         l0,
         move |s| Some(s.run.cpu_ns as f64 / 1e3 / o.n as f64),
-        "(info)",
-        |_, _, _| None,
     );
-    row(
+    info_row(
         &mut r,
         samples,
         3,
         "operator allocations during convergence, per object".into(),
         l0,
         move |s| Some(s.run.allocs as f64 / o.n as f64),
-        "(info)",
-        |_, _, _| None,
     );
     let lat = o.latency_ms;
     let ceiling = o.concurrency as f64 / (K as f64 * lat as f64 / 1e3);
     let ll = move |s: &Scenario| s.latency_ms == lat && lat > 0;
-    row(
+    info_row(
         &mut r,
         samples,
         3,
@@ -330,8 +343,6 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         ),
         ll,
         |s| Some(s.run.converge_s),
-        "(info)",
-        |_, _, _| None,
     );
     row(
         &mut r,
@@ -344,7 +355,7 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         |a, _, _| Some(a.median >= 90.0),
     );
     let c = o.concurrency as f64;
-    row(
+    info_row(
         &mut r,
         samples,
         3,
@@ -354,8 +365,6 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         ),
         ll,
         move |s| Some(c * s.run.converge_s * 1e3 / (o.n * K) as f64),
-        "(info)",
-        |_, _, _| None,
     );
     for (who, wait) in [
         ("operator", (|s| s.run.wait_ns) as fn(&Sample) -> u64),
@@ -415,25 +424,21 @@ pub fn rows(o: &Options, samples: &[Sample]) -> Vec<Row> {
         "A − B ≤ 64 B",
         |a, b, _| Some(a.median - b.median <= 64.0),
     );
-    row(
+    info_row(
         &mut r,
         samples,
         4,
         "size-independent live memory (intercept), KiB".into(),
         relist,
         move |s| Some(intercept(s)? / 1024.0),
-        "(info)",
-        |_, _, _| None,
     );
-    row(
+    info_row(
         &mut r,
         samples,
         4,
         "live bytes ÷ N after sync, everything included".into(),
         relist,
         move |s| Some(s.run.live_bytes as f64 / o.n as f64),
-        "(info)",
-        |_, _, _| None,
     );
     row(
         &mut r,
