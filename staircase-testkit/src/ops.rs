@@ -235,12 +235,7 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
     }
     crate::schema::apply_defaults(obj, schema);
     let errors = crate::schema::validate(obj, schema);
-    let result = if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    };
-    if let Err(errors) = result {
+    if !errors.is_empty() {
         let name = meta::name_of(obj).to_string();
         let causes = errors
             .into_iter()
