@@ -212,6 +212,9 @@ where
     }
 
     /// Calls `f` with the report of every run (for traces, tests, the demo).
+    ///
+    /// `f` runs after the operator's own bookkeeping: by the time it sees a report, the
+    /// report is already counted in `/metrics` and handed to the Event recorder.
     pub fn on_run(mut self, f: impl Fn(&RunReport) + Send + Sync + 'static) -> Self {
         self.runner.observers.push(Arc::new(f));
         self
@@ -333,14 +336,15 @@ where
             let p = publisher.clone();
             runner
                 .observers
-                .push(Arc::new(move |r: &RunReport| p.observe(r)));
+                .insert(0, Arc::new(move |r: &RunReport| p.observe(r)));
         }
         #[cfg(feature = "metrics")]
         {
             let m = metrics.clone();
+            // Ahead of the user's observers, so a report they see is already counted.
             runner
                 .observers
-                .push(Arc::new(move |r: &RunReport| m.observe(r)));
+                .insert(0, Arc::new(move |r: &RunReport| m.observe(r)));
         }
         #[cfg(feature = "server")]
         let _server = match cfg.metrics_addr {
