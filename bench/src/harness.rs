@@ -147,6 +147,9 @@ pub struct Run {
     pub allocs: u64,
     /// Server-thread CPU during convergence, ns.
     pub server_cpu_ns: u64,
+    /// Mean time the server took to answer a PATCH (arrival to answer, injected latency
+    /// included) during convergence, ms; `None` without PATCHes.
+    pub patch_ms: Option<f64>,
     /// Time the operator thread was runnable but waiting for a CPU during convergence, ns
     /// (`schedstat`: the cores are shared with the server thread and other processes).
     pub wait_ns: u64,
@@ -320,6 +323,8 @@ struct Counts {
     gets: u64,
     list_watch: u64,
     watches: u64,
+    all_patches: u64,
+    patch_time: Duration,
 }
 
 fn counts(s: &Stats) -> Counts {
@@ -330,6 +335,8 @@ fn counts(s: &Stats) -> Counts {
         gets: s.count(Verb::Get),
         list_watch: s.count(Verb::List) + s.count(Verb::Watch),
         watches: s.count(Verb::Watch),
+        all_patches: s.count(Verb::Patch),
+        patch_time: s.total_elapsed(Verb::Patch),
     }
 }
 
@@ -459,6 +466,10 @@ pub fn run_variant(v: Variant, host: &Host, ns: &str, n: usize, sc: Scenario, o:
                     cpu_ns: cpu1 - cpu0,
                     allocs: alloc::snapshot().allocs - allocs0,
                     server_cpu_ns: scpu1 - scpu0,
+                    patch_ms: (c1.all_patches > c0.all_patches).then(|| {
+                        (c1.patch_time - c0.patch_time).as_secs_f64() * 1e3
+                            / (c1.all_patches - c0.all_patches) as f64
+                    }),
                     wait_ns: wait1.saturating_sub(wait0),
                     server_wait_ns: swait1.saturating_sub(swait0),
                     live_bytes: alloc::snapshot().live - base.live,
@@ -619,7 +630,7 @@ pub fn run_all(
                 }
                 if sc.latency_ms > 0 {
                     host.faults.inject(
-                        Fault::latency(Duration::from_millis(sc.latency_ms))
+                        Fault::round_trip(Duration::from_millis(sc.latency_ms))
                             .verb(Verb::Patch)
                             .always(),
                     );

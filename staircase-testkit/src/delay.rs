@@ -22,7 +22,11 @@ const TOKIO_SLACK: Duration = Duration::from_millis(2);
 
 /// Sleeps for `d`, ending as close after `d` as the OS allows (see the module docs).
 pub(crate) async fn sleep(d: Duration) {
-    let deadline = Instant::now() + d;
+    sleep_until(Instant::now() + d).await;
+}
+
+/// Sleeps until `deadline`, ending as close after it as the OS allows; at once when it passed.
+pub(crate) async fn sleep_until(deadline: Instant) {
     if let Some(coarse) = deadline.checked_sub(TOKIO_SLACK)
         && coarse > Instant::now()
     {

@@ -31,6 +31,8 @@ pub enum FaultAction {
     Drop,
     /// Sleep (with `tokio::time::sleep`, so paused time applies) before handling.
     Latency(Duration),
+    /// Answer no sooner than this after the request arrived, handling it half-way.
+    RoundTrip(Duration),
 }
 
 /// A rule: which requests it matches and what happens to them.
@@ -104,6 +106,20 @@ impl Fault {
     /// OS's wake-up latency, not rounded up to tokio's millisecond timer ticks.
     pub fn latency(d: Duration) -> Self {
         Self::new(FaultAction::Latency(d), None)
+    }
+
+    /// Make every matching request a round trip of `d` (until removed), as a client sees a
+    /// remote API server: the request reaches the handler `d / 2` after it arrived and the
+    /// answer leaves `d` after it arrived, so the server's own work happens inside `d` instead
+    /// of adding to it (unless it takes longer than `d / 2`; then the answer leaves when it is
+    /// done). [`latency`](Self::latency), by contrast, holds the request for `d` and then
+    /// handles it: the client waits `d` plus the handling.
+    ///
+    /// A write is committed, and its watch event sent, half-way through the round trip: a
+    /// watcher sees it before the writer has its answer (add
+    /// [`delay_watch_events`](crate::Faults::delay_watch_events) to model a slow watch).
+    pub fn round_trip(d: Duration) -> Self {
+        Self::new(FaultAction::RoundTrip(d), None)
     }
 
     /// Only requests with this verb.
@@ -198,6 +214,7 @@ pub(crate) struct RequestInfo<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Decision {
     pub latency: Duration,
+    pub round_trip: Duration,
     pub before: Option<FaultAction>,
     pub after: Option<FaultAction>,
 }
@@ -350,6 +367,10 @@ impl Faults {
                 FaultAction::Latency(l) => {
                     *fired += 1;
                     d.latency += *l;
+                }
+                FaultAction::RoundTrip(t) => {
+                    *fired += 1;
+                    d.round_trip += *t;
                 }
                 a @ (FaultAction::Fail { .. } | FaultAction::Drop) if d.before.is_none() => {
                     *fired += 1;

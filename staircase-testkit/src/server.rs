@@ -297,6 +297,30 @@ async fn serve(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::io::Error> {
+    let arrived = tokio::time::Instant::now();
+    let (result, mut record, round_trip) = answer(&shared, req, arrived).await;
+    // Failed and dropped requests take their round trip too: only the answer differs.
+    if !round_trip.is_zero() {
+        crate::delay::sleep_until(arrived + round_trip).await;
+    }
+    record.elapsed = arrived.elapsed();
+    shared.stats.record(record);
+    result
+}
+
+/// What [`answer`] produced: the response (or a dropped connection), the request's record (its
+/// status filled in) and the round trip the answer must not leave before.
+type Answered = (
+    Result<Response<Body>, std::io::Error>,
+    RequestRecord,
+    Duration,
+);
+
+async fn answer(
+    shared: &Shared,
+    req: Request<Incoming>,
+    arrived: tokio::time::Instant,
+) -> Answered {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
@@ -329,6 +353,7 @@ async fn serve(
         status: 0,
         field_manager: field_manager.clone(),
         user_agent: user_agent.clone(),
+        elapsed: Duration::ZERO,
     };
     let decision = shared.faults.decide(&RequestInfo {
         verb,
@@ -338,19 +363,22 @@ async fn serve(
         name: rpath.as_ref().and_then(|p| p.name.as_deref()),
         namespace: rpath.as_ref().and_then(|p| p.namespace.as_deref()),
     });
+    let rt = decision.round_trip;
     if !decision.latency.is_zero() {
         crate::delay::sleep(decision.latency).await;
+    }
+    if !rt.is_zero() {
+        crate::delay::sleep_until(arrived + rt / 2).await;
     }
     match decision.before {
         Some(FaultAction::Fail { code, reason }) => {
             let e = ApiError::new(code, reason.clone(), format!("injected fault: {reason}"));
             record.status = code;
-            shared.stats.record(record);
-            return Ok(error_response(&e));
+            return (Ok(error_response(&e)), record, rt);
         }
         Some(FaultAction::Drop) => {
-            shared.stats.record(record);
-            return Err(std::io::Error::other("injected fault: connection dropped"));
+            let e = std::io::Error::other("injected fault: connection dropped");
+            return (Err(e), record, rt);
         }
         _ => {}
     }
@@ -359,15 +387,13 @@ async fn serve(
             let Some(verb) = verb else {
                 let r = error_response(&ApiError::method_not_allowed());
                 record.status = 405;
-                shared.stats.record(record);
-                return Ok(r);
+                return (Ok(r), record, rt);
             };
             let body = match read_body(body, &parts.headers, shared.max_body).await {
                 Ok(b) => b,
                 Err(e) => {
                     record.status = e.code;
-                    shared.stats.record(record);
-                    return Ok(error_response(&e));
+                    return (Ok(error_response(&e)), record, rt);
                 }
             };
             let content_type = header_str(header::CONTENT_TYPE)
@@ -413,11 +439,10 @@ async fn serve(
                 Err(e) => error_response(&e),
             }
         }
-        other => non_resource(&shared, other, parts.method == http::Method::GET),
+        other => non_resource(shared, other, parts.method == http::Method::GET),
     };
     record.status = response.status().as_u16();
-    shared.stats.record(record);
-    match decision.after {
+    let result = match decision.after {
         Some(FaultAction::FailAfterCommit { code, reason }) => Ok(error_response(&ApiError::new(
             code,
             reason.clone(),
@@ -427,7 +452,8 @@ async fn serve(
             "injected fault: connection dropped after commit",
         )),
         _ => Ok(response),
-    }
+    };
+    (result, record, rt)
 }
 
 async fn read_body(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::router::Verb;
 
@@ -31,12 +32,16 @@ pub struct RequestRecord {
     pub field_manager: Option<String>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
+    /// From the request's arrival to its answer being handed to HTTP (for a watch: to the
+    /// stream's start), injected latency included.
+    pub elapsed: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     log: Vec<RequestRecord>,
     by_verb: BTreeMap<Verb, u64>,
+    time_by_verb: BTreeMap<Verb, Duration>,
     by_resource: BTreeMap<(String, Option<String>, Verb), u64>,
     writes: u64,
     total: u64,
@@ -65,6 +70,7 @@ impl Stats {
         i.total += 1;
         if let Some(v) = r.verb {
             *i.by_verb.entry(v).or_default() += 1;
+            *i.time_by_verb.entry(v).or_default() += r.elapsed;
             if v.is_write() && r.status < 400 {
                 i.writes += 1;
             }
@@ -102,6 +108,23 @@ impl Stats {
     /// All requests, including discovery.
     pub fn total(&self) -> u64 {
         self.lock().total
+    }
+
+    /// The mean [`elapsed`](RequestRecord::elapsed) of requests with this verb, `None` before
+    /// the first: what the server took to answer, as a benchmark's request latency.
+    pub fn mean_elapsed(&self, verb: Verb) -> Option<Duration> {
+        let n = self.count(verb);
+        (n > 0).then(|| self.total_elapsed(verb) / u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The summed [`elapsed`](RequestRecord::elapsed) of requests with this verb (a mean over
+    /// an interval is the difference of two readings over the difference of two counts).
+    pub fn total_elapsed(&self, verb: Verb) -> Duration {
+        self.lock()
+            .time_by_verb
+            .get(&verb)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Counts per verb.

@@ -1896,6 +1896,52 @@ async fn faults_fail_nth_after_commit_and_latency() {
 }
 
 #[tokio::test]
+async fn a_round_trip_commits_half_way_and_answers_at_the_end() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some(t) = Target::new("a_round_trip_commits_half_way_and_answers_at_the_end").await else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let wp = WatchParams::default().disable_bookmarks();
+    let mut s = t
+        .cms()
+        .watch(&wp, &a.resource_version().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    // Long enough that the half-way commit and the answer cannot be confused on a busy machine.
+    let rt = Duration::from_secs(1);
+    let id = server
+        .faults()
+        .inject(Fault::round_trip(rt).verb(Verb::Patch));
+    let start = Instant::now();
+    let cms = t.cms();
+    let patch = tokio::spawn(async move {
+        let p = Patch::Merge(json!({"data": {"k": "v"}}));
+        cms.patch("a", &PatchParams::default(), &p).await.unwrap();
+        start.elapsed()
+    });
+    assert_eq!(describe(&next_event(&mut s).await), "MODIFIED a");
+    let committed = start.elapsed();
+    assert!(committed >= rt / 2, "committed after {committed:?}");
+    assert!(
+        !patch.is_finished(),
+        "the answer waits for the rest of the round trip"
+    );
+    let answered = patch.await.unwrap();
+    assert!(answered >= rt, "answered after {answered:?}");
+    assert!(server.stats().mean_elapsed(Verb::Patch).unwrap() >= rt);
+    assert_eq!(server.faults().fired(id), 1);
+}
+
+#[tokio::test]
 async fn faults_close_and_hold_back_watches() {
     if !embedded_backend() {
         return; // about the embedded server itself
