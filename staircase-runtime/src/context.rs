@@ -24,7 +24,9 @@ pub struct RunInfo {
 /// Writes through [`Context::client`] (or an [`Api`] from [`Context::api`]) are counted; the
 /// runtime checks the count against what the step reports.
 pub struct Context<S = ()> {
-    client: kube::Client,
+    // Shared: cloning a `kube::Client` allocates (its buffer's sender and default namespace),
+    // and the runtime builds a context for every run.
+    client: Arc<kube::Client>,
     state: Arc<S>,
     namespace: Option<String>,
     run: RunInfo,
@@ -34,6 +36,16 @@ impl<S> Context<S> {
     /// Builds a context; the runtime does this for every run. Public so steps can be unit-tested.
     pub fn new(
         client: kube::Client,
+        state: Arc<S>,
+        namespace: Option<String>,
+        run: RunInfo,
+    ) -> Self {
+        Self::shared(Arc::new(client), state, namespace, run)
+    }
+
+    /// [`new`](Self::new) with a client the runtime keeps for all its runs.
+    pub(crate) fn shared(
+        client: Arc<kube::Client>,
         state: Arc<S>,
         namespace: Option<String>,
         run: RunInfo,
@@ -77,7 +89,7 @@ impl<S> Context<S> {
         T: Resource<DynamicType = ()>,
         T::Scope: ApiScope,
     {
-        <T::Scope as ApiScope>::api(self.client.clone(), self.namespace.as_deref())
+        <T::Scope as ApiScope>::api(kube::Client::clone(&self.client), self.namespace.as_deref())
     }
 
     /// Records a modification made outside Kubernetes (a call to an external service), so the

@@ -39,7 +39,7 @@ pub enum NextRun {
 pub(crate) struct Runner<K, S, M, C> {
     pub(crate) staircase: Staircase<K, S, M, C>,
     pub(crate) client: kube::Client,
-    pub(crate) counting: kube::Client,
+    pub(crate) counting: Arc<kube::Client>,
     pub(crate) state: Arc<S>,
     pub(crate) config: OperatorConfig,
     pub(crate) status: Option<StatusReader<K>>,
@@ -68,7 +68,7 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
         Runner {
             steps,
             staircase,
-            counting: clients.counting,
+            counting: Arc::new(clients.counting),
             client: clients.client,
             state,
             config,
@@ -192,7 +192,7 @@ where
         let meta = obj.meta();
         let deleting = meta.deletion_timestamp.is_some();
         let generation = meta.generation;
-        let ctx = Context::new(
+        let ctx = Context::shared(
             self.counting.clone(),
             self.state.clone(),
             meta.namespace.clone(),
