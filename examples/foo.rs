@@ -186,12 +186,8 @@ pub async fn remove_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 }
 
 /// The Foo staircase: three children, then cleanup on deletion.
-pub fn stairs() -> Staircase<
-    Foo,
-    App,
-    impl staircase::Stairs<Foo, App> + Clone,
-    impl staircase::Stairs<Foo, App> + Clone,
-> {
+pub fn stairs()
+-> Staircase<Foo, App, impl staircase::Stairs<Foo, App>, impl staircase::Stairs<Foo, App>> {
     staircase!(Foo => [ensure_config, ensure_secret, ensure_service], cleanup => [remove_config])
 }
 

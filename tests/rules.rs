@@ -9,7 +9,7 @@ use staircase::{NextRun, OperatorClient, Rule, RunEnd, status};
 use staircase_tests::widget::{Counters, Widget, behave, first, inspect, last, widget};
 use staircase_tests::{Env, Running, recorder, wait_for};
 
-fn stairs() -> Staircase<Widget, Counters, impl staircase::Stairs<Widget, Counters> + Clone> {
+fn stairs() -> Staircase<Widget, Counters, impl staircase::Stairs<Widget, Counters>> {
     staircase!(Widget => [first, behave, inspect, last])
 }
 
@@ -20,7 +20,7 @@ async fn setup(
 ) -> (
     Env,
     Api<Widget>,
-    WidgetOperator<impl staircase::Stairs<Widget, Counters> + Clone>,
+    WidgetOperator<impl staircase::Stairs<Widget, Counters>>,
 ) {
     setup_with(mode, |env| env.client.clone().into()).await
 }
@@ -32,7 +32,7 @@ async fn setup_with(
 ) -> (
     Env,
     Api<Widget>,
-    WidgetOperator<impl staircase::Stairs<Widget, Counters> + Clone>,
+    WidgetOperator<impl staircase::Stairs<Widget, Counters>>,
 ) {
     let env = Env::start().await;
     env.install::<Widget>().await;

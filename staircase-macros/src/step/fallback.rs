@@ -55,8 +55,5 @@ pub(crate) fn stub(func: &StepFn, options: &StepOptions) -> TokenStream {
             }
         };
     };
-    with_cfgs(
-        &cfgs,
-        struct_for(&func.vis, ident).into_iter().chain([impls]),
-    )
+    with_cfgs(&cfgs, [struct_for(&func.vis, ident), impls])
 }

@@ -59,8 +59,8 @@ pub mod steps {
     pub fn stairs() -> Staircase<
         Foo,
         App,
-        impl staircase::Stairs<Foo, App> + Clone,
-        impl staircase::Stairs<Foo, App> + Clone,
+        impl staircase::Stairs<Foo, App>,
+        impl staircase::Stairs<Foo, App>,
     > {
         staircase!(Foo => [ensure_config, find_number, use_number], cleanup => [cleanup])
     }
