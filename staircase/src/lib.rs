@@ -55,6 +55,8 @@ macro_rules! __staircase_entry {
 #[doc(inline)]
 pub use __staircase_entry as staircase;
 
+mod step_future;
+
 /// Everything a typical operator file needs.
 pub mod prelude {
     pub use crate::__staircase_entry as staircase;
@@ -80,6 +82,8 @@ pub mod __private {
     };
     pub use std::boxed::Box;
     pub use std::marker::{Send, Sync};
+
+    pub use crate::step_future::{boxed, boxed_passing_on};
 
     // The checks below run on each step of a `staircase!`, in this order, before the step is
     // appended to the chain. Each returns the step through a projection of the trait it checks:

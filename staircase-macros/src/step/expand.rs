@@ -234,18 +234,31 @@ impl<'a> Generator<'a> {
         let ret_span = def.ret.span();
         let p_ret = self.p_at(ret_span);
         let ident_at_ret = syn::Ident::new(&ident.to_string(), ret_span);
-        let call = quote_spanned! {ret_span=>
-            #p_ret::StepReturn::into_result(#ident_at_ret(#(#args),*).await)
-        };
-        let body = if self.passes_through {
-            quote_spanned!(ret_span=> #p_ret::pass_on(#call, #input_var))
-        } else {
-            call
-        };
-        // The future at the function's name: one that is not `Send` is reported there.
-        let p_ident = self.p_at(ident.span());
-        let boxed = quote_spanned! {ident.span()=>
-            #p_ident::Box::pin(async move { #body })
+        let call = quote_spanned!(ret_span=> #ident_at_ret(#(#args),*));
+        let boxed = match &def.data {
+            // The function borrows the data it is handed on with: both live in one future, an
+            // `async` block, at the function's name (a future that is not `Send` is reported
+            // there). Every other step boxes the function's own future through an adapter
+            // (see `staircase::step_future`), with no coroutine of its own to compile.
+            Some(data) if data.by_ref => {
+                let p_ident = self.p_at(ident.span());
+                let call = quote_spanned! {ret_span=>
+                    #p_ret::StepReturn::into_result(#call.await)
+                };
+                let body = if self.passes_through {
+                    quote_spanned!(ret_span=> #p_ret::pass_on(#call, #input_var))
+                } else {
+                    call
+                };
+                quote_spanned!(ident.span()=> #p_ident::Box::pin(async move { #body }))
+            }
+            // At the return type, with the call: whatever the compiler has to say about the
+            // function's future (its return type, a future that is not `Send`) is said once,
+            // there.
+            _ if self.passes_through => {
+                quote_spanned!(ret_span=> #p_ret::boxed_passing_on(#call, #input_var))
+            }
+            _ => quote_spanned!(ret_span=> #p_ret::boxed(#call)),
         };
         quote_spanned! {ret_span=>
             fn run<'a>(
