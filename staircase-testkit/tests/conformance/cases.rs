@@ -1895,27 +1895,40 @@ async fn faults_fail_nth_after_commit_and_latency() {
     assert_eq!(f.fired(id), 0);
 }
 
-#[tokio::test]
-async fn a_round_trip_commits_half_way_and_answers_at_the_end() {
-    if !embedded_backend() {
-        return; // about the embedded server itself
-    }
-    let Some(t) = Target::new("a_round_trip_commits_half_way_and_answers_at_the_end").await else {
-        return;
-    };
-    let Some(server) = t.fake() else { return };
+/// A target with ConfigMap `a` created and a watch on ConfigMaps from just after it.
+async fn watching_a_new_configmap(
+    name: &str,
+) -> Option<(
+    Target,
+    futures::stream::BoxStream<'static, Result<WatchEvent<ConfigMap>, kube::Error>>,
+)> {
+    let t = Target::new(name).await?;
     let a = t
         .cms()
         .create(&PostParams::default(), &cm("a", &[]))
         .await
         .unwrap();
     let wp = WatchParams::default().disable_bookmarks();
-    let mut s = t
+    let s = t
         .cms()
         .watch(&wp, &a.resource_version().unwrap())
         .await
         .unwrap()
         .boxed();
+    Some((t, s))
+}
+
+#[tokio::test]
+async fn a_round_trip_commits_half_way_and_answers_at_the_end() {
+    if !embedded_backend() {
+        return; // about the embedded server itself
+    }
+    let Some((t, mut s)) =
+        watching_a_new_configmap("a_round_trip_commits_half_way_and_answers_at_the_end").await
+    else {
+        return;
+    };
+    let Some(server) = t.fake() else { return };
     // Long enough that the half-way commit and the answer cannot be confused on a busy machine.
     let rt = Duration::from_secs(1);
     let id = server
@@ -1946,22 +1959,11 @@ async fn faults_close_and_hold_back_watches() {
     if !embedded_backend() {
         return; // about the embedded server itself
     }
-    let Some(t) = Target::new("faults_close_and_hold_back_watches").await else {
+    let Some((t, mut s)) = watching_a_new_configmap("faults_close_and_hold_back_watches").await
+    else {
         return;
     };
     let Some(server) = t.fake() else { return };
-    let a = t
-        .cms()
-        .create(&PostParams::default(), &cm("a", &[]))
-        .await
-        .unwrap();
-    let wp = WatchParams::default().disable_bookmarks();
-    let mut s = t
-        .cms()
-        .watch(&wp, &a.resource_version().unwrap())
-        .await
-        .unwrap()
-        .boxed();
     server.faults().hold_back_watch_events(2);
     t.cms()
         .create(&PostParams::default(), &cm("b", &[]))
