@@ -225,6 +225,9 @@ struct Inner {
     next: u64,
     watch_delay: Duration,
     hold_back: u64,
+    /// Held events up to this resourceVersion are released whatever the hold-back (see
+    /// [`Faults::release_held_watch_events`]).
+    released_through: u64,
     /// Probability of dropping a live watch event, and the state of the seeded generator that
     /// decides (splitmix64), so a run with the same seed drops the same sequence of events.
     drop_p: f64,
@@ -311,6 +314,18 @@ impl Faults {
         self.store.lock().flush_watchers();
     }
 
+    /// Releases every watch event held back so far, as a lagging watch cache catches up; events
+    /// committed later are held back as before. One call, no window: turning the hold-back off
+    /// and on again would release nothing when the streams only look after both calls.
+    pub fn release_held_watch_events(&self) {
+        let current = self.store.lock().current_rv();
+        {
+            let mut i = self.lock();
+            i.released_through = i.released_through.max(current);
+        }
+        self.store.lock().flush_watchers();
+    }
+
     /// Drops each live watch event with probability `p` (0 turns it off), decided by a generator
     /// seeded with `seed`: the `n`-th event delivered to any watcher is dropped or kept the same
     /// way for the same seed. Events replayed when a watch starts or resumes are never dropped, so
@@ -348,8 +363,10 @@ impl Faults {
         ((z >> 11) as f64 / (1u64 << 53) as f64) < i.drop_p
     }
 
-    pub(crate) fn hold_back(&self) -> u64 {
-        self.lock().hold_back
+    /// The hold-back lag, and the resourceVersion through which held events are released.
+    pub(crate) fn hold_back(&self) -> (u64, u64) {
+        let i = self.lock();
+        (i.hold_back, i.released_through)
     }
 
     pub(crate) fn decide(&self, r: &RequestInfo<'_>) -> Decision {

@@ -138,14 +138,14 @@ struct Live {
 
 impl Live {
     fn release_held(&mut self) {
-        let n = self.faults.hold_back();
+        let (n, released_through) = self.faults.hold_back();
         let current = if n == 0 {
             u64::MAX
         } else {
             self.store.lock().current_rv()
         };
         while let Some((rv, _)) = self.held.front() {
-            if n == 0 || current.saturating_sub(*rv) >= n {
+            if n == 0 || *rv <= released_through || current.saturating_sub(*rv) >= n {
                 let (_, line) = self.held.pop_front().expect("front exists");
                 self.ready.push_back(line);
             } else {
@@ -476,5 +476,22 @@ mod tests {
         write(&store, 2);
         write(&store, 3);
         assert_eq!(rv_of(&s.next().await.expect("released")), 2);
+    }
+
+    // The explorer's nudge of a stalled lagging watch: everything held is released by one call
+    // (the stream is only polled after it returns), and later events are held back again.
+    #[tokio::test(start_paused = true)]
+    async fn releasing_held_events_lets_them_all_through_and_holds_later_ones() {
+        let (store, faults, s) = watch(Start::After(0));
+        let mut s = Box::pin(s);
+        faults.hold_back_watch_events(3);
+        write(&store, 0);
+        write(&store, 1);
+        assert_quiet(&mut s, "held back").await;
+        faults.release_held_watch_events();
+        assert_eq!(rv_of(&s.next().await.expect("released")), 1);
+        assert_eq!(rv_of(&s.next().await.expect("released")), 2);
+        write(&store, 2);
+        assert_quiet(&mut s, "a later event is held again").await;
     }
 }

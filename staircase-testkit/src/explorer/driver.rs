@@ -601,8 +601,7 @@ where
                 // must relist; do what the cluster would, and count it.
                 cx.out.nudges += 1;
                 if hold_back > 0 {
-                    faults.hold_back_watch_events(0);
-                    faults.hold_back_watch_events(hold_back);
+                    faults.release_held_watch_events();
                 }
                 if drop.is_some() {
                     faults.compact();
