@@ -153,7 +153,7 @@ impl T {
         for _ in 0..10 {
             match self.run(op).await {
                 (RunEnd::Converged, 0) => return changes,
-                (RunEnd::Modified { description, .. }, 1) => changes.push(description),
+                (RunEnd::Modified { description, .. }, 1) => changes.push(description.into_owned()),
                 other => panic!("unexpected run: {other:?}"),
             }
         }

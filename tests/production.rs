@@ -199,7 +199,7 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
                 .find(|e| e.reason.as_deref() == Some(*step))
                 .unwrap_or_else(|| panic!("an Event for {step}: {events:#?}"));
             assert_eq!(e.type_.as_deref(), Some("Normal"));
-            assert_eq!(e.note.as_deref(), Some(description.as_str()));
+            assert_eq!(e.note.as_deref(), Some(description.as_ref()));
             assert_eq!(e.reporting_controller.as_deref(), Some("staircase"));
         }
     }

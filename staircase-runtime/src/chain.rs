@@ -4,6 +4,7 @@
 //! compiler. Climbing it nests the steps' futures into one (no allocation per level) and never
 //! dispatches dynamically on data; only each step's own future is boxed.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::time::Instant;
 
@@ -165,15 +166,16 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
         writes: effective().cloned().collect(),
     });
 
-    let detail = match &result {
-        Ok(Outcome::Modified { description }) => description.to_string(),
-        Ok(Outcome::Wait { reason, .. }) | Ok(Outcome::Done { reason }) => reason.to_string(),
-        Ok(Outcome::Unchanged(_)) => String::new(),
-        Err(e) => e.to_string(),
-    };
-    let recheck_after = match &result {
-        Ok(Outcome::Wait { recheck_after, .. }) => *recheck_after,
-        _ => None,
+    // The text moves into the record; the run goes on with the data or stops.
+    let (detail, recheck_after, next) = match result {
+        Ok(Outcome::Modified { description }) => (description, None, Ok(None)),
+        Ok(Outcome::Wait {
+            reason,
+            recheck_after,
+        }) => (reason, recheck_after, Ok(None)),
+        Ok(Outcome::Done { reason }) => (reason, None, Ok(None)),
+        Ok(Outcome::Unchanged(data)) => (Cow::Borrowed(""), None, Ok(Some(data))),
+        Err(e) => (Cow::Owned(e.to_string()), None, Err(e)),
     };
     rec.push(StepRecord {
         step: info.name,
@@ -191,11 +193,7 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
             return Err(Error::from_violation(v));
         }
     }
-    match result {
-        Ok(Outcome::Unchanged(data)) => Ok(Some(data)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(e.in_step(info.name)),
-    }
+    next.map_err(|e| e.in_step(info.name))
 }
 
 impl<K, S> Clone for Start<K, S> {

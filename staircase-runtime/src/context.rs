@@ -96,7 +96,7 @@ impl<S> Context<S> {
     /// one-modification rule counts it like a write. `description` names the call for traces.
     pub fn record_external(&self, description: impl Into<String>) {
         record_current(Write {
-            method: "EXTERNAL".into(),
+            method: "EXTERNAL",
             path: description.into(),
             status: 200,
             resource_version: None,

@@ -47,7 +47,12 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
         .collect();
     match &report.end {
         RunEnd::Modified { step, description } => {
-            out.push(ev(EventType::Normal, step, "Modified", description.clone()));
+            out.push(ev(
+                EventType::Normal,
+                step,
+                "Modified",
+                description.to_string(),
+            ));
         }
         RunEnd::FinalizerAdded => out.push(ev(
             EventType::Normal,
@@ -66,7 +71,7 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
                 EventType::Warning,
                 step.unwrap_or("RunFailed"),
                 "Failed",
-                error.clone(),
+                error.to_string(),
             ));
         }
         RunEnd::Converged | RunEnd::Waiting { .. } | RunEnd::Done { .. } | RunEnd::SkippedStale => {

@@ -31,6 +31,7 @@ mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod outcome;
+mod own_path;
 pub mod preflight;
 pub mod relist;
 pub mod run;

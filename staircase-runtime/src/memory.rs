@@ -36,8 +36,9 @@ impl<'a> ObjectKey<'a> {
         }
     }
 
-    /// One allocation of exactly the key's length (`to_string` would grow a buffer as it writes).
-    pub(crate) fn owned(&self) -> Key {
+    /// `namespace/name` in one allocation of exactly its length (`to_string` would grow a buffer
+    /// as it writes).
+    pub(crate) fn joined(&self) -> String {
         let ns = self.namespace.map_or(0, |ns| ns.len() + 1);
         let mut key = String::with_capacity(ns + self.name.len());
         if let Some(namespace) = self.namespace {
@@ -45,7 +46,12 @@ impl<'a> ObjectKey<'a> {
             key.push('/');
         }
         key.push_str(self.name);
-        Key(key.into_boxed_str())
+        key
+    }
+
+    /// The owned key (the exact-length string boxed, no copy).
+    pub(crate) fn owned(&self) -> Key {
+        Key(self.joined().into_boxed_str())
     }
 }
 

@@ -30,8 +30,9 @@ pub struct StepRecord {
     pub step: &'static str,
     /// Its verdict.
     pub outcome: OutcomeKind,
-    /// The modification's description, the wait or done reason, or the error message.
-    pub detail: String,
+    /// The modification's description, the wait or done reason, or the error message (what the
+    /// step gave, moved here: a `&'static str` stays borrowed).
+    pub detail: Cow<'static, str>,
     /// For a wait: when to look again.
     pub recheck_after: Option<Duration>,
     /// How long the step took.
@@ -76,27 +77,20 @@ impl RunRecorder {
         }
     }
 
-    /// The newest resourceVersion this run wrote to the reconciled object itself (its path is
-    /// `primary`, built only when called), so the next run can refuse to act on an older view.
-    /// The runtime's own writes come after every step's.
-    pub(crate) fn primary_rv(&self, primary: impl FnOnce() -> String) -> Option<String> {
+    /// The newest resourceVersion this run wrote to the reconciled object itself (`is_own` tells
+    /// its path, or its status's, from any other), so the next run can refuse to act on an older
+    /// view. The runtime's own writes come after every step's.
+    pub(crate) fn primary_rv(&self, is_own: impl Fn(&str) -> bool) -> Option<&str> {
         if self.runtime_rv.is_some() {
-            return self.runtime_rv.clone();
+            return self.runtime_rv.as_deref();
         }
-        let writes = || {
-            self.records
-                .iter()
-                .flat_map(|r| &r.writes)
-                .filter(|w| w.succeeded() && w.resource_version.is_some())
-        };
-        // A converged run wrote nothing: no path to build.
-        writes().next()?;
-        let primary = primary();
-        writes()
-            .rfind(|w| {
-                w.path == primary || w.path.strip_prefix(primary.as_str()) == Some("/status")
-            })
-            .and_then(|w| w.resource_version.clone())
+        self.records
+            .iter()
+            .flat_map(|r| &r.writes)
+            .filter(|w| w.succeeded())
+            .filter_map(|w| Some((w.path.as_str(), w.resource_version.as_deref()?)))
+            .rfind(|(path, _)| is_own(path))
+            .map(|(_, rv)| rv)
     }
 
     pub(crate) fn records(&self) -> &[StepRecord] {
@@ -118,28 +112,28 @@ pub enum RunEnd {
         /// The step.
         step: &'static str,
         /// What it changed.
-        description: String,
+        description: Cow<'static, str>,
     },
     /// A step waits.
     Waiting {
         /// The step.
         step: &'static str,
         /// Why.
-        reason: String,
+        reason: Cow<'static, str>,
     },
     /// A step ended the run early.
     Done {
         /// The step.
         step: &'static str,
         /// Why.
-        reason: String,
+        reason: Cow<'static, str>,
     },
     /// A step failed or broke a rule.
     Failed {
         /// The step, when the error came from one.
         step: Option<&'static str>,
         /// The error message.
-        error: String,
+        error: Cow<'static, str>,
     },
     /// The runtime added its finalizer (the run's one modification).
     FinalizerAdded,

@@ -2,8 +2,8 @@
 //! when to run again. `Operator` calls this for every object the controller schedules.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::chain::Stairs;
 use crate::context::ApiScope;
 use crate::memory::{self, Memory, ObjectKey, View, rv_number};
+use crate::own_path::OwnPath;
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::staircase::Staircase;
 use crate::status::{StepStatus, next_status};
@@ -48,6 +49,9 @@ pub(crate) struct Runner<K, S, M, C> {
     run_ids: AtomicU64,
     /// The most steps a run can climb (main or cleanup): the capacity of its record.
     steps: usize,
+    /// How a write's path is recognised as the object's own (read-your-own-writes); found by
+    /// the first run, where `K` is known to be a `Resource`.
+    own_path: OnceLock<OwnPath>,
 }
 
 impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
@@ -76,6 +80,7 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
             observers: Vec::new(),
             memory: Memory::default(),
             run_ids: AtomicU64::new(1),
+            own_path: OnceLock::new(),
         }
     }
 }
@@ -245,13 +250,16 @@ where
             .write_status(&obj, generation, &end, deleting, &mut rec)
             .await;
         let status_written = status == Some(true);
-        let written_rv = rec.primary_rv(|| rec_primary(&*obj));
+        let own_path = *self.own_path.get_or_init(OwnPath::detect::<K>);
+        let written_rv = rec.primary_rv(|path| own_path.is_own::<K>(path, key.namespace, key.name));
+        let wrote_primary = written_rv.is_some();
+        let wrote_rv = rv_number(written_rv);
         let failed = matches!(end, RunEnd::Failed { .. });
         let failures = self.memory.record(
             key,
             memory::Outcome {
                 seen_rv: rv_number(obj.meta().resource_version.as_deref()),
-                wrote_rv: rv_number(written_rv.as_deref()),
+                wrote_rv,
                 settled: matches!(
                     end,
                     RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Waiting { .. }
@@ -260,7 +268,7 @@ where
                 forget: matches!(end, RunEnd::FinalizerRemoved),
             },
         );
-        let mut next = self.next_run(&end, &rec, written_rv.is_some(), failures, permanent);
+        let mut next = self.next_run(&end, &rec, wrote_primary, failures, permanent);
         if status == Some(false) {
             // The status is wrong and no event will come to fix it (a settled object would wait
             // for its resync): try again soon, no step depends on it but people read it.
@@ -275,7 +283,7 @@ where
             api_version: K::api_version(&()),
             kind: K::kind(&()),
             uid: obj.meta().uid.clone(),
-            object: key.to_string(),
+            object: key.joined(),
             generation,
             observed_resource_version: obj.meta().resource_version.clone(),
             deleting,
@@ -317,7 +325,7 @@ where
         tracing::warn!(step, "run failed: {e}");
         RunEnd::Failed {
             step,
-            error: e.to_string(),
+            error: e.to_string().into(),
         }
     }
 
@@ -388,12 +396,6 @@ where
             }
         }
     }
-}
-
-fn rec_primary<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-    K::url_path(&(), obj.meta().namespace.as_deref())
-        + "/"
-        + obj.meta().name.as_deref().unwrap_or_default()
 }
 
 fn last_step(rec: &RunRecorder) -> Option<&'static str> {

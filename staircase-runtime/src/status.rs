@@ -99,7 +99,7 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
         }
         RunEnd::FinalizerAdded => (false, "Progressing", "finalizer added".into()),
         RunEnd::Waiting { step, reason } => (false, "Waiting", format!("{step}: {reason}").into()),
-        RunEnd::Failed { error, .. } => (false, "Failed", error.as_str().into()),
+        RunEnd::Failed { error, .. } => (false, "Failed", error.as_ref().into()),
         RunEnd::FinalizerRemoved | RunEnd::SkippedStale => return None,
     };
     let (ready, ready_reason) = if deleting {
@@ -115,7 +115,7 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
     };
     let progressing = match end {
         RunEnd::Modified { step, description } => Wanted {
-            message: description.as_str().into(),
+            message: description.as_ref().into(),
             ..of_step(PROGRESSING, step, "")
         },
         RunEnd::FinalizerAdded => w(PROGRESSING, true, "Finalizer", "finalizer added".into()),
@@ -123,14 +123,14 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
     };
     let waiting = match end {
         RunEnd::Waiting { step, reason } => Wanted {
-            message: reason.as_str().into(),
+            message: reason.as_ref().into(),
             ..of_step(WAITING, step, "")
         },
         _ => w(WAITING, false, "NotWaiting", "".into()),
     };
     let failed = match end {
         RunEnd::Failed { step, error } => Wanted {
-            message: error.as_str().into(),
+            message: error.as_ref().into(),
             ..of_step(FAILED, step.unwrap_or("Runtime"), "")
         },
         _ => w(FAILED, false, "NoError", "".into()),
@@ -209,7 +209,7 @@ mod tests {
     fn modified(step: &'static str) -> RunEnd {
         RunEnd::Modified {
             step,
-            description: format!("{step} changed something"),
+            description: format!("{step} changed something").into(),
         }
     }
 

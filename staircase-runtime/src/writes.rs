@@ -25,7 +25,7 @@ tokio::task_local! {
 pub struct Write {
     /// `POST`, `PUT`, `PATCH` or `DELETE`; `EXTERNAL` for a call recorded with
     /// [`Context::record_external`](crate::Context::record_external).
-    pub method: String,
+    pub method: &'static str,
     /// The request path (or the description of an external call).
     pub path: String,
     /// The HTTP status the server answered (0 when no answer came back).
@@ -154,11 +154,15 @@ impl tower::Service<Request<Body>> for SendVia {
     }
 }
 
-fn is_write(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
+/// The method's name when it writes (a `&'static str`: nothing to allocate per write).
+fn write_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => return None,
+    })
 }
 
 fn is_dry_run(req: &Request<Body>) -> bool {
@@ -189,8 +193,9 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let write = (is_write(req.method()) && !is_dry_run(&req))
-            .then(|| (req.method().to_string(), req.uri().path().to_string()));
+        let write = write_method(req.method())
+            .filter(|_| !is_dry_run(&req))
+            .map(|method| (method, req.uri().path().to_string()));
         let sent = self.inner.call(req);
         Box::pin(async move {
             let res = sent.await.map_err(Into::into);
@@ -210,7 +215,7 @@ where
 /// The response to a write, its body read whole (kube reads it whole anyway), and what the
 /// write did, including the resourceVersion it produced (for read-your-own-writes).
 async fn read_write<B>(
-    method: String,
+    method: &'static str,
     path: String,
     res: Result<Response<B>, BoxError>,
 ) -> (Result<Response<CountedBody<B>>, BoxError>, Write)

@@ -46,7 +46,7 @@ pub(crate) fn check(
             .iter()
             .flat_map(|s| &s.writes)
             .filter(|w| w.method == "DELETE" || w.method == "PUT")
-            .map(|w| Key::Write(w.method.clone(), w.path.clone()))
+            .map(|w| Key::Write(w.method.to_string(), w.path.clone()))
             .collect();
         // The runtime removes its finalizer outside any step: a run that finished cleanup
         // removed it, and a deleting run failing outside a step failed to.
@@ -130,7 +130,7 @@ mod tests {
             steps: vec![StepRecord {
                 step: "prune",
                 outcome: staircase_runtime::OutcomeKind::Modified,
-                detail: String::new(),
+                detail: "".into(),
                 recheck_after: None,
                 duration: Default::default(),
                 writes,
@@ -146,7 +146,7 @@ mod tests {
 
     fn delete(path: &str) -> Write {
         Write {
-            method: "DELETE".into(),
+            method: "DELETE",
             path: path.into(),
             status: 200,
             resource_version: None,
