@@ -8,10 +8,9 @@ use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::time::Instant;
 
-use tracing::Instrument;
-
 use crate::error::{Rule, RuleViolation};
 use crate::run::{RunRecorder, StepRecord};
+use crate::spans;
 use crate::{Context, Error, Outcome, OutcomeKind, Result, Step};
 
 /// An ordered list of steps for resource `K` with user state `S`.
@@ -137,9 +136,11 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
     let info = step.info();
     let span = tracing::debug_span!("step", step = info.name, outcome = tracing::field::Empty);
     let started = Instant::now();
-    let (result, writes) = crate::writes::recorded(step.run(resource, ctx, input))
-        .instrument(span.clone())
-        .await;
+    let (result, writes) = spans::in_span(
+        &span,
+        crate::writes::recorded(step.run(resource, ctx, input)),
+    )
+    .await;
     let duration = started.elapsed();
     // Only writes that took effect count (Events report, they don't modify).
     let effective = || writes.iter().filter(|w| w.succeeded() && !w.is_event());
@@ -149,7 +150,7 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
         Ok(o) => o.kind(),
         Err(_) => OutcomeKind::Error,
     };
-    span.record("outcome", kind.as_str());
+    spans::record(&span, "outcome", kind.as_str());
 
     let broken = match kind {
         _ if info.read_only && effective_count > 0 => Some(Rule::ReadOnlyWrote),

@@ -39,6 +39,7 @@ pub mod runner;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod shutdown;
+mod spans;
 pub mod staircase;
 pub mod status;
 pub mod step;

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
 
 use crate::chain::Stairs;
 use crate::context::ApiScope;
 use crate::memory::{self, Memory, ObjectKey, View, rv_number};
 use crate::own_path::OwnPath;
 use crate::run::{RunEnd, RunRecorder, RunReport};
+use crate::spans;
 use crate::staircase::Staircase;
 use crate::status::{StepStatus, next_status};
 use crate::writes::OperatorClient;
@@ -115,16 +115,15 @@ where
             run_id,
         );
         let started = Instant::now();
-        let (report, next) = async {
+        let climb = async {
             let (obj, failures) = match self.fresh_view(key, obj).await {
                 Ok(Some(fresh)) => fresh,
                 Ok(None) => return (None, NextRun::OnChange),
                 Err(skip) => return skip,
             };
             self.run_fresh(key, run_id, obj, failures).await
-        }
-        .instrument(span)
-        .await;
+        };
+        let (report, next) = spans::in_span(&span, climb).await;
         let ready = report.as_ref().and_then(|r| match r.end {
             RunEnd::Converged | RunEnd::Done { .. } => Some(true),
             RunEnd::SkippedStale => None,
