@@ -579,12 +579,36 @@ pub fn scenarios(o: &Options) -> Vec<Scenario> {
     // `STAIRCASE_BENCH_ONLY=latency` (figure 3's latency scenario) or `=relist` (the scenario
     // with the forced relists, figures 1 and 4): a quick look at one figure; the other rows then
     // have no samples.
+    // `=converge`: figure 3's L = 0 convergence alone, without the relists (what
+    // `scripts/operator-instructions.sh` counts).
     match std::env::var("STAIRCASE_BENCH_ONLY").as_deref() {
         Ok("latency") => v.retain(|s| s.latency_ms > 0),
         Ok("relist") => v.retain(|s| s.relist),
+        Ok("converge") => {
+            v.retain(|s| s.latency_ms == 0 && s.delay_ms == 0);
+            v.iter_mut().for_each(|s| s.relist = false);
+        }
         _ => {}
     }
     v
+}
+
+/// The variants a repetition runs, in its order: both, alternating which goes first, unless
+/// `STAIRCASE_BENCH_VARIANT` names one (`staircase` or `hand`: one operator thread to profile).
+fn variants(rep: usize) -> Vec<Variant> {
+    let mut order = if rep.is_multiple_of(2) {
+        vec![Variant::Staircase, Variant::Hand]
+    } else {
+        vec![Variant::Hand, Variant::Staircase]
+    };
+    if let Ok(only) = std::env::var("STAIRCASE_BENCH_VARIANT") {
+        order.retain(|v| v.name() == only);
+        assert!(
+            !order.is_empty(),
+            "STAIRCASE_BENCH_VARIANT is `staircase` or `hand`"
+        );
+    }
+    order
 }
 
 /// Runs every repetition, scenario and variant (interleaved); `log` gets progress lines and
@@ -599,16 +623,12 @@ pub fn run_all(
         .build()?;
     let mut samples = Vec::new();
     for rep in 0..o.reps {
-        let order = if rep % 2 == 0 {
-            [Variant::Staircase, Variant::Hand]
-        } else {
-            [Variant::Hand, Variant::Staircase]
-        };
+        let order = variants(rep);
         for sc in scenarios(o) {
             let host = Host::start();
             let hc = harness.block_on(async { client(&host.url) });
             harness.block_on(install(&hc))?;
-            for v in order {
+            for &v in &order {
                 // Figure 4's second size: the same variant, same server, fewer objects.
                 let small = if sc.relist {
                     let n0 = small_n(o);
