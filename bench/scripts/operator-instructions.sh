@@ -6,6 +6,7 @@
 #
 #   bash bench/scripts/operator-instructions.sh            # both variants, N = 100 and 300
 #   N_SMALL=200 N_LARGE=600 bash bench/scripts/operator-instructions.sh staircase
+#   STATUS=1 bash bench/scripts/operator-instructions.sh staircase   # with its status writes
 #
 # Per object = (instructions at N_LARGE − at N_SMALL) ÷ (N_LARGE − N_SMALL): a slope, so starting
 # the runtime and building clients (the same at both sizes) drops out. The operator thread is
@@ -19,12 +20,14 @@ bin=${CARGO_TARGET_DIR:-target}/release/staircase-bench
 small=${N_SMALL:-100}
 large=${N_LARGE:-300}
 variants=${*:-staircase hand}
+status_flag=--no-status
+[ "${STATUS:-0}" = 1 ] && status_flag=
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 count() { # variant n -> instructions of the operator thread
   STAIRCASE_BENCH_ONLY=converge STAIRCASE_BENCH_VARIANT=$1 STAIRCASE_BENCH_NO_PIN=1 \
     valgrind -q --tool=callgrind --separate-threads=yes --callgrind-out-file="$tmp/$1-$2" \
-    "$bin" --n "$2" --reps 1 --no-compile --no-status --out "$tmp/out-$1-$2" >"$tmp/log" 2>&1 \
+    "$bin" --n "$2" --reps 1 --no-compile $status_flag --out "$tmp/out-$1-$2" >"$tmp/log" 2>&1 \
     || { cat "$tmp/log" >&2; exit 1; }
   awk '/^summary:/ { print $2 }' "$tmp/$1-$2-03"
 }

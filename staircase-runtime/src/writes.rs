@@ -305,14 +305,14 @@ impl<'a> Scan<'a> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
-            // Jump to the next quote or backslash: most of a response is string contents.
-            self.i += memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
-            if self.b[self.i] == b'\\' {
-                self.i += 2;
-                continue;
+            match *self.b.get(self.i)? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i - 1]);
+                }
+                _ => self.i += 1,
             }
-            self.i += 1;
-            return Some(&self.b[start..self.i - 1]);
         }
     }
 
@@ -323,41 +323,37 @@ impl<'a> Scan<'a> {
 
     fn skip_value(&mut self) -> Option<()> {
         self.ws();
-        let (open, close) = match *self.b.get(self.i)? {
-            b'"' => return self.raw_string().map(|_| ()),
-            b'{' => (b'{', b'}'),
-            b'[' => (b'[', b']'),
+        match *self.b.get(self.i)? {
+            b'"' => self.raw_string().map(|_| ()),
+            b'{' | b'[' => {
+                // Brackets nest; strings may hold brackets, so step over them whole.
+                let mut depth = 0usize;
+                loop {
+                    match *self.b.get(self.i)? {
+                        b'"' => {
+                            self.raw_string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
             _ => {
                 // A number, true, false or null: up to the next delimiter.
                 while !matches!(self.b.get(self.i)?, b',' | b'}' | b']') {
                     self.i += 1;
                 }
-                return Some(());
+                Some(())
             }
-        };
-        // In valid JSON an object's braces balance whatever arrays it holds (and an array's
-        // brackets whatever objects), so only this kind of bracket is counted; strings may hold
-        // either, so they are stepped over whole. managedFields alone is kilobytes: this is the
-        // cost of reading a write's version, and memchr3 finds the next interesting byte at SIMD
-        // speed.
-        let mut depth = 0usize;
-        loop {
-            self.i += memchr::memchr3(b'"', open, close, self.b.get(self.i..)?)?;
-            match self.b[self.i] {
-                b'"' => {
-                    self.raw_string()?;
-                    continue;
-                }
-                c if c == open => depth += 1,
-                _ => {
-                    depth -= 1;
-                    if depth == 0 {
-                        self.i += 1;
-                        return Some(());
-                    }
-                }
-            }
-            self.i += 1;
         }
     }
 }
