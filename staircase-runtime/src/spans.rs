@@ -20,3 +20,37 @@ pub(crate) fn record(span: &Span, field: &str, value: &str) {
         span.record(field, value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the future ran inside the span (and `record` did not panic either way).
+    fn runs_inside(dispatch: Option<tracing::Dispatch>) -> bool {
+        let check = || {
+            let span = tracing::info_span!("step", outcome = tracing::field::Empty);
+            let inside = futures::executor::block_on(in_span(&span, async {
+                Span::current().id().is_some() && Span::current().id() == span.id()
+            }));
+            record(&span, "outcome", "unchanged");
+            inside
+        };
+        match dispatch {
+            Some(d) => tracing::dispatcher::with_default(&d, check),
+            None => check(),
+        }
+    }
+
+    #[test]
+    fn a_subscriber_sees_the_future_run_inside_the_span() {
+        let s = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish();
+        assert!(runs_inside(Some(tracing::Dispatch::new(s))));
+    }
+
+    #[test]
+    fn without_a_subscriber_the_future_runs_bare() {
+        assert!(!runs_inside(None));
+    }
+}
