@@ -21,7 +21,7 @@
 //! are counted, plus the runs in flight; runs triggered by watch events are not counted until they
 //! start.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::OutcomeKind;
 use crate::run::{RunEnd, RunReport};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -202,30 +203,104 @@ impl Metrics {
         self.0.events_dropped.inc();
     }
 
-    /// Records one run's report (registered as a run observer by the operator).
-    pub(crate) fn observe(&self, r: &RunReport) {
-        let result = result_label(&r.end);
-        self.0.runs.get_or_create(&ResultLabel { result }).inc();
-        self.0
-            .run_duration
-            .get_or_create(&ResultLabel { result })
-            .observe(r.duration.as_secs_f64());
-        self.0.run_writes.observe(r.step_writes() as f64);
-        for s in &r.steps {
-            self.0
-                .step_duration
-                .get_or_create(&StepLabel { step: s.step })
-                .observe(s.duration.as_secs_f64());
-            self.0
-                .step_outcomes
-                .get_or_create(&StepOutcomeLabel {
-                    step: s.step,
-                    outcome: s.outcome.as_str(),
+    /// The observer the operator registers for every run's report, with a handle kept for
+    /// each series of `steps` (the names of the main and cleanup steps).
+    pub(crate) fn run_observer(&self, steps: Vec<&'static str>) -> RunObserver {
+        RunObserver {
+            metrics: self.clone(),
+            results: Default::default(),
+            steps: steps
+                .into_iter()
+                .map(|name| StepSeries {
+                    name,
+                    duration: OnceLock::new(),
+                    outcomes: Default::default(),
                 })
-                .inc();
+                .collect(),
+        }
+    }
+
+    fn step_duration(&self, step: &'static str) -> Histogram {
+        self.0
+            .step_duration
+            .get_or_create(&StepLabel { step })
+            .clone()
+    }
+
+    fn step_outcome(&self, step: &'static str, outcome: OutcomeKind) -> Counter {
+        self.0
+            .step_outcomes
+            .get_or_create(&StepOutcomeLabel {
+                step,
+                outcome: outcome.as_str(),
+            })
+            .clone()
+    }
+}
+
+/// Feeds run reports into [`Metrics`], holding on to the handle of every series it has fed once.
+///
+/// A family (`runs{result}`, `step_outcomes{step, outcome}`, …) hashes its labels and takes a
+/// lock on every lookup. Looked up per run and per step, that was about 15 K instructions per
+/// converged object in the bench (five steps, six runs), a tenth of the staircase's cost over a
+/// hand-written controller. A handle shares its series with the registry, so what `/metrics`
+/// shows is the same; a series still appears only once it has a sample.
+pub(crate) struct RunObserver {
+    metrics: Metrics,
+    results: [OnceLock<(Counter, Histogram)>; RESULTS.len()],
+    steps: Vec<StepSeries>,
+}
+
+/// The series of one step.
+struct StepSeries {
+    name: &'static str,
+    duration: OnceLock<Histogram>,
+    /// Indexed by `OutcomeKind as usize`.
+    outcomes: [OnceLock<Counter>; OUTCOMES],
+}
+
+/// How many `OutcomeKind`s there are.
+const OUTCOMES: usize = OutcomeKind::Error as usize + 1;
+
+impl RunObserver {
+    /// Records one run's report.
+    pub(crate) fn observe(&self, r: &RunReport) {
+        let m = &self.metrics;
+        let result = result_index(&r.end);
+        let (runs, duration) = self.results[result].get_or_init(|| {
+            let label = ResultLabel {
+                result: RESULTS[result],
+            };
+            (
+                m.0.runs.get_or_create(&label).clone(),
+                m.0.run_duration.get_or_create(&label).clone(),
+            )
+        });
+        runs.inc();
+        duration.observe(r.duration.as_secs_f64());
+        m.0.run_writes.observe(r.step_writes() as f64);
+        for s in &r.steps {
+            let seconds = s.duration.as_secs_f64();
+            // Names are the steps' own `&'static str`s: most compare equal by address.
+            match self
+                .steps
+                .iter()
+                .find(|c| std::ptr::eq(c.name, s.step) || c.name == s.step)
+            {
+                Some(c) => {
+                    let d = c.duration.get_or_init(|| m.step_duration(c.name));
+                    d.observe(seconds);
+                    c.outcomes[s.outcome as usize]
+                        .get_or_init(|| m.step_outcome(c.name, s.outcome))
+                        .inc();
+                }
+                None => {
+                    m.step_duration(s.step).observe(seconds);
+                    m.step_outcome(s.step, s.outcome).inc();
+                }
+            }
             if let Some(v) = &s.violation {
-                self.0
-                    .violations
+                m.0.violations
                     .get_or_create(&ViolationLabel {
                         step: v.step.clone(),
                         rule: format!("{:?}", v.rule),
@@ -236,15 +311,131 @@ impl Metrics {
     }
 }
 
-fn result_label(end: &RunEnd) -> &'static str {
+/// The values of the `result` label, in the order of [`result_index`].
+const RESULTS: [&str; 8] = [
+    "converged",
+    "modified",
+    "waiting",
+    "done",
+    "failed",
+    "finalizer_added",
+    "finalizer_removed",
+    "skipped_stale",
+];
+
+fn result_index(end: &RunEnd) -> usize {
     match end {
-        RunEnd::Converged => "converged",
-        RunEnd::Modified { .. } => "modified",
-        RunEnd::Waiting { .. } => "waiting",
-        RunEnd::Done { .. } => "done",
-        RunEnd::Failed { .. } => "failed",
-        RunEnd::FinalizerAdded => "finalizer_added",
-        RunEnd::FinalizerRemoved => "finalizer_removed",
-        RunEnd::SkippedStale => "skipped_stale",
+        RunEnd::Converged => 0,
+        RunEnd::Modified { .. } => 1,
+        RunEnd::Waiting { .. } => 2,
+        RunEnd::Done { .. } => 3,
+        RunEnd::Failed { .. } => 4,
+        RunEnd::FinalizerAdded => 5,
+        RunEnd::FinalizerRemoved => 6,
+        RunEnd::SkippedStale => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::NextRun;
+    use crate::run::StepRecord;
+
+    fn step(step: &'static str, outcome: OutcomeKind) -> StepRecord {
+        StepRecord {
+            step,
+            outcome,
+            detail: Cow::Borrowed(""),
+            recheck_after: None,
+            duration: Duration::from_millis(3),
+            writes: Vec::new(),
+            violation: None,
+        }
+    }
+
+    fn report(steps: Vec<StepRecord>, end: RunEnd) -> RunReport {
+        RunReport {
+            run_id: 1,
+            object: "ns/a".into(),
+            api_version: "demo/v1".into(),
+            kind: "Foo".into(),
+            uid: None,
+            generation: Some(1),
+            observed_resource_version: None,
+            deleting: false,
+            steps,
+            end,
+            status_written: false,
+            status_failed: false,
+            next: NextRun::OnChange,
+            duration: Duration::from_millis(7),
+        }
+    }
+
+    fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+    }
+
+    // The kept handles feed the registry's own series: counts add up across reports, a step the
+    // observer was not told about is still counted, and a series without samples stays absent.
+    #[test]
+    fn kept_handles_count_into_the_registry() {
+        let metrics = Metrics::new();
+        let observer = metrics.run_observer(vec!["check_a", "check_b"]);
+        // A name equal to a known step's but at another address must find the same series.
+        let same_name: &'static str = String::from("check_a").leak();
+        for _ in 0..2 {
+            observer.observe(&report(
+                vec![
+                    step(same_name, OutcomeKind::Unchanged),
+                    step("check_b", OutcomeKind::Modified),
+                ],
+                RunEnd::Modified {
+                    step: "check_b",
+                    description: Cow::Borrowed("set b"),
+                },
+            ));
+        }
+        observer.observe(&report(
+            vec![step("elsewhere", OutcomeKind::Error)],
+            RunEnd::Converged,
+        ));
+
+        let text = metrics.encode();
+        let count = |series: &str| sample(&text, series);
+        assert_eq!(
+            count(r#"staircase_runs_total{result="modified"}"#),
+            Some("2")
+        );
+        assert_eq!(
+            count(r#"staircase_runs_total{result="converged"}"#),
+            Some("1")
+        );
+        assert_eq!(count(r#"staircase_runs_total{result="failed"}"#), None);
+        assert_eq!(
+            count(r#"staircase_step_outcomes_total{step="check_a",outcome="unchanged"}"#),
+            Some("2")
+        );
+        assert_eq!(
+            count(r#"staircase_step_outcomes_total{step="check_b",outcome="modified"}"#),
+            Some("2")
+        );
+        assert_eq!(
+            count(r#"staircase_step_outcomes_total{step="elsewhere",outcome="error"}"#),
+            Some("1")
+        );
+        assert_eq!(
+            count(r#"staircase_step_duration_seconds_count{step="check_a"}"#),
+            Some("2")
+        );
+        assert_eq!(
+            count(r#"staircase_run_duration_seconds_count{result="modified"}"#),
+            Some("2")
+        );
     }
 }

@@ -340,7 +340,9 @@ where
         }
         #[cfg(feature = "metrics")]
         {
-            let m = metrics.clone();
+            let mut steps = runner.staircase.step_names();
+            steps.extend(runner.staircase.cleanup_step_names());
+            let m = metrics.run_observer(steps);
             // Ahead of the user's observers, so a report they see is already counted.
             runner
                 .observers
