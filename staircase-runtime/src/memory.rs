@@ -9,11 +9,11 @@
 //! resync period are ever asked of them) and, for the due time, seconds. Looking an entry up allocates nothing: the
 //! key is matched against the object's namespace and name in place.
 
-use std::hash::{Hash, Hasher, RandomState};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{DefaultHashBuilder, Equivalent, HashMap};
 
 use crate::runner::NextRun;
 
@@ -183,14 +183,14 @@ pub(crate) struct Outcome {
 
 /// Every object's entry.
 pub(crate) struct Memory {
-    objects: Mutex<HashMap<Key, Entry, RandomState>>,
+    objects: Mutex<HashMap<Key, Entry, DefaultHashBuilder>>,
     epoch: Instant,
 }
 
 impl Default for Memory {
     fn default() -> Self {
         Memory {
-            objects: Mutex::new(HashMap::with_hasher(RandomState::new())),
+            objects: Mutex::new(HashMap::with_hasher(DefaultHashBuilder::default())),
             epoch: Instant::now(),
         }
     }
@@ -206,7 +206,7 @@ impl Memory {
         self.now_ms() as Millis
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry, RandomState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry, DefaultHashBuilder>> {
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
 

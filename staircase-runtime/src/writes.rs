@@ -40,9 +40,21 @@ impl Write {
         (200..300).contains(&self.status)
     }
 
-    /// Whether this write is to an Event, which reports rather than modifies and so is exempt.
+    /// Whether this write is to an Event (core `v1` or `events.k8s.io`), which reports rather
+    /// than modifies and so is exempt. Decided by the path's resource, so an object in a
+    /// namespace, or named, `events` still counts.
     pub fn is_event(&self) -> bool {
-        self.path.contains("/events")
+        let Some(rest) = self.path.strip_prefix("/api/v1/").or_else(|| {
+            let rest = self.path.strip_prefix("/apis/events.k8s.io/")?;
+            Some(rest.split_once('/')?.1) // the version
+        }) else {
+            return false;
+        };
+        let resource = match rest.strip_prefix("namespaces/") {
+            Some(rest) => rest.split_once('/').map_or("", |(_, rest)| rest),
+            None => rest,
+        };
+        resource == "events" || resource.starts_with("events/")
     }
 }
 
@@ -391,7 +403,7 @@ fn has_byte(word: u64, c: u8) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{resource_version_of as rv, string_end};
+    use super::{Write, resource_version_of as rv, string_end};
 
     #[test]
     fn finds_the_version_of_the_object_not_lookalikes() {
@@ -450,6 +462,36 @@ mod tests {
             });
             let body = serde_json::to_vec(&obj).unwrap();
             assert_eq!(rv(&body).as_deref(), Some("99"));
+        }
+    }
+
+    #[test]
+    fn events_are_told_by_the_resource_not_by_a_name() {
+        let write = |path: &str| Write {
+            method: "POST",
+            path: path.into(),
+            status: 201,
+            resource_version: None,
+        };
+        for event in [
+            "/api/v1/namespaces/default/events",
+            "/api/v1/namespaces/events/events/x.17f",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            "/apis/events.k8s.io/v1beta1/namespaces/default/events/x.17f",
+            "/api/v1/events",
+        ] {
+            assert!(write(event).is_event(), "{event}");
+        }
+        for other in [
+            "/api/v1/namespaces/events/configmaps/a",
+            "/api/v1/namespaces/events",
+            "/api/v1/namespaces/default/configmaps/events",
+            "/apis/demo.example/v1/namespaces/default/events",
+            "/apis/demo.example/v1/namespaces/default/foos/events/status",
+            "/apis/events.k8s.io",
+            "https://example.com/events",
+        ] {
+            assert!(!write(other).is_event(), "{other}");
         }
     }
 
