@@ -35,5 +35,5 @@ for v in $variants; do
   a=$(count "$v" "$small")
   b=$(count "$v" "$large")
   awk -v v="$v" -v a="$a" -v b="$b" -v s="$small" -v l="$large" \
-    'BEGIN { printf "%s: %.0f instructions per object (%d at N=%d, %d at N=%d)\n", v, (b - a) / (l - s), a, s, b, l }'
+    'BEGIN { printf "%s: %.0f instructions per object (%.0f at N=%d, %.0f at N=%d)\n", v, (b - a) / (l - s), a, s, b, l }'
 done

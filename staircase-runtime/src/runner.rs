@@ -254,10 +254,13 @@ where
             },
         };
 
-        let status = match self.status {
-            Some(read) => {
-                rare(self.write_status(read, &obj, generation, &end, deleting, &mut rec)).await
-            }
+        // Decided here, so only a run that writes its status pays for boxing the request.
+        let new_status = self.status.and_then(|read| {
+            let cfg = self.config.status_updates;
+            next_status(read(&obj), generation, &end, deleting, cfg)
+        });
+        let status = match new_status {
+            Some(s) => Some(rare(self.write_status(&obj, s, &mut rec)).await),
             None => None,
         };
         let status_written = status == Some(true);
@@ -374,24 +377,9 @@ where
         rare(async move { self.api_for(obj).get_opt(&obj.name_any()).await })
     }
 
-    /// Best effort: a failed status write is logged, never fails the run. Returns `None` when
-    /// nothing needed writing, else whether the write succeeded.
-    async fn write_status(
-        &self,
-        read: StatusReader<K>,
-        obj: &K,
-        generation: Option<i64>,
-        end: &RunEnd,
-        deleting: bool,
-        rec: &mut RunRecorder,
-    ) -> Option<bool> {
-        let status = next_status(
-            read(obj),
-            generation,
-            end,
-            deleting,
-            self.config.status_updates,
-        )?;
+    /// Writes `status`, best effort: a failed status write is logged, never fails the run.
+    /// Returns whether it succeeded.
+    async fn write_status(&self, obj: &K, status: StepStatus, rec: &mut RunRecorder) -> bool {
         let patch = serde_json::json!({ "status": status });
         let api = self.api_for(obj);
         match api
@@ -404,11 +392,11 @@ where
         {
             Ok(updated) => {
                 rec.note_runtime_write(updated.meta().resource_version.clone());
-                Some(true)
+                true
             }
             Err(e) => {
                 tracing::info!("status write failed (allowed): {e}");
-                Some(false)
+                false
             }
         }
     }
