@@ -407,35 +407,32 @@ mod tests {
         ));
 
         let text = metrics.encode();
-        let count = |series: &str| sample(&text, series);
-        assert_eq!(
-            count(r#"staircase_runs_total{result="modified"}"#),
-            Some("2")
-        );
-        assert_eq!(
-            count(r#"staircase_runs_total{result="converged"}"#),
-            Some("1")
-        );
-        assert_eq!(count(r#"staircase_runs_total{result="failed"}"#), None);
-        assert_eq!(
-            count(r#"staircase_step_outcomes_total{step="check_a",outcome="unchanged"}"#),
-            Some("2")
-        );
-        assert_eq!(
-            count(r#"staircase_step_outcomes_total{step="check_b",outcome="modified"}"#),
-            Some("2")
-        );
-        assert_eq!(
-            count(r#"staircase_step_outcomes_total{step="elsewhere",outcome="error"}"#),
-            Some("1")
-        );
-        assert_eq!(
-            count(r#"staircase_step_duration_seconds_count{step="check_a"}"#),
-            Some("2")
-        );
-        assert_eq!(
-            count(r#"staircase_run_duration_seconds_count{result="modified"}"#),
-            Some("2")
-        );
+        for (series, expected) in [
+            (r#"staircase_runs_total{result="modified"}"#, Some("2")),
+            (r#"staircase_runs_total{result="converged"}"#, Some("1")),
+            (r#"staircase_runs_total{result="failed"}"#, None),
+            (
+                r#"staircase_step_outcomes_total{step="check_a",outcome="unchanged"}"#,
+                Some("2"),
+            ),
+            (
+                r#"staircase_step_outcomes_total{step="check_b",outcome="modified"}"#,
+                Some("2"),
+            ),
+            (
+                r#"staircase_step_outcomes_total{step="elsewhere",outcome="error"}"#,
+                Some("1"),
+            ),
+            (
+                r#"staircase_step_duration_seconds_count{step="check_a"}"#,
+                Some("2"),
+            ),
+            (
+                r#"staircase_run_duration_seconds_count{result="modified"}"#,
+                Some("2"),
+            ),
+        ] {
+            assert_eq!(sample(&text, series), expected, "{series}");
+        }
     }
 }
