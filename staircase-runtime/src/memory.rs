@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hashbrown::{DefaultHashBuilder, Equivalent, HashMap};
+use hashbrown::{Equivalent, HashMap};
 
 use crate::runner::NextRun;
 
@@ -109,9 +109,9 @@ type Millis = u32;
 type Secs = u32;
 
 /// Where an object stands, with the time it got there.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    #[default]
+    /// Neither of the two below.
     Idle,
     /// The last run settled (converged, done, waiting) with the object at `written_rv`.
     Settled { since: Millis },
@@ -239,14 +239,14 @@ pub(crate) struct Outcome {
 
 /// Every object's entry.
 pub(crate) struct Memory {
-    objects: Mutex<HashMap<Key, Entry, DefaultHashBuilder>>,
+    objects: Mutex<HashMap<Key, Entry>>,
     epoch: Instant,
 }
 
 impl Default for Memory {
     fn default() -> Self {
         Memory {
-            objects: Mutex::new(HashMap::with_hasher(DefaultHashBuilder::default())),
+            objects: Mutex::new(HashMap::default()),
             epoch: Instant::now(),
         }
     }
@@ -262,7 +262,7 @@ impl Memory {
         self.now_ms() as Millis
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry, DefaultHashBuilder>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
 
