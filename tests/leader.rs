@@ -31,6 +31,10 @@ struct Replica {
 }
 
 fn replica(env: &Env, identity: &str) -> Replica {
+    replica_with(env, election(identity))
+}
+
+fn replica_with(env: &Env, election: LeaderElection) -> Replica {
     let op = Operator::with_state(
         env.client.clone(),
         foo::stairs(),
@@ -39,7 +43,7 @@ fn replica(env: &Env, identity: &str) -> Replica {
         },
     )
     .with_status()
-    .with_config(OperatorConfig::default().with_leader_election(election(identity)));
+    .with_config(OperatorConfig::default().with_leader_election(election));
     let health = op.health();
     let running = Running::spawn(move |reports, stop| {
         op.on_run(staircase_tests::recorder(reports))
@@ -180,4 +184,63 @@ async fn a_leader_whose_lease_is_taken_stops_reconciling_at_once() {
             .iter()
             .any(|r| r.object == "default/four" && r.end == RunEnd::Converged)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_configured_from_one_hosts_environment_elect_one_leader() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    // Two processes on one host (or two `hostNetwork` pods on one node): same HOSTNAME, no
+    // POD_NAME.
+    let from_env = || {
+        let vars = [
+            ("STAIRCASE_LEADER_ELECTION", "true"),
+            ("STAIRCASE_LEASE_NAME", "foo-operator"),
+            ("STAIRCASE_LEASE_NAMESPACE", "default"),
+            ("HOSTNAME", "node-1"),
+        ];
+        let cfg = OperatorConfig::from_lookup(|k| {
+            vars.iter()
+                .find(|(v, _)| *v == k)
+                .map(|(_, x)| x.to_string())
+        })
+        .unwrap();
+        let le = cfg.leader_election.expect("leader election on");
+        let timing = election("unused");
+        le.with_timing(
+            timing.lease_duration,
+            timing.renew_deadline,
+            timing.retry_period,
+        )
+    };
+    let a = replica_with(&env, from_env());
+    until_role(&a.health, Leadership::Leading).await;
+    let b = replica_with(&env, from_env());
+    until_role(&b.health, Leadership::Standby).await;
+    // Give `b` several looks at the Lease (the leader renews it every 50 ms): with an identity
+    // equal to the holder's it would take the Lease as its own at the next one.
+    let renewals = async {
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+            let renewed = leases
+                .get("foo-operator")
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .renew_time;
+            if seen.last() != Some(&renewed) {
+                seen.push(renewed);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, renewals)
+        .await
+        .expect("renewed");
+    assert_eq!(b.health.leadership(), Leadership::Standby, "one leader");
+    assert_eq!(a.health.leadership(), Leadership::Leading);
+    b.running.stop().await;
+    a.running.stop().await;
 }

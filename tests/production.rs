@@ -14,7 +14,9 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::runtime::reflector::ObjectRef;
 use kube::{CustomResourceExt, ResourceExt};
 use staircase::prelude::*;
-use staircase::{Backoff, PreflightError, RunEnd, crds, events, preflight, server};
+use staircase::{
+    Backoff, NextRun, PreflightError, RunEnd, RunReport, crds, events, preflight, server,
+};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::{Fault, Verb};
 use staircase_tests::foos::{new_foo, ready};
@@ -664,4 +666,307 @@ async fn bad_kubeconfig_and_unreachable_server_are_reported_clearly() {
         e.to_string().starts_with("cannot reach the API server"),
         "{e}"
     );
+}
+
+/// A widget operator with its status kept, `behave` its only step, default backoff.
+fn widget_operator(
+    env: &Env,
+) -> Operator<
+    Widget,
+    staircase_tests::widget::Counters,
+    impl staircase::Stairs<Widget, staircase_tests::widget::Counters>,
+> {
+    let stairs = staircase!(Widget => [staircase_tests::widget::behave]);
+    Operator::with_state(env.client.clone(), stairs, Default::default())
+        .with_status()
+        .with_config(OperatorConfig::default().with_namespace("default"))
+}
+
+/// Every status write of widgets fails as a schema that rejects the conditions would.
+fn refuse_widget_status(env: &Env) {
+    env.server.faults().inject(
+        Fault::fail(422, "Invalid")
+            .resource("widgets")
+            .subresource(Some("status"))
+            .verb(Verb::Patch)
+            .always(),
+    );
+}
+
+/// The reports of `name` once it has had `n` runs whose status write failed.
+async fn runs_with_failing_status(running: &Running, name: &str, n: usize) -> Vec<RunReport> {
+    let object = format!("default/{name}");
+    let of = |r: &RunReport| r.object == object;
+    until("failing status writes", async || {
+        running
+            .reports()
+            .iter()
+            .filter(|r| of(r) && r.status_error.is_some())
+            .count()
+            >= n
+    })
+    .await;
+    running.reports().into_iter().filter(of).collect()
+}
+
+/// Retries of a failed status write back off like failed runs (not a fixed short delay), for a
+/// converged object and for one whose step keeps failing, and the failure is reported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_status_writes_back_off_and_are_reported_once() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    refuse_widget_status(&env);
+    let op = widget_operator(&env);
+    let addr = serve(&op).await;
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    for (name, mode) in [("calm", "ok"), ("broken", "fail")] {
+        widgets
+            .create(&PostParams::default(), &widget(name, mode))
+            .await
+            .unwrap();
+    }
+    let initial = Backoff::default().initial;
+    for name in ["calm", "broken"] {
+        let reports = runs_with_failing_status(&running, name, 5).await;
+        // No write lands, so nothing but the retry timer runs the object: each run's status
+        // write is the next failure in a row, and each retry waits longer.
+        for (i, r) in reports.iter().take(5).enumerate() {
+            let n = i as u32 + 1;
+            assert_eq!(r.status_failures, n, "{name}: {r}");
+            assert!(
+                r.status_error.as_deref().unwrap().contains("(422 Invalid)"),
+                "{:?}",
+                r.status_error
+            );
+            let least = (initial * (1 << (n - 1))).mul_f64(0.75);
+            assert!(
+                matches!(r.next, NextRun::After(d) if d >= least),
+                "{name}: failure {n} retried after {:?}, expected at least {least:?}",
+                r.next
+            );
+        }
+    }
+    let m = get(addr, "/metrics").await.1;
+    assert!(sample(&m, "staircase_status_write_failures_total", &[]).unwrap() >= 10.0);
+    running.stop().await;
+    for name in ["calm", "broken"] {
+        let warnings: Vec<_> = events_about(&env, name)
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("StatusWriteFailing"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{name}: {warnings:#?}");
+        assert_eq!(
+            warnings[0].series.as_ref().map(|s| s.count),
+            None,
+            "published once"
+        );
+    }
+}
+
+/// A step that waits with a reason that changes on every run: the status write it causes must
+/// not wake the object again (its echo leaves a message-only change unwritten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changing_wait_reason_does_not_loop_through_the_status() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let op = widget_operator(&env);
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets
+        .create(&PostParams::default(), &widget("sched", "countdown"))
+        .await
+        .unwrap();
+    let waiting_unwritten = |r: &RunReport| {
+        matches!(r.end, RunEnd::Waiting { .. }) && !r.status_written && r.status_error.is_none()
+    };
+    // The first run writes `Waiting`; the run its watch event starts writes nothing.
+    running.wait_report(waiting_unwritten).await;
+    let settled = running.reports().len();
+    // Each edit of the object (a new view, not the echo) runs it once and writes the new
+    // reason once; its echo again writes nothing.
+    for i in 0..3 {
+        let poke = serde_json::json!({ "metadata": { "annotations": { "poke": i.to_string() } } });
+        let poked = widgets
+            .patch("sched", &PatchParams::default(), &Patch::Merge(&poke))
+            .await
+            .unwrap();
+        let at = poked.resource_version();
+        let poke_run = async || {
+            let reports = running.reports();
+            reports
+                .iter()
+                .find(|r| r.observed_resource_version == at)
+                .map(|r| r.run_id)
+        };
+        until("the poke's run", async || poke_run().await.is_some()).await;
+        let after = poke_run().await.unwrap();
+        running
+            .wait_report(|r| waiting_unwritten(r) && r.run_id > after)
+            .await;
+    }
+    let reports = running.stop().await;
+    let echo_runs = reports.iter().filter(|r| waiting_unwritten(r)).count();
+    assert!(
+        reports.len() <= settled + 3 * 2,
+        "{} runs for 3 edits after settling at {settled}: {:#?}",
+        reports.len(),
+        reports.iter().map(|r| r.to_string()).collect::<Vec<_>>()
+    );
+    assert!(echo_runs >= 1);
+}
+
+/// One object that does not decode as the operator's type (another version of the CRD wrote a
+/// shape the type rejects) is skipped and reported; every other object runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_object_is_reported_and_the_others_run() {
+    let env = Env::start().await;
+    // The Widget CRD with `spec.mode` optional in the schema: the server accepts a widget
+    // without it, the operator's type cannot read one.
+    let mut crd = Widget::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+        .expect("schema");
+    let spec = schema
+        .properties
+        .as_mut()
+        .and_then(|p| p.get_mut("spec"))
+        .expect("spec");
+    spec.required = None;
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let name = crd.name_any();
+    tokio::time::timeout(
+        GUARD,
+        kube::runtime::wait::await_condition(
+            crds,
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .expect("established")
+    .unwrap();
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "default",
+        &kube::api::ApiResource::erase::<Widget>(&()),
+    );
+    let bad: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "test.staircase.rs/v1",
+        "kind": "Widget",
+        "metadata": { "name": "bad", "namespace": "default" },
+        "spec": {},
+    }))
+    .unwrap();
+    raw.create(&PostParams::default(), &bad).await.unwrap();
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets
+        .create(&PostParams::default(), &widget("good", "ok"))
+        .await
+        .unwrap();
+
+    let op = widget_operator(&env);
+    let addr = serve(&op).await;
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    let ready = |w: Option<&Widget>| {
+        w.and_then(|w| w.status.as_ref())
+            .is_some_and(|s| s.steps.is_ready_at(w.and_then(|w| w.metadata.generation)))
+    };
+    wait_for(&widgets, "good", ready).await;
+    until("the Warning Event on the bad object", async || {
+        events_about(&env, "bad")
+            .await
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Undecodable"))
+    })
+    .await;
+    let m = get(addr, "/metrics").await.1;
+    assert!(sample(&m, "staircase_undecodable_objects_total", &[]).unwrap() >= 1.0);
+    let reports = running.stop().await;
+    assert!(reports.iter().all(|r| r.object != "default/bad"));
+    let note = events_about(&env, "bad").await[0].note.clone().unwrap();
+    assert!(note.contains("missing field `mode`"), "{note}");
+}
+
+/// A step that modifies on every run without the spec changing is caught past the configured
+/// bound: its runs fail from then on (condition, Warning Event, backoff) instead of running
+/// as fast as the API server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_step_is_reported_and_backs_off() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let stairs = staircase!(Widget => [staircase_tests::widget::behave]);
+    let op = Operator::with_state(env.client.clone(), stairs, Default::default())
+        .with_status()
+        .with_config(
+            OperatorConfig::default()
+                .with_namespace("default")
+                .with_runaway_after(5),
+        );
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(recorder(reports)).run_until(async {
+            stop.await.ok();
+        })
+    });
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets
+        .create(&PostParams::default(), &widget("loop", "runaway"))
+        .await
+        .unwrap();
+    let runaway = |r: &RunReport| matches!(&r.end, RunEnd::Failed { error, .. } if error.contains("runaway step"));
+    until("two runaway runs", async || {
+        running.reports().iter().filter(|r| runaway(r)).count() >= 2
+    })
+    .await;
+    let reports = running.stop().await;
+    let first = reports.iter().position(runaway).unwrap();
+    assert_eq!(
+        reports[..first]
+            .iter()
+            .filter(|r| matches!(r.end, RunEnd::Modified { .. }))
+            .count(),
+        5,
+        "five modifications in a row are allowed"
+    );
+    let initial = Backoff::default().initial;
+    let runaways: Vec<_> = reports.iter().filter(|r| runaway(r)).collect();
+    for (i, r) in runaways.iter().enumerate() {
+        let least = (initial * (1 << i)).mul_f64(0.75);
+        assert!(
+            matches!(r.next, NextRun::After(d) if d >= least),
+            "runaway run {i} retried after {:?}",
+            r.next
+        );
+    }
+    let w = widgets.get("loop").await.unwrap();
+    let failed = w.status.unwrap().steps;
+    let failed = failed.condition(staircase::status::FAILED).unwrap();
+    assert_eq!(failed.status, "True");
+    assert!(
+        failed.message.contains("runaway step: `behave`"),
+        "{}",
+        failed.message
+    );
+    assert!(events_about(&env, "loop").await.iter().any(|e| {
+        e.type_.as_deref() == Some("Warning")
+            && e.note
+                .as_deref()
+                .is_some_and(|n| n.contains("runaway step"))
+    }),);
 }

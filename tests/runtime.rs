@@ -475,3 +475,60 @@ async fn after_a_relist_either_way_every_object_runs_once_and_nothing_is_written
         assert_eq!(env.server.stats().writes(), before, "{relist:?}");
     }
 }
+
+/// After the runtime removed the finalizer of a deleted object, a lagging watch's copy of it
+/// from before the deletion (an owned child's event maps to it, a resync) is never acted on:
+/// acting on it would re-create the children cleanup just removed. A new object of the same
+/// name runs as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_object_never_runs_again_on_its_copy_from_before_the_deletion() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let op = Operator::with_state(env.client.clone(), foo::stairs(), app()).with_status();
+    let api: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    api.create(&PostParams::default(), &new_foo("d"))
+        .await
+        .unwrap();
+    let converge = async |op: &Operator<_, _, _, _>| loop {
+        let r = op.run_once(api.get("d").await.unwrap()).await.unwrap();
+        if r.end == RunEnd::Converged && !r.status_written {
+            break;
+        }
+    };
+    converge(&op).await;
+    // What the operator's watch cache holds while its watch lags behind the deletion.
+    let cached = api.get("d").await.unwrap();
+    api.delete("d", &DeleteParams::default()).await.unwrap();
+    loop {
+        let deleting = api.get("d").await.unwrap();
+        let r = op.run_once(deleting).await.expect("a cleanup run");
+        if r.end == RunEnd::FinalizerRemoved {
+            break;
+        }
+    }
+    wait_gone(&api, "d").await;
+    let writes = child_writes(&env);
+    assert!(
+        op.run_once(cached.clone()).await.is_none(),
+        "the copy from before the deletion does not run"
+    );
+    assert!(op.run_once(cached).await.is_none(), "nor later");
+    assert_eq!(child_writes(&env), writes, "no child re-created");
+
+    // The garbage collector removes the old object's other children; then the name is reused.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), "default");
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(env.client.clone(), "default");
+    wait_gone(&secrets, "d-token").await;
+    wait_gone(&services, "d-svc").await;
+    api.create(&PostParams::default(), &new_foo("d"))
+        .await
+        .unwrap();
+    converge(&op).await;
+    assert_eq!(
+        child_writes(&env),
+        writes + K,
+        "the new object gets its children"
+    );
+}

@@ -21,8 +21,8 @@ use staircase::prelude::*;
     status = "WidgetStatus"
 )]
 pub struct WidgetSpec {
-    /// How the `behave` step acts: ok, wait, done, fail, permanent, fail_twice, sneaky, double,
-    /// readonly_write.
+    /// How the `behave` step acts: ok, wait, countdown, done, fail, permanent, fail_twice,
+    /// sneaky, runaway, double, readonly_write.
     pub mode: String,
 }
 
@@ -80,6 +80,11 @@ pub async fn behave(w: &Widget, ctx: &Context<Counters>) -> Result<Outcome> {
     let calls = ctx.state().behave_calls.fetch_add(1, Ordering::SeqCst) + 1;
     match w.spec.mode.as_str() {
         "wait" => Ok(Outcome::wait("waiting for approval")),
+        // A reason that differs on every run, as a schedule's countdown does.
+        "countdown" => Ok(Outcome::wait_for(
+            format!("due in {}s", 3600 - calls),
+            std::time::Duration::from_secs(3600),
+        )),
         "done" => Ok(Outcome::done("suspended by spec")),
         "fail" => Err(Error::msg("the backend is down")),
         "permanent" => Err(Error::permanent(anyhow::anyhow!("spec.mode is unusable"))),
@@ -87,6 +92,11 @@ pub async fn behave(w: &Widget, ctx: &Context<Counters>) -> Result<Outcome> {
         "sneaky" => {
             ensure_cm(w, ctx, &format!("sneaky-{calls}")).await?;
             Ok(Outcome::unchanged())
+        }
+        // Never finds what it made: a new ConfigMap on every run.
+        "runaway" => {
+            ensure_cm(w, ctx, &format!("runaway-{calls}")).await?;
+            Ok(Outcome::modified(format!("made runaway-{calls}")))
         }
         "double" => {
             ensure_cm(w, ctx, &format!("double-a-{calls}")).await?;

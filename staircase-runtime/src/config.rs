@@ -20,6 +20,13 @@ pub struct OperatorConfig {
     pub rule_policy: RulePolicy,
     /// Retry delays for failing objects.
     pub backoff: Backoff,
+    /// A step that modifies on more than this many runs in a row while the object's generation
+    /// stays the same is a runaway (it never finds what it made: a random name, a wrong
+    /// lookup): its runs from then on end as failures, with the `Failed` condition, a Warning
+    /// Event and the failure backoff, until it reports unchanged or the spec changes. Raise it
+    /// for a step that legitimately makes many modifications one run at a time (e.g. hundreds of
+    /// children). Default 64.
+    pub runaway_after: u32,
     /// Converged objects are run again after this long, to catch drift nobody announced. Default 10 min.
     pub resync: Duration,
     /// After a write to the object itself, how long to wait for the watch to deliver it before
@@ -85,6 +92,7 @@ impl Default for OperatorConfig {
             concurrency: 16,
             rule_policy: RulePolicy::Fail,
             backoff: Backoff::default(),
+            runaway_after: 64,
             resync: Duration::from_secs(600),
             read_your_writes_grace: Duration::from_secs(2),
             namespace: None,
@@ -128,7 +136,7 @@ impl OperatorConfig {
     /// | `STAIRCASE_RELIST` | [`relist`](Self::relist) | `swap` (or `in-place`) |
     /// | `STAIRCASE_LEADER_ELECTION` | [`leader_election`](Self::leader_election) | `true` |
     /// | `STAIRCASE_LEASE_NAME` / `STAIRCASE_LEASE_NAMESPACE` | the Lease | `foo-operator` |
-    /// | `POD_NAME` (else `HOSTNAME`) | the leader-election identity | from the downward API |
+    /// | `POD_NAME` (else `HOSTNAME`) | the leader-election identity, plus a random suffix | from the downward API |
     ///
     /// A malformed value is an error naming the variable, never silently ignored.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -205,9 +213,8 @@ impl OperatorConfig {
             if let Some(ns) = get("STAIRCASE_LEASE_NAMESPACE") {
                 le = le.with_namespace(ns);
             }
-            if let Some(id) = get("POD_NAME").or_else(|| get("HOSTNAME")) {
-                le = le.with_identity(id);
-            }
+            let host = get("POD_NAME").or_else(|| get("HOSTNAME"));
+            le = le.with_identity(crate::leader::unique_identity(host.as_deref()));
             c.leader_election = Some(le);
         }
         Ok(c)
@@ -234,6 +241,12 @@ impl OperatorConfig {
     /// Sets [`OperatorConfig::backoff`].
     pub fn with_backoff(mut self, b: Backoff) -> Self {
         self.backoff = b;
+        self
+    }
+
+    /// Sets [`OperatorConfig::runaway_after`] (at least 1).
+    pub fn with_runaway_after(mut self, runs: u32) -> Self {
+        self.runaway_after = runs.max(1);
         self
     }
 
@@ -354,10 +367,25 @@ mod tests {
         assert_eq!(c.namespace.as_deref(), Some("apps"));
         assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
         let le = c.leader_election.unwrap();
-        assert_eq!(
-            (le.lease_name.as_str(), le.identity.as_str()),
-            ("foo-operator", "foo-operator-7d9-abc")
+        assert_eq!(le.lease_name, "foo-operator");
+        assert!(le.identity.starts_with("foo-operator-7d9-abc-"), "{le:?}");
+    }
+
+    #[test]
+    fn identities_from_the_environment_are_unique_per_process() {
+        // Two replicas on one host (or two `hostNetwork` pods on one node) see the same
+        // HOSTNAME; sharing an identity, both would lead.
+        let vars = [
+            ("STAIRCASE_LEADER_ELECTION", "true"),
+            ("HOSTNAME", "node-1"),
+        ];
+        let id = || from(&vars).unwrap().leader_election.unwrap().identity;
+        let (a, b) = (id(), id());
+        assert!(
+            a.starts_with("node-1-") && b.starts_with("node-1-"),
+            "{a} {b}"
         );
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub struct RunInfo {
     pub run_id: u64,
     /// The object's `metadata.generation` when the run started.
     pub generation: Option<i64>,
-    /// How many runs in a row failed before this one (0 after a success).
+    /// How many runs in a row failed before this one (0 after a success; saturates at 255).
     pub retries: u32,
     /// Whether the object is being deleted (cleanup steps are running).
     pub deleting: bool,

@@ -98,9 +98,30 @@ impl fmt::Debug for Error {
 }
 
 impl fmt::Display for Error {
+    /// The whole cause chain on one line, which is what a condition message needs; an API
+    /// server's answer as its message and code, once.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `{:#}` prints the whole cause chain on one line, which is what a condition message needs.
-        write!(f, "{:#}", self.source)
+        for (i, cause) in self.source.chain().enumerate() {
+            if i > 0 {
+                f.write_str(": ")?;
+            }
+            if let Some(e) = cause.downcast_ref::<kube::Error>() {
+                // kube's own text repeats the message three times (its Display, the Status's
+                // Debug, then the Status as the source).
+                return f.write_str(&api_message(e));
+            }
+            write!(f, "{cause}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A kube error as a person reads it: an API server's answer as `message (code Reason)`.
+pub(crate) fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.reason.is_empty() => format!("{} ({})", s.message, s.code),
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
     }
 }
 
@@ -151,5 +172,35 @@ impl fmt::Display for RuleViolation {
             write!(f, "; {w}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error() -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            message: "configmaps \"x\" is forbidden".into(),
+            reason: "Forbidden".into(),
+            code: 403,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn an_api_answer_reads_as_its_message_and_code_once() {
+        let e = Error::from(api_error()).in_step("ensure_config");
+        assert_eq!(
+            e.to_string(),
+            "step `ensure_config` failed: configmaps \"x\" is forbidden (403 Forbidden)"
+        );
+        assert!(e.is_permanent());
+    }
+
+    #[test]
+    fn other_errors_keep_their_whole_chain() {
+        let e = Error::from(anyhow::anyhow!("root").context("middle")).in_step("s");
+        assert_eq!(e.to_string(), "step `s` failed: middle: root");
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Every run that changes something leaves a `Normal` Event on the object (reason = the step,
 //! note = the step's description), every failed run and every broken rule a `Warning`, so
-//! `kubectl describe foo x` tells the object's story. Events go through kube-runtime's
-//! [`Recorder`], which aggregates repeats of the same event into one Event with a growing
-//! `series.count`; on top of that a per-object token bucket (client-go's spam filter: a burst of
+//! `kubectl describe foo x` tells the object's story. Status writes that keep failing leave one
+//! `StatusWriteFailing` Warning, at the
+//! [`STATUS_FAILURES_REPORTED`](crate::runner::STATUS_FAILURES_REPORTED)th failure in a row.
+//! Events go through kube-runtime's [`Recorder`], which aggregates repeats of the same event
+//! into one Event with a growing `series.count`; on top of that a per-object token bucket (client-go's spam filter: a burst of
 //! [`BURST`] Events, then one per [`REFILL`]) bounds the API writes a hot loop can cause. Events
 //! are published from a background task fed by a bounded queue, so a slow API server never slows
 //! runs down: when the queue is full, Events are dropped (and counted in the metrics).
@@ -77,7 +79,33 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
         RunEnd::Converged | RunEnd::Waiting { .. } | RunEnd::Done { .. } | RunEnd::SkippedStale => {
         }
     }
+    if let Some(error) = &report.status_error
+        && report.status_failures == crate::runner::STATUS_FAILURES_REPORTED
+    {
+        out.push(ev(
+            EventType::Warning,
+            "StatusWriteFailing",
+            "WriteStatus",
+            format!(
+                "{} status writes in a row failed (retried with backoff): {error}",
+                report.status_failures
+            ),
+        ));
+    }
     out
+}
+
+/// The Warning Event on an object the operator's watch left out because it does not decode.
+pub(crate) fn undecodable(error: &str) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: "Undecodable".into(),
+        note: Some(truncate(format!(
+            "the operator cannot read this object and skips it: {error}"
+        ))),
+        action: "Decode".into(),
+        secondary: None,
+    }
 }
 
 fn truncate(mut s: String) -> String {
@@ -178,16 +206,20 @@ impl EventPublisher {
 
     /// Queues the Events of `report` (see [`events_of`]); never waits.
     pub fn observe(&self, report: &RunReport) {
-        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(tx) = guard.as_ref() else {
-            return;
-        };
         let mut reference = None;
         for event in events_of(report) {
             let r = reference.get_or_insert_with(|| report.object_ref()).clone();
-            if tx.try_send((r, event)).is_err() {
-                (self.on_drop)();
-            }
+            self.queue(r, event);
+        }
+    }
+
+    /// Queues one Event about `reference`; never waits.
+    pub(crate) fn queue(&self, reference: ObjectReference, event: Event) {
+        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = guard.as_ref()
+            && tx.try_send((reference, event)).is_err()
+        {
+            (self.on_drop)();
         }
     }
 

@@ -42,17 +42,28 @@ pub struct LeaderElection {
     pub retry_period: Duration,
 }
 
+/// `host` (the pod or host name) plus a random suffix: a pod name is unique only while the pod
+/// lives and a host name not even that (two processes on one host, `hostNetwork` pods), and two
+/// replicas sharing an identity would both believe they lead.
+pub(crate) fn unique_identity(host: Option<&str>) -> String {
+    format!(
+        "{}-{:08x}",
+        host.unwrap_or("staircase"),
+        rand::random::<u32>()
+    )
+}
+
 impl LeaderElection {
     /// Settings for the Lease `lease_name`, with an identity from `POD_NAME` (else `HOSTNAME`)
     /// plus a random suffix, so two processes on one host never share one.
     pub fn new(lease_name: impl Into<String>) -> Self {
         let host = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "staircase".into());
+            .ok();
         LeaderElection {
             lease_name: lease_name.into(),
             namespace: None,
-            identity: format!("{host}-{:08x}", rand::random::<u32>()),
+            identity: unique_identity(host.as_deref()),
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
@@ -65,7 +76,8 @@ impl LeaderElection {
         self
     }
 
-    /// Sets [`LeaderElection::identity`].
+    /// Sets [`LeaderElection::identity`] exactly as given: the caller makes it unique among
+    /// the processes that share the Lease (two replicas with one identity both lead).
     pub fn with_identity(mut self, id: impl Into<String>) -> Self {
         self.identity = id.into();
         self

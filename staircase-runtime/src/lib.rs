@@ -20,6 +20,7 @@ pub mod children;
 pub mod config;
 pub mod context;
 pub mod crds;
+mod decode;
 pub mod error;
 pub mod events;
 pub mod external;

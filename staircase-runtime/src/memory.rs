@@ -1,7 +1,9 @@
 //! What the runtime remembers about each object between runs: its own newest write (for
 //! read-your-own-writes), since when the object has been settled (for the resync re-read),
-//! consecutive failures (for backoff), and, for the metrics, when it is due again and whether
-//! it is ready.
+//! whether it is gone (the runtime removed its finalizer: no view from before may run again),
+//! whether that newest write was its own status write (so the write's echo cannot restart the
+//! object), consecutive failures of runs and of status writes (for backoff), and, for the
+//! metrics, when it is due again and whether it is ready.
 //!
 //! One small entry per object in the watch cache, so its size is the framework's memory cost
 //! per object: 16 bytes plus the `namespace/name` key. Versions are kept as numbers, times as
@@ -117,6 +119,10 @@ enum Phase {
     Settled { since: Millis },
     /// Runs see views older than `written_rv`: the watch has not caught up with our write.
     Stale { since: Millis },
+    /// The runtime removed the finalizer at `written_rv` and the object is gone: a view at that
+    /// version or older (a lagging watch's copy) must never run; a newer one is a new object
+    /// of the same name.
+    Gone,
 }
 
 /// One object's entry: 16 bytes, so a slot of the table (with the key's 16) is 32. Fields are
@@ -129,8 +135,10 @@ struct Entry {
     /// version 12, a lagging watch may still deliver version 11, and acting on it would undo
     /// what 12 said. ([`rv_number`] gives no number above 48 bits: an etcd revision gets
     /// there after 890 years at 10,000 writes a second.) Above them: the phase (2 bits),
-    /// whether the last run ended converged or done (1 bit) and the consecutive failures
-    /// (13 bits, saturating).
+    /// whether the last run ended converged or done (1 bit), whether `written_rv` is the
+    /// runtime's own status write (1 bit), the consecutive failed status writes (4 bits) and the
+    /// consecutive failed runs (8 bits), both saturating: the backoff reaches its cap long
+    /// before either does.
     bits: u64,
     /// When the phase began (`Settled`, `Stale`).
     since: Millis,
@@ -142,7 +150,10 @@ const RV_BITS: u32 = 48;
 const RV_MASK: u64 = (1 << RV_BITS) - 1;
 const PHASE_SHIFT: u32 = RV_BITS;
 const READY_BIT: u64 = 1 << (RV_BITS + 2);
-const FAILURES_SHIFT: u32 = RV_BITS + 3;
+const ECHO_BIT: u64 = 1 << (RV_BITS + 3);
+const STATUS_FAILURES_SHIFT: u32 = RV_BITS + 4;
+const MAX_STATUS_FAILURES: u64 = 0b1111;
+const FAILURES_SHIFT: u32 = RV_BITS + 8;
 const MAX_FAILURES: u64 = (1 << (64 - FAILURES_SHIFT)) - 1;
 
 const NOT_DUE: Secs = Secs::MAX;
@@ -171,6 +182,7 @@ impl Entry {
         match (self.bits >> PHASE_SHIFT) & 0b11 {
             1 => Phase::Settled { since: self.since },
             2 => Phase::Stale { since: self.since },
+            3 => Phase::Gone,
             _ => Phase::Idle,
         }
     }
@@ -180,6 +192,7 @@ impl Entry {
             Phase::Idle => (0, 0),
             Phase::Settled { since } => (1, since),
             Phase::Stale { since } => (2, since),
+            Phase::Gone => (3, 0),
         };
         self.bits = (self.bits & !(0b11 << PHASE_SHIFT)) | (tag << PHASE_SHIFT);
         self.since = since;
@@ -191,6 +204,24 @@ impl Entry {
 
     fn set_ready(&mut self, ready: bool) {
         self.bits = (self.bits & !READY_BIT) | if ready { READY_BIT } else { 0 };
+    }
+
+    fn echo(&self) -> bool {
+        self.bits & ECHO_BIT != 0
+    }
+
+    fn set_echo(&mut self, echo: bool) {
+        self.bits = (self.bits & !ECHO_BIT) | if echo { ECHO_BIT } else { 0 };
+    }
+
+    fn status_failures(&self) -> u32 {
+        ((self.bits >> STATUS_FAILURES_SHIFT) & MAX_STATUS_FAILURES) as u32
+    }
+
+    fn set_status_failures(&mut self, failures: u64) {
+        let f = failures.min(MAX_STATUS_FAILURES);
+        self.bits = (self.bits & !(MAX_STATUS_FAILURES << STATUS_FAILURES_SHIFT))
+            | (f << STATUS_FAILURES_SHIFT);
     }
 
     fn failures(&self) -> u32 {
@@ -216,6 +247,11 @@ pub(crate) fn rv_number(rv: Option<&str>) -> Option<u64> {
 
 /// How a run should treat the view it was given.
 pub(crate) struct View {
+    /// The object is gone and this view is from before: do not run.
+    pub(crate) gone: bool,
+    /// The version of the runtime's own status write, when that is the newest write: a view at
+    /// exactly this version is the write's echo.
+    pub(crate) echo_rv: Option<u64>,
     /// The version has been settled for a resync period: read the object fresh.
     pub(crate) reread: bool,
     /// For how long runs have seen views older than our own newest write (`None`: fresh).
@@ -233,20 +269,52 @@ pub(crate) struct Outcome {
     /// The run converged, is done or waits.
     pub(crate) settled: bool,
     pub(crate) failed: bool,
-    /// The object is gone for good (finalizer removed): forget it.
-    pub(crate) forget: bool,
+    /// The runtime removed the finalizer: the object is gone.
+    pub(crate) gone: bool,
+    /// What became of the status write after the run.
+    pub(crate) status: StatusWrite,
+}
+
+/// The runtime's status write after a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusWrite {
+    /// The status was right already (or is not kept).
+    NotNeeded,
+    /// Written: the newest write to the object, so its version is `wrote_rv`.
+    Written,
+    Failed,
+}
+
+/// What [`Memory::record`] counted.
+pub(crate) struct Counts {
+    /// Consecutive failed runs, this one included.
+    pub(crate) failures: u32,
+    /// Consecutive failed status writes, this one included.
+    pub(crate) status_failures: u32,
 }
 
 /// Every object's entry.
 pub(crate) struct Memory {
     objects: Mutex<HashMap<Key, Entry>>,
+    /// Objects whose last runs were modifications by one step at one generation (a climb in
+    /// progress), for runaway detection. Empty once everything settled, so a settled run pays
+    /// for no lookup here.
+    streaks: Mutex<HashMap<Key, Streak>>,
     epoch: Instant,
+}
+
+/// Modifications in a row by one step at one generation.
+struct Streak {
+    step: &'static str,
+    generation: Option<i64>,
+    runs: u32,
 }
 
 impl Default for Memory {
     fn default() -> Self {
         Memory {
             objects: Mutex::new(HashMap::default()),
+            streaks: Mutex::new(HashMap::default()),
             epoch: Instant::now(),
         }
     }
@@ -276,14 +344,28 @@ impl Memory {
     ) -> View {
         let now = self.now();
         let mut objects = self.lock();
+        let fresh = View {
+            gone: false,
+            echo_rv: None,
+            reread: false,
+            stale_for: None,
+            failures: 0,
+        };
         let Some(e) = objects.get_mut(&key) else {
             // Never ran (or forgotten): nothing of ours to be newer than.
-            return View {
-                reread: false,
-                stale_for: None,
-                failures: 0,
-            };
+            return fresh;
         };
+        if e.phase() == Phase::Gone {
+            if seen_rv.is_some_and(|v| v > e.written_rv()) {
+                // A new object of the same name.
+                *e = Entry::default();
+                return fresh;
+            }
+            return View {
+                gone: true,
+                ..fresh
+            };
+        }
         e.due = NOT_DUE;
         let at_written = seen_rv.is_some_and(|v| v == e.written_rv());
         let reread = match e.phase() {
@@ -309,24 +391,36 @@ impl Memory {
             (false, _) => None,
         };
         View {
+            gone: false,
+            echo_rv: e.echo().then(|| e.written_rv()),
             reread,
             stale_for: stale_for.map(|ms| Duration::from_millis(ms.into())),
             failures: e.failures(),
         }
     }
 
-    /// Records what a run did; returns the consecutive failures, this run included.
-    pub(crate) fn record(&self, key: ObjectKey, run: Outcome) -> u32 {
+    /// Records what a run did; returns the consecutive failures it counted.
+    pub(crate) fn record(&self, key: ObjectKey, run: Outcome) -> Counts {
         let now = self.now();
         let mut objects = self.lock();
-        if run.forget {
-            objects.remove(&key);
-            return 0;
-        }
         let e = match objects.get_mut(&key) {
             Some(e) => e,
             None => objects.entry(key.owned()).or_default(),
         };
+        if run.gone {
+            // Kept, not forgotten, until the watch cache no longer holds the object
+            // (`forget_missing`): a lagging watch's copy of it must not run.
+            let at = run.wrote_rv.max(run.seen_rv).unwrap_or(0);
+            *e = Entry::default();
+            e.set_written_rv(at);
+            e.set_phase(Phase::Gone);
+            // Not counted among the objects that are not ready.
+            e.set_ready(true);
+            return Counts {
+                failures: 0,
+                status_failures: 0,
+            };
+        }
         let before = e.written_rv();
         match (run.wrote_rv, run.seen_rv) {
             (Some(w), _) => e.set_written_rv(w),
@@ -348,14 +442,24 @@ impl Memory {
         } else {
             0
         });
-        e.failures()
+        e.set_echo(run.status == StatusWrite::Written);
+        e.set_status_failures(match run.status {
+            StatusWrite::Failed => u64::from(e.status_failures()) + 1,
+            StatusWrite::Written | StatusWrite::NotNeeded => 0,
+        });
+        Counts {
+            failures: e.failures(),
+            status_failures: e.status_failures(),
+        }
     }
 
     /// A run ended (with or without a report): note when it is due again and, when it
     /// reported, whether the object is ready.
     pub(crate) fn finish(&self, key: ObjectKey, next: NextRun, ready: Option<bool>) {
         let now = self.now_ms();
-        if let Some(e) = self.lock().get_mut(&key) {
+        if let Some(e) = self.lock().get_mut(&key)
+            && e.phase() != Phase::Gone
+        {
             if let NextRun::After(d) = next {
                 // To the second, like the clock `counts` compares it with.
                 let at = now.saturating_add(d.as_millis().min(u64::MAX.into()) as u64);
@@ -367,8 +471,47 @@ impl Memory {
         }
     }
 
+    /// A run ended modified by `step` at `generation` (`None`: it did not end modified).
+    /// Returns the modifications in a row by that step at that generation, this one included.
+    pub(crate) fn streak(
+        &self,
+        key: ObjectKey,
+        modified: Option<(&'static str, Option<i64>)>,
+    ) -> u32 {
+        let mut streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((step, generation)) = modified else {
+            if !streaks.is_empty() {
+                streaks.remove(&key);
+            }
+            return 0;
+        };
+        let fresh = Streak {
+            step,
+            generation,
+            runs: 1,
+        };
+        match streaks.get_mut(&key) {
+            Some(s) if s.step == step && s.generation == generation => {
+                s.runs = s.runs.saturating_add(1);
+                s.runs
+            }
+            Some(s) => {
+                *s = fresh;
+                1
+            }
+            None => {
+                streaks.insert(key.owned(), fresh);
+                1
+            }
+        }
+    }
+
     /// Forgets the objects `exists` no longer knows; returns how many.
     pub(crate) fn forget_missing(&self, exists: &dyn Fn(&str) -> bool) -> usize {
+        self.streaks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| exists(&key.0));
         let mut objects = self.lock();
         let before = objects.len();
         objects.retain(|key, _| exists(&key.0));
@@ -410,8 +553,23 @@ mod tests {
             wrote_rv: None,
             settled: true,
             failed: false,
-            forget: false,
+            gone: false,
+            status: StatusWrite::NotNeeded,
         }
+    }
+
+    #[test]
+    fn a_streak_counts_one_step_at_one_generation() {
+        let m = Memory::default();
+        let k = key(None, "o");
+        assert_eq!(m.streak(k, Some(("a", Some(1)))), 1);
+        assert_eq!(m.streak(k, Some(("a", Some(1)))), 2);
+        assert_eq!(m.streak(k, Some(("b", Some(1)))), 1, "another step");
+        assert_eq!(m.streak(k, Some(("b", Some(2)))), 1, "another generation");
+        assert_eq!(m.streak(k, Some(("b", Some(2)))), 2);
+        assert_eq!(m.streak(k, None), 0);
+        assert!(m.streaks.lock().unwrap().is_empty(), "settled: forgotten");
+        assert_eq!(m.streak(k, Some(("b", Some(2)))), 1);
     }
 
     #[test]
@@ -465,17 +623,31 @@ mod tests {
         let mut e = Entry::default();
         e.set_written_rv(RV_MASK);
         e.set_failures(u64::MAX);
+        e.set_status_failures(u64::MAX);
+        e.set_echo(true);
         e.set_ready(true);
         e.set_phase(Phase::Stale { since: 7 });
         assert_eq!(e.written_rv(), RV_MASK);
         assert_eq!(u64::from(e.failures()), MAX_FAILURES, "saturates");
+        assert_eq!(
+            u64::from(e.status_failures()),
+            MAX_STATUS_FAILURES,
+            "saturates"
+        );
+        assert!(e.echo());
         assert!(e.ready());
         assert!(e.phase() == Phase::Stale { since: 7 });
         e.set_written_rv(3);
         e.set_failures(0);
+        e.set_echo(false);
         e.set_phase(Phase::Settled { since: 9 });
         assert_eq!((e.written_rv(), e.failures(), e.ready()), (3, 0, true));
+        assert_eq!((e.status_failures(), e.echo()), (15, false));
         assert!(e.phase() == Phase::Settled { since: 9 });
+        e.set_status_failures(0);
+        assert_eq!(u64::from(e.failures()), 0);
+        e.set_phase(Phase::Gone);
+        assert!(e.phase() == Phase::Gone);
         e.set_ready(false);
         e.set_phase(Phase::Idle);
         assert_eq!((e.written_rv(), e.failures(), e.ready()), (3, 0, false));
@@ -507,9 +679,85 @@ mod tests {
             settled: false,
             ..settled(3)
         };
-        assert_eq!(m.record(k, failed), 1);
+        assert_eq!(m.record(k, failed).failures, 1);
         assert_eq!(m.start(k, Some(3), Duration::MAX).failures, 1);
-        assert_eq!(m.record(k, settled(3)), 0);
+        assert_eq!(m.record(k, settled(3)).failures, 0);
+    }
+
+    #[test]
+    fn status_failures_count_up_and_reset_apart_from_run_failures() {
+        let m = Memory::default();
+        let k = key(None, "o");
+        let status = |status| Outcome {
+            status,
+            ..settled(3)
+        };
+        for n in 1..=20 {
+            let c = m.record(k, status(StatusWrite::Failed));
+            assert_eq!((c.failures, c.status_failures), (0, n.min(15)), "saturates");
+        }
+        assert_eq!(
+            m.record(k, status(StatusWrite::NotNeeded)).status_failures,
+            0
+        );
+        m.record(k, status(StatusWrite::Failed));
+        assert_eq!(
+            m.record(
+                k,
+                Outcome {
+                    wrote_rv: Some(4),
+                    ..status(StatusWrite::Written)
+                }
+            )
+            .status_failures,
+            0
+        );
+    }
+
+    #[test]
+    fn a_view_at_our_own_status_write_is_its_echo() {
+        let m = Memory::default();
+        let k = key(None, "o");
+        let wrote = |rv, status| Outcome {
+            wrote_rv: Some(rv),
+            status,
+            ..settled(3)
+        };
+        m.record(k, wrote(4, StatusWrite::Written));
+        assert_eq!(m.start(k, Some(4), Duration::MAX).echo_rv, Some(4));
+        // A step's own write is not the runtime's echo.
+        m.record(k, wrote(5, StatusWrite::NotNeeded));
+        assert_eq!(m.start(k, Some(5), Duration::MAX).echo_rv, None);
+    }
+
+    #[test]
+    fn a_gone_object_never_runs_on_an_older_view_but_a_new_one_of_its_name_does() {
+        let m = Memory::default();
+        let k = key(Some("ns"), "o");
+        m.record(k, settled(5));
+        m.record(
+            k,
+            Outcome {
+                seen_rv: Some(8),
+                wrote_rv: Some(9),
+                settled: false,
+                gone: true,
+                ..settled(8)
+            },
+        );
+        for rv in [5, 8, 9] {
+            assert!(m.start(k, Some(rv), Duration::MAX).gone, "view at {rv}");
+        }
+        m.finish(k, NextRun::After(Duration::ZERO), Some(false));
+        assert_eq!(
+            m.counts(&|_| true),
+            (0, 0),
+            "a gone object is neither due nor unready"
+        );
+        let new = m.start(k, Some(12), Duration::MAX);
+        assert!(!new.gone && new.stale_for.is_none() && new.failures == 0);
+        assert!(!m.start(k, Some(12), Duration::MAX).gone);
+        assert_eq!(m.forget_missing(&|_| false), 1);
     }
 
     #[test]

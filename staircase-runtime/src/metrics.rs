@@ -12,6 +12,8 @@
 //! | `staircase_queue_depth` | gauge | | runs executing or due but waiting for a slot (approximate) |
 //! | `staircase_objects_not_ready` | gauge | | existing objects whose last run did not converge |
 //! | `staircase_events_dropped_total` | counter | | Events not published because of the spam filter |
+//! | `staircase_status_write_failures_total` | counter | | status writes the API server refused or that failed |
+//! | `staircase_undecodable_objects_total` | counter | | watched objects left out because they do not decode as the resource type |
 //!
 //! `result` is one of `converged`, `modified`, `waiting`, `done`, `failed`, `finalizer_added`,
 //! `finalizer_removed`, `skipped_stale`.
@@ -78,6 +80,8 @@ struct Inner {
     queue_depth: Gauge,
     not_ready: Gauge,
     events_dropped: Counter,
+    status_write_failures: Counter,
+    undecodable: Counter,
     counts: Mutex<Option<Counts>>,
 }
 
@@ -112,6 +116,18 @@ impl Metrics {
         let (in_flight, queue_depth, not_ready) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         let events_dropped = Counter::default();
+        let status_write_failures = Counter::default();
+        let undecodable = Counter::default();
+        registry.register(
+            "undecodable_objects",
+            "Watched objects left out because they do not decode",
+            undecodable.clone(),
+        );
+        registry.register(
+            "status_write_failures",
+            "Failed status writes",
+            status_write_failures.clone(),
+        );
         registry.register("runs", "Finished runs by how they ended", runs.clone());
         registry.register(
             "run_duration_seconds",
@@ -162,6 +178,8 @@ impl Metrics {
             queue_depth,
             not_ready,
             events_dropped,
+            status_write_failures,
+            undecodable,
             counts: Mutex::default(),
         }))
     }
@@ -201,6 +219,10 @@ impl Metrics {
 
     pub(crate) fn event_dropped(&self) {
         self.0.events_dropped.inc();
+    }
+
+    pub(crate) fn undecodable_object(&self) {
+        self.0.undecodable.inc();
     }
 
     /// The observer the operator registers for every run's report, with a handle kept for
@@ -278,6 +300,9 @@ impl RunObserver {
         });
         runs.inc();
         duration.observe(r.duration.as_secs_f64());
+        if r.status_error.is_some() {
+            m.0.status_write_failures.inc();
+        }
         m.0.run_writes.observe(r.step_writes() as f64);
         for s in &r.steps {
             let seconds = s.duration.as_secs_f64();
@@ -370,7 +395,8 @@ mod tests {
             steps,
             end,
             status_written: false,
-            status_failed: false,
+            status_error: None,
+            status_failures: 0,
             next: NextRun::OnChange,
             duration: Duration::from_millis(7),
         }
@@ -401,16 +427,19 @@ mod tests {
                 },
             ));
         }
-        observer.observe(&report(
+        let mut status_failed = report(
             vec![step("elsewhere", OutcomeKind::Error)],
             RunEnd::Converged,
-        ));
+        );
+        status_failed.status_error = Some("refused".into());
+        observer.observe(&status_failed);
 
         let text = metrics.encode();
         for (series, expected) in [
             (r#"staircase_runs_total{result="modified"}"#, Some("2")),
             (r#"staircase_runs_total{result="converged"}"#, Some("1")),
             (r#"staircase_runs_total{result="failed"}"#, None),
+            ("staircase_status_write_failures_total", Some("1")),
             (
                 r#"staircase_step_outcomes_total{step="check_a",outcome="unchanged"}"#,
                 Some("2"),

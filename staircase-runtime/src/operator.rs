@@ -20,6 +20,7 @@ use crate::OperatorConfig;
 use crate::chain::{Stairs, Start};
 use crate::config::Relist;
 use crate::context::ApiScope;
+use crate::decode::{Lenient, OnUndecodable, skip_undecodable};
 use crate::events::EventPublisher;
 use crate::health::{Health, Leadership};
 use crate::leader::Elector;
@@ -270,6 +271,8 @@ impl<K, S, M, C> Operator<K, S, M, C> {
 /// What the controller's runs share.
 struct Shared<K, S, M, C> {
     runner: Arc<Runner<K, S, M, C>>,
+    /// Reports a watched object left out because it does not decode.
+    undecodable: OnUndecodable,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
 }
@@ -368,8 +371,38 @@ where
             None => None,
         };
 
+        let undecodable: OnUndecodable = {
+            let publisher = events.as_ref().map(|(p, _)| p.clone());
+            #[cfg(feature = "metrics")]
+            let metrics = metrics.clone();
+            Arc::new(move |meta: &kube::api::ObjectMeta, error: &str| {
+                let name = meta.name.as_deref().unwrap_or("<unnamed>");
+                let ns = meta.namespace.as_deref().unwrap_or_default();
+                tracing::error!(
+                    kind = %K::kind(&()),
+                    namespace = ns,
+                    name,
+                    "skipped an object that does not decode (the others run): {error}"
+                );
+                #[cfg(feature = "metrics")]
+                metrics.undecodable_object();
+                if let Some(p) = &publisher {
+                    let reference = k8s_openapi::api::core::v1::ObjectReference {
+                        api_version: Some(K::api_version(&()).into_owned()),
+                        kind: Some(K::kind(&()).into_owned()),
+                        name: meta.name.clone(),
+                        namespace: meta.namespace.clone(),
+                        uid: meta.uid.clone(),
+                        resource_version: meta.resource_version.clone(),
+                        field_path: None,
+                    };
+                    p.queue(reference, crate::events::undecodable(error));
+                }
+            })
+        };
         let shared = Arc::new(Shared {
             runner: Arc::new(runner),
+            undecodable,
             #[cfg(feature = "metrics")]
             metrics,
         });
@@ -459,7 +492,10 @@ async fn lead<K, S, M, C>(
     }
     let writer = Writer::<K>::default();
     let store = writer.as_reader();
-    let watch = watcher(api_in::<K>(client.clone(), ns), wc);
+    let watch = skip_undecodable(
+        watcher(api_in::<Lenient<K>>(client.clone(), ns), wc),
+        shared.undecodable.clone(),
+    );
     let events = match cfg.relist {
         Relist::InPlace => reflector_in_place(writer, watch).boxed(),
         Relist::Swap => reflector(writer, watch).boxed(),

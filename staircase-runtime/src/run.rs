@@ -170,9 +170,14 @@ pub struct RunReport {
     pub end: RunEnd,
     /// Whether the runtime wrote the object's status after the run.
     pub status_written: bool,
-    /// The status needed writing but the write failed; the object runs again soon (see `next`)
-    /// so the status catches up even when nothing else changes.
-    pub status_failed: bool,
+    /// The status needed writing but the write failed: the API server's message. The object
+    /// runs again (see `next`, backing off like failed runs) so the status catches up even when
+    /// nothing else changes.
+    pub status_error: Option<String>,
+    /// Failed status writes in a row, this run's included (0 when the status was written or
+    /// was right already). At [`STATUS_FAILURES_REPORTED`](crate::runner::STATUS_FAILURES_REPORTED)
+    /// the failure is logged as a warning and published as a Warning Event, once.
+    pub status_failures: u32,
     /// When the object runs again (sooner if it changes).
     pub next: crate::NextRun,
     /// How long the run took.

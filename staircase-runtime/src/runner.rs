@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::chain::Stairs;
 use crate::context::ApiScope;
-use crate::memory::{self, Memory, ObjectKey, View, rv_number};
+use crate::memory::{self, Memory, ObjectKey, StatusWrite, View, rv_number};
 use crate::own_path::OwnPath;
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::spans;
@@ -27,6 +27,10 @@ pub(crate) type StatusReader<K> = fn(&K) -> Option<&StepStatus>;
 
 /// Called with every run's report.
 pub(crate) type Observer = Arc<dyn Fn(&RunReport) + Send + Sync>;
+
+/// After this many failed status writes in a row the failure is reported (a warning in the log
+/// and, with Events on, a Warning Event): once, not on every retry.
+pub const STATUS_FAILURES_REPORTED: u32 = 3;
 
 /// When the object should run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,12 +122,12 @@ where
         let started = Instant::now();
         // Built in place: a named local would be kept beside the future it is moved into.
         let (report, next) = spans::in_span(&span, async {
-            let (obj, failures) = match self.fresh_view(key, obj).await {
+            let (obj, view) = match self.fresh_view(key, obj).await {
                 Ok(Some(fresh)) => fresh,
                 Ok(None) => return (None, NextRun::OnChange),
                 Err(skip) => return skip,
             };
-            self.run_fresh(key, run_id, obj, failures).await
+            self.run_fresh(key, run_id, obj, view).await
         })
         .await;
         let ready = report.as_ref().and_then(|r| match r.end {
@@ -146,32 +150,32 @@ where
     }
 
     /// Refuses to act on a view older than our own last write (read-your-own-writes): first waits
-    /// for the watch to catch up, then, past the grace period, reads the object directly.
+    /// for the watch to catch up, then, past the grace period, reads the object directly. A view
+    /// of an object whose finalizer the runtime removed is never acted on.
     async fn fresh_view(
         &self,
         key: ObjectKey<'_>,
         obj: Arc<K>,
-    ) -> Result<Option<(Arc<K>, u32)>, (Option<RunReport>, NextRun)> {
+    ) -> Result<Option<(Arc<K>, View)>, (Option<RunReport>, NextRun)> {
         let seen = rv_number(obj.meta().resource_version.as_deref());
         // A timer may fire a hair before a full period has passed by `Instant`'s clock.
-        let View {
-            reread: reverify,
-            stale_for,
-            failures,
-        } = self
+        let view = self
             .memory
             .start(key, seen, self.config.resync.mul_f64(0.9));
-        if reverify {
+        if view.gone {
+            return Ok(None);
+        }
+        if view.reread {
             return match self.read_object(&obj).await {
-                Ok(fresh) => Ok(fresh.map(|o| (Arc::new(o), failures))),
+                Ok(fresh) => Ok(fresh.map(|o| (Arc::new(o), view))),
                 Err(e) => {
                     tracing::warn!("re-reading the object failed: {e}");
-                    Ok(Some((obj, failures)))
+                    Ok(Some((obj, view)))
                 }
             };
         }
-        let Some(stale_for) = stale_for else {
-            return Ok(Some((obj, failures)));
+        let Some(stale_for) = view.stale_for else {
+            return Ok(Some((obj, view)));
         };
         let grace = self.config.read_your_writes_grace;
         if stale_for < grace {
@@ -179,7 +183,7 @@ where
             return Err((None, NextRun::After(grace - stale_for)));
         }
         match self.read_object(&obj).await {
-            Ok(Some(fresh)) => Ok(Some((Arc::new(fresh), failures))),
+            Ok(Some(fresh)) => Ok(Some((Arc::new(fresh), view))),
             Ok(None) => Ok(None),
             Err(e) => {
                 tracing::warn!("reading the object after a stale view failed: {e}");
@@ -193,8 +197,9 @@ where
         key: ObjectKey<'_>,
         run_id: u64,
         obj: Arc<K>,
-        failures: u32,
+        view: View,
     ) -> (Option<RunReport>, NextRun) {
+        let failures = view.failures;
         let meta = obj.meta();
         let deleting = meta.deletion_timestamp.is_some();
         let generation = meta.generation;
@@ -254,39 +259,57 @@ where
             },
         };
 
+        let end = self.check_runaway(key, end, generation);
         // Decided here, so only a run that writes its status pays for boxing the request.
+        let seen_rv = rv_number(obj.meta().resource_version.as_deref());
+        // On the echo of its own status write the runtime does not rewrite a message alone: a
+        // message that changes on every run (a countdown, an error with a request id) would
+        // otherwise wake the object with each write, hundreds of times a second.
+        let echo = view.echo_rv.is_some() && view.echo_rv == seen_rv;
         let new_status = self.status.and_then(|read| {
             let cfg = self.config.status_updates;
-            next_status(read(&obj), generation, &end, deleting, cfg)
+            next_status(read(&obj), generation, &end, deleting, cfg, echo)
         });
         let status = match new_status {
             Some(s) => Some(rare(self.write_status(&obj, s, &mut rec)).await),
             None => None,
         };
-        let status_written = status == Some(true);
+        let status_written = matches!(status, Some(Ok(())));
         let own_path = *self.own_path.get_or_init(OwnPath::detect::<K>);
         let written_rv = rec.primary_rv(|path| own_path.is_own::<K>(path, key.namespace, key.name));
         let wrote_primary = written_rv.is_some();
         let wrote_rv = rv_number(written_rv);
         let failed = matches!(end, RunEnd::Failed { .. });
-        let failures = self.memory.record(
+        let counts = self.memory.record(
             key,
             memory::Outcome {
-                seen_rv: rv_number(obj.meta().resource_version.as_deref()),
+                seen_rv,
                 wrote_rv,
                 settled: matches!(
                     end,
                     RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Waiting { .. }
                 ),
                 failed,
-                forget: matches!(end, RunEnd::FinalizerRemoved),
+                gone: matches!(end, RunEnd::FinalizerRemoved),
+                status: match &status {
+                    None => StatusWrite::NotNeeded,
+                    Some(Ok(())) => StatusWrite::Written,
+                    Some(Err(_)) => StatusWrite::Failed,
+                },
             },
         );
-        let mut next = self.next_run(&end, &rec, wrote_primary, failures, permanent);
-        if status == Some(false) {
+        let mut next = self.next_run(&end, &rec, wrote_primary, counts.failures, permanent);
+        let status_error = status.and_then(Result::err);
+        if let Some(e) = &status_error {
             // The status is wrong and no event will come to fix it (a settled object would wait
-            // for its resync): try again soon, no step depends on it but people read it.
-            let retry = self.config.backoff.delay(1, false);
+            // for its resync): try again, no step depends on it but people read it. Backing off
+            // like a failed run, so a status the server keeps refusing (a schema that rejects
+            // the conditions, a deleted object) does not hammer it.
+            let n = counts.status_failures;
+            if n == STATUS_FAILURES_REPORTED {
+                tracing::warn!(failures = n, "status writes keep failing: {e}");
+            }
+            let retry = self.config.backoff.delay(n, false);
             next = match next {
                 NextRun::After(d) => NextRun::After(d.min(retry)),
                 NextRun::OnChange => NextRun::After(retry),
@@ -304,11 +327,42 @@ where
             steps: rec.into_records(),
             end,
             status_written,
-            status_failed: status == Some(false),
+            status_failures: counts.status_failures,
+            status_error,
             next,
             duration: Duration::ZERO,
         };
         (Some(report), next)
+    }
+
+    /// A step that modifies on every run while the generation stays the same never finds what
+    /// it made (587 ConfigMaps in 3 s, for one such step): past
+    /// [`runaway_after`](OperatorConfig::runaway_after) runs in a row its runs end as failures,
+    /// which the status, the Events, the metrics and the backoff then treat as such.
+    fn check_runaway(&self, key: ObjectKey<'_>, end: RunEnd, generation: Option<i64>) -> RunEnd {
+        let step = match &end {
+            RunEnd::Modified { step, .. } => Some(*step),
+            _ => None,
+        };
+        let runs = self.memory.streak(key, step.map(|s| (s, generation)));
+        let limit = self.config.runaway_after;
+        match step {
+            Some(step) if runs > limit => {
+                let error = format!(
+                    "runaway step: `{step}` made a modification in each of the last {runs} runs \
+                     while the object's generation stayed the same (does it find what it made?); \
+                     backing off"
+                );
+                if runs == limit + 1 {
+                    tracing::warn!(step, runs, "{error}");
+                }
+                RunEnd::Failed {
+                    step: Some(step),
+                    error: error.into(),
+                }
+            }
+            _ => end,
+        }
     }
 
     fn end_from(&self, rec: &RunRecorder) -> RunEnd {
@@ -378,8 +432,13 @@ where
     }
 
     /// Writes `status`, best effort: a failed status write is logged, never fails the run.
-    /// Returns whether it succeeded.
-    async fn write_status(&self, obj: &K, status: StepStatus, rec: &mut RunRecorder) -> bool {
+    /// Returns the API server's message when it failed.
+    async fn write_status(
+        &self,
+        obj: &K,
+        status: StepStatus,
+        rec: &mut RunRecorder,
+    ) -> Result<(), String> {
         let patch = serde_json::json!({ "status": status });
         let api = self.api_for(obj);
         match api
@@ -392,11 +451,11 @@ where
         {
             Ok(updated) => {
                 rec.note_runtime_write(updated.meta().resource_version.clone());
-                true
+                Ok(())
             }
             Err(e) => {
                 tracing::info!("status write failed (allowed): {e}");
-                false
+                Err(crate::error::api_message(&e))
             }
         }
     }

@@ -151,12 +151,18 @@ fn status_str(b: bool) -> &'static str {
 }
 
 /// The status to write after a run, or `None` when the current one is already right.
+///
+/// `echo`: the run acted on the version the runtime's own status write left, so nothing else
+/// changed the object since. A condition whose message alone changed is then left as it is:
+/// rewriting it would wake the object again, and a message that differs on every run (a
+/// countdown, an error carrying a request id) would loop.
 pub(crate) fn next_status(
     current: Option<&StepStatus>,
     generation: Option<i64>,
     end: &RunEnd,
     deleting: bool,
     updates: StatusUpdates,
+    echo: bool,
 ) -> Option<StepStatus> {
     let wanted = wanted(end, deleting)?;
     let empty = StepStatus::default();
@@ -166,7 +172,7 @@ pub(crate) fn next_status(
             c.status == status_str(w.status)
                 && c.observed_generation == generation
                 && (updates == StatusUpdates::Transitions
-                    || (c.reason == w.reason && c.message == w.message))
+                    || (c.reason == w.reason && (echo || c.message == w.message)))
         })
     };
     if current.observed_generation == generation && wanted.iter().all(same) {
@@ -216,32 +222,50 @@ mod tests {
     #[test]
     fn transitions_skip_a_new_step_name_but_not_a_flip() {
         let t = StatusUpdates::Transitions;
-        let first = next_status(None, Some(1), &modified("a"), false, t).expect("first write");
+        let first =
+            next_status(None, Some(1), &modified("a"), false, t, false).expect("first write");
         // Another modification: Progressing is still True, only its reason would change.
         assert_eq!(
-            next_status(Some(&first), Some(1), &modified("b"), false, t),
+            next_status(Some(&first), Some(1), &modified("b"), false, t, false),
             None
         );
         // ...which the default writes.
-        assert!(next_status(Some(&first), Some(1), &modified("b"), false, EVERY).is_some());
+        assert!(next_status(Some(&first), Some(1), &modified("b"), false, EVERY, false).is_some());
         // Converging flips Ready and Progressing.
-        let done = next_status(Some(&first), Some(1), &RunEnd::Converged, false, t).unwrap();
+        let done = next_status(Some(&first), Some(1), &RunEnd::Converged, false, t, false).unwrap();
         assert!(done.is_ready_at(Some(1)));
         // A new generation is written even when nothing flips.
-        assert!(next_status(Some(&first), Some(2), &modified("c"), false, t).is_some());
+        assert!(next_status(Some(&first), Some(2), &modified("c"), false, t, false).is_some());
     }
 
     #[test]
     fn converged_twice_writes_once() {
-        let first =
-            next_status(None, Some(2), &RunEnd::Converged, false, EVERY).expect("first write");
+        let first = next_status(None, Some(2), &RunEnd::Converged, false, EVERY, false)
+            .expect("first write");
         assert!(first.is_ready_at(Some(2)));
         assert_eq!(
-            next_status(Some(&first), Some(2), &RunEnd::Converged, false, EVERY),
+            next_status(
+                Some(&first),
+                Some(2),
+                &RunEnd::Converged,
+                false,
+                EVERY,
+                false
+            ),
             None
         );
         // A new generation is observed even when the verdict is the same.
-        assert!(next_status(Some(&first), Some(3), &RunEnd::Converged, false, EVERY).is_some());
+        assert!(
+            next_status(
+                Some(&first),
+                Some(3),
+                &RunEnd::Converged,
+                false,
+                EVERY,
+                false
+            )
+            .is_some()
+        );
     }
 
     #[test]
@@ -250,13 +274,36 @@ mod tests {
             step: "ensure_config",
             description: "created ConfigMap x".into(),
         };
-        let s = next_status(None, Some(1), &end, false, EVERY).unwrap();
+        let s = next_status(None, Some(1), &end, false, EVERY, false).unwrap();
         let p = s.condition(PROGRESSING).unwrap();
         assert_eq!(
             (p.status.as_str(), p.reason.as_str()),
             ("True", "ensure_config")
         );
         assert_eq!(s.condition(READY).unwrap().status, "False");
+    }
+
+    #[test]
+    fn on_its_own_echo_a_message_alone_is_not_rewritten() {
+        let wait = |reason: &str| RunEnd::Waiting {
+            step: "schedule",
+            reason: reason.to_string().into(),
+        };
+        let first = next_status(None, Some(1), &wait("due in 60s"), false, EVERY, false).unwrap();
+        let again =
+            |end: &RunEnd, echo| next_status(Some(&first), Some(1), end, false, EVERY, echo);
+        assert!(
+            again(&wait("due in 59s"), false).is_some(),
+            "a new view: written"
+        );
+        assert_eq!(again(&wait("due in 59s"), true), None, "its echo: not");
+        // Another step, or a flip, is written on the echo too.
+        let other = RunEnd::Waiting {
+            step: "other",
+            reason: "x".into(),
+        };
+        assert!(again(&other, true).is_some());
+        assert!(again(&RunEnd::Converged, true).is_some());
     }
 
     #[test]

@@ -476,7 +476,7 @@ where
                 match &report.end {
                     // A settled run whose status write failed is retried, as the runtime's
                     // short requeue would.
-                    RunEnd::Converged | RunEnd::Done { .. } if report.status_failed => {}
+                    RunEnd::Converged | RunEnd::Done { .. } if report.status_error.is_some() => {}
                     RunEnd::Converged => break,
                     RunEnd::Done { .. } => break,
                     RunEnd::Waiting { step, reason } => {
@@ -663,7 +663,9 @@ where
         for r in &all {
             eprintln!(
                 "XDEBUG {r} rv={:?} status_written={} failed={}",
-                r.observed_resource_version, r.status_written, r.status_failed
+                r.observed_resource_version,
+                r.status_written,
+                r.status_error.is_some()
             );
         }
     }
@@ -736,7 +738,7 @@ where
                 .is_some_and(|r| {
                     r.end == RunEnd::Converged
                         && !r.status_written
-                        && !r.status_failed
+                        && r.status_error.is_none()
                         && r.generation == o.meta().generation
                 })
     }))

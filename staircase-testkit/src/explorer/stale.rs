@@ -138,7 +138,8 @@ mod tests {
             }],
             end,
             status_written: false,
-            status_failed: false,
+            status_error: None,
+            status_failures: 0,
             next: staircase_runtime::NextRun::OnChange,
             duration: Default::default(),
         }
