@@ -310,23 +310,55 @@ async fn unwanted_children_are_pruned_but_objects_it_does_not_own_are_left_alone
 }
 
 #[tokio::test]
-async fn recreate_deletes_in_one_run_and_creates_in_the_next() {
+async fn recreate_updates_in_place_what_the_server_accepts() {
     let t = setup().await;
     let op = operator(&t, recreate);
     t.converge(&op).await;
     let old = t.deps.get("p").await.unwrap().uid();
+    // What an HPA or `kubectl scale` changes is not immutable: no delete, other managers'
+    // fields kept.
     t.patch_parent(serde_json::json!({ "replicas": 3 })).await;
     assert_eq!(
         t.converge(&op).await,
-        [
-            "deleted Deployment.apps p to recreate it (the desired configuration changed)",
-            "created Deployment.apps p"
-        ]
-        .map(modified)
+        ["updated Deployment.apps p (the desired configuration changed)"].map(modified)
     );
     let new = t.deps.get("p").await.unwrap();
-    assert_ne!(new.uid(), old, "a new object");
+    assert_eq!(new.uid(), old, "the same object");
     assert_eq!(new.spec.unwrap().replicas, Some(3));
+}
+
+/// A ConfigMap marked `immutable` whose data follows the parent's message.
+fn immutable_config(p: &Parent) -> Children {
+    let mut config = cm(
+        &format!("{}-frozen", p.name_any()),
+        &[("message", &p.spec.message)],
+    );
+    config.immutable = Some(true);
+    Children::new(p)
+        .apply(config)
+        .strategy::<ConfigMap>(Strategy::Recreate)
+}
+
+#[tokio::test]
+async fn recreate_deletes_in_one_run_and_creates_in_the_next_when_the_server_refuses_the_change() {
+    let t = setup().await;
+    let op = operator(&t, immutable_config);
+    t.converge(&op).await;
+    let old = t.cms.get("p-frozen").await.unwrap().uid();
+    t.patch_parent(serde_json::json!({ "message": "changed" }))
+        .await;
+    let changes = t.converge(&op).await;
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(
+        changes[0].starts_with(
+            "deleted ConfigMap p-frozen to recreate it (the server refuses to change it in place: "
+        ) && changes[0].contains("immutable"),
+        "{changes:?}"
+    );
+    assert_eq!(changes[1], "created ConfigMap p-frozen");
+    let new = t.cms.get("p-frozen").await.unwrap();
+    assert_ne!(new.uid(), old, "a new object");
+    assert_eq!(new.data.unwrap()["message"], "changed");
 }
 
 #[tokio::test]

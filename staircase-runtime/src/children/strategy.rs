@@ -17,9 +17,14 @@ pub enum Strategy {
     /// Server-side apply the desired fields onto the live object (one write). The default.
     #[default]
     InPlace,
-    /// Delete the child in this run and create it in a later one: for kinds whose fields are
-    /// immutable once created (a Job's template, a PersistentVolumeClaim's size class). The step
-    /// waits while the old object is terminating, so the two never coexist.
+    /// Server-side apply like `InPlace`; when the API server refuses the change as immutable
+    /// (`422 Invalid` for a field that cannot change once created: a Job's template, a
+    /// Deployment's selector, a ConfigMap marked `immutable`), delete the child in this run and
+    /// create it in a later one. The delete uses `propagationPolicy: Foreground`, so what the
+    /// child owns (a Job's pods, a Deployment's ReplicaSets) goes with it instead of being
+    /// orphaned, and the step waits while the old object is terminating, so the two never
+    /// coexist. A change the server accepts in place (a Deployment's `replicas` set by an HPA
+    /// or `kubectl scale`) never deletes the child.
     Recreate,
     /// Never touch an existing child: it is replaced only when someone deletes it (like a
     /// StatefulSet's `OnDelete`). Creation and pruning still happen.

@@ -135,6 +135,19 @@ impl Children {
                     return Ok(Outcome::modified(format!("updated {what} ({why})")));
                 }
                 Some(Need::Recreate(why)) => {
+                    // In place when the server takes it (a change to `replicas` by an HPA or
+                    // `kubectl scale`, say, keeps the object and other managers' fields); a
+                    // delete only when it refuses the change as immutable. The refused apply
+                    // wrote nothing, so the delete stays the run's one modification.
+                    let refusal = match apply(ctx.client(), &desired[slot], &self.field_manager)
+                        .await
+                    {
+                        Ok(()) => return Ok(Outcome::modified(format!("updated {what} ({why})"))),
+                        Err(e) => match refused_as_immutable(&e) {
+                            Some(refusal) => refusal,
+                            None => return Err(e),
+                        },
+                    };
                     delete(
                         ctx.client(),
                         kind,
@@ -143,7 +156,7 @@ impl Children {
                     )
                     .await?;
                     return Ok(Outcome::modified(format!(
-                        "deleted {what} to recreate it ({why})"
+                        "deleted {what} to recreate it (the server refuses to change it in place: {refusal})"
                     )));
                 }
                 Some(Need::Prune) => {
@@ -239,6 +252,21 @@ impl Children {
         };
         apply(ctx.client(), d, &self.field_manager).await?;
         Ok(Outcome::modified(format!("{verb} {what}")))
+    }
+}
+
+/// The API server's message when `e` is its refusal to change an immutable field
+/// (`422 Invalid`, "field is immutable", or a StatefulSet's "updates to statefulset spec for
+/// fields other than ... are forbidden").
+fn refused_as_immutable(e: &Error) -> Option<String> {
+    match e.source_error().downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(s))
+            if s.code == 422
+                && (s.message.contains("immutable") || s.message.contains("forbidden")) =>
+        {
+            Some(s.message.clone())
+        }
+        _ => None,
     }
 }
 
