@@ -151,3 +151,93 @@ async fn an_external_call_plus_a_write_breaks_the_one_modification_rule() {
     assert_eq!(violation.rule, Rule::MoreThanOneWrite);
     assert!(matches!(report.end, RunEnd::Failed { .. }));
 }
+
+/// A service that stores a record some time after the call that asked for it has failed at
+/// the client (a client timeout while the service works on).
+#[derive(Default)]
+struct SlowService {
+    records: std::sync::Mutex<Vec<String>>,
+    calls: std::sync::atomic::AtomicUsize,
+    land: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl SlowService {
+    fn has(&self, key: &str) -> bool {
+        self.records.lock().unwrap().iter().any(|k| k == key)
+    }
+}
+
+type Slow = std::sync::Arc<SlowService>;
+
+#[step]
+async fn ensure_record(o: &Order, ctx: &Context<Slow>) -> Result<Outcome> {
+    let key = staircase::external::IdempotencyKey::for_step(o, "ensure_record")?;
+    let service = ctx.state().clone();
+    if service.has(key.as_str()) {
+        return Ok(Outcome::unchanged());
+    }
+    let create = async {
+        service
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (s, k) = (service.clone(), key.to_string());
+        tokio::spawn(async move {
+            s.land.notified().await;
+            s.records.lock().unwrap().push(k);
+        });
+        Err::<(), _>(anyhow::anyhow!("timed out waiting for the service"))
+    };
+    staircase::external::call(ctx, &key, "POST /records", create).await?;
+    Ok(Outcome::modified("created the record"))
+}
+
+/// After a failed external call the object does not run again within the window in which the
+/// call may still land, so the next lookup sees it instead of calling a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_external_call_holds_the_object_until_it_can_no_longer_land() {
+    let env = Env::start().await;
+    env.install::<Order>().await;
+    let orders: Api<Order> = Api::namespaced(env.client.clone(), "default");
+    let o = Order::new(
+        "slow",
+        OrderSpec {
+            item: "tea".into(),
+            quantity: 1,
+        },
+    );
+    let o = orders.create(&PostParams::default(), &o).await.unwrap();
+    let service = Slow::default();
+    let window = std::time::Duration::from_millis(300);
+    let op = Operator::with_state(
+        env.client.clone(),
+        staircase!(Order => [ensure_record]),
+        service.clone(),
+    )
+    .with_config(OperatorConfig::default().with_external_call_window(window));
+    let calls = || service.calls.load(std::sync::atomic::Ordering::SeqCst);
+
+    let r = op.run_once(o.clone()).await.expect("a run");
+    assert!(matches!(r.end, RunEnd::Failed { .. }), "{r}");
+    assert_eq!(calls(), 1);
+    assert!(
+        op.run_once(o.clone()).await.is_none(),
+        "held back: the call may still land"
+    );
+    assert_eq!(calls(), 1, "no second call while the first may land");
+
+    // It lands late, within the window; once the window has passed the next run finds it.
+    service.land.notify_one();
+    let key = format!("{}.ensure_record", o.metadata.uid.clone().unwrap());
+    let landed = async {
+        while !service.has(&key) {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(staircase_tests::GUARD, landed)
+        .await
+        .expect("landed");
+    tokio::time::sleep(window).await;
+    let r = op.run_once(o).await.expect("runs after the window");
+    assert_eq!(r.end, RunEnd::Converged, "{r}");
+    assert_eq!(calls(), 1, "exactly one record");
+}

@@ -244,3 +244,36 @@ async fn two_replicas_configured_from_one_hosts_environment_elect_one_leader() {
     b.running.stop().await;
     a.running.stop().await;
 }
+
+/// A replica that takes the Lease over from one that stopped renewing waits its
+/// `takeover_delay` (the old leader's external calls may still land) before running anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_waits_its_delay_before_running_anything() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("late"))
+        .await
+        .unwrap();
+    let a = replica(&env, "a");
+    until_role(&a.health, Leadership::Leading).await;
+    wait_for(&foos, "late", ready).await;
+    a.running.crash().await;
+    let delay = Duration::from_millis(800);
+    let b = replica_with(&env, election("b").with_takeover_delay(delay));
+    let took = async {
+        while holder(&env).await.as_deref() != Some("b") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        std::time::Instant::now()
+    };
+    let took = tokio::time::timeout(GUARD, took).await.expect("taken over");
+    until_role(&b.health, Leadership::Leading).await;
+    b.running.wait_report(|r| r.object == "default/late").await;
+    assert!(
+        took.elapsed() >= delay,
+        "ran {:?} after taking the Lease over",
+        took.elapsed()
+    );
+    b.running.stop().await;
+}

@@ -27,6 +27,11 @@ pub struct OperatorConfig {
     /// for a step that legitimately makes many modifications one run at a time (e.g. hundreds of
     /// children). Default 64.
     pub runaway_after: u32,
+    /// After an [`external::call`](crate::external::call) failed (it may still land: a client
+    /// timeout while the service works on), the object does not run again for this long, so
+    /// the next run's lookup by key sees the call if it landed. Set it to the longest a call
+    /// can take to land. Default 30 s.
+    pub external_call_window: Duration,
     /// Converged objects are run again after this long, to catch drift nobody announced. Default 10 min.
     pub resync: Duration,
     /// After a write to the object itself, how long to wait for the watch to deliver it before
@@ -93,6 +98,7 @@ impl Default for OperatorConfig {
             rule_policy: RulePolicy::Fail,
             backoff: Backoff::default(),
             runaway_after: 64,
+            external_call_window: Duration::from_secs(30),
             resync: Duration::from_secs(600),
             read_your_writes_grace: Duration::from_secs(2),
             namespace: None,
@@ -247,6 +253,12 @@ impl OperatorConfig {
     /// Sets [`OperatorConfig::runaway_after`] (at least 1).
     pub fn with_runaway_after(mut self, runs: u32) -> Self {
         self.runaway_after = runs.max(1);
+        self
+    }
+
+    /// Sets [`OperatorConfig::external_call_window`].
+    pub fn with_external_call_window(mut self, window: Duration) -> Self {
+        self.external_call_window = window;
         self
     }
 

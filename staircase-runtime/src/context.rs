@@ -102,6 +102,19 @@ impl<S> Context<S> {
             resource_version: None,
         });
     }
+
+    /// Records an external call that failed without a known outcome (it may still land): not a
+    /// modification, but the object does not run again until
+    /// [`external_call_window`](crate::OperatorConfig::external_call_window) has passed, so the
+    /// next run's lookup sees the call if it landed.
+    pub(crate) fn record_external_unknown(&self, description: String) {
+        record_current(Write {
+            method: "EXTERNAL",
+            path: description,
+            status: 0,
+            resource_version: None,
+        });
+    }
 }
 
 /// How to build an [`Api`] for a resource scope; implemented for kube's scope markers.

@@ -17,6 +17,13 @@
 //! (the call may or may not have arrived) is covered the same way, and by the key if the service
 //! honours it. Nothing ever depends on having remembered anything in memory.
 //!
+//! A call that failed may still land after the next run looked for it (a slow service behind a
+//! client timeout): [`call`] therefore holds the object back for
+//! [`external_call_window`](crate::OperatorConfig::external_call_window) after a failure, and a
+//! replica that takes over leadership from one that stopped renewing waits
+//! [`LeaderElection::takeover_delay`](crate::LeaderElection::takeover_delay) before it runs
+//! anything. A call landing later than that is the service's to refuse by the key.
+//!
 //! ```ignore
 //! #[step]
 //! async fn place_order(order: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
@@ -121,8 +128,12 @@ impl fmt::Display for IdempotencyKey {
 /// counts it as the step's one modification (`EXTERNAL <description> [key]` in the run's writes).
 ///
 /// A failed call is not counted: the step returns the error and the run is retried, where the
-/// existence check by key decides again. Use it only for the modifying call; lookups are plain
-/// reads and need no wrapper.
+/// existence check by key decides again. A failed call may still land (a client timeout while
+/// the service works on), after the next run's lookup: so the object does not run again until
+/// [`OperatorConfig::external_call_window`](crate::OperatorConfig::external_call_window) (30 s
+/// by default) has passed since the failure. What remains is the service's part: a call that
+/// lands later than that is a duplicate unless the service honours the key. Use it only for
+/// the modifying call; lookups are plain reads and need no wrapper.
 pub async fn call<S, T, E>(
     ctx: &Context<S>,
     key: &IdempotencyKey,
@@ -132,9 +143,16 @@ pub async fn call<S, T, E>(
 where
     E: Into<Error>,
 {
-    let value = call.await.map_err(Into::into)?;
-    ctx.record_external(format!("{description} [{key}]"));
-    Ok(value)
+    match call.await {
+        Ok(value) => {
+            ctx.record_external(format!("{description} [{key}]"));
+            Ok(value)
+        }
+        Err(e) => {
+            ctx.record_external_unknown(format!("{description} [{key}]"));
+            Err(e.into())
+        }
+    }
 }
 
 #[cfg(test)]

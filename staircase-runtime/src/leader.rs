@@ -40,6 +40,13 @@ pub struct LeaderElection {
     pub renew_deadline: Duration,
     /// How often the leader renews and a standby replica looks at the Lease.
     pub retry_period: Duration,
+    /// After taking the Lease over from a replica that stopped renewing it (crashed, or cut
+    /// off from the API server), wait this long before running anything: that replica's
+    /// external calls may still land (see [`external`](crate::external)). Renewed meanwhile.
+    /// Not waited after a graceful handover, where the Lease was released. Default 0; set it to
+    /// the [`external_call_window`](crate::OperatorConfig::external_call_window) in an
+    /// operator that calls external services.
+    pub takeover_delay: Duration,
 }
 
 /// `host` (the pod or host name) plus a random suffix: a pod name is unique only while the pod
@@ -67,6 +74,7 @@ impl LeaderElection {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            takeover_delay: Duration::ZERO,
         }
     }
 
@@ -80,6 +88,12 @@ impl LeaderElection {
     /// the processes that share the Lease (two replicas with one identity both lead).
     pub fn with_identity(mut self, id: impl Into<String>) -> Self {
         self.identity = id.into();
+        self
+    }
+
+    /// Sets [`LeaderElection::takeover_delay`].
+    pub fn with_takeover_delay(mut self, delay: Duration) -> Self {
+        self.takeover_delay = delay;
         self
     }
 
@@ -110,6 +124,8 @@ pub(crate) struct Elector {
     api: Api<Lease>,
     cfg: LeaderElection,
     observed: Option<(Record, Instant)>,
+    /// The last acquisition took the Lease from another holder whose lease had expired.
+    took_over: bool,
 }
 
 impl Elector {
@@ -122,11 +138,18 @@ impl Elector {
             api,
             cfg,
             observed: None,
+            took_over: false,
         }
     }
 
     pub(crate) fn config(&self) -> &LeaderElection {
         &self.cfg
+    }
+
+    /// Whether the Lease this replica holds was taken over from another holder that stopped
+    /// renewing it (rather than found free, released, or already ours).
+    pub(crate) fn took_over(&self) -> bool {
+        self.took_over
     }
 
     fn spec(&self, acquire_time: Option<MicroTime>, transitions: i32) -> LeaseSpec {
@@ -177,6 +200,7 @@ impl Elector {
             return Ok(false);
         }
         let ours = holder.as_deref() == Some(self.cfg.identity.as_str());
+        self.took_over = held_by_other;
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
         lease.spec = Some(self.spec(if ours { spec.acquire_time } else { None }, transitions));
         // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.

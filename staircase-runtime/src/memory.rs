@@ -300,6 +300,9 @@ pub(crate) struct Memory {
     /// progress), for runaway detection. Empty once everything settled, so a settled run pays
     /// for no lookup here.
     streaks: Mutex<HashMap<Key, Streak>>,
+    /// Objects held back until a failed external call can no longer land (see
+    /// `external::call`). Usually empty.
+    holds: Mutex<HashMap<Key, Instant>>,
     epoch: Instant,
 }
 
@@ -315,6 +318,7 @@ impl Default for Memory {
         Memory {
             objects: Mutex::new(HashMap::default()),
             streaks: Mutex::new(HashMap::default()),
+            holds: Mutex::new(HashMap::default()),
             epoch: Instant::now(),
         }
     }
@@ -471,6 +475,31 @@ impl Memory {
         }
     }
 
+    /// Holds the object back until `until`.
+    pub(crate) fn hold(&self, key: ObjectKey, until: Instant) {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        match holds.get_mut(&key) {
+            Some(t) => *t = (*t).max(until),
+            None => {
+                holds.insert(key.owned(), until);
+            }
+        }
+    }
+
+    /// How long the object is still held back (`None`: it may run).
+    pub(crate) fn held(&self, key: ObjectKey) -> Option<Duration> {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        if holds.is_empty() {
+            return None;
+        }
+        let left = holds.get(&key)?.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            holds.remove(&key);
+            return None;
+        }
+        Some(left)
+    }
+
     /// A run ended modified by `step` at `generation` (`None`: it did not end modified).
     /// Returns the modifications in a row by that step at that generation, this one included.
     pub(crate) fn streak(
@@ -508,6 +537,10 @@ impl Memory {
 
     /// Forgets the objects `exists` no longer knows; returns how many.
     pub(crate) fn forget_missing(&self, exists: &dyn Fn(&str) -> bool) -> usize {
+        self.holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| exists(&key.0));
         self.streaks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -556,6 +589,24 @@ mod tests {
             gone: false,
             status: StatusWrite::NotNeeded,
         }
+    }
+
+    #[test]
+    fn a_hold_lasts_until_its_time_and_the_later_of_two_wins() {
+        let m = Memory::default();
+        let k = key(Some("ns"), "o");
+        assert_eq!(m.held(k), None);
+        let now = Instant::now();
+        m.hold(k, now + Duration::from_secs(60));
+        m.hold(k, now + Duration::from_secs(1));
+        assert!(
+            m.held(k).unwrap() > Duration::from_secs(30),
+            "the later one"
+        );
+        assert_eq!(m.held(key(Some("ns"), "other")), None);
+        m.holds.lock().unwrap().insert(k.owned(), now);
+        assert_eq!(m.held(k), None, "expired");
+        assert!(m.holds.lock().unwrap().is_empty(), "and forgotten");
     }
 
     #[test]

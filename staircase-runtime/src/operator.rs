@@ -603,6 +603,22 @@ async fn elect<K, S, M, C>(
         if !acquired {
             return;
         }
+        let delay = elector.config().takeover_delay;
+        if elector.took_over() && !delay.is_zero() {
+            tracing::info!(
+                "leader election: took the Lease over; waiting {delay:?} for the last leader's external calls"
+            );
+            let lost = tokio::select! {
+                _ = tokio::time::sleep(delay) => None,
+                _ = stop.clone().wait() => return,
+                reason = hold(&mut elector) => Some(reason),
+            };
+            if let Some(reason) = lost {
+                tracing::warn!("leader election: lost the Lease while waiting ({reason})");
+                health.set_leadership(Leadership::Standby);
+                continue;
+            }
+        }
         tracing::info!(
             identity = elector.config().identity,
             "leader election: leading"

@@ -165,6 +165,10 @@ where
         if view.gone {
             return Ok(None);
         }
+        if let Some(left) = self.memory.held(key) {
+            // An external call of an earlier run may still land: a lookup now could miss it.
+            return Err((None, NextRun::After(left)));
+        }
         if view.reread {
             return match self.read_object(&obj).await {
                 Ok(fresh) => Ok(fresh.map(|o| (Arc::new(o), view))),
@@ -260,6 +264,15 @@ where
         };
 
         let end = self.check_runaway(key, end, generation);
+        let unknown_external = rec
+            .records()
+            .iter()
+            .flat_map(|s| &s.writes)
+            .any(|w| w.method == "EXTERNAL" && w.status == 0);
+        if unknown_external {
+            let window = self.config.external_call_window;
+            self.memory.hold(key, Instant::now() + window);
+        }
         // Decided here, so only a run that writes its status pays for boxing the request.
         let seen_rv = rv_number(obj.meta().resource_version.as_deref());
         // On the echo of its own status write the runtime does not rewrite a message alone: a
