@@ -139,7 +139,7 @@ impl Children {
                     // `kubectl scale`, say, keeps the object and other managers' fields); a
                     // delete only when it refuses the change as immutable. The refused apply
                     // wrote nothing, so the delete stays the run's one modification.
-                    let refusal = match apply(ctx.client(), &desired[slot], &self.field_manager)
+                    let refusal = match apply(ctx.client(), desired[slot], &self.field_manager)
                         .await
                     {
                         Ok(()) => return Ok(Outcome::modified(format!("updated {what} ({why})"))),
