@@ -129,6 +129,7 @@ pub mod explorer;
 mod faults;
 mod gc;
 mod handlers;
+mod immutable;
 mod meta;
 mod openapi;
 mod ops;
