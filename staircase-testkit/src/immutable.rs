@@ -23,83 +23,80 @@ use crate::registry::ResourceType;
 use crate::schema::gofmt::{bad_value, quote};
 use crate::status::Cause;
 
-/// One row of the table: the resource a rule applies to and what it enforces.
+/// One row of the table: the resource a rule applies to and its check.
 pub struct Rule {
     /// API group of the resource (empty for core).
     pub group: &'static str,
     /// Plural resource name.
     pub plural: &'static str,
-    /// What the rule enforces, in one line.
-    pub enforces: &'static str,
     /// The causes of a `422` for `old` -> `new`; empty when the change is allowed.
     check: fn(old: &Value, new: &Value) -> Vec<Cause>,
 }
 
 /// The immutable fields of the built-in kinds this server serves.
 pub const RULES: &[Rule] = &[
+    // spec.selector is immutable
     Rule {
         group: "apps",
         plural: "deployments",
-        enforces: "spec.selector is immutable",
         check: selector_immutable,
     },
+    // spec.selector is immutable
     Rule {
         group: "apps",
         plural: "replicasets",
-        enforces: "spec.selector is immutable",
         check: selector_immutable,
     },
+    // spec.selector is immutable
     Rule {
         group: "apps",
         plural: "daemonsets",
-        enforces: "spec.selector is immutable",
         check: selector_immutable,
     },
+    // only replicas, ordinals, template, updateStrategy, revisionHistoryLimit,
+    // persistentVolumeClaimRetentionPolicy and minReadySeconds of spec may change
     Rule {
         group: "apps",
         plural: "statefulsets",
-        enforces: "only replicas, ordinals, template, updateStrategy, revisionHistoryLimit, \
-                   persistentVolumeClaimRetentionPolicy and minReadySeconds of spec may change",
         check: statefulset_spec,
     },
+    // spec.completions (unless Indexed, with parallelism), spec.selector, spec.template (scheduling
+    // directives of a suspended, never started Job excepted), completionMode, podFailurePolicy,
+    // backoffLimitPerIndex, managedBy and successPolicy are immutable
     Rule {
         group: "batch",
         plural: "jobs",
-        enforces: "spec.completions (unless Indexed, with parallelism), spec.selector, \
-                   spec.template (scheduling directives of a suspended, never started Job \
-                   excepted), completionMode, podFailurePolicy, backoffLimitPerIndex, managedBy \
-                   and successPolicy are immutable",
         check: job_spec,
     },
+    // spec.clusterIP / spec.clusterIPs may not change once set (ExternalName and
+    // headless-to-headless excepted)
     Rule {
         group: "",
         plural: "services",
-        enforces: "spec.clusterIP / spec.clusterIPs may not change once set (ExternalName and \
-                   headless-to-headless excepted)",
         check: service_cluster_ips,
     },
+    // with immutable: true, immutable, data and binaryData may not change
     Rule {
         group: "",
         plural: "configmaps",
-        enforces: "with immutable: true, immutable, data and binaryData may not change",
         check: configmap_immutable,
     },
+    // type is immutable; with immutable: true, immutable and data may not change
     Rule {
         group: "",
         plural: "secrets",
-        enforces: "type is immutable; with immutable: true, immutable and data may not change",
         check: secret_immutable,
     },
+    // roleRef is immutable
     Rule {
         group: "rbac.authorization.k8s.io",
         plural: "rolebindings",
-        enforces: "roleRef is immutable",
         check: role_ref,
     },
+    // roleRef is immutable
     Rule {
         group: "rbac.authorization.k8s.io",
         plural: "clusterrolebindings",
-        enforces: "roleRef is immutable",
         check: role_ref,
     },
 ];

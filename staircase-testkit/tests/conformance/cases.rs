@@ -2319,7 +2319,8 @@ fn rv_of(o: &DynamicObject) -> String {
     o.metadata.resource_version.clone().unwrap()
 }
 
-async fn json_patch(t: &Target, path: &str, ops: Value) -> Result<String, kube::Error> {
+/// A JSON patch (RFC 6902) of the object at `path`.
+async fn json_patch(t: &Target, path: &str, ops: Value) -> Result<DynamicObject, kube::Error> {
     t.raw(
         "PATCH",
         path,
@@ -2327,6 +2328,7 @@ async fn json_patch(t: &Target, path: &str, ops: Value) -> Result<String, kube::
         serde_json::to_vec(&ops).unwrap(),
     )
     .await
+    .map(|body| serde_json::from_str(&body).unwrap())
 }
 
 #[tokio::test]
