@@ -342,6 +342,7 @@ async fn discovery_lists_builtins_with_scope_verbs_and_subresources() {
         ("events.k8s.io", "Event", "events", true),
         ("apps", "Deployment", "deployments", true),
         ("apps", "StatefulSet", "statefulsets", true),
+        ("apps", "DaemonSet", "daemonsets", true),
         ("apps", "ReplicaSet", "replicasets", true),
         ("batch", "Job", "jobs", true),
         ("coordination.k8s.io", "Lease", "leases", true),
