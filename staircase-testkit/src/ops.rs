@@ -253,8 +253,9 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
         .collect())
 }
 
-/// Validates an object about to be stored; `old` is the stored object of an update of the main
-/// resource, whose immutable fields (see [`crate::immutable`]) the new object must keep.
+/// Validates an object about to be stored; `old` is the stored object of an update, whose
+/// immutable fields (see [`crate::immutable`]) the new object must keep (a `/status` write
+/// keeps them by construction: it changes only `status`).
 fn validate_common(
     st: &State,
     rt: &ResourceType,
@@ -653,10 +654,7 @@ pub fn apply_update(
             let external =
                 |s: &Value| s.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
             let keeps_ips = !external(old) && !external(&new);
-            if let (true, Some(spec)) = (
-                keeps_ips,
-                new.get_mut("spec").and_then(Value::as_object_mut),
-            ) {
+            if keeps_ips && let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
                 let unset = |v: Option<&Value>| {
                     v.is_none_or(|v| {
                         v.is_null()
