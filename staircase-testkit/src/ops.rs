@@ -253,6 +253,9 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
         .collect())
 }
 
+/// Validates an object about to be stored; `old` is the stored object of an update, whose
+/// immutable fields (see [`crate::immutable`]) the new object must keep (a `/status` write
+/// keeps them by construction: it changes only `status`).
 fn validate_common(
     st: &State,
     rt: &ResourceType,
@@ -262,6 +265,9 @@ fn validate_common(
 ) -> ApiResult<Vec<String>> {
     let name = meta::name_of(obj).to_string();
     let mut causes = meta::validate_metadata(obj, meta::name_rule(&rt.group, &rt.plural));
+    if let Some(old) = old {
+        causes.extend(crate::immutable::check(rt, old, obj));
+    }
     if rt.key() == CRD_KEY {
         causes.extend(crd::validate(obj));
         if let Some(old) = old {
@@ -328,7 +334,9 @@ fn prepare_create(st: &mut State, rt: &ResourceType, obj: &mut Value) {
             spec.entry("type").or_insert_with(|| "ClusterIP".into());
             spec.entry("sessionAffinity")
                 .or_insert_with(|| "None".into());
-            if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
+            if spec.get("clusterIP").and_then(Value::as_str) == Some("None") {
+                spec.entry("clusterIPs").or_insert_with(|| json!(["None"]));
+            } else {
                 let n = st.next_cluster_ip;
                 st.next_cluster_ip += 1;
                 let ip = format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff);
@@ -641,13 +649,26 @@ pub fn apply_update(
                 .unwrap_or(json!({"phase": "Active"}));
         }
         ("", "services") => {
-            if let (Some(spec), Some(old_ip)) = (
-                new.get_mut("spec").and_then(Value::as_object_mut),
-                old.pointer("/spec/clusterIP"),
-            ) {
-                spec.entry("clusterIP").or_insert_with(|| old_ip.clone());
-                if let Some(ips) = old.pointer("/spec/clusterIPs") {
-                    spec.entry("clusterIPs").or_insert_with(|| ips.clone());
+            // Like kube-apiserver's patchAllocatedValues: a client that resubmits a Service
+            // without the allocated cluster IPs (missing or empty) keeps them.
+            let external =
+                |s: &Value| s.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+            let keeps_ips = !external(old) && !external(&new);
+            if keeps_ips && let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                let unset = |v: Option<&Value>| {
+                    v.is_none_or(|v| {
+                        v.is_null()
+                            || v.as_str() == Some("")
+                            || v.as_array().is_some_and(Vec::is_empty)
+                    })
+                };
+                for key in ["clusterIP", "clusterIPs"] {
+                    if let Some(kept) = old.pointer(&format!("/spec/{key}"))
+                        && !unset(Some(kept))
+                        && unset(spec.get(key))
+                    {
+                        spec.insert(key.into(), kept.clone());
+                    }
                 }
             }
         }

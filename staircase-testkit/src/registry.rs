@@ -212,6 +212,19 @@ impl Registry {
             builtin(
                 "apps",
                 "v1",
+                "daemonsets",
+                "daemonset",
+                "DaemonSet",
+                true,
+                &["ds"],
+                true,
+            ),
+            true,
+        );
+        all(
+            builtin(
+                "apps",
+                "v1",
                 "replicasets",
                 "replicaset",
                 "ReplicaSet",

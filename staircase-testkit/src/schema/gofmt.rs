@@ -40,7 +40,7 @@ impl Num {
 }
 
 /// Go's `strconv.Quote` (what `%q` prints).
-pub(super) fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -228,7 +228,7 @@ pub(super) fn json(v: &Value) -> String {
 
 /// How `field.Error.ErrorBody` prints a bad value: `%v` for numbers and booleans, `%q` for
 /// strings, JSON for everything else (including `null`).
-pub(super) fn bad_value(v: &Value) -> String {
+pub(crate) fn bad_value(v: &Value) -> String {
     match v {
         Value::Bool(b) => b.to_string(),
         Value::String(s) => quote(s),

@@ -27,7 +27,7 @@
 
 mod defaults;
 mod format;
-mod gofmt;
+pub(crate) mod gofmt;
 mod node;
 mod prune;
 mod validate;

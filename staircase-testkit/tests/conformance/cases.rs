@@ -342,6 +342,7 @@ async fn discovery_lists_builtins_with_scope_verbs_and_subresources() {
         ("events.k8s.io", "Event", "events", true),
         ("apps", "Deployment", "deployments", true),
         ("apps", "StatefulSet", "statefulsets", true),
+        ("apps", "DaemonSet", "daemonsets", true),
         ("apps", "ReplicaSet", "replicasets", true),
         ("batch", "Job", "jobs", true),
         ("coordination.k8s.io", "Lease", "leases", true),
@@ -2217,4 +2218,605 @@ async fn kubectl_works_against_the_server() {
         t.cms().get("via-kubectl").await.unwrap().data.unwrap()["a"],
         "b"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Immutable fields of built-in kinds: rejected on update, every patch type and server-side apply
+// alike, with kube-apiserver's 422 body; other fields and `/status` stay writable.
+
+/// A namespaced built-in resource as dynamic objects (plain JSON in, plain JSON out).
+fn builtin_api(t: &Target, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk(group, "v1", kind);
+    Api::namespaced_with(
+        t.client.clone(),
+        &t.ns,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+async fn create_builtin(api: &Api<DynamicObject>, obj: Value) -> DynamicObject {
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(obj).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Whether `text` matches `pattern`, where `…` stands for any text: for the parts of a message
+/// that print a Go struct with `%#v` (the real server prints every field, pointers as
+/// addresses; the embedded one elides them).
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('…');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, p) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(p);
+        }
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Asserts a `422 Invalid` Status as kube-apiserver writes it: `details` naming the object and
+/// `details.causes` as (reason, field, message), and the message `Kind.group "name" is invalid:
+/// field: message` (several causes in brackets). Messages may use `…` (see [`glob`]).
+fn assert_invalid<T: std::fmt::Debug>(
+    r: Result<T, kube::Error>,
+    kind: &str,
+    group: &str,
+    name: &str,
+    causes: &[(&str, &str, &str)],
+) {
+    let s = match r {
+        Err(kube::Error::Api(s)) => s,
+        other => panic!("expected 422 Invalid for {kind} {name}, got {other:?}"),
+    };
+    assert_eq!(
+        (s.code, s.reason.as_str()),
+        (422, "Invalid"),
+        "{}",
+        s.message
+    );
+    let d = s.details.as_ref().expect("details");
+    assert_eq!(
+        (d.kind.as_str(), d.group.as_str(), d.name.as_str()),
+        (kind, group, name)
+    );
+    assert_eq!(d.causes.len(), causes.len(), "{:?}", d.causes);
+    for (got, (reason, field, message)) in d.causes.iter().zip(causes) {
+        assert_eq!((got.reason.as_str(), got.field.as_str()), (*reason, *field));
+        assert!(
+            glob(message, &got.message),
+            "cause message\n  got:  {}\n  want: {message}",
+            got.message
+        );
+    }
+    let qualified = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
+    let lines: Vec<String> = causes.iter().map(|(_, f, m)| format!("{f}: {m}")).collect();
+    let want = match lines.len() {
+        1 => format!("{qualified} \"{name}\" is invalid: {}", lines[0]),
+        _ => format!("{qualified} \"{name}\" is invalid: [{}]", lines.join(", ")),
+    };
+    assert!(
+        glob(&want, &s.message),
+        "message\n  got:  {}\n  want: {want}",
+        s.message
+    );
+}
+
+fn rv_of(o: &DynamicObject) -> String {
+    o.metadata.resource_version.clone().unwrap()
+}
+
+/// A JSON patch (RFC 6902) of the object at `path`.
+async fn json_patch(t: &Target, path: &str, ops: Value) -> Result<DynamicObject, kube::Error> {
+    t.raw(
+        "PATCH",
+        path,
+        "application/json-patch+json",
+        serde_json::to_vec(&ops).unwrap(),
+    )
+    .await
+    .map(|body| serde_json::from_str(&body).unwrap())
+}
+
+#[tokio::test]
+async fn deployment_selector_is_immutable_on_every_write_path() {
+    let Some(t) = Target::new("deployment_selector_is_immutable_on_every_write_path").await else {
+        return;
+    };
+    let api = builtin_api(&t, "apps", "Deployment", "deployments");
+    t.deploys()
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    let before = api.get("web").await.unwrap();
+    let cause = [(
+        "FieldValueInvalid",
+        "spec.selector",
+        r#"Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#,
+    )];
+    let invalid =
+        |r: Result<_, kube::Error>| assert_invalid(r, "Deployment", "apps", "web", &cause);
+    // The template's labels follow the selector, so the selector is the only thing wrong.
+    let change = json!({"spec": {
+        "selector": {"matchLabels": {"app": "other"}},
+        "template": {"metadata": {"labels": {"app": "other"}}}
+    }});
+
+    let mut put = before.clone();
+    put.data["spec"]["selector"] = change["spec"]["selector"].clone();
+    put.data["spec"]["template"]["metadata"] = change["spec"]["template"]["metadata"].clone();
+    invalid(api.replace("web", &PostParams::default(), &put).await);
+    invalid(
+        api.patch("web", &PatchParams::default(), &Patch::Merge(&change))
+            .await,
+    );
+    invalid(
+        api.patch("web", &PatchParams::default(), &Patch::Strategic(&change))
+            .await,
+    );
+    let path = format!("/apis/apps/v1/namespaces/{}/deployments/web", t.ns);
+    invalid(
+        json_patch(
+            &t,
+            &path,
+            json!([
+                {"op": "replace", "path": "/spec/selector/matchLabels/app", "value": "other"},
+                {"op": "replace", "path": "/spec/template/metadata/labels/app", "value": "other"}
+            ]),
+        )
+        .await,
+    );
+    let mut apply = change.clone();
+    apply["apiVersion"] = "apps/v1".into();
+    apply["kind"] = "Deployment".into();
+    apply["metadata"] = json!({"name": "web"});
+    invalid(
+        api.patch(
+            "web",
+            &PatchParams::apply("immutable-test").force(),
+            &Patch::Apply(&apply),
+        )
+        .await,
+    );
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    invalid(api.patch("web", &dry, &Patch::Merge(&change)).await);
+    assert_eq!(rv_of(&api.get("web").await.unwrap()), rv_of(&before));
+
+    // Everything else stays writable, and a status write never looks at spec.
+    let scaled = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scaled.data["spec"]["replicas"], 3);
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"replicas": 3}, "spec": {"selector": {"matchLabels": {"app": "other"}}}})),
+    )
+    .await
+    .unwrap();
+    let after = api.get("web").await.unwrap();
+    assert_eq!(
+        after.data["spec"]["selector"],
+        before.data["spec"]["selector"]
+    );
+}
+
+#[tokio::test]
+async fn replicaset_and_daemonset_selectors_are_immutable() {
+    let Some(t) = Target::new("replicaset_and_daemonset_selectors_are_immutable").await else {
+        return;
+    };
+    for (kind, plural, extra) in [
+        ("ReplicaSet", "replicasets", json!({"replicas": 0})),
+        ("DaemonSet", "daemonsets", json!({})),
+    ] {
+        let api = builtin_api(&t, "apps", kind, plural);
+        let mut spec = json!({
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "a"}},
+                         "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        });
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        create_builtin(&api, json!({"metadata": {"name": "w"}, "spec": spec})).await;
+        let change = json!({"spec": {
+            "selector": {"matchLabels": {"app": "a", "tier": "b"}},
+            "template": {"metadata": {"labels": {"tier": "b"}}}
+        }});
+        assert_invalid(
+            api.patch("w", &PatchParams::default(), &Patch::Merge(&change))
+                .await,
+            kind,
+            "apps",
+            "w",
+            &[(
+                "FieldValueInvalid",
+                "spec.selector",
+                r#"Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"a", "tier":"b"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#,
+            )],
+        );
+        // The template's image is mutable.
+        let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
+        api.patch("w", &PatchParams::default(), &Patch::Strategic(&image))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn statefulset_spec_is_immutable_but_for_listed_fields() {
+    let Some(t) = Target::new("statefulset_spec_is_immutable_but_for_listed_fields").await else {
+        return;
+    };
+    let api = builtin_api(&t, "apps", "StatefulSet", "statefulsets");
+    create_builtin(
+        &api,
+        json!({"metadata": {"name": "db"}, "spec": {
+            "replicas": 1, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                         "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
+        }}),
+    )
+    .await;
+    // The list of mutable fields grew over releases: v1.20 names three, current Kubernetes seven.
+    let message = match t.minor() {
+        ..=20 => {
+            "Forbidden: updates to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are forbidden"
+        }
+        33.. => {
+            "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+        }
+        _ => {
+            "Forbidden: updates to statefulset spec for fields other than 'replicas'…are forbidden"
+        }
+    };
+    let forbidden = [("FieldValueForbidden", "spec", message)];
+    assert_invalid(
+        api.patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"serviceName": "db2"}})),
+        )
+        .await,
+        "StatefulSet",
+        "apps",
+        "db",
+        &forbidden,
+    );
+    let mut bigger = api.get("db").await.unwrap();
+    bigger.data["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
+        "2Gi".into();
+    assert_invalid(
+        api.replace("db", &PostParams::default(), &bigger).await,
+        "StatefulSet",
+        "apps",
+        "db",
+        &forbidden,
+    );
+    let ok = api
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {
+                "replicas": 2,
+                "updateStrategy": {"type": "OnDelete", "rollingUpdate": null},
+                "template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}
+            }})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.data["spec"]["replicas"], 2);
+    api.patch_status(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"replicas": 0}, "spec": {"serviceName": "db3"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get("db").await.unwrap().data["spec"]["serviceName"],
+        "db"
+    );
+}
+
+#[tokio::test]
+async fn job_template_and_completions_are_immutable() {
+    let Some(t) = Target::new("job_template_and_completions_are_immutable").await else {
+        return;
+    };
+    let api = builtin_api(&t, "batch", "Job", "jobs");
+    create_builtin(
+        &api,
+        json!({"metadata": {"name": "once"}, "spec": {
+            "completions": 2, "parallelism": 1,
+            "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox:1.36", "command": ["true"]}]}}
+        }}),
+    )
+    .await;
+    let template = [(
+        "FieldValueInvalid",
+        "spec.template",
+        "Invalid value: core.PodTemplateSpec{…}: field is immutable",
+    )];
+    let invalid = |r: Result<_, kube::Error>, causes: &[(&str, &str, &str)]| {
+        assert_invalid(r, "Job", "batch", "once", causes)
+    };
+    let mut put = api.get("once").await.unwrap();
+    put.data["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:1.37".into();
+    invalid(
+        api.replace("once", &PostParams::default(), &put).await,
+        &template,
+    );
+    let path = format!("/apis/batch/v1/namespaces/{}/jobs/once", t.ns);
+    invalid(
+        json_patch(
+            &t,
+            &path,
+            json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "busybox:1.37"}]),
+        )
+        .await,
+        &template,
+    );
+    let apply = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:1.37"}]}}}});
+    invalid(
+        api.patch(
+            "once",
+            &PatchParams::apply("immutable-test").force(),
+            &Patch::Apply(&apply),
+        )
+        .await,
+        &template,
+    );
+    invalid(
+        api.patch(
+            "once",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"completions": 3}})),
+        )
+        .await,
+        &[(
+            "FieldValueInvalid",
+            "spec.completions",
+            "Invalid value: 3: field is immutable",
+        )],
+    );
+    // Parallelism and deadlines may change; status writes leave spec alone.
+    let ok = api
+        .patch(
+            "once",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"parallelism": 2, "activeDeadlineSeconds": 600}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.data["spec"]["parallelism"], 2);
+    api.patch_status(
+        "once",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"active": 0}, "spec": {"completions": 5}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get("once").await.unwrap().data["spec"]["completions"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn service_cluster_ip_is_immutable_once_set() {
+    let Some(t) = Target::new("service_cluster_ip_is_immutable_once_set").await else {
+        return;
+    };
+    let api = builtin_api(&t, "", "Service", "services");
+    let svc = create_builtin(
+        &api,
+        json!({"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .await;
+    let ip = svc.data["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let (head, last) = ip.rsplit_once('.').unwrap();
+    let last: u8 = last.parse().unwrap();
+    let other = format!("{head}.{}", if last < 200 { last + 50 } else { last - 50 });
+    let cause = format!(r#"Invalid value: []string{{"{other}"}}: may not change once set"#);
+    let causes = [("FieldValueInvalid", "spec.clusterIPs[0]", cause.as_str())];
+    // Changing only clusterIP changes clusterIPs with it, which is what gets rejected.
+    assert_invalid(
+        api.patch(
+            "svc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clusterIP": other}})),
+        )
+        .await,
+        "Service",
+        "",
+        "svc",
+        &causes,
+    );
+    let mut put = api.get("svc").await.unwrap();
+    put.data["spec"]["clusterIP"] = other.clone().into();
+    put.data["spec"]["clusterIPs"] = json!([other]);
+    assert_invalid(
+        api.replace("svc", &PostParams::default(), &put).await,
+        "Service",
+        "",
+        "svc",
+        &causes,
+    );
+    let ports = api
+        .patch(
+            "svc",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ports": [{"port": 81}]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ports.data["spec"]["clusterIP"], ip.as_str());
+}
+
+#[tokio::test]
+async fn immutable_configmaps_and_secrets_keep_their_data() {
+    let Some(t) = Target::new("immutable_configmaps_and_secrets_keep_their_data").await else {
+        return;
+    };
+    let when_set = "Forbidden: field is immutable when `immutable` is set";
+    let cms = builtin_api(&t, "", "ConfigMap", "configmaps");
+    create_builtin(
+        &cms,
+        json!({"metadata": {"name": "frozen"}, "immutable": true, "data": {"a": "1"}}),
+    )
+    .await;
+    assert_invalid(
+        cms.patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "2"}})),
+        )
+        .await,
+        "ConfigMap",
+        "",
+        "frozen",
+        &[("FieldValueForbidden", "data", when_set)],
+    );
+    assert_invalid(
+        cms.patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"immutable": false, "data": {"b": "2"}})),
+        )
+        .await,
+        "ConfigMap",
+        "",
+        "frozen",
+        &[
+            ("FieldValueForbidden", "immutable", when_set),
+            ("FieldValueForbidden", "data", when_set),
+        ],
+    );
+    // Metadata stays writable.
+    cms.patch(
+        "frozen",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+
+    let secrets = builtin_api(&t, "", "Secret", "secrets");
+    create_builtin(
+        &secrets,
+        json!({"metadata": {"name": "frozen"}, "immutable": true, "data": {"a": "MQ=="}}),
+    )
+    .await;
+    // stringData is written into data, so it is rejected as a change of data.
+    assert_invalid(
+        secrets
+            .patch(
+                "frozen",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"a": "2"}})),
+            )
+            .await,
+        "Secret",
+        "",
+        "frozen",
+        &[("FieldValueForbidden", "data", when_set)],
+    );
+    create_builtin(
+        &secrets,
+        json!({"metadata": {"name": "typed"}, "data": {"a": "MQ=="}}),
+    )
+    .await;
+    assert_invalid(
+        secrets
+            .patch(
+                "typed",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"type": "example.com/other"})),
+            )
+            .await,
+        "Secret",
+        "",
+        "typed",
+        &[(
+            "FieldValueInvalid",
+            "type",
+            r#"Invalid value: "example.com/other": field is immutable"#,
+        )],
+    );
+    secrets
+        .patch(
+            "typed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "Mg=="}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn role_binding_role_ref_is_immutable() {
+    let Some(t) = Target::new("role_binding_role_ref_is_immutable").await else {
+        return;
+    };
+    let rbac = "rbac.authorization.k8s.io";
+    let api = builtin_api(&t, rbac, "RoleBinding", "rolebindings");
+    create_builtin(
+        &api,
+        json!({"metadata": {"name": "rb"},
+               "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "view"},
+               "subjects": [{"kind": "User", "apiGroup": rbac, "name": "alice"}]}),
+    )
+    .await;
+    assert_invalid(
+        api.patch(
+            "rb",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"roleRef": {"name": "edit"}})),
+        )
+        .await,
+        "RoleBinding",
+        rbac,
+        "rb",
+        &[(
+            "FieldValueInvalid",
+            "roleRef",
+            r#"Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"edit"}: cannot change roleRef"#,
+        )],
+    );
+    api.patch(
+        "rb",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"subjects": [{"kind": "User", "apiGroup": rbac, "name": "bob"}]})),
+    )
+    .await
+    .unwrap();
 }
