@@ -183,7 +183,7 @@ pub async fn report_status(
 }
 
 /// The EchoServer staircase.
-pub fn stairs() -> Staircase<EchoServer, (), impl staircase::Stairs<EchoServer, ()>> {
+pub fn stairs() -> impl Reconciler<EchoServer, ()> {
     staircase!(EchoServer => [echo_children, report_status])
 }
 

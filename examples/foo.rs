@@ -186,8 +186,7 @@ pub async fn remove_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 }
 
 /// The Foo staircase: three children, then cleanup on deletion.
-pub fn stairs()
--> Staircase<Foo, App, impl staircase::Stairs<Foo, App>, impl staircase::Stairs<Foo, App>> {
+pub fn stairs() -> impl Reconciler<Foo, App> {
     staircase!(Foo => [ensure_config, ensure_secret, ensure_service], cleanup => [remove_config])
 }
 

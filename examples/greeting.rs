@@ -103,7 +103,7 @@ pub async fn observe_generation(g: &Greeting, ctx: &Context) -> Result<Outcome> 
 }
 
 /// The Greeting staircase.
-pub fn stairs() -> Staircase<Greeting, (), impl staircase::Stairs<Greeting, ()>> {
+pub fn stairs() -> impl Reconciler<Greeting, ()> {
     staircase!(Greeting => [publish, observe_generation])
 }
 

@@ -95,7 +95,7 @@ pub async fn record_order(order: &Order, ctx: &Context<ShopClient>) -> Result<Ou
 }
 
 /// The Order staircase.
-pub fn stairs() -> Staircase<Order, ShopClient, impl staircase::Stairs<Order, ShopClient>> {
+pub fn stairs() -> impl Reconciler<Order, ShopClient> {
     staircase!(Order => [place_order, record_order])
 }
 

@@ -9,18 +9,21 @@ use staircase::{NextRun, OperatorClient, Rule, RunEnd, status};
 use staircase_tests::widget::{Counters, Widget, behave, first, inspect, last, widget};
 use staircase_tests::{Env, Running, recorder, wait_for};
 
-fn stairs() -> Staircase<Widget, Counters, impl staircase::Stairs<Widget, Counters>> {
+fn stairs() -> impl Reconciler<Widget, Counters> {
     staircase!(Widget => [first, behave, inspect, last])
 }
 
-type WidgetOperator<M> = Operator<Widget, Counters, M>;
+type WidgetOperator<M, C> = Operator<Widget, Counters, M, C>;
 
 async fn setup(
     mode: &str,
 ) -> (
     Env,
     Api<Widget>,
-    WidgetOperator<impl staircase::Stairs<Widget, Counters>>,
+    WidgetOperator<
+        impl staircase::Stairs<Widget, Counters>,
+        impl staircase::Stairs<Widget, Counters>,
+    >,
 ) {
     setup_with(mode, |env| env.client.clone().into()).await
 }
@@ -32,7 +35,10 @@ async fn setup_with(
 ) -> (
     Env,
     Api<Widget>,
-    WidgetOperator<impl staircase::Stairs<Widget, Counters>>,
+    WidgetOperator<
+        impl staircase::Stairs<Widget, Counters>,
+        impl staircase::Stairs<Widget, Counters>,
+    >,
 ) {
     let env = Env::start().await;
     env.install::<Widget>().await;
@@ -47,7 +53,10 @@ async fn setup_with(
 /// Runs once on the current object (re-read from the server first).
 async fn run(
     api: &Api<Widget>,
-    op: &WidgetOperator<impl staircase::Stairs<Widget, Counters>>,
+    op: &WidgetOperator<
+        impl staircase::Stairs<Widget, Counters>,
+        impl staircase::Stairs<Widget, Counters>,
+    >,
 ) -> RunReport {
     let obj = api.get("w").await.unwrap();
     op.run_once(obj).await.expect("a run happens")

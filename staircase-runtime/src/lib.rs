@@ -61,7 +61,7 @@ pub use outcome::{Outcome, OutcomeKind};
 pub use preflight::PreflightError;
 pub use run::{RulePolicy, RunEnd, RunReport, StepRecord};
 pub use runner::NextRun;
-pub use staircase::{DEFAULT_FINALIZER, Staircase};
+pub use staircase::{DEFAULT_FINALIZER, Reconciler, Staircase};
 pub use status::{HasStepStatus, StepStatus};
 pub use step::{ForResource, Step, StepInfo, StepReturn, TakesData, WithState};
 pub use writes::{OperatorClient, Write};

@@ -31,7 +31,7 @@ use crate::relist::reflector_in_place;
 use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
 use crate::shutdown::Stop;
-use crate::staircase::Staircase;
+use crate::staircase::Reconciler;
 use crate::status::HasStepStatus;
 use crate::writes::OperatorClient;
 
@@ -165,7 +165,10 @@ where
     /// An operator whose steps need no shared state. `client` is a `kube::Client` or an
     /// [`OperatorClient`] (see there: built from a `kube::Config`, a step's request takes one
     /// tower buffer instead of two).
-    pub fn new(client: impl Into<OperatorClient>, staircase: Staircase<K, (), M, C>) -> Self {
+    pub fn new(
+        client: impl Into<OperatorClient>,
+        staircase: impl Reconciler<K, (), Main = M, Cleanup = C>,
+    ) -> Self {
         Self::with_state(client, staircase, ())
     }
 }
@@ -179,12 +182,12 @@ where
     /// [`Operator::new`].
     pub fn with_state(
         client: impl Into<OperatorClient>,
-        staircase: Staircase<K, S, M, C>,
+        staircase: impl Reconciler<K, S, Main = M, Cleanup = C>,
         state: S,
     ) -> Self {
         Operator {
             runner: Runner::new(
-                staircase,
+                staircase.into_staircase(),
                 client.into(),
                 Arc::new(state),
                 OperatorConfig::default(),

@@ -68,3 +68,34 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Staircase<K, S, M, C> {
         v
     }
 }
+
+/// Any staircase, named by its resource and state alone: the return type of a function that
+/// builds one, and what [`Operator`](crate::Operator) runs.
+///
+/// ```
+/// # use staircase_runtime::{Reconciler, Staircase, Start};
+/// # struct Foo;
+/// # #[derive(Default)] struct App;
+/// fn stairs() -> impl Reconciler<Foo, App> {
+///     // in an operator: `staircase!(Foo => [ensure_config, wait_ready])`
+///     Staircase::new(Start::<Foo, App>::new())
+/// }
+/// # let _ = stairs();
+/// ```
+pub trait Reconciler<K, S> {
+    /// The steps' chain.
+    type Main: Stairs<K, S>;
+    /// The cleanup steps' chain ([`Start`] when there are none).
+    type Cleanup: Stairs<K, S>;
+    /// The staircase itself.
+    fn into_staircase(self) -> Staircase<K, S, Self::Main, Self::Cleanup>;
+}
+
+impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Reconciler<K, S> for Staircase<K, S, M, C> {
+    type Main = M;
+    type Cleanup = C;
+
+    fn into_staircase(self) -> Self {
+        self
+    }
+}

@@ -62,9 +62,12 @@ pub mod prelude {
     pub use crate::__staircase_entry as staircase;
     pub use staircase_macros::step;
     pub use staircase_runtime::{
-        Context, Error, HasStepStatus, LeaderElection, Operator, OperatorConfig, Outcome, Result,
-        RulePolicy, RunReport, Staircase, StepStatus,
+        Context, Error, HasStepStatus, LeaderElection, Operator, OperatorConfig, Outcome,
+        Reconciler, Result, RulePolicy, RunReport, Staircase, StepStatus,
     };
+    // What nearly every step calls: typed API handles and the parameters of their requests.
+    pub use kube::ResourceExt;
+    pub use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
     // The children step (`Children::new(parent)….sync(ctx)`, or `children(desired)` as an entry)
     // and the key external calls carry.
     pub use staircase_runtime::children::{Children, Readiness, Strategy, children};
