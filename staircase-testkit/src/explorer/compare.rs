@@ -2,10 +2,13 @@
 //! meaningful differences remain, and a readable diff between two snapshots.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::ApiResource;
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
 use serde_json::Value;
+use staircase_runtime::children::APPLIED_HASH_ANNOTATION;
 
 use super::external::ExternalService;
 
@@ -46,9 +49,16 @@ const CONDITION_TIMES: &[&str] = &[
 #[derive(Clone, Default)]
 pub(crate) struct CompareConfig {
     pub extra: Vec<ApiResource>,
-    /// Dotted paths removed from every object before comparing (e.g. `spec.clusterIP`).
+    /// Field paths removed from every object before comparing (e.g. `spec.clusterIP`), in the
+    /// syntax [`path_segments`] reads.
     pub ignore: Vec<String>,
+    /// Whether each extra resource is namespaced, by `plural.group`: asked of the server's
+    /// discovery once, then shared by every case (a resource's scope is the same on each).
+    scopes: Arc<Mutex<BTreeMap<String, bool>>>,
 }
+
+/// A resource to list, and whether it lives in namespaces.
+pub(crate) type Listed = (ApiResource, bool);
 
 pub(crate) fn builtin_resources() -> Vec<ApiResource> {
     BUILTINS
@@ -67,53 +77,137 @@ pub(crate) fn builtin_resources() -> Vec<ApiResource> {
         .collect()
 }
 
-/// Lists every compared resource in `ns` for which `may_exist` holds and normalizes it.
-pub(crate) async fn snapshot(
+/// Every compared resource with its scope: the primary, the built-ins (all namespaced) and the
+/// extras (their scope from discovery).
+pub(crate) async fn resources(
     client: &kube::Client,
-    ns: &str,
-    primary: &ApiResource,
+    primary: Listed,
     cfg: &CompareConfig,
-    external: &ExternalService,
-    may_exist: impl Fn(&ApiResource) -> bool,
-) -> anyhow::Result<Snapshot> {
-    let mut raw = Vec::new();
-    let mut resources = vec![primary.clone()];
-    resources.extend(builtin_resources());
-    resources.extend(cfg.extra.iter().cloned());
-    for ar in resources.iter().filter(|ar| may_exist(ar)) {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-        for o in api.list(&ListParams::default()).await?.items {
-            let name = o.metadata.name.clone().unwrap_or_default();
-            let mut v = serde_json::to_value(&o)?;
-            v["kind"] = Value::String(ar.kind.clone());
-            raw.push((format!("{}/{ns}/{name}", ar.plural), v));
-        }
-    }
-    // uids are random per server: name them by their object so references stay comparable.
-    let mut uids = BTreeMap::new();
-    for (key, v) in &raw {
-        if let Some(u) = v["metadata"]["uid"].as_str() {
-            uids.insert(u.to_string(), format!("<uid of {key}>"));
-        }
-    }
-    let mut out = Snapshot::new();
-    for (key, mut v) in raw {
-        if v["kind"] == "Secret" {
-            decode_secret(&mut v);
-        }
-        normalize(&mut v, &uids, cfg);
-        out.insert(key, v);
-    }
-    for r in external.records() {
-        out.insert(
-            format!("external/{}/{}", external.name(), r.key),
-            serde_json::json!({ "id": r.id, "value": r.value }),
-        );
+) -> anyhow::Result<Vec<Listed>> {
+    let mut out = vec![primary];
+    out.extend(builtin_resources().into_iter().map(|ar| (ar, true)));
+    for ar in &cfg.extra {
+        let key = format!("{}.{}", ar.plural, ar.group);
+        let known = cfg.scopes.lock().expect("scopes").get(&key).copied();
+        let namespaced = match known {
+            Some(n) => n,
+            None => {
+                let gvk = GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
+                let (_, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+                let n = caps.scope == Scope::Namespaced;
+                cfg.scopes.lock().expect("scopes").insert(key, n);
+                n
+            }
+        };
+        out.push((ar.clone(), namespaced));
     }
     Ok(out)
 }
 
-fn normalize(v: &mut Value, uids: &BTreeMap<String, String>, cfg: &CompareConfig) {
+/// How one case names its random values so that two cases can be compared: each uid by the
+/// object it belongs to, and each hash the children step stamps on a child by the configuration
+/// it hashes (which contains the parent's uid). Kept for the whole case, so that a uid stays
+/// named after its object is gone (an external record keyed by it outlives the object).
+#[derive(Default)]
+pub(crate) struct Names {
+    uids: BTreeMap<String, String>,
+    /// Applied configurations by their [`APPLIED_HASH_ANNOTATION`], as the operator sent them.
+    pub applied: BTreeMap<String, Value>,
+}
+
+impl Names {
+    /// `text` with every uid named.
+    pub(crate) fn name_uids(&self, text: &str) -> String {
+        let mut s = Value::String(text.to_string());
+        walk(&mut s, &self.uids, false);
+        s.as_str().unwrap_or(text).to_string()
+    }
+}
+
+/// Lists every resource of `resources` (in all namespaces) and every external record, and
+/// normalizes them.
+pub(crate) async fn snapshot(
+    client: &kube::Client,
+    resources: &[Listed],
+    cfg: &CompareConfig,
+    external: &ExternalService,
+    names: &mut Names,
+) -> anyhow::Result<Snapshot> {
+    let mut raw = Vec::new();
+    for (ar, namespaced) in resources {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        for o in api.list(&ListParams::default()).await?.items {
+            let name = o.metadata.name.clone().unwrap_or_default();
+            let key = match (&o.metadata.namespace, namespaced) {
+                (Some(ns), true) => format!("{}/{ns}/{name}", ar.plural),
+                _ => format!("{}/{name}", ar.plural),
+            };
+            let mut v = serde_json::to_value(&o)?;
+            v["kind"] = Value::String(ar.kind.clone());
+            raw.push((key, v));
+        }
+    }
+    // uids are random per server: name them by their object so references stay comparable.
+    for (key, v) in &raw {
+        if let Some(u) = v["metadata"]["uid"].as_str() {
+            names.uids.insert(u.to_string(), format!("<uid of {key}>"));
+        }
+    }
+    let mut out = Snapshot::new();
+    for (key, mut v) in raw {
+        normalize(&mut v, names, cfg);
+        out.insert(key, v);
+    }
+    out.extend(external_records(external, cfg, names));
+    Ok(out)
+}
+
+/// The external service's records as snapshot entries: `external/<service>/<key>` →
+/// `{"id", "value"}`, with uids named in keys and values (a key from
+/// `IdempotencyKey::for_step` holds one) and the ignored paths removed.
+fn external_records(
+    external: &ExternalService,
+    cfg: &CompareConfig,
+    names: &Names,
+) -> Vec<(String, Value)> {
+    external
+        .records()
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::json!({ "id": r.id, "value": r.value });
+            for path in &cfg.ignore {
+                remove_path(&mut v, path);
+            }
+            walk(&mut v, &names.uids, false);
+            let key = format!("external/{}/{}", external.name(), names.name_uids(&r.key));
+            (key, v)
+        })
+        .collect()
+}
+
+fn normalize(v: &mut Value, names: &Names, cfg: &CompareConfig) {
+    if v["kind"] == "Secret" {
+        decode_secret(v);
+    }
+    // The children step's hash covers the parent's uid; name it by what it hashes.
+    if let Some(a) = v
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        && let Some(applied) = a
+            .get(APPLIED_HASH_ANNOTATION)
+            .and_then(Value::as_str)
+            .and_then(|h| names.applied.get(h))
+    {
+        let mut applied = applied.clone();
+        if let Some(own) = applied
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            own.remove(APPLIED_HASH_ANNOTATION);
+        }
+        normalize(&mut applied, names, cfg);
+        a.insert(APPLIED_HASH_ANNOTATION.into(), applied);
+    }
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in VOLATILE_META {
             meta.remove(*f);
@@ -140,21 +234,56 @@ fn normalize(v: &mut Value, uids: &BTreeMap<String, String>, cfg: &CompareConfig
     for path in &cfg.ignore {
         remove_path(v, path);
     }
-    walk(v, uids, false);
+    walk(v, &names.uids, false);
+}
+
+/// The keys of a field path: separated by `.`; a key that contains dots is written in brackets
+/// and quotes (`metadata.annotations["example.com/x"]`) or with its dots escaped
+/// (`metadata.annotations.example\.com/x`).
+pub(crate) fn path_segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => cur.extend(chars.next()),
+            '.' | '[' if !cur.is_empty() => {
+                out.push(std::mem::take(&mut cur));
+                if c == '[' {
+                    out.push(bracketed(&mut chars));
+                }
+            }
+            '.' => {}
+            '[' => out.push(bracketed(&mut chars)),
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The key of `["key"]` (or `['key']`), after its opening bracket; consumes the closing one.
+fn bracketed(chars: &mut std::str::Chars<'_>) -> String {
+    let quote = chars.next();
+    let key: String = chars.by_ref().take_while(|k| Some(*k) != quote).collect();
+    chars.next();
+    key
 }
 
 fn remove_path(v: &mut Value, path: &str) {
-    let mut parts: Vec<&str> = path.split('.').collect();
+    let mut parts = path_segments(path);
     let Some(last) = parts.pop() else { return };
     let mut cur = v;
-    for p in parts {
-        match cur.get_mut(p) {
+    for p in &parts {
+        match cur.get_mut(p.as_str()) {
             Some(next) => cur = next,
             None => return,
         }
     }
     if let Some(o) = cur.as_object_mut() {
-        o.remove(last);
+        o.remove(&last);
     }
 }
 
@@ -304,15 +433,18 @@ mod tests {
     #[test]
     fn volatile_fields_and_condition_times_are_ignored_but_values_are_not() {
         let cfg = CompareConfig::default();
-        let uids = BTreeMap::from([("u-1".to_string(), "<uid of x>".to_string())]);
+        let names = Names {
+            uids: BTreeMap::from([("u-1".to_string(), "<uid of x>".to_string())]),
+            ..Default::default()
+        };
         let mut a = serde_json::json!({"kind": "Foo", "metadata": {"name": "x", "uid": "u-1", "resourceVersion": "5",
             "ownerReferences": [{"name": "o", "uid": "u-9"}]},
             "status": {"conditions": [{"type": "Ready", "lastTransitionTime": "t1"}], "token": "tok-u-1"}});
         let mut b = a.clone();
         b["metadata"]["resourceVersion"] = "9".into();
         b["status"]["conditions"][0]["lastTransitionTime"] = "t2".into();
-        normalize(&mut a, &uids, &cfg);
-        normalize(&mut b, &uids, &cfg);
+        normalize(&mut a, &names, &cfg);
+        normalize(&mut b, &names, &cfg);
         assert_eq!(a, b);
         assert_eq!(a["status"]["token"], "tok-<uid of x>");
         let mut c = b.clone();
@@ -325,6 +457,109 @@ mod tests {
         assert!(
             d.contains("- k .status.conditions[0].type: \"Ready\""),
             "{d}"
+        );
+    }
+
+    #[test]
+    fn paths_name_dotted_keys_in_brackets_or_with_escaped_dots() {
+        assert_eq!(path_segments("status.lastSync"), ["status", "lastSync"]);
+        let want = ["metadata", "annotations", "staircase.rs/applied-hash"];
+        assert_eq!(
+            path_segments(r#"metadata.annotations["staircase.rs/applied-hash"]"#),
+            want
+        );
+        assert_eq!(
+            path_segments("metadata.annotations['staircase.rs/applied-hash']"),
+            want
+        );
+        assert_eq!(
+            path_segments(r"metadata.annotations.staircase\.rs/applied-hash"),
+            want
+        );
+        assert_eq!(path_segments(r#"a["b.c"].d"#), ["a", "b.c", "d"]);
+        let mut v =
+            serde_json::json!({"metadata": {"annotations": {"x.io/a": "1", "x": {"io/a": "2"}}}});
+        remove_path(&mut v, r#"metadata.annotations["x.io/a"]"#);
+        assert_eq!(
+            v["metadata"]["annotations"],
+            serde_json::json!({"x": {"io/a": "2"}})
+        );
+    }
+
+    /// Two cases whose children were applied from the same configuration (up to the parent's
+    /// uid) compare equal although the hashes differ; a different configuration shows.
+    #[test]
+    fn applied_hashes_are_named_by_the_configuration_they_hash() {
+        let cfg = CompareConfig::default();
+        let child = |uid: &str, hash: &str| {
+            serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "c", "uid": format!("c-{uid}"),
+                "labels": {"staircase.rs/owner-uid": uid},
+                "ownerReferences": [{"name": "p", "uid": uid}],
+                "annotations": {APPLIED_HASH_ANNOTATION: hash}}, "data": {"m": "hi"}})
+        };
+        let applied = |uid: &str, hash: &str, m: &str| {
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+                "labels": {"staircase.rs/owner-uid": uid},
+                "ownerReferences": [{"name": "p", "uid": uid}],
+                "annotations": {APPLIED_HASH_ANNOTATION: hash}}, "data": {"m": m}})
+        };
+        let case = |uid: &str, hash: &str, m: &str| {
+            let names = Names {
+                uids: BTreeMap::from([(uid.to_string(), "<uid of p>".to_string())]),
+                applied: BTreeMap::from([(hash.to_string(), applied(uid, hash, m))]),
+            };
+            let mut v = child(uid, hash);
+            normalize(&mut v, &names, &cfg);
+            v
+        };
+        let reference = case("u-1", "h1", "hi");
+        assert_eq!(reference, case("u-2", "h2", "hi"));
+        assert_eq!(
+            reference["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]["metadata"]["labels"]["staircase.rs/owner-uid"],
+            "<uid of p>"
+        );
+        assert_ne!(reference, case("u-2", "h2", "bye"));
+        // Ignoring the annotation by name removes it whatever it holds.
+        let cfg = CompareConfig {
+            ignore: vec![format!(
+                "metadata.annotations[\"{APPLIED_HASH_ANNOTATION}\"]"
+            )],
+            ..Default::default()
+        };
+        let mut v = child("u-1", "h1");
+        normalize(&mut v, &Names::default(), &cfg);
+        assert!(
+            v["metadata"]
+                .get("annotations")
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn external_records_name_uids_in_keys_and_values_and_obey_ignore_field() {
+        let svc = ExternalService::new("orders");
+        let names = Names {
+            uids: BTreeMap::from([("u-1".to_string(), "<uid of orders/default/o>".to_string())]),
+            ..Default::default()
+        };
+        futures::executor::block_on(svc.create(
+            "u-1.place_order",
+            serde_json::json!({"for": "u-1", "placedAt": "12:00"}),
+        ))
+        .unwrap();
+        let cfg = CompareConfig {
+            ignore: vec!["value.placedAt".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            external_records(&svc, &cfg, &names),
+            [(
+                "external/orders/<uid of orders/default/o>.place_order".to_string(),
+                serde_json::json!({"id": "orders-1", "value": {"for": "<uid of orders/default/o>"}})
+            )]
         );
     }
 }

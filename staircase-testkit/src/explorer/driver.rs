@@ -3,6 +3,7 @@
 //! the same plan replays the same requests in the same order) or with the real controller loop
 //! (`run_until`, for the variants that need watches).
 
+use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use staircase_runtime::{ApiScope, Operator, RunEnd, RunReport, Stairs};
 use tokio::sync::Notify;
 
 use super::ExplorableResource;
-use super::compare::{self, CompareConfig, Snapshot};
+use super::compare::{self, CompareConfig, Listed, Names, Snapshot};
 use super::external::{Calls, ExternalService};
 use super::gate::{Gate, GateWrite, Lister};
 use super::scenario::{self, Scenario};
@@ -121,7 +122,8 @@ pub(crate) struct Setup<K, S, M, C> {
     pub external: String,
     /// How long the controller loop may stall before the explorer nudges the watch.
     pub patience: Duration,
-    /// Upper bound of a loop-mode phase: a guard against hangs, not a timing assumption.
+    /// Upper bound of a loop-mode phase, and the unit of every case's bound: a guard against
+    /// hangs, not a timing assumption.
     pub guard: Duration,
     /// The operator's resync period in the controller-loop variants.
     pub resync: Duration,
@@ -174,6 +176,9 @@ struct Cx<K, S, M, C> {
     api: Api<K>,
     op: Operator<K, S, M, C>,
     out: CaseOutcome,
+    /// Every resource a snapshot may list, with its scope.
+    compared: Vec<Listed>,
+    names: Names,
 }
 
 /// Runs one case of `scenario` under `plan`.
@@ -196,6 +201,10 @@ where
     let ext = ExternalService::gated(&setup.external, gate.clone());
     let op = (setup.factory)(gate.client(client(&server)), &ext);
     let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&scenario.namespace));
+    let primary = ApiResource::erase::<K>(&());
+    let namespaced = TypeId::of::<K::Scope>() != TypeId::of::<k8s_openapi::ClusterResourceScope>();
+    let compared =
+        compare::resources(&admin, (primary.clone(), namespaced), &setup.compare).await?;
     let mut cx = Cx {
         server,
         admin,
@@ -204,17 +213,25 @@ where
         api,
         op,
         out: CaseOutcome::default(),
+        compared,
+        names: Names::default(),
     };
-    let primary = ApiResource::erase::<K>(&());
     match plan.mode {
-        Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx, &primary).await?,
+        Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx).await?,
         Mode::Loop { hold_back, drop } => {
             looped(setup, scenario, plan, &mut cx, &primary, hold_back, drop).await?
         }
     }
     cx.out.writes = cx.gate.log();
     cx.out.ext_calls = cx.ext.calls();
-    cx.out.ext_creates = cx.ext.creates_by_key();
+    // Named like the snapshots name them, so a key holding a uid counts as the same key in
+    // every case.
+    for (key, n) in cx.ext.creates_by_key() {
+        *cx.out
+            .ext_creates
+            .entry(cx.names.name_uids(&key))
+            .or_default() += n;
+    }
     cx.server.shutdown().await;
     Ok(cx.out)
 }
@@ -245,24 +262,23 @@ async fn install(
     Ok(())
 }
 
-/// Whether anyone ever asked the server to write an object of this resource: if not, there is
-/// none to compare, and the snapshot skips listing it.
 impl<K, S, M, C> Cx<K, S, M, C> {
-    /// The end state of the case's namespace (kinds nobody wrote are not listed).
-    async fn snapshot(
-        &self,
-        setup: &Setup<K, S, M, C>,
-        scenario: &Scenario<K>,
-        primary: &ApiResource,
-    ) -> anyhow::Result<Snapshot> {
+    /// The end state of the case, in every namespace (kinds nobody wrote are not listed).
+    async fn snapshot(&mut self, setup: &Setup<K, S, M, C>) -> anyhow::Result<Snapshot> {
         let stats = self.server.stats();
+        let listed: Vec<Listed> = self
+            .compared
+            .iter()
+            .filter(|(r, _)| written(&stats, r))
+            .cloned()
+            .collect();
+        self.names.applied = self.gate.applied();
         compare::snapshot(
             &self.admin,
-            &scenario.namespace,
-            primary,
+            &listed,
             &setup.compare,
             &self.ext,
-            |r| written(&stats, r),
+            &mut self.names,
         )
         .await
     }
@@ -277,6 +293,8 @@ fn inject_phase(plan: &CasePlan, phase: usize, faults: &crate::Faults) -> Vec<cr
         .collect()
 }
 
+/// Whether anyone ever asked the server to write an object of this resource: if not, there is
+/// none to compare, and the snapshot skips listing it.
 fn written(stats: &crate::Stats, ar: &ApiResource) -> bool {
     let name = match ar.group.as_str() {
         "" => ar.plural.clone(),
@@ -340,7 +358,6 @@ async fn stepwise<K, S, M, C>(
     scenario: &Scenario<K>,
     plan: &CasePlan,
     cx: &mut Cx<K, S, M, C>,
-    primary: &ApiResource,
 ) -> anyhow::Result<()>
 where
     K: ExplorableResource,
@@ -368,7 +385,7 @@ where
         }
         match settled {
             Ok(()) => {
-                let snap = cx.snapshot(setup, scenario, primary).await?;
+                let snap = cx.snapshot(setup).await?;
                 cx.out.snapshots.push(Some(snap));
             }
             Err(why) => {
@@ -625,7 +642,7 @@ where
         // a snapshot counts only if the operator wrote nothing meanwhile and is still settled.
         let snap = loop {
             let before = cx.gate.committed();
-            let snap = cx.snapshot(setup, scenario, primary).await?;
+            let snap = cx.snapshot(setup).await?;
             if cx.gate.committed() == before
                 && settled_in_loop(&cx.api, &reports, mark, acted).await?
             {
@@ -651,7 +668,12 @@ where
         cx.out.snapshots.push(Some(snap));
     }
     let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(setup.guard, task).await;
+    let abort = task.abort_handle();
+    if tokio::time::timeout(setup.guard, task).await.is_err() {
+        // A run that never ends (a step that hangs) keeps the operator from stopping; it must
+        // not outlive its case.
+        abort.abort();
+    }
     let all: Vec<RunReport> = reports
         .lock()
         .expect("reports")
@@ -713,8 +735,9 @@ fn object_key<K: Resource>(o: &K) -> String {
 
 /// Every live object ran since the action (a run reported from `mark` on that started after
 /// `acted`: a run already under way may have read the world before the action), its newest
-/// such run converged at its current generation and wrote nothing, not even status (a run that
-/// wrote its status triggers another, which could still fail), and nothing is being deleted.
+/// such run settled (converged, or ended early with `Outcome::done`) at its current generation
+/// and wrote nothing, not even status (a run that wrote its status triggers another, which could
+/// still fail), and nothing is being deleted.
 async fn settled_in_loop<K>(
     api: &Api<K>,
     reports: &Mutex<Vec<(Instant, RunReport)>>,
@@ -736,7 +759,7 @@ where
                 .map(|(_, r)| r)
                 .find(|r| r.object == key)
                 .is_some_and(|r| {
-                    r.end == RunEnd::Converged
+                    matches!(r.end, RunEnd::Converged | RunEnd::Done { .. })
                         && !r.status_written
                         && r.status_error.is_none()
                         && r.generation == o.meta().generation

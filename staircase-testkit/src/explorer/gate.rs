@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use kube::client::Body;
 use kube::core::ApiResource;
+use staircase_runtime::children::APPLIED_HASH_ANNOTATION;
 use tokio::sync::Notify;
 
 /// One committed write as the gate saw it.
@@ -167,6 +168,8 @@ pub struct Gate {
     log: Mutex<Vec<GateWrite>>,
     crashed: Notify,
     oracle: OnceLock<Oracle>,
+    /// Server-side apply bodies carrying the children step's hash annotation, by that hash.
+    applied: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 /// What the gate does with a committed write.
@@ -204,6 +207,28 @@ impl Gate {
     /// The write log so far.
     pub fn log(&self) -> Vec<GateWrite> {
         self.log.lock().expect("gate log").clone()
+    }
+
+    /// The configurations the children step applied, by the hash it stamped on them: the
+    /// snapshots name each child's hash by what it hashes (see `compare::Names`).
+    pub(crate) fn applied(&self) -> BTreeMap<String, serde_json::Value> {
+        self.applied.lock().expect("gate applied").clone()
+    }
+
+    /// Remembers the configuration of a server-side apply that carries the children step's
+    /// hash annotation.
+    fn record_applied(&self, body: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        if let Some(h) = v
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(APPLIED_HASH_ANNOTATION))
+            .and_then(serde_json::Value::as_str)
+        {
+            let h = h.to_string();
+            self.applied.lock().expect("gate applied").insert(h, v);
+        }
     }
 
     /// Turns on the stale-view oracle's recording for the primary resource `ar`; `list` reads
@@ -350,23 +375,30 @@ impl tower::Service<Request<Body>> for GateService {
             && !req.uri().path().contains("/events");
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
-        let json_patch = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json-patch"));
+        let content_type = req.headers().get(http::header::CONTENT_TYPE);
+        let json_patch =
+            content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/json-patch"));
+        let apply =
+            content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
         Box::pin(async move {
             if !svc.gate.alive(svc.incarnation) {
                 return futures::future::pending().await;
             }
-            // Finalizer removal is only visible in the body; JSON patches are small, so peek.
-            let (req, removes_finalizer) = if json_patch {
+            // Finalizer removal is only visible in the body; JSON patches are small, so peek. An
+            // apply's body is the configuration its hash annotation stands for.
+            let (req, removes_finalizer) = if json_patch || apply {
                 let (parts, body) = req.into_parts();
                 let bytes = http_body_util::BodyExt::collect(body)
                     .await
                     .map_err(|e| kube::Error::Service(e.into()))?
                     .to_bytes();
+                if apply {
+                    svc.gate.record_applied(&bytes);
+                }
                 let text = String::from_utf8_lossy(&bytes);
-                let removes = text.contains("\"remove\"") && text.contains("/metadata/finalizers");
+                let removes = json_patch
+                    && text.contains("\"remove\"")
+                    && text.contains("/metadata/finalizers");
                 (
                     Request::from_parts(parts, Body::from(bytes.to_vec())),
                     removes,

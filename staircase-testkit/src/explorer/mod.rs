@@ -8,7 +8,11 @@
 //! time against a fresh embedded [`ApiServer`](crate::ApiServer), and compares every phase's end
 //! state with the reference (ignoring `resourceVersion`, `uid`, `creationTimestamp`,
 //! `managedFields`, `generation`, owner-reference uids, server-allocated cluster IPs and the
-//! timestamps inside conditions).
+//! timestamps inside conditions). A uid inside any value — a label, a Secret, an external
+//! record's key or body — is replaced by the name of its object (`<uid of
+//! orders/default/o1>`), and the children step's
+//! [`APPLIED_HASH_ANNOTATION`](staircase_runtime::children::APPLIED_HASH_ANNOTATION), which
+//! hashes the parent's uid along with the configuration, by the configuration it hashes.
 //!
 //! # Running it on your operator
 //!
@@ -141,6 +145,14 @@ impl<K> ExplorableResource for K where
 {
 }
 use variants::Judge;
+
+/// A case abandoned at its bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "hung: did not finish within {0:?} (the phase timeout × (phases + 2)): a step or request \
+     that never returns, or a phase that never settles"
+)]
+struct Hung(Duration);
 
 /// Random seeds per scenario when `STAIRCASE_EXPLORER_SEEDS` is not set.
 pub const DEFAULT_SEEDS: u64 = 100;
@@ -296,6 +308,16 @@ where
         self
     }
 
+    /// How long one phase of a case may take (default 60 s): a guard against hangs, not a timing
+    /// assumption. A controller-loop phase that has not settled by then fails the case ("not
+    /// converged within …"); a case as a whole that takes longer than `phases + 2` times this —
+    /// a step or request that never returns, in any variant — is abandoned and reported as hung,
+    /// with its reproduction command, instead of hanging the test.
+    pub fn phase_timeout(mut self, d: Duration) -> Self {
+        self.setup.guard = d;
+        self
+    }
+
     /// Runs per object in the idle variant (default 50).
     pub fn idle_runs(mut self, n: usize) -> Self {
         self.idle_runs = n;
@@ -314,15 +336,22 @@ where
         self
     }
 
-    /// Also compares objects of this resource (ConfigMaps, Secrets, Services, ServiceAccounts,
-    /// Pods, Deployments, StatefulSets, Jobs and the primary resource are compared by default).
+    /// Also compares objects of this resource, namespaced or cluster-scoped (e.g. `Namespace`;
+    /// the server's discovery says which). ConfigMaps, Secrets, Services, ServiceAccounts, Pods,
+    /// Deployments, StatefulSets, Jobs and the primary resource are compared by default, in
+    /// every namespace.
     pub fn compare_also(mut self, ar: ApiResource) -> Self {
         self.setup.compare.extra.push(ar);
         self
     }
 
-    /// Ignores a dotted field path (e.g. `status.lastSync`) in every compared object, for values
-    /// your operator derives from time or randomness on purpose.
+    /// Ignores a field path (e.g. `status.lastSync`) in every compared object and every external
+    /// record, for values your operator derives from time or randomness on purpose.
+    ///
+    /// The path names keys separated by dots. A key that contains dots goes in brackets and
+    /// quotes, or has its dots escaped with a backslash: `metadata.annotations["example.com/at"]`
+    /// and `metadata.annotations.example\.com/at` name the same annotation. An external record
+    /// compares as `{"id": .., "value": <payload>}`, so `value.placedAt` names a payload field.
     pub fn ignore_field(mut self, path: &str) -> Self {
         self.setup.compare.ignore.push(path.to_string());
         self
@@ -391,6 +420,23 @@ where
         }
     }
 
+    /// Runs one case within its bound (see [`Explorer::phase_timeout`]).
+    async fn run_case(&self, s: &Scenario<K>, plan: &CasePlan) -> anyhow::Result<CaseOutcome> {
+        let bound = self.setup.guard * (s.actions.len() as u32 + 2);
+        match tokio::time::timeout(bound, driver::run_case(&self.setup, s, plan)).await {
+            Ok(r) => r,
+            Err(_) => Err(Hung(bound).into()),
+        }
+    }
+
+    /// How a case that could not run is reported.
+    fn could_not_run(e: &anyhow::Error) -> String {
+        match e.downcast_ref::<Hung>() {
+            Some(h) => h.to_string(),
+            None => format!("could not run: {e:#}"),
+        }
+    }
+
     async fn explore(&self, s: &Scenario<K>, filter: &Filter) -> ScenarioReport {
         let mut out = ScenarioReport {
             scenario: s.name.clone(),
@@ -404,16 +450,11 @@ where
             0
         };
         let t = Instant::now();
-        let reference = match driver::run_case(&self.setup, s, &base).await {
+        let reference = match self.run_case(s, &base).await {
             Ok(r) => r,
             Err(e) => {
-                out.failures.push(self.failure(
-                    s,
-                    "reference",
-                    "0",
-                    0,
-                    format!("could not run: {e:#}"),
-                ));
+                out.failures
+                    .push(self.failure(s, "reference", "0", 0, Self::could_not_run(&e)));
                 return out;
             }
         };
@@ -589,7 +630,7 @@ where
             let results: Vec<(String, String, Judge, anyhow::Result<CaseOutcome>)> =
                 futures::stream::iter(cases.into_iter().map(
                     |(id, plan, judge, what)| async move {
-                        let r = driver::run_case(&self.setup, s, &plan).await;
+                        let r = self.run_case(s, &plan).await;
                         (id, what, judge, r)
                     },
                 ))
@@ -608,7 +649,7 @@ where
                             v.name(),
                             &id,
                             0,
-                            format!("{what}: could not run: {e:#}"),
+                            format!("{what}: {}", Self::could_not_run(&e)),
                         ));
                         continue;
                     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -95,7 +96,8 @@ where
         }
     }
 
-    /// The namespace every primary object lives in (created when it is not `default`).
+    /// The namespace every namespaced primary object lives in (created when it is not
+    /// `default`); cluster-scoped primaries have none.
     pub fn namespace(mut self, ns: impl Into<String>) -> Self {
         self.namespace = ns.into();
         self
@@ -201,11 +203,13 @@ where
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("object without apiVersion/kind"))?;
             let gvk = GroupVersionKind::try_from(&tm)?;
-            let plural = format!("{}s", gvk.kind.to_lowercase());
-            let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
-            let api: Api<DynamicObject> = match obj.namespace() {
-                Some(n) => Api::namespaced_with(client.clone(), &n, &ar),
-                None => Api::namespaced_with(client.clone(), ns, &ar),
+            // The server knows the kind's plural and scope (a cluster-scoped kind has no
+            // namespace to put it in).
+            let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
+            let api: Api<DynamicObject> = match (caps.scope, obj.namespace()) {
+                (Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
+                (_, Some(n)) => Api::namespaced_with(client.clone(), &n, &ar),
+                (_, None) => Api::namespaced_with(client.clone(), ns, &ar),
             };
             api.create(&PostParams::default(), &obj).await?;
         }
