@@ -27,8 +27,8 @@ fn manifests() -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("valid YAML");
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("valid YAML");
+        for v in docs {
             if !v.is_null() {
                 out.push((f.file_name().unwrap().to_string_lossy().into_owned(), v));
             }

@@ -14,9 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, P
 use kube::runtime::reflector::ObjectRef;
 use kube::{CustomResourceExt, ResourceExt};
 use staircase::prelude::*;
-use staircase::{
-    Backoff, NextRun, PreflightError, RunEnd, RunReport, crds, events, preflight, server,
-};
+use staircase::{Backoff, NextRun, RunEnd, RunReport, crds, events, preflight, server};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::{Fault, Verb};
 use staircase_tests::foos::{new_foo, ready};
@@ -561,7 +559,7 @@ async fn converged_objects_run_again_after_the_resync_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_are_printed_from_the_type_and_installed_until_established() {
     let yaml = crds::print::<Foo>();
-    let printed: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("valid CRD YAML");
+    let printed: CustomResourceDefinition = serde_saphyr::from_str(&yaml).expect("valid CRD YAML");
     assert_eq!(printed.name_any(), "foos.demo.staircase.rs");
     assert_eq!(printed, Foo::crd());
 
@@ -597,7 +595,7 @@ async fn preflight_names_the_missing_verb_and_resource() {
     );
     let e = op().check().await.unwrap_err();
     assert!(
-        matches!(&e, PreflightError::Forbidden { verb: "watch", resource, scope, .. }
+        matches!(&e, preflight::PreflightError::Forbidden { verb: "watch", resource, scope, .. }
             if resource == "configmaps" && scope == "all namespaces"),
         "{e:?}"
     );
@@ -633,7 +631,10 @@ async fn preflight_names_the_missing_verb_and_resource() {
         Arc::new(Probe::default()),
     );
     let e = widgets.check().await.unwrap_err();
-    assert!(matches!(e, PreflightError::NotServed { .. }), "{e:?}");
+    assert!(
+        matches!(e, preflight::PreflightError::NotServed { .. }),
+        "{e:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -642,7 +643,10 @@ async fn bad_kubeconfig_and_unreachable_server_are_reported_clearly() {
         .await
         .err()
         .expect("an error");
-    assert!(matches!(e, PreflightError::Kubeconfig(_)), "{e:?}");
+    assert!(
+        matches!(e, preflight::PreflightError::Kubeconfig(_)),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("/nonexistent/kubeconfig"), "{e}");
 
     // A server that went away: its port refuses connections.
@@ -659,7 +663,10 @@ async fn bad_kubeconfig_and_unreachable_server_are_reported_clearly() {
         .await
         .err()
         .expect("an error");
-    assert!(matches!(e, PreflightError::Unreachable(_)), "{e:?}");
+    assert!(
+        matches!(e, preflight::PreflightError::Unreachable(_)),
+        "{e:?}"
+    );
     let op = Operator::with_state(client, foo::stairs(), app());
     let e = op.check().await.unwrap_err();
     assert!(

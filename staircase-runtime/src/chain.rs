@@ -11,7 +11,8 @@ use std::time::Instant;
 use crate::error::{Rule, RuleViolation};
 use crate::run::{RunRecorder, StepRecord};
 use crate::spans;
-use crate::{Context, Error, Outcome, OutcomeKind, Result, Step};
+use crate::step::Step;
+use crate::{Context, Error, Outcome, OutcomeKind, Result};
 
 /// An ordered list of steps for resource `K` with user state `S`.
 pub trait Stairs<K, S>: Send + Sync + 'static {

@@ -55,7 +55,7 @@ pub enum CrdError {
 
 /// The CRD of `K` as YAML, ready for `kubectl apply -f -`.
 pub fn print<K: CustomResourceExt>() -> String {
-    serde_yaml::to_string(&K::crd()).expect("a CRD serializes to YAML")
+    serde_saphyr::to_string(&K::crd()).expect("a CRD serializes to YAML")
 }
 
 /// Applies the CRD of `K` (server-side apply: creates it, or updates the schema of an existing one)

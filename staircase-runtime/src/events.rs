@@ -4,7 +4,7 @@
 //! note = the step's description), every failed run and every broken rule a `Warning`, so
 //! `kubectl describe foo x` tells the object's story. Status writes that keep failing leave one
 //! `StatusWriteFailing` Warning, at the
-//! [`STATUS_FAILURES_REPORTED`](crate::runner::STATUS_FAILURES_REPORTED)th failure in a row.
+//! [`STATUS_FAILURES_REPORTED`](crate::status::STATUS_FAILURES_REPORTED)th failure in a row.
 //! Events go through kube-runtime's [`Recorder`], which aggregates repeats of the same event
 //! into one Event with a growing `series.count`; on top of that a per-object token bucket (client-go's spam filter: a burst of
 //! [`BURST`] Events, then one per [`REFILL`]) bounds the API writes a hot loop can cause. Events
@@ -80,7 +80,7 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
         }
     }
     if let Some(error) = &report.status_error
-        && report.status_failures == crate::runner::STATUS_FAILURES_REPORTED
+        && report.status_failures == crate::status::STATUS_FAILURES_REPORTED
     {
         out.push(ev(
             EventType::Warning,

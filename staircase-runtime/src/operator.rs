@@ -32,7 +32,7 @@ use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
 use crate::shutdown::Stop;
 use crate::staircase::Reconciler;
-use crate::status::HasStepStatus;
+use crate::step_status::HasStepStatus;
 use crate::writes::OperatorClient;
 
 /// Resources the operator can watch: what kube-runtime's reflectors need.
@@ -126,7 +126,7 @@ where
     }
 }
 
-/// Runs a [`Staircase`] against a cluster: watches the resource, schedules runs, enforces the
+/// Runs a [`Staircase`](crate::Staircase) against a cluster: watches the resource, schedules runs, enforces the
 /// rules, keeps status, retries with backoff; publishes Events and metrics, serves health
 /// probes, elects a leader among replicas and shuts down gracefully, as configured.
 ///

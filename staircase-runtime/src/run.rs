@@ -175,7 +175,7 @@ pub struct RunReport {
     /// nothing else changes.
     pub status_error: Option<String>,
     /// Failed status writes in a row, this run's included (0 when the status was written or
-    /// was right already). At [`STATUS_FAILURES_REPORTED`](crate::runner::STATUS_FAILURES_REPORTED)
+    /// was right already). At [`STATUS_FAILURES_REPORTED`](crate::status::STATUS_FAILURES_REPORTED)
     /// the failure is logged as a warning and published as a Warning Event, once.
     pub status_failures: u32,
     /// When the object runs again (sooner if it changes).

@@ -18,7 +18,8 @@ use crate::own_path::OwnPath;
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::spans;
 use crate::staircase::Staircase;
-use crate::status::{StepStatus, next_status};
+use crate::status::STATUS_FAILURES_REPORTED;
+use crate::step_status::{StepStatus, next_status};
 use crate::writes::OperatorClient;
 use crate::{Context, OperatorConfig, OutcomeKind, RunInfo, finalizer};
 
@@ -27,10 +28,6 @@ pub(crate) type StatusReader<K> = fn(&K) -> Option<&StepStatus>;
 
 /// Called with every run's report.
 pub(crate) type Observer = Arc<dyn Fn(&RunReport) + Send + Sync>;
-
-/// After this many failed status writes in a row the failure is reported (a warning in the log
-/// and, with Events on, a Warning Event): once, not on every retry.
-pub const STATUS_FAILURES_REPORTED: u32 = 3;
 
 /// When the object should run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -88,7 +88,7 @@ pub fn record_current(w: Write) -> bool {
 ///
 /// From a `kube::Client` (what `Operator::new` takes) the counting one wraps it, so a step's
 /// request passes two tower buffers. Built from a `kube::Config` ([`OperatorClient::try_from`])
-/// it is one client whose stack has the counting layer ([`CountWrites`]) built in: one buffer,
+/// it is one client whose stack has the counting layer (`CountWrites`) built in: one buffer,
 /// and the layer only looks at requests made inside a step.
 #[derive(Clone)]
 pub struct OperatorClient {
@@ -107,7 +107,7 @@ impl From<kube::Client> for OperatorClient {
 impl TryFrom<kube::Config> for OperatorClient {
     type Error = kube::Error;
 
-    /// kube's default client stack for `config`, with [`CountWrites`] at its bottom.
+    /// kube's default client stack for `config`, with the write-counting layer at its bottom.
     fn try_from(config: kube::Config) -> Result<Self, kube::Error> {
         let client = kube::client::ClientBuilder::try_from(config)?
             .with_layer(&CountWrites)

@@ -90,7 +90,7 @@ pub fn decode_body(body: &Bytes, content_type: &str) -> ApiResult<Value> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     if content_type.contains("yaml") {
-        return serde_yaml::from_slice::<Value>(body)
+        return serde_saphyr::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
     match serde_json::from_slice::<Value>(body) {
@@ -100,7 +100,7 @@ pub fn decode_body(body: &Bytes, content_type: &str) -> ApiResult<Value> {
             // decoder accepts that, so fall back when the body does not even start like JSON.
             let first = body.iter().find(|b| !b.is_ascii_whitespace());
             if first.is_some_and(|b| *b != b'{' && *b != b'[')
-                && let Ok(v) = serde_yaml::from_slice::<Value>(body)
+                && let Ok(v) = serde_saphyr::from_slice::<Value>(body)
                 && v.is_object()
             {
                 return Ok(v);

@@ -148,7 +148,7 @@ impl ApiServer {
     /// A kubeconfig with one cluster, user and context named `staircase` (namespace `default`).
     pub fn kubeconfig(&self) -> kube::config::Kubeconfig {
         let yaml = self.kubeconfig_yaml();
-        serde_yaml::from_str(&yaml).expect("kubeconfig is well-formed")
+        serde_saphyr::from_str(&yaml).expect("kubeconfig is well-formed")
     }
 
     fn kubeconfig_yaml(&self) -> String {

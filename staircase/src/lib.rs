@@ -25,7 +25,21 @@
 #![warn(missing_docs)]
 
 pub use staircase_macros::step;
-pub use staircase_runtime::*;
+// By name, not by glob: each item has one public path (the prelude aside).
+#[cfg(feature = "metrics")]
+pub use staircase_runtime::metrics;
+#[doc(hidden)]
+pub use staircase_runtime::relist;
+#[cfg(feature = "server")]
+pub use staircase_runtime::server;
+pub use staircase_runtime::{
+    ApiScope, Backoff, ConfigError, Context, DEFAULT_FINALIZER, Error, HasStepStatus, Health,
+    LeaderElection, Leadership, NextRun, Operator, OperatorClient, OperatorConfig, Outcome,
+    OutcomeKind, Reconciler, Relist, Result, Rule, RulePolicy, RuleViolation, RunEnd, RunInfo,
+    RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord, StepStatus, Then, Watchable,
+    Write,
+};
+pub use staircase_runtime::{children, crds, events, external, preflight, status};
 
 /// Builds a [`Staircase`] from `#[step]` functions, in the order they run.
 ///
@@ -79,10 +93,10 @@ pub mod prelude {
 pub mod __private {
     pub use futures::future::BoxFuture;
     pub use staircase_macros::__staircase as staircase_impl;
-    pub use staircase_runtime::{
-        Context, Error, ForResource, Outcome, Result, Staircase, Stairs, Start, Step, StepInfo,
-        StepReturn, TakesData, WithState,
+    pub use staircase_runtime::__private::{
+        ForResource, Step, StepInfo, StepReturn, TakesData, WithState,
     };
+    pub use staircase_runtime::{Context, Error, Outcome, Result, Staircase, Stairs, Start};
     pub use std::boxed::Box;
     pub use std::marker::{Send, Sync};
 

@@ -12,7 +12,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use staircase_runtime::{Outcome, Result, StepReturn};
+use staircase_runtime::__private::StepReturn;
+use staircase_runtime::{Outcome, Result};
 
 pin_project_lite::pin_project! {
     /// Polls the step function's future and converts what it returns.

@@ -6,7 +6,8 @@ use futures::future::BoxFuture;
 
 use super::Children;
 use crate::step::{ForResource, TakesData, WithState};
-use crate::{Context, Outcome, Result, Step, StepInfo};
+use crate::step::{Step, StepInfo};
+use crate::{Context, Outcome, Result};
 
 /// Makes a step from a function returning the desired children of a parent.
 ///

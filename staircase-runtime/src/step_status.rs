@@ -1,0 +1,314 @@
+//! The object's own status as the runtime keeps it: `observedGeneration` and four conditions.
+//!
+//! Status writes are best effort: they go through the `/status` subresource as a merge patch
+//! (never a replace with a stale `resourceVersion`, which would 409 after every modification),
+//! happen only when something changed, and may fail without failing the run. No step may depend
+//! on them.
+
+use std::borrow::Cow;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::{Deserialize, Serialize};
+
+use crate::config::StatusUpdates;
+use crate::run::RunEnd;
+
+/// Condition type: every step was unchanged at the current generation.
+pub const READY: &str = "Ready";
+/// Condition type: the last run made a modification (reason = the step, message = what changed).
+pub const PROGRESSING: &str = "Progressing";
+/// Condition type: a step waits (reason = the step, message = why).
+pub const WAITING: &str = "Waiting";
+/// Condition type: the last run failed (message = the error).
+pub const FAILED: &str = "Failed";
+
+const OURS: [&str; 4] = [READY, PROGRESSING, WAITING, FAILED];
+
+/// The part of a status the runtime maintains. Embed it in your status struct with
+/// `#[serde(flatten)]` and implement [`HasStepStatus`] for your resource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// The generation the operator last ran against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing`, `Waiting` and `Failed`, plus any conditions of your own (kept as they are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl StepStatus {
+    /// The condition of the given type.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the `Ready` condition is `True` for the given generation.
+    pub fn is_ready_at(&self, generation: Option<i64>) -> bool {
+        self.observed_generation == generation
+            && self.condition(READY).is_some_and(|c| c.status == "True")
+    }
+}
+
+/// Resources whose status carries a [`StepStatus`] the runtime keeps up to date.
+pub trait HasStepStatus {
+    /// The current step status, `None` when the object has no status yet.
+    fn step_status(&self) -> Option<&StepStatus>;
+}
+
+/// One condition as the runtime wants it. Borrowed where it can be: on a converged object the
+/// wanted status usually equals the current one, and finding that out should not allocate.
+struct Wanted<'a> {
+    type_: &'static str,
+    status: bool,
+    reason: Cow<'a, str>,
+    message: Cow<'a, str>,
+}
+
+/// Kubernetes requires condition reasons to match `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`;
+/// step names are Rust identifiers, so only a leading underscore or digit needs a prefix.
+fn reason(s: &str) -> Cow<'_, str> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let starts_alpha = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if starts_alpha && s.chars().all(valid_char) {
+        return Cow::Borrowed(s);
+    }
+    let cleaned: String = s
+        .chars()
+        .map(|c| if valid_char(c) { c } else { '_' })
+        .collect();
+    match cleaned.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => Cow::Owned(cleaned),
+        _ => Cow::Owned(format!("Step{cleaned}")),
+    }
+}
+
+fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
+    let w = |type_, status, reason: &'static str, message: Cow<'static, str>| Wanted {
+        type_,
+        status,
+        reason: Cow::Borrowed(reason),
+        message,
+    };
+    let (ready, ready_reason, ready_msg): (bool, &'static str, Cow<'_, str>) = match end {
+        RunEnd::Converged => (true, "Converged", "every step is unchanged".into()),
+        RunEnd::Done { step, reason } => (true, "Done", format!("{step}: {reason}").into()),
+        RunEnd::Modified { step, .. } => {
+            (false, "Progressing", format!("{step} made a change").into())
+        }
+        RunEnd::FinalizerAdded => (false, "Progressing", "finalizer added".into()),
+        RunEnd::Waiting { step, reason } => (false, "Waiting", format!("{step}: {reason}").into()),
+        RunEnd::Failed { error, .. } => (false, "Failed", error.as_ref().into()),
+        RunEnd::FinalizerRemoved | RunEnd::SkippedStale => return None,
+    };
+    let (ready, ready_reason) = if deleting {
+        (false, "Deleting")
+    } else {
+        (ready, ready_reason)
+    };
+    let of_step = |type_, step: &'static str, message: &'static str| Wanted {
+        type_,
+        status: true,
+        reason: self::reason(step),
+        message: Cow::Borrowed(message),
+    };
+    let progressing = match end {
+        RunEnd::Modified { step, description } => Wanted {
+            message: description.as_ref().into(),
+            ..of_step(PROGRESSING, step, "")
+        },
+        RunEnd::FinalizerAdded => w(PROGRESSING, true, "Finalizer", "finalizer added".into()),
+        _ => w(PROGRESSING, false, "Idle", "".into()),
+    };
+    let waiting = match end {
+        RunEnd::Waiting { step, reason } => Wanted {
+            message: reason.as_ref().into(),
+            ..of_step(WAITING, step, "")
+        },
+        _ => w(WAITING, false, "NotWaiting", "".into()),
+    };
+    let failed = match end {
+        RunEnd::Failed { step, error } => Wanted {
+            message: error.as_ref().into(),
+            ..of_step(FAILED, step.unwrap_or("Runtime"), "")
+        },
+        _ => w(FAILED, false, "NoError", "".into()),
+    };
+    Some([
+        Wanted {
+            message: ready_msg,
+            ..w(READY, ready, ready_reason, "".into())
+        },
+        progressing,
+        waiting,
+        failed,
+    ])
+}
+
+fn status_str(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+/// The status to write after a run, or `None` when the current one is already right.
+///
+/// `echo`: the run acted on the version the runtime's own status write left, so nothing else
+/// changed the object since. A condition whose message alone changed is then left as it is:
+/// rewriting it would wake the object again, and a message that differs on every run (a
+/// countdown, an error carrying a request id) would loop.
+pub(crate) fn next_status(
+    current: Option<&StepStatus>,
+    generation: Option<i64>,
+    end: &RunEnd,
+    deleting: bool,
+    updates: StatusUpdates,
+    echo: bool,
+) -> Option<StepStatus> {
+    let wanted = wanted(end, deleting)?;
+    let empty = StepStatus::default();
+    let current = current.unwrap_or(&empty);
+    let same = |w: &Wanted<'_>| {
+        current.condition(w.type_).is_some_and(|c| {
+            c.status == status_str(w.status)
+                && c.observed_generation == generation
+                && (updates == StatusUpdates::Transitions
+                    || (c.reason == w.reason && (echo || c.message == w.message)))
+        })
+    };
+    if current.observed_generation == generation && wanted.iter().all(same) {
+        return None;
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut conditions: Vec<Condition> = current
+        .conditions
+        .iter()
+        .filter(|c| !OURS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    for w in wanted {
+        let status = status_str(w.status);
+        let last_transition_time = match current.condition(w.type_) {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        conditions.push(Condition {
+            type_: w.type_.to_string(),
+            status: status.to_string(),
+            reason: w.reason.into_owned(),
+            message: w.message.into_owned(),
+            observed_generation: generation,
+            last_transition_time,
+        });
+    }
+    Some(StepStatus {
+        observed_generation: generation,
+        conditions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: StatusUpdates = StatusUpdates::EveryChange;
+
+    fn modified(step: &'static str) -> RunEnd {
+        RunEnd::Modified {
+            step,
+            description: format!("{step} changed something").into(),
+        }
+    }
+
+    #[test]
+    fn transitions_skip_a_new_step_name_but_not_a_flip() {
+        let t = StatusUpdates::Transitions;
+        let first =
+            next_status(None, Some(1), &modified("a"), false, t, false).expect("first write");
+        // Another modification: Progressing is still True, only its reason would change.
+        assert_eq!(
+            next_status(Some(&first), Some(1), &modified("b"), false, t, false),
+            None
+        );
+        // ...which the default writes.
+        assert!(next_status(Some(&first), Some(1), &modified("b"), false, EVERY, false).is_some());
+        // Converging flips Ready and Progressing.
+        let done = next_status(Some(&first), Some(1), &RunEnd::Converged, false, t, false).unwrap();
+        assert!(done.is_ready_at(Some(1)));
+        // A new generation is written even when nothing flips.
+        assert!(next_status(Some(&first), Some(2), &modified("c"), false, t, false).is_some());
+    }
+
+    #[test]
+    fn converged_twice_writes_once() {
+        let first = next_status(None, Some(2), &RunEnd::Converged, false, EVERY, false)
+            .expect("first write");
+        assert!(first.is_ready_at(Some(2)));
+        assert_eq!(
+            next_status(
+                Some(&first),
+                Some(2),
+                &RunEnd::Converged,
+                false,
+                EVERY,
+                false
+            ),
+            None
+        );
+        // A new generation is observed even when the verdict is the same.
+        assert!(
+            next_status(
+                Some(&first),
+                Some(3),
+                &RunEnd::Converged,
+                false,
+                EVERY,
+                false
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn progressing_names_the_step() {
+        let end = RunEnd::Modified {
+            step: "ensure_config",
+            description: "created ConfigMap x".into(),
+        };
+        let s = next_status(None, Some(1), &end, false, EVERY, false).unwrap();
+        let p = s.condition(PROGRESSING).unwrap();
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "ensure_config")
+        );
+        assert_eq!(s.condition(READY).unwrap().status, "False");
+    }
+
+    #[test]
+    fn on_its_own_echo_a_message_alone_is_not_rewritten() {
+        let wait = |reason: &str| RunEnd::Waiting {
+            step: "schedule",
+            reason: reason.to_string().into(),
+        };
+        let first = next_status(None, Some(1), &wait("due in 60s"), false, EVERY, false).unwrap();
+        let again =
+            |end: &RunEnd, echo| next_status(Some(&first), Some(1), end, false, EVERY, echo);
+        assert!(
+            again(&wait("due in 59s"), false).is_some(),
+            "a new view: written"
+        );
+        assert_eq!(again(&wait("due in 59s"), true), None, "its echo: not");
+        // Another step, or a flip, is written on the echo too.
+        let other = RunEnd::Waiting {
+            step: "other",
+            reason: "x".into(),
+        };
+        assert!(again(&other, true).is_some());
+        assert!(again(&RunEnd::Converged, true).is_some());
+    }
+
+    #[test]
+    fn reasons_are_valid() {
+        assert_eq!(reason("_x"), "Step_x");
+        assert_eq!(reason("a-b"), "a_b");
+    }
+}
