@@ -42,9 +42,10 @@ fn main() {
     let waiting = rt.block_on(wait_ready(&Foo { ready: false })).unwrap();
     assert_eq!(waiting, Outcome::wait("not ready yet"));
 
-    // The step type of the same name lives next to the function.
+    // The step type of the same name lives next to the function; what the macro recorded about
+    // it is read through the trait the expansions use.
     let step = wait_ready {};
-    let info = staircase::Step::<Foo, (), ()>::info(&step);
+    let info = staircase::__private::Step::<Foo, (), ()>::info(&step);
     assert_eq!(info.name, "wait_ready");
     assert!(info.read_only);
 }
