@@ -1,6 +1,7 @@
 //! The `Foo` operator: three children, one step each, and a cleanup step.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
@@ -193,4 +194,108 @@ pub fn stairs() -> impl Reconciler<Foo, App> {
 /// The resource's `kind` for messages.
 pub fn kind() -> String {
     Foo::kind(&()).to_string()
+}
+
+/// What [`demo`] saw: every run of the operator, in the order the runs ended.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    /// The Foos the demo created (and deleted again).
+    pub names: Vec<String>,
+    /// Each run's report; the demo also logs each at INFO.
+    pub runs: Vec<RunReport>,
+}
+
+/// The demo of `cargo run --example demo`: installs the `Foo` CRD if it is missing, creates three
+/// Foos in `namespace`, runs the operator until every one is Ready, deletes them again (their
+/// cleanup step runs and the runtime removes its finalizer), and removes the CRD if it installed
+/// it. Objects it did not create are left alone: a Foo of the same name makes it stop before it
+/// writes anything.
+pub async fn demo(client: kube::Client, namespace: &str) -> anyhow::Result<DemoOutcome> {
+    use crate::harness;
+    use anyhow::Context as _;
+
+    let installed = harness::install_crd::<Foo>(&client).await?;
+    let foos: Api<Foo> = Api::namespaced(client.clone(), namespace);
+    let names: Vec<String> = ["alpha", "beta", "gamma"].map(String::from).into();
+    if !installed {
+        for name in &names {
+            if foos.get_opt(name).await?.is_some() {
+                anyhow::bail!(
+                    "a Foo named {name} already exists in namespace {namespace}; the demo leaves \
+                     it alone and stops (delete it, or run the demo elsewhere)"
+                );
+            }
+        }
+    }
+
+    let runs: Arc<Mutex<Vec<RunReport>>> = Arc::default();
+    let log = runs.clone();
+    let operator = Operator::with_state(
+        client.clone(),
+        stairs(),
+        App {
+            manager: "foo-operator".into(),
+        },
+    )
+    .with_config(OperatorConfig::default().with_namespace(namespace))
+    .with_status()
+    .on_run(move |report| {
+        tracing::info!("{report}");
+        log.lock().expect("runs").push(report.clone());
+    });
+    let (stop, running) = harness::spawn_until_stopped(|stopped| {
+        operator.run_until(async {
+            stopped.await.ok();
+        })
+    });
+
+    // Create the Foos and wait until each is Ready; whatever happens, delete what was created
+    // while the operator still runs (its cleanup step and finalizer removal need it).
+    let mut created = Vec::new();
+    let converged = async {
+        for (i, name) in names.iter().enumerate() {
+            let spec = FooSpec {
+                message: format!("hello from {name}"),
+                port: 8080 + i as i32,
+            };
+            foos.create(&PostParams::default(), &Foo::new(name, spec))
+                .await
+                .with_context(|| format!("creating Foo {name}"))?;
+            created.push(name.clone());
+        }
+        for name in &names {
+            harness::wait(&foos, name, is_ready).await?;
+        }
+        tracing::info!("all {} Foos are Ready; deleting them", names.len());
+        anyhow::Ok(())
+    }
+    .await;
+    let cleaned = async {
+        for name in &created {
+            foos.delete(name, &Default::default()).await?;
+        }
+        for name in &created {
+            harness::gone(&foos, name).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    stop.send(()).ok();
+    running.await?;
+    if installed {
+        harness::remove_crd::<Foo>(&client).await?;
+    }
+    converged?;
+    cleaned?;
+    let runs = std::mem::take(&mut *runs.lock().expect("runs"));
+    Ok(DemoOutcome { names, runs })
+}
+
+/// Whether a Foo exists and its `Ready` condition holds for its current generation.
+pub fn is_ready(foo: Option<&Foo>) -> bool {
+    foo.is_some_and(|f| {
+        f.status
+            .as_ref()
+            .is_some_and(|s| s.steps.is_ready_at(f.metadata.generation))
+    })
 }

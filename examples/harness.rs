@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::{Condition, await_condition, conditions};
 use kube::{Client, CustomResourceExt, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -28,14 +28,16 @@ pub fn tracer(trace: Trace, quiet: bool) -> impl Fn(&RunReport) + Send + Sync + 
     }
 }
 
-/// Installs the CRD of `K` (if missing) and waits until it is Established.
+/// Installs the CRD of `K` (if missing) and waits until it is Established and served. Returns
+/// whether it installed it (`false`: it was there already).
 pub async fn install_crd<K: CustomResourceExt + Resource<DynamicType = ()>>(
     client: &Client,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = K::crd();
     let name = crd.name_any();
-    if crds.get_opt(&name).await?.is_none() {
+    let missing = crds.get_opt(&name).await?.is_none();
+    if missing {
         crds.create(&PostParams::default(), &crd)
             .await
             .with_context(|| format!("installing the CRD {name}"))?;
@@ -56,7 +58,34 @@ pub async fn install_crd<K: CustomResourceExt + Resource<DynamicType = ()>>(
     };
     tokio::time::timeout(GUARD, served)
         .await
-        .with_context(|| format!("{name} was Established but not served within {GUARD:?}"))
+        .with_context(|| format!("{name} was Established but not served within {GUARD:?}"))?;
+    Ok(missing)
+}
+
+/// Deletes the CRD of `K` (and with it every object of the kind) and waits until it is gone.
+pub async fn remove_crd<K: CustomResourceExt>(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = K::crd_name();
+    crds.delete(name, &DeleteParams::default())
+        .await
+        .with_context(|| format!("deleting the CRD {name}"))?;
+    gone(&crds, name).await
+}
+
+/// Waits until `name` no longer exists, failing after [`GUARD`].
+pub async fn gone<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let deleted = async {
+        while api.get_opt(name).await?.is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(GUARD, deleted)
+        .await
+        .with_context(|| format!("{name} was not deleted within {GUARD:?}"))?
 }
 
 /// Waits until `cond` holds for `name`, failing after [`GUARD`].

@@ -15,6 +15,52 @@ fn modifications(trace: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `cargo run --example demo`: three Foos become Ready one modification per run, are deleted
+/// again through their cleanup step, and the CRD the demo installed is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_converges_cleans_up_and_removes_its_crd() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use staircase::RunEnd;
+
+    let server = ApiServer::start().await.unwrap();
+    let out = staircase_examples::foo::demo(server.client(), "default")
+        .await
+        .unwrap();
+    for name in &out.names {
+        let key = format!("default/{name}");
+        let ends: Vec<String> = out
+            .runs
+            .iter()
+            .filter(|r| r.object == key)
+            .filter_map(|r| match &r.end {
+                RunEnd::Modified { description, .. } => Some(description.to_string()),
+                RunEnd::FinalizerRemoved => Some("finalizer removed".into()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                format!("created ConfigMap {name}-config"),
+                format!("created Secret {name}-token"),
+                format!("created Service {name}-svc"),
+                format!("deleted ConfigMap {name}-config"),
+                "finalizer removed".into(),
+            ],
+            "{name}"
+        );
+        assert!(out.runs.iter().all(|r| r.step_writes() <= 1));
+    }
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(server.client());
+    assert!(
+        crds.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_keeps_a_deployment_and_a_service_and_reports_them() {
     let server = ApiServer::start().await.unwrap();

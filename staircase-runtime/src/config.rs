@@ -64,10 +64,9 @@ pub enum Relist {
     /// Each listed object replaces its old copy as it arrives (unless the cache already holds it
     /// at the same resourceVersion: then the cached copy stays and the decoded one is freed at
     /// once), and what the list no longer has is dropped at its end. Memory peaks at one cache
-    /// plus a page of the list: measured 1.62× over 1,000 objects (a page is 500) and 1.07× over
-    /// 10,000, against 2.01× and 1.86× for [`Swap`](Self::Swap). A relist over unchanged objects
-    /// costs less CPU than a swap, too (19.9 against 26.5 µs per object over 10,000, 81 against
-    /// 117 allocations).
+    /// plus a page of the list, where [`Swap`](Self::Swap) peaks near two caches, and a relist
+    /// over unchanged objects costs less CPU than a swap (the repository's `bench/results` has
+    /// the figures).
     #[default]
     InPlace,
     /// kube-runtime's own way: the list is built beside the cache and swapped in at its end, so

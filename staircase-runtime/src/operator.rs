@@ -126,9 +126,9 @@ where
     }
 }
 
-/// Runs a [`Staircase`](crate::Staircase) against a cluster: watches the resource, schedules runs, enforces the
-/// rules, keeps status, retries with backoff; publishes Events and metrics, serves health
-/// probes, elects a leader among replicas and shuts down gracefully, as configured.
+/// Runs a [`Staircase`](crate::Staircase) against a cluster: watches the resource, schedules
+/// runs, enforces the rules, keeps status, retries with backoff; publishes Events and metrics,
+/// serves health probes, elects a leader among replicas and shuts down gracefully, as configured.
 ///
 /// ```no_run
 /// # use staircase_runtime::*;

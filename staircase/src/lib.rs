@@ -1,27 +1,4 @@
-//! # staircase
-//!
-//! Write Kubernetes operators as **step-based reconcilers**. A *run* is one pass over one object;
-//! it executes *steps* in a fixed order. Each step checks one thing and, when it is wrong, fixes
-//! it with exactly one modification. After a modification the run stops and the object runs again
-//! from the top, where it should find one difference fewer. A crash or an error at any point is
-//! harmless: the next run simply continues.
-//!
-//! ```ignore
-//! use staircase::prelude::*;
-//!
-//! #[step]
-//! async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
-//!     // look; if already right: Ok(Outcome::unchanged())
-//!     // else make ONE change: Ok(Outcome::modified("created ConfigMap foo-config"))
-//! #   Ok(Outcome::unchanged())
-//! }
-//!
-//! let stairs = staircase!(Foo => [ensure_config, ensure_deployment, wait_ready]);
-//! Operator::with_state(client, stairs, app).with_status().run().await;
-//! ```
-//!
-//! See the repository README for the full walk-through; the runtime's docs
-//! ([`staircase_runtime`]) explain each moving part.
+#![doc = include_str!("../docs/guide.md")]
 #![warn(missing_docs)]
 
 pub use staircase_macros::step;
@@ -43,10 +20,19 @@ pub use staircase_runtime::{children, crds, events, external, preflight, status}
 
 /// Builds a [`Staircase`] from `#[step]` functions, in the order they run.
 ///
-/// ```ignore
-/// let stairs = staircase!(Foo => [ensure_config, find_config, use_config, wait_ready]);
+/// ```
+/// # use staircase::prelude::*;
+/// # use k8s_openapi::api::core::v1::ConfigMap as Foo;
+/// # #[step] async fn ensure_config(_: &Foo) -> Result<Outcome> { Ok(Outcome::unchanged()) }
+/// # #[step] async fn wait_ready(_: &Foo) -> Result<Outcome> { Ok(Outcome::unchanged()) }
+/// # #[step] async fn delete_external(_: &Foo) -> Result<Outcome> { Ok(Outcome::unchanged()) }
+/// fn stairs() -> impl Reconciler<Foo, ()> {
+///     staircase!(Foo => [ensure_config, wait_ready])
+/// }
 /// // with cleanup steps, run behind a finalizer when an object is deleted:
-/// let stairs = staircase!(Foo => [ensure_config, wait_ready], cleanup => [delete_external]);
+/// fn with_cleanup() -> impl Reconciler<Foo, ()> {
+///     staircase!(Foo => [ensure_config, wait_ready], cleanup => [delete_external])
+/// }
 /// ```
 ///
 /// Each listed name is a function marked `#[step]` (a path such as `steps::ensure_config` works
@@ -70,6 +56,42 @@ macro_rules! __staircase_entry {
 pub use __staircase_entry as staircase;
 
 mod step_future;
+
+/// The user guide, one chapter per module (the same text as the repository's `docs/`).
+pub mod guide {
+    pub mod concepts {
+        #![doc = include_str!("../docs/concepts.md")]
+    }
+    pub mod children {
+        #![doc = include_str!("../docs/children.md")]
+    }
+    pub mod external {
+        #![doc = include_str!("../docs/external.md")]
+    }
+    pub mod testing {
+        #![doc = include_str!("../docs/testing.md")]
+    }
+    pub mod explorer {
+        #![doc = include_str!("../docs/explorer.md")]
+    }
+    pub mod crds {
+        #![doc = include_str!("../docs/crds.md")]
+    }
+    pub mod production {
+        #![doc = include_str!("../docs/production.md")]
+    }
+    pub mod migrating {
+        #![doc = include_str!("../docs/migrating.md")]
+    }
+    pub mod compatibility {
+        #![doc = include_str!("../docs/compatibility.md")]
+    }
+}
+
+/// The repository README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
 
 /// Everything a typical operator file needs.
 pub mod prelude {
