@@ -116,11 +116,7 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
     // Not running yet: neither live nor ready.
     assert_eq!(get(addr, "/healthz").await.0, 503);
     assert_eq!(get(addr, "/readyz").await.0, 503);
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     until("ready once the cache synced", async || {
         get(addr, "/readyz").await.0 == 200
     })
@@ -231,11 +227,7 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
     let op = Operator::with_state(env.client.clone(), stairs, Default::default())
         .with_config(hot_loop_config());
     let addr = serve(&op).await;
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     widgets
         .create(&PostParams::default(), &widget("w", "fail"))
@@ -285,11 +277,7 @@ async fn rule_violations_are_warnings_and_counted() {
     let op =
         Operator::with_state(env.client.clone(), stairs, Default::default()).with_config(config);
     let addr = serve(&op).await;
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     // `sneaky` writes a ConfigMap and claims nothing changed.
     widgets
@@ -725,11 +713,7 @@ async fn failing_status_writes_back_off_and_are_reported_once() {
     refuse_widget_status(&env);
     let op = widget_operator(&env);
     let addr = serve(&op).await;
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     for (name, mode) in [("calm", "ok"), ("broken", "fail")] {
         widgets
@@ -783,11 +767,7 @@ async fn a_changing_wait_reason_does_not_loop_through_the_status() {
     let env = Env::start().await;
     env.install::<Widget>().await;
     let op = widget_operator(&env);
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     widgets
         .create(&PostParams::default(), &widget("sched", "countdown"))
@@ -886,11 +866,7 @@ async fn an_undecodable_object_is_reported_and_the_others_run() {
 
     let op = widget_operator(&env);
     let addr = serve(&op).await;
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     let ready = |w: Option<&Widget>| {
         w.and_then(|w| w.status.as_ref())
             .is_some_and(|s| s.steps.is_ready_at(w.and_then(|w| w.metadata.generation)))
@@ -926,11 +902,7 @@ async fn a_runaway_step_is_reported_and_backs_off() {
                 .with_namespace("default")
                 .with_runaway_after(5),
         );
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(recorder(reports)).run_until(async {
-            stop.await.ok();
-        })
-    });
+    let running = Running::operator(op);
     let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
     widgets
         .create(&PostParams::default(), &widget("loop", "runaway"))

@@ -169,6 +169,22 @@ impl Running {
         }
     }
 
+    /// Runs `op` in the background, recording its reports, until stopped.
+    pub fn operator<K, S, M, C>(op: staircase::Operator<K, S, M, C>) -> Running
+    where
+        K: staircase::Watchable,
+        K::Scope: staircase::ApiScope,
+        S: Send + Sync + 'static,
+        M: staircase::Stairs<K, S>,
+        C: staircase::Stairs<K, S>,
+    {
+        Running::spawn(move |reports, stop| {
+            op.on_run(recorder(reports)).run_until(async {
+                stop.await.ok();
+            })
+        })
+    }
+
     /// Graceful stop: in-flight runs finish.
     pub async fn stop(mut self) -> Vec<RunReport> {
         if let Some(s) = self.stop.take() {
