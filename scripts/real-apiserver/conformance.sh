@@ -17,13 +17,13 @@ bash scripts/real-apiserver/build.sh
 
 WORK="$(mktemp -d)"
 log "logs in ${WORK}"
-cargo test -p staircase-testkit --test conformance --test conformance_real --no-run -q
+cargo test -p staircase-testkit --features real --test conformance --test conformance_real --no-run -q
 
 log "conformance against the embedded server"
-cargo test -p staircase-testkit --test conformance -- "$@" >"${WORK}/embedded.log" 2>&1 || true
+cargo test -p staircase-testkit --features real --test conformance -- "$@" >"${WORK}/embedded.log" 2>&1 || true
 log "conformance against the real kube-apiserver v1.20.2"
 start=$(date +%s)
-CI=true cargo test -p staircase-testkit --test conformance_real -- "$@" >"${WORK}/real.log" 2>&1 || true
+CI=true cargo test -p staircase-testkit --features real --test conformance_real -- "$@" >"${WORK}/real.log" 2>&1 || true
 log "real-server run took $(( $(date +%s) - start ))s"
 
 outcomes() { sed -n -E 's/^test ([A-Za-z0-9_:]+) \.\.\. (ok|FAILED|ignored)$/\1 \2/p' "$1" | sed 's/^cases:://' | sort; }

@@ -80,9 +80,14 @@
 //!
 //! The conformance cases (`tests/conformance/cases.rs`) run unchanged against this server
 //! (test target `conformance`) and against the genuine kube-apiserver v1.20.2 with etcd and
-//! kube-controller-manager (test target `conformance_real`, via [`real`]; built once by
-//! `bash scripts/real-apiserver/build.sh`). Both run in `cargo test --workspace`;
+//! kube-controller-manager (test target `conformance_real`, via the `real` module; built once
+//! by `bash scripts/real-apiserver/build.sh`). Both run in `cargo test --workspace`;
 //! `bash scripts/real-apiserver/conformance.sh` prints the comparison.
+//!
+//! Cargo features: `explorer` (the crash-anywhere explorer, which depends on staircase's
+//! runtime) and `real` (the real-apiserver harness: etcd and kube-apiserver as child processes,
+//! spoken to over HTTPS with rustls). Without them the crate is the API server alone, usable by
+//! any kube-rs project.
 //!
 //! **Agreement: 28 / 28 cases** have the same outcome on both servers (all pass), the seven
 //! about immutable fields included, message texts and all. 8 further cases are about this server
@@ -161,6 +166,7 @@ mod meta;
 mod openapi;
 mod ops;
 pub mod patch;
+#[cfg(feature = "real")]
 pub mod real;
 mod registry;
 mod router;
