@@ -620,8 +620,21 @@ async fn preflight_names_the_missing_verb_and_resource() {
     );
     let e = widgets.check().await.unwrap_err();
     assert!(
-        matches!(e, preflight::PreflightError::NotServed { .. }),
+        matches!(e, preflight::PreflightError::NotServed { custom: true, .. }),
         "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("(is its CustomResourceDefinition installed?)"),
+        "{e}"
+    );
+
+    // A built-in kind the embedded server leaves out.
+    let quotas = op().owns::<k8s_openapi::api::core::v1::ResourceQuota>();
+    let e = quotas.check().await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the API server does not serve resourcequotas (a built-in kind this server does not serve)"
     );
 }
 

@@ -550,7 +550,9 @@ async fn lead<K, S, M, C>(
         .run(reconcile, error_policy, shared.clone())
         .for_each(|res| async move {
             if let Err(e) = res {
-                tracing::debug!("controller: {e}");
+                // A watch of the resource or of a related kind that fails (not served, not
+                // allowed) keeps retrying: say so where people look.
+                tracing::warn!("controller: {e}");
             }
         });
     // Once shutdown is requested kube-runtime starts no new runs, and its stream ends when the

@@ -45,13 +45,15 @@ pub enum PreflightError {
         /// The API server's message.
         message: String,
     },
-    /// The API server does not serve the resource: usually its CRD is not installed.
-    #[error(
-        "the API server does not serve {resource} (is its CustomResourceDefinition installed?)"
-    )]
+    /// The API server does not serve the resource: for a custom resource usually its CRD is not
+    /// installed; for a built-in kind, this server does not serve it (another version, an
+    /// API group that is off, or a test server that leaves it out).
+    #[error("the API server does not serve {resource} ({})", not_served_hint(*custom))]
     NotServed {
         /// `plural.group`.
         resource: String,
+        /// Whether it is a custom resource (its group is not one of Kubernetes' own).
+        custom: bool,
     },
     /// Any other API error while checking `verb` on `resource`.
     #[error("cannot {verb} {resource}: {source}")]
@@ -152,6 +154,14 @@ where
         .map_err(|e| classify::<R>("get", scope, e))
 }
 
+fn not_served_hint(custom: bool) -> &'static str {
+    if custom {
+        "is its CustomResourceDefinition installed?"
+    } else {
+        "a built-in kind this server does not serve"
+    }
+}
+
 fn classify<R: Resource<DynamicType = ()>>(
     verb: &'static str,
     scope: &str,
@@ -165,7 +175,13 @@ fn classify<R: Resource<DynamicType = ()>>(
             scope: scope.to_string(),
             message: s.message,
         },
-        kube::Error::Api(s) if s.code == 404 => PreflightError::NotServed { resource },
+        kube::Error::Api(s) if s.code == 404 => PreflightError::NotServed {
+            resource,
+            custom: {
+                let group = R::group(&());
+                group.contains('.') && !group.ends_with(".k8s.io")
+            },
+        },
         kube::Error::Api(_) => PreflightError::Api {
             verb,
             resource,
