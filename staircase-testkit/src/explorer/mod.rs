@@ -87,7 +87,9 @@
 //! changed since it last read it and snapshots only the kinds somebody wrote. A controller-loop
 //! case mostly waits for the loop, up to a second or so.
 
+mod actor;
 mod compare;
+mod diagnose;
 mod driver;
 mod external;
 mod gate;
@@ -110,6 +112,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use staircase_runtime::{ApiScope, Operator, Stairs};
 
+pub use actor::Actor;
 pub use compare::{Snapshot, diff};
 pub use external::{Calls, ExternalError, ExternalService, Record};
 pub use report::{Failure, Report, ScenarioReport, VariantStats};
@@ -239,6 +242,8 @@ where
                 // A guard against hangs only: generous, so a loaded CI machine never trips it.
                 guard: Duration::from_secs(60),
                 resync: Duration::from_millis(50),
+                actors: Vec::new(),
+                retries: true,
             },
             scenarios: Vec::new(),
             variants: Variant::ALL.to_vec(),
@@ -257,6 +262,23 @@ where
     /// Installs this CRD on every fresh server (once per CRD the operator uses).
     pub fn crd(mut self, crd: CustomResourceDefinition) -> Self {
         self.setup.crds.push(crd);
+        self
+    }
+
+    /// Plays another actor of the cluster in every scenario (see [`Actor`] and
+    /// [`Scenario::with_actor`]).
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.setup.actors.push(actor);
+        self
+    }
+
+    /// Whether the operator's client retries answers of 429, 503 and 504 by itself, as kube's
+    /// default client does (`kube::Config::default_retry`, on by default); set it as your
+    /// production client is configured. Such a retry sends the request again, a create
+    /// included: a create with `generateName` whose first attempt was committed but answered
+    /// 504 makes a second object, which the random variants report as a duplicate.
+    pub fn client_retries(mut self, on: bool) -> Self {
+        self.setup.retries = on;
         self
     }
 
