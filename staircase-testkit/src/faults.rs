@@ -448,6 +448,8 @@ mod tests {
     /// A client of the server that sends this `User-Agent`.
     fn client_as(server: &ApiServer, agent: &'static str) -> kube::Client {
         let mut config = server.config();
+        // kube's own retries would hide the injected answers.
+        config.default_retry = false;
         config.headers.push((
             http::header::USER_AGENT,
             http::HeaderValue::from_static(agent),
