@@ -46,6 +46,18 @@
 //! [`Explorer::with_external`]) so that those effects are crash points too and duplicates are
 //! counted.
 //!
+//! # Other actors, accepted waits, generated names
+//!
+//! The embedded server runs no controllers. An operator that waits for one (a Deployment
+//! becoming available) gets it played by an [`Actor`] — a closure over the objects of one kind,
+//! run by the explorer while the operator runs ([`Explorer::actor`], [`Scenario::with_actor`];
+//! [`Actor::deployment_controller`] makes every Deployment available) — or has its wait accepted
+//! as a settled end state ([`Scenario::accept_wait`]). Objects named by `generateName` are
+//! compared under their identity (generateName, owners, labels) instead of their random name,
+//! and a case with more objects of one identity than the reference reports a duplicate. A phase
+//! that never settles is reported with the object's last runs, the steps that acted or failed
+//! (with their errors) and the objects the operator keeps creating.
+//!
 //! # Variants and pass criteria
 //!
 //! See [`Variant`]. In the controller-loop variants the **stale-view oracle** also holds every
