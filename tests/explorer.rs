@@ -1,7 +1,9 @@
 //! The crash-anywhere explorer on our own operators: the Foo example (children, cleanup behind a
-//! finalizer), the greeting example (the children step), a cluster-scoped operator, an order
-//! operator with an external service (the two-step pattern, keyed by uid), a staircase that ends
-//! early with `Outcome::done`, and deliberately broken staircases the explorer must catch.
+//! finalizer), the greeting example (the children step), the echo example and an operator with
+//! owned children, readiness and cleanup (both waiting for a simulated Deployment controller),
+//! a cluster-scoped operator, an order operator with an external service (the two-step
+//! pattern, keyed by uid), a staircase that ends early with `Outcome::done`, children named by
+//! `generateName`, and deliberately broken staircases the explorer must catch.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -11,16 +13,20 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use staircase::children::deployment_available;
 use staircase::prelude::*;
+use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
 use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_examples::greeting::{self, Greeting, GreetingSpec};
-use staircase_testkit::explorer::{Explorer, ExternalService, Report, Scenario, Variant};
+use staircase_testkit::explorer::{Actor, Explorer, ExternalService, Report, Scenario, Variant};
 
 const REPRODUCE: &str = "cargo test -p staircase-tests --test explorer";
 
@@ -963,5 +969,578 @@ async fn a_duplicate_order_under_a_uid_key_is_caught() {
             ),
             "{report}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operators that wait for another controller: the explorer plays it with an `Actor`.
+
+/// The echo example waits for its Deployment to become available (`deployment_available`),
+/// which the embedded server's missing Deployment controller would never report: the explorer
+/// plays that controller, and the operator converges under every variant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_converges_with_a_simulated_deployment_controller_under_every_variant() {
+    let echo = |replicas: i32| {
+        EchoServer::new(
+            "hello",
+            EchoServerSpec {
+                replicas,
+                port: 8080,
+            },
+        )
+    };
+    let report = Explorer::new(|client| Operator::new(client, echo::stairs()).with_status())
+        .crd(EchoServer::crd())
+        .actor(Actor::deployment_controller())
+        .seeds(SMALL_SEEDS)
+        .loop_seeds(LOOP_SEEDS)
+        .reproduce_with(REPRODUCE)
+        .scenario(Scenario::new("echo").create(echo(2)))
+        // No deletion: echo has no finalizer (see the greeting's scenarios).
+        .scenario(
+            Scenario::new("echo scaled")
+                .create(echo(2))
+                .then_edit("hello", |e: &mut EchoServer| e.spec.replicas = 3),
+        )
+        .run()
+        .await
+        .assert_all_converged();
+    assert_complete(&report);
+    if std::env::var_os("STAIRCASE_EXPLORER_SCENARIO").is_none() {
+        // The status reports what the simulated controller made available.
+        assert!(
+            report.scenarios[0].reference_writes >= 3,
+            "Deployment, Service, status: {report}"
+        );
+    }
+}
+
+/// A web app: a Deployment and a ConfigMap kept by the children step (owned and watched), Ready
+/// once the Deployment is available; on deletion a cleanup step records the departure in the
+/// audit ConfigMap `web-audit`, which it does not own.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "test.staircase.rs",
+    version = "v1",
+    kind = "Web",
+    namespaced,
+    status = "WebStatus"
+)]
+pub struct WebSpec {
+    /// Pods of the Deployment.
+    pub replicas: i32,
+    /// Published in the ConfigMap.
+    pub greeting: String,
+}
+
+/// Status: what the runtime keeps.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct WebStatus {
+    /// Kept by staircase.
+    #[serde(flatten)]
+    pub steps: StepStatus,
+}
+
+impl HasStepStatus for Web {
+    fn step_status(&self) -> Option<&StepStatus> {
+        self.status.as_ref().map(|s| &s.steps)
+    }
+}
+
+fn web_deployment(w: &Web) -> Deployment {
+    let labels = BTreeMap::from([("app".to_string(), w.name_any())]);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(w.name_any()),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(w.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "web".into(),
+                        image: Some("nginx:1.27".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The Deployment and the ConfigMap exist as desired and the Deployment is available.
+#[step]
+async fn web_children(w: &Web, ctx: &Context) -> Result<Outcome> {
+    let config = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-config", w.name_any())),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "greeting".into(),
+            w.spec.greeting.clone(),
+        )])),
+        ..Default::default()
+    };
+    Children::new(w)
+        .field_manager("web-operator")
+        .apply(web_deployment(w))
+        .apply(config)
+        .ready_when(deployment_available)
+        .sync(ctx)
+        .await
+}
+
+/// On deletion: the audit ConfigMap records that this web app is gone.
+#[step]
+async fn record_departure(w: &Web, ctx: &Context) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let entry = BTreeMap::from([(w.name_any(), "deleted".to_string())]);
+    match api.get_opt("web-audit").await? {
+        Some(cm)
+            if cm
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(&w.name_any())) =>
+        {
+            Ok(Outcome::unchanged())
+        }
+        Some(_) => {
+            let patch = serde_json::json!({ "data": entry });
+            api.patch("web-audit", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(Outcome::modified("recorded the departure in web-audit"))
+        }
+        None => {
+            let cm = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("web-audit".into()),
+                    ..Default::default()
+                },
+                data: Some(entry),
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &cm).await?;
+            Ok(Outcome::modified("created web-audit"))
+        }
+    }
+}
+
+fn web(name: &str, replicas: i32) -> Web {
+    Web::new(
+        name,
+        WebSpec {
+            replicas,
+            greeting: "hi".into(),
+        },
+    )
+}
+
+/// An operator that owns its children, waits for another controller (the simulated Deployment
+/// controller) and has a cleanup step: under every variant it converges, and a deleted parent
+/// never gets its children re-created from a stale view (they would stay behind: the embedded
+/// server collects a child only when its owner goes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_children_readiness_and_cleanup_converge_under_every_variant() {
+    let report = Explorer::new(|client| {
+        Operator::new(
+            client,
+            staircase!(Web => [web_children], cleanup => [record_departure]),
+        )
+        .owns::<Deployment>()
+        .owns::<ConfigMap>()
+        .with_status()
+    })
+    .crd(Web::crd())
+    .actor(Actor::deployment_controller())
+    .seeds(SMALL_SEEDS)
+    .loop_seeds(LOOP_SEEDS)
+    .reproduce_with(REPRODUCE)
+    .scenario(
+        Scenario::new("web scaled")
+            .create(web("w", 2))
+            .then_edit("w", |w: &mut Web| w.spec.replicas = 3),
+    )
+    .scenario(
+        Scenario::new("web deleted")
+            .create(web("w", 2))
+            .then_create(web("v", 1))
+            .then_delete("w"),
+    )
+    .run()
+    .await
+    .assert_all_converged();
+    assert_complete(&report);
+}
+
+/// The ConfigMap `<name>-request` asks for an approval.
+#[step]
+async fn request_approval(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let name = format!("{}-request", s.name_any());
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    create_cm(api, &name).await?;
+    Ok(Outcome::modified(format!("created ConfigMap {name}")))
+}
+
+/// Waits until the ConfigMap `<name>-approval` exists (somebody else's job).
+#[step]
+async fn await_approval(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
+    let name = format!("{}-approval", s.name_any());
+    if ctx.api::<ConfigMap>().get_opt(&name).await?.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    Ok(Outcome::wait_for(
+        format!("no {name} yet"),
+        Duration::from_millis(100),
+    ))
+}
+
+/// Once approved: the ConfigMap `<name>-approved` exists.
+#[step]
+async fn act_on_approval(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let name = format!("{}-approved", s.name_any());
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(Outcome::unchanged());
+    }
+    create_cm(api, &name).await?;
+    Ok(Outcome::modified(format!("created ConfigMap {name}")))
+}
+
+/// A wait nothing in the scenario ends fails the phase, and the message says how to go on;
+/// a scenario that accepts the wait explores clean, and one whose actor approves converges past
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_is_accepted_by_name_or_ended_by_an_actor() {
+    // Approves what was requested.
+    let approver = Actor::new("approver", |client, s: Sloppy| async move {
+        let api: Api<ConfigMap> = Api::namespaced(client, &s.namespace().expect("namespaced"));
+        let name = format!("{}-approval", s.name_any());
+        let requested = api.get_opt(&format!("{}-request", s.name_any())).await?;
+        if requested.is_some() && api.get_opt(&name).await?.is_none() {
+            api.create(&PostParams::default(), &{
+                let mut cm = ConfigMap::default();
+                cm.metadata.name = Some(name);
+                cm
+            })
+            .await?;
+        }
+        Ok(())
+    });
+    let report = Explorer::new(|client| {
+        Operator::new(
+            client,
+            staircase!(Sloppy => [request_approval, await_approval, act_on_approval]),
+        )
+    })
+    .crd(Sloppy::crd())
+    .seeds(20)
+    .loop_seeds(2)
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("unapproved").create(sloppy("s")))
+    .scenario(
+        Scenario::new("accepted")
+            .create(sloppy("s"))
+            .then_edit("s", |s: &mut Sloppy| s.spec.note = "still waiting".into())
+            .accept_wait("await_approval"),
+    )
+    .scenario(
+        Scenario::new("approved")
+            .create(sloppy("s"))
+            .with_actor(approver),
+    )
+    .run()
+    .await;
+    let failures: Vec<_> = report.failures().collect();
+    assert_eq!(failures.len(), 1, "{report}");
+    let f = failures[0];
+    assert_eq!(
+        (f.scenario.as_str(), f.variant.as_str()),
+        ("unapproved", "reference"),
+        "{report}"
+    );
+    assert!(
+        f.problem
+            .contains("not converged: s: await_approval waits: no s-approval yet")
+            && f.problem.contains("explorer::Actor")
+            && f.problem.contains("Scenario::accept_wait"),
+        "{report}"
+    );
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none()
+        && std::env::var_os("STAIRCASE_SEED").is_none()
+    {
+        for s in ["accepted", "approved"] {
+            for v in ALL {
+                let stats = report.variant(s, v).unwrap_or_else(|| panic!("{s}/{v}"));
+                assert!(
+                    stats.cases > 0 && stats.converged == stats.cases,
+                    "{report}"
+                );
+            }
+        }
+        // The approved object went on past its wait: the request, then (after the actor's
+        // approval, not the operator's write) its own ConfigMap.
+        let approved = report.scenarios.iter().find(|s| s.scenario == "approved");
+        assert_eq!(approved.unwrap().reference_writes, 2, "{report}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Children named by the server (`generateName`).
+
+fn labelled_by(s: &Sloppy) -> String {
+    format!("sloppy={}", s.name_any())
+}
+
+/// A ConfigMap named `<name>-` plus the server's suffix, labelled and owned by `s`.
+fn generated_cm(s: &Sloppy) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", s.name_any())),
+            labels: Some(BTreeMap::from([("sloppy".into(), s.name_any())])),
+            owner_references: s.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("note".into(), s.spec.note.clone())])),
+        ..Default::default()
+    }
+}
+
+/// Keeps one ConfigMap named by the server, found again by its label.
+#[step]
+async fn generated_child(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let lp = ListParams::default().labels(&labelled_by(s));
+    if !api.list(&lp).await?.items.is_empty() {
+        return Ok(Outcome::unchanged());
+    }
+    let cm = api.create(&PostParams::default(), &generated_cm(s)).await?;
+    Ok(Outcome::modified(format!(
+        "created ConfigMap {}",
+        cm.name_any()
+    )))
+}
+
+/// Records the generated name in the parent's annotations (a reference to the random name).
+#[step]
+async fn remember_generated(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
+    let api = ctx.api::<ConfigMap>();
+    let lp = ListParams::default().labels(&labelled_by(s));
+    let Some(cm) = api.list(&lp).await?.items.into_iter().next() else {
+        return Err(Error::msg("the ConfigMap is gone"));
+    };
+    if s.annotations().get("test.staircase.rs/config") == Some(&cm.name_any()) {
+        return Ok(Outcome::unchanged());
+    }
+    let patch = serde_json::json!({ "metadata": { "annotations": {
+        "test.staircase.rs/config": cm.name_any() } } });
+    ctx.api::<Sloppy>()
+        .patch(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Outcome::modified("recorded the ConfigMap's name"))
+}
+
+/// A child named by the server differs in every case by its random suffix; compared by its
+/// identity (generateName, owner, labels), and references to its name by that identity, an
+/// operator that keeps one explores clean (with a client that does not retry by itself: see
+/// `a_duplicate_generate_named_child_is_caught`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_named_by_generate_name_compare_by_identity() {
+    let report = Explorer::new(|client| {
+        Operator::new(
+            client,
+            staircase!(Sloppy => [generated_child, remember_generated]),
+        )
+    })
+    .crd(Sloppy::crd())
+    .client_retries(false)
+    .seeds(SMALL_SEEDS)
+    .loop_seeds(2)
+    .reproduce_with(REPRODUCE)
+    .scenario(
+        Scenario::new("generated child")
+            .create(sloppy("s"))
+            .then_create(sloppy("t")),
+    )
+    .run()
+    .await
+    .assert_all_converged();
+    assert_complete(&report);
+}
+
+/// BROKEN: creates its generate-named ConfigMap unless this process remembers doing so.
+#[step]
+async fn forgetful_generated_child(s: &Sloppy, ctx: &Context<Memory>) -> Result<Outcome> {
+    if ctx
+        .state()
+        .created
+        .lock()
+        .unwrap()
+        .contains_key(&s.name_any())
+    {
+        return Ok(Outcome::unchanged());
+    }
+    let cm = ctx
+        .api::<ConfigMap>()
+        .create(&PostParams::default(), &generated_cm(s))
+        .await?;
+    ctx.state()
+        .created
+        .lock()
+        .unwrap()
+        .insert(s.name_any(), cm.name_any());
+    Ok(Outcome::modified(format!(
+        "created ConfigMap {}",
+        cm.name_any()
+    )))
+}
+
+/// A second generate-named child is a duplicate, found under its identity, in exactly the
+/// cases that make it: for a step that remembers its create only in memory, the create's answer
+/// lost or a crash right after it; for one that looks its child up first, a create committed
+/// but answered 504, which kube's default client sends again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_generate_named_child_is_caught() {
+    let report = Explorer::new(|client| {
+        Operator::with_state(
+            client,
+            staircase!(Sloppy => [forgetful_generated_child]),
+            Memory::default(),
+        )
+    })
+    .crd(Sloppy::crd())
+    .variants(&[Variant::Crash, Variant::LostResponse])
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("forgetful generated child").create(sloppy("s")))
+    .run()
+    .await;
+    let failed: Vec<String> = report
+        .failures()
+        .map(|f| format!("{}/{}", f.variant, f.case))
+        .collect();
+    assert_eq!(failed, ["crash/1", "lost-response/1"], "{report}");
+    for f in report.failures() {
+        assert!(
+            f.problem.contains(
+                "duplicate: 2 objects configmaps/default/s-<generated> owner Sloppy/s \
+                 labels sloppy=s (named by generateName), the reference has 1"
+            ) && f.problem.contains(
+                "+ configmaps/default/s-<generated> owner Sloppy/s labels sloppy=s #2 (extra)"
+            ),
+            "{report}"
+        );
+    }
+
+    let report = Explorer::new(|client| {
+        Operator::new(
+            client,
+            staircase!(Sloppy => [generated_child, remember_generated]),
+        )
+    })
+    .crd(Sloppy::crd())
+    .variants(&[Variant::Random])
+    .seeds(60)
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("retried generated child").create(sloppy("s")))
+    .run()
+    .await;
+    let failures: Vec<_> = report.failures().collect();
+    assert!(!failures.is_empty(), "{report}");
+    for f in failures {
+        assert!(
+            f.problem
+                .contains("504 after commit on create #1 of configmaps")
+                && f.problem
+                    .contains("objects configmaps/default/s-<generated> owner Sloppy/s")
+                && f.problem.contains("duplicate: "),
+            "{report}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What "not converged" says.
+
+/// BROKEN: never finds what it made (a new generate-named ConfigMap on every run).
+#[step]
+async fn pile_up(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
+    let cm = ctx
+        .api::<ConfigMap>()
+        .create(&PostParams::default(), &generated_cm(s))
+        .await?;
+    Ok(Outcome::modified(format!(
+        "created ConfigMap {}",
+        cm.name_any()
+    )))
+}
+
+/// BROKEN: fails on every run.
+#[step]
+async fn always_fails(_: &Sloppy, _: &Context) -> Result<Outcome> {
+    Err(Error::msg("the database is on fire"))
+}
+
+/// A phase that never settles names the step that keeps acting or failing, its error, the last
+/// runs, and whether the operator keeps creating objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_converged_names_the_step_its_error_and_the_objects_it_creates() {
+    let problem = |report: &Report| {
+        let failures: Vec<_> = report.failures().collect();
+        assert_eq!(failures.len(), 1, "{report}");
+        assert_eq!(failures[0].variant, "reference", "{report}");
+        failures[0].problem.clone()
+    };
+    let report = Explorer::new(|client| Operator::new(client, staircase!(Sloppy => [pile_up])))
+        .crd(Sloppy::crd())
+        .reproduce_with(REPRODUCE)
+        .scenario(Scenario::new("pile up").create(sloppy("s")))
+        .run()
+        .await;
+    let p = problem(&report);
+    for want in [
+        "not converged after 2000 runs (s still changing); last 5 runs of default/s:",
+        ": pile_up failed: runaway step: `pile_up` made a modification in each of the last",
+        "[POST /api/v1/namespaces/default/configmaps (201)]",
+        "in the last 64 runs: pile_up failed ×64 (last error: runaway step:",
+        "it keeps creating objects: 64 creates in its last 64 runs \
+         (POST /api/v1/namespaces/default/configmaps ×64)",
+    ] {
+        assert!(p.contains(want), "{want:?} in:\n{p}");
+    }
+    let report =
+        Explorer::new(|client| Operator::new(client, staircase!(Sloppy => [always_fails])))
+            .crd(Sloppy::crd())
+            .reproduce_with(REPRODUCE)
+            .scenario(Scenario::new("fails").create(sloppy("s")))
+            .run()
+            .await;
+    let p = problem(&report);
+    for want in [
+        "not converged after 2000 runs (s still changing)",
+        ": always_fails failed: step `always_fails` failed: the database is on fire",
+        "in the last 64 runs: always_fails failed ×64 (last error: step `always_fails` failed: \
+         the database is on fire)",
+        "it created no object in its last 64 runs",
+    ] {
+        assert!(p.contains(want), "{want:?} in:\n{p}");
     }
 }

@@ -51,6 +51,8 @@ pub struct Fault {
     subresource: Option<Option<String>>,
     name: Option<String>,
     namespace: Option<String>,
+    user_agent: Option<String>,
+    field_manager: Option<String>,
     nth: usize,
     times: Option<usize>,
 }
@@ -64,6 +66,8 @@ impl Fault {
             subresource: None,
             name: None,
             namespace: None,
+            user_agent: None,
+            field_manager: None,
             nth: 1,
             times,
         }
@@ -152,6 +156,22 @@ impl Fault {
         self
     }
 
+    /// Only requests of one client: those whose `User-Agent` header starts with `agent` (e.g.
+    /// `replica-b` matches `replica-b/1.0 (linux)`). Give each client its own agent through
+    /// `kube::Config::headers`, and a fault can cut off one replica while the others go on.
+    pub fn user_agent(mut self, agent: &str) -> Self {
+        self.user_agent = Some(agent.into());
+        self
+    }
+
+    /// Only requests made as this field manager: the `fieldManager` parameter, or for a request
+    /// without one, the manager the server derives from the user agent (its program name, as
+    /// Kubernetes does). Reads carry no `fieldManager`, so they match by the derived one.
+    pub fn field_manager(mut self, manager: &str) -> Self {
+        self.field_manager = Some(manager.into());
+        self
+    }
+
     /// Skip the first `n - 1` matching requests (1 = the first match fires).
     pub fn nth(mut self, n: usize) -> Self {
         self.nth = n.max(1);
@@ -193,6 +213,14 @@ impl Fault {
                 .namespace
                 .as_ref()
                 .is_none_or(|n| Some(n.as_str()) == r.namespace)
+            && self
+                .user_agent
+                .as_ref()
+                .is_none_or(|a| r.user_agent.is_some_and(|u| u.starts_with(a.as_str())))
+            && self
+                .field_manager
+                .as_ref()
+                .is_none_or(|m| m == r.field_manager)
     }
 }
 
@@ -208,6 +236,10 @@ pub(crate) struct RequestInfo<'a> {
     pub subresource: Option<&'a str>,
     pub name: Option<&'a str>,
     pub namespace: Option<&'a str>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// The `fieldManager` parameter, else the manager derived from the user agent.
+    pub field_manager: &'a str,
 }
 
 /// What the server must do for one request, decided when it arrives.
@@ -403,5 +435,88 @@ impl Faults {
             }
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ApiServer;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams};
+
+    /// A client of the server that sends this `User-Agent`.
+    fn client_as(server: &ApiServer, agent: &'static str) -> kube::Client {
+        let mut config = server.config();
+        // kube's own retries would hide the injected answers.
+        config.default_retry = false;
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(agent),
+        ));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    fn cm(name: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm
+    }
+
+    fn code(r: kube::Result<ConfigMap>) -> u16 {
+        match r {
+            Ok(_) => 200,
+            Err(kube::Error::Api(e)) => e.code,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+
+    /// A fault aimed at one client by its user agent cuts off that client only, and counts only
+    /// its requests; one aimed at a field manager fails only that manager's writes.
+    #[tokio::test]
+    async fn faults_can_target_one_client() {
+        let server = ApiServer::start().await.expect("server");
+        let (a, b) = (
+            client_as(&server, "replica-a/1.0"),
+            client_as(&server, "replica-b/1.0"),
+        );
+        let (api_a, api_b): (Api<ConfigMap>, Api<ConfigMap>) =
+            (Api::default_namespaced(a), Api::default_namespaced(b));
+        let pp = PostParams::default();
+        let partitioned = server.faults().inject(
+            Fault::fail(503, "ServiceUnavailable")
+                .user_agent("replica-b")
+                .verb(Verb::Create)
+                .nth(2)
+                .always(),
+        );
+        assert_eq!(code(api_a.create(&pp, &cm("a1")).await), 200);
+        // Replica a's create did not count towards the rule: b's first create still passes.
+        assert_eq!(code(api_b.create(&pp, &cm("b1")).await), 200);
+        assert_eq!(code(api_b.create(&pp, &cm("b2")).await), 503);
+        assert_eq!(code(api_a.create(&pp, &cm("a2")).await), 200);
+        assert_eq!(server.faults().fired(partitioned), 1);
+        server.faults().clear();
+
+        server.faults().inject(
+            Fault::fail(500, "InternalError")
+                .field_manager("mover")
+                .always(),
+        );
+        let as_mover = PostParams {
+            field_manager: Some("mover".into()),
+            ..Default::default()
+        };
+        assert_eq!(code(api_a.create(&as_mover, &cm("m1")).await), 500);
+        assert_eq!(code(api_a.create(&pp, &cm("a3")).await), 200);
+        // Without `fieldManager`, a request's manager is its agent's program name.
+        server.faults().inject(
+            Fault::fail(500, "InternalError")
+                .field_manager("replica-a")
+                .always(),
+        );
+        assert_eq!(code(api_a.get("a1").await), 500);
+        assert_eq!(code(api_b.get("a1").await), 200);
+        server.shutdown().await;
     }
 }

@@ -355,6 +355,9 @@ async fn answer(
         user_agent: user_agent.clone(),
         elapsed: Duration::ZERO,
     };
+    let effective_manager = field_manager
+        .clone()
+        .unwrap_or_else(|| default_manager(user_agent.as_deref()));
     let decision = shared.faults.decide(&RequestInfo {
         verb,
         group: rpath.as_ref().map(|p| p.group.as_str()),
@@ -362,6 +365,8 @@ async fn answer(
         subresource: rpath.as_ref().and_then(|p| p.subresource.as_deref()),
         name: rpath.as_ref().and_then(|p| p.name.as_deref()),
         namespace: rpath.as_ref().and_then(|p| p.namespace.as_deref()),
+        user_agent: user_agent.as_deref(),
+        field_manager: &effective_manager,
     });
     let rt = decision.round_trip;
     if !decision.latency.is_zero() {
@@ -412,8 +417,7 @@ async fn answer(
                 content_type,
                 accept: header_str(header::ACCEPT).unwrap_or_default(),
                 body,
-                field_manager: field_manager
-                    .unwrap_or_else(|| default_manager(user_agent.as_deref())),
+                field_manager: effective_manager,
             };
             match handlers::handle(&shared.store, &shared.faults, rr) {
                 Ok(Reply::Json(code, v, warnings)) => {

@@ -111,17 +111,81 @@ pub(crate) async fn resources(
 #[derive(Default)]
 pub(crate) struct Names {
     uids: BTreeMap<String, String>,
+    /// Names the server generated (`metadata.generateName` plus a random suffix), by the
+    /// identity their object is compared under.
+    generated: BTreeMap<String, String>,
     /// Applied configurations by their [`APPLIED_HASH_ANNOTATION`], as the operator sent them.
     pub applied: BTreeMap<String, Value>,
 }
 
 impl Names {
-    /// `text` with every uid named.
+    /// `text` with every uid and generated name named.
     pub(crate) fn name_uids(&self, text: &str) -> String {
         let mut s = Value::String(text.to_string());
-        walk(&mut s, &self.uids, false);
+        walk(&mut s, self, false);
         s.as_str().unwrap_or(text).to_string()
     }
+}
+
+/// What stands for the random suffix of a generated name in snapshot keys and in the objects'
+/// `metadata.name`.
+pub(crate) const GENERATED: &str = "<generated>";
+
+/// The `generateName` a name was generated from: the object has one and its name is that
+/// prefix plus a suffix.
+fn generated_from(meta: &Value) -> Option<&str> {
+    let prefix = meta["generateName"].as_str().filter(|p| !p.is_empty())?;
+    let name = meta["name"].as_str()?;
+    (name.len() > prefix.len() && name.starts_with(prefix)).then_some(prefix)
+}
+
+/// The identity an object with a generated name is compared under, in place of its name:
+/// `plural/namespace/<generateName><generated>`, its owners (`owner Kind/name`) and its labels
+/// (with uids named), so that the same object in two cases has the same key, and two objects
+/// of one identity in a case show as a duplicate.
+fn generated_identity(base: &str, prefix: &str, meta: &Value, names: &Names) -> String {
+    let mut key = format!("{base}/{prefix}{GENERATED}");
+    let owners: Vec<String> = meta["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["kind"].as_str().unwrap_or("?"),
+                r["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !owners.is_empty() {
+        key.push_str(&format!(" owner {}", owners.join(",")));
+    }
+    if let Some(labels) = meta["labels"].as_object().filter(|l| !l.is_empty()) {
+        let mut labels = Value::Object(labels.clone());
+        walk(&mut labels, names, false);
+        let list: Vec<String> = labels
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        key.push_str(&format!(" labels {}", list.join(",")));
+    }
+    key
+}
+
+/// How many objects with a generated name each identity has in a snapshot (the keys of the
+/// second and later objects of one identity carry ` #2`, ` #3`, …).
+pub(crate) fn generated_counts(s: &Snapshot) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for key in s.keys().filter(|k| k.contains(GENERATED)) {
+        let base = match key.rsplit_once(" #") {
+            Some((b, n)) if n.chars().all(|c| c.is_ascii_digit()) => b,
+            _ => key.as_str(),
+        };
+        *out.entry(base.to_string()).or_default() += 1;
+    }
+    out
 }
 
 /// Lists every resource of `resources` (in all namespaces) and every external record, and
@@ -134,23 +198,69 @@ pub(crate) async fn snapshot(
     names: &mut Names,
 ) -> anyhow::Result<Snapshot> {
     let mut raw = Vec::new();
+    // Objects whose name the server generated, by identity: keyed once the names they hold
+    // (their owners', in labels) are known.
+    let mut generated: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut bases = Vec::new();
     for (ar, namespaced) in resources {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
         for o in api.list(&ListParams::default()).await?.items {
             let name = o.metadata.name.clone().unwrap_or_default();
-            let key = match (&o.metadata.namespace, namespaced) {
-                (Some(ns), true) => format!("{}/{ns}/{name}", ar.plural),
-                _ => format!("{}/{name}", ar.plural),
+            let base = match (&o.metadata.namespace, namespaced) {
+                (Some(ns), true) => format!("{}/{ns}", ar.plural),
+                _ => ar.plural.clone(),
             };
             let mut v = serde_json::to_value(&o)?;
             v["kind"] = Value::String(ar.kind.clone());
-            raw.push((key, v));
+            if generated_from(&v["metadata"]).is_some() {
+                bases.push((base, v));
+            } else {
+                raw.push((format!("{base}/{name}"), v));
+            }
         }
     }
     // uids are random per server: name them by their object so references stay comparable.
     for (key, v) in &raw {
         if let Some(u) = v["metadata"]["uid"].as_str() {
             names.uids.insert(u.to_string(), format!("<uid of {key}>"));
+        }
+    }
+    for (base, v) in bases {
+        let prefix = generated_from(&v["metadata"])
+            .unwrap_or_default()
+            .to_string();
+        let identity = generated_identity(&base, &prefix, &v["metadata"], names);
+        generated.entry(identity).or_default().push(v);
+    }
+    for (identity, mut objs) in generated {
+        // Several objects of one identity are told apart by their content, not their names.
+        let content = |v: &Value| {
+            let mut c = v.clone();
+            if let Some(m) = c.as_object_mut() {
+                m.remove("metadata");
+            }
+            walk(&mut c, names, false);
+            c.to_string()
+        };
+        objs.sort_by_cached_key(content);
+        for (i, mut v) in objs.into_iter().enumerate() {
+            let key = match i {
+                0 => identity.clone(),
+                _ => format!("{identity} #{}", i + 1),
+            };
+            let prefix = generated_from(&v["metadata"])
+                .unwrap_or_default()
+                .to_string();
+            if let Some(n) = v["metadata"]["name"].as_str() {
+                names
+                    .generated
+                    .insert(n.to_string(), format!("<name of {key}>"));
+            }
+            if let Some(u) = v["metadata"]["uid"].as_str() {
+                names.uids.insert(u.to_string(), format!("<uid of {key}>"));
+            }
+            v["metadata"]["name"] = Value::String(format!("{prefix}{GENERATED}"));
+            raw.push((key, v));
         }
     }
     let mut out = Snapshot::new();
@@ -178,7 +288,7 @@ fn external_records(
             for path in &cfg.ignore {
                 remove_path(&mut v, path);
             }
-            walk(&mut v, &names.uids, false);
+            walk(&mut v, names, false);
             let key = format!("external/{}/{}", external.name(), names.name_uids(&r.key));
             (key, v)
         })
@@ -234,7 +344,7 @@ fn normalize(v: &mut Value, names: &Names, cfg: &CompareConfig) {
     for path in &cfg.ignore {
         remove_path(v, path);
     }
-    walk(v, &names.uids, false);
+    walk(v, names, false);
 }
 
 /// The keys of a field path: separated by `.`; a key that contains dots is written in brackets
@@ -287,16 +397,21 @@ fn remove_path(v: &mut Value, path: &str) {
     }
 }
 
-fn walk(v: &mut Value, uids: &BTreeMap<String, String>, in_conditions: bool) {
+fn walk(v: &mut Value, names: &Names, in_conditions: bool) {
     match v {
         Value::String(s) => {
-            for (u, name) in uids {
+            for (u, name) in &names.uids {
                 if s.contains(u.as_str()) {
                     *s = s.replace(u.as_str(), name);
                 }
             }
+            for (n, name) in &names.generated {
+                if s.contains(n.as_str()) {
+                    *s = replace_name(s, n, name);
+                }
+            }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, uids, in_conditions)),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, names, in_conditions)),
         Value::Object(o) => {
             if in_conditions {
                 for t in CONDITION_TIMES {
@@ -304,11 +419,35 @@ fn walk(v: &mut Value, uids: &BTreeMap<String, String>, in_conditions: bool) {
                 }
             }
             for (k, x) in o.iter_mut() {
-                walk(x, uids, k == "conditions");
+                walk(x, names, k == "conditions");
             }
         }
         _ => {}
     }
+}
+
+/// `s` with every occurrence of the object name `name` that stands alone (not inside a longer
+/// name: the characters around it are not `[a-z0-9-]`) replaced by `with`.
+fn replace_name(s: &str, name: &str, with: &str) -> String {
+    let part = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(name) {
+        let before = match i {
+            0 => out.chars().next_back(),
+            _ => rest[..i].chars().next_back(),
+        };
+        let after = rest[i + name.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if part(before) || part(after) {
+            out.push_str(name);
+        } else {
+            out.push_str(with);
+        }
+        rest = &rest[i + name.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Secret data is base64; decode it so uids inside (tokens derived from them) can be named.
@@ -507,6 +646,7 @@ mod tests {
             let names = Names {
                 uids: BTreeMap::from([(uid.to_string(), "<uid of p>".to_string())]),
                 applied: BTreeMap::from([(hash.to_string(), applied(uid, hash, m))]),
+                ..Default::default()
             };
             let mut v = child(uid, hash);
             normalize(&mut v, &names, &cfg);

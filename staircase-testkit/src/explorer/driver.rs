@@ -17,7 +17,9 @@ use staircase_runtime::{ApiScope, Operator, RunEnd, RunReport, Stairs};
 use tokio::sync::Notify;
 
 use super::ExplorableResource;
+use super::actor::{Actor, Stage};
 use super::compare::{self, CompareConfig, Listed, Names, Snapshot};
+use super::diagnose::Recent;
 use super::external::{Calls, ExternalService};
 use super::gate::{Gate, GateWrite, Lister};
 use super::scenario::{self, Scenario};
@@ -127,6 +129,10 @@ pub(crate) struct Setup<K, S, M, C> {
     pub guard: Duration,
     /// The operator's resync period in the controller-loop variants.
     pub resync: Duration,
+    /// Actors played in every scenario.
+    pub actors: Vec<Actor>,
+    /// Whether the operator's client retries 429, 503 and 504 answers (kube's default).
+    pub retries: bool,
 }
 
 /// The one-write rule, checked on one report: no violation, at most one step write, and
@@ -179,6 +185,8 @@ struct Cx<K, S, M, C> {
     /// Every resource a snapshot may list, with its scope.
     compared: Vec<Listed>,
     names: Names,
+    /// The other actors of the cluster.
+    stage: Stage,
 }
 
 /// Runs one case of `scenario` under `plan`.
@@ -194,12 +202,12 @@ where
     C: Stairs<K, S>,
 {
     let server = ApiServer::start().await?;
-    let admin = client(&server);
+    let admin = server.client();
     install(&admin, &setup.crds, &scenario.namespace).await?;
     let gate = Gate::new();
     gate.set_plan(plan.crash_at.clone(), plan.lose_at.clone());
     let ext = ExternalService::gated(&setup.external, gate.clone());
-    let op = (setup.factory)(gate.client(client(&server)), &ext);
+    let op = (setup.factory)(gate.client(client(&server, setup.retries)), &ext);
     let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&scenario.namespace));
     let primary = ApiResource::erase::<K>(&());
     let namespaced = TypeId::of::<K::Scope>() != TypeId::of::<k8s_openapi::ClusterResourceScope>();
@@ -215,6 +223,14 @@ where
         out: CaseOutcome::default(),
         compared,
         names: Names::default(),
+        stage: Stage::new(
+            setup
+                .actors
+                .iter()
+                .chain(&scenario.actors)
+                .cloned()
+                .collect(),
+        ),
     };
     match plan.mode {
         Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx).await?,
@@ -236,9 +252,13 @@ where
     Ok(cx.out)
 }
 
-/// A client for the case's server (plain HTTP, no CA bundle loaded: see `ApiServer::client`).
-fn client(server: &ApiServer) -> kube::Client {
-    server.client()
+/// A client for the operator on the case's server (plain HTTP, no CA bundle loaded: see
+/// `ApiServer::client`), retrying 429, 503 and 504 answers like kube's default client when
+/// `retries` says so.
+fn client(server: &ApiServer, retries: bool) -> kube::Client {
+    let mut config = server.config();
+    config.default_retry = retries;
+    kube::Client::try_from(config).expect("plain-http client")
 }
 
 async fn install(
@@ -377,7 +397,7 @@ where
         } else {
             0
         };
-        let settled = converge(setup, plan, cx, phase).await;
+        let settled = converge(setup, plan, cx, phase, &scenario.accepted_waits).await;
         cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
         faults.clear();
         if plan.record_requests {
@@ -407,6 +427,15 @@ where
                     break;
                 };
                 cached = Some((obj.clone(), seen));
+                // Actors that change something make the run after them see it (and the
+                // explorer count the changes it causes).
+                if let Err(text) = acts(cx).await {
+                    cx.out.problems.push(Problem {
+                        phase: scenario.actions.len(),
+                        text,
+                    });
+                    break;
+                }
                 let w = cx.gate.visible();
                 if let Some(r) = cx.op.run_once(obj).await {
                     for text in check_report(&r, Some(cx.gate.visible() - w)) {
@@ -430,6 +459,7 @@ async fn converge<K, S, M, C>(
     plan: &CasePlan,
     cx: &mut Cx<K, S, M, C>,
     phase: usize,
+    accepted: &[String],
 ) -> Result<(), String>
 where
     K: ExplorableResource,
@@ -437,8 +467,9 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
+    let mut recent = Recent::default();
     loop {
-        let mut quiet = true;
+        let mut quiet = !acts(cx).await?;
         let mut unsettled = Vec::new();
         let listed_at = cx.server.resource_version();
         let listed = retry(|| objects(&cx.api))
@@ -446,13 +477,18 @@ where
             .map_err(|e| format!("listing failed: {e}"))?;
         for obj in listed {
             let name = obj.name_any();
+            let key = object_key(&obj);
             let mut cached = Some((obj, listed_at));
             loop {
                 if cx.out.runs >= plan.max_runs {
                     return Err(format!(
-                        "not converged after {} runs ({name} still changing)",
-                        cx.out.runs
+                        "not converged after {} runs ({name} still changing); {}",
+                        cx.out.runs,
+                        recent.explain(Some(&key))
                     ));
+                }
+                if acts(cx).await? {
+                    quiet = false;
                 }
                 let obj = match current(cx, &name, cached.take()).await {
                     Ok(Some((o, seen))) => {
@@ -474,13 +510,17 @@ where
                     None => {
                         // The process died after a committed write; a new one starts from scratch.
                         cx.out.crashes += 1;
-                        cx.op = (setup.factory)(cx.gate.client(client(&cx.server)), &cx.ext);
+                        cx.op = (setup.factory)(
+                            cx.gate.client(client(&cx.server, setup.retries)),
+                            &cx.ext,
+                        );
                         quiet = false;
                         continue;
                     }
                     Some(None) => break,
                     Some(Some(r)) => r,
                 };
+                recent.push(&report);
                 let seen = cx.gate.visible() - before;
                 for text in check_report(&report, Some(seen)) {
                     cx.out.problems.push(Problem { phase, text });
@@ -496,6 +536,7 @@ where
                     RunEnd::Converged | RunEnd::Done { .. } if report.status_error.is_some() => {}
                     RunEnd::Converged => break,
                     RunEnd::Done { .. } => break,
+                    RunEnd::Waiting { step, .. } if accepted.iter().any(|a| a == step) => break,
                     RunEnd::Waiting { step, reason } => {
                         unsettled.push(format!("{name}: {step} waits: {reason}"));
                         break;
@@ -507,10 +548,24 @@ where
         if quiet {
             return match unsettled.is_empty() {
                 true => Ok(()),
-                false => Err(format!("not converged: {}", unsettled.join("; "))),
+                false => Err(format!(
+                    "not converged: {} (nothing changes any more: if another controller would \
+                     end the wait, play it with an explorer::Actor; if the wait is the expected \
+                     end state, accept it with Scenario::accept_wait)",
+                    unsettled.join("; ")
+                )),
             };
         }
     }
+}
+
+/// Lets the actors react to the world; whether they changed it.
+async fn acts<K, S, M, C>(cx: &mut Cx<K, S, M, C>) -> Result<bool, String> {
+    let server = &cx.server;
+    cx.stage
+        .play(&cx.admin, || server.resource_version())
+        .await
+        .map_err(|e| format!("{e:#}"))
 }
 
 async fn looped<K, S, M, C>(
@@ -535,7 +590,7 @@ where
     cx.gate.watch_primary(primary, lister(&cx.api));
     // The scenario's writes make views stale: the oracle must know their versions.
     let admin = cx.gate.tap(cx.admin.clone());
-    let op = (setup.factory)(cx.gate.client(client(&cx.server)), &cx.ext);
+    let op = (setup.factory)(cx.gate.client(client(&cx.server, setup.retries)), &cx.ext);
     // Resync, the read-your-writes grace and the retry backoff drive recovery from lost or late
     // events and failed requests; at their production defaults (10 min, 2 s, 200 ms doubling) a
     // case would take minutes.
@@ -582,6 +637,10 @@ where
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut writes = cx.gate.committed();
+        // When the actors last changed something: only runs that started later have seen it.
+        let mut actors_at = acted;
+        let mut actor_error: Option<String>;
+        let accepted = &scenario.accepted_waits;
         let settled = loop {
             let notified = notify.notified();
             let ran = reports.lock().expect("reports").len() - mark;
@@ -596,7 +655,21 @@ where
                 cx.out.resets_fired += 1;
                 false
             });
-            if settled_in_loop(&cx.api, &reports, mark, acted).await? {
+            // The actors' requests may race the operator's (a conflict): they try again on the
+            // next look, and only an error that persists is reported.
+            match cx.stage.play(&admin, || cx.server.resource_version()).await {
+                Ok(changed) => {
+                    actor_error = None;
+                    if changed {
+                        actors_at = Instant::now();
+                        last_progress = actors_at;
+                    }
+                }
+                Err(e) => actor_error = Some(format!("{e:#}")),
+            }
+            if actor_error.is_none()
+                && settled_in_loop(&cx.api, &reports, mark, actors_at, accepted).await?
+            {
                 break true;
             }
             if cx.gate.committed() != writes {
@@ -604,13 +677,19 @@ where
                 last_progress = Instant::now();
             }
             if started.elapsed() > setup.guard {
-                cx.out.problems.push(Problem {
-                    phase,
-                    text: format!(
-                        "not converged within {:?} under the controller loop",
-                        setup.guard
-                    ),
-                });
+                let mut recent = Recent::default();
+                for (_, r) in &reports.lock().expect("reports")[mark..] {
+                    recent.push(r);
+                }
+                let mut text = format!(
+                    "not converged within {:?} under the controller loop; {}",
+                    setup.guard,
+                    recent.explain(None)
+                );
+                if let Some(e) = &actor_error {
+                    text.push_str(&format!("\n{e}"));
+                }
+                cx.out.problems.push(Problem { phase, text });
                 break false;
             }
             if last_progress.elapsed() > setup.patience {
@@ -643,8 +722,17 @@ where
         let snap = loop {
             let before = cx.gate.committed();
             let snap = cx.snapshot(setup).await?;
+            let actors_quiet = match cx.stage.play(&admin, || cx.server.resource_version()).await {
+                Ok(false) => true,
+                Ok(true) => {
+                    actors_at = Instant::now();
+                    false
+                }
+                Err(_) => false,
+            };
             if cx.gate.committed() == before
-                && settled_in_loop(&cx.api, &reports, mark, acted).await?
+                && actors_quiet
+                && settled_in_loop(&cx.api, &reports, mark, actors_at, accepted).await?
             {
                 break Some(snap);
             }
@@ -734,8 +822,9 @@ fn object_key<K: Resource>(o: &K) -> String {
 }
 
 /// Every live object ran since the action (a run reported from `mark` on that started after
-/// `acted`: a run already under way may have read the world before the action), its newest
-/// such run settled (converged, or ended early with `Outcome::done`) at its current generation
+/// `acted`, the action or the actors' latest change: a run already under way may have read the
+/// world before it), its newest such run settled (converged, ended early with `Outcome::done`,
+/// or waits in a step the scenario accepts a wait of) at its current generation
 /// and wrote nothing, not even status (a run that wrote its status triggers another, which could
 /// still fail), and nothing is being deleted.
 async fn settled_in_loop<K>(
@@ -743,6 +832,7 @@ async fn settled_in_loop<K>(
     reports: &Mutex<Vec<(Instant, RunReport)>>,
     mark: usize,
     acted: Instant,
+    accepted: &[String],
 ) -> anyhow::Result<bool>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
@@ -759,7 +849,12 @@ where
                 .map(|(_, r)| r)
                 .find(|r| r.object == key)
                 .is_some_and(|r| {
-                    matches!(r.end, RunEnd::Converged | RunEnd::Done { .. })
+                    let settled = match &r.end {
+                        RunEnd::Converged | RunEnd::Done { .. } => true,
+                        RunEnd::Waiting { step, .. } => accepted.iter().any(|a| a == step),
+                        _ => false,
+                    };
+                    settled
                         && !r.status_written
                         && r.status_error.is_none()
                         && r.generation == o.meta().generation

@@ -46,6 +46,18 @@
 //! [`Explorer::with_external`]) so that those effects are crash points too and duplicates are
 //! counted.
 //!
+//! # Other actors, accepted waits, generated names
+//!
+//! The embedded server runs no controllers. An operator that waits for one (a Deployment
+//! becoming available) gets it played by an [`Actor`] — a closure over the objects of one kind,
+//! run by the explorer while the operator runs ([`Explorer::actor`], [`Scenario::with_actor`];
+//! [`Actor::deployment_controller`] makes every Deployment available) — or has its wait accepted
+//! as a settled end state ([`Scenario::accept_wait`]). Objects named by `generateName` are
+//! compared under their identity (generateName, owners, labels) instead of their random name,
+//! and a case with more objects of one identity than the reference reports a duplicate. A phase
+//! that never settles is reported with the object's last runs, the steps that acted or failed
+//! (with their errors) and the objects the operator keeps creating.
+//!
 //! # Variants and pass criteria
 //!
 //! See [`Variant`]. In the controller-loop variants the **stale-view oracle** also holds every
@@ -87,7 +99,9 @@
 //! changed since it last read it and snapshots only the kinds somebody wrote. A controller-loop
 //! case mostly waits for the loop, up to a second or so.
 
+mod actor;
 mod compare;
+mod diagnose;
 mod driver;
 mod external;
 mod gate;
@@ -110,6 +124,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use staircase_runtime::{ApiScope, Operator, Stairs};
 
+pub use actor::Actor;
 pub use compare::{Snapshot, diff};
 pub use external::{Calls, ExternalError, ExternalService, Record};
 pub use report::{Failure, Report, ScenarioReport, VariantStats};
@@ -239,6 +254,8 @@ where
                 // A guard against hangs only: generous, so a loaded CI machine never trips it.
                 guard: Duration::from_secs(60),
                 resync: Duration::from_millis(50),
+                actors: Vec::new(),
+                retries: true,
             },
             scenarios: Vec::new(),
             variants: Variant::ALL.to_vec(),
@@ -257,6 +274,23 @@ where
     /// Installs this CRD on every fresh server (once per CRD the operator uses).
     pub fn crd(mut self, crd: CustomResourceDefinition) -> Self {
         self.setup.crds.push(crd);
+        self
+    }
+
+    /// Plays another actor of the cluster in every scenario (see [`Actor`] and
+    /// [`Scenario::with_actor`]).
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.setup.actors.push(actor);
+        self
+    }
+
+    /// Whether the operator's client retries answers of 429, 503 and 504 by itself, as kube's
+    /// default client does (`kube::Config::default_retry`, on by default); set it as your
+    /// production client is configured. Such a retry sends the request again, a create
+    /// included: a create with `generateName` whose first attempt was committed but answered
+    /// 504 makes a second object, which the random variants report as a duplicate.
+    pub fn client_retries(mut self, on: bool) -> Self {
+        self.setup.retries = on;
         self
     }
 

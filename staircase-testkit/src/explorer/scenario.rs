@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use staircase_runtime::ApiScope;
 
+use super::actor::Actor;
+
 type Custom = Arc<dyn Fn(kube::Client) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
 type Edit<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
 
@@ -74,6 +76,9 @@ pub struct Scenario<K> {
     pub(crate) name: String,
     pub(crate) namespace: String,
     pub(crate) actions: Vec<Action<K>>,
+    pub(crate) actors: Vec<Actor>,
+    /// Steps whose `Outcome::wait` settles a phase.
+    pub(crate) accepted_waits: Vec<String>,
 }
 
 impl<K> Scenario<K>
@@ -93,6 +98,8 @@ where
             name: name.into(),
             namespace: "default".into(),
             actions: Vec::new(),
+            actors: Vec::new(),
+            accepted_waits: Vec::new(),
         }
     }
 
@@ -143,6 +150,24 @@ where
             describe.into(),
             Arc::new(move |c| Box::pin(f(c))),
         ));
+        self
+    }
+
+    /// Plays another actor of the cluster throughout the scenario (see [`Actor`]), e.g. a
+    /// Deployment controller that makes the operator's Deployments available.
+    /// [`Explorer::actor`](super::Explorer::actor) adds one to every scenario.
+    pub fn with_actor(mut self, actor: Actor) -> Self {
+        self.actors.push(actor);
+        self
+    }
+
+    /// Lets an `Outcome::wait` of the step named `step` settle a phase: an object whose run ends
+    /// waiting in that step counts as converged, and its end state is compared like any other.
+    /// For a wait on something no [`Actor`] provides in the scenario (an approval, an external
+    /// system); without it, a phase whose object still waits fails with "not converged: … waits:
+    /// …". Applies to every phase of the scenario.
+    pub fn accept_wait(mut self, step: &str) -> Self {
+        self.accepted_waits.push(step.to_string());
         self
     }
 

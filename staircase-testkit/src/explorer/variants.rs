@@ -130,6 +130,25 @@ pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> V
             ));
         }
     }
+    // Objects with generated names are compared by identity: more of one identity than the
+    // reference has is a duplicate, whatever their random names.
+    for (phase, (r, c)) in reference.snapshots.iter().zip(&case.snapshots).enumerate() {
+        if let (Some(r), Some(c)) = (r, c) {
+            let want = super::compare::generated_counts(r);
+            for (identity, n) in super::compare::generated_counts(c) {
+                let m = want.get(&identity).copied().unwrap_or(0);
+                if n > m.max(1) {
+                    problems.push((
+                        phase,
+                        format!(
+                            "duplicate: {n} objects {identity} (named by generateName), the \
+                             reference has {m}"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let (rc, cc) = (creates(reference), creates(case));
     let mut duplicates = 0;
     for (path, n) in &cc {
@@ -224,13 +243,15 @@ pub(crate) fn random_plan(
         let at = candidates[rng.below(candidates.len() as u64) as usize];
         let target = &full[at];
         let same = |r: &crate::RequestRecord| {
-            r.verb == target.verb
+            r.user_agent == target.user_agent
+                && r.verb == target.verb
                 && r.resource == target.resource
                 && r.subresource == target.subresource
                 && r.name == target.name
                 && r.namespace == target.namespace
         };
-        // Fault rules count every matching request, the explorer's included.
+        // The fault counts the operator's requests only: the explorer's own and its actors' are
+        // never hit.
         let nth = full[..=at].iter().filter(|r| same(r)).count();
         let write = target.verb.is_some_and(|v| v.is_write());
         let (fault, label) = match kind {
@@ -248,11 +269,13 @@ pub(crate) fn random_plan(
     (plan, n, what.join("; "))
 }
 
-/// The controller-loop plan of a stale-view or lost-events case.
-/// `fault` aimed at the `nth` request like `target` (same verb, resource, subresource, name and
-/// namespace), and how to describe it in a report.
+/// `fault` aimed at the `nth` request of the operator like `target` (same verb, resource,
+/// subresource, name and namespace), and how to describe it in a report.
 fn aim(fault: Fault, target: &crate::RequestRecord, nth: usize) -> (Fault, String) {
-    let mut f = fault.verb(target.verb.expect("filtered")).nth(nth);
+    let mut f = fault
+        .user_agent(OPERATOR_AGENT)
+        .verb(target.verb.expect("filtered"))
+        .nth(nth);
     if let Some(r) = &target.resource {
         f = f.resource(r);
     }
@@ -277,6 +300,7 @@ fn aim(fault: Fault, target: &crate::RequestRecord, nth: usize) -> (Fault, Strin
     (f, described)
 }
 
+/// The controller-loop plan of a stale-view or lost-events case.
 pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>) -> CasePlan {
     CasePlan {
         mode: Mode::Loop { hold_back, drop },
