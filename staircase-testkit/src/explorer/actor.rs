@@ -144,7 +144,12 @@ impl Actor {
     /// holds for it from then on.
     pub fn deployment_controller() -> Self {
         Actor::status("deployment controller", |d: &Deployment| {
-            let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            // Read through JSON: `spec` is optional up to Kubernetes 1.36 and required from
+            // 1.37 on in k8s-openapi, and the version is the final binary's choice.
+            let replicas = serde_json::to_value(&d.spec)
+                .ok()
+                .and_then(|spec| spec.get("replicas")?.as_i64());
+            let wanted = replicas.map_or(1, |r| r as i32);
             Some(DeploymentStatus {
                 observed_generation: d.metadata.generation,
                 replicas: Some(wanted),
