@@ -277,3 +277,58 @@ async fn a_takeover_waits_its_delay_before_running_anything() {
     );
     b.running.stop().await;
 }
+
+/// Signalled when `blocks` starts; it then never finishes by itself.
+static BLOCKING: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[step]
+async fn blocks(_foo: &Foo) -> Result<Outcome> {
+    BLOCKING.notify_one();
+    std::future::pending().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_off_by_a_lost_leadership_is_reported_as_cancelled() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let op = Operator::new(env.client.clone(), staircase!(Foo => [blocks]))
+        .with_config(OperatorConfig::default().with_leader_election(election("a")));
+    let health = op.health();
+    let running = Running::spawn(move |reports, stop| {
+        op.on_run(staircase_tests::recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
+    });
+    until_role(&health, Leadership::Leading).await;
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("cut"))
+        .await
+        .unwrap();
+    tokio::time::timeout(GUARD, BLOCKING.notified())
+        .await
+        .expect("the step started");
+    assert!(running.reports().is_empty(), "the run is still in flight");
+
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let take = serde_json::json!({ "spec": { "holderIdentity": "intruder", "leaseDurationSeconds": 3600 } });
+    leases
+        .patch(
+            "foo-operator",
+            &PatchParams::default(),
+            &Patch::Merge(&take),
+        )
+        .await
+        .unwrap();
+    running.wait_report(|r| r.object == "default/cut").await;
+    let report = running.reports().remove(0);
+    assert_eq!(
+        report.end,
+        RunEnd::Cancelled {
+            step: Some("blocks")
+        }
+    );
+    assert!(report.steps.is_empty(), "no step finished");
+    assert!(!report.status_written);
+    running.stop().await;
+}

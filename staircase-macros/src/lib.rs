@@ -49,7 +49,9 @@ use proc_macro::TokenStream;
 ///    that takes `&T` and returns `Result<Outcome>` passes `T` on to the steps after it.
 ///
 /// The return type is `Result<Outcome>`, or `Result<Outcome<T>>` to hand `T` to later steps
-/// (any `Result<Outcome<T>, E>` with `E: Into<staircase::Error>`).
+/// (any `Result<Outcome<T>, E>` with `E: Into<staircase::Error>`; an alias of the whole return
+/// type works too). A wrong return type is reported once, at the return type, not again where
+/// the step is listed.
 ///
 /// # Options
 ///

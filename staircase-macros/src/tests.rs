@@ -75,7 +75,7 @@ fn staircase_validation_collects_every_problem() {
 fn check_step(
     args: TokenStream,
     func: TokenStream,
-) -> Result<(bool, Option<bool>, String), Vec<String>> {
+) -> Result<(String, Option<bool>, String), Vec<String>> {
     let mut errors = Errors::default();
     let options = parse_step_options(args, &mut errors);
     let func = crate::step::parse::parse_item(func).unwrap();
@@ -84,7 +84,14 @@ fn check_step(
         .finish()
         .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let def = def.unwrap();
-    Ok((def.returns_unit, def.data.map(|d| d.by_ref), def.name))
+    use crate::step::validate::Output;
+    let output = match def.output {
+        Output::Unit => "unit".to_string(),
+        Output::Data(ty) => format!("data {}", quote!(#ty)),
+        Output::Invalid => "invalid".to_string(),
+        Output::Alias => "alias".to_string(),
+    };
+    Ok((output, def.data.map(|d| d.by_ref), def.name))
 }
 
 #[test]
@@ -99,7 +106,7 @@ fn step_signature_is_understood() {
                 }
             )
         ),
-        (true, None, "a".to_string())
+        ("unit".to_string(), None, "a".to_string())
     );
     assert_eq!(
         facts(
@@ -110,7 +117,7 @@ fn step_signature_is_understood() {
                 }
             )
         ),
-        (true, Some(true), "step b".to_string())
+        ("unit".to_string(), Some(true), "step b".to_string())
     );
     assert_eq!(
         facts(
@@ -121,8 +128,40 @@ fn step_signature_is_understood() {
                 }
             )
         ),
-        (false, Some(false), "c".to_string())
+        ("data Cm".to_string(), Some(false), "c".to_string())
     );
+}
+
+#[test]
+fn a_return_type_is_classified_by_its_spelling() {
+    let output = |ret: TokenStream| {
+        check_step(quote!(), quote!(async fn a(r: &Foo) -> #ret { todo!() }))
+            .unwrap()
+            .0
+    };
+    assert_eq!(
+        output(quote!(staircase::Result<Outcome<Vec<u8>>>)),
+        "data Vec < u8 >"
+    );
+    // Certainly wrong: typed as handing nothing down, so only the return type is reported.
+    for wrong in [
+        quote!(Result<String>),
+        quote!(Result<()>),
+        quote!(anyhow::Result<Option<Outcome>>),
+        quote!(Outcome),
+        quote!(bool),
+        quote!(()),
+    ] {
+        assert_eq!(output(wrong.clone()), "invalid", "{wrong}");
+    }
+    // Possibly aliases of a valid type: left to `StepReturn`.
+    for alias in [
+        quote!(StepResult),
+        quote!(Result<MyOutcome>),
+        quote!(Result<Outcome<A, B>>),
+    ] {
+        assert_eq!(output(alias.clone()), "alias", "{alias}");
+    }
 }
 
 #[test]

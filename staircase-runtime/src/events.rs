@@ -78,6 +78,8 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
         }
         RunEnd::Converged | RunEnd::Waiting { .. } | RunEnd::Done { .. } | RunEnd::SkippedStale => {
         }
+        // This replica may no longer act: not even an Event.
+        RunEnd::Cancelled { .. } => return Vec::new(),
     }
     if let Some(error) = &report.status_error
         && report.status_failures == crate::status::STATUS_FAILURES_REPORTED

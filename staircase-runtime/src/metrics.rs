@@ -337,7 +337,7 @@ impl RunObserver {
 }
 
 /// The values of the `result` label, in the order of [`result_index`].
-const RESULTS: [&str; 8] = [
+const RESULTS: [&str; 9] = [
     "converged",
     "modified",
     "waiting",
@@ -346,6 +346,7 @@ const RESULTS: [&str; 8] = [
     "finalizer_added",
     "finalizer_removed",
     "skipped_stale",
+    "cancelled",
 ];
 
 fn result_index(end: &RunEnd) -> usize {
@@ -358,6 +359,7 @@ fn result_index(end: &RunEnd) -> usize {
         RunEnd::FinalizerAdded => 5,
         RunEnd::FinalizerRemoved => 6,
         RunEnd::SkippedStale => 7,
+        RunEnd::Cancelled { .. } => 8,
     }
 }
 

@@ -50,6 +50,8 @@ pub struct RunRecorder {
     policy: RulePolicy,
     /// The newest resourceVersion the runtime itself (finalizer, status) wrote to the object.
     runtime_rv: Option<String>,
+    /// The step running now, for the report of a run cut off in the middle of it.
+    current: Option<&'static str>,
 }
 
 impl RunRecorder {
@@ -59,11 +61,23 @@ impl RunRecorder {
             records: Vec::with_capacity(steps),
             policy,
             runtime_rv: None,
+            current: None,
         }
     }
 
+    /// A step starts.
+    pub(crate) fn begin(&mut self, step: &'static str) {
+        self.current = Some(step);
+    }
+
     pub(crate) fn push(&mut self, r: StepRecord) {
+        self.current = None;
         self.records.push(r);
+    }
+
+    /// The step that was running when the run was cut off.
+    pub(crate) fn current(&self) -> Option<&'static str> {
+        self.current
     }
 
     pub(crate) fn policy(&self) -> RulePolicy {
@@ -97,8 +111,8 @@ impl RunRecorder {
         &self.records
     }
 
-    pub(crate) fn into_records(self) -> Vec<StepRecord> {
-        self.records
+    pub(crate) fn take_records(&mut self) -> Vec<StepRecord> {
+        std::mem::take(&mut self.records)
     }
 }
 
@@ -141,6 +155,15 @@ pub enum RunEnd {
     FinalizerRemoved,
     /// The run was skipped because the watch cache was older than this operator's own last write.
     SkippedStale,
+    /// The run was cut off before it ended: this replica lost its leadership, or shutdown timed
+    /// out. The step that was running may or may not have made its change; the next run (here,
+    /// or on the replica that leads now) finds out from the world. Reported to
+    /// [`on_run`](crate::Operator::on_run) observers and counted in the metrics; no status write
+    /// and no Event follow it (this replica may no longer act).
+    Cancelled {
+        /// The step that was running, if one was.
+        step: Option<&'static str>,
+    },
 }
 
 /// Everything one run did, handed to [`on_run`](crate::Operator::on_run) observers.
@@ -233,6 +256,8 @@ impl std::fmt::Display for RunReport {
             RunEnd::SkippedStale => {
                 write!(f, ": skipped, waiting for the cache to see our last write")
             }
+            RunEnd::Cancelled { step: Some(s) } => write!(f, ": cancelled while {s} ran"),
+            RunEnd::Cancelled { step: None } => write!(f, ": cancelled"),
         }
     }
 }

@@ -124,7 +124,18 @@ where
                 Ok(None) => return (None, NextRun::OnChange),
                 Err(skip) => return skip,
             };
-            self.run_fresh(key, run_id, obj, view).await
+            let mut cut = CutOff {
+                runner: self,
+                key,
+                run_id,
+                obj: obj.clone(),
+                started,
+                rec: RunRecorder::new(self.config.rule_policy, self.steps),
+                armed: true,
+            };
+            let ran = self.run_fresh(key, run_id, obj, view, &mut cut.rec).await;
+            cut.armed = false;
+            ran
         })
         .await;
         let ready = report.as_ref().and_then(|r| match r.end {
@@ -199,6 +210,7 @@ where
         run_id: u64,
         obj: Arc<K>,
         view: View,
+        rec: &mut RunRecorder,
     ) -> (Option<RunReport>, NextRun) {
         let failures = view.failures;
         let meta = obj.meta();
@@ -215,7 +227,6 @@ where
                 deleting,
             },
         );
-        let mut rec = RunRecorder::new(self.config.rule_policy, self.steps);
         let finalizer = self.staircase.finalizer_name();
 
         let (end, permanent) = match (&self.staircase.cleanup, deleting) {
@@ -224,15 +235,15 @@ where
                 if !finalizer::has(&*obj, f) {
                     return (None, NextRun::OnChange);
                 }
-                match cleanup.climb(&obj, &ctx, &mut rec).await {
+                match cleanup.climb(&obj, &ctx, rec).await {
                     Ok(Some(_)) => {
                         match rare(finalizer::remove(&self.api_for(&obj), &obj, f)).await {
                             Ok(_) => (RunEnd::FinalizerRemoved, false),
                             Err(e) => (self.failed(None, &e.into()), false),
                         }
                     }
-                    Ok(None) => (self.end_from(&rec), false),
-                    Err(e) => (self.failed(last_step(&rec), &e), e.is_permanent()),
+                    Ok(None) => (self.end_from(rec), false),
+                    Err(e) => (self.failed(last_step(rec), &e), e.is_permanent()),
                 }
             }
             (None, true) => return (None, NextRun::OnChange),
@@ -253,10 +264,10 @@ where
                     Err(e) => (self.failed(None, &e.into()), false),
                 }
             }
-            _ => match self.staircase.main.climb(&obj, &ctx, &mut rec).await {
+            _ => match self.staircase.main.climb(&obj, &ctx, rec).await {
                 Ok(Some(_)) => (RunEnd::Converged, false),
-                Ok(None) => (self.end_from(&rec), false),
-                Err(e) => (self.failed(last_step(&rec), &e), e.is_permanent()),
+                Ok(None) => (self.end_from(rec), false),
+                Err(e) => (self.failed(last_step(rec), &e), e.is_permanent()),
             },
         };
 
@@ -281,7 +292,7 @@ where
             next_status(read(&obj), generation, &end, deleting, cfg, echo)
         });
         let status = match new_status {
-            Some(s) => Some(rare(self.write_status(&obj, s, &mut rec)).await),
+            Some(s) => Some(rare(self.write_status(&obj, s, rec)).await),
             None => None,
         };
         let status_written = matches!(status, Some(Ok(())));
@@ -308,7 +319,7 @@ where
                 },
             },
         );
-        let mut next = self.next_run(&end, &rec, wrote_primary, counts.failures, permanent);
+        let mut next = self.next_run(&end, rec, wrote_primary, counts.failures, permanent);
         let status_error = status.and_then(Result::err);
         if let Some(e) = &status_error {
             // The status is wrong and no event will come to fix it (a settled object would wait
@@ -334,7 +345,7 @@ where
             generation,
             observed_resource_version: obj.meta().resource_version.clone(),
             deleting,
-            steps: rec.into_records(),
+            steps: rec.take_records(),
             end,
             status_written,
             status_failures: counts.status_failures,
@@ -433,6 +444,7 @@ where
             RunEnd::Failed { .. } => NextRun::After(cfg.backoff.delay(failures, permanent)),
             RunEnd::FinalizerRemoved => NextRun::OnChange,
             RunEnd::SkippedStale => NextRun::After(cfg.read_your_writes_grace),
+            RunEnd::Cancelled { .. } => NextRun::OnChange,
         }
     }
 
@@ -482,4 +494,48 @@ fn rare<'a, T>(fut: impl Future<Output = T> + Send + 'a) -> BoxFuture<'a, T> {
 
 fn last_step(rec: &RunRecorder) -> Option<&'static str> {
     rec.records().last().map(|r| r.step)
+}
+
+/// A run in flight. Dropped before the run ends (leadership lost, shutdown timed out: the
+/// controller drops the run's future), it reports the run as [`RunEnd::Cancelled`] to the
+/// observers, with the steps that had finished.
+struct CutOff<'a, K: Resource<DynamicType = ()>, S, M, C> {
+    runner: &'a Runner<K, S, M, C>,
+    key: ObjectKey<'a>,
+    run_id: u64,
+    obj: Arc<K>,
+    started: Instant,
+    rec: RunRecorder,
+    armed: bool,
+}
+
+impl<K: Resource<DynamicType = ()>, S, M, C> Drop for CutOff<'_, K, S, M, C> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let step = self.rec.current();
+        tracing::warn!(object = %self.key, step, "run cancelled before it ended");
+        let meta = self.obj.meta();
+        let report = RunReport {
+            run_id: self.run_id,
+            api_version: K::api_version(&()),
+            kind: K::kind(&()),
+            uid: meta.uid.clone(),
+            object: self.key.joined(),
+            generation: meta.generation,
+            observed_resource_version: meta.resource_version.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+            steps: self.rec.take_records(),
+            end: RunEnd::Cancelled { step },
+            status_written: false,
+            status_error: None,
+            status_failures: 0,
+            next: NextRun::OnChange,
+            duration: self.started.elapsed(),
+        };
+        for o in &self.runner.observers {
+            o(&report);
+        }
+    }
 }

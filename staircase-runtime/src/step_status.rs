@@ -100,7 +100,7 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
         RunEnd::FinalizerAdded => (false, "Progressing", "finalizer added".into()),
         RunEnd::Waiting { step, reason } => (false, "Waiting", format!("{step}: {reason}").into()),
         RunEnd::Failed { error, .. } => (false, "Failed", error.as_ref().into()),
-        RunEnd::FinalizerRemoved | RunEnd::SkippedStale => return None,
+        RunEnd::FinalizerRemoved | RunEnd::SkippedStale | RunEnd::Cancelled { .. } => return None,
     };
     let (ready, ready_reason) = if deleting {
         (false, "Deleting")

@@ -39,6 +39,12 @@ pub use staircase_runtime::{children, crds, events, external, preflight, status}
 /// too). The compiler checks that every step takes `&Foo`, that all steps share one
 /// `Context<S>`, and that each step taking data gets the data an earlier step hands down; a
 /// mismatch is reported at the step that does not fit.
+///
+/// A function listed without `#[step]` is reported by the compiler as
+/// `error[E0574]: expected struct, variant or union type, found function `name``, at its name in
+/// the list: mark the function `#[step]`. (`#[step]` defines a step type of the function's name
+/// next to it; the list names those types. A macro cannot change how the compiler reports a name
+/// that has no such type.)
 // Defined as `__staircase_entry` and re-exported as `staircase`: a `use` of the name `staircase`
 // in this crate would also pick up the runtime's `staircase` module (from the glob above) and let
 // it shadow the crate name in user code that imports the prelude.

@@ -23,7 +23,7 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::validate::StepDef;
+use super::validate::{Output, StepDef};
 
 /// The step type and its impls.
 pub(crate) fn expand(def: &StepDef<'_>) -> TokenStream {
@@ -72,7 +72,8 @@ impl<'a> Generator<'a> {
             p: Self::private(def, Span::call_site()),
             s: format_ident!("__S"),
             d: format_ident!("__D"),
-            passes_through: def.returns_unit && def.data.as_ref().is_none_or(|data| data.by_ref),
+            passes_through: matches!(def.output, Output::Unit | Output::Invalid)
+                && def.data.as_ref().is_none_or(|data| data.by_ref),
         }
     }
 
@@ -187,8 +188,13 @@ impl<'a> Generator<'a> {
             quote!(type Output = #data;)
         } else {
             let ret = def.ret;
-            let p = self.p_at(ret.span());
-            quote_spanned!(ret.span()=> type Output = <#ret as #p::StepReturn>::Output;)
+            match def.output {
+                Output::Data(data) => quote_spanned!(ret.span()=> type Output = #data;),
+                _ => {
+                    let p = self.p_at(ret.span());
+                    quote_spanned!(ret.span()=> type Output = <#ret as #p::StepReturn>::Output;)
+                }
+            }
         };
         let name = &def.name;
         let read_only = def.read_only;

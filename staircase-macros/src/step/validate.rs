@@ -27,9 +27,8 @@ pub(crate) struct StepDef<'a> {
     pub(crate) data: Option<Data<'a>>,
     /// The declared return type.
     pub(crate) ret: &'a Type,
-    /// The return type is spelled `Result<Outcome>` or `Result<Outcome<()>>`: the step hands
-    /// down no data of its own, so what it received passes on to later steps.
-    pub(crate) returns_unit: bool,
+    /// What the return type says about the data the step hands down.
+    pub(crate) output: Output<'a>,
     /// `StepInfo::name`.
     pub(crate) name: String,
     /// `StepInfo::read_only`.
@@ -133,7 +132,7 @@ pub(crate) fn validate<'a>(
         state,
         data,
         ret: ret?,
-        returns_unit: ret.is_some_and(returns_unit),
+        output: ret.map_or(Output::Alias, output),
         name: options
             .name
             .as_ref()
@@ -284,26 +283,73 @@ fn last_segment<'a>(ty: &'a Type, name: &str) -> Option<&'a syn::PathSegment> {
     }
 }
 
-/// `Result<Outcome>` / `Result<Outcome<()>>` (any `Result` path, any error type).
-fn returns_unit(ret: &Type) -> bool {
+/// The data a step hands down, as far as its return type's spelling tells.
+///
+/// Spelled out, the data type is used as is rather than through `StepReturn`: when the return
+/// type is wrong, the projection would fail at every later use (the next step, `staircase!`,
+/// `Operator::new`), while a written type leaves one error, at the return type.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Output<'a> {
+    /// `Result<Outcome>` / `Result<Outcome<()>>`: nothing of its own; what it received passes on.
+    Unit,
+    /// `Result<Outcome<T>>`: `T`.
+    Data(&'a Type),
+    /// Certainly not a step's return type (`Result<String>`, `Outcome`, `bool`…). Reported at the
+    /// return type; typed like `Unit` so that nothing after the step repeats the error.
+    Invalid,
+    /// Anything else, such as an alias: `<R as StepReturn>::Output`.
+    Alias,
+}
+
+/// Classifies a return type (any `Result` path, any error type).
+fn output(ret: &Type) -> Output<'_> {
     let Some(result) = last_segment(ret, "Result") else {
-        return false;
+        return if last_segment(ret, "Outcome").is_some() || not_an_outcome(ret) {
+            Output::Invalid
+        } else {
+            Output::Alias
+        };
     };
     let PathArguments::AngleBracketed(args) = &result.arguments else {
-        return false;
+        return Output::Alias;
     };
-    let Some(GenericArgument::Type(outcome)) = args.args.first() else {
-        return false;
+    let Some(GenericArgument::Type(inner)) = args.args.first() else {
+        return Output::Alias;
     };
-    let Some(outcome) = last_segment(outcome, "Outcome") else {
-        return false;
+    let Some(outcome) = last_segment(inner, "Outcome") else {
+        return if not_an_outcome(inner) {
+            Output::Invalid
+        } else {
+            Output::Alias
+        };
     };
     match &outcome.arguments {
-        PathArguments::None => true,
-        PathArguments::AngleBracketed(args) => matches!(
-            args.args.iter().collect::<Vec<_>>()[..],
-            [GenericArgument::Type(Type::Tuple(unit))] if unit.elems.is_empty()
-        ),
-        PathArguments::Parenthesized(_) => false,
+        PathArguments::None => Output::Unit,
+        PathArguments::AngleBracketed(args) => match args.args.iter().collect::<Vec<_>>()[..] {
+            [GenericArgument::Type(Type::Tuple(unit))] if unit.elems.is_empty() => Output::Unit,
+            [GenericArgument::Type(data)] => Output::Data(data),
+            _ => Output::Alias,
+        },
+        PathArguments::Parenthesized(_) => Output::Alias,
+    }
+}
+
+/// A type that cannot be (an alias of) `Outcome<T>`: not a path, or a standard library type.
+fn not_an_outcome(ty: &Type) -> bool {
+    const STD: &[&str] = &[
+        "String", "str", "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16",
+        "i32", "i64", "i128", "isize", "f32", "f64", "Option", "Result", "Vec", "Box", "HashMap",
+        "BTreeMap", "HashSet", "BTreeSet",
+    ];
+    match ty {
+        Type::Group(g) => not_an_outcome(&g.elem),
+        Type::Paren(p) => not_an_outcome(&p.elem),
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| STD.iter().any(|name| s.ident == name)),
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) => false,
+        _ => true,
     }
 }

@@ -143,7 +143,10 @@ fn acted(r: &RunReport) -> Option<(String, Option<String>)> {
         RunEnd::Waiting { step, .. } => (format!("{step} waits"), None),
         RunEnd::FinalizerAdded => ("finalizer added".into(), None),
         RunEnd::FinalizerRemoved => ("finalizer removed".into(), None),
-        RunEnd::Converged | RunEnd::Done { .. } | RunEnd::SkippedStale => return None,
+        RunEnd::Converged
+        | RunEnd::Done { .. }
+        | RunEnd::SkippedStale
+        | RunEnd::Cancelled { .. } => return None,
     })
 }
 
