@@ -1,12 +1,25 @@
-//! An in-process Kubernetes API server that speaks the real HTTP protocol, so operator tests run
-//! against an unmodified `kube::Client` (or `kubectl`) in milliseconds, without a cluster.
+//! An in-process Kubernetes API server that speaks the real HTTP protocol, so tests run against
+//! an unmodified `kube::Client` (or `kubectl`) in milliseconds, without a cluster.
 //!
-//! # Using it in an operator's tests
+//! It depends on kube, hyper and tokio, and on no other staircase crate: any kube-rs project can
+//! test its controllers against it.
+//!
+//! # Using it in tests
+//!
+//! ```toml
+//! [dev-dependencies]
+//! staircase-apiserver = { path = "../staircase/staircase-apiserver" }   # not on crates.io yet
+//! kube = { version = "5", features = ["runtime"] }
+//! k8s-openapi = { version = "0.29", features = ["v1_33"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! Each test starts a server of its own and hands its `kube::Client` to the code under test:
 //!
 //! ```no_run
 //! use k8s_openapi::api::core::v1::ConfigMap;
 //! use kube::api::{Api, PostParams};
-//! use staircase_testkit::{ApiServer, Fault, Verb};
+//! use staircase_apiserver::{ApiServer, Fault, Verb};
 //!
 //! # async fn demo() -> anyhow::Result<()> {
 //! let server = ApiServer::start().await?;          // 127.0.0.1, free port
@@ -29,6 +42,25 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! [`ApiServer::builder`] sets the port, the watch window and the other options before it starts.
+//!
+//! # The `staircase-apiserver` binary
+//!
+//! The same server as a process of its own, for `kubectl` or an operator binary (feature `cli`,
+//! which also picks the k8s-openapi version the binary is built with):
+//!
+//! ```text
+//! cargo run -p staircase-apiserver --bin staircase-apiserver --features cli -- \
+//!     --port 0 --kubeconfig /tmp/kc --watch-window 10000
+//! kubectl --kubeconfig /tmp/kc get ns
+//! ```
+//!
+//! It prints its URL and serves until Ctrl-C.
+//!
+//! Cargo features: `cli` (the binary) and `latest` (k8s-openapi's newest version, for building
+//! the library alone, as docs.rs does). A library or test leaves the version to the final
+//! binary, like kube.
 //!
 //! # What it implements
 //!
@@ -78,16 +110,12 @@
 //!
 //! # Fidelity against a real kube-apiserver
 //!
-//! The conformance cases (`tests/conformance/cases.rs`) run unchanged against this server
-//! (test target `conformance`) and against the genuine kube-apiserver v1.20.2 with etcd and
-//! kube-controller-manager (test target `conformance_real`, via the `real` module; built once
-//! by `bash scripts/real-apiserver/build.sh`). Both run in `cargo test --workspace`;
+//! The conformance cases of `staircase-testkit` (`staircase-testkit/tests/conformance/cases.rs`)
+//! run unchanged against this server (test target `conformance`) and against the genuine
+//! kube-apiserver v1.20.2 with etcd and kube-controller-manager (test target `conformance_real`,
+//! via the testkit's real-apiserver harness `staircase_testkit::real`; built once by
+//! `bash scripts/real-apiserver/build.sh`). Both run in `cargo test --workspace`;
 //! `bash scripts/real-apiserver/conformance.sh` prints the comparison.
-//!
-//! Cargo features: `explorer` (the crash-anywhere explorer, which depends on staircase's
-//! runtime) and `real` (the real-apiserver harness: etcd and kube-apiserver as child processes,
-//! spoken to over HTTPS with rustls). Without them the crate is the API server alone, usable by
-//! any kube-rs project.
 //!
 //! **Agreement: 28 / 28 cases** have the same outcome on both servers (all pass), the seven
 //! about immutable fields included, message texts and all. 8 further cases are about this server
@@ -134,11 +162,11 @@
 //!   controllers, move on).
 //! * **Not modelled here** (not covered by the cases): ServiceAccounts and their token Secrets
 //!   in every namespace (v1.20 rejects pods until the `default` ServiceAccount has a token;
-//!   [`real::RealApiServer::namespace`] waits for it); restoring `kube-root-ca.crt` when it is
-//!   changed or deleted; this server labels namespaces `kubernetes.io/metadata.name` (since
-//!   1.21; v1.20 does not); workload controllers (the real harness runs without them too, see
-//!   [`real::DISABLED_CONTROLLERS`]); the validation of built-in objects beyond their metadata
-//!   and immutable fields (a selector that does not match the template's labels, a missing
+//!   the testkit's `RealApiServer::namespace` waits for it); restoring `kube-root-ca.crt` when
+//!   it is changed or deleted; this server labels namespaces `kubernetes.io/metadata.name`
+//!   (since 1.21; v1.20 does not); workload controllers (the real harness runs without them
+//!   too, see `staircase_testkit::real::DISABLED_CONTROLLERS`); the validation of built-in
+//!   objects beyond their metadata and immutable fields (a selector that does not match the template's labels, a missing
 //!   container image, … are accepted here); a Job's generated selector and `controller-uid` /
 //!   `job-name` template labels; when comparing immutable fields, quantities are compared as
 //!   written (`1` and `1000m` differ here, not there) and only the common pod template defaults
@@ -146,7 +174,7 @@
 //!
 //! # Speed
 //!
-//! Measured with `cargo run --release -p staircase-testkit --example throughput` (one
+//! Measured with `cargo run --release -p staircase-apiserver --example throughput` (one
 //! `kube::Client`, sequential requests over loopback, 2 shared CPU cores): about **4 000
 //! creates/s**, **3 700 merge patches/s**, and **4 500 watch events/s** delivered to a watcher
 //! while another task writes (the writer is the bottleneck). Each object is stored once as
@@ -156,8 +184,6 @@
 mod crd;
 mod delay;
 mod discovery;
-#[cfg(feature = "explorer")]
-pub mod explorer;
 mod faults;
 mod gc;
 mod handlers;
@@ -166,8 +192,6 @@ mod meta;
 mod openapi;
 mod ops;
 pub mod patch;
-#[cfg(feature = "real")]
-pub mod real;
 mod registry;
 mod router;
 pub mod schema;
