@@ -21,7 +21,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde::Serialize;
-use staircase_testkit::{ApiServer, Fault, Faults, Stats, Verb};
+use staircase_apiserver::{ApiServer, Fault, Faults, Stats, Verb};
 
 use crate::workload::{self, Bench, BenchSpec, Counters, RESOURCE};
 use crate::{alloc, cpu};

@@ -6,7 +6,7 @@
 //! Without the binaries every case prints how to build them (`bash
 //! scripts/real-apiserver/build.sh`) and passes; under `CI=true` it fails instead. Cases about
 //! the embedded server itself (fault injection, stats, shutdown, kubectl against it) return early
-//! here. The agreement of both targets is published in the testkit's crate docs ("Fidelity
+//! here. The agreement of both targets is published in staircase-apiserver's crate docs ("Fidelity
 //! against a real kube-apiserver").
 
 #[path = "conformance/cases.rs"]

@@ -10,7 +10,7 @@
 //! asynchronous (CRD establishment, namespace content deletion, garbage collection) a case waits
 //! for the condition under [`GUARD`]; where Kubernetes versions genuinely differ the expectation
 //! is chosen by the server's version ([`Target::minor`]) and the difference is listed in the
-//! testkit's crate docs ("Fidelity against a real kube-apiserver"). Cases that need the embedded
+//! staircase-apiserver's crate docs ("Fidelity against a real kube-apiserver"). Cases that need the embedded
 //! server's fault injection, stats or lifecycle return early on other backends.
 
 use std::collections::BTreeMap;

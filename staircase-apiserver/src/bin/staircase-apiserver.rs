@@ -15,7 +15,7 @@ fn usage() -> ! {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut builder = staircase_testkit::ApiServer::builder();
+    let mut builder = staircase_apiserver::ApiServer::builder();
     let mut kubeconfig: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {

@@ -38,7 +38,7 @@ pub enum FaultAction {
 /// A rule: which requests it matches and what happens to them.
 ///
 /// ```
-/// use staircase_testkit::{Fault, Verb};
+/// use staircase_apiserver::{Fault, Verb};
 /// // The second update of any ConfigMap in namespace "ns" fails with 500, once.
 /// let f = Fault::fail(500, "InternalError").verb(Verb::Update).resource("configmaps").namespace("ns").nth(2);
 /// # let _ = f;

@@ -3,7 +3,7 @@
 //! events/s delivered to one watcher while another task writes.
 //!
 //! ```text
-//! cargo run --release -p staircase-testkit --example throughput
+//! cargo run --release -p staircase-apiserver --example throughput
 //! ```
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
-use staircase_testkit::ApiServer;
+use staircase_apiserver::ApiServer;
 
 const N: usize = 2000;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use staircase_testkit::ApiServer;
+use staircase_apiserver::ApiServer;
 
 const GUARD: Duration = Duration::from_secs(30);
 

@@ -1,0 +1,15 @@
+//! The integration suites that run against the embedded API server, one module per file, linked
+//! into a single test binary: on a small machine each test binary's link costs seconds. The slow
+//! explorer suite and the real-apiserver suite (`real_e2e`) stay binaries of their own.
+//!
+//! Run one suite with a filter on its module: `cargo test -p staircase-tests --test integration
+//! production::`.
+
+mod children;
+mod deploy;
+mod examples;
+mod external;
+mod leader;
+mod production;
+mod rules;
+mod runtime;
