@@ -43,7 +43,7 @@ fn default_port() -> i32 {
 }
 
 /// What the operator reports about its children.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, StepStatus)]
 #[serde(rename_all = "camelCase")]
 pub struct EchoServerStatus {
     /// Available replicas of the child Deployment, as its controller reports them.
@@ -55,12 +55,6 @@ pub struct EchoServerStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for EchoServer {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// The image the pods run.

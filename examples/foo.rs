@@ -34,17 +34,11 @@ fn default_port() -> i32 {
 }
 
 /// The status of a `Foo`: only what the runtime keeps (observedGeneration and conditions).
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, StepStatus)]
 pub struct FooStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Foo {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// Shared state of the operator.

@@ -27,17 +27,11 @@ pub struct WidgetSpec {
 }
 
 /// Status: only what the runtime keeps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
 pub struct WidgetStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Widget {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// Shared test state: how often `behave` ran, to make failures stop after a while.

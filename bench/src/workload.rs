@@ -51,17 +51,11 @@ pub struct BenchSpec {
 }
 
 /// The status: only what the staircase runtime keeps (the hand-written variant writes none).
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, StepStatus)]
 pub struct BenchStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Bench {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// The resource name on the API server (`plural.group`), for request statistics.

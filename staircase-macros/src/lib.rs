@@ -10,6 +10,7 @@
 mod attr;
 mod errors;
 mod staircase;
+mod status;
 mod step;
 
 #[cfg(test)]
@@ -70,4 +71,27 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn __staircase(input: TokenStream) -> TokenStream {
     staircase::staircase(input.into()).into()
+}
+
+/// Lends the runtime the [`StepStatus`](https://docs.rs/staircase/latest/staircase/struct.StepStatus.html)
+/// embedded in a status struct, so that its resource gets
+/// [`HasStepStatus`](https://docs.rs/staircase/latest/staircase/trait.HasStepStatus.html) and
+/// `Operator::with_status` can keep it.
+///
+/// ```ignore
+/// #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
+/// pub struct FooStatus {
+///     #[serde(flatten)]
+///     pub steps: StepStatus,
+///     pub replicas: i32,
+/// }
+/// ```
+///
+/// The struct needs exactly one field of type `StepStatus`, marked `#[serde(flatten)]`: the
+/// runtime writes `observedGeneration` and `conditions` at the top of the status. The derive
+/// implements `AsRef<StepStatus>`; a resource whose status type does (kube's `CustomResource`
+/// derive with `status = "FooStatus"`) has `HasStepStatus`.
+#[proc_macro_derive(StepStatus)]
+pub fn derive_step_status(item: TokenStream) -> TokenStream {
+    status::derive(item.into()).into()
 }

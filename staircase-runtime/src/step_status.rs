@@ -25,7 +25,8 @@ pub const FAILED: &str = "Failed";
 const OURS: [&str; 4] = [READY, PROGRESSING, WAITING, FAILED];
 
 /// The part of a status the runtime maintains. Embed it in your status struct with
-/// `#[serde(flatten)]` and implement [`HasStepStatus`] for your resource.
+/// `#[serde(flatten)]` and derive `staircase::StepStatus` on that struct (which gives the
+/// resource [`HasStepStatus`]), or use it as the whole status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
@@ -52,9 +53,30 @@ impl StepStatus {
 }
 
 /// Resources whose status carries a [`StepStatus`] the runtime keeps up to date.
+///
+/// Implemented for every resource whose status type lends out a `StepStatus`
+/// (`AsRef<StepStatus>`): a custom resource with `#[kube(status = "FooStatus")]` whose
+/// `FooStatus` derives `staircase::StepStatus`, or with `status = "StepStatus"` itself.
+/// Implement it by hand for a resource whose status is found another way.
 pub trait HasStepStatus {
     /// The current step status, `None` when the object has no status yet.
     fn step_status(&self) -> Option<&StepStatus>;
+}
+
+impl<K> HasStepStatus for K
+where
+    K: kube::core::object::HasStatus,
+    K::Status: AsRef<StepStatus>,
+{
+    fn step_status(&self) -> Option<&StepStatus> {
+        self.status().map(AsRef::as_ref)
+    }
+}
+
+impl AsRef<StepStatus> for StepStatus {
+    fn as_ref(&self) -> &StepStatus {
+        self
+    }
 }
 
 /// One condition as the runtime wants it. Borrowed where it can be: on a converged object the

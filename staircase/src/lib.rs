@@ -1,6 +1,39 @@
 #![doc = include_str!("../docs/guide.md")]
 #![warn(missing_docs)]
 
+/// Derives `AsRef<StepStatus>` for a status struct that embeds the runtime's [`StepStatus`], so
+/// that its resource has [`HasStepStatus`] and [`Operator::with_status`] keeps it:
+///
+/// ```
+/// use kube::CustomResource;
+/// use schemars::JsonSchema;
+/// use serde::{Deserialize, Serialize};
+/// use staircase::prelude::*;
+///
+/// #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+/// #[kube(group = "example.com", version = "v1", kind = "Foo", namespaced, status = "FooStatus")]
+/// pub struct FooSpec {
+///     pub message: String,
+/// }
+///
+/// #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
+/// pub struct FooStatus {
+///     /// `observedGeneration` and the conditions, kept by the runtime.
+///     #[serde(flatten)]
+///     pub steps: StepStatus,
+///     /// A field of your own, written by a step.
+///     pub replicas: Option<i32>,
+/// }
+///
+/// fn has_step_status<K: HasStepStatus>() {}
+/// has_step_status::<Foo>();
+/// ```
+///
+/// The struct needs exactly one field of type `StepStatus`, marked `#[serde(flatten)]` (the
+/// runtime writes `observedGeneration` and `conditions` at the top of the status); the derive
+/// says so at the field otherwise. A resource whose status is `StepStatus` itself
+/// (`status = "StepStatus"`) needs no derive at all.
+pub use staircase_macros::StepStatus;
 pub use staircase_macros::step;
 // By name, not by glob: each item has one public path (the prelude aside).
 #[cfg(feature = "metrics")]
@@ -102,7 +135,7 @@ pub struct ReadmeExamples;
 /// Everything a typical operator file needs.
 pub mod prelude {
     pub use crate::__staircase_entry as staircase;
-    pub use staircase_macros::step;
+    pub use staircase_macros::{StepStatus, step};
     pub use staircase_runtime::{
         Context, Error, HasStepStatus, LeaderElection, Operator, OperatorConfig, Outcome,
         Reconciler, Result, RulePolicy, RunReport, Staircase, StepStatus,
