@@ -1,7 +1,7 @@
 #![doc = include_str!("../docs/guide.md")]
 #![warn(missing_docs)]
 
-/// Derives `AsRef<StepStatus>` for a status struct that embeds the runtime's [`StepStatus`], so
+/// Derives `AsRef<StepStatus>` for a status struct that embeds the runtime's [`StepStatus`](struct@StepStatus), so
 /// that its resource has [`HasStepStatus`] and [`Operator::with_status`] keeps it:
 ///
 /// ```
