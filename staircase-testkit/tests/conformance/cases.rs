@@ -4,7 +4,7 @@
 //! Included unchanged by two test targets, which differ only in [`crate::backend`]:
 //! `tests/conformance.rs` (the embedded `staircase_testkit::ApiServer`, or whatever
 //! `STAIRCASE_CONFORMANCE_TARGET` / `STAIRCASE_CONFORMANCE_KUBECONFIG` pick) and
-//! `tests/conformance_real.rs` (the real kube-apiserver v1.20.2 of `staircase_testkit::real`).
+//! `tests/conformance_real.rs` (the real kube-apiserver v1.37.2 of `staircase_testkit::real`).
 //!
 //! Every case talks to a [`Target`]: a client plus a fresh namespace. Where the real server is
 //! asynchronous (CRD establishment, namespace content deletion, garbage collection) a case waits
@@ -105,7 +105,8 @@ impl Target {
         self.server.as_ref()
     }
 
-    /// The server's Kubernetes minor version (33 for the embedded server, 20 for the real one).
+    /// The server's Kubernetes minor version (33 for the embedded server, 37 for the real one,
+    /// anything for a cluster named by `STAIRCASE_CONFORMANCE_KUBECONFIG`).
     fn minor(&self) -> u32 {
         self.minor
     }
