@@ -86,7 +86,9 @@ async fn namespaces_are_per_test_and_ready_for_pods() {
     assert_eq!(spec.service_account_name.as_deref(), Some("default"));
     let volumes = spec.volumes.unwrap_or_default();
     assert!(
-        volumes.iter().any(|v| v.name.starts_with("kube-api-access-")),
+        volumes
+            .iter()
+            .any(|v| v.name.starts_with("kube-api-access-")),
         "{volumes:?}"
     );
 }
