@@ -633,6 +633,32 @@ async fn crd_schema_validation_and_field_validation() {
         json!({"replicas": 1}),
         "unknown fields are pruned"
     );
+    // fieldValidation=Warn (the default) prunes too and says so in a `Warning` header (what
+    // kubectl prints); Ignore says nothing.
+    let warnings = |query: &'static str, name: &'static str| {
+        let req = http::Request::post(format!("{path}{query}"))
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(body(name)))
+            .unwrap();
+        let client = t.client.clone();
+        async move {
+            let resp = client.send(req).await.unwrap();
+            assert_eq!(resp.status(), 201, "{query}");
+            resp.headers()
+                .get_all("warning")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let unknown = [r#"299 - "unknown field \"spec.x\"""#];
+    assert_eq!(warnings("?fieldValidation=Warn", "warn").await, unknown);
+    assert_eq!(warnings("", "default").await, unknown);
+    assert!(
+        warnings("?fieldValidation=Ignore", "quiet")
+            .await
+            .is_empty()
+    );
 
     // Strategic merge patch is for built-in kinds only.
     let (code, reason, _) = err_of(
