@@ -35,9 +35,11 @@ ETCD_VERSION="$(sed -n 's|^require go.etcd.io/etcd/server/v3 \(v[0-9.]*\)$|\1|p'
 cached_ok() {
     [[ -x "${BIN}/kube-apiserver" && -x "${BIN}/kube-controller-manager" && -x "${BIN}/etcd" ]] || return 1
     [[ "$(cat "${RECIPE_FILE}" 2>/dev/null)" == "${RECIPE}" ]] || return 1
-    "${BIN}/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes ${K8S_VERSION}" || return 1
-    "${BIN}/kube-controller-manager" --version 2>/dev/null | grep -qx "Kubernetes ${K8S_VERSION}" || return 1
-    "${BIN}/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}" || return 1
+    # Whole outputs are compared, not piped into `grep -q`: that closes the pipe at its first
+    # match, and a writer killed by SIGPIPE fails the pipeline under pipefail.
+    [[ "$("${BIN}/kube-apiserver" --version 2>/dev/null)" == "Kubernetes ${K8S_VERSION}" ]] || return 1
+    [[ "$("${BIN}/kube-controller-manager" --version 2>/dev/null)" == "Kubernetes ${K8S_VERSION}" ]] || return 1
+    [[ "$("${BIN}/etcd" --version 2>/dev/null)" == "etcd Version: ${ETCD_VERSION#v}"$'\n'* ]] || return 1
     command -v openssl >/dev/null 2>&1 || return 1
 }
 
