@@ -77,7 +77,7 @@ pub enum RealError {
     /// The binaries have not been built (or not where the harness looks).
     #[error(
         "the real kube-apiserver {K8S_VERSION} binaries are missing ({missing}) in {dir}; \
-         build them once with `{BUILD_COMMAND}` (about 15 minutes on 2 cores, once; cached outside the repository)"
+         build them once with `{BUILD_COMMAND}` (about 10 minutes on 2 cores, once; cached outside the repository)"
     )]
     BinariesMissing {
         /// The directory searched.
