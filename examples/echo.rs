@@ -89,8 +89,8 @@ pub fn desired_deployment(echo: &EchoServer) -> Deployment {
                         image: Some(IMAGE.into()),
                         ports: Some(vec![ContainerPort {
                             container_port: 80,
-                            // Part of the ports' list key for server-side apply; Kubernetes
-                            // 1.20 rejects an applied port without it.
+                            // Part of the ports' list key for server-side apply: set it rather
+                            // than rely on defaulting (older servers reject a port without it).
                             protocol: Some("TCP".into()),
                             ..Default::default()
                         }]),

@@ -1,4 +1,4 @@
-//! End to end against the real kube-apiserver v1.20.2 (with etcd and kube-controller-manager,
+//! End to end against the real kube-apiserver v1.37.2 (with etcd and kube-controller-manager,
 //! started by `staircase_testkit::real`): the demo `Foo` operator (`examples/foo.rs`) reaches
 //! Ready, follows a spec change, and on deletion runs its cleanup behind the finalizer while the
 //! real garbage collector removes the owned children.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the testkit's conformance cases (staircase-testkit/tests/conformance/cases.rs) unchanged
 # against both servers -- the `conformance` target (embedded server) and the `conformance_real`
-# target (real kube-apiserver v1.20.2 via staircase_testkit::real) -- and prints the agreement
+# target (real kube-apiserver v1.37.2 via staircase_testkit::real) -- and prints the agreement
 # figure (cases with the same outcome on both / cases that reach the real server) with every
 # disagreement. `cargo test --workspace` runs both targets too; this script only compares them.
 #
@@ -21,7 +21,7 @@ cargo test -p staircase-testkit --features real --test conformance --test confor
 
 log "conformance against the embedded server"
 cargo test -p staircase-testkit --features real --test conformance -- "$@" >"${WORK}/embedded.log" 2>&1 || true
-log "conformance against the real kube-apiserver v1.20.2"
+log "conformance against the real kube-apiserver v1.37.2"
 start=$(date +%s)
 CI=true cargo test -p staircase-testkit --features real --test conformance_real -- "$@" >"${WORK}/real.log" 2>&1 || true
 log "real-server run took $(( $(date +%s) - start ))s"

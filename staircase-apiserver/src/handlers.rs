@@ -243,8 +243,63 @@ fn parse_rv(s: &str) -> ApiResult<u64> {
     })
 }
 
+/// `ValidateListOptions` for a list (not a watch): the `422` causes kube-apiserver gives for
+/// `resourceVersionMatch` without `resourceVersion`, with `continue`, of an unknown value, or
+/// `Exact` at `"0"`, and for `sendInitialEvents` on a list.
+fn validate_list_options(q: &HashMap<String, String>) -> ApiResult<()> {
+    let forbidden = |field: &str, msg: &str| crate::status::Cause {
+        reason: "FieldValueForbidden".into(),
+        message: format!("Forbidden: {msg}"),
+        field: field.into(),
+    };
+    let mut causes = vec![];
+    let rv = q.get("resourceVersion").map_or("", String::as_str);
+    if let Some(m) = q.get("resourceVersionMatch").filter(|m| !m.is_empty()) {
+        let field = "resourceVersionMatch";
+        if rv.is_empty() {
+            causes.push(forbidden(
+                field,
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if q.get("continue").is_some_and(|c| !c.is_empty()) {
+            causes.push(forbidden(
+                field,
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+        if m != "Exact" && m != "NotOlderThan" {
+            causes.push(crate::status::Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: {}: supported values: \"Exact\", \"NotOlderThan\", \"\"",
+                    crate::schema::gofmt::json(&Value::String(m.clone()))
+                ),
+                field: field.into(),
+            });
+        }
+        if m == "Exact" && rv == "0" {
+            causes.push(forbidden(
+                field,
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+    }
+    if q.contains_key("sendInitialEvents") {
+        causes.push(forbidden(
+            "sendInitialEvents",
+            "sendInitialEvents is forbidden for list",
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", causes))
+}
+
 fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiResult<Reply> {
     let q = r.query;
+    validate_list_options(q)?;
     let (labels, fields) = selectors(rt, q)?;
     let limit: usize = match q.get("limit").map(String::as_str) {
         None | Some("") | Some("0") => usize::MAX,

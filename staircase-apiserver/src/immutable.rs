@@ -8,8 +8,8 @@
 //! filled in what it carries over from the stored object; `/status` writes never reach it
 //! because they cannot change anything but `status`.
 //!
-//! The rules follow current Kubernetes, like the rest of this server. Where an older release
-//! differs (e.g. v1.20's StatefulSet allows fewer fields to change), the crate docs say so.
+//! The rules and messages follow Kubernetes 1.37 (the release the conformance suite runs
+//! against); older releases allow fewer StatefulSet changes and print bad values with `%#v`.
 //!
 //! Comparisons are semantic, as the real server's are after decoding into Go structs and
 //! defaulting: a missing field, `null`, `""`, `0`, `false`, `[]` and `{}` are the same, numbers
@@ -20,7 +20,7 @@
 use serde_json::{Map, Value};
 
 use crate::registry::ResourceType;
-use crate::schema::gofmt::{bad_value, quote};
+use crate::schema::gofmt::{json, quote};
 use crate::status::Cause;
 
 /// One row of the table: the resource a rule applies to and its check.
@@ -185,44 +185,19 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Go's rendering of the bad value (`field.Error.ErrorBody`: `%#v` of the internal Go type).
+// Go's rendering of the bad value (`field.Error.ErrorBody`): `%q` for a plain string, `%v` for
+// numbers and booleans, and `json.Marshal` of the Go value for everything else, so a nil
+// pointer, map or slice is `null` and a struct follows its Go type's field order and `json`
+// tags (internal types without tags use their Go field names).
 
-/// A nil pointer: `ErrorBody` substitutes the string "null" and prints it with `%q`.
-const GO_NIL: &str = "\"null\"";
+const GO_NIL: &str = "null";
 
-fn go_string(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => quote(s),
-        Some(Value::Null) | None => quote(""),
-        Some(other) => quote(&other.to_string()),
-    }
-}
-
-/// `map[string]string{"a":"1", "b":"2"}` with sorted keys, `map[string]string(nil)` when absent.
-fn go_string_map(v: Option<&Value>) -> String {
-    match v.and_then(Value::as_object) {
-        None => "map[string]string(nil)".into(),
-        Some(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let items: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", quote(k), go_string(m.get(k))))
-                .collect();
-            format!("map[string]string{{{}}}", items.join(", "))
-        }
-    }
-}
-
-/// `[]string{"a", "b"}`, `[]string(nil)` when absent or empty (the real server normalises an
-/// emptied list to nil before it validates).
+/// A `[]string`: JSON; `null` when absent or empty (the real server normalises an emptied list
+/// to nil before it validates).
 fn go_string_slice(v: Option<&Value>) -> String {
     match v.and_then(Value::as_array).filter(|a| !a.is_empty()) {
-        None => "[]string(nil)".into(),
-        Some(a) => {
-            let items: Vec<String> = a.iter().map(|s| go_string(Some(s))).collect();
-            format!("[]string{{{}}}", items.join(", "))
-        }
+        None => GO_NIL.into(),
+        Some(a) => json(&Value::Array(a.clone())),
     }
 }
 
@@ -232,61 +207,67 @@ fn go_strings(ips: &[String]) -> String {
     )))
 }
 
-/// A `*metav1.LabelSelector` as `%#v` prints it: `v1.LabelSelector{MatchLabels:...,
-/// MatchExpressions:...}`.
+/// A `*metav1.LabelSelector`: its `json` tags, in field order, empty fields omitted
+/// (`omitempty`): `{"matchLabels":{…},"matchExpressions":[{"key":…,"operator":…,"values":[…]}]}`.
 fn go_label_selector(v: Option<&Value>) -> String {
     let Some(sel) = v.filter(|v| !v.is_null()) else {
         return GO_NIL.into();
     };
-    let exprs = match sel.get("matchExpressions").and_then(Value::as_array) {
-        None => "[]v1.LabelSelectorRequirement(nil)".to_string(),
-        Some(reqs) => {
-            let items: Vec<String> = reqs
-                .iter()
-                .map(|r| {
-                    format!(
-                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{}}}",
-                        go_string(r.get("key")),
-                        go_string(r.get("operator")),
-                        match r.get("values").and_then(Value::as_array) {
-                            None => "[]string(nil)".to_string(),
-                            Some(_) => go_string_slice_keep_empty(r.get("values")),
-                        }
-                    )
-                })
-                .collect();
-            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
-        }
-    };
-    format!(
-        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
-        go_string_map(sel.get("matchLabels"))
-    )
-}
-
-/// `[]string{}` for a list sent empty (decoded as an empty, non-nil slice).
-fn go_string_slice_keep_empty(v: Option<&Value>) -> String {
-    match v.and_then(Value::as_array) {
-        Some(a) if a.is_empty() => "[]string{}".into(),
-        _ => go_string_slice(v),
+    let mut fields = vec![];
+    if let Some(m) = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+    {
+        fields.push(format!(
+            "\"matchLabels\":{}",
+            json(&Value::Object(m.clone()))
+        ));
     }
+    if let Some(reqs) = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        let items: Vec<String> = reqs
+            .iter()
+            .map(|r| {
+                let s = |k: &str| json(&Value::String(str_at(r, &format!("/{k}")).into()));
+                let mut req = format!("{{\"key\":{},\"operator\":{}", s("key"), s("operator"));
+                if let Some(vals) = r
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .filter(|a| !a.is_empty())
+                {
+                    req.push_str(&format!(
+                        ",\"values\":{}",
+                        json(&Value::Array(vals.clone()))
+                    ));
+                }
+                req + "}"
+            })
+            .collect();
+        fields.push(format!("\"matchExpressions\":[{}]", items.join(",")));
+    }
+    format!("{{{}}}", fields.join(","))
 }
 
-/// A pointer to a number or string: its value, or `"null"`.
+/// A pointer to a number or string: its JSON, or `null`.
 fn go_scalar_ptr(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => GO_NIL.into(),
-        Some(v) => bad_value(v),
+        Some(v) => json(v),
     }
 }
 
-/// A pointer to a struct whose `%#v` the embedded server does not reproduce: the real message
-/// spells out every field of the internal Go struct (pointers as addresses, which differ from
-/// run to run), so only the type name and the braces are kept.
-fn go_struct_ptr(v: Option<&Value>, go_type: &str) -> String {
+/// A value of an internal Go type without `json` tags (a pod template, a Job's failure or
+/// success policy, a StatefulSet's claim templates): the real server marshals every field of
+/// it under its Go name, defaults included, which this server does not reproduce; it shows the
+/// value as the API's JSON instead (`null` when absent).
+fn go_internal(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => GO_NIL.into(),
-        Some(_) => format!("{go_type}{{...}}"),
+        Some(v) => json(v),
     }
 }
 
@@ -391,58 +372,68 @@ fn selector_immutable(old: &Value, new: &Value) -> Vec<Cause> {
     )]
 }
 
-/// The spec fields `ValidateStatefulSetUpdate` lets change.
-const STATEFULSET_MUTABLE: &[&str] = &[
-    "replicas",
-    "ordinals",
-    "template",
-    "updateStrategy",
-    "revisionHistoryLimit",
-    "persistentVolumeClaimRetentionPolicy",
-    "minReadySeconds",
-];
-
-/// A StatefulSet's spec without the fields that may change, defaulted as the server stores it.
-fn statefulset_fixed_part(sts: &Value) -> Value {
-    let mut spec = sts.get("spec").cloned().unwrap_or(Value::Null);
-    let Some(m) = spec.as_object_mut() else {
-        return spec;
-    };
-    for k in STATEFULSET_MUTABLE {
-        m.remove(*k);
-    }
-    default_str(m, "podManagementPolicy", "OrderedReady");
-    if let Some(ts) = m
-        .get_mut("volumeClaimTemplates")
-        .and_then(Value::as_array_mut)
+/// A StatefulSet's `volumeClaimTemplates` as the server compares them: without type meta and
+/// the defaulted `status.phase: Pending` (not part of what a user can change), `volumeMode`
+/// defaulted to Filesystem.
+fn claim_templates(sts: &Value) -> Value {
+    let mut ts = sts
+        .pointer("/spec/volumeClaimTemplates")
+        .cloned()
+        .unwrap_or(Value::Null);
+    for t in ts
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
     {
-        for t in ts.iter_mut().filter_map(Value::as_object_mut) {
-            // Type meta and the defaulted `status.phase: Pending` are not part of what a user
-            // can change; `volumeMode` defaults to Filesystem.
-            t.remove("apiVersion");
-            t.remove("kind");
-            t.remove("status");
-            if let Some(s) = t.get_mut("spec").and_then(Value::as_object_mut) {
-                default_str(s, "volumeMode", "Filesystem");
-            }
+        t.remove("apiVersion");
+        t.remove("kind");
+        t.remove("status");
+        if let Some(s) = t.get_mut("spec").and_then(Value::as_object_mut) {
+            default_str(s, "volumeMode", "Filesystem");
         }
     }
-    spec
+    ts
 }
 
+/// `ValidateStatefulSetUpdate`: the selector, the claim templates, the service name and the pod
+/// management policy are immutable, each reported on its own; every other spec field may
+/// change.
 fn statefulset_spec(old: &Value, new: &Value) -> Vec<Cause> {
-    if same(
-        Some(&statefulset_fixed_part(old)),
-        Some(&statefulset_fixed_part(new)),
-    ) {
-        return vec![];
+    let mut causes = vec![];
+    let (o, n) = (old.pointer("/spec/selector"), new.pointer("/spec/selector"));
+    if !same_ptr(o, n) {
+        causes.push(invalid(
+            "spec.selector",
+            &go_label_selector(n),
+            FIELD_IMMUTABLE,
+        ));
     }
-    vec![forbidden(
-        "spec",
-        "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', \
-         'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and \
-         'minReadySeconds' are forbidden",
-    )]
+    if !same(Some(&claim_templates(old)), Some(&claim_templates(new))) {
+        causes.push(invalid(
+            "spec.volumeClaimTemplates",
+            &go_internal(new.pointer("/spec/volumeClaimTemplates")),
+            FIELD_IMMUTABLE,
+        ));
+    }
+    let name = str_at(new, "/spec/serviceName");
+    if str_at(old, "/spec/serviceName") != name {
+        causes.push(invalid("spec.serviceName", &quote(name), FIELD_IMMUTABLE));
+    }
+    let policy = |s: &Value| match str_at(s, "/spec/podManagementPolicy") {
+        "" => "OrderedReady".to_string(),
+        p => p.to_string(),
+    };
+    let p = policy(new);
+    if policy(old) != p {
+        // A named string type: marshalled as JSON, not `%q`.
+        causes.push(invalid(
+            "spec.podManagementPolicy",
+            &json(&Value::String(p)),
+            FIELD_IMMUTABLE,
+        ));
+    }
+    causes
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -558,7 +549,7 @@ fn job_spec(old: &Value, new: &Value) -> Vec<Cause> {
     if !same(Some(&ot), Some(&nt)) {
         causes.push(invalid(
             "spec.template",
-            &go_struct_ptr(Some(&nt), "core.PodTemplateSpec"),
+            &go_internal(Some(&nt)),
             FIELD_IMMUTABLE,
         ));
     }
@@ -566,20 +557,21 @@ fn job_spec(old: &Value, new: &Value) -> Vec<Cause> {
     if om != nm {
         causes.push(invalid("spec.completionMode", &quote(nm), FIELD_IMMUTABLE));
     }
-    for (key, go_type) in [
-        ("podFailurePolicy", Some("batch.PodFailurePolicy")),
-        ("backoffLimitPerIndex", None),
-        ("managedBy", None),
-        ("successPolicy", Some("batch.SuccessPolicy")),
+    for (key, internal) in [
+        ("podFailurePolicy", true),
+        ("backoffLimitPerIndex", false),
+        ("managedBy", false),
+        ("successPolicy", true),
     ] {
         let pointer = format!("/spec/{key}");
         let (o, n) = (old.pointer(&pointer), new.pointer(&pointer));
         if same_ptr(o, n) {
             continue;
         }
-        let rendered = match go_type {
-            Some(t) => go_struct_ptr(n, t),
-            None => go_scalar_ptr(n),
+        let rendered = if internal {
+            go_internal(n)
+        } else {
+            go_scalar_ptr(n)
         };
         causes.push(invalid(&format!("spec.{key}"), &rendered, FIELD_IMMUTABLE));
     }
@@ -776,13 +768,15 @@ fn role_ref(old: &Value, new: &Value) -> Vec<Cause> {
     if parts(old) == n {
         return vec![];
     }
+    // The internal `rbac.RoleRef` has no `json` tags: Go field names, in field order.
+    let s = |x: &str| json(&Value::String(x.into()));
     let rendered = format!(
-        "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
-        quote(&n[0]),
-        quote(&n[1]),
-        quote(&n[2])
+        "{{\"APIGroup\":{},\"Kind\":{},\"Name\":{}}}",
+        s(&n[0]),
+        s(&n[1]),
+        s(&n[2])
     );
-    vec![invalid("roleRef", &rendered, "cannot change roleRef")]
+    vec![invalid("roleRef", &rendered, FIELD_IMMUTABLE)]
 }
 
 #[cfg(test)]

@@ -112,24 +112,28 @@
 //!
 //! The conformance cases of `staircase-testkit` (`staircase-testkit/tests/conformance/cases.rs`)
 //! run unchanged against this server (test target `conformance`) and against the genuine
-//! kube-apiserver v1.20.2 with etcd and kube-controller-manager (test target `conformance_real`,
-//! via the testkit's real-apiserver harness `staircase_testkit::real`; built once by
-//! `bash scripts/real-apiserver/build.sh`). Both run in `cargo test --workspace`;
-//! `bash scripts/real-apiserver/conformance.sh` prints the comparison.
+//! kube-apiserver v1.37.2 with etcd 3.7.0 and kube-controller-manager (test target
+//! `conformance_real`, via the testkit's real-apiserver harness `staircase_testkit::real`; built
+//! once from their Go modules by `bash scripts/real-apiserver/build.sh`). Both run in
+//! `cargo test --workspace`; `bash scripts/real-apiserver/conformance.sh` prints the comparison.
 //!
-//! **Agreement: 28 / 28 cases** have the same outcome on both servers (all pass), the seven
-//! about immutable fields included, message texts and all. 8 further cases are about this server
-//! itself (fault injection, stats, compaction, watch window, shutdown, kubectl against it) and
-//! return early on the real one; they are not counted.
+//! **Agreement against Kubernetes 1.37: 30 / 30 cases (100 %)** have the same outcome on both
+//! servers (all pass), the seven about immutable fields included, message texts and all. 8
+//! further cases are about this server itself (fault injection, stats, compaction, watch window,
+//! shutdown, kubectl against it) and return early on the real one; they are not counted.
 //!
 //! Details this server shares with the real one: `metadata.generation` exists only for workloads
 //! (`apps`, `batch`), CRDs and custom resources (not ConfigMaps, Secrets, Services, …), and a
 //! Deployment's annotation change bumps it; every namespace gets the `kube-root-ca.crt`
 //! ConfigMap; server-side apply without `fieldManager` is `422 Invalid` (PatchOptions), not
 //! 400; a custom-resource body without `kind`/`apiVersion` is `400` ("Object 'Kind' is
-//! missing").
+//! missing"); bad values in `422` causes are printed as Kubernetes 1.37 prints them (`%q` for
+//! strings, JSON for selectors, lists and structs); a failed delete precondition is worded as
+//! the real server words it, naming the Kind; `generateName` keeps at most 58 characters of the
+//! prefix; list options are validated (`resourceVersionMatch` without `resourceVersion`,
+//! `Exact` at `"0"`, unknown values).
 //!
-//! Remaining differences, each tolerated by the cases or chosen by the server's version:
+//! Remaining differences, each tolerated by the cases:
 //!
 //! * **Timing.** This server settles everything inside the write; the real one does these
 //!   asynchronously, and the cases wait for them (watch-based, or polling under a guard
@@ -137,40 +141,28 @@
 //!   after `Established`), removal of a `Terminating` namespace's contents, garbage collection
 //!   (background, foreground's marking of dependents, orphaning), `kube-root-ca.crt` appearing
 //!   in a new namespace, and the stop of serving after a CRD is deleted.
-//! * **Versions** (the embedded server follows current Kubernetes; v1.20 predates): no
-//!   streaming lists (`sendInitialEvents` watch → `422`); `fieldValidation=Strict` is ignored
-//!   (on by default only since 1.25; unknown fields are pruned either way); built-in resources
-//!   have `singularName: ""` in discovery (filled since 1.27); `/version` says
-//!   `v1.33.0-staircase` here. Immutable fields: v1.20 lets a StatefulSet change only
-//!   `replicas`, `template` and `updateStrategy` (and its message lists those three); it lets no
-//!   Job template change, suspended or not; it rejects a Service write that leaves out
-//!   `clusterIP`/`clusterIPs` (`primary clusterIP can not be unset`), where current Kubernetes
-//!   and this server keep the allocated IPs.
-//! * **Bookmarks:** this server sends a BOOKMARK right after a watch starts; v1.20 sends them
-//!   periodically (about once a minute). Cases skip bookmarks wherever they come.
-//! * **Message texts** of some errors differ (codes and reasons agree): a failed UID
-//!   precondition (`Precondition failed: UID in precondition: …` vs v1.20's `the UID in the
-//!   precondition (…) does not match the UID in record (…)`), a body whose `apiVersion` does not
-//!   fit the URL (`… does not match the expected API version …` vs `no kind "ConfigMap" is
-//!   registered for version "apps/v1"`). An immutable Job template (and `podFailurePolicy`,
-//!   `successPolicy`) is shown as `core.PodTemplateSpec{...}`: the real server prints the whole
-//!   Go struct with `%#v`, pointers as memory addresses; selectors, role references, cluster
-//!   IPs and scalars are printed exactly as Go prints them.
+//! * **Version:** `/version` says `v1.33.0-staircase` here.
+//! * **Bookmarks:** this server sends a BOOKMARK right after a watch starts; the real one sends
+//!   them periodically. Cases skip bookmarks wherever they come.
+//! * **Values of internal Go types in messages:** an immutable Job template (and
+//!   `podFailurePolicy`, `successPolicy`) or StatefulSet `volumeClaimTemplates` is printed by
+//!   the real server as JSON of its internal Go struct (Go field names, every default spelled
+//!   out); this server prints the value as the API's JSON. Selectors, role references, cluster
+//!   IPs and scalars are printed exactly as the real server prints them.
 //! * **Order and resourceVersions:** the initial ADDED events of a watch from `"0"` come in name
-//!   order here, in no particular order from v1.20's watch cache; a list's resourceVersion is
-//!   the newest write here, the etcd revision there (which other writers, such as the
-//!   controllers, move on).
-//! * **Not modelled here** (not covered by the cases): ServiceAccounts and their token Secrets
-//!   in every namespace (v1.20 rejects pods until the `default` ServiceAccount has a token;
-//!   the testkit's `RealApiServer::namespace` waits for it); restoring `kube-root-ca.crt` when
-//!   it is changed or deleted; this server labels namespaces `kubernetes.io/metadata.name`
-//!   (since 1.21; v1.20 does not); workload controllers (the real harness runs without them
-//!   too, see `staircase_testkit::real::DISABLED_CONTROLLERS`); the validation of built-in
-//!   objects beyond their metadata and immutable fields (a selector that does not match the template's labels, a missing
-//!   container image, … are accepted here); a Job's generated selector and `controller-uid` /
-//!   `job-name` template labels; when comparing immutable fields, quantities are compared as
-//!   written (`1` and `1000m` differ here, not there) and only the common pod template defaults
-//!   are known.
+//!   order here, in no particular order from the real server's watch cache; a list's
+//!   resourceVersion is the newest write here, the etcd revision there (which other writers,
+//!   such as the controllers, move on).
+//! * **Not modelled here** (not covered by the cases): ServiceAccounts in every namespace (the
+//!   testkit's `RealApiServer::namespace` waits for the `default` one, without which pods are
+//!   rejected); restoring `kube-root-ca.crt` when it is changed or deleted; workload controllers
+//!   (the real harness runs without them too, see `staircase_testkit::real::DISABLED_CONTROLLERS`);
+//!   the validation of built-in objects beyond their metadata and immutable fields (a selector
+//!   that does not match the template's labels, a missing container image, … are accepted here);
+//!   a Job's generated selector and `controller-uid` / `job-name` template labels; when comparing
+//!   immutable fields, quantities are compared as written (`1` and `1000m` differ here, not
+//!   there) and only the common pod template defaults are known; a list at an older
+//!   `resourceVersion` (`resourceVersionMatch=Exact`) answers the current state here.
 //!
 //! # Speed
 //!

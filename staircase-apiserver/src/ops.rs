@@ -399,6 +399,13 @@ pub fn create(
     let name = if name.is_empty() {
         match m.get("generateName").and_then(Value::as_str) {
             Some(g) if !g.is_empty() => {
+                // Like the real server, keep at most 58 bytes of the prefix so that the name
+                // with its 5-character suffix fits the 63 a name may have.
+                let mut end = g.len().min(58);
+                while !g.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let g = &g[..end];
                 let mut candidate;
                 loop {
                     candidate = format!("{g}{}", meta::random_suffix());
@@ -802,15 +809,18 @@ pub fn delete(
     let Some(old) = st.get(&key, ns, name).cloned() else {
         return Err(ApiError::not_found(&rt.group, &rt.plural, name));
     };
+    // `rest.BeforeDelete` checks the preconditions first and names the object by its Kind, not
+    // its resource, in the message and the details.
     if let Some(uid) = &opts.uid
         && uid != meta::uid_of(&old)
     {
         return Err(ApiError::conflict_msg(
             &rt.group,
-            &rt.plural,
+            &rt.kind,
             name,
             &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                "the UID in the precondition ({uid}) does not match the UID in record ({}). \
+                 The object might have been deleted and then recreated",
                 meta::uid_of(&old)
             ),
         ));
@@ -823,10 +833,11 @@ pub fn delete(
         if rv != cur {
             return Err(ApiError::conflict_msg(
                 &rt.group,
-                &rt.plural,
+                &rt.kind,
                 name,
                 &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {cur}"
+                    "the ResourceVersion in the precondition ({rv}) does not match the \
+                     ResourceVersion in record ({cur}). The object might have been modified"
                 ),
             ));
         }

@@ -3,7 +3,7 @@
 //! `kube::runtime::watcher` over HTTP), each against a fresh in-process
 //! `staircase_testkit::ApiServer`.
 //!
-//! The same cases run against the real kube-apiserver v1.20.2 in the `conformance_real` target.
+//! The same cases run against the real kube-apiserver v1.37.2 in the `conformance_real` target.
 //! This target can be pointed elsewhere too: `STAIRCASE_CONFORMANCE_TARGET=real` runs it against
 //! the real server (like `conformance_real`), `STAIRCASE_CONFORMANCE_KUBECONFIG=<path>` against
 //! any cluster (cases that need the embedded server's fault injection or stats return early

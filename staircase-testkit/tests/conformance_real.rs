@@ -1,4 +1,4 @@
-//! Conformance suite against the real kube-apiserver v1.20.2: the cases of
+//! Conformance suite against the real kube-apiserver v1.37.2: the cases of
 //! `conformance/cases.rs`, unchanged, each in a namespace of its own on the server shared by this
 //! test binary (`staircase_testkit::real::RealApiServer::shared`, with etcd and
 //! kube-controller-manager).

@@ -1,4 +1,4 @@
-//! Tests against the genuine kube-apiserver v1.20.2 (+ etcd + kube-controller-manager), started
+//! Tests against the genuine kube-apiserver v1.37.2 (+ etcd + kube-controller-manager), started
 //! by `staircase_testkit::real`. Build the binaries once with `bash scripts/real-apiserver/build.sh`;
 //! without them these tests print how to and pass, unless `CI=true`, where they fail.
 //!
@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use staircase_testkit::real::{RealApiServer, shared_or_skip};
+use staircase_testkit::real::{K8S_VERSION, RealApiServer, shared_or_skip};
 
 async fn get_json(client: &Client, path: &str) -> Value {
     let req = http::Request::get(path).body(Vec::new()).unwrap();
@@ -49,14 +49,15 @@ fn cm(name: &str) -> ConfigMap {
 }
 
 #[tokio::test]
-async fn version_is_v1_20_2() {
-    let Some(server) = shared_or_skip("version_is_v1_20_2").await else {
+async fn version_is_the_harness_version() {
+    let Some(server) = shared_or_skip("version_is_the_harness_version").await else {
         return;
     };
     let v = get_json(&server.client(), "/version").await;
-    assert_eq!(v["gitVersion"], "v1.20.2", "{v}");
+    assert_eq!(v["gitVersion"], K8S_VERSION, "{v}");
     assert_eq!(v["major"], "1");
-    assert_eq!(v["minor"], "20");
+    assert_eq!(v["minor"], "37");
+    assert_eq!(v["gitTreeState"], "clean");
 }
 
 #[tokio::test]
@@ -72,16 +73,27 @@ async fn namespaces_are_per_test_and_ready_for_pods() {
     cms.create(&PostParams::default(), &cm("x")).await.unwrap();
     let other: Api<ConfigMap> = b.api();
     assert!(other.get_opt("x").await.unwrap().is_none());
-    // The controller manager's ServiceAccount controllers ran for the new namespace.
-    let sa = get_json(
-        &a.client(),
-        &format!("/api/v1/namespaces/{}/serviceaccounts/default", a.name()),
-    )
-    .await;
-    assert!(!sa["secrets"].as_array().unwrap().is_empty(), "{sa}");
+    // The controller manager's ServiceAccount controller ran for the new namespace, so
+    // ServiceAccount admission accepts a pod and projects the default account's token into it.
+    let pods: Api<Pod> = a.api();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "example.invalid/x"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.service_account_name.as_deref(), Some("default"));
+    let volumes = spec.volumes.unwrap_or_default();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name.starts_with("kube-api-access-")),
+        "{volumes:?}"
+    );
 }
 
-/// The custom-resource create that crashes a build with the vendored reflect2 1.0.1 under Go 1.19.
+/// A custom resource's create, status update and listing.
 #[tokio::test]
 async fn custom_resources_work() {
     let Some(server) = shared_or_skip("custom_resources_work").await else {
@@ -131,7 +143,7 @@ async fn custom_resources_work() {
         "metadata": {"name": "g1"}, "spec": {"size": 3, "labels": {"a": "b"}, "dropped": true}
     }))
     .unwrap();
-    // The first custom-resource create is where reflect2 1.0.1 faults (map iteration).
+    // A create with a map in it (labels) and a field the schema does not know (pruned).
     let created = eventually_create(&gadgets, &obj).await;
     assert_eq!(
         created.data["spec"],
@@ -238,7 +250,7 @@ async fn own_instance_is_stopped_even_when_the_test_panics() {
             .collect::<Vec<_>>();
         *d2.lock().unwrap() = Some(server.dir().to_path_buf());
         let v = get_json(&server.client(), "/version").await;
-        assert_eq!(v["gitVersion"], "v1.20.2");
+        assert_eq!(v["gitVersion"], K8S_VERSION);
         panic!("deliberate panic with the server alive");
     });
     let err = task.await.expect_err("the task panicked");

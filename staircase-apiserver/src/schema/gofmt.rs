@@ -220,7 +220,7 @@ fn json_into(v: &Value, out: &mut String) {
 }
 
 /// Go's `json.Marshal` of a decoded JSON value.
-pub(super) fn json(v: &Value) -> String {
+pub(crate) fn json(v: &Value) -> String {
     let mut out = String::new();
     json_into(v, &mut out);
     out

@@ -256,8 +256,8 @@ impl Children {
 }
 
 /// The API server's message when `e` is its refusal to change an immutable field
-/// (`422 Invalid`, "field is immutable", or a StatefulSet's "updates to statefulset spec for
-/// fields other than ... are forbidden").
+/// (`422 Invalid`, "field is immutable", or, from older servers, a StatefulSet's "updates
+/// to statefulset spec for fields other than ... are forbidden").
 fn refused_as_immutable(e: &Error) -> Option<String> {
     match e.source_error().downcast_ref::<kube::Error>() {
         Some(kube::Error::Api(s))

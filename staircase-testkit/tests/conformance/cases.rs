@@ -4,7 +4,7 @@
 //! Included unchanged by two test targets, which differ only in [`crate::backend`]:
 //! `tests/conformance.rs` (the embedded `staircase_testkit::ApiServer`, or whatever
 //! `STAIRCASE_CONFORMANCE_TARGET` / `STAIRCASE_CONFORMANCE_KUBECONFIG` pick) and
-//! `tests/conformance_real.rs` (the real kube-apiserver v1.20.2 of `staircase_testkit::real`).
+//! `tests/conformance_real.rs` (the real kube-apiserver v1.37.2 of `staircase_testkit::real`).
 //!
 //! Every case talks to a [`Target`]: a client plus a fresh namespace. Where the real server is
 //! asynchronous (CRD establishment, namespace content deletion, garbage collection) a case waits
@@ -105,7 +105,8 @@ impl Target {
         self.server.as_ref()
     }
 
-    /// The server's Kubernetes minor version (33 for the embedded server, 20 for the real one).
+    /// The server's Kubernetes minor version (33 for the embedded server, 37 for the real one,
+    /// anything for a cluster named by `STAIRCASE_CONFORMANCE_KUBECONFIG`).
     fn minor(&self) -> u32 {
         self.minor
     }
@@ -399,11 +400,8 @@ async fn discovery_lists_builtins_with_scope_verbs_and_subresources() {
         .find(|r| r["name"] == "configmaps")
         .unwrap();
     assert_eq!(cmr["shortNames"], json!(["cm"]));
-    // Built-in resources have `singularName: ""` in v1.20 (filled in only since 1.27).
-    assert!(
-        cmr["singularName"] == "configmap" || cmr["singularName"] == "",
-        "{cmr}"
-    );
+    // (Filled in for built-in resources since 1.27; `""` before.)
+    assert_eq!(cmr["singularName"], "configmap", "{cmr}");
     let names: Vec<&str> = core["resources"]
         .as_array()
         .unwrap()
@@ -617,8 +615,8 @@ async fn crd_schema_validation_and_field_validation() {
             "{msg}"
         );
     } else {
-        // Server-side field validation is on by default only since 1.25 (beta); v1.20 ignores
-        // the parameter and prunes.
+        // Server-side field validation is on by default only since 1.25 (beta); older servers
+        // ignore the parameter and prune.
         strict.unwrap();
     }
     t.raw(
@@ -634,6 +632,32 @@ async fn crd_schema_validation_and_field_validation() {
         stored.data["spec"],
         json!({"replicas": 1}),
         "unknown fields are pruned"
+    );
+    // fieldValidation=Warn (the default) prunes too and says so in a `Warning` header (what
+    // kubectl prints); Ignore says nothing.
+    let warnings = |query: &'static str, name: &'static str| {
+        let req = http::Request::post(format!("{path}{query}"))
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(body(name)))
+            .unwrap();
+        let client = t.client.clone();
+        async move {
+            let resp = client.send(req).await.unwrap();
+            assert_eq!(resp.status(), 201, "{query}");
+            resp.headers()
+                .get_all("warning")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let unknown = [r#"299 - "unknown field \"spec.x\"""#];
+    assert_eq!(warnings("?fieldValidation=Warn", "warn").await, unknown);
+    assert_eq!(warnings("", "default").await, unknown);
+    assert!(
+        warnings("?fieldValidation=Ignore", "quiet")
+            .await
+            .is_empty()
     );
 
     // Strategic merge patch is for built-in kinds only.
@@ -964,6 +988,92 @@ async fn list_pagination() {
 }
 
 #[tokio::test]
+async fn list_resource_version_match() {
+    let Some(t) = Target::new("list_resource_version_match").await else {
+        return;
+    };
+    t.cms()
+        .create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    let at = t.cms().list(&ListParams::default()).await.unwrap();
+    let rv = at.metadata.resource_version.clone().unwrap();
+    let path = format!("/api/v1/namespaces/{}/configmaps", t.ns);
+    let names = |body: &str| {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let mut n: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .filter(|n| n != ROOT_CA)
+            .collect();
+        n.sort();
+        (
+            n,
+            v["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    for m in ["NotOlderThan", "Exact"] {
+        let body = t
+            .raw(
+                "GET",
+                &format!("{path}?resourceVersion={rv}&resourceVersionMatch={m}"),
+                "application/json",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let (n, list_rv) = names(&body);
+        assert_eq!(n, ["a"], "{m}");
+        let list_rv: u64 = list_rv.parse().unwrap();
+        if m == "Exact" {
+            assert_eq!(list_rv.to_string(), rv);
+        } else {
+            assert!(list_rv >= rv.parse().unwrap(), "{m}");
+        }
+    }
+    let target = &t;
+    let bad = |query: &'static str| {
+        let uri = format!("{path}?{query}");
+        async move { target.raw("GET", &uri, "application/json", vec![]).await }
+    };
+    let forbidden = |msg: &'static str| ("FieldValueForbidden", "resourceVersionMatch", msg);
+    assert_invalid(
+        bad("resourceVersionMatch=NotOlderThan").await,
+        "ListOptions",
+        "meta.k8s.io",
+        "",
+        &[forbidden(
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )],
+    );
+    assert_invalid(
+        bad("resourceVersion=0&resourceVersionMatch=Exact").await,
+        "ListOptions",
+        "meta.k8s.io",
+        "",
+        &[forbidden(
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        )],
+    );
+    assert_invalid(
+        bad("resourceVersion=0&resourceVersionMatch=Newest").await,
+        "ListOptions",
+        "meta.k8s.io",
+        "",
+        &[(
+            "FieldValueNotSupported",
+            "resourceVersionMatch",
+            "Unsupported value: \"Newest\": supported values: \"Exact\", \"NotOlderThan\", \"\"",
+        )],
+    );
+}
+
+#[tokio::test]
 async fn create_replace_and_conflicts() {
     let Some(t) = Target::new("create_replace_and_conflicts").await else {
         return;
@@ -1024,6 +1134,103 @@ async fn create_replace_and_conflicts() {
     assert_eq!(t.cms().get("a").await.unwrap().data.unwrap()["k"], "3");
 }
 
+/// Whether `name` is `prefix` plus the real server's 5-character suffix (no vowels, no
+/// look-alike characters).
+fn generated_from(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|s| {
+        s.len() == 5 && s.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+    })
+}
+
+#[tokio::test]
+async fn generate_name_and_dry_run_all() {
+    let Some(t) = Target::new("generate_name_and_dry_run_all").await else {
+        return;
+    };
+    let gen_cm = |prefix: &str| {
+        let mut c = cm("", &[("k", "1")]);
+        c.metadata.name = None;
+        c.metadata.generate_name = Some(prefix.into());
+        c
+    };
+    let a = t
+        .cms()
+        .create(&PostParams::default(), &gen_cm("gen-"))
+        .await
+        .unwrap();
+    assert!(generated_from(&a.name_any(), "gen-"), "{}", a.name_any());
+    assert_eq!(a.metadata.generate_name.as_deref(), Some("gen-"));
+    let b = t
+        .cms()
+        .create(&PostParams::default(), &gen_cm("gen-"))
+        .await
+        .unwrap();
+    assert_ne!(a.name_any(), b.name_any());
+    // A long prefix is cut to 58 characters, so the name fits in 63.
+    let long = "x".repeat(70);
+    let l = t
+        .cms()
+        .create(&PostParams::default(), &gen_cm(&long))
+        .await
+        .unwrap();
+    assert!(
+        generated_from(&l.name_any(), &long[..58]),
+        "{}",
+        l.name_any()
+    );
+    // A name wins over generateName, which is kept.
+    let mut named = gen_cm("gen-");
+    named.metadata.name = Some("fixed".into());
+    let f = t
+        .cms()
+        .create(&PostParams::default(), &named)
+        .await
+        .unwrap();
+    assert_eq!(
+        (f.name_any().as_str(), f.metadata.generate_name.as_deref()),
+        ("fixed", Some("gen-"))
+    );
+
+    // dryRun=All: a generated name and the server's fields in the answer, nothing stored.
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let before = ours(&t.cms().list(&ListParams::default()).await.unwrap());
+    let d = t.cms().create(&dry, &gen_cm("dry-")).await.unwrap();
+    assert!(generated_from(&d.name_any(), "dry-"), "{}", d.name_any());
+    assert!(d.metadata.uid.is_some() && d.metadata.creation_timestamp.is_some());
+    assert!(t.cms().get_opt(&d.name_any()).await.unwrap().is_none());
+    assert_eq!(
+        ours(&t.cms().list(&ListParams::default()).await.unwrap()),
+        before
+    );
+    // A dry-run patch answers the patched object and leaves the stored one as it was.
+    let dry_patch = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let p = t
+        .cms()
+        .patch(
+            "fixed",
+            &dry_patch,
+            &Patch::Merge(json!({"data": {"k": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.data.unwrap()["k"], "2");
+    let stored = t.cms().get("fixed").await.unwrap();
+    assert_eq!(stored.data.unwrap()["k"], "1");
+    assert_eq!(
+        stored.metadata.resource_version,
+        f.metadata.resource_version
+    );
+    // A dry-run create of an existing name is the same conflict as a real one.
+    let (code, reason, _) = err_of(t.cms().create(&dry, &cm("fixed", &[])).await);
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+}
+
 #[tokio::test]
 async fn delete_preconditions_and_collections() {
     let Some(t) = Target::new("delete_preconditions_and_collections").await else {
@@ -1041,11 +1248,17 @@ async fn delete_preconditions_and_collections() {
         }),
         ..Default::default()
     };
-    // (The message differs by release: "Precondition failed: UID in precondition: ..." now,
-    // "the UID in the precondition (...) does not match the UID in record (...)" in v1.20.)
     let (code, reason, msg) = err_of(t.cms().delete("a", &wrong_uid).await);
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
-    assert!(msg.contains("UID in"), "{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "Operation cannot be fulfilled on ConfigMap \"a\": the UID in the precondition \
+             (00000000-0000-0000-0000-000000000000) does not match the UID in record ({}). The \
+             object might have been deleted and then recreated",
+            a.uid().unwrap()
+        )
+    );
     let wrong_rv = DeleteParams {
         preconditions: Some(Preconditions {
             uid: None,
@@ -1053,8 +1266,17 @@ async fn delete_preconditions_and_collections() {
         }),
         ..Default::default()
     };
-    let (code, ..) = err_of(t.cms().delete("a", &wrong_rv).await);
-    assert_eq!(code, 409);
+    let (code, reason, msg) = err_of(t.cms().delete("a", &wrong_rv).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        msg,
+        format!(
+            "Operation cannot be fulfilled on ConfigMap \"a\": the ResourceVersion in the \
+             precondition (1) does not match the ResourceVersion in record ({}). The object \
+             might have been modified",
+            a.resource_version().unwrap()
+        )
+    );
     let dry = DeleteParams {
         dry_run: true,
         ..Default::default()
@@ -1541,7 +1763,7 @@ async fn watch_selectors_bookmarks_and_timeout() {
         .unwrap()
         .boxed();
     // Bookmarks are allowed: they may arrive at any point (the embedded server sends one at
-    // once, v1.20 about once a minute) and carry a resourceVersion; skip them.
+    // once, the real server periodically) and carry a resourceVersion; skip them.
     let mut s = s.try_filter(|e| {
         let bookmark =
             matches!(e, WatchEvent::Bookmark(b) if !b.metadata.resource_version.is_empty());
@@ -1667,8 +1889,8 @@ async fn runtime_watcher_list_watch_and_streaming_lists() {
     if t.minor() >= 27 {
         modes.push(watcher::Config::default().streaming_lists());
     } else {
-        // Streaming lists (`sendInitialEvents`, alpha in 1.27) do not exist: v1.20 refuses the
-        // watch with 422 ("resourceVersionMatch is forbidden for watch").
+        // Streaming lists (`sendInitialEvents`, alpha in 1.27) do not exist: older servers refuse
+        // the watch with 422 ("resourceVersionMatch is forbidden for watch").
         let mut s = watcher(t.cms(), watcher::Config::default().streaming_lists()).boxed();
         match tokio::time::timeout(GUARD, s.try_next()).await.unwrap() {
             Err(watcher::Error::WatchStartFailed(kube::Error::Api(st)))
@@ -1747,7 +1969,7 @@ async fn bad_input_gets_a_status_and_changes_nothing() {
         )
         .await,
     );
-    // (v1.20 words it "no kind \"ConfigMap\" is registered for version \"apps/v1\"".)
+    // (Older servers word it "no kind \"ConfigMap\" is registered for version \"apps/v1\"".)
     assert_eq!(code, 400, "{msg}");
     let (code, ..) = err_of(
         t.raw(
@@ -2346,7 +2568,7 @@ async fn deployment_selector_is_immutable_on_every_write_path() {
     let cause = [(
         "FieldValueInvalid",
         "spec.selector",
-        r#"Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#,
+        r#"Invalid value: {"matchLabels":{"app":"other"}}: field is immutable"#,
     )];
     let invalid =
         |r: Result<_, kube::Error>| assert_invalid(r, "Deployment", "apps", "web", &cause);
@@ -2455,7 +2677,7 @@ async fn replicaset_and_daemonset_selectors_are_immutable() {
             &[(
                 "FieldValueInvalid",
                 "spec.selector",
-                r#"Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"a", "tier":"b"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#,
+                r#"Invalid value: {"matchLabels":{"app":"a","tier":"b"}}: field is immutable"#,
             )],
         );
         // The template's image is mutable.
@@ -2484,19 +2706,8 @@ async fn statefulset_spec_is_immutable_but_for_listed_fields() {
         }}),
     )
     .await;
-    // The list of mutable fields grew over releases: v1.20 names three, current Kubernetes seven.
-    let message = match t.minor() {
-        ..=20 => {
-            "Forbidden: updates to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are forbidden"
-        }
-        33.. => {
-            "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
-        }
-        _ => {
-            "Forbidden: updates to statefulset spec for fields other than 'replicas'…are forbidden"
-        }
-    };
-    let forbidden = [("FieldValueForbidden", "spec", message)];
+    // Each immutable field is its own cause (Kubernetes 1.37); older releases answer one
+    // `Forbidden` cause on `spec` listing the fields that may change.
     assert_invalid(
         api.patch(
             "db",
@@ -2507,17 +2718,26 @@ async fn statefulset_spec_is_immutable_but_for_listed_fields() {
         "StatefulSet",
         "apps",
         "db",
-        &forbidden,
+        &[(
+            "FieldValueInvalid",
+            "spec.serviceName",
+            r#"Invalid value: "db2": field is immutable"#,
+        )],
     );
     let mut bigger = api.get("db").await.unwrap();
     bigger.data["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] =
         "2Gi".into();
+    // The real server marshals its internal Go structs (Go field names) here.
     assert_invalid(
         api.replace("db", &PostParams::default(), &bigger).await,
         "StatefulSet",
         "apps",
         "db",
-        &forbidden,
+        &[(
+            "FieldValueInvalid",
+            "spec.volumeClaimTemplates",
+            "Invalid value: […\"2Gi\"…]: field is immutable",
+        )],
     );
     let ok = api
         .patch(
@@ -2563,7 +2783,8 @@ async fn job_template_and_completions_are_immutable() {
     let template = [(
         "FieldValueInvalid",
         "spec.template",
-        "Invalid value: core.PodTemplateSpec{…}: field is immutable",
+        // The internal Go struct, marshalled with Go field names by the real server.
+        "Invalid value: {…\"busybox:1.37\"…}: field is immutable",
     )];
     let invalid = |r: Result<_, kube::Error>, causes: &[(&str, &str, &str)]| {
         assert_invalid(r, "Job", "batch", "once", causes)
@@ -2646,7 +2867,7 @@ async fn service_cluster_ip_is_immutable_once_set() {
     let (head, last) = ip.rsplit_once('.').unwrap();
     let last: u8 = last.parse().unwrap();
     let other = format!("{head}.{}", if last < 200 { last + 50 } else { last - 50 });
-    let cause = format!(r#"Invalid value: []string{{"{other}"}}: may not change once set"#);
+    let cause = format!(r#"Invalid value: ["{other}"]: may not change once set"#);
     let causes = [("FieldValueInvalid", "spec.clusterIPs[0]", cause.as_str())];
     // Changing only clusterIP changes clusterIPs with it, which is what gets rejected.
     assert_invalid(
@@ -2809,7 +3030,7 @@ async fn role_binding_role_ref_is_immutable() {
         &[(
             "FieldValueInvalid",
             "roleRef",
-            r#"Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"edit"}: cannot change roleRef"#,
+            r#"Invalid value: {"APIGroup":"rbac.authorization.k8s.io","Kind":"ClusterRole","Name":"edit"}: field is immutable"#,
         )],
     );
     api.patch(
