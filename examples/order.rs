@@ -4,7 +4,11 @@
 //!
 //! 1. `place_order`: if the shop has no order under this resource's idempotency key, place one
 //!    (the run's one modification, counted through `external::call`);
-//! 2. `record_order`: if the shop has it and the status does not say so, write the id.
+//! 2. `record_order`: if the shop has it and the status does not say so, write the id;
+//! 3. `change_order`: if the shop's order differs from the spec (the quantity was edited),
+//!    change it.
+//!
+//! On deletion, `cancel_order` cancels the shop's order before the finalizer goes.
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::{CustomResource, ResourceExt};
@@ -62,10 +66,7 @@ pub async fn place_order(order: &Order, ctx: &Context<ShopClient>) -> Result<Out
     if shop.find(&key).await?.is_some() {
         return Ok(Outcome::unchanged());
     }
-    let wanted = NewOrder {
-        item: order.spec.item.clone(),
-        quantity: order.spec.quantity,
-    };
+    let wanted = wanted(order);
     let placed = external::call(ctx, &key, "POST /orders", shop.create(&key, &wanted)).await?;
     Ok(Outcome::modified(format!(
         "ordered {} x {} as {}",
@@ -94,9 +95,50 @@ pub async fn record_order(order: &Order, ctx: &Context<ShopClient>) -> Result<Ou
     Ok(Outcome::modified(format!("recorded order {}", placed.id)))
 }
 
+/// What the spec orders.
+fn wanted(order: &Order) -> NewOrder {
+    NewOrder {
+        item: order.spec.item.clone(),
+        quantity: order.spec.quantity,
+    }
+}
+
+/// The shop's order is what the spec says.
+#[step]
+pub async fn change_order(order: &Order, ctx: &Context<ShopClient>) -> Result<Outcome> {
+    let key = order_key(order)?;
+    let shop = ctx.state();
+    let Some(placed) = shop.find(&key).await? else {
+        return Ok(Outcome::wait("the shop does not know the order yet"));
+    };
+    let wanted = wanted(order);
+    if placed.order == wanted {
+        return Ok(Outcome::unchanged());
+    }
+    let what = format!("PUT /orders/{}", placed.id);
+    external::call(ctx, &key, &what, shop.update(&key, &placed.id, &wanted)).await?;
+    Ok(Outcome::modified(format!(
+        "changed {} to {} x {}",
+        placed.id, wanted.quantity, wanted.item
+    )))
+}
+
+/// On deletion: the shop's order is cancelled.
+#[step]
+pub async fn cancel_order(order: &Order, ctx: &Context<ShopClient>) -> Result<Outcome> {
+    let key = order_key(order)?;
+    let shop = ctx.state();
+    let Some(placed) = shop.find(&key).await? else {
+        return Ok(Outcome::unchanged());
+    };
+    let what = format!("DELETE /orders/{}", placed.id);
+    external::call(ctx, &key, &what, shop.cancel(&key, &placed.id)).await?;
+    Ok(Outcome::modified(format!("cancelled {}", placed.id)))
+}
+
 /// The Order staircase.
 pub fn stairs() -> impl Reconciler<Order, ShopClient> {
-    staircase!(Order => [place_order, record_order])
+    staircase!(Order => [place_order, record_order, change_order], cleanup => [cancel_order])
 }
 
 /// Whether the order is recorded and the object Ready at its generation.

@@ -5,7 +5,8 @@
 //!
 //! API: `POST /orders` (header `Idempotency-Key`, JSON `{item, quantity}`) → `201` with the order,
 //! or `200` with the existing order for a key it has seen; `GET /orders/by-key/{key}` → `200` or
-//! `404`.
+//! `404`; `PUT /orders/{id}` (JSON `{item, quantity}`) → `200` with the changed order;
+//! `DELETE /orders/{id}` → `204`; both `404` for an unknown id. `GET /orders` lists every order.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -49,6 +50,8 @@ pub struct PlacedOrder {
 #[derive(Default)]
 struct Inner {
     orders: Mutex<Vec<PlacedOrder>>,
+    /// Orders ever placed: ids are never reused after a cancellation.
+    placed: AtomicUsize,
     creates: AtomicUsize,
     hold_next_create: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -71,7 +74,8 @@ impl Shop {
     pub async fn start() -> anyhow::Result<Shop> {
         let inner = Arc::new(Inner::default());
         let app = Router::new()
-            .route("/orders", post(create))
+            .route("/orders", get(list).post(create))
+            .route("/orders/{id}", put(update).delete(cancel))
             .route("/orders/by-key/{key}", get(by_key))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -129,8 +133,9 @@ async fn create(
         match orders.iter().find(|o| o.key == key) {
             Some(existing) => (StatusCode::OK, existing.clone()),
             None => {
+                let n = shop.placed.fetch_add(1, Ordering::SeqCst) + 1;
                 let placed = PlacedOrder {
-                    id: format!("order-{}", orders.len() + 1),
+                    id: format!("order-{n}"),
                     key,
                     order,
                 };
@@ -145,6 +150,34 @@ async fn create(
         std::future::pending::<()>().await;
     }
     Ok((status, Json(placed)))
+}
+
+async fn list(State(shop): State<Arc<Inner>>) -> Json<Vec<PlacedOrder>> {
+    Json(shop.orders.lock().expect("orders").clone())
+}
+
+async fn update(
+    State(shop): State<Arc<Inner>>,
+    Path(id): Path<String>,
+    Json(order): Json<NewOrder>,
+) -> Result<Json<PlacedOrder>, StatusCode> {
+    let mut orders = shop.orders.lock().expect("orders");
+    let placed = orders
+        .iter_mut()
+        .find(|o| o.id == id)
+        .ok_or(StatusCode::NOT_FOUND)?;
+    placed.order = order;
+    Ok(Json(placed.clone()))
+}
+
+async fn cancel(State(shop): State<Arc<Inner>>, Path(id): Path<String>) -> StatusCode {
+    let mut orders = shop.orders.lock().expect("orders");
+    let before = orders.len();
+    orders.retain(|o| o.id != id);
+    match orders.len() < before {
+        true => StatusCode::NO_CONTENT,
+        false => StatusCode::NOT_FOUND,
+    }
 }
 
 async fn by_key(
@@ -204,6 +237,38 @@ impl ShopClient {
             "the shop answered {status} to an order"
         );
         Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Changes order `id` (placed under `key`, sent along) to `order`.
+    pub async fn update(
+        &self,
+        key: &IdempotencyKey,
+        id: &str,
+        order: &NewOrder,
+    ) -> anyhow::Result<PlacedOrder> {
+        let req = key
+            .attach(http::Request::put(format!("{}/orders/{id}", self.base)))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(order)?)))?;
+        let (status, body) = self.send(req).await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "the shop answered {status} to a change"
+        );
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Cancels order `id` (placed under `key`, sent along).
+    pub async fn cancel(&self, key: &IdempotencyKey, id: &str) -> anyhow::Result<()> {
+        let req = key
+            .attach(http::Request::delete(format!("{}/orders/{id}", self.base)))
+            .body(Full::default())?;
+        let (status, _) = self.send(req).await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "the shop answered {status} to a cancellation"
+        );
+        Ok(())
     }
 
     async fn send(

@@ -420,13 +420,19 @@ async fn readiness_waits_until_the_deployment_reports_its_replicas_available() {
 #[tokio::test]
 async fn an_object_controlled_by_another_owner_is_not_taken_over() {
     let t = setup().await;
+    // The owner must exist, or the garbage collector removes the object at once.
+    let someone = t
+        .cms
+        .create(&PostParams::default(), &cm("someone", &[]))
+        .await
+        .unwrap();
     let mut taken = cm("p-a", &[("message", "theirs")]);
     taken.metadata.owner_references = Some(vec![
         k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
             api_version: "v1".into(),
             kind: "ConfigMap".into(),
             name: "someone".into(),
-            uid: "another-uid".into(),
+            uid: someone.metadata.uid.clone().unwrap(),
             controller: Some(true),
             ..Default::default()
         },

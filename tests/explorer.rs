@@ -28,6 +28,9 @@ use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_examples::greeting::{self, Greeting, GreetingSpec};
 use staircase_testkit::explorer::{Actor, Explorer, ExternalService, Report, Scenario, Variant};
 
+#[path = "explorer/order.rs"]
+mod order;
+
 const REPRODUCE: &str = "cargo test -p staircase-tests --test explorer";
 
 /// Seeded random (stepwise) cases per scenario of the Foo and order operators: 12 scenarios ×
@@ -114,6 +117,26 @@ fn foo_scenarios() -> Vec<Scenario<Foo>> {
             .namespace("team-a")
             .create(foo_obj("a", "hi", 80)),
     ]
+}
+
+/// Every example operator (a module of `staircase_examples` with a `pub fn stairs`) runs under
+/// the explorer in this suite: a new example must join the list, and a test.
+#[test]
+fn every_example_operator_is_explored() {
+    const EXPLORED: [&str; 4] = ["echo", "foo", "greeting", "order"];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut operators: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the examples")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.contains("\npub fn stairs(")
+                .then(|| path.file_stem()?.to_str().map(String::from))
+                .flatten()
+        })
+        .collect();
+    operators.sort();
+    assert_eq!(operators, EXPLORED);
 }
 
 /// The first figure a reader wants: every variant ran and none failed.
@@ -610,10 +633,14 @@ async fn greeting_children_converge_under_every_variant() {
         .loop_seeds(LOOP_SEEDS)
         .reproduce_with(REPRODUCE)
         .scenario(Scenario::new("greeting").create(greeting_obj("hello", "hello, world")))
-        // No deletion: the greeting has no finalizer, so under a lagging watch a run on the
-        // pre-deletion view may apply the ConfigMap again after the garbage collector removed
-        // it. A cluster's collector removes it once more (its owner is gone); the embedded
-        // server collects only when an owner goes, so the explorer would see it remain.
+        // The greeting has no finalizer: under a lagging watch a run on the pre-deletion view
+        // may apply the ConfigMap again after the garbage collector removed it, and the
+        // collector removes it once more (its owner is absent).
+        .scenario(
+            Scenario::new("greeting deleted")
+                .create(greeting_obj("hello", "hello, world"))
+                .then_delete("hello"),
+        )
         .scenario(
             Scenario::new("greeting changed")
                 .create(greeting_obj("hello", "hello, world"))
@@ -964,8 +991,8 @@ async fn a_duplicate_order_under_a_uid_key_is_caught() {
     for f in report.failures() {
         assert!(
             f.problem.contains(
-                "duplicate effect: 1 more create(s) of external create \
-                 <uid of orders/default/o1>.place_order"
+                "duplicate effect: 1 more create(s) of external \
+                 orders/<uid of orders/default/o1>.place_order than the reference"
             ),
             "{report}"
         );
@@ -996,7 +1023,12 @@ async fn echo_converges_with_a_simulated_deployment_controller_under_every_varia
         .loop_seeds(LOOP_SEEDS)
         .reproduce_with(REPRODUCE)
         .scenario(Scenario::new("echo").create(echo(2)))
-        // No deletion: echo has no finalizer (see the greeting's scenarios).
+        // Without a finalizer, like the greeting's deletion.
+        .scenario(
+            Scenario::new("echo deleted")
+                .create(echo(2))
+                .then_delete("hello"),
+        )
         .scenario(
             Scenario::new("echo scaled")
                 .create(echo(2))

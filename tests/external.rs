@@ -85,6 +85,12 @@ async fn a_successful_external_call_is_the_runs_one_modification() {
         order::stairs(),
         ShopClient::new(shop.url()),
     );
+    // The first run adds the finalizer the cancellation step needs.
+    let first = op
+        .run_once(orders.get("coffee").await.unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(first.end, RunEnd::FinalizerAdded), "{first}");
     let before = env.server.stats().writes();
     let report = op
         .run_once(orders.get("coffee").await.unwrap())

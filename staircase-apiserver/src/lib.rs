@@ -81,7 +81,8 @@
 //! * **Semantics operators depend on**: one global resourceVersion, optimistic concurrency
 //!   (409 Conflict), generation bumps, `/status` splitting, no-op writes that do not create
 //!   events, finalizers and deletionTimestamp, owner-reference garbage collection (background,
-//!   foreground, orphan) and namespace termination. Garbage collection runs synchronously
+//!   foreground, orphan; a dependent whose owners are all absent when its references appear is
+//!   deleted, as by the real collector) and namespace termination. Garbage collection runs synchronously
 //!   inside the write that triggers it, so tests see the settled state without polling and
 //!   behave the same under `tokio::time::pause()`.
 //! * **Immutable fields of built-in kinds**, enforced on update, every patch type and

@@ -352,6 +352,14 @@ impl Registry {
             .find(|t| t.group == group && t.plural == plural)
             .cloned()
     }
+
+    /// Any type serving `kind` in `group` (any version), as an owner reference names it.
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<ResourceType>> {
+        self.types
+            .values()
+            .find(|t| t.group == group && t.kind == kind)
+            .cloned()
+    }
 }
 
 /// Kubernetes version ordering: GA > beta > alpha, then by numbers (`v2` > `v1` > `v1beta2`).

@@ -123,6 +123,8 @@ pub enum GcWork {
     CheckForeground(String),
     /// Re-check whether a terminating namespace is empty.
     CheckNamespace(String),
+    /// An object gained owner references: check that its owners exist.
+    CheckOwners(FullKey),
 }
 
 /// Everything mutable in the server.
@@ -292,6 +294,14 @@ impl State {
             .insert(key, obj.clone());
         let full = (res.clone(), ns.to_string(), name.to_string());
         self.index(&full, prev.as_deref(), Some(&obj));
+        // Like the real collector, look at owners when references appear, not on every write.
+        if crate::gc::owner_uids(&obj).iter().any(|u| {
+            !prev
+                .as_deref()
+                .is_some_and(|p| crate::gc::owner_uids(p).contains(u))
+        }) {
+            self.gc_queue.push_back(GcWork::CheckOwners(full.clone()));
+        }
         let etype = if prev.is_some() {
             EventType::Modified
         } else {

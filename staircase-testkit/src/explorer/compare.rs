@@ -188,13 +188,14 @@ pub(crate) fn generated_counts(s: &Snapshot) -> BTreeMap<String, usize> {
     out
 }
 
-/// Lists every resource of `resources` (in all namespaces) and every external record, and
-/// normalizes them.
+/// Lists every resource of `resources` (in all namespaces), every external record and what the
+/// fake HTTP service `http` (name, state) holds, and normalizes them.
 pub(crate) async fn snapshot(
     client: &kube::Client,
     resources: &[Listed],
     cfg: &CompareConfig,
     external: &ExternalService,
+    http: Option<(&str, Value)>,
     names: &mut Names,
 ) -> anyhow::Result<Snapshot> {
     let mut raw = Vec::new();
@@ -269,6 +270,13 @@ pub(crate) async fn snapshot(
         out.insert(key, v);
     }
     out.extend(external_records(external, cfg, names));
+    if let Some((name, mut state)) = http {
+        for path in &cfg.ignore {
+            remove_path(&mut state, path);
+        }
+        walk(&mut state, names, false);
+        out.insert(format!("external/{name}"), state);
+    }
     Ok(out)
 }
 

@@ -20,15 +20,27 @@ use super::ExplorableResource;
 use super::actor::{Actor, Stage};
 use super::compare::{self, CompareConfig, Listed, Names, Snapshot};
 use super::diagnose::Recent;
-use super::external::{Calls, ExternalService};
+use super::external::ExternalService;
 use super::gate::{Gate, GateWrite, Lister};
+use super::http::{HttpFake, Recorder};
 use super::scenario::{self, Scenario};
 use super::stale;
 use crate::{ApiServer, Fault, RequestRecord};
 
-/// Builds a fresh operator for a client and the case's external service.
+/// Builds a fresh operator for a client and the case's external services.
 pub(crate) type Factory<K, S, M, C> =
-    Arc<dyn Fn(kube::Client, &ExternalService) -> Operator<K, S, M, C> + Send + Sync>;
+    Arc<dyn Fn(kube::Client, &Externals) -> Operator<K, S, M, C> + Send + Sync>;
+
+/// Starts a case's fake HTTP service.
+pub(crate) type StartFake =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<HttpFake>> + Send + Sync>;
+
+/// A case's services outside Kubernetes, as the operator factory gets them.
+pub(crate) struct Externals {
+    pub service: ExternalService,
+    /// The recorder's URL (empty without a fake HTTP service).
+    pub url: String,
+}
 
 /// How the operator is driven.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,8 +110,8 @@ pub(crate) struct CaseOutcome {
     pub requests: Vec<Vec<RequestRecord>>,
     pub problems: Vec<Problem>,
     pub writes: Vec<GateWrite>,
-    pub ext_calls: Calls,
-    pub ext_creates: BTreeMap<String, u64>,
+    /// External effects (`<op> <service>/<key>`, uids named) and how many times each happened.
+    pub ext_effects: BTreeMap<String, u64>,
     pub faults_fired: usize,
     /// Times the explorer had to let a lagging watch catch up or force a relist.
     pub nudges: u64,
@@ -122,6 +134,8 @@ pub(crate) struct Setup<K, S, M, C> {
         Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
     pub compare: CompareConfig,
     pub external: String,
+    /// A fake HTTP service started for every case, and its name.
+    pub http: Option<(String, StartFake)>,
     /// How long the controller loop may stall before the explorer nudges the watch.
     pub patience: Duration,
     /// Upper bound of a loop-mode phase, and the unit of every case's bound: a guard against
@@ -164,9 +178,24 @@ pub(crate) fn check_report(r: &RunReport, gate_writes: Option<u64>) -> Vec<Strin
             ));
         let counted = r.step_writes() as u64 + runtime;
         if seen != counted {
+            let external = r
+                .steps
+                .iter()
+                .flat_map(|s| &s.writes)
+                .any(|w| w.method == "EXTERNAL" && w.succeeded());
+            let why = if seen < counted && external {
+                "an external call the explorer cannot see: it went to a service the explorer does \
+                 not record (use the case's ExternalService or Explorer::with_http_service), so \
+                 no case crashes after it, loses its answer or counts its duplicates"
+            } else if seen > counted {
+                "a write bypassed the step's client, or an external call lacks external::call or \
+                 ctx.record_external"
+            } else {
+                "the runtime counted a write that never reached the server"
+            };
             out.push(format!(
-                "uncounted write: run {} of {} made {seen} writes, the runtime counted {counted} \
-                 (a write bypassed the step's client, or an external call lacks ctx.record_external)",
+                "uncounted write: run {} of {} made {seen} writes the explorer saw, the runtime \
+                 counted {counted} ({why})",
                 r.run_id, r.object
             ));
         }
@@ -178,7 +207,8 @@ struct Cx<K, S, M, C> {
     server: ApiServer,
     admin: kube::Client,
     gate: Arc<Gate>,
-    ext: ExternalService,
+    ext: Externals,
+    http: Option<Recorder>,
     api: Api<K>,
     op: Operator<K, S, M, C>,
     out: CaseOutcome,
@@ -206,8 +236,18 @@ where
     install(&admin, &setup.crds, &scenario.namespace).await?;
     let gate = Gate::new();
     gate.set_plan(plan.crash_at.clone(), plan.lose_at.clone());
-    let ext = ExternalService::gated(&setup.external, gate.clone());
-    let op = (setup.factory)(gate.client(client(&server, setup.retries)), &ext);
+    let http = match &setup.http {
+        Some((name, start)) => Some(Recorder::start(name, start().await?, gate.clone()).await?),
+        None => None,
+    };
+    let ext = Externals {
+        service: ExternalService::gated(&setup.external, gate.clone()),
+        url: http
+            .as_ref()
+            .map(|h| h.url().to_string())
+            .unwrap_or_default(),
+    };
+    let op = operator(setup, gate.client(client(&server, setup.retries)), &ext);
     let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&scenario.namespace));
     let primary = ApiResource::erase::<K>(&());
     let namespaced = TypeId::of::<K::Scope>() != TypeId::of::<k8s_openapi::ClusterResourceScope>();
@@ -218,6 +258,7 @@ where
         admin,
         gate,
         ext,
+        http,
         api,
         op,
         out: CaseOutcome::default(),
@@ -239,17 +280,36 @@ where
         }
     }
     cx.out.writes = cx.gate.log();
-    cx.out.ext_calls = cx.ext.calls();
     // Named like the snapshots name them, so a key holding a uid counts as the same key in
     // every case.
-    for (key, n) in cx.ext.creates_by_key() {
+    for w in cx.out.writes.iter().filter(|w| w.method == "EXTERNAL") {
         *cx.out
-            .ext_creates
-            .entry(cx.names.name_uids(&key))
-            .or_default() += n;
+            .ext_effects
+            .entry(cx.names.name_uids(&w.path))
+            .or_default() += 1;
     }
     cx.server.shutdown().await;
     Ok(cx.out)
+}
+
+/// A fresh operator from the user's factory. The explorer's external calls land when they are
+/// made or never, so the runtime's wait for a failed call that might land late
+/// (`external_call_window`) would only stall the case.
+fn operator<K, S, M, C>(
+    setup: &Setup<K, S, M, C>,
+    client: kube::Client,
+    ext: &Externals,
+) -> Operator<K, S, M, C>
+where
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    let op = (setup.factory)(client, ext);
+    let cfg = op
+        .config()
+        .clone()
+        .with_external_call_window(Duration::ZERO);
+    op.with_config(cfg)
 }
 
 /// A client for the operator on the case's server (plain HTTP, no CA bundle loaded: see
@@ -293,11 +353,13 @@ impl<K, S, M, C> Cx<K, S, M, C> {
             .cloned()
             .collect();
         self.names.applied = self.gate.applied();
+        let http = self.http.as_ref().zip(setup.http.as_ref());
         compare::snapshot(
             &self.admin,
             &listed,
             &setup.compare,
-            &self.ext,
+            &self.ext.service,
+            http.map(|(h, (name, _))| (name.as_str(), h.state())),
             &mut self.names,
         )
         .await
@@ -418,7 +480,7 @@ where
     }
     if plan.idle_runs > 0 {
         let before = cx.gate.committed();
-        let effects = cx.ext.calls().effects();
+        let effects = external_effects(&cx.gate);
         for obj in objects(&cx.api).await? {
             let name = obj.name_any();
             let mut cached = None;
@@ -448,7 +510,7 @@ where
             }
         }
         cx.out.idle_writes = cx.gate.committed() - before;
-        cx.out.idle_effects = cx.ext.calls().effects() - effects;
+        cx.out.idle_effects = external_effects(&cx.gate) - effects;
     }
     Ok(())
 }
@@ -510,7 +572,8 @@ where
                     None => {
                         // The process died after a committed write; a new one starts from scratch.
                         cx.out.crashes += 1;
-                        cx.op = (setup.factory)(
+                        cx.op = operator(
+                            setup,
                             cx.gate.client(client(&cx.server, setup.retries)),
                             &cx.ext,
                         );
@@ -559,6 +622,11 @@ where
     }
 }
 
+/// External effects committed so far.
+fn external_effects(gate: &Gate) -> u64 {
+    gate.log().iter().filter(|w| w.method == "EXTERNAL").count() as u64
+}
+
 /// Lets the actors react to the world; whether they changed it.
 async fn acts<K, S, M, C>(cx: &mut Cx<K, S, M, C>) -> Result<bool, String> {
     let server = &cx.server;
@@ -590,7 +658,11 @@ where
     cx.gate.watch_primary(primary, lister(&cx.api));
     // The scenario's writes make views stale: the oracle must know their versions.
     let admin = cx.gate.tap(cx.admin.clone());
-    let op = (setup.factory)(cx.gate.client(client(&cx.server, setup.retries)), &cx.ext);
+    let op = operator(
+        setup,
+        cx.gate.client(client(&cx.server, setup.retries)),
+        &cx.ext,
+    );
     // Resync, the read-your-writes grace and the retry backoff drive recovery from lost or late
     // events and failed requests; at their production defaults (10 min, 2 s, 200 ms doubling) a
     // case would take minutes.

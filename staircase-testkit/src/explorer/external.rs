@@ -1,7 +1,8 @@
 //! A simulated external service (think: an order API outside Kubernetes) for scenarios whose
 //! steps have side effects beyond the cluster. It counts every call, so the explorer can prove
-//! that no effect happened twice, and it obeys the explorer's crash points like a Kubernetes
-//! write does.
+//! that no effect happened twice or went missing, and it obeys the explorer's crash points like
+//! a Kubernetes write does. (An operator with a REST client of its own uses
+//! [`Explorer::with_http_service`](super::Explorer::with_http_service) instead.)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,8 @@ pub struct Calls {
     pub reads: u64,
     /// Creates that took effect.
     pub creates: u64,
+    /// Updates that took effect.
+    pub updates: u64,
     /// Deletes that took effect.
     pub deletes: u64,
 }
@@ -46,7 +49,7 @@ pub struct Calls {
 impl Calls {
     /// Calls with an effect.
     pub fn effects(&self) -> u64 {
-        self.creates + self.deletes
+        self.creates + self.updates + self.deletes
     }
 }
 
@@ -59,7 +62,10 @@ struct Inner {
 }
 
 /// A simulated external service: a non-idempotent `create` (every call makes a new record with a
-/// fresh id, as most real HTTP APIs do) plus an existence check by idempotency key (`find`).
+/// fresh id, as most real HTTP APIs do), an existence check by idempotency key (`find`), and
+/// `update` and `delete` by id. The explorer counts each effect under the record's key and
+/// compares the counts with the reference run: a create or delete more is a duplicate, any
+/// effect fewer is a lost effect (an update more is not: setting a value twice is harmless).
 ///
 /// The correct pattern (the "two-step" pattern of staircase) is: step 1 "if `find(key)` is
 /// empty, `create(key, ..)` and `ctx.record_external(..)`", step 2 "if the resource does not
@@ -140,42 +146,47 @@ impl ExternalService {
             *i.creates_by_key.entry(key.to_string()).or_default() += 1;
             id
         };
-        self.committed(format!("{}/create {key}", self.name))
-            .await?;
+        self.committed("create", key).await?;
         Ok(id)
+    }
+
+    /// Replaces the payload of the record with this id.
+    pub async fn update(&self, id: &str, value: Value) -> Result<(), ExternalError> {
+        let key = {
+            let mut i = self.lock();
+            let Some(r) = i.records.iter_mut().find(|r| r.id == id) else {
+                return Err(ExternalError::NotFound(id.to_string()));
+            };
+            r.value = value;
+            let key = r.key.clone();
+            i.calls.updates += 1;
+            key
+        };
+        self.committed("update", &key).await
     }
 
     /// Deletes the record with this id.
     pub async fn delete(&self, id: &str) -> Result<(), ExternalError> {
-        {
+        let key = {
             let mut i = self.lock();
-            let before = i.records.len();
-            i.records.retain(|r| r.id != id);
-            if i.records.len() == before {
+            let Some(at) = i.records.iter().position(|r| r.id == id) else {
                 return Err(ExternalError::NotFound(id.to_string()));
-            }
+            };
             i.calls.deletes += 1;
-        }
-        self.committed(format!("{}/delete {id}", self.name)).await
+            i.records.remove(at).key
+        };
+        self.committed("delete", &key).await
     }
 
     /// Tells the explorer an effect happened; it may crash the operator here or lose the answer.
-    async fn committed(&self, what: String) -> Result<(), ExternalError> {
+    async fn committed(&self, op: &str, key: &str) -> Result<(), ExternalError> {
         let Some(gate) = &self.gate else {
             return Ok(());
         };
-        let w = GateWrite {
-            method: "EXTERNAL".into(),
-            path: what.clone(),
-            status: 200,
-            visible: true,
-            removes_finalizer: false,
-            phase: 0,
-        };
-        match gate.commit(w) {
+        match gate.commit(GateWrite::external(op, &self.name, key)) {
             Verdict::Deliver => Ok(()),
             Verdict::Crash => futures::future::pending().await,
-            Verdict::Lose => Err(ExternalError::Lost(what)),
+            Verdict::Lose => Err(ExternalError::Lost(format!("{}/{op} {key}", self.name))),
         }
     }
 

@@ -46,6 +46,19 @@ impl GateWrite {
     pub fn is_create(&self) -> bool {
         self.method == "POST"
     }
+
+    /// An effect outside Kubernetes: operation `op` (`create`, `update`, `delete`) of the
+    /// record with idempotency key `key` (or the request path) in `service`.
+    pub(crate) fn external(op: &str, service: &str, key: &str) -> Self {
+        GateWrite {
+            method: "EXTERNAL".into(),
+            path: format!("{op} {service}/{key}"),
+            status: 200,
+            visible: true,
+            removes_finalizer: false,
+            phase: 0,
+        }
+    }
 }
 
 /// Lists the primary objects: `namespace/name` (or `name`) → resourceVersion.

@@ -42,9 +42,10 @@
 //!
 //! The factory closure is called for every fresh operator (each case, and again after each
 //! simulated crash): build the operator exactly as your `main` does, from the client it gets.
-//! Steps with effects outside Kubernetes use an [`ExternalService`] (see
-//! [`Explorer::with_external`]) so that those effects are crash points too and duplicates are
-//! counted.
+//! An operator with effects outside Kubernetes keeps its own REST client and talks, through a
+//! recorder, to a fake of the service ([`Explorer::with_http_service`], [`HttpFake`]); or its
+//! steps use an [`ExternalService`] ([`Explorer::with_external`]). Either way those effects are
+//! crash points too, and their duplicates and lost effects are counted.
 //!
 //! # Other actors, accepted waits, generated names
 //!
@@ -69,7 +70,8 @@
 //! Every run of every variant is also checked against the one-write rule: no
 //! [`RuleViolation`](staircase_runtime::RuleViolation), at most one step write, and — where runs
 //! are sequential — the writes the explorer saw on the wire equal the writes the runtime counted
-//! (a write through another client, or an external call without `ctx.record_external`, shows).
+//! (a write through another client, or an external call without `external::call` or
+//! `ctx.record_external`, shows; so does an external call the explorer cannot see).
 //!
 //! # Reproducing a failure
 //!
@@ -105,6 +107,7 @@ mod diagnose;
 mod driver;
 mod external;
 mod gate;
+mod http;
 mod report;
 mod scenario;
 mod seed;
@@ -127,12 +130,13 @@ use staircase_runtime::{ApiScope, Operator, Stairs};
 pub use actor::Actor;
 pub use compare::{Snapshot, diff};
 pub use external::{Calls, ExternalError, ExternalService, Record};
+pub use http::HttpFake;
 pub use report::{Failure, Report, ScenarioReport, VariantStats};
 pub use scenario::{Action, Scenario};
 pub use seed::{LOOP_SEEDS_VAR, SEED_VAR, SEEDS_VAR};
 pub use variants::Variant;
 
-use driver::{CaseOutcome, CasePlan, Setup};
+use driver::{CaseOutcome, CasePlan, Setup, StartFake};
 
 /// A resource the explorer can drive: a typed, serialisable Kubernetes resource the runtime can
 /// reconcile. Implemented for every type that qualifies; it only names the bounds once.
@@ -244,12 +248,54 @@ where
         name: &str,
         factory: impl Fn(kube::Client, &ExternalService) -> Operator<K, S, M, C> + Send + Sync + 'static,
     ) -> Self {
+        Self::build(name, None, move |client, ext| factory(client, &ext.service))
+    }
+
+    /// Like [`Explorer::new`], for operators that call an HTTP service with a REST client of
+    /// their own: the operator's code stays as in production, only the base URL changes.
+    ///
+    /// For every case the explorer calls `start` for a fresh fake of the service (see
+    /// [`HttpFake`]), puts a recorder in front of it and gives `factory` the recorder's URL, to
+    /// build the operator's client with. The recorder forwards every request to the fake; a
+    /// `POST`, `PUT`, `PATCH` or `DELETE` the fake answers with success is an effect — a create,
+    /// update or delete of the record named by the request's
+    /// [`Idempotency-Key`](staircase_runtime::external::IdempotencyKey::HEADER) header (else by
+    /// its path) — that the explorer numbers like a Kubernetes write: a crash case stops the
+    /// operator right after it, a lost-response case breaks the connection before the answer.
+    /// Counts are compared with the reference's like [`ExternalService`]'s, and so is the
+    /// fake's state after each phase. A `POST` answered `200` rather than `201` under a key
+    /// already created is the fake recognising a replay by the key, not a create.
+    pub fn with_http_service<F, Fut>(
+        name: &str,
+        start: F,
+        factory: impl Fn(kube::Client, &str) -> Operator<K, S, M, C> + Send + Sync + 'static,
+    ) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<HttpFake>> + Send + 'static,
+    {
+        let start: StartFake =
+            Arc::new(move || -> futures::future::BoxFuture<'static, _> { Box::pin(start()) });
+        Self::build(name, Some(start), move |client, ext| {
+            factory(client, &ext.url)
+        })
+    }
+
+    fn build(
+        name: &str,
+        http: Option<StartFake>,
+        factory: impl Fn(kube::Client, &driver::Externals) -> Operator<K, S, M, C>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
         Explorer {
             setup: Setup {
                 factory: Arc::new(factory),
                 crds: Vec::new(),
                 compare: Default::default(),
                 external: name.to_string(),
+                http: http.map(|h| (name.to_string(), h)),
                 patience: Duration::from_millis(400),
                 // A guard against hangs only: generous, so a loaded CI machine never trips it.
                 guard: Duration::from_secs(60),

@@ -91,10 +91,37 @@ fn creates(o: &CaseOutcome) -> BTreeMap<String, u64> {
     for w in o.writes.iter().filter(|w| w.is_create()) {
         *m.entry(w.path.clone()).or_default() += 1;
     }
-    for (k, n) in &o.ext_creates {
-        *m.entry(format!("external create {k}")).or_default() += n;
-    }
     m
+}
+
+/// External effects of `case` beyond or short of the reference's: a create or delete more is a
+/// duplicate; an effect fewer is lost. An update more is neither (setting a value again is
+/// harmless, and a run on a stale view may set an old one before the next sets the new).
+/// Returns the duplicates' count and the problems.
+fn external_effects(reference: &CaseOutcome, case: &CaseOutcome) -> (u64, Vec<String>) {
+    let (r, c) = (&reference.ext_effects, &case.ext_effects);
+    let mut duplicates = 0;
+    let mut problems = Vec::new();
+    for effect in r.keys().chain(c.keys().filter(|k| !r.contains_key(*k))) {
+        let (want, got) = (
+            r.get(effect).copied().unwrap_or(0),
+            c.get(effect).copied().unwrap_or(0),
+        );
+        let (op, what) = effect.split_once(' ').unwrap_or(("effect", effect));
+        if got > want && op != "update" {
+            duplicates += got - want;
+            problems.push(format!(
+                "duplicate effect: {} more {op}(s) of external {what} than the reference",
+                got - want
+            ));
+        } else if got < want {
+            problems.push(format!(
+                "lost effect: {} {op}(s) of external {what} in the reference, {got} in this case",
+                want
+            ));
+        }
+    }
+    (duplicates, problems)
 }
 
 fn destructive(o: &CaseOutcome) -> BTreeMap<(String, String), (u64, usize)> {
@@ -161,6 +188,9 @@ pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> V
             ));
         }
     }
+    let (extra, ext_problems) = external_effects(reference, case);
+    duplicates += extra;
+    problems.extend(ext_problems.into_iter().map(|p| (0, p)));
     let rd = destructive(reference);
     for ((what, path), (n, phase)) in destructive(case) {
         let allowed = rd.get(&(what.clone(), path.clone())).map_or(0, |x| x.0);
@@ -368,4 +398,42 @@ pub(crate) fn random_loop_plan(
         plan.faults.push((phase, f));
     }
     (plan, what.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(effects: &[(&str, u64)]) -> CaseOutcome {
+        CaseOutcome {
+            ext_effects: effects.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn external_creates_and_deletes_more_are_duplicates_and_any_effect_fewer_is_lost() {
+        let reference = outcome(&[
+            ("create shop/k", 1),
+            ("update shop/k", 1),
+            ("delete shop/k", 1),
+        ]);
+        let case = outcome(&[
+            ("create shop/k", 2),
+            ("update shop/k", 3),
+            ("delete shop/j", 1),
+        ]);
+        let (duplicates, problems) = external_effects(&reference, &case);
+        assert_eq!(duplicates, 2);
+        assert_eq!(
+            problems,
+            [
+                "duplicate effect: 1 more create(s) of external shop/k than the reference",
+                "lost effect: 1 delete(s) of external shop/k in the reference, 0 in this case",
+                "duplicate effect: 1 more delete(s) of external shop/j than the reference",
+            ]
+        );
+        let (duplicates, problems) = external_effects(&reference, &reference);
+        assert_eq!((duplicates, problems.len()), (0, 0));
+    }
 }

@@ -1655,6 +1655,58 @@ async fn garbage_collection_background_foreground_orphan() {
     assert!(c.metadata.owner_references.unwrap_or_default().is_empty());
 }
 
+/// A dependent whose owner is absent when it appears (deleted before, or never there, or
+/// re-created under its name with another uid) is collected; one with another, live owner only
+/// loses the reference to the absent one.
+#[tokio::test]
+async fn garbage_collection_of_dependents_with_absent_owners() {
+    let Some(t) = Target::new("garbage_collection_of_dependents_with_absent_owners").await else {
+        return;
+    };
+    let cms = t.cms();
+    let pp = PostParams::default();
+    let owner = cms.create(&pp, &cm("ab-owner", &[])).await.unwrap();
+    cms.delete("ab-owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(gone(&cms, "ab-owner").await);
+    // Created after its owner was deleted.
+    cms.create(&pp, &owned_cm("ab-late", &owner, false))
+        .await
+        .unwrap();
+    assert!(gone(&cms, "ab-late").await, "a child of a deleted owner");
+    // The owner's name exists again, under another uid.
+    let again = cms.create(&pp, &cm("ab-owner", &[])).await.unwrap();
+    assert_ne!(again.metadata.uid, owner.metadata.uid);
+    cms.create(&pp, &owned_cm("ab-stale", &owner, false))
+        .await
+        .unwrap();
+    assert!(gone(&cms, "ab-stale").await, "a child naming the old uid");
+    // A live owner keeps it; the reference to the absent one goes.
+    let mut both = owned_cm("ab-both", &again, false);
+    let mut dangling = owned_cm("x", &owner, false)
+        .metadata
+        .owner_references
+        .unwrap();
+    dangling[0].controller = None;
+    both.metadata
+        .owner_references
+        .as_mut()
+        .unwrap()
+        .extend(dangling);
+    cms.create(&pp, &both).await.unwrap();
+    let live = again.metadata.uid.clone().unwrap();
+    eventually("the absent owner's reference is dropped", || async {
+        let refs = cms.get("ab-both").await.unwrap().metadata.owner_references;
+        refs.unwrap_or_default()
+            .iter()
+            .map(|r| r.uid.clone())
+            .collect::<Vec<_>>()
+            == [live.clone()]
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Watch
 
