@@ -65,6 +65,20 @@ async fn until_role(h: &Health, role: Leadership) {
         .unwrap_or_else(|_| panic!("never became {role:?}"));
 }
 
+/// Another holder takes the Lease (e.g. a replica that saw it expire during a network partition).
+async fn take_lease(env: &Env) {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let take = serde_json::json!({ "spec": { "holderIdentity": "intruder", "leaseDurationSeconds": 3600 } });
+    leases
+        .patch(
+            "foo-operator",
+            &PatchParams::default(),
+            &Patch::Merge(&take),
+        )
+        .await
+        .unwrap();
+}
+
 async fn holder(env: &Env) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
     leases.get("foo-operator").await.ok()?.spec?.holder_identity
@@ -138,17 +152,7 @@ async fn a_leader_whose_lease_is_taken_stops_reconciling_at_once() {
     let a = replica(&env, "a");
     until_role(&a.health, Leadership::Leading).await;
 
-    // Another holder (e.g. a replica that saw the lease expire during a network partition).
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
-    let take = serde_json::json!({ "spec": { "holderIdentity": "intruder", "leaseDurationSeconds": 3600 } });
-    leases
-        .patch(
-            "foo-operator",
-            &PatchParams::default(),
-            &Patch::Merge(&take),
-        )
-        .await
-        .unwrap();
+    take_lease(&env).await;
     until_role(&a.health, Leadership::Standby).await;
     assert!(a.health.is_ready(), "standing by correctly is ready");
 
@@ -168,7 +172,7 @@ async fn a_leader_whose_lease_is_taken_stops_reconciling_at_once() {
 
     // The intruder lets go: `a` leads again and runs the object.
     let free = serde_json::json!({ "spec": { "holderIdentity": null } });
-    leases
+    Api::<Lease>::namespaced(env.client.clone(), "default")
         .patch(
             "foo-operator",
             &PatchParams::default(),
@@ -310,16 +314,7 @@ async fn a_run_cut_off_by_a_lost_leadership_is_reported_as_cancelled() {
         .expect("the step started");
     assert!(running.reports().is_empty(), "the run is still in flight");
 
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
-    let take = serde_json::json!({ "spec": { "holderIdentity": "intruder", "leaseDurationSeconds": 3600 } });
-    leases
-        .patch(
-            "foo-operator",
-            &PatchParams::default(),
-            &Patch::Merge(&take),
-        )
-        .await
-        .unwrap();
+    take_lease(&env).await;
     running.wait_report(|r| r.object == "default/cut").await;
     let report = running.reports().remove(0);
     assert_eq!(
