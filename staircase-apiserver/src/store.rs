@@ -248,16 +248,7 @@ impl State {
     }
 
     fn index(&mut self, key: &FullKey, old: Option<&Value>, new: Option<&Value>) {
-        let owners = |v: Option<&Value>| -> Vec<String> {
-            v.and_then(|v| v.pointer("/metadata/ownerReferences"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|r| r.get("uid")?.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let owners = |v: Option<&Value>| v.map(crate::gc::owner_uids).unwrap_or_default();
         for o in owners(old) {
             if let Some(s) = self.dependents.get_mut(&o) {
                 s.remove(key);
