@@ -399,12 +399,10 @@ fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRe
 static EMPTY_KEY: ObjKey = (String::new(), String::new());
 
 fn human_age(ts: Option<&str>) -> String {
-    let Some(t) = ts.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) else {
+    let Some(t) = ts.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
         return "<unknown>".into();
     };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
+    let secs = jiff::Timestamp::now().duration_since(t).as_secs().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 3600 * 2 => format!("{}m", s / 60),

@@ -164,7 +164,9 @@ fn is_standard_finalizer(s: &str) -> bool {
 
 /// Now in RFC 3339 with second precision, as every Kubernetes timestamp.
 pub fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// A fresh object UID.

@@ -18,25 +18,8 @@ mod tests;
 
 use proc_macro::TokenStream;
 
-/// Turns an `async fn` into a step of a staircase.
-///
-/// ```ignore
-/// use staircase::prelude::*;
-///
-/// #[step]
-/// async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
-///     // look; if already right:
-///     Ok(Outcome::unchanged())
-///     // else make ONE change: Ok(Outcome::modified("created ConfigMap foo-config"))
-/// }
-///
-/// // A step can hand data to later steps, which take it as a third parameter:
-/// #[step(read_only)]
-/// async fn find_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome<ConfigMap>> { /* ... */ }
-/// #[step]
-/// async fn use_config(foo: &Foo, ctx: &Context<App>, cm: &ConfigMap) -> Result<Outcome> { /* ... */ }
-/// ```
-///
+// The examples are in the `staircase` crate's documentation of its re-export, where they
+// compile; rustdoc shows them above this text.
 /// The function stays as written (call it directly in unit tests). Next to it the macro defines
 /// a unit-like type of the same name (`struct ensure_config {}`, in the type namespace only)
 /// implementing [`Step`](https://docs.rs/staircase/latest/staircase/trait.Step.html); that is
@@ -73,20 +56,8 @@ pub fn __staircase(input: TokenStream) -> TokenStream {
     staircase::staircase(input.into()).into()
 }
 
-/// Lends the runtime the [`StepStatus`](https://docs.rs/staircase/latest/staircase/struct.StepStatus.html)
-/// embedded in a status struct, so that its resource gets
-/// [`HasStepStatus`](https://docs.rs/staircase/latest/staircase/trait.HasStepStatus.html) and
-/// `Operator::with_status` can keep it.
-///
-/// ```ignore
-/// #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
-/// pub struct FooStatus {
-///     #[serde(flatten)]
-///     pub steps: StepStatus,
-///     pub replicas: i32,
-/// }
-/// ```
-///
+// The example is in the `staircase` crate's documentation of its re-export, where it compiles;
+// rustdoc shows it above this text.
 /// The struct needs exactly one field of type `StepStatus`, marked `#[serde(flatten)]`: the
 /// runtime writes `observedGeneration` and `conditions` at the top of the status. The derive
 /// implements `AsRef<StepStatus>`; a resource whose status type does (kube's `CustomResource`

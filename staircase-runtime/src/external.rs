@@ -24,27 +24,45 @@
 //! [`LeaderElection::takeover_delay`](crate::LeaderElection::takeover_delay) before it runs
 //! anything. A call landing later than that is the service's to refuse by the key.
 //!
-//! ```ignore
-//! #[step]
+//! The two steps' bodies (each marked `#[step]` in an operator; the guide's *external effects*
+//! page has the whole operator):
+//!
+//! ```
+//! # use staircase_runtime as staircase;
+//! use staircase::external::{self, IdempotencyKey};
+//! use staircase::{Context, Outcome, Result};
+//! # use k8s_openapi::api::core::v1::ConfigMap as Order;
+//! # pub struct Shop;
+//! # pub struct Placed { id: String }
+//! # impl Shop {
+//! #     async fn find(&self, _key: &IdempotencyKey) -> anyhow::Result<Option<Placed>> { Ok(None) }
+//! #     async fn create(&self, _key: &IdempotencyKey, _item: &str) -> anyhow::Result<Placed> {
+//! #         Ok(Placed { id: "order-1".into() })
+//! #     }
+//! # }
+//! # fn recorded_id(_: &Order) -> Option<&str> { None }
+//!
 //! async fn place_order(order: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
 //!     let key = IdempotencyKey::for_step(order, "place_order")?;
 //!     if ctx.state().find(&key).await?.is_some() {
 //!         return Ok(Outcome::unchanged());
 //!     }
-//!     external::call(ctx, &key, "POST /orders", ctx.state().create(&key, &order.spec)).await?;
-//!     Ok(Outcome::modified(format!("ordered {}", order.spec.item)))
+//!     let placed = external::call(ctx, &key, "POST /orders", ctx.state().create(&key, "beans")).await?;
+//!     Ok(Outcome::modified(format!("ordered as {}", placed.id)))
 //! }
 //!
-//! #[step]
 //! async fn record_order(order: &Order, ctx: &Context<Shop>) -> Result<Outcome> {
-//!     let key = IdempotencyKey::for_step(order, "place_order")?;   // the key of step 1
-//!     let Some(placed) = ctx.state().find(&key).await? else { return Ok(Outcome::wait("order not visible yet")) };
-//!     if order.status_order_id() == Some(&placed.id) {
+//!     let key = IdempotencyKey::for_step(order, "place_order")?; // the key of step 1
+//!     let Some(placed) = ctx.state().find(&key).await? else {
+//!         return Ok(Outcome::wait("the shop does not know the order yet"));
+//!     };
+//!     if recorded_id(order) == Some(placed.id.as_str()) {
 //!         return Ok(Outcome::unchanged());
 //!     }
-//!     /* patch status.orderId = placed.id */
-//!     Ok(Outcome::modified("recorded the order"))
+//!     // write placed.id into the resource's status: one write
+//!     Ok(Outcome::modified(format!("recorded order {}", placed.id)))
 //! }
+//! # let _ = (place_order, record_order);
 //! ```
 
 use std::fmt;

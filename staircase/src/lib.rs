@@ -29,11 +29,45 @@
 /// has_step_status::<Foo>();
 /// ```
 ///
-/// The struct needs exactly one field of type `StepStatus`, marked `#[serde(flatten)]` (the
-/// runtime writes `observedGeneration` and `conditions` at the top of the status); the derive
-/// says so at the field otherwise. A resource whose status is `StepStatus` itself
-/// (`status = "StepStatus"`) needs no derive at all.
+/// A resource whose status is `StepStatus` itself (`status = "StepStatus"`) needs no derive at
+/// all.
 pub use staircase_macros::StepStatus;
+/// Turns an `async fn` into a step of a staircase.
+///
+/// ```
+/// use k8s_openapi::api::core::v1::ConfigMap;
+/// use staircase::prelude::*;
+/// # use k8s_openapi::api::core::v1::Secret as Foo;
+/// # #[derive(Clone)] struct App;
+///
+/// #[step]
+/// async fn ensure_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+///     // look; if already right:
+///     Ok(Outcome::unchanged())
+///     // else make ONE change: Ok(Outcome::modified("created ConfigMap foo-config"))
+/// }
+///
+/// // A step can hand data to later steps, which take it as a third parameter:
+/// #[step(read_only)]
+/// async fn find_config(foo: &Foo, ctx: &Context<App>) -> Result<Outcome<ConfigMap>> {
+///     let name = format!("{}-config", foo.name_any());
+///     match ctx.api::<ConfigMap>().get_opt(&name).await? {
+///         Some(cm) => Ok(Outcome::Unchanged(cm)),
+///         None => Ok(Outcome::wait(format!("no ConfigMap {name} yet"))),
+///     }
+/// }
+///
+/// #[step]
+/// async fn use_config(foo: &Foo, ctx: &Context<App>, cm: &ConfigMap) -> Result<Outcome> {
+///     # let _ = (foo, ctx, cm);
+///     Ok(Outcome::unchanged())
+/// }
+///
+/// fn stairs() -> impl Reconciler<Foo, App> {
+///     staircase!(Foo => [ensure_config, find_config, use_config])
+/// }
+/// # let _ = stairs();
+/// ```
 pub use staircase_macros::step;
 // By name, not by glob: each item has one public path (the prelude aside).
 #[cfg(feature = "metrics")]

@@ -1,4 +1,11 @@
 //! JSON patch (RFC 6902) with JSON pointers (RFC 6901).
+//!
+//! Written here rather than taken from the `json-patch` crate (which `merge_patch` uses), because
+//! the server must answer as kube-apiserver does, and the crate differs in two ways:
+//! - `test` compares numbers by value, as RFC 6902 §4.6 and kube-apiserver do (`1` equals `1.0`);
+//!   the crate compares `serde_json::Value`s, where an integer never equals a float.
+//! - A failed operation is reported with kube-apiserver's messages (e.g. `testing value /baz
+//!   failed`), which clients match on; the crate's errors name only the operation's index.
 
 use serde_json::{Map, Value};
 

@@ -1,4 +1,4 @@
-//! JSON merge patch (RFC 7386).
+//! JSON merge patch (RFC 7386), as the `json-patch` crate implements it.
 
 use serde_json::Value;
 
@@ -6,21 +6,7 @@ use serde_json::Value;
 ///
 /// `null` members delete, objects merge recursively, anything else (arrays included) replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    if let Value::Object(p) = patch {
-        if !target.is_object() {
-            *target = Value::Object(Default::default());
-        }
-        let t = target.as_object_mut().expect("object");
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    } else {
-        *target = patch.clone();
-    }
+    json_patch::merge(target, patch)
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ pub(super) fn check(format: &str, s: &str) -> bool {
 
 /// `time.Parse("2006-01-02", s)`: exactly zero-padded fields and a real calendar day.
 fn is_date(s: &str) -> bool {
-    matches(r"^\d{4}-\d{2}-\d{2}$", s) && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+    matches(r"^\d{4}-\d{2}-\d{2}$", s) && jiff::civil::Date::strptime("%Y-%m-%d", s).is_ok()
 }
 
 /// strfmt's `IsDateTime`, which is a lexical check rather than a full RFC 3339 parse.

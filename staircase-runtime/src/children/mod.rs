@@ -12,20 +12,29 @@
 //! needs changing the step checks readiness (see [`Children::ready_when`]) and reports
 //! [`Outcome::wait`](crate::Outcome::wait) until every checked child is ready.
 //!
-//! ```ignore
-//! use staircase::prelude::*;
-//! use staircase::children::{Children, Strategy};
+//! The body of a step (marked `#[step]` in an operator; the guide's *children* page has the
+//! whole operator):
 //!
-//! #[step]
+//! ```
+//! # use staircase_runtime as staircase;
+//! use k8s_openapi::api::apps::v1::Deployment;
+//! use k8s_openapi::api::core::v1::Service;
+//! use staircase::children::{Children, Strategy, deployment_available};
+//! use staircase::{Context, Outcome, Result};
+//! # use k8s_openapi::api::core::v1::ConfigMap as Echo;
+//! # fn desired_deployment(_: &Echo) -> Deployment { Deployment::default() }
+//! # fn desired_service(_: &Echo) -> Service { Service::default() }
+//!
 //! async fn echo_children(echo: &Echo, ctx: &Context) -> Result<Outcome> {
 //!     Children::new(echo)
 //!         .apply(desired_deployment(echo))
 //!         .apply(desired_service(echo))
 //!         .strategy::<Deployment>(Strategy::Recreate)
-//!         .ready_when(children::deployment_available)
+//!         .ready_when(deployment_available)
 //!         .sync(ctx)
 //!         .await
 //! }
+//! # let _ = echo_children;
 //! ```
 //!
 //! # How the step decides without writing

@@ -14,11 +14,21 @@ use crate::{Context, Outcome, Result};
 /// The step takes whatever data the steps before it hand down and passes it on unchanged, so it
 /// can stand anywhere in a staircase:
 ///
-/// ```ignore
+/// ```
+/// # use staircase_runtime as staircase;
+/// use staircase::children::{Children, children};
+/// # use k8s_openapi::api::core::v1::ConfigMap as Echo;
+/// # use k8s_openapi::api::apps::v1::Deployment;
+/// # use k8s_openapi::api::core::v1::Service;
+/// # fn deployment(_: &Echo) -> Deployment { Deployment::default() }
+/// # fn service(_: &Echo) -> Service { Service::default() }
+///
 /// fn desired(echo: &Echo) -> Children {
 ///     Children::new(echo).apply(deployment(echo)).apply(service(echo))
 /// }
-/// let stairs = staircase!(Echo => [children(desired), report_status]);
+/// // In a staircase: `staircase!(Echo => [children(desired), report_status])`.
+/// let step = children(desired).named("echo-children");
+/// # let _: staircase::children::ChildrenStep<Echo, _> = step;
 /// ```
 pub fn children<K, F>(desired: F) -> ChildrenStep<K, F>
 where

@@ -32,7 +32,7 @@ type React =
 /// An actor must be deterministic and idempotent — given the same object, it does the same
 /// thing, and nothing once the object is as it wants it — so every case sees the same world.
 ///
-/// ```ignore
+/// ```
 /// use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 /// use staircase_testkit::explorer::Actor;
 ///

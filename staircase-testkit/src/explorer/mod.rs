@@ -19,14 +19,28 @@
 //! Enable the feature in your dev-dependencies:
 //! `staircase-testkit = { version = "0.1", features = ["explorer"] }`, then:
 //!
-//! ```ignore
+//! ```no_run
 //! use kube::CustomResourceExt;
 //! use staircase::prelude::*;
 //! use staircase_testkit::explorer::{Explorer, Scenario};
+//! # use kube::CustomResource;
+//! # use schemars::JsonSchema;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+//! # #[kube(group = "example.com", version = "v1", kind = "Foo", namespaced)]
+//! # pub struct FooSpec { message: String }
+//! # fn foo(name: &str) -> Foo {
+//! #     Foo::new(name, FooSpec { message: "hello".into() })
+//! # }
+//! # mod foo {
+//! #     use super::*;
+//! #     #[step] async fn noop(_: &Foo) -> Result<Outcome> { Ok(Outcome::unchanged()) }
+//! #     pub fn stairs() -> impl Reconciler<Foo, ()> { staircase!(Foo => [noop]) }
+//! # }
 //!
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn foo_survives_anything() {
-//!     Explorer::new(|client| Operator::with_state(client, foo::stairs(), App::default()).with_status())
+//!     Explorer::new(|client| Operator::new(client, foo::stairs()))
 //!         .crd(Foo::crd())
 //!         .scenario(Scenario::new("create").create(foo("a")))
 //!         .scenario(
@@ -38,6 +52,7 @@
 //!         .await
 //!         .assert_all_converged();
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! The factory closure is called for every fresh operator (each case, and again after each

@@ -66,11 +66,22 @@ impl<K: Resource> Action<K> {
 /// Initial objects and user actions. Each action forms a *phase*: it is applied, then the
 /// operator runs until everything converged, then the next action follows.
 ///
-/// ```ignore
+/// ```
+/// # use staircase_testkit::explorer::Scenario;
+/// # use kube::CustomResource;
+/// # use schemars::JsonSchema;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+/// # #[kube(group = "example.com", version = "v1", kind = "Foo", namespaced)]
+/// # pub struct FooSpec { message: String }
+/// # fn foo(name: &str) -> Foo {
+/// #     Foo::new(name, FooSpec { message: "hello".into() })
+/// # }
 /// Scenario::new("spec change")
 ///     .create(foo("a"))
 ///     .then_edit("a", |f: &mut Foo| f.spec.message = "changed".into())
 ///     .then_delete("a")
+/// # ;
 /// ```
 pub struct Scenario<K> {
     pub(crate) name: String,
