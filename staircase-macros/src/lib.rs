@@ -60,9 +60,10 @@ pub fn __staircase(input: TokenStream) -> TokenStream {
 // rustdoc shows it above this text.
 /// The struct needs exactly one field of type `StepStatus`, marked `#[serde(flatten)]`: the
 /// runtime writes `observedGeneration` and `conditions` at the top of the status. The derive
-/// implements `AsRef<StepStatus>`; a resource whose status type does (kube's `CustomResource`
-/// derive with `status = "FooStatus"`) has `HasStepStatus`.
-#[proc_macro_derive(StepStatus)]
+/// implements `staircase::LendsStepStatus`; a resource whose status type does (kube's `CustomResource`
+/// derive with `status = "FooStatus"`) has `HasStepStatus`. When the `staircase` crate is reached
+/// under another path, say where: `#[step_status(crate = "path")]` on the struct.
+#[proc_macro_derive(StepStatus, attributes(step_status))]
 pub fn derive_step_status(item: TokenStream) -> TokenStream {
     status::derive(item.into()).into()
 }

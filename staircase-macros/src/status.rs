@@ -1,6 +1,7 @@
 //! `#[derive(StepStatus)]`: a status struct that embeds the runtime's `StepStatus` lends it out
-//! (`AsRef<StepStatus>`), which gives its resource `HasStepStatus` through the runtime's blanket
-//! impl. Parse (the struct), validate (exactly one such field, flattened), expand (the impl).
+//! (`LendsStepStatus`), which gives its resource `HasStepStatus` through the runtime's blanket
+//! impl. Parse (the struct and its `#[step_status(crate = "...")]`), validate (exactly one such
+//! field, flattened), expand (the impl).
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote_spanned};
@@ -16,10 +17,45 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(e) => return e.to_compile_error(),
     };
-    match field(&input) {
-        Ok((member, ty)) => expand(&input, member, ty),
-        Err(e) => e.to_compile_error(),
+    let mut errors = Errors::default();
+    let krate = crate_path(&input, &mut errors);
+    let field = field(&input);
+    match (errors.finish(), field) {
+        (Ok(()), Ok((member, ty))) => expand(&input, &krate, member, ty),
+        (Err(mut e), Err(f)) => {
+            e.combine(f);
+            e.to_compile_error()
+        }
+        (Err(e), _) | (_, Err(e)) => e.to_compile_error(),
     }
+}
+
+/// `#[step_status(crate = "path")]`: where the `staircase` facade is, for renamed dependencies.
+fn crate_path(input: &DeriveInput, errors: &mut Errors) -> syn::Path {
+    let mut krate: syn::Path = syn::parse_quote!(::staircase);
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("step_status"))
+    {
+        let parsed = attr.parse_nested_meta(|meta| {
+            if !meta.path.is_ident("crate") {
+                return Err(meta.error("expected `crate = \"...\"`"));
+            }
+            let lit: syn::LitStr = meta.value()?.parse()?;
+            krate = lit.parse().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    "expected a path, such as `crate = \"::staircase\"`",
+                )
+            })?;
+            Ok(())
+        });
+        if let Err(e) = parsed {
+            errors.push(e);
+        }
+    }
+    krate
 }
 
 /// The field holding the `StepStatus`: its name (or index) and type.
@@ -95,13 +131,14 @@ fn flattened(f: &syn::Field) -> bool {
         })
 }
 
-fn expand(input: &DeriveInput, member: TokenStream, ty: &Type) -> TokenStream {
+fn expand(input: &DeriveInput, krate: &syn::Path, member: TokenStream, ty: &Type) -> TokenStream {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    // The field's type as written, so it resolves however the user imported it.
+    // The field's type as written, so a field that is not the runtime's `StepStatus` after all
+    // is reported at the field.
     quote_spanned! {ty.span()=>
-        impl #impl_generics ::core::convert::AsRef<#ty> for #ident #ty_generics #where_clause {
-            fn as_ref(&self) -> &#ty {
+        impl #impl_generics #krate::LendsStepStatus for #ident #ty_generics #where_clause {
+            fn step_status(&self) -> &#ty {
                 &self.#member
             }
         }

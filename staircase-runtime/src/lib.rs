@@ -64,7 +64,7 @@ pub use outcome::{Outcome, OutcomeKind};
 pub use run::{RulePolicy, RunEnd, RunReport, StepRecord};
 pub use runner::NextRun;
 pub use staircase::{DEFAULT_FINALIZER, Reconciler, Staircase};
-pub use step_status::{HasStepStatus, StepStatus};
+pub use step_status::{HasStepStatus, LendsStepStatus, StepStatus};
 pub use writes::{OperatorClient, Write};
 
 /// What the `#[step]` and `staircase!` expansions use. Not public API: may change in any

@@ -54,10 +54,10 @@ impl StepStatus {
 
 /// Resources whose status carries a [`StepStatus`] the runtime keeps up to date.
 ///
-/// Implemented for every resource whose status type lends out a `StepStatus`
-/// (`AsRef<StepStatus>`): a custom resource with `#[kube(status = "FooStatus")]` whose
-/// `FooStatus` derives `staircase::StepStatus`, or with `status = "StepStatus"` itself.
-/// Implement it by hand for a resource whose status is found another way.
+/// Implemented for every resource whose status type embeds one ([`LendsStepStatus`]): a custom
+/// resource with `#[kube(status = "FooStatus")]` whose `FooStatus` derives `staircase::StepStatus`,
+/// or with `status = "StepStatus"` itself. Implement it by hand for a resource whose status is
+/// found another way.
 pub trait HasStepStatus {
     /// The current step status, `None` when the object has no status yet.
     fn step_status(&self) -> Option<&StepStatus>;
@@ -66,15 +66,27 @@ pub trait HasStepStatus {
 impl<K> HasStepStatus for K
 where
     K: kube::core::object::HasStatus,
-    K::Status: AsRef<StepStatus>,
+    K::Status: LendsStepStatus,
 {
     fn step_status(&self) -> Option<&StepStatus> {
-        self.status().map(AsRef::as_ref)
+        self.status().map(LendsStepStatus::step_status)
     }
 }
 
-impl AsRef<StepStatus> for StepStatus {
-    fn as_ref(&self) -> &StepStatus {
+/// A status type that embeds the runtime's [`StepStatus`]; `#[derive(StepStatus)]` implements
+/// it. Its resource then has [`HasStepStatus`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not embed a `StepStatus` the runtime can keep",
+    label = "this needs the resource's status type to embed a `StepStatus`",
+    note = "add `#[derive(staircase::StepStatus)]` to `{Self}`, with a field `#[serde(flatten)] steps: StepStatus`; or use `#[kube(status = \"StepStatus\")]`"
+)]
+pub trait LendsStepStatus {
+    /// The embedded step status.
+    fn step_status(&self) -> &StepStatus;
+}
+
+impl LendsStepStatus for StepStatus {
+    fn step_status(&self) -> &StepStatus {
         self
     }
 }

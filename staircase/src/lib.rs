@@ -1,7 +1,7 @@
 #![doc = include_str!("../docs/guide.md")]
 #![warn(missing_docs)]
 
-/// Derives `AsRef<StepStatus>` for a status struct that embeds the runtime's [`StepStatus`](struct@StepStatus), so
+/// Derives [`LendsStepStatus`] for a status struct that embeds the runtime's [`StepStatus`](struct@StepStatus), so
 /// that its resource has [`HasStepStatus`] and [`Operator::with_status`] keeps it:
 ///
 /// ```
@@ -78,10 +78,10 @@ pub use staircase_runtime::relist;
 pub use staircase_runtime::server;
 pub use staircase_runtime::{
     ApiScope, Backoff, ConfigError, Context, DEFAULT_FINALIZER, Error, HasStepStatus, Health,
-    LeaderElection, Leadership, NextRun, Operator, OperatorClient, OperatorConfig, Outcome,
-    OutcomeKind, Reconciler, Relist, Result, Rule, RulePolicy, RuleViolation, RunEnd, RunInfo,
-    RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord, StepStatus, Then, Watchable,
-    Write,
+    LeaderElection, Leadership, LendsStepStatus, NextRun, Operator, OperatorClient, OperatorConfig,
+    Outcome, OutcomeKind, Reconciler, Relist, Result, Rule, RulePolicy, RuleViolation, RunEnd,
+    RunInfo, RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord, StepStatus, Then,
+    Watchable, Write,
 };
 pub use staircase_runtime::{children, crds, events, external, preflight, status};
 
