@@ -36,7 +36,7 @@ pub struct OrderSpec {
 }
 
 /// Status: the shop's order id, and what the runtime keeps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq, StepStatus)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderStatus {
     /// The shop's id of the order, once recorded.
@@ -45,12 +45,6 @@ pub struct OrderStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Order {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// The key of this resource's order: the uid and the step that places it. Both steps use it.

@@ -211,7 +211,7 @@ pub struct OrderSpec {
 }
 
 /// Status: the external order id plus what the runtime keeps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
 pub struct OrderStatus {
     /// The shop's id of the placed order.
     #[serde(rename = "orderId", skip_serializing_if = "Option::is_none")]
@@ -219,12 +219,6 @@ pub struct OrderStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Order {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// The operator's state: the shop's client.
@@ -669,17 +663,11 @@ pub struct PolicySpec {
 }
 
 /// Status: what the runtime keeps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
 pub struct PolicyStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Policy {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// The policy's namespace (cluster-scoped) and its ConfigMap (namespaced) are its children.
@@ -800,17 +788,11 @@ pub struct ChoreSpec {
 }
 
 /// Status: what the runtime keeps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
 pub struct ChoreStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Chore {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 /// The ConfigMap `<name>-chore` exists.
@@ -1066,17 +1048,11 @@ pub struct WebSpec {
 }
 
 /// Status: what the runtime keeps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, StepStatus)]
 pub struct WebStatus {
     /// Kept by staircase.
     #[serde(flatten)]
     pub steps: StepStatus,
-}
-
-impl HasStepStatus for Web {
-    fn step_status(&self) -> Option<&StepStatus> {
-        self.status.as_ref().map(|s| &s.steps)
-    }
 }
 
 fn web_deployment(w: &Web) -> Deployment {
