@@ -411,19 +411,42 @@ fn human_age(ts: Option<&str>) -> String {
     }
 }
 
-fn json_path(obj: &Value, path: &str) -> Value {
-    let mut cur = obj;
-    for seg in path
-        .trim_start_matches('.')
-        .split('.')
-        .filter(|s| !s.is_empty())
+/// A printer column's cell as kube-apiserver's table convertor makes it: the column's JSONPath
+/// (kubectl's syntax, e.g. `.status.conditions[?(@.type=="Ready")].status`) on the object, first
+/// result only, then typed by the column (`string` prints any scalar; `integer`, `number` and
+/// `boolean` keep only a value of that type; `date` becomes an age).
+fn column_cell(obj: &Value, column: &Value) -> Value {
+    use jsonpath_rust::JsonPath;
+    let path = column["jsonPath"].as_str().unwrap_or("").trim();
+    let path = path.trim_start_matches('{').trim_end_matches('}');
+    let query = if path.starts_with('$') {
+        path.to_string()
+    } else {
+        format!("${path}")
+    };
+    let Some(v) = obj
+        .query(&query)
+        .ok()
+        .and_then(|found| found.first().map(|v| (*v).clone()))
+    else {
+        return Value::Null;
+    };
+    match column
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("string")
     {
-        match cur.get(seg) {
-            Some(v) => cur = v,
-            None => return Value::Null,
-        }
+        "string" => match v {
+            Value::String(_) | Value::Null => v,
+            Value::Number(_) | Value::Bool(_) => v.to_string().into(),
+            other => other.to_string().into(),
+        },
+        "integer" if v.is_i64() || v.is_u64() => v,
+        "number" if v.is_number() => v,
+        "boolean" if v.is_boolean() => v,
+        "date" => human_age(v.as_str()).into(),
+        _ => Value::Null,
     }
-    cur.clone()
 }
 
 /// A `meta.k8s.io/v1` Table, which `kubectl get` asks for: name, age and CRD printer columns.
@@ -449,13 +472,7 @@ fn table(rt: &ResourceType, items: &[Arc<Value>], meta: Value) -> Value {
         .map(|o| {
             let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
             for c in &extra {
-                let v = json_path(o, c["jsonPath"].as_str().unwrap_or(""));
-                let v = if c.get("type").and_then(Value::as_str) == Some("date") {
-                    human_age(v.as_str()).into()
-                } else {
-                    v
-                };
-                cells.push(v);
+                cells.push(column_cell(o, c));
             }
             if !has_age {
                 cells.push(human_age(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str)).into());

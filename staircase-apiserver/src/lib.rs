@@ -74,6 +74,8 @@
 //! * **CRDs**: creating one serves all its served versions (scope, short names, categories,
 //!   `/status`); custom resources are validated, pruned and defaulted against the version's
 //!   `openAPIV3Schema` (see [`schema`]); `fieldValidation=Strict` rejects unknown fields.
+//!   `kubectl get` receives a Table with the version's printer columns, their JSONPath
+//!   (filters such as `[?(@.type=="Ready")]` included) evaluated as kube-apiserver does.
 //!   Deleting the CRD deletes its objects.
 //! * **Verbs**: get, list (label and field selectors, pagination), watch, create, update,
 //!   patch (merge, JSON, strategic for built-ins, server-side apply with managed fields; see

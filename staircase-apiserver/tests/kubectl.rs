@@ -1,5 +1,5 @@
 //! The embedded API server driven by the real `kubectl`: client-side and server-side apply,
-//! `get -w`, the three patch types, `delete`, `wait` on a CRD, and bad input.
+//! `get -w`, the three patch types, `delete`, `wait` on a CRD, printer columns, and bad input.
 //!
 //! Each test starts its own server and writes a kubeconfig for it; kubectl runs as a child
 //! process. Without kubectl on the PATH the tests say so and pass, except under `CI=true`.
@@ -318,6 +318,71 @@ spec:
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.size"), "{err}");
+}
+
+/// `kubectl get` of a custom resource shows its printer columns as kube-apiserver fills them:
+/// a JSONPath filter picks a condition's status, and a typed column keeps its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printer_columns_evaluate_jsonpath_filters() {
+    let Some(k) = Kubectl::start("columns").await else {
+        return;
+    };
+    let crd = k.file(
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources: {status: {}}
+      additionalPrinterColumns:
+        - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+        - {name: Reason, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].reason'}
+        - {name: Size, type: integer, jsonPath: .spec.size}
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: integer}
+            status:
+              type: object
+              x-kubernetes-preserve-unknown-fields: true
+"#,
+    );
+    k.ok(&["apply", "-f", path(&crd)]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=30s",
+    ])
+    .await;
+    let g = k.file("g.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n  namespace: default\nspec:\n  size: 3\n");
+    k.ok(&["apply", "-f", path(&g)]).await;
+    let status = r#"{"status":{"conditions":[{"type":"Progressing","status":"False","reason":"Idle"},{"type":"Ready","status":"True","reason":"AllStepsUnchanged"}]}}"#;
+    k.ok(&[
+        "patch",
+        "gadget",
+        "g",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ])
+    .await;
+    let out = k.ok(&["get", "gadgets", "--no-headers"]).await;
+    let cells: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(cells[..4], ["g", "True", "AllStepsUnchanged", "3"], "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
