@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::crd::{self, CRD_KEY};
+use crate::events;
 use crate::meta::{self, meta_mut};
 use crate::registry::ResourceType;
 use crate::status::{ApiError, ApiResult, Cause};
@@ -85,8 +86,12 @@ fn ns_key() -> &'static str {
 }
 
 /// Returns the object as seen through `rt`'s version (custom resources are stored in whatever
-/// version wrote them; conversion between versions only changes `apiVersion`).
+/// version wrote them; conversion between versions only changes `apiVersion`; Events are stored
+/// in the core form, see [`events`]).
 pub fn present(obj: &Arc<Value>, rt: &ResourceType) -> Arc<Value> {
+    if events::is_events_api(rt) {
+        return Arc::new(events::to_events_api(obj));
+    }
     if !rt.custom || obj.get("apiVersion").and_then(Value::as_str) == Some(&rt.api_version()) {
         return obj.clone();
     }
@@ -439,6 +444,9 @@ pub fn create(
         m.remove("generation");
     }
     let warnings = validate_common(st, rt, &mut obj, None, opts)?;
+    if events::is_events_api(rt) {
+        events::to_core(&mut obj);
+    }
     check_namespace(st, rt, &ns, &name)?;
     if st.get(&rt.key(), &ns, &name).is_some() {
         return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
@@ -682,6 +690,9 @@ pub fn apply_update(
         _ => {}
     }
     let warnings = validate_common(st, rt, &mut new, Some(old), opts)?;
+    if events::is_events_api(rt) {
+        events::to_core(&mut new);
+    }
     // Deployments also count annotation changes (they are copied to the ReplicaSets).
     let deployment_annotations = rt.group == "apps"
         && rt.plural == "deployments"

@@ -47,6 +47,9 @@ impl ResourceType {
 
     /// The storage key of the resource, independent of version: `apps/deployments`.
     pub fn key(&self) -> String {
+        if crate::events::is_events_api(self) {
+            return crate::events::KEY.into();
+        }
         format!("{}/{}", self.group, self.plural)
     }
 

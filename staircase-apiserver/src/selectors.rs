@@ -192,7 +192,12 @@ impl FieldSelector {
                     "field label not supported: {k}"
                 )));
             }
-            out.push((k.to_string(), neg, v.trim().to_string()));
+            // Both Event APIs share the core form in the store (see `events`).
+            let k = match k.strip_prefix("regarding.") {
+                Some(rest) if group == "events.k8s.io" => format!("involvedObject.{rest}"),
+                _ => k.to_string(),
+            };
+            out.push((k, neg, v.trim().to_string()));
         }
         Ok(FieldSelector(out))
     }

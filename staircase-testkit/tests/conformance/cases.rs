@@ -1928,6 +1928,83 @@ async fn watch_window_is_bounded() {
     assert!(matches!(next_event(&mut s).await, WatchEvent::Error(st) if st.code == 410));
 }
 
+/// core/v1 and events.k8s.io/v1 Events are one resource: an Event recorded through either API
+/// (kube-runtime's recorder uses events.k8s.io) is listed through the other with its fields
+/// renamed, and each API's field selector on the regarded object finds it.
+#[tokio::test]
+async fn events_are_one_resource_through_two_apis() {
+    let Some(t) = Target::new("events_are_one_resource_through_two_apis").await else {
+        return;
+    };
+    let gvk = |g: &str, v: &str| GroupVersionKind::gvk(g, v, "Event");
+    let events_api: Api<DynamicObject> = Api::namespaced_with(
+        t.client.clone(),
+        &t.ns,
+        &ApiResource::from_gvk(&gvk("events.k8s.io", "v1")),
+    );
+    let core: Api<DynamicObject> = Api::namespaced_with(
+        t.client.clone(),
+        &t.ns,
+        &ApiResource::from_gvk(&gvk("", "v1")),
+    );
+    let recorded: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "foo.modified"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "regarding": {"apiVersion": "example.com/v1", "kind": "Foo", "name": "foo", "namespace": t.ns},
+        "note": "created ConfigMap foo-config", "reason": "Modified", "type": "Normal",
+        "action": "Reconcile", "reportingController": "staircase", "reportingInstance": "op-0"
+    }))
+    .unwrap();
+    events_api
+        .create(&PostParams::default(), &recorded)
+        .await
+        .unwrap();
+
+    let by_core = core
+        .list(&ListParams::default().fields("involvedObject.name=foo,involvedObject.kind=Foo"))
+        .await
+        .unwrap();
+    assert_eq!(by_core.items.len(), 1, "{by_core:?}");
+    let e = &by_core.items[0].data;
+    assert_eq!(e["message"], "created ConfigMap foo-config");
+    assert_eq!(e["involvedObject"]["name"], "foo");
+    assert_eq!(e["reportingComponent"], "staircase");
+    assert_eq!(e["reason"], "Modified");
+    assert!(
+        e.get("note").is_none() && e.get("regarding").is_none(),
+        "{e}"
+    );
+
+    // Recorded through core (as kubectl and client-go's old recorder do), read through events.k8s.io.
+    let old_style: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "bar.failed"},
+        "involvedObject": {"apiVersion": "example.com/v1", "kind": "Foo", "name": "bar", "namespace": t.ns},
+        "message": "step failed", "reason": "Failed", "type": "Warning",
+        "source": {"component": "old-recorder"}, "count": 3,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:05Z"
+    }))
+    .unwrap();
+    core.create(&PostParams::default(), &old_style)
+        .await
+        .unwrap();
+    let by_events_api = events_api
+        .list(&ListParams::default().fields("regarding.name=bar"))
+        .await
+        .unwrap();
+    assert_eq!(by_events_api.items.len(), 1, "{by_events_api:?}");
+    let e = &by_events_api.items[0].data;
+    assert_eq!(e["note"], "step failed");
+    assert_eq!(e["regarding"]["name"], "bar");
+    assert_eq!(e["deprecatedCount"], 3);
+    assert_eq!(e["deprecatedSource"]["component"], "old-recorder");
+    assert_eq!(
+        core.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+}
+
 #[tokio::test]
 async fn runtime_watcher_list_watch_and_streaming_lists() {
     let Some(t) = Target::new("runtime_watcher_list_watch_and_streaming_lists").await else {
