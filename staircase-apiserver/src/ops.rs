@@ -216,7 +216,12 @@ pub fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> A
 /// `fieldValidation` reports, and a rejected object is dropped by the caller anyway, so nothing
 /// needs a copy. `metadata`, `apiVersion` and `kind` are left as sent: the schema functions skip
 /// them at the root (the server checks them itself).
-fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiResult<Vec<String>> {
+fn validate_custom(
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    opts: &WriteOpts,
+) -> ApiResult<Vec<String>> {
     let Some(schema) = &rt.schema else {
         return Ok(vec![]);
     };
@@ -239,7 +244,10 @@ fn validate_custom(rt: &ResourceType, obj: &mut Value, opts: &WriteOpts) -> ApiR
         )));
     }
     crate::schema::apply_defaults(obj, schema);
-    let errors = crate::schema::validate(obj, schema);
+    let mut errors = crate::schema::validate(obj, schema);
+    if errors.is_empty() {
+        errors = crate::schema::validate_rules(obj, old, schema);
+    }
     if !errors.is_empty() {
         let name = meta::name_of(obj).to_string();
         let causes = errors
@@ -303,7 +311,7 @@ fn validate_common(
         return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
     }
     if rt.custom {
-        validate_custom(rt, obj, opts)
+        validate_custom(rt, obj, old, opts)
     } else {
         Ok(vec![])
     }

@@ -22,6 +22,11 @@
 //! * Array items are addressed `spec.items[0].name`; `additionalProperties` entries
 //!   `spec.labels.key` (go-openapi's dotted form).
 //!
+//! * CEL rules (`x-kubernetes-validations`, see [`validate_rules`]) run once the schema holds; a
+//!   broken rule is `FieldValueInvalid` at its field, printing the value only for a scalar:
+//!   `spec: Invalid value: replicas may not exceed maxReplicas`, `spec.replicas: Invalid value:
+//!   3: failed rule: self % 2 == 0`.
+//!
 //! `metadata`, `apiVersion` and `kind` at the top level are never pruned, defaulted or
 //! validated here; the server validates them as ObjectMeta/TypeMeta.
 
@@ -30,12 +35,15 @@ mod format;
 pub(crate) mod gofmt;
 mod node;
 mod prune;
+mod rules;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::Value;
+
+pub use rules::validate as validate_rules;
 
 /// One offending field, reported in the `details.causes` of a `422 Invalid` Status.
 #[derive(Debug, Clone, PartialEq)]

@@ -270,11 +270,17 @@ fn widget_crd(group: &str, scope: &str) -> CustomResourceDefinition {
 /// v1 widgets.
 async fn install_widgets(t: &Target, scope: &str) -> ApiResource {
     let group = format!("{}.example.com", t.ns);
+    install_crd(t, widget_crd(&group, scope), &["v1", "v1beta1"]).await
+}
+
+/// Creates `crd` and waits until it is usable (see [`install_widgets`]); returns the
+/// ApiResource of its first version.
+async fn install_crd(t: &Target, crd: CustomResourceDefinition, versions: &[&str]) -> ApiResource {
+    let (group, plural) = (crd.spec.group.clone(), crd.spec.names.plural.clone());
+    let kind = crd.spec.names.kind.clone();
     let crds: Api<CustomResourceDefinition> = Api::all(t.client.clone());
-    crds.create(&PostParams::default(), &widget_crd(&group, scope))
-        .await
-        .unwrap();
-    let crd_name = format!("widgets.{group}");
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let crd_name = format!("{plural}.{group}");
     let established = kube::runtime::wait::await_condition(
         crds,
         &crd_name,
@@ -284,8 +290,8 @@ async fn install_widgets(t: &Target, scope: &str) -> ApiResource {
         .await
         .expect("CRD Established in time")
         .unwrap();
-    for v in ["v1", "v1beta1"] {
-        let path = format!("/apis/{group}/{v}/widgets");
+    for v in versions {
+        let path = format!("/apis/{group}/{v}/{plural}");
         eventually(&format!("{path} served"), || async {
             t.raw("GET", &path, "application/json", vec![])
                 .await
@@ -293,8 +299,8 @@ async fn install_widgets(t: &Target, scope: &str) -> ApiResource {
         })
         .await;
     }
-    let gvk = GroupVersionKind::gvk(&group, "v1", "Widget");
-    ApiResource::from_gvk_with_plural(&gvk, "widgets")
+    let gvk = GroupVersionKind::gvk(&group, versions[0], &kind);
+    ApiResource::from_gvk_with_plural(&gvk, &plural)
 }
 
 /// A Widget of `ar`'s version. Custom resources must carry apiVersion and kind (the real server
@@ -548,6 +554,105 @@ async fn cluster_scoped_crd() {
         api.list(&ListParams::default()).await.unwrap().items.len(),
         1
     );
+}
+
+/// CRD validation rules in CEL (`x-kubernetes-validations`): a broken rule is a `422` cause at
+/// its field with its message (or `failed rule: ...`, or its `messageExpression`), a transition
+/// rule (`oldSelf`) holds on updates only, and a rejected write stores nothing.
+#[tokio::test]
+async fn crd_validation_rules_in_cel() {
+    let Some(t) = Target::new("crd_validation_rules_in_cel").await else {
+        return;
+    };
+    let group = format!("{}.example.com", t.ns);
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": format!("gizmos.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {"spec": {
+                        "type": "object",
+                        "x-kubernetes-validations": [
+                            {"rule": "self.replicas <= self.maxReplicas", "message": "replicas may not exceed maxReplicas"},
+                            {"rule": "self.color == oldSelf.color", "message": "color is immutable"},
+                            {"rule": "!self.color.startsWith('x')", "messageExpression": "'color ' + self.color + ' is reserved'"}
+                        ],
+                        "properties": {
+                            "replicas": {"type": "integer", "x-kubernetes-validations": [{"rule": "self % 2 == 0"}]},
+                            "maxReplicas": {"type": "integer"},
+                            "color": {"type": "string"}
+                        }
+                    }}
+                }}
+            }]
+        }
+    }))
+    .unwrap();
+    let ar = install_crd(&t, crd, &["v1"]).await;
+    let api = widget_api(&t, &ar);
+    let gizmo = |name: &str, spec: Value| widget(&ar, name, spec);
+
+    let r = api
+        .create(
+            &PostParams::default(),
+            &gizmo(
+                "bad",
+                json!({"replicas": 3, "maxReplicas": 2, "color": "xray"}),
+            ),
+        )
+        .await;
+    let Err(kube::Error::Api(s)) = r else {
+        panic!("expected 422, got {r:?}")
+    };
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"));
+    let mut causes: Vec<String> = s
+        .details
+        .unwrap()
+        .causes
+        .iter()
+        .map(|c| format!("{} {}: {}", c.reason, c.field, c.message))
+        .collect();
+    causes.sort();
+    assert_eq!(
+        causes,
+        [
+            "FieldValueInvalid spec.replicas: Invalid value: 3: failed rule: self % 2 == 0",
+            "FieldValueInvalid spec: Invalid value: color xray is reserved",
+            "FieldValueInvalid spec: Invalid value: replicas may not exceed maxReplicas",
+        ],
+        "{}",
+        s.message
+    );
+    assert!(api.get_opt("bad").await.unwrap().is_none());
+
+    // The transition rule: a create has no old object; an update must keep the color.
+    api.create(
+        &PostParams::default(),
+        &gizmo(
+            "g",
+            json!({"replicas": 2, "maxReplicas": 4, "color": "red"}),
+        ),
+    )
+    .await
+    .unwrap();
+    let patch = json!({"spec": {"color": "blue"}});
+    let (code, reason, msg) = err_of(
+        api.patch("g", &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(
+        msg.ends_with("spec: Invalid value: color is immutable"),
+        "{msg}"
+    );
+    let patch = json!({"spec": {"replicas": 4}});
+    api.patch("g", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
