@@ -204,6 +204,9 @@ pub fn register(state: &mut State, crd: &Value) {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default(),
+            scale: v
+                .pointer("/subresources/scale")
+                .and_then(crate::scale::ScalePaths::of_crd),
         });
     }
 }

@@ -103,6 +103,17 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if t.scale.is_some() {
+            resources.push(json!({
+                "name": format!("{}/scale", t.plural),
+                "singularName": "",
+                "namespaced": t.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if t.plural == "namespaces" && t.group.is_empty() {
             resources.push(json!({
                 "name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]

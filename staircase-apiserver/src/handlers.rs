@@ -160,6 +160,11 @@ pub fn handle(store: &Arc<Store>, faults: &Faults, r: ResourceRequest<'_>) -> Ap
             if rt.status_subresource
                 && matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) => {}
         Some("finalize") if rt.plural == "namespaces" && r.verb == Verb::Update => {}
+        Some("scale")
+            if rt.scale.is_some() && matches!(r.verb, Verb::Get | Verb::Update | Verb::Patch) =>
+        {
+            return scale(store, &rt, &r);
+        }
         Some(_) => return Err(not_served()),
     }
     match r.verb {
@@ -618,6 +623,47 @@ fn patch_error(rt: &ResourceType, name: &str, e: crate::patch::PatchError) -> Ap
         P::UnsupportedMediaType(m) => ApiError::unsupported_media_type(m),
         e @ P::Conflict(_) => ApiError::conflict_msg(&rt.group, &rt.plural, name, &e.to_string()),
     }
+}
+
+/// `/scale`: the object's replicas as a `Scale`; a PUT or a patch of that view is an update of
+/// the object.
+fn scale(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiResult<Reply> {
+    let paths = rt
+        .scale
+        .as_ref()
+        .expect("routed only for kinds with a scale");
+    let name = r.path.name.as_deref().unwrap_or("");
+    let opts = write_opts(r)?;
+    let mut st = store.lock();
+    let old = st
+        .get(&rt.key(), ns_of(r), name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+    let current = crate::scale::view(paths, &old);
+    let wanted = match (r.verb, r.content_type.as_str()) {
+        (Verb::Get, _) => return Ok(Reply::Json(200, current, vec![])),
+        (Verb::Update, _) => decode_body(&r.body, &r.content_type)?,
+        // A Scale has no list to merge by key: a strategic merge patch is a merge patch here.
+        (_, "application/merge-patch+json" | "application/strategic-merge-patch+json") => {
+            let body = decode_body(&r.body, "json")?;
+            let mut t = current;
+            crate::patch::merge_patch(&mut t, &body);
+            t
+        }
+        (_, "application/json-patch+json") => {
+            let body = decode_body(&r.body, "json")?;
+            crate::patch::json_patch(&current, &body).map_err(|e| patch_error(rt, name, e))?
+        }
+        _ => return Err(ApiError::unsupported_media_type(PATCH_TYPES)),
+    };
+    let new = crate::scale::apply(paths, rt, &old, &wanted)?;
+    let w = ops::apply_update(&mut st, rt, &old, new, None, &opts)?;
+    crate::gc::run(&mut st);
+    Ok(Reply::Json(
+        200,
+        crate::scale::view(paths, &w.object),
+        w.warnings,
+    ))
 }
 
 const PATCH_TYPES: &str = "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml";

@@ -33,9 +33,17 @@ pub struct ResourceType {
     pub custom: bool,
     /// `additionalPrinterColumns` of a CRD version, used for `kubectl get` tables.
     pub printer_columns: Vec<Value>,
+    /// Where the `/scale` subresource finds the replicas, for kinds that have one.
+    pub scale: Option<crate::scale::ScalePaths>,
 }
 
 impl ResourceType {
+    /// The built-in workload's `/scale` (`spec.replicas`, `status.replicas`, `spec.selector`).
+    fn with_scale(mut self) -> Self {
+        self.scale = Some(crate::scale::ScalePaths::workload());
+        self
+    }
+
     /// `apps/v1` or `v1`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -95,6 +103,7 @@ fn builtin(
         schema: None,
         custom: false,
         printer_columns: vec![],
+        scale: None,
     }
 }
 
@@ -195,7 +204,8 @@ impl Registry {
                 true,
                 &["deploy"],
                 true,
-            ),
+            )
+            .with_scale(),
             true,
         );
         all(
@@ -208,7 +218,8 @@ impl Registry {
                 true,
                 &["sts"],
                 true,
-            ),
+            )
+            .with_scale(),
             true,
         );
         all(
@@ -234,7 +245,8 @@ impl Registry {
                 true,
                 &["rs"],
                 true,
-            ),
+            )
+            .with_scale(),
             true,
         );
         all(

@@ -1,5 +1,5 @@
 //! The embedded API server driven by the real `kubectl`: client-side and server-side apply,
-//! `get -w`, the three patch types, `delete`, `wait` on a CRD, printer columns, and bad input.
+//! `get -w`, the three patch types, `delete`, `wait` on a CRD, printer columns, `scale`, and bad input.
 //!
 //! Each test starts its own server and writes a kubeconfig for it; kubectl runs as a child
 //! process. Without kubectl on the PATH the tests say so and pass, except under `CI=true`.
@@ -318,6 +318,26 @@ spec:
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.size"), "{err}");
+}
+
+/// `kubectl scale` goes through the Deployment's `/scale` subresource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_a_deployment() {
+    let Some(k) = Kubectl::start("scale").await else {
+        return;
+    };
+    let d = k.file(
+        "d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n  namespace: default\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: nginx}]}\n",
+    );
+    k.ok(&["apply", "-f", path(&d)]).await;
+    let out = k.ok(&["scale", "deployment", "d", "--replicas=3"]).await;
+    assert!(out.contains("scaled"), "{out}");
+    assert_eq!(
+        k.ok(&["get", "deployment", "d", "-o", "jsonpath={.spec.replicas}"])
+            .await,
+        "3"
+    );
 }
 
 /// `kubectl get` of a custom resource shows its printer columns as kube-apiserver fills them:

@@ -2505,6 +2505,64 @@ async fn stats_count_requests() {
     assert!(log.iter().any(|r| r.status == 404));
 }
 
+/// `/scale` of a Deployment: an `autoscaling/v1` Scale with the replicas and the selector;
+/// patching or replacing it changes the Deployment (a stale resourceVersion is a conflict, a
+/// negative count invalid); a ConfigMap has none.
+#[tokio::test]
+async fn scale_subresource_of_a_deployment() {
+    let Some(t) = Target::new("scale_subresource_of_a_deployment").await else {
+        return;
+    };
+    let d = t
+        .deploys()
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+    let scale = t.deploys().get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.as_ref().unwrap().replicas, Some(1));
+    assert_eq!(
+        scale.status.as_ref().unwrap().selector.as_deref(),
+        Some("app=web")
+    );
+    assert_eq!(scale.metadata.resource_version, d.metadata.resource_version);
+
+    // What `kubectl scale --replicas=3` sends.
+    let patch = json!({"spec": {"replicas": 3}});
+    let scaled = t
+        .deploys()
+        .patch_scale("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(scaled.spec.unwrap().replicas, Some(3));
+    let d = t.deploys().get("web").await.unwrap();
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
+
+    let mut stale = scale.clone();
+    stale.spec.as_mut().unwrap().replicas = Some(5);
+    let (code, _, _) = err_of(
+        t.deploys()
+            .replace_scale("web", &PostParams::default(), &stale)
+            .await,
+    );
+    assert_eq!(code, 409, "the Scale carried the old resourceVersion");
+    let negative = json!({"spec": {"replicas": -1}});
+    let (code, reason, msg) = err_of(
+        t.deploys()
+            .patch_scale("web", &PatchParams::default(), &Patch::Merge(&negative))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (422, "Invalid"), "{msg}");
+    assert!(msg.contains("spec.replicas"), "{msg}");
+    assert_eq!(
+        t.deploys().get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+
+    let path = format!("/api/v1/namespaces/{}/configmaps/none/scale", t.ns);
+    let (code, _, _) = err_of(t.raw("GET", &path, "application/json", vec![]).await);
+    assert_eq!(code, 404);
+}
+
 #[tokio::test]
 async fn pods_and_deployments_round_trip_typed() {
     let Some(t) = Target::new("pods_and_deployments_round_trip_typed").await else {
