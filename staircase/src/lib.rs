@@ -29,8 +29,9 @@
 /// has_step_status::<Foo>();
 /// ```
 ///
-/// A resource whose status is `StepStatus` itself (`status = "StepStatus"`) needs no derive at
-/// all.
+/// The runtime writes only `observedGeneration` and its conditions, as a merge patch of the
+/// status: fields of your own (`replicas` here) keep what your steps wrote. A resource whose
+/// status is `StepStatus` itself (`status = "StepStatus"`) needs no derive at all.
 pub use staircase_macros::StepStatus;
 /// Turns an `async fn` into a step of a staircase.
 ///

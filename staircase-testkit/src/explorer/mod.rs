@@ -230,6 +230,27 @@ impl Filter {
         }
     }
 
+    /// Why a filter from the environment selected nothing of this explorer, if it did: a
+    /// misspelt name must not pass as a green test that ran no case.
+    fn selected_nothing(&self, scenarios: &[&str], cases: u64) -> Option<String> {
+        if let Some(name) = &self.scenario
+            && !scenarios.contains(&name.as_str())
+        {
+            return Some(format!(
+                "STAIRCASE_EXPLORER_SCENARIO={name:?} names no scenario of this explorer \
+                 (its scenarios: {scenarios:?}); run the test that has it, or unset the variable"
+            ));
+        }
+        if cases == 0 && (self.case.is_some() || self.seed.is_some()) {
+            return Some(
+                "STAIRCASE_EXPLORER_CASE / STAIRCASE_SEED selected no case of this explorer \
+                 (a case is `<variant>/<n>`, e.g. `crash/3`, as a failure report prints it)"
+                    .into(),
+            );
+        }
+        None
+    }
+
     fn wants(&self, variant: Variant, case: &str) -> bool {
         if let Some(seed) = self.seed {
             return variant == Variant::Random && case == seed.to_string();
@@ -328,7 +349,7 @@ where
             idle_runs: 50,
             max_extra_runs: 2,
             parallelism: 4,
-            reproduce: "cargo test".into(),
+            reproduce: running_test(),
         }
     }
 
@@ -472,6 +493,10 @@ where
             report.scenarios.push(self.explore(s, &filter).await);
         }
         report.elapsed = started.elapsed();
+        let names: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
+        if let Some(why) = filter.selected_nothing(&names, report.cases()) {
+            panic!("{why}");
+        }
         eprintln!("{report}");
         // The test harness captures `eprintln!` of passing tests; the totals (how many random
         // cases ran) belong in every CI log, so they go to stderr directly.
@@ -789,5 +814,80 @@ where
             out.variants.push(stats);
         }
         out
+    }
+}
+
+/// The command that reruns the running test: `cargo test -p <package> --test <binary> <test>`,
+/// from what cargo and the test harness tell the process (`cargo test` outside a test).
+fn running_test() -> String {
+    let mut cmd = String::from("cargo test");
+    if let Ok(package) = std::env::var("CARGO_PKG_NAME") {
+        cmd += &format!(" -p {package}");
+        let binary = std::env::current_exe().ok().and_then(|p| {
+            let stem = p.file_stem()?.to_str()?.to_string();
+            // Test binaries are named `<target>-<hash>`.
+            Some(
+                stem.rsplit_once('-')
+                    .map_or(stem.clone(), |(b, _)| b.to_string()),
+            )
+        });
+        match binary {
+            Some(b) if b == package.replace('-', "_") => cmd += " --lib",
+            Some(b) => cmd += &format!(" --test {b}"),
+            None => {}
+        }
+    }
+    if let Some(test) = std::thread::current().name().filter(|n| *n != "main") {
+        cmd += &format!(" {test}");
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(scenario: Option<&str>, case: Option<(&str, &str)>) -> Filter {
+        Filter {
+            scenario: scenario.map(Into::into),
+            case: case.map(|(v, c)| (v.into(), c.into())),
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn a_filter_that_selects_nothing_is_reported() {
+        let names = ["create", "spec change"];
+        assert_eq!(filter(None, None).selected_nothing(&names, 0), None);
+        assert_eq!(
+            filter(Some("create"), None).selected_nothing(&names, 12),
+            None
+        );
+        let why = filter(Some("creat"), None)
+            .selected_nothing(&names, 0)
+            .unwrap();
+        assert!(why.contains("\"creat\" names no scenario") && why.contains("spec change"));
+        assert!(
+            filter(Some("create"), Some(("crash", "99")))
+                .selected_nothing(&names, 0)
+                .is_some()
+        );
+        assert_eq!(
+            filter(Some("create"), Some(("crash", "3"))).selected_nothing(&names, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn the_reproduce_command_names_this_test() {
+        let cmd = running_test();
+        assert!(
+            cmd.starts_with("cargo test -p staircase-testkit --lib"),
+            "{cmd}"
+        );
+        assert!(
+            cmd.ends_with("the_reproduce_command_names_this_test"),
+            "{cmd}"
+        );
     }
 }
