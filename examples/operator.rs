@@ -22,11 +22,7 @@ use staircase_examples::foo::{self, App, Foo};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    staircase::logging::init()?;
     let mut args = std::env::args().skip(1);
     let mut kubeconfig = None;
     while let Some(a) = args.next() {

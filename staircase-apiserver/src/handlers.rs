@@ -552,7 +552,7 @@ fn create(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     let w = ops::create(&mut st, rt, r.path.namespace.as_deref(), body, &opts)?;
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Object(201, w.object, w.warnings))
+    Ok(Reply::Object(201, present(&w.object, rt), w.warnings))
 }
 
 fn update(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiResult<Reply> {

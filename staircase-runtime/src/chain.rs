@@ -136,7 +136,7 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
 ) -> Result<Option<St::Output>> {
     let info = step.info();
     rec.begin(info.name);
-    let span = tracing::debug_span!("step", step = info.name, outcome = tracing::field::Empty);
+    let span = tracing::info_span!("step", step = info.name, outcome = tracing::field::Empty);
     let started = Instant::now();
     let (result, writes) = spans::in_span(
         &span,

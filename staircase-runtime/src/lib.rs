@@ -13,7 +13,7 @@
 //! - [`mod@children`]: the declarative children step;
 //! - [`external`]: idempotent calls to services outside Kubernetes;
 //! - [`status`]: the condition types the runtime writes;
-//! - [`events`], [`metrics`], [`server`]: what an operator publishes;
+//! - [`events`], [`metrics`], [`server`], [`logging`]: what an operator publishes;
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
 //!   (see `docs/production.md`).
 #![warn(missing_docs)]
@@ -31,6 +31,8 @@ pub mod external;
 mod finalizer;
 mod health;
 mod leader;
+#[cfg(feature = "logging")]
+pub mod logging;
 mod memory;
 #[cfg(feature = "metrics")]
 pub mod metrics;

@@ -149,7 +149,15 @@ where
             r
         });
         if let Some(r) = &report {
-            tracing::debug!("{r}");
+            // A change to the world is news for whoever reads the logs; a run that found
+            // nothing to do is not.
+            let _in_run = (!span.is_disabled()).then(|| span.enter());
+            match r.end {
+                RunEnd::Modified { .. } | RunEnd::FinalizerAdded | RunEnd::FinalizerRemoved => {
+                    tracing::info!("{r}")
+                }
+                _ => tracing::debug!("{r}"),
+            }
             for o in &self.observers {
                 o(r);
             }

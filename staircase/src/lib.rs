@@ -71,6 +71,8 @@ pub use staircase_macros::StepStatus;
 /// ```
 pub use staircase_macros::step;
 // By name, not by glob: each item has one public path (the prelude aside).
+#[cfg(feature = "logging")]
+pub use staircase_runtime::logging;
 #[cfg(feature = "metrics")]
 pub use staircase_runtime::metrics;
 #[doc(hidden)]

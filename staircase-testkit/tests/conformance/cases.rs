@@ -2061,10 +2061,16 @@ async fn events_are_one_resource_through_two_apis() {
         "action": "Reconcile", "reportingController": "staircase", "reportingInstance": "op-0"
     }))
     .unwrap();
-    events_api
+    // kube-runtime's recorder decodes the answer as an events.k8s.io/v1 Event.
+    let created = events_api
         .create(&PostParams::default(), &recorded)
         .await
         .unwrap();
+    assert_eq!(
+        created.types.as_ref().map(|t| t.api_version.as_str()),
+        Some("events.k8s.io/v1")
+    );
+    assert_eq!(created.data["note"], "created ConfigMap foo-config");
 
     let by_core = core
         .list(&ListParams::default().fields("involvedObject.name=foo,involvedObject.kind=Foo"))
