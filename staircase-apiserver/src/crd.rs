@@ -207,6 +207,14 @@ pub fn register(state: &mut State, crd: &Value) {
             scale: v
                 .pointer("/subresources/scale")
                 .and_then(crate::scale::ScalePaths::of_crd),
+            selectable_fields: v
+                .get("selectableFields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                .map(|p| p.trim_start_matches('.').to_string())
+                .collect(),
         });
     }
 }

@@ -236,6 +236,7 @@ fn selectors(
         q.get("fieldSelector").map(String::as_str).unwrap_or(""),
         &rt.group,
         &rt.plural,
+        &rt.selectable_fields,
     )?;
     Ok((l, f))
 }
@@ -501,7 +502,8 @@ fn start_watch(
     let (labels, mut fields) = selectors(rt, q)?;
     if let Some(name) = &r.path.name {
         // Legacy `GET .../name?watch=true`: a watch pinned to one object.
-        fields = FieldSelector::parse(&format!("metadata.name={name}"), &rt.group, &rt.plural)?;
+        fields =
+            FieldSelector::parse(&format!("metadata.name={name}"), &rt.group, &rt.plural, &[])?;
     }
     let send_initial_events = q.get("sendInitialEvents").is_some_and(|v| v == "true");
     let start = match q.get("resourceVersion").map(String::as_str) {

@@ -35,6 +35,8 @@ pub struct ResourceType {
     pub printer_columns: Vec<Value>,
     /// Where the `/scale` subresource finds the replicas, for kinds that have one.
     pub scale: Option<crate::scale::ScalePaths>,
+    /// A CRD version's `selectableFields` (e.g. `spec.color`), usable in field selectors.
+    pub selectable_fields: Vec<String>,
 }
 
 impl ResourceType {
@@ -104,6 +106,7 @@ fn builtin(
         custom: false,
         printer_columns: vec![],
         scale: None,
+        selectable_fields: vec![],
     }
 }
 

@@ -165,8 +165,14 @@ fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
 }
 
 impl FieldSelector {
-    /// Parses `metadata.name=x,metadata.namespace!=y`, rejecting fields the real server rejects.
-    pub fn parse(s: &str, group: &str, plural: &str) -> Result<Self, ApiError> {
+    /// Parses `metadata.name=x,metadata.namespace!=y`, rejecting fields the real server rejects;
+    /// `selectable` are a custom resource's declared `selectableFields`.
+    pub fn parse(
+        s: &str,
+        group: &str,
+        plural: &str,
+        selectable: &[String],
+    ) -> Result<Self, ApiError> {
         let mut out = vec![];
         if s.trim().is_empty() {
             return Ok(FieldSelector(out));
@@ -187,6 +193,7 @@ impl FieldSelector {
             if k != "metadata.name"
                 && k != "metadata.namespace"
                 && !extra_fields(group, plural).contains(&k)
+                && !selectable.iter().any(|f| f == k)
             {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {k}"
@@ -272,15 +279,15 @@ mod tests {
     fn fields() {
         let o = json!({"metadata": {"name": "a", "namespace": "n"}});
         assert!(
-            FieldSelector::parse("metadata.name=a", "", "configmaps")
+            FieldSelector::parse("metadata.name=a", "", "configmaps", &[])
                 .unwrap()
                 .matches(&o)
         );
         assert!(
-            !FieldSelector::parse("metadata.name!=a", "", "configmaps")
+            !FieldSelector::parse("metadata.name!=a", "", "configmaps", &[])
                 .unwrap()
                 .matches(&o)
         );
-        assert!(FieldSelector::parse("spec.x=a", "", "configmaps").is_err());
+        assert!(FieldSelector::parse("spec.x=a", "", "configmaps", &[]).is_err());
     }
 }

@@ -655,6 +655,69 @@ async fn crd_validation_rules_in_cel() {
         .unwrap();
 }
 
+/// A CRD version's `selectableFields` can be used in field selectors of lists and watches; an
+/// undeclared field is refused.
+#[tokio::test]
+async fn crd_selectable_fields() {
+    let Some(t) = Target::new("crd_selectable_fields").await else {
+        return;
+    };
+    let group = format!("{}.example.com", t.ns);
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "selectableFields": [{"jsonPath": ".spec.color"}, {"jsonPath": ".spec.size"}],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {"spec": {"type": "object", "properties": {
+                        "color": {"type": "string"}, "size": {"type": "integer"}, "shape": {"type": "string"}
+                    }}}
+                }}
+            }]
+        }
+    }))
+    .unwrap();
+    let ar = install_crd(&t, crd, &["v1"]).await;
+    let api = widget_api(&t, &ar);
+    for (name, color, size) in [("a", "red", 1), ("b", "blue", 2), ("c", "red", 3)] {
+        api.create(
+            &PostParams::default(),
+            &widget(
+                &ar,
+                name,
+                json!({"color": color, "size": size, "shape": "round"}),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let names = |l: kube::core::ObjectList<DynamicObject>| {
+        let mut v: Vec<String> = l.items.iter().map(|o| o.name_any()).collect();
+        v.sort();
+        v
+    };
+    let red = api
+        .list(&ListParams::default().fields("spec.color=red"))
+        .await
+        .unwrap();
+    assert_eq!(names(red), ["a", "c"]);
+    let big_red = api
+        .list(&ListParams::default().fields("spec.color=red,spec.size!=1"))
+        .await
+        .unwrap();
+    assert_eq!(names(big_red), ["c"]);
+    let (code, _, msg) = err_of(
+        api.list(&ListParams::default().fields("spec.shape=round"))
+            .await,
+    );
+    assert_eq!(code, 400, "{msg}");
+    assert!(msg.contains("spec.shape"), "{msg}");
+}
+
 #[tokio::test]
 async fn crd_schema_validation_and_field_validation() {
     let Some(t) = Target::new("crd_schema_validation_and_field_validation").await else {
