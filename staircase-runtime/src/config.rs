@@ -35,8 +35,15 @@ pub struct OperatorConfig {
     /// Converged objects are run again after this long, to catch drift nobody announced. Default 10 min.
     pub resync: Duration,
     /// After a write to the object itself, how long to wait for the watch to deliver it before
-    /// reading the object from the API server instead of the cache. Default 2 s.
+    /// reading the object from the API server instead of the cache. Cached reads of any other
+    /// object a step wrote ([`Context::get`](crate::Context::get), the children step) wait as
+    /// long. Default 2 s.
     pub read_your_writes_grace: Duration,
+    /// Whether cached reads wait for the watch cache to show the writes this operator's steps
+    /// made (read-your-own-writes for every object, not only the one a run is for). Default on.
+    /// Off, a step can read a child it has just created as missing and create it again: only
+    /// for showing what the waits prevent.
+    pub cache_read_your_writes: bool,
     /// Only objects in this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
     /// Only objects matching this label selector.
@@ -100,6 +107,7 @@ impl Default for OperatorConfig {
             external_call_window: Duration::from_secs(30),
             resync: Duration::from_secs(600),
             read_your_writes_grace: Duration::from_secs(2),
+            cache_read_your_writes: true,
             namespace: None,
             label_selector: None,
             shutdown_timeout: Duration::from_secs(20),
