@@ -28,7 +28,7 @@ pub struct RunInfo {
 /// Writes through [`Context::client`] (or an [`Api`] from [`Context::api`]) are counted; the
 /// runtime checks the count against what the step reports. Reads through [`Context::get`] and
 /// [`Context::list`] are served from the operator's watch caches and never older than the
-/// operator's own writes (see [`guide::reads`](https://docs.rs/staircase/latest/staircase/guide/reads/)).
+/// operator's own writes (the guide's chapter on reads says how).
 pub struct Context<S = ()> {
     // Shared: cloning a `kube::Client` allocates (its buffer's sender and default namespace),
     // and the runtime builds a context for every run.
