@@ -4,13 +4,19 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use staircase::children::{Children, children};
 use staircase::metrics::Metrics;
-use staircase::{OperatorConfig, RunEnd, RunReport};
+use staircase::prelude::staircase;
+use staircase::{Operator, OperatorConfig, RunEnd, RunReport};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::Verb;
 use staircase_tests::foos::new_foo;
 use staircase_tests::{Env, GUARD, Running};
+
+use crate::children::{Parent, ParentSpec};
 
 const CHILDREN: [&str; 3] = ["configmaps", "secrets", "services"];
 
@@ -147,4 +153,84 @@ async fn a_converged_object_runs_without_reading_the_api_server() {
     // The initial lists of the three caches are all the reads there were.
     assert_eq!(reads() - before.0, 0);
     running.stop().await;
+}
+
+/// The children step under a lagging ConfigMap watch: its child is created once.
+fn two_config_maps(p: &Parent) -> Children {
+    let cm = |suffix: &str| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{suffix}", p.name_any())),
+            ..Default::default()
+        },
+        data: Some([("message".to_string(), p.spec.message.clone())].into()),
+        ..Default::default()
+    };
+    Children::new(p).apply(cm("a")).apply(cm("b"))
+}
+
+/// Successful applies (server-side apply patches) of ConfigMaps so far.
+fn config_map_applies(env: &Env) -> usize {
+    env.server
+        .stats()
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.resource.as_deref() == Some("configmaps")
+                && r.verb == Some(Verb::Patch)
+                && r.status < 400
+        })
+        .count()
+}
+
+/// Runs a one-step children operator with every watch event held back; returns once its run
+/// converged (or, with read-your-own-writes off, once it has applied a child a third time).
+async fn children_with_lagging_watches(read_your_writes: bool) -> usize {
+    let env = Env::start().await;
+    env.install::<Parent>().await;
+    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
+    let spec = ParentSpec {
+        message: "hi".into(),
+        replicas: 1,
+        extra: false,
+    };
+    parents
+        .create(&PostParams::default(), &Parent::new("p", spec))
+        .await
+        .unwrap();
+    env.server.faults().hold_back_watch_events(1_000_000);
+    let mut cfg = OperatorConfig::default().with_namespace("default");
+    cfg.read_your_writes_grace = Duration::from_millis(200);
+    cfg.cache_read_your_writes = read_your_writes;
+    let stairs = staircase!(Parent => [children(two_config_maps as fn(&Parent) -> Children)]);
+    let op = Operator::new(env.client.clone(), stairs)
+        .with_config(cfg)
+        .owns::<ConfigMap>();
+    let running = Running::operator(op);
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let converged = running
+                .reports()
+                .iter()
+                .any(|r| matches!(r.end, RunEnd::Converged));
+            if converged || config_map_applies(&env) > 2 {
+                break;
+            }
+            // Reports and requests come from the operator's tasks; look again shortly.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the children converged or were applied again");
+    running.stop().await;
+    config_map_applies(&env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_children_step_applies_each_child_once_however_far_its_watch_lags() {
+    assert_eq!(children_with_lagging_watches(true).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_read_your_own_writes_the_children_step_applies_a_child_again() {
+    assert!(children_with_lagging_watches(false).await > 2);
 }
