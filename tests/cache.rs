@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use staircase::children::{Children, children};
 use staircase::metrics::Metrics;
-use staircase::prelude::staircase;
+use staircase::prelude::*;
 use staircase::{Operator, OperatorConfig, RunEnd, RunReport};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::Verb;
@@ -233,4 +233,78 @@ async fn the_children_step_applies_each_child_once_however_far_its_watch_lags() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_read_your_own_writes_the_children_step_applies_a_child_again() {
     assert!(children_with_lagging_watches(false).await > 2);
+}
+
+/// What the step below found on the cached ConfigMap: `managedFields`, and the last-applied
+/// annotation.
+type Found = std::sync::Arc<std::sync::Mutex<Option<(bool, bool)>>>;
+
+/// Reads the ConfigMap `settings` from the cache and notes what metadata it kept.
+#[step(read_only)]
+async fn look_at_settings(_p: &Parent, ctx: &Context<Found>) -> Result<Outcome> {
+    let Some(cm) = ctx.get::<ConfigMap>("settings").await? else {
+        return Ok(Outcome::wait("no settings yet"));
+    };
+    let annotation = cm
+        .annotations()
+        .contains_key("kubectl.kubernetes.io/last-applied-configuration");
+    *ctx.state().lock().unwrap() = Some((cm.metadata.managed_fields.is_some(), annotation));
+    Ok(Outcome::unchanged())
+}
+
+/// What a step reading a ConfigMap (applied with a last-applied annotation, as `kubectl apply`
+/// leaves it) from the cache finds, with the cache `transform`.
+async fn cached_metadata(transform: Option<fn(&mut ObjectMeta)>) -> (bool, bool) {
+    let env = Env::start().await;
+    env.install::<Parent>().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let settings = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": "settings",
+            "annotations": { "kubectl.kubernetes.io/last-applied-configuration": "{}" },
+        },
+        "data": { "k": "v" },
+    });
+    cms.patch(
+        "settings",
+        &PatchParams::apply("kubectl"),
+        &Patch::Apply(&settings),
+    )
+    .await
+    .unwrap();
+    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
+    let spec = ParentSpec {
+        message: "hi".into(),
+        replicas: 1,
+        extra: false,
+    };
+    parents
+        .create(&PostParams::default(), &Parent::new("p", spec))
+        .await
+        .unwrap();
+    let mut cfg = OperatorConfig::default().with_namespace("default");
+    if let Some(t) = transform {
+        cfg = cfg.with_cache_transform(t);
+    }
+    let found = Found::default();
+    let stairs = staircase!(Parent => [look_at_settings]);
+    let op = Operator::with_state(env.client.clone(), stairs, found.clone())
+        .with_config(cfg)
+        .reads::<ConfigMap>();
+    let running = Running::operator(op);
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    let reads = child_requests(&env, Verb::Get, None);
+    running.stop().await;
+    assert_eq!(reads, 0, "read from the cache");
+    let seen = *found.lock().unwrap();
+    seen.expect("the step saw the ConfigMap")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_drop_managed_fields_and_the_last_applied_annotation_unless_told_otherwise() {
+    assert_eq!(cached_metadata(None).await, (false, false));
+    assert_eq!(cached_metadata(Some(|_| {})).await, (true, true));
 }

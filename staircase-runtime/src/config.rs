@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kube::api::ObjectMeta;
+
 use crate::backoff::Backoff;
 use crate::leader::LeaderElection;
 use crate::run::RulePolicy;
@@ -44,6 +46,11 @@ pub struct OperatorConfig {
     /// Off, a step can read a child it has just created as missing and create it again: only
     /// for showing what the waits prevent.
     pub cache_read_your_writes: bool,
+    /// Applied to the metadata of every object the caches of owned, watched and read kinds keep
+    /// (see [`Context::get`](crate::Context::get)). The default drops `managedFields` and the
+    /// `kubectl.kubernetes.io/last-applied-configuration` annotation, which steps rarely read
+    /// and which are often most of an object's size; `|_| {}` keeps objects whole.
+    pub cache_transform: fn(&mut ObjectMeta),
     /// Only objects in this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
     /// Only objects matching this label selector.
@@ -108,6 +115,7 @@ impl Default for OperatorConfig {
             resync: Duration::from_secs(600),
             read_your_writes_grace: Duration::from_secs(2),
             cache_read_your_writes: true,
+            cache_transform: trim_metadata,
             namespace: None,
             label_selector: None,
             shutdown_timeout: Duration::from_secs(20),
@@ -117,6 +125,14 @@ impl Default for OperatorConfig {
             status_updates: StatusUpdates::EveryChange,
             relist: Relist::InPlace,
         }
+    }
+}
+
+/// The default [`cache_transform`](OperatorConfig::cache_transform).
+fn trim_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = &mut meta.annotations {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
@@ -308,6 +324,12 @@ impl OperatorConfig {
     /// Sets [`OperatorConfig::events`].
     pub fn with_events(mut self, on: bool) -> Self {
         self.events = on;
+        self
+    }
+
+    /// Sets [`OperatorConfig::cache_transform`].
+    pub fn with_cache_transform(mut self, transform: fn(&mut ObjectMeta)) -> Self {
+        self.cache_transform = transform;
         self
     }
 

@@ -71,6 +71,7 @@ struct Attach<'a> {
     namespace: Option<&'a str>,
     relist: Relist,
     cache: &'a Cache,
+    transform: fn(&mut kube::api::ObjectMeta),
 }
 
 fn api_in<T>(client: kube::Client, ns: Option<&str>) -> Api<T>
@@ -131,7 +132,8 @@ where
             api_in::<Other>(on.client.clone(), on.namespace),
             watcher::Config::default(),
         )
-        .default_backoff();
+        .default_backoff()
+        .modify(move |o: &mut Other| (on.transform)(o.meta_mut()));
         let events = match on.relist {
             Relist::InPlace => reflector_in_place(writer, watch).boxed(),
             Relist::Swap => reflector(writer, watch).boxed(),
@@ -596,6 +598,7 @@ async fn lead<K, S, M, C>(
             namespace: ns,
             relist: cfg.relist,
             cache,
+            transform: cfg.cache_transform,
         };
         controller = r.attach(controller, on);
     }
