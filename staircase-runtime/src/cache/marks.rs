@@ -47,8 +47,9 @@ impl Want {
         }
     }
 
-    /// Whether a store that has applied every event up to `progress` and shows the object as
-    /// `shown` has caught up with this mark.
+    /// Whether a store that shows the object as `shown`, and has applied every change of it up
+    /// to `progress` (an event of the object at that version, or a whole list at it), has
+    /// caught up with this mark.
     fn reached(self, progress: u64, shown: Option<Shown>) -> bool {
         match self {
             Want::At(w) => progress >= w || shown.and_then(|s| s.rv).is_some_and(|v| v >= w),
@@ -71,8 +72,12 @@ struct Mark {
 pub(crate) struct Seen {
     /// The first list is in.
     pub(crate) synced: bool,
-    /// The highest resourceVersion of an object the store has applied.
-    pub(crate) progress: u64,
+    /// The highest resourceVersion of the latest complete list: an object it does not hold was
+    /// deleted by then. (Watch events only vouch for their own object: a watch cache that lost
+    /// an event says nothing about it by delivering others.)
+    pub(crate) listed: u64,
+    /// Bumped by every change, to wake waiting reads.
+    changes: u64,
 }
 
 /// Whether a read may be served from the store.
@@ -133,52 +138,41 @@ impl Tracker {
         }
     }
 
-    /// A list ended: the store holds what it listed.
+    /// A list ended: the store holds what it listed, all of it.
     pub(crate) fn list_done(&self, look: impl Fn(&ObjKey) -> Option<Shown>) {
         let listed = std::mem::take(&mut *self.listing.lock().unwrap_or_else(|e| e.into_inner()));
-        self.advance(listed, None, true, look);
+        let mut progress = 0;
+        self.seen.send_modify(|s| {
+            s.listed = s.listed.max(listed);
+            s.synced = true;
+            s.changes += 1;
+            progress = s.listed;
+        });
+        self.marks()
+            .retain(|k, m| !m.want.reached(progress, look(k)) && m.since.elapsed() < EXPIRE_AFTER);
     }
 
-    /// The store applied a change of `key` at `rv`.
+    /// The store applied a change of `key` at `rv`: its mark, if any, is reached or not, and
+    /// waiting reads look again.
     pub(crate) fn applied(
         &self,
         key: ObjKey,
         rv: Option<&str>,
         look: impl Fn(&ObjKey) -> Option<Shown>,
     ) {
-        self.advance(rv_number(rv).unwrap_or(0), Some(key), false, look);
-    }
-
-    fn advance(
-        &self,
-        rv: u64,
-        touched: Option<ObjKey>,
-        synced: bool,
-        look: impl Fn(&ObjKey) -> Option<Shown>,
-    ) {
-        let mut progress = 0;
-        self.seen.send_modify(|s| {
-            s.progress = s.progress.max(rv);
-            s.synced |= synced;
-            progress = s.progress;
-        });
         let mut marks = self.marks();
-        if marks.is_empty() {
-            return;
+        if !marks.is_empty() {
+            let at = rv_number(rv).unwrap_or(0);
+            if let Some(m) = marks.get(&key)
+                && m.want.reached(at, look(&key))
+            {
+                marks.remove(&key);
+            }
+            // Marks no watch event ever reaches (lost while the watch was down) go eventually.
+            marks.retain(|_, m| m.since.elapsed() < EXPIRE_AFTER);
         }
-        // Only the touched object is looked up in the store; the others are dropped once the
-        // store's progress passes them (or when they expire).
-        marks.retain(|k, m| {
-            let shown = match &touched {
-                Some(t) if t == k => look(k),
-                // Progress alone decides; a `Gone` without a version waits for its own event.
-                _ => Some(Shown {
-                    rv: None,
-                    deleting: false,
-                }),
-            };
-            !m.want.reached(progress, shown) && m.since.elapsed() < EXPIRE_AFTER
-        });
+        drop(marks);
+        self.seen.send_modify(|s| s.changes += 1);
     }
 
     /// Waits (until `bound` after each write) for the store to be synced and to reach the marks
@@ -206,7 +200,7 @@ impl Tracker {
                     if !concerns(k) {
                         return true;
                     }
-                    if m.want.reached(seen.progress, look(k)) {
+                    if m.want.reached(seen.listed, look(k)) {
                         return false;
                     }
                     oldest = Some(oldest.map_or(m.since, |o| o.min(m.since)));
@@ -246,6 +240,25 @@ mod tests {
         assert!(!w.reached(9, shown(9, false)));
         assert!(w.reached(9, shown(10, false)));
         assert!(w.reached(10, None), "deleted by someone else since");
+    }
+
+    #[test]
+    fn only_the_objects_own_events_or_a_whole_list_reach_its_mark() {
+        let t = Tracker::default();
+        let (a, b): (ObjKey, ObjKey) = ((None, "a".into()), (None, "b".into()));
+        t.list_done(|_| None);
+        t.mark(a.clone(), Want::At(5));
+        // A later event of another object says nothing about `a` (its event may be lost).
+        t.applied(b.clone(), Some("9"), |_| None);
+        assert_eq!(t.pending(), 1);
+        // `a` deleted by someone else: its own deletion event reaches the mark.
+        t.applied(a.clone(), Some("7"), |_| None);
+        assert_eq!(t.pending(), 0);
+        // A relist that no longer holds `a` (versions up to 9) vouches for it too.
+        t.mark(a.clone(), Want::At(8));
+        t.listed(Some("9"));
+        t.list_done(|_| None);
+        assert_eq!(t.pending(), 0);
     }
 
     #[test]
