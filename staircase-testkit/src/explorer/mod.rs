@@ -633,22 +633,29 @@ where
                         )
                     })
                     .collect(),
-                Variant::StaleView => self
-                    .stale_lags
-                    .iter()
-                    .map(|lag| {
-                        let j = Judge {
-                            max_extra_runs: None,
-                            max_runs: None,
-                        };
-                        (
-                            lag.to_string(),
-                            variants::loop_plan(*lag, None),
-                            j,
-                            format!("watch lags {lag} versions"),
-                        )
-                    })
-                    .collect(),
+                Variant::StaleView | Variant::ChildStaleView => {
+                    let children = *v == Variant::ChildStaleView;
+                    let whose = if children {
+                        "child watches lag"
+                    } else {
+                        "watch lags"
+                    };
+                    self.stale_lags
+                        .iter()
+                        .map(|lag| {
+                            let j = Judge {
+                                max_extra_runs: None,
+                                max_runs: None,
+                            };
+                            (
+                                lag.to_string(),
+                                variants::loop_plan(*lag, None, children),
+                                j,
+                                format!("{whose} {lag} versions"),
+                            )
+                        })
+                        .collect()
+                }
                 Variant::LostEvents => self
                     .drop_ps
                     .iter()
@@ -660,7 +667,7 @@ where
                         };
                         (
                             format!("{p}-{seed}"),
-                            variants::loop_plan(0, Some((p, seed))),
+                            variants::loop_plan(0, Some((p, seed)), false),
                             j,
                             format!("drop p={p} seed {seed}"),
                         )
@@ -761,7 +768,10 @@ where
                     ));
                 }
             }
-            if matches!(v, Variant::StaleView | Variant::LostEvents) {
+            if matches!(
+                v,
+                Variant::StaleView | Variant::LostEvents | Variant::ChildStaleView
+            ) {
                 stats.note = format!("{nudges} stalls nudged (watch caught up / relist)");
             }
             if *v == Variant::RandomLoop {
