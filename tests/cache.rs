@@ -61,9 +61,10 @@ async fn climb_with_lagging_watches(
         .unwrap();
     // From here on no watch event reaches anyone: the caches hold what their first lists saw.
     env.server.faults().hold_back_watch_events(1_000_000);
-    let mut cfg = OperatorConfig::default().with_namespace("default");
+    let mut cfg = OperatorConfig::default()
+        .with_namespace("default")
+        .with_cache_read_your_writes(read_your_writes);
     cfg.read_your_writes_grace = Duration::from_millis(200);
-    cfg.cache_read_your_writes = read_your_writes;
     let op = foo::operator(env.client.clone(), app()).with_config(cfg);
     let metrics = op.metrics();
     let running = Running::operator(op);
@@ -198,9 +199,10 @@ async fn children_with_lagging_watches(read_your_writes: bool) -> usize {
         .await
         .unwrap();
     env.server.faults().hold_back_watch_events(1_000_000);
-    let mut cfg = OperatorConfig::default().with_namespace("default");
+    let mut cfg = OperatorConfig::default()
+        .with_namespace("default")
+        .with_cache_read_your_writes(read_your_writes);
     cfg.read_your_writes_grace = Duration::from_millis(200);
-    cfg.cache_read_your_writes = read_your_writes;
     let stairs = staircase!(Parent => [children(two_config_maps as fn(&Parent) -> Children)]);
     let op = Operator::new(env.client.clone(), stairs)
         .with_config(cfg)

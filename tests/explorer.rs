@@ -215,8 +215,7 @@ async fn foo_reading_its_children_from_lagging_caches_never_creates_one_twice() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_read_your_own_writes_the_child_variants_catch_a_second_create() {
     let report = Explorer::new(|client| {
-        let mut cfg = OperatorConfig::default();
-        cfg.cache_read_your_writes = false;
+        let cfg = OperatorConfig::default().with_cache_read_your_writes(false);
         foo::operator(client, app()).with_config(cfg)
     })
     .crd(Foo::crd())

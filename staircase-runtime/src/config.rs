@@ -327,6 +327,12 @@ impl OperatorConfig {
         self
     }
 
+    /// Sets [`OperatorConfig::cache_read_your_writes`].
+    pub fn with_cache_read_your_writes(mut self, on: bool) -> Self {
+        self.cache_read_your_writes = on;
+        self
+    }
+
     /// Sets [`OperatorConfig::cache_transform`].
     pub fn with_cache_transform(mut self, transform: fn(&mut ObjectMeta)) -> Self {
         self.cache_transform = transform;
