@@ -310,3 +310,75 @@ async fn caches_drop_managed_fields_and_the_last_applied_annotation_unless_told_
     assert_eq!(cached_metadata(None).await, (false, false));
     assert_eq!(cached_metadata(Some(|_| {})).await, (true, true));
 }
+
+/// Requests with `verb` on Deployments and Services (the echo operator's children).
+fn echo_child_requests(env: &Env, verb: Verb) -> usize {
+    env.server
+        .stats()
+        .requests()
+        .iter()
+        .filter(|r| {
+            matches!(r.resource.as_deref(), Some("deployments.apps" | "services"))
+                && r.verb == Some(verb)
+        })
+        .count()
+}
+
+/// The echo operator (the children step) owning its child kinds: once converged, its runs read
+/// the children from the caches; a children step without caches lists each kind on every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converged_children_step_runs_without_listing() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
+
+    let env = Env::start().await;
+    env.install::<EchoServer>().await;
+    let simulator = tokio::spawn(echo::simulate_deployments(env.client.clone(), "default"));
+    let op = Operator::new(env.client.clone(), echo::stairs())
+        .with_config(OperatorConfig::default().with_namespace("default"))
+        .with_status()
+        .owns::<Deployment>()
+        .owns::<Service>();
+    let running = Running::operator(op);
+    let echoes: Api<EchoServer> = Api::namespaced(env.client.clone(), "default");
+    let spec = EchoServerSpec {
+        replicas: 1,
+        port: 8080,
+    };
+    echoes
+        .create(&PostParams::default(), &EchoServer::new("e", spec))
+        .await
+        .unwrap();
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    let reads = || echo_child_requests(&env, Verb::List) + echo_child_requests(&env, Verb::Get);
+    let before = (reads(), running.reports().len());
+    const RUNS: usize = 3;
+    for i in 0..RUNS {
+        let note = serde_json::json!({ "metadata": { "annotations": { "nudge": i.to_string() } } });
+        echoes
+            .patch("e", &PatchParams::default(), &Patch::Merge(&note))
+            .await
+            .unwrap();
+        let seen = before.1 + i + 1;
+        tokio::time::timeout(GUARD, async {
+            while running.reports().len() < seen {
+                // Reports arrive from the operator's tasks; re-check after each short pause.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the nudged run reported");
+    }
+    let runs = &running.reports()[before.1..];
+    assert!(
+        runs.iter().all(|r| matches!(r.end, RunEnd::Converged)),
+        "{runs:#?}"
+    );
+    // The simulator's own watch lists once per start; the operator's runs read nothing.
+    assert_eq!(reads() - before.0, 0);
+    running.stop().await;
+    simulator.abort();
+}
