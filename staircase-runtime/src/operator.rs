@@ -363,6 +363,15 @@ struct Shared<K, S, M, C> {
     metrics: Metrics,
 }
 
+/// Forgets the operator's watch caches when leading ends, however it ends.
+struct ForgetStores<'a>(&'a Cache);
+
+impl Drop for ForgetStores<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Aborts a helper task when the phase that spawned it ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -591,6 +600,9 @@ async fn lead<K, S, M, C>(
     let mut controller = Controller::for_stream(events.applied_objects(), store.clone())
         .with_config(ControllerConfig::default().concurrency(cfg.concurrency));
     let cache = &shared.runner.cache;
+    // However leading ends (a lost Lease drops this future), the watches behind the caches end
+    // with it: later reads (a later term) wait for new ones.
+    let _forget = ForgetStores(cache);
     cache.configure(cfg.read_your_writes_grace, cfg.cache_read_your_writes);
     for r in relations {
         let on = Attach {
@@ -662,8 +674,6 @@ async fn lead<K, S, M, C>(
         _ = async { stop.wait().await; tokio::time::sleep(timeout).await } => true,
     };
     drop(synced);
-    // The watches ended with the controller: later reads (another term) wait for new ones.
-    cache.clear();
     if timed_out {
         tracing::warn!("shutdown: runs still in flight after {timeout:?} are cancelled");
     }
