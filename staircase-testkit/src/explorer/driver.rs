@@ -721,9 +721,14 @@ where
         cx.gate.set_phase(phase);
         let mark = reports.lock().expect("reports").len();
         scenario::apply(action, &admin, &scenario.namespace).await?;
+        // The scenario's change reaches the caches: what lags or is lost is the operator's own
+        // writes (no cache shows a change whose event never comes, and without it nothing runs).
         if children_only && hold_back > 0 {
-            // The scenario's change reaches the caches: what lags is the operator's own writes.
             faults.release_held_watch_events();
+        }
+        if children_only && drop.is_some() {
+            // Restarted, a watch resumes where it was and replays what it missed, undropped.
+            faults.close_watches();
         }
         let acted = Instant::now();
         let ids = inject_phase(plan, phase, &faults);

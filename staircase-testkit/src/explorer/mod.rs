@@ -656,23 +656,30 @@ where
                         })
                         .collect()
                 }
-                Variant::LostEvents => self
-                    .drop_ps
-                    .iter()
-                    .flat_map(|p| (1..=self.drop_seeds).map(move |seed| (*p, seed)))
-                    .map(|(p, seed)| {
-                        let j = Judge {
-                            max_extra_runs: None,
-                            max_runs: None,
-                        };
-                        (
-                            format!("{p}-{seed}"),
-                            variants::loop_plan(0, Some((p, seed)), false),
-                            j,
-                            format!("drop p={p} seed {seed}"),
-                        )
-                    })
-                    .collect(),
+                Variant::LostEvents | Variant::ChildLostEvents => {
+                    let children = *v == Variant::ChildLostEvents;
+                    let whose = if children {
+                        "child watches drop"
+                    } else {
+                        "drop"
+                    };
+                    self.drop_ps
+                        .iter()
+                        .flat_map(|p| (1..=self.drop_seeds).map(move |seed| (*p, seed)))
+                        .map(|(p, seed)| {
+                            let j = Judge {
+                                max_extra_runs: None,
+                                max_runs: None,
+                            };
+                            (
+                                format!("{p}-{seed}"),
+                                variants::loop_plan(0, Some((p, seed)), children),
+                                j,
+                                format!("{whose} p={p} seed {seed}"),
+                            )
+                        })
+                        .collect()
+                }
                 Variant::Random => (1..=self.seeds)
                     .chain(filter.seed)
                     .filter(|seed| filter.seed.is_none_or(|s| s == *seed))
@@ -770,7 +777,10 @@ where
             }
             if matches!(
                 v,
-                Variant::StaleView | Variant::LostEvents | Variant::ChildStaleView
+                Variant::StaleView
+                    | Variant::LostEvents
+                    | Variant::ChildStaleView
+                    | Variant::ChildLostEvents
             ) {
                 stats.note = format!("{nudges} stalls nudged (watch caught up / relist)");
             }

@@ -53,6 +53,11 @@ pub enum Variant {
     /// missing creates it again). Not in [`Variant::ALL`]: for operators that own or read other
     /// kinds ([`Variant::CHILDREN`]).
     ChildStaleView,
+    /// [`LostEvents`](Variant::LostEvents) on the watches of every kind but the primary
+    /// resource; the scenario's own writes reach them (their streams are restarted after each
+    /// of its actions, and a restarted watch replays what it missed). Pass: as for
+    /// [`ChildStaleView`](Variant::ChildStaleView).
+    ChildLostEvents,
 }
 
 impl Variant {
@@ -69,7 +74,7 @@ impl Variant {
 
     /// The variants that disturb only the watches of the kinds an operator owns or reads, not
     /// its primary resource's.
-    pub const CHILDREN: [Variant; 1] = [Variant::ChildStaleView];
+    pub const CHILDREN: [Variant; 2] = [Variant::ChildStaleView, Variant::ChildLostEvents];
 
     /// The name used in reports and in `STAIRCASE_EXPLORER_CASE=<name>/<case>`.
     pub fn name(self) -> &'static str {
@@ -82,6 +87,7 @@ impl Variant {
             Variant::Random => "random",
             Variant::RandomLoop => "random-loop",
             Variant::ChildStaleView => "child-stale-view",
+            Variant::ChildLostEvents => "child-lost-events",
         }
     }
 }
