@@ -136,7 +136,8 @@ pub async fn echo_children(echo: &EchoServer, ctx: &Context) -> Result<Outcome<O
         .apply(desired_deployment(echo))
         .apply(desired_service(echo))
         .ready_when(deployment_available)
-        // Until the operator watches its children, look again soon while a Deployment starts.
+        // The operator's watch of its Deployments wakes the EchoServer when one becomes
+        // available; looking again soon as well is a fallback for an operator without it.
         .recheck_after(Some(std::time::Duration::from_millis(300)))
         .sync_observed(ctx)
         .await
@@ -240,9 +241,13 @@ pub async fn demo(client: kube::Client, quiet: bool) -> anyhow::Result<DemoOutco
 
     let simulator = tokio::spawn(simulate_deployments(client.clone(), NS));
     let trace = harness::Trace::default();
+    // Owning the child kinds: a child's change runs its EchoServer, and the children step reads
+    // the children from these watches' caches instead of listing them on every run.
     let op = Operator::new(client.clone(), stairs())
         .with_config(OperatorConfig::default().with_namespace(NS))
         .with_status()
+        .owns::<Deployment>()
+        .owns::<Service>()
         .on_run(harness::tracer(trace.clone(), quiet));
     let (stop, running) = harness::spawn_until_stopped(|stopped| {
         op.run_until(async {

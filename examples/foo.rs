@@ -8,6 +8,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use staircase::Stairs;
 use staircase::prelude::*;
 
 /// The desired state of a `Foo`.
@@ -69,13 +70,16 @@ fn post(app: &App) -> PostParams {
 }
 
 /// The ConfigMap `<name>-config` exists and carries `spec.message`.
+///
+/// Reads go through `ctx.get`: from the operator's cache of the ConfigMaps it owns, never older
+/// than its own last write to one; writes go through `ctx.api`.
 #[step]
 pub async fn ensure_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<ConfigMap>();
     let meta = child_meta(obj, "config");
     let name = meta.name.clone().unwrap_or_default();
     let want = BTreeMap::from([("message".to_string(), obj.spec.message.clone())]);
-    match api.get_opt(&name).await? {
+    match ctx.get::<ConfigMap>(&name).await? {
         None => {
             let cm = ConfigMap {
                 metadata: meta,
@@ -104,7 +108,7 @@ pub async fn ensure_secret(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<Secret>();
     let meta = child_meta(obj, "token");
     let name = meta.name.clone().unwrap_or_default();
-    if api.get_opt(&name).await?.is_some() {
+    if ctx.get::<Secret>(&name).await?.is_some() {
         return Ok(Outcome::unchanged());
     }
     // Derived from the uid, so a retried create after a crash would carry the same value.
@@ -125,7 +129,7 @@ pub async fn ensure_service(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let meta = child_meta(obj, "svc");
     let name = meta.name.clone().unwrap_or_default();
     let port = obj.spec.port;
-    match api.get_opt(&name).await? {
+    match ctx.get::<Service>(&name).await? {
         None => {
             let svc = Service {
                 metadata: meta,
@@ -146,7 +150,8 @@ pub async fn ensure_service(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
         Some(svc) => {
             let current = svc
                 .spec
-                .and_then(|s| s.ports)
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
                 .and_then(|p| p.first().map(|p| p.port));
             if current == Some(port) {
                 return Ok(Outcome::unchanged());
@@ -171,7 +176,7 @@ pub async fn ensure_service(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 pub async fn remove_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<ConfigMap>();
     let name = format!("{}-config", obj.name_any());
-    match api.get_opt(&name).await? {
+    match ctx.get::<ConfigMap>(&name).await? {
         Some(cm) if cm.metadata.deletion_timestamp.is_none() => {
             api.delete(&name, &Default::default()).await?;
             Ok(Outcome::modified(format!("deleted ConfigMap {name}")))
@@ -183,6 +188,19 @@ pub async fn remove_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 /// The Foo staircase: three children, then cleanup on deletion.
 pub fn stairs() -> impl Reconciler<Foo, App> {
     staircase!(Foo => [ensure_config, ensure_secret, ensure_service], cleanup => [remove_config])
+}
+
+/// The Foo operator: the staircase, its status, and the three child kinds it owns (a child's
+/// change runs its Foo; the steps read the children from these watches' caches).
+pub fn operator(
+    client: impl Into<staircase::OperatorClient>,
+    app: App,
+) -> Operator<Foo, App, impl Stairs<Foo, App>, impl Stairs<Foo, App>> {
+    Operator::with_state(client, stairs(), app)
+        .with_status()
+        .owns::<ConfigMap>()
+        .owns::<Secret>()
+        .owns::<Service>()
 }
 
 /// The resource's `kind` for messages.
@@ -224,19 +242,15 @@ pub async fn demo(client: kube::Client, namespace: &str) -> anyhow::Result<DemoO
 
     let runs: Arc<Mutex<Vec<RunReport>>> = Arc::default();
     let log = runs.clone();
-    let operator = Operator::with_state(
-        client.clone(),
-        stairs(),
-        App {
-            manager: "foo-operator".into(),
-        },
-    )
-    .with_config(OperatorConfig::default().with_namespace(namespace))
-    .with_status()
-    .on_run(move |report| {
-        tracing::info!("{report}");
-        log.lock().expect("runs").push(report.clone());
-    });
+    let app = App {
+        manager: "foo-operator".into(),
+    };
+    let operator = operator(client.clone(), app)
+        .with_config(OperatorConfig::default().with_namespace(namespace))
+        .on_run(move |report| {
+            tracing::info!("{report}");
+            log.lock().expect("runs").push(report.clone());
+        });
     let (stop, running) = harness::spawn_until_stopped(|stopped| {
         operator.run_until(async {
             stopped.await.ok();

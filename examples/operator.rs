@@ -15,7 +15,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use staircase::prelude::*;
 use staircase::{crds, preflight};
 use staircase_examples::foo::{self, App, Foo};
@@ -46,18 +45,11 @@ async fn main() -> anyhow::Result<()> {
         config.name = "foo-operator".into();
     }
     let client = preflight::client(kubeconfig.as_deref()).await?;
-    let operator = Operator::with_state(
-        client,
-        foo::stairs(),
-        App {
-            manager: "foo-operator".into(),
-        },
-    )
-    .with_config(config)
-    .with_status()
-    .owns::<ConfigMap>()
-    .owns::<Secret>()
-    .owns::<Service>();
+    let app = App {
+        manager: "foo-operator".into(),
+    };
+    // The staircase, its status and the child kinds it owns (and reads from their caches).
+    let operator = foo::operator(client, app).with_config(config);
     operator.check().await.context("preflight")?;
     operator.run().await;
     Ok(())

@@ -233,7 +233,9 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
         "the operator needs permissions deploy/02-rbac.yaml does not grant: {missing:?}"
     );
     // Granted but only needed when the watch lags behind the operator's own write (the runner
-    // then reads the object directly, after `read_your_writes_grace`): not provoked here.
+    // then reads the object directly, after `read_your_writes_grace`; the steps read their
+    // children from the caches, and directly only when a cache lags that long behind a write of
+    // theirs): not provoked here.
     // The cleanup step's ConfigMap delete is usually observed, but in some runs the ConfigMap is
     // already gone when cleanup looks (not pinned down yet; see the issue-6 report), so it is
     // not required to appear.
@@ -241,6 +243,9 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
     // clean run does not always provoke. And a converged object is re-read only at its resync.
     let rarely: BTreeSet<Grant> = [
         ("demo.staircase.rs", "foos", "get"),
+        ("", "configmaps", "get"),
+        ("", "secrets", "get"),
+        ("", "services", "get"),
         ("", "configmaps", "delete"),
         ("events.k8s.io", "events", "patch"),
     ]

@@ -192,6 +192,55 @@ async fn foo_converges_under_every_variant() {
     }
 }
 
+/// The Foo operator owning its three child kinds reads them from its watch caches. With only the
+/// child kinds' watches lagging behind its writes or losing their events (the Foo's own watch
+/// keeps up, so runs follow each other at once), no step creates a child twice and every
+/// scenario ends as the reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foo_reading_its_children_from_lagging_caches_never_creates_one_twice() {
+    let mut ex = Explorer::new(|client| foo::operator(client, app()))
+        .crd(Foo::crd())
+        .variants(&Variant::CHILDREN)
+        .reproduce_with(REPRODUCE);
+    for s in foo_scenarios() {
+        ex = ex.scenario(s);
+    }
+    let report = ex.run().await.assert_all_converged();
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() {
+        assert_every_variant_ran(&report, &["child-stale-view", "child-lost-events"]);
+    }
+}
+
+/// The child variants' oracle fires when read-your-own-writes is switched off: a step reads the
+/// child it has just created as missing from the lagging cache and creates it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_read_your_own_writes_the_child_variants_catch_a_second_create() {
+    let report = Explorer::new(|client| {
+        let cfg = OperatorConfig::default().with_cache_read_your_writes(false);
+        foo::operator(client, app()).with_config(cfg)
+    })
+    .crd(Foo::crd())
+    .variants(&[Variant::ChildStaleView])
+    // Held until the explorer sees no progress and lets the watches catch up.
+    .stale_lags(&[1_000])
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("create").create(foo_obj("a", "hi", 80)))
+    .run()
+    .await;
+    let recreates: Vec<_> = report
+        .failures()
+        .filter(|f| f.variant == "child-stale-view" && f.problem.contains("re-create: run"))
+        .collect();
+    assert!(!recreates.is_empty(), "{report}");
+    assert!(
+        recreates[0]
+            .problem
+            .contains("POST /api/v1/namespaces/default/configmaps answered 409"),
+        "{}",
+        recreates[0].problem
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // An order operator with an external service: step 1 places the order unless one exists for the
 // idempotency key, step 2 records its id on the resource; cleanup cancels it.

@@ -5,6 +5,7 @@
 //! Run one suite with a filter on its module: `cargo test -p staircase-tests --test integration
 //! production::`.
 
+mod cache;
 mod children;
 mod deploy;
 mod examples;

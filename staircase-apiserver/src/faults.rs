@@ -264,6 +264,8 @@ struct Inner {
     /// decides (splitmix64), so a run with the same seed drops the same sequence of events.
     drop_p: f64,
     drop_rng: u64,
+    /// Resources whose watches the watch faults (hold-back, drops) leave alone.
+    spared: Vec<String>,
 }
 
 /// A handle to the server's fault injection; cheap to clone.
@@ -307,6 +309,7 @@ impl Faults {
             i.watch_delay = Duration::ZERO;
             i.hold_back = 0;
             i.drop_p = 0.0;
+            i.spared.clear();
         }
         self.store.lock().flush_watchers();
     }
@@ -367,6 +370,28 @@ impl Faults {
         let mut i = self.lock();
         i.drop_p = p.clamp(0.0, 1.0);
         i.drop_rng = seed;
+    }
+
+    /// Leaves watches of `resource` (`configmaps` in any group, or `deployments.apps`) alone:
+    /// [`hold_back_watch_events`](Self::hold_back_watch_events) and
+    /// [`drop_watch_events`](Self::drop_watch_events) then lag or thin out only the other
+    /// resources' watches, e.g. an operator's child kinds while its primary resource's watch
+    /// keeps up. Until [`clear`](Self::clear).
+    pub fn spare_watches_of(&self, resource: &str) {
+        self.lock().spared.push(resource.to_string());
+        self.store.lock().flush_watchers();
+    }
+
+    /// Whether the watch faults leave watches of `group`'s `plural` alone.
+    pub(crate) fn spares(&self, group: &str, plural: &str) -> bool {
+        let i = self.lock();
+        i.spared.iter().any(|want| {
+            if want.contains('.') {
+                *want == crate::status::qualified(group, plural)
+            } else {
+                want == plural
+            }
+        })
     }
 
     /// Forgets all watch history: resuming a watch (or a continue token) from any earlier

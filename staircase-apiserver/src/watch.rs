@@ -137,8 +137,16 @@ struct Live {
 }
 
 impl Live {
+    fn spared(&self) -> bool {
+        self.faults
+            .spares(&self.filter.rt.group, &self.filter.rt.plural)
+    }
+
     fn release_held(&mut self) {
-        let (n, released_through) = self.faults.hold_back();
+        let (n, released_through) = match self.spared() {
+            true => (0, 0),
+            false => self.faults.hold_back(),
+        };
         let current = if n == 0 {
             u64::MAX
         } else {
@@ -159,7 +167,7 @@ impl Live {
         match msg {
             None => self.closed = true,
             // A dropped event is lost for this stream only; history keeps it for resumes.
-            Some(WatchMsg::Event(_)) if self.faults.drop_event() => {}
+            Some(WatchMsg::Event(_)) if !self.spared() && self.faults.drop_event() => {}
             Some(WatchMsg::Event(ev)) => {
                 if let Some(line) = self.filter.translate(&ev) {
                     self.held.push_back((ev.rv, (now, line)));
@@ -476,6 +484,25 @@ mod tests {
         write(&store, 2);
         write(&store, 3);
         assert_eq!(rv_of(&s.next().await.expect("released")), 2);
+    }
+
+    // A spared resource's watch keeps up while the watch faults hold or drop the others' events.
+    #[tokio::test(start_paused = true)]
+    async fn a_spared_resources_watch_is_neither_held_back_nor_thinned() {
+        let (store, faults, s) = watch(Start::After(0));
+        let mut s = Box::pin(s);
+        faults.hold_back_watch_events(1_000);
+        faults.spare_watches_of("secrets");
+        write(&store, 0);
+        assert_quiet(&mut s, "held back").await;
+        faults.spare_watches_of("configmaps");
+        let line = tokio::time::timeout(Duration::from_secs(60), s.next()).await;
+        assert_eq!(rv_of(&line.expect("released").expect("open")), 1);
+        // Dropping decides when an event arrives: a spared watch's events are all delivered.
+        faults.drop_watch_events(1.0, 7);
+        write(&store, 1);
+        let line = tokio::time::timeout(Duration::from_secs(60), s.next()).await;
+        assert_eq!(rv_of(&line.expect("not dropped").expect("open")), 2);
     }
 
     // The explorer's nudge of a stalled lagging watch: everything held is released by one call

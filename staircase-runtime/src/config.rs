@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kube::api::ObjectMeta;
+
 use crate::backoff::Backoff;
 use crate::leader::LeaderElection;
 use crate::run::RulePolicy;
@@ -35,8 +37,20 @@ pub struct OperatorConfig {
     /// Converged objects are run again after this long, to catch drift nobody announced. Default 10 min.
     pub resync: Duration,
     /// After a write to the object itself, how long to wait for the watch to deliver it before
-    /// reading the object from the API server instead of the cache. Default 2 s.
+    /// reading the object from the API server instead of the cache. Cached reads of any other
+    /// object a step wrote ([`Context::get`](crate::Context::get), the children step) wait as
+    /// long. Default 2 s.
     pub read_your_writes_grace: Duration,
+    /// Whether cached reads wait for the watch cache to show the writes this operator's steps
+    /// made (read-your-own-writes for every object, not only the one a run is for). Default on.
+    /// Off, a step can read a child it has just created as missing and create it again: only
+    /// for showing what the waits prevent.
+    pub cache_read_your_writes: bool,
+    /// Applied to the metadata of every object the caches of owned, watched and read kinds keep
+    /// (see [`Context::get`](crate::Context::get)). The default drops `managedFields` and the
+    /// `kubectl.kubernetes.io/last-applied-configuration` annotation, which steps rarely read
+    /// and which are often most of an object's size; `|_| {}` keeps objects whole.
+    pub cache_transform: fn(&mut ObjectMeta),
     /// Only objects in this namespace (all namespaces when `None`).
     pub namespace: Option<String>,
     /// Only objects matching this label selector.
@@ -100,6 +114,8 @@ impl Default for OperatorConfig {
             external_call_window: Duration::from_secs(30),
             resync: Duration::from_secs(600),
             read_your_writes_grace: Duration::from_secs(2),
+            cache_read_your_writes: true,
+            cache_transform: trim_metadata,
             namespace: None,
             label_selector: None,
             shutdown_timeout: Duration::from_secs(20),
@@ -109,6 +125,14 @@ impl Default for OperatorConfig {
             status_updates: StatusUpdates::EveryChange,
             relist: Relist::InPlace,
         }
+    }
+}
+
+/// The default [`cache_transform`](OperatorConfig::cache_transform).
+fn trim_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = &mut meta.annotations {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
@@ -300,6 +324,18 @@ impl OperatorConfig {
     /// Sets [`OperatorConfig::events`].
     pub fn with_events(mut self, on: bool) -> Self {
         self.events = on;
+        self
+    }
+
+    /// Sets [`OperatorConfig::cache_read_your_writes`].
+    pub fn with_cache_read_your_writes(mut self, on: bool) -> Self {
+        self.cache_read_your_writes = on;
+        self
+    }
+
+    /// Sets [`OperatorConfig::cache_transform`].
+    pub fn with_cache_transform(mut self, transform: fn(&mut ObjectMeta)) -> Self {
+        self.cache_transform = transform;
         self
     }
 

@@ -1,9 +1,13 @@
 //! What a step gets besides the resource: the client, the user's state, and facts about the run.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
+use kube::core::Selector;
 use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 
+use crate::cache::{Cache, Live, label_of};
 use crate::writes::{Write, record_current};
 
 /// Facts about the current run, for logs and decisions.
@@ -22,7 +26,9 @@ pub struct RunInfo {
 /// The context handed to every step of a run.
 ///
 /// Writes through [`Context::client`] (or an [`Api`] from [`Context::api`]) are counted; the
-/// runtime checks the count against what the step reports.
+/// runtime checks the count against what the step reports. Reads through [`Context::get`] and
+/// [`Context::list`] are served from the operator's watch caches and never older than the
+/// operator's own writes (the guide's chapter on reads says how).
 pub struct Context<S = ()> {
     // Shared: cloning a `kube::Client` allocates (its buffer's sender and default namespace),
     // and the runtime builds a context for every run.
@@ -30,32 +36,46 @@ pub struct Context<S = ()> {
     state: Arc<S>,
     namespace: Option<String>,
     run: RunInfo,
+    cache: Option<Arc<Cache>>,
 }
 
 impl<S> Context<S> {
     /// Builds a context; the runtime does this for every run. Public so steps can be unit-tested.
+    /// A context built here has no watch caches: [`get`](Self::get) and [`list`](Self::list)
+    /// read from the API server.
     pub fn new(
         client: kube::Client,
         state: Arc<S>,
         namespace: Option<String>,
         run: RunInfo,
     ) -> Self {
-        Self::shared(Arc::new(client), state, namespace, run)
+        Self::shared(Arc::new(client), state, namespace, run, None)
     }
 
-    /// [`new`](Self::new) with a client the runtime keeps for all its runs.
+    /// [`new`](Self::new) with a client the runtime keeps for all its runs, and its caches.
     pub(crate) fn shared(
         client: Arc<kube::Client>,
         state: Arc<S>,
         namespace: Option<String>,
         run: RunInfo,
+        cache: Option<Arc<Cache>>,
     ) -> Self {
         Context {
             client,
             state,
             namespace,
             run,
+            cache,
         }
+    }
+
+    /// The operator's caches, for the write log of a step (each write leaves its mark there).
+    pub(crate) fn cache_handle(&self) -> Option<Arc<Cache>> {
+        self.cache.clone()
+    }
+
+    pub(crate) fn cache(&self) -> Option<&Cache> {
+        self.cache.as_deref()
     }
 
     /// The Kubernetes client; writes through it are counted against the current step.
@@ -90,6 +110,71 @@ impl<S> Context<S> {
         T::Scope: ApiScope,
     {
         <T::Scope as ApiScope>::api(kube::Client::clone(&self.client), self.namespace.as_deref())
+    }
+
+    /// The object `name` of type `T` in the object's namespace (or cluster-wide for
+    /// cluster-scoped `T`), `None` when it does not exist. Reads the operator's watch cache of
+    /// `T` when it has one (the kinds it [`owns`](crate::Operator::owns),
+    /// [`watches`](crate::Operator::watches) or [`reads`](crate::Operator::reads)), and the
+    /// API server otherwise. Never older than a write this operator's steps made to the object:
+    /// the read waits for the cache to show that write, and reads the API server when that
+    /// takes longer than [`read_your_writes_grace`](crate::OperatorConfig::read_your_writes_grace).
+    ///
+    /// ```no_run
+    /// # use staircase_runtime::*;
+    /// # use k8s_openapi::api::core::v1::ConfigMap;
+    /// # async fn step(ctx: &Context) -> Result<Outcome> {
+    /// match ctx.get::<ConfigMap>("settings").await? {
+    ///     Some(cm) if cm.data.is_some() => Ok(Outcome::unchanged()),
+    ///     _ => Ok(Outcome::wait("the ConfigMap settings has no data yet")),
+    /// }
+    /// # }
+    /// ```
+    pub async fn get<T>(&self, name: &str) -> kube::Result<Option<Arc<T>>>
+    where
+        T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        T::Scope: ApiScope,
+    {
+        if let Some(cache) = &self.cache {
+            match cache.get::<T>(self.namespace.as_deref(), name).await {
+                Ok(found) => return Ok(found),
+                Err(Live::NoStore) => {}
+                Err(why) => cache.live(&label_of(&T::plural(&()), &T::group(&())), why),
+            }
+        }
+        Ok(self.api::<T>().get_opt(name).await?.map(Arc::new))
+    }
+
+    /// The objects of type `T` in the object's namespace (or cluster-wide for cluster-scoped
+    /// `T`) whose labels match `selector` (`&Selector::default()` for all of them), from the
+    /// watch cache as for [`get`](Self::get). The list reflects every write this operator's steps
+    /// made to objects of `T` in that namespace.
+    ///
+    /// ```no_run
+    /// # use staircase_runtime::*;
+    /// # use k8s_openapi::api::core::v1::Pod;
+    /// use kube::core::Selector;
+    /// # async fn step(ctx: &Context) -> Result<Outcome> {
+    /// let selector = Selector::from_iter([("app", "web")]);
+    /// let pods = ctx.list::<Pod>(&selector).await?;
+    /// # let _ = pods; Ok(Outcome::unchanged())
+    /// # }
+    /// ```
+    pub async fn list<T>(&self, selector: &Selector) -> kube::Result<Vec<Arc<T>>>
+    where
+        T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        T::Scope: ApiScope,
+    {
+        if let Some(cache) = &self.cache {
+            match cache.list::<T>(self.namespace.as_deref(), selector).await {
+                Ok(found) => return Ok(found),
+                Err(Live::NoStore) => {}
+                Err(why) => cache.live(&label_of(&T::plural(&()), &T::group(&())), why),
+            }
+        }
+        let params = kube::api::ListParams::default().labels_from(selector);
+        let list = self.api::<T>().list(&params).await?;
+        Ok(list.items.into_iter().map(Arc::new).collect())
     }
 
     /// Records a modification made outside Kubernetes (a call to an external service), so the

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod cache;
 mod chain;
 pub mod children;
 mod config;

@@ -14,6 +14,9 @@
 //! | `staircase_events_dropped_total` | counter | | Events not published because of the spam filter |
 //! | `staircase_status_write_failures_total` | counter | | status writes the API server refused or that failed |
 //! | `staircase_undecodable_objects_total` | counter | | watched objects left out because they do not decode as the resource type |
+//! | `staircase_cache_live_reads_total` | counter | `kind`, `reason` | step reads sent to the API server instead of a watch cache: `no_store` (no cache of the kind), `not_synced` (its first list not in yet), `behind` (it had not shown a write of the operator in time) |
+//! | `staircase_cache_waits_total` | counter | `kind` | step reads that waited for a watch cache to show one of the operator's writes |
+//! | `staircase_cache_pending_marks` | gauge | | writes of the operator's steps its watch caches have not shown yet |
 //!
 //! `result` is one of `converged`, `modified`, `waiting`, `done`, `failed`, `finalizer_added`,
 //! `finalizer_removed`, `skipped_stale`.
@@ -52,6 +55,17 @@ struct StepOutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LiveReadLabel {
+    kind: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ViolationLabel {
     step: String,
     rule: String,
@@ -68,6 +82,9 @@ fn seconds() -> Histogram {
 /// whose last run was not ready (kept by the runner, which remembers every object anyway).
 type Counts = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
 
+/// Counts, at scrape time, the writes the watch caches have not shown yet.
+type Marks = Arc<dyn Fn() -> usize + Send + Sync>;
+
 struct Inner {
     registry: Registry,
     runs: Family<ResultLabel, Counter>,
@@ -82,7 +99,11 @@ struct Inner {
     events_dropped: Counter,
     status_write_failures: Counter,
     undecodable: Counter,
+    live_reads: Family<LiveReadLabel, Counter>,
+    cache_waits: Family<KindLabel, Counter>,
+    pending_marks: Gauge,
     counts: Mutex<Option<Counts>>,
+    marks: Mutex<Option<Marks>>,
 }
 
 /// The operator's metrics: a cheaply cloneable handle to one Prometheus registry. Every
@@ -118,6 +139,24 @@ impl Metrics {
         let events_dropped = Counter::default();
         let status_write_failures = Counter::default();
         let undecodable = Counter::default();
+        let live_reads = Family::<LiveReadLabel, Counter>::default();
+        let cache_waits = Family::<KindLabel, Counter>::default();
+        let pending_marks = Gauge::default();
+        registry.register(
+            "cache_pending_marks",
+            "Writes of the operator's steps its watch caches have not shown yet",
+            pending_marks.clone(),
+        );
+        registry.register(
+            "cache_live_reads",
+            "Step reads sent to the API server instead of a watch cache",
+            live_reads.clone(),
+        );
+        registry.register(
+            "cache_waits",
+            "Step reads that waited for a watch cache to show the operator's own write",
+            cache_waits.clone(),
+        );
         registry.register(
             "undecodable_objects",
             "Watched objects left out because they do not decode",
@@ -180,7 +219,11 @@ impl Metrics {
             events_dropped,
             status_write_failures,
             undecodable,
+            live_reads,
+            cache_waits,
+            pending_marks,
             counts: Mutex::default(),
+            marks: Mutex::default(),
         }))
     }
 
@@ -191,6 +234,13 @@ impl Metrics {
             .queue_depth
             .set(self.0.in_flight.get() + counts.0 as i64);
         self.0.not_ready.set(counts.1 as i64);
+        let marks = self
+            .0
+            .marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.0.pending_marks.set(marks.map_or(0, |m| m()) as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
             .expect("writing to a String cannot fail");
@@ -209,6 +259,10 @@ impl Metrics {
         *self.0.counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
     }
 
+    pub(crate) fn set_pending_marks(&self, marks: Marks) {
+        *self.0.marks.lock().unwrap_or_else(|e| e.into_inner()) = Some(marks);
+    }
+
     pub(crate) fn run_started(&self) {
         self.0.in_flight.inc();
     }
@@ -223,6 +277,21 @@ impl Metrics {
 
     pub(crate) fn undecodable_object(&self) {
         self.0.undecodable.inc();
+    }
+
+    pub(crate) fn cache_live_read(&self, kind: &str, reason: &'static str) {
+        let label = LiveReadLabel {
+            kind: kind.to_string(),
+            reason,
+        };
+        self.0.live_reads.get_or_create(&label).inc();
+    }
+
+    pub(crate) fn cache_wait(&self, kind: &str) {
+        let label = KindLabel {
+            kind: kind.to_string(),
+        };
+        self.0.cache_waits.get_or_create(&label).inc();
     }
 
     /// The observer the operator registers for every run's report, with a handle kept for

@@ -2,6 +2,7 @@
 //! what production needs around it: Events, metrics, health, leader election, graceful shutdown,
 //! watches on owned and related objects.
 
+use std::any::{Any, TypeId};
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::OperatorConfig;
+use crate::cache::Cache;
 use crate::chain::{Stairs, Start};
 use crate::config::Relist;
 use crate::context::ApiScope;
@@ -46,9 +49,13 @@ impl<T> Watchable for T where
 {
 }
 
-/// Another resource whose changes trigger runs: owned children or related objects.
+/// Another kind the operator keeps a watch cache of (one watch per kind, however many ways it is
+/// related), and whose changes may run objects: owned children, related objects.
 trait Relation<K>: Send + Sync {
-    fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
+    /// The Rust type of the other kind, to find the relation of a kind declared twice.
+    fn other(&self) -> TypeId;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn attach(&self, c: Controller<K>, on: Attach<'_>) -> Controller<K>
     where
         K: Watchable;
     fn check(
@@ -56,6 +63,15 @@ trait Relation<K>: Send + Sync {
         client: kube::Client,
         ns: Option<String>,
     ) -> BoxFuture<'static, Result<(), PreflightError>>;
+}
+
+/// What a relation's watch is attached with.
+struct Attach<'a> {
+    client: &'a kube::Client,
+    namespace: Option<&'a str>,
+    relist: Relist,
+    cache: &'a Cache,
+    transform: fn(&mut kube::api::ObjectMeta),
 }
 
 fn api_in<T>(client: kube::Client, ns: Option<&str>) -> Api<T>
@@ -69,52 +85,77 @@ where
     }
 }
 
-struct Owns<Child>(std::marker::PhantomData<fn() -> Child>);
-
-impl<K, Child> Relation<K> for Owns<Child>
+/// Whether objects of `T` live in namespaces, as its scope builds its URLs.
+fn namespaced<T>(client: &kube::Client) -> bool
 where
-    Child: Watchable,
-    Child::Scope: ApiScope,
+    T: Resource<DynamicType = ()>,
+    T::Scope: ApiScope,
 {
-    fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
-    where
-        K: Watchable,
-    {
-        c.owns(
-            api_in::<Child>(client.clone(), ns),
-            watcher::Config::default(),
-        )
-    }
-
-    fn check(
-        &self,
-        client: kube::Client,
-        ns: Option<String>,
-    ) -> BoxFuture<'static, Result<(), PreflightError>> {
-        Box::pin(async move { preflight::check_list_watch::<Child>(client, ns.as_deref()).await })
-    }
+    <T::Scope as ApiScope>::api::<T>(client.clone(), Some("n"))
+        .resource_url()
+        .contains("/namespaces/n/")
 }
 
 type Mapper<Other, K> = Arc<dyn Fn(Other) -> Vec<ObjectRef<K>> + Send + Sync>;
 
-struct Watches<Other, K: Resource<DynamicType = ()>>(Mapper<Other, K>);
+/// How the operator relates to `Other`: it owns such objects (a change runs the owner), maps
+/// them to objects to run, or only reads them.
+struct Related<Other, K: Resource<DynamicType = ()>> {
+    owns: bool,
+    mappers: Vec<Mapper<Other, K>>,
+}
 
-impl<K, Other> Relation<K> for Watches<Other, K>
+impl<K, Other> Relation<K> for Related<Other, K>
 where
-    Other: Watchable,
+    Other: Watchable + Serialize,
     Other::Scope: ApiScope,
     K: Resource<DynamicType = ()> + 'static,
 {
-    fn attach(&self, c: Controller<K>, client: &kube::Client, ns: Option<&str>) -> Controller<K>
+    fn other(&self) -> TypeId {
+        TypeId::of::<Other>()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn attach(&self, c: Controller<K>, on: Attach<'_>) -> Controller<K>
     where
         K: Watchable,
     {
-        let map = self.0.clone();
-        c.watches(
-            api_in::<Other>(client.clone(), ns),
+        let writer = Writer::<Other>::default();
+        let scope = on.namespace.map(str::to_string);
+        let kind = on
+            .cache
+            .register(writer.as_reader(), scope, namespaced::<Other>(on.client));
+        let watch = watcher(
+            api_in::<Other>(on.client.clone(), on.namespace),
             watcher::Config::default(),
-            move |o| map(o),
         )
+        .default_backoff()
+        .modify(move |o: &mut Other| (on.transform)(o.meta_mut()));
+        let events = match on.relist {
+            Relist::InPlace => reflector_in_place(writer, watch).boxed(),
+            Relist::Swap => reflector(writer, watch).boxed(),
+        };
+        // After the reflector: the store holds what each event says when its marks are checked.
+        let events = events.inspect(move |ev| kind.observe(ev));
+        let (owns, mappers) = (self.owns, self.mappers.clone());
+        c.watches_stream(events.touched_objects(), move |o: Other| {
+            let mut refs: Vec<ObjectRef<K>> = Vec::new();
+            if owns {
+                let ns = o.meta().namespace.as_deref();
+                refs.extend(
+                    o.owner_references()
+                        .iter()
+                        .filter_map(|owner| ObjectRef::from_owner_ref(ns, owner, ())),
+                );
+            }
+            for map in &mappers {
+                refs.extend(map(o.clone()));
+            }
+            refs
+        })
     }
 
     fn check(
@@ -224,31 +265,73 @@ where
         self
     }
 
+    /// The relation to `Other`, created on first use: one watch per kind.
+    fn related<Other>(&mut self) -> &mut Related<Other, K>
+    where
+        Other: Watchable + Serialize,
+        Other::Scope: ApiScope,
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        let at = match self
+            .relations
+            .iter()
+            .position(|r| r.other() == TypeId::of::<Other>())
+        {
+            Some(at) => at,
+            None => {
+                self.relations.push(Box::new(Related::<Other, K> {
+                    owns: false,
+                    mappers: Vec::new(),
+                }));
+                self.relations.len() - 1
+            }
+        };
+        self.relations[at]
+            .as_any_mut()
+            .downcast_mut()
+            .expect("the relation of this type")
+    }
+
     /// Runs an object again when one of its children changes: every `Child` whose
-    /// `ownerReferences` name the object as controller (what `controller_owner_ref` sets).
-    /// Watched in the operator's namespace (all namespaces when it has none).
+    /// `ownerReferences` name the object (what `controller_owner_ref` sets).
+    /// Watched in the operator's namespace (all namespaces when it has none), into a cache that
+    /// [`Context::get`](crate::Context::get), [`Context::list`](crate::Context::list) and the
+    /// children step read.
     pub fn owns<Child>(mut self) -> Self
     where
-        Child: Watchable,
+        Child: Watchable + Serialize,
         Child::Scope: ApiScope,
-        K: 'static,
+        K: Resource<DynamicType = ()> + 'static,
     {
-        self.relations
-            .push(Box::new(Owns::<Child>(std::marker::PhantomData)));
+        self.related::<Child>().owns = true;
         self
     }
 
     /// Runs objects again when a related `Other` changes: `mapper` names the objects an `Other`
     /// belongs to (e.g. by a label, or by a reference in the object's spec looked up in a cache).
+    /// `Other` is cached as for [`owns`](Self::owns).
     pub fn watches<Other, I>(mut self, mapper: impl Fn(Other) -> I + Send + Sync + 'static) -> Self
     where
-        Other: Watchable,
+        Other: Watchable + Serialize,
         Other::Scope: ApiScope,
         I: IntoIterator<Item = ObjectRef<K>>,
         K: Resource<DynamicType = ()> + 'static,
     {
         let mapper: Mapper<Other, K> = Arc::new(move |o| mapper(o).into_iter().collect());
-        self.relations.push(Box::new(Watches(mapper)));
+        self.related::<Other>().mappers.push(mapper);
+        self
+    }
+
+    /// Keeps a watch cache of `Other` for steps to read ([`Context::get`](crate::Context::get),
+    /// [`Context::list`](crate::Context::list)), without its changes running anything. Kinds the
+    /// operator [`owns`](Self::owns) or [`watches`](Self::watches) are cached already.
+    pub fn reads<Other>(mut self) -> Self
+    where
+        Other: Watchable + Serialize,
+        Other::Scope: ApiScope,
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        self.related::<Other>();
         self
     }
 
@@ -278,6 +361,15 @@ struct Shared<K, S, M, C> {
     undecodable: OnUndecodable,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
+}
+
+/// Forgets the operator's watch caches when leading ends, however it ends.
+struct ForgetStores<'a>(&'a Cache);
+
+impl Drop for ForgetStores<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// Aborts a helper task when the phase that spawned it ends, however it ends.
@@ -403,6 +495,8 @@ where
                 }
             })
         };
+        #[cfg(feature = "metrics")]
+        runner.cache.set_metrics(metrics.clone());
         let shared = Arc::new(Shared {
             runner: Arc::new(runner),
             undecodable,
@@ -505,8 +599,20 @@ async fn lead<K, S, M, C>(
     };
     let mut controller = Controller::for_stream(events.applied_objects(), store.clone())
         .with_config(ControllerConfig::default().concurrency(cfg.concurrency));
+    let cache = &shared.runner.cache;
+    // However leading ends (a lost Lease drops this future), the watches behind the caches end
+    // with it: later reads (a later term) wait for new ones.
+    let _forget = ForgetStores(cache);
+    cache.configure(cfg.read_your_writes_grace, cfg.cache_read_your_writes);
     for r in relations {
-        controller = r.attach(controller, &client, ns);
+        let on = Attach {
+            client: &client,
+            namespace: ns,
+            relist: cfg.relist,
+            cache,
+            transform: cfg.cache_transform,
+        };
+        controller = r.attach(controller, on);
     }
     #[cfg(feature = "metrics")]
     {
@@ -514,6 +620,10 @@ async fn lead<K, S, M, C>(
         shared
             .metrics
             .set_counts(Arc::new(move || runner.memory.counts(&*exists)));
+        let runner = shared.runner.clone();
+        shared
+            .metrics
+            .set_pending_marks(Arc::new(move || runner.cache.pending_marks()));
     }
     let synced = {
         let (health, store) = (health.clone(), store.clone());

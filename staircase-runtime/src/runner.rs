@@ -11,6 +11,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use crate::cache::Cache;
 use crate::chain::Stairs;
 use crate::context::ApiScope;
 use crate::memory::{self, Memory, ObjectKey, StatusWrite, View, rv_number};
@@ -48,6 +49,8 @@ pub(crate) struct Runner<K, S, M, C> {
     pub(crate) status: Option<StatusReader<K>>,
     pub(crate) observers: Vec<Observer>,
     pub(crate) memory: Memory,
+    /// The watch caches steps read through (`Context::get`, the children step).
+    pub(crate) cache: Arc<Cache>,
     run_ids: AtomicU64,
     /// The most steps a run can climb (main or cleanup): the capacity of its record.
     steps: usize,
@@ -81,6 +84,7 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
             status: None,
             observers: Vec::new(),
             memory: Memory::default(),
+            cache: Arc::default(),
             run_ids: AtomicU64::new(1),
             own_path: OnceLock::new(),
         }
@@ -234,6 +238,7 @@ where
                 retries: failures,
                 deleting,
             },
+            Some(self.cache.clone()),
         );
         let finalizer = self.staircase.finalizer_name();
 

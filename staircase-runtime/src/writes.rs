@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
@@ -14,10 +15,19 @@ use http_body_util::{BodyExt, Either, Full};
 use kube::client::Body;
 use tower::Layer;
 
+use crate::cache::Cache;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 tokio::task_local! {
-    static CURRENT: RefCell<Vec<Write>>;
+    static CURRENT: RefCell<Log>;
+}
+
+/// A step's writes, and the cache its writes leave their marks in.
+#[derive(Default)]
+struct Log {
+    writes: Vec<Write>,
+    cache: Option<Arc<Cache>>,
 }
 
 /// One mutating request made during a step.
@@ -65,22 +75,43 @@ impl fmt::Display for Write {
 }
 
 /// Runs `fut` (one step) with a fresh write log: returns its output and every write it made
-/// through a counting client. The log lives in the task-local itself, so a step that writes
-/// nothing allocates nothing for it.
-pub async fn recorded<F: Future>(fut: F) -> (F::Output, Vec<Write>) {
-    let mut scoped = std::pin::pin!(CURRENT.scope(RefCell::new(Vec::new()), fut));
+/// through a counting client. Each write leaves its mark in `cache` as soon as its answer
+/// arrives (read-your-own-writes for the step's later reads and every run's). The log lives in
+/// the task-local itself, so a step that writes nothing allocates nothing for it.
+pub(crate) async fn recorded<F: Future>(
+    cache: Option<Arc<Cache>>,
+    fut: F,
+) -> (F::Output, Vec<Write>) {
+    let log = Log {
+        writes: Vec::new(),
+        cache,
+    };
+    let mut scoped = std::pin::pin!(CURRENT.scope(RefCell::new(log), fut));
     let out = scoped.as_mut().await;
     let writes = scoped
         .as_mut()
         .take_value()
-        .map(RefCell::into_inner)
+        .map(|log| log.into_inner().writes)
         .unwrap_or_default();
     (out, writes)
 }
 
 /// Records `w` into the log of the step being run; `false` when the caller is not inside one.
 pub fn record_current(w: Write) -> bool {
-    CURRENT.try_with(|log| log.borrow_mut().push(w)).is_ok()
+    CURRENT
+        .try_with(|log| log.borrow_mut().writes.push(w))
+        .is_ok()
+}
+
+/// Records a write a step made through a counting client, and leaves its mark in the cache.
+fn record_write(w: Write, created: Option<&str>) {
+    let _ = CURRENT.try_with(|log| {
+        let mut log = log.borrow_mut();
+        if let Some(cache) = &log.cache {
+            cache.note(&w, created);
+        }
+        log.writes.push(w);
+    });
 }
 
 /// The clients an [`Operator`](crate::Operator) works with: one for its own requests (reads,
@@ -214,8 +245,8 @@ where
             // Polled by the caller: this is where we can tell whether a step made the request.
             match write {
                 Some((method, path)) if in_a_step() => {
-                    let (res, write) = read_write(method, path, res).await;
-                    record_current(write);
+                    let (res, write, created) = read_write(method, path, res).await;
+                    record_write(write, created.as_deref());
                     res
                 }
                 _ => res.map(|r| r.map(Either::Left)),
@@ -225,12 +256,17 @@ where
 }
 
 /// The response to a write, its body read whole (kube reads it whole anyway), and what the
-/// write did, including the resourceVersion it produced (for read-your-own-writes).
+/// write did, including the resourceVersion it produced (for read-your-own-writes) and, for a
+/// create, the name of the object it made.
 async fn read_write<B>(
     method: &'static str,
     path: String,
     res: Result<Response<B>, BoxError>,
-) -> (Result<Response<CountedBody<B>>, BoxError>, Write)
+) -> (
+    Result<Response<CountedBody<B>>, BoxError>,
+    Write,
+    Option<String>,
+)
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -243,19 +279,23 @@ where
     };
     let resp = match res {
         Ok(resp) => resp,
-        Err(e) => return (Err(e), write),
+        Err(e) => return (Err(e), write, None),
     };
     write.status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
     let bytes = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return (Err(e.into()), write),
+        Err(e) => return (Err(e.into()), write, None),
     };
+    let mut created = None;
     if write.succeeded() {
         write.resource_version = resource_version_of(&bytes);
+        if method == "POST" {
+            created = metadata_string(&bytes, b"name");
+        }
     }
     let resp = Response::from_parts(parts, Either::Right(Full::new(bytes)));
-    (Ok(resp), write)
+    (Ok(resp), write, created)
 }
 
 /// `metadata.resourceVersion` of the JSON object in `body`, read without parsing the rest: the
@@ -263,11 +303,17 @@ where
 /// walks the structure, skipping values (strings eight bytes at a time), and stops at the answer. `None` for anything
 /// it does not understand (not an object, malformed, a version with escapes).
 fn resource_version_of(body: &[u8]) -> Option<String> {
+    metadata_string(body, b"resourceVersion")
+}
+
+/// The string `metadata.<key>` of the JSON object in `body`, found as [`resource_version_of`]
+/// finds the version.
+fn metadata_string(body: &[u8], key: &[u8]) -> Option<String> {
     let mut j = Scan { b: body, i: 0 };
     j.enter_object()?;
     j.find_key(b"metadata")?;
     j.enter_object()?;
-    j.find_key(b"resourceVersion")?;
+    j.find_key(key)?;
     let v = j.plain_string()?;
     String::from_utf8(v.to_vec()).ok()
 }

@@ -141,6 +141,9 @@ pub mod guide {
     pub mod children {
         #![doc = include_str!("../docs/children.md")]
     }
+    pub mod reads {
+        #![doc = include_str!("../docs/reads.md")]
+    }
     pub mod external {
         #![doc = include_str!("../docs/external.md")]
     }

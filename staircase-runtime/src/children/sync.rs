@@ -15,7 +15,9 @@ use super::Children;
 use super::desired::{APPLIED_HASH_ANNOTATION, ChildKind, DesiredChild, OWNER_LABEL, ParentRef};
 use super::diff::first_difference;
 use super::strategy::{Readiness, Strategy};
+use crate::cache::{Live, label_of};
 use crate::{Context, Error, Outcome, Result};
+use kube::core::Selector;
 
 /// The live children of a parent as the children step saw them in a run that found nothing to
 /// change: hand it to a later step (for example one that reports children in the parent's status)
@@ -93,7 +95,7 @@ impl Children {
         }
         let kinds = self.kinds();
         let desired = self.index_desired(&kinds)?;
-        let live = list_owned(ctx.client(), &kinds, &parent).await?;
+        let live = list_owned(ctx, &kinds, &parent).await?;
 
         let mut slots: Vec<&Slot> = desired.keys().chain(live.keys()).collect();
         slots.sort();
@@ -225,8 +227,7 @@ impl Children {
         d: &DesiredChild,
         what: &str,
     ) -> Result<Outcome> {
-        let api = api_for(ctx.client(), &d.kind, d.namespace.as_deref());
-        let verb = match api.get_opt(&d.name).await? {
+        let verb = match get_child(ctx, &d.kind, d.namespace.as_deref(), &d.name).await? {
             None => "created",
             Some(existing) => {
                 if existing.metadata.deletion_timestamp.is_some() {
@@ -300,20 +301,47 @@ fn api_for(client: &kube::Client, kind: &ChildKind, namespace: Option<&str>) -> 
 
 /// Every child of each kind that this parent owns: labelled with its uid *and* carrying its owner
 /// reference. Children of a namespaced parent live in its namespace (owner references cannot
-/// cross namespaces); those of a cluster-scoped parent may live anywhere.
-async fn list_owned(
-    client: &kube::Client,
+/// cross namespaces); those of a cluster-scoped parent may live anywhere. Read from the
+/// operator's cache of each kind when it has one (never older than its own writes), else listed.
+async fn list_owned<S>(
+    ctx: &Context<S>,
     kinds: &[ChildKind],
     parent: &ParentRef,
 ) -> Result<BTreeMap<Slot, DynamicObject>> {
     let selector = format!("{OWNER_LABEL}={}", parent.owner.uid);
     let mut out = BTreeMap::new();
     for (k, kind) in kinds.iter().enumerate() {
-        let api: Api<DynamicObject> = match (&parent.namespace, kind.namespaced) {
-            (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &kind.resource),
-            _ => Api::all_with(client.clone(), &kind.resource),
+        let namespace = match (&parent.namespace, kind.namespaced) {
+            (Some(ns), true) => Some(ns.as_str()),
+            _ => None,
         };
-        for obj in api.list(&ListParams::default().labels(&selector)).await? {
+        let cached = match ctx.cache() {
+            Some(cache) => {
+                let by_owner =
+                    Selector::from_iter([(OWNER_LABEL.to_string(), parent.owner.uid.clone())]);
+                let read = cache
+                    .list_dynamic(&kind.resource, namespace, &by_owner)
+                    .await;
+                if let Err(why @ (Live::Behind | Live::NotSynced)) = read {
+                    cache.live(&label_of(&kind.resource.plural, &kind.resource.group), why);
+                }
+                read.ok()
+            }
+            None => None,
+        };
+        let objects = match cached {
+            Some(objects) => objects,
+            None => {
+                let api: Api<DynamicObject> = match namespace {
+                    Some(ns) => Api::namespaced_with(ctx.client().clone(), ns, &kind.resource),
+                    None => Api::all_with(ctx.client().clone(), &kind.resource),
+                };
+                api.list(&ListParams::default().labels(&selector))
+                    .await?
+                    .items
+            }
+        };
+        for obj in objects {
             if obj
                 .owner_references()
                 .iter()
@@ -325,6 +353,23 @@ async fn list_owned(
         }
     }
     Ok(out)
+}
+
+/// The object `name` of `kind`, from the operator's cache of the kind when it has one.
+async fn get_child<S>(
+    ctx: &Context<S>,
+    kind: &ChildKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<DynamicObject>> {
+    if let Some(cache) = ctx.cache() {
+        match cache.get_dynamic(&kind.resource, namespace, name).await {
+            Ok(found) => return Ok(found),
+            Err(Live::NoStore) => {}
+            Err(why) => cache.live(&label_of(&kind.resource.plural, &kind.resource.group), why),
+        }
+    }
+    Ok(api_for(ctx.client(), kind, namespace).get_opt(name).await?)
 }
 
 async fn apply(client: &kube::Client, d: &DesiredChild, manager: &str) -> Result<()> {

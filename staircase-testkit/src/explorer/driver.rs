@@ -48,10 +48,13 @@ pub(crate) enum Mode {
     /// `run_once` on freshly read objects, one at a time, until a quiet round.
     Stepwise,
     /// The controller loop, with the watch lagging by `hold_back` versions and live events
-    /// dropped with probability `drop.0` (seed `drop.1`).
+    /// dropped with probability `drop.0` (seed `drop.1`); with `children_only`, only the
+    /// watches of other kinds than the primary resource (and creates refused as existing are
+    /// problems: re-creates on a stale read).
     Loop {
         hold_back: u64,
         drop: Option<(f64, u64)>,
+        children_only: bool,
     },
 }
 
@@ -275,8 +278,17 @@ where
     };
     match plan.mode {
         Mode::Stepwise => stepwise(setup, scenario, plan, &mut cx).await?,
-        Mode::Loop { hold_back, drop } => {
-            looped(setup, scenario, plan, &mut cx, &primary, hold_back, drop).await?
+        Mode::Loop {
+            hold_back,
+            drop,
+            children_only,
+        } => {
+            let watch = WatchFaults {
+                hold_back,
+                drop,
+                children_only,
+            };
+            looped(setup, scenario, plan, &mut cx, &primary, watch).await?
         }
     }
     cx.out.writes = cx.gate.log();
@@ -642,8 +654,7 @@ async fn looped<K, S, M, C>(
     plan: &CasePlan,
     cx: &mut Cx<K, S, M, C>,
     primary: &ApiResource,
-    hold_back: u64,
-    drop: Option<(f64, u64)>,
+    watch: WatchFaults,
 ) -> anyhow::Result<()>
 where
     K: ExplorableResource,
@@ -682,8 +693,20 @@ where
         r.lock().expect("reports").push((started, rep.clone()));
         n.notify_waiters();
     });
+    let WatchFaults {
+        hold_back,
+        drop,
+        children_only,
+    } = watch;
     let faults = cx.server.faults();
     cx.server.stats().set_log_enabled(false);
+    if children_only {
+        let qualified = match primary.group.as_str() {
+            "" => primary.plural.clone(),
+            g => format!("{}.{g}", primary.plural),
+        };
+        faults.spare_watches_of(&qualified);
+    }
     if hold_back > 0 {
         faults.hold_back_watch_events(hold_back);
     }
@@ -698,6 +721,15 @@ where
         cx.gate.set_phase(phase);
         let mark = reports.lock().expect("reports").len();
         scenario::apply(action, &admin, &scenario.namespace).await?;
+        // The scenario's change reaches the caches: what lags or is lost is the operator's own
+        // writes (no cache shows a change whose event never comes, and without it nothing runs).
+        if children_only && hold_back > 0 {
+            faults.release_held_watch_events();
+        }
+        if children_only && drop.is_some() {
+            // Restarted, a watch resumes where it was and replays what it missed, undropped.
+            faults.close_watches();
+        }
         let acted = Instant::now();
         let ids = inject_phase(plan, phase, &faults);
         let mut resets: Vec<(usize, bool)> = plan
@@ -860,7 +892,47 @@ where
     for (phase, text) in stale::check(&all, &log, &cx.gate.history()) {
         cx.out.problems.push(Problem { phase, text });
     }
+    if children_only {
+        for text in recreates(&all) {
+            cx.out.problems.push(Problem { phase: 0, text });
+        }
+    }
     Ok(())
+}
+
+/// The watch faults of a controller-loop case.
+struct WatchFaults {
+    hold_back: u64,
+    drop: Option<(f64, u64)>,
+    children_only: bool,
+}
+
+/// Creates the server refused because the object existed, into a collection the operator had
+/// created an object in before (runs in order): the step read an object it had created as
+/// missing from a cache behind its create. (A refused create of an object someone else made is
+/// a cache behind that write, which the next runs recover from; it is not counted. The paths
+/// of creates name the collection, not the object, so a refused create of another's object in
+/// a collection the operator created in would count too.)
+fn recreates(reports: &[RunReport]) -> Vec<String> {
+    let mut created: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::new();
+    for r in reports {
+        for s in &r.steps {
+            for w in s.writes.iter().filter(|w| w.method == "POST") {
+                if w.succeeded() {
+                    created.insert(&w.path);
+                } else if w.status == 409 && created.contains(w.path.as_str()) {
+                    out.push(format!(
+                        "re-create: run {} of {}, step {}: POST {} answered 409 AlreadyExists \
+                         (the step read an object it had created as missing from a cache behind \
+                         its create)",
+                        r.run_id, r.object, s.step, w.path
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Reads every primary object's resourceVersion, for the stale-view oracle.

@@ -673,39 +673,53 @@ where
                         )
                     })
                     .collect(),
-                Variant::StaleView => self
-                    .stale_lags
-                    .iter()
-                    .map(|lag| {
-                        let j = Judge {
-                            max_extra_runs: None,
-                            max_runs: None,
-                        };
-                        (
-                            lag.to_string(),
-                            variants::loop_plan(*lag, None),
-                            j,
-                            format!("watch lags {lag} versions"),
-                        )
-                    })
-                    .collect(),
-                Variant::LostEvents => self
-                    .drop_ps
-                    .iter()
-                    .flat_map(|p| (1..=self.drop_seeds).map(move |seed| (*p, seed)))
-                    .map(|(p, seed)| {
-                        let j = Judge {
-                            max_extra_runs: None,
-                            max_runs: None,
-                        };
-                        (
-                            format!("{p}-{seed}"),
-                            variants::loop_plan(0, Some((p, seed))),
-                            j,
-                            format!("drop p={p} seed {seed}"),
-                        )
-                    })
-                    .collect(),
+                Variant::StaleView | Variant::ChildStaleView => {
+                    let children = *v == Variant::ChildStaleView;
+                    let whose = if children {
+                        "child watches lag"
+                    } else {
+                        "watch lags"
+                    };
+                    self.stale_lags
+                        .iter()
+                        .map(|lag| {
+                            let j = Judge {
+                                max_extra_runs: None,
+                                max_runs: None,
+                            };
+                            (
+                                lag.to_string(),
+                                variants::loop_plan(*lag, None, children),
+                                j,
+                                format!("{whose} {lag} versions"),
+                            )
+                        })
+                        .collect()
+                }
+                Variant::LostEvents | Variant::ChildLostEvents => {
+                    let children = *v == Variant::ChildLostEvents;
+                    let whose = if children {
+                        "child watches drop"
+                    } else {
+                        "drop"
+                    };
+                    self.drop_ps
+                        .iter()
+                        .flat_map(|p| (1..=self.drop_seeds).map(move |seed| (*p, seed)))
+                        .map(|(p, seed)| {
+                            let j = Judge {
+                                max_extra_runs: None,
+                                max_runs: None,
+                            };
+                            (
+                                format!("{p}-{seed}"),
+                                variants::loop_plan(0, Some((p, seed)), children),
+                                j,
+                                format!("{whose} p={p} seed {seed}"),
+                            )
+                        })
+                        .collect()
+                }
                 Variant::Random => (1..=self.seeds)
                     .chain(filter.seed)
                     .filter(|seed| filter.seed.is_none_or(|s| s == *seed))
@@ -801,7 +815,13 @@ where
                     ));
                 }
             }
-            if matches!(v, Variant::StaleView | Variant::LostEvents) {
+            if matches!(
+                v,
+                Variant::StaleView
+                    | Variant::LostEvents
+                    | Variant::ChildStaleView
+                    | Variant::ChildLostEvents
+            ) {
                 stats.note = format!("{nudges} stalls nudged (watch caught up / relist)");
             }
             if *v == Variant::RandomLoop {

@@ -43,6 +43,21 @@ pub enum Variant {
     /// state, the one-write rule, no duplicate effect and no destructive write on an outdated
     /// view. Task scheduling is not seeded: a seed reproduces in distribution.
     RandomLoop,
+    /// [`StaleView`](Variant::StaleView) with only the watches of the other kinds (the children
+    /// the operator owns and reads from its caches) lagging behind the operator's writes; the
+    /// primary resource's watch keeps up, so runs follow one another at once and read children
+    /// from the lagging caches. The scenario's own writes reach the caches at once (no cache can
+    /// show a change whose event has not come, and without the event nothing runs). Pass: as
+    /// for `StaleView`, and no create refused with `409 AlreadyExists` into a collection the
+    /// operator had created an object in before (a step that reads a child it has created as
+    /// missing creates it again). Not in [`Variant::ALL`]: for operators that own or read other
+    /// kinds ([`Variant::CHILDREN`]).
+    ChildStaleView,
+    /// [`LostEvents`](Variant::LostEvents) on the watches of every kind but the primary
+    /// resource; the scenario's own writes reach them (their streams are restarted after each
+    /// of its actions, and a restarted watch replays what it missed). Pass: as for
+    /// [`ChildStaleView`](Variant::ChildStaleView).
+    ChildLostEvents,
 }
 
 impl Variant {
@@ -57,6 +72,10 @@ impl Variant {
         Variant::RandomLoop,
     ];
 
+    /// The variants that disturb only the watches of the kinds an operator owns or reads, not
+    /// its primary resource's.
+    pub const CHILDREN: [Variant; 2] = [Variant::ChildStaleView, Variant::ChildLostEvents];
+
     /// The name used in reports and in `STAIRCASE_EXPLORER_CASE=<name>/<case>`.
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +86,8 @@ impl Variant {
             Variant::Idle => "idle",
             Variant::Random => "random",
             Variant::RandomLoop => "random-loop",
+            Variant::ChildStaleView => "child-stale-view",
+            Variant::ChildLostEvents => "child-lost-events",
         }
     }
 }
@@ -331,9 +352,13 @@ fn aim(fault: Fault, target: &crate::RequestRecord, nth: usize) -> (Fault, Strin
 }
 
 /// The controller-loop plan of a stale-view or lost-events case.
-pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>) -> CasePlan {
+pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>, children_only: bool) -> CasePlan {
     CasePlan {
-        mode: Mode::Loop { hold_back, drop },
+        mode: Mode::Loop {
+            hold_back,
+            drop,
+            children_only,
+        },
         ..CasePlan::stepwise(u64::MAX)
     }
 }
@@ -349,7 +374,7 @@ pub(crate) fn random_loop_plan(
     primary: &str,
 ) -> (CasePlan, String) {
     let mut rng = Rng::new(seed, 0x1009);
-    let mut plan = loop_plan(0, None);
+    let mut plan = loop_plan(0, None, false);
     let mut what = Vec::new();
     let phases = reference.requests.len().max(1) as u64;
     for _ in 0..1 + rng.below(3) {

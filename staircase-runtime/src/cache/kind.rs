@@ -1,0 +1,136 @@
+//! One kind's store: kube-runtime's reflector store, with the watermarks of this operator's writes.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use kube::api::DynamicObject;
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use super::marks::{ObjKey, Shown, Tracker};
+
+/// A kind's store, whatever its Rust type.
+pub(crate) trait KindStore: Send + Sync {
+    fn tracker(&self) -> &Tracker;
+    /// Whether the store holds objects of `namespace` (`None`: a cluster-scoped read).
+    fn covers(&self, namespace: Option<&str>) -> bool;
+    fn show(&self, key: &ObjKey) -> Option<Shown>;
+    /// The object `name` in `namespace`, as a dynamic object.
+    fn get_dynamic(&self, namespace: Option<&str>, name: &str) -> Option<DynamicObject>;
+    /// Every object in `namespace` (everywhere for `None`) whose labels match `selector`.
+    fn list_dynamic(&self, namespace: Option<&str>, selector: &Selector) -> Vec<DynamicObject>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The store of `T` objects, and its watermarks.
+pub(crate) struct KindCache<T: Resource<DynamicType = ()> + 'static> {
+    pub(crate) store: Store<T>,
+    tracker: Tracker,
+    /// The namespace the watch covers (`None`: all of them).
+    scope: Option<String>,
+    namespaced: bool,
+}
+
+impl<T> KindCache<T>
+where
+    T: Resource<DynamicType = ()> + Clone + 'static,
+{
+    pub(crate) fn new(store: Store<T>, scope: Option<String>, namespaced: bool) -> Self {
+        KindCache {
+            store,
+            tracker: Tracker::default(),
+            scope,
+            namespaced,
+        }
+    }
+
+    fn object_ref(&self, namespace: Option<&str>, name: &str) -> ObjectRef<T> {
+        let r = ObjectRef::new(name);
+        match namespace {
+            Some(ns) if self.namespaced => r.within(ns),
+            _ => r,
+        }
+    }
+
+    pub(crate) fn get(&self, namespace: Option<&str>, name: &str) -> Option<Arc<T>> {
+        self.store.get(&self.object_ref(namespace, name))
+    }
+
+    pub(crate) fn list(&self, namespace: Option<&str>, selector: &Selector) -> Vec<Arc<T>> {
+        self.store.state_filter(|o| {
+            (namespace.is_none() || !self.namespaced || o.meta().namespace.as_deref() == namespace)
+                && selector.matches(o.labels())
+        })
+    }
+
+    fn shown(&self, key: &ObjKey) -> Option<Shown> {
+        let o = self.get(key.0.as_deref(), &key.1)?;
+        let m = o.meta();
+        Some(Shown {
+            rv: crate::memory::rv_number(m.resource_version.as_deref()),
+            deleting: m.deletion_timestamp.is_some(),
+        })
+    }
+
+    /// Notes what the store applied: called with each watch event after the reflector.
+    pub(crate) fn observe(&self, ev: &watcher::Result<Event<T>>) {
+        let look = |k: &ObjKey| self.shown(k);
+        match ev {
+            Ok(Event::Apply(o) | Event::Delete(o)) => {
+                let m = o.meta();
+                let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
+                self.tracker
+                    .applied(key, m.resource_version.as_deref(), look);
+            }
+            Ok(Event::InitApply(o)) => self.tracker.listed(o.meta().resource_version.as_deref()),
+            Ok(Event::InitDone) => self.tracker.list_done(look),
+            Ok(Event::Init) | Err(_) => {}
+        }
+    }
+}
+
+impl<T> KindStore for KindCache<T>
+where
+    T: Resource<DynamicType = ()> + Clone + Serialize + Send + Sync + 'static,
+{
+    fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    fn covers(&self, namespace: Option<&str>) -> bool {
+        match (namespace, &self.scope) {
+            _ if !self.namespaced => true,
+            // A namespaced kind read without a namespace: what the API would default to is the
+            // client's business.
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(ns), Some(scope)) => ns == scope,
+        }
+    }
+
+    fn show(&self, key: &ObjKey) -> Option<Shown> {
+        self.shown(key)
+    }
+
+    fn get_dynamic(&self, namespace: Option<&str>, name: &str) -> Option<DynamicObject> {
+        self.get(namespace, name).and_then(|o| to_dynamic(&*o))
+    }
+
+    fn list_dynamic(&self, namespace: Option<&str>, selector: &Selector) -> Vec<DynamicObject> {
+        let objects = self.list(namespace, selector);
+        objects.iter().filter_map(|o| to_dynamic(&**o)).collect()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+fn to_dynamic<T: Serialize>(o: &T) -> Option<DynamicObject> {
+    serde_json::to_value(o)
+        .and_then(serde_json::from_value)
+        .ok()
+}
