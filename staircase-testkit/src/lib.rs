@@ -21,7 +21,7 @@
 //! * **The explorer** (feature `explorer`, module [`explorer`]) runs a staircase operator under
 //!   crashes after any write, lost responses, stale and lossy watches and random faults, and
 //!   compares every end state with a clean run.
-//! * **The real-apiserver harness** (feature `real`, module [`real`]) starts etcd,
+//! * **The real-apiserver harness** (feature `real`, module `real`) starts etcd,
 //!   kube-apiserver and kube-controller-manager as child processes and hands out clients and
 //!   namespaces, for tests that must hold against the real server. It speaks HTTPS through
 //!   rustls with ring, which the crate needs only with this feature.
