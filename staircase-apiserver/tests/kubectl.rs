@@ -69,6 +69,18 @@ impl Kubectl {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Applies a CRD manifest and waits until it is Established; returns `kubectl wait`'s output.
+    async fn apply_crd(&self, manifest: &Path, name: &str) -> String {
+        self.ok(&["apply", "-f", path(manifest)]).await;
+        self.ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{name}"),
+            "--timeout=30s",
+        ])
+        .await
+    }
+
     fn file(&self, name: &str, content: &str) -> PathBuf {
         let p = self.dir.join(name);
         std::fs::write(&p, content).unwrap();
@@ -294,15 +306,7 @@ spec:
                 size: {type: integer, minimum: 1}
 "#,
     );
-    k.ok(&["apply", "-f", path(&crd)]).await;
-    let out = k
-        .ok(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/widgets.example.com",
-            "--timeout=30s",
-        ])
-        .await;
+    let out = k.apply_crd(&crd, "widgets.example.com").await;
     assert!(out.contains("condition met"), "{out}");
     assert!(k.ok(&["api-resources"]).await.contains("widgets"));
     let good = k.file("w.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: default\nspec:\n  size: 3\n");
@@ -379,14 +383,7 @@ spec:
               x-kubernetes-preserve-unknown-fields: true
 "#,
     );
-    k.ok(&["apply", "-f", path(&crd)]).await;
-    k.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/gadgets.example.com",
-        "--timeout=30s",
-    ])
-    .await;
+    k.apply_crd(&crd, "gadgets.example.com").await;
     let g = k.file("g.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n  namespace: default\nspec:\n  size: 3\n");
     k.ok(&["apply", "-f", path(&g)]).await;
     let status = r#"{"status":{"conditions":[{"type":"Progressing","status":"False","reason":"Idle"},{"type":"Ready","status":"True","reason":"AllStepsUnchanged"}]}}"#;

@@ -303,6 +303,30 @@ async fn install_crd(t: &Target, crd: CustomResourceDefinition, versions: &[&str
     ApiResource::from_gvk_with_plural(&gvk, &plural)
 }
 
+/// Installs a one-version (`v1`) namespaced CRD in the test's group: `version` holds what the
+/// case is about (its schema, selectable fields), merged over name, served and storage.
+async fn install_v1_crd(t: &Target, plural: &str, kind: &str, version: Value) -> ApiResource {
+    let group = format!("{}.example.com", t.ns);
+    let mut v = json!({"name": "v1", "served": true, "storage": true});
+    merge(&mut v, version);
+    let crd = serde_json::from_value(json!({
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+            "versions": [v]
+        }
+    }))
+    .unwrap();
+    install_crd(t, crd, &["v1"]).await
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(t), Value::Object(e)) = (target.as_object_mut(), extra) {
+        t.extend(e);
+    }
+}
+
 /// A Widget of `ar`'s version. Custom resources must carry apiVersion and kind (the real server
 /// answers 400 "Object 'Kind' is missing" otherwise; built-in kinds may leave them out).
 fn widget(ar: &ApiResource, name: &str, spec: Value) -> DynamicObject {
@@ -564,35 +588,30 @@ async fn crd_validation_rules_in_cel() {
     let Some(t) = Target::new("crd_validation_rules_in_cel").await else {
         return;
     };
-    let group = format!("{}.example.com", t.ns);
-    let crd = serde_json::from_value(json!({
-        "metadata": {"name": format!("gizmos.{group}")},
-        "spec": {
-            "group": group, "scope": "Namespaced",
-            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {
+    let ar = install_v1_crd(
+        &t,
+        "gizmos",
+        "Gizmo",
+        json!({
+            "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {
                     "type": "object",
-                    "properties": {"spec": {
-                        "type": "object",
-                        "x-kubernetes-validations": [
-                            {"rule": "self.replicas <= self.maxReplicas", "message": "replicas may not exceed maxReplicas"},
-                            {"rule": "self.color == oldSelf.color", "message": "color is immutable"},
-                            {"rule": "!self.color.startsWith('x')", "messageExpression": "'color ' + self.color + ' is reserved'"}
-                        ],
-                        "properties": {
-                            "replicas": {"type": "integer", "x-kubernetes-validations": [{"rule": "self % 2 == 0"}]},
-                            "maxReplicas": {"type": "integer"},
-                            "color": {"type": "string"}
-                        }
-                    }}
+                    "x-kubernetes-validations": [
+                        {"rule": "self.replicas <= self.maxReplicas", "message": "replicas may not exceed maxReplicas"},
+                        {"rule": "self.color == oldSelf.color", "message": "color is immutable"},
+                        {"rule": "!self.color.startsWith('x')", "messageExpression": "'color ' + self.color + ' is reserved'"}
+                    ],
+                    "properties": {
+                        "replicas": {"type": "integer", "x-kubernetes-validations": [{"rule": "self % 2 == 0"}]},
+                        "maxReplicas": {"type": "integer"},
+                        "color": {"type": "string"}
+                    }
                 }}
-            }]
-        }
-    }))
-    .unwrap();
-    let ar = install_crd(&t, crd, &["v1"]).await;
+            }}
+        }),
+    )
+    .await;
     let api = widget_api(&t, &ar);
     let gizmo = |name: &str, spec: Value| widget(&ar, name, spec);
 
@@ -662,26 +681,21 @@ async fn crd_selectable_fields() {
     let Some(t) = Target::new("crd_selectable_fields").await else {
         return;
     };
-    let group = format!("{}.example.com", t.ns);
-    let crd = serde_json::from_value(json!({
-        "metadata": {"name": format!("gadgets.{group}")},
-        "spec": {
-            "group": group, "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-            "versions": [{
-                "name": "v1", "served": true, "storage": true,
-                "selectableFields": [{"jsonPath": ".spec.color"}, {"jsonPath": ".spec.size"}],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {"spec": {"type": "object", "properties": {
-                        "color": {"type": "string"}, "size": {"type": "integer"}, "shape": {"type": "string"}
-                    }}}
-                }}
-            }]
-        }
-    }))
-    .unwrap();
-    let ar = install_crd(&t, crd, &["v1"]).await;
+    let ar = install_v1_crd(
+        &t,
+        "gadgets",
+        "Gadget",
+        json!({
+            "selectableFields": [{"jsonPath": ".spec.color"}, {"jsonPath": ".spec.size"}],
+            "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": {
+                    "color": {"type": "string"}, "size": {"type": "integer"}, "shape": {"type": "string"}
+                }}}
+            }}
+        }),
+    )
+    .await;
     let api = widget_api(&t, &ar);
     for (name, color, size) in [("a", "red", 1), ("b", "blue", 2), ("c", "red", 3)] {
         api.create(
