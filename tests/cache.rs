@@ -130,21 +130,7 @@ async fn a_converged_object_runs_without_reading_the_api_server() {
     let before = (reads(), running.reports().len());
     // Wake the Foo a few times without changing what it asks for.
     const RUNS: usize = 5;
-    for i in 0..RUNS {
-        let note = serde_json::json!({ "metadata": { "annotations": { "nudge": i.to_string() } } });
-        foos.patch("a", &PatchParams::default(), &Patch::Merge(&note))
-            .await
-            .unwrap();
-        let seen = before.1 + i + 1;
-        tokio::time::timeout(GUARD, async {
-            while running.reports().len() < seen {
-                // Reports arrive from the operator's tasks; re-check after each short pause.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-        .await
-        .expect("the nudged run reported");
-    }
+    nudge(&foos, "a", &running, RUNS).await;
     let runs = &running.reports()[before.1..];
     assert!(runs.len() >= RUNS);
     assert!(
@@ -356,22 +342,7 @@ async fn a_converged_children_step_runs_without_listing() {
     let reads = || echo_child_requests(&env, Verb::List) + echo_child_requests(&env, Verb::Get);
     let before = (reads(), running.reports().len());
     const RUNS: usize = 3;
-    for i in 0..RUNS {
-        let note = serde_json::json!({ "metadata": { "annotations": { "nudge": i.to_string() } } });
-        echoes
-            .patch("e", &PatchParams::default(), &Patch::Merge(&note))
-            .await
-            .unwrap();
-        let seen = before.1 + i + 1;
-        tokio::time::timeout(GUARD, async {
-            while running.reports().len() < seen {
-                // Reports arrive from the operator's tasks; re-check after each short pause.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-        .await
-        .expect("the nudged run reported");
-    }
+    nudge(&echoes, "e", &running, RUNS).await;
     let runs = &running.reports()[before.1..];
     assert!(
         runs.iter().all(|r| matches!(r.end, RunEnd::Converged)),
@@ -381,4 +352,28 @@ async fn a_converged_children_step_runs_without_listing() {
     assert_eq!(reads() - before.0, 0);
     running.stop().await;
     simulator.abort();
+}
+
+/// Wakes `name` `times` times with an annotation (nothing it asks for changes) and waits for
+/// each run's report.
+async fn nudge<K>(api: &Api<K>, name: &str, running: &Running, times: usize)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let before = running.reports().len();
+    for i in 0..times {
+        let note = serde_json::json!({ "metadata": { "annotations": { "nudge": i.to_string() } } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&note))
+            .await
+            .unwrap();
+        let seen = before + i + 1;
+        tokio::time::timeout(GUARD, async {
+            while running.reports().len() < seen {
+                // Reports arrive from the operator's tasks; re-check after each short pause.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the nudged run reported");
+    }
 }
