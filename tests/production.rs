@@ -964,3 +964,65 @@ async fn a_runaway_step_is_reported_and_backs_off() {
                 .is_some_and(|n| n.contains("runaway step"))
     }),);
 }
+
+/// A create the server committed but answered 504 is not resent by the operator's client (a
+/// `generateName` create would make a second object); a 429 (flow control, nothing applied) is,
+/// and so are reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_client_never_resends_a_write_the_server_may_have_applied() {
+    let env = Env::start().await;
+    let op = staircase::OperatorClient::try_from(env.server.config()).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(op.client().clone(), "default");
+    let made = || ConfigMap {
+        metadata: ObjectMeta {
+            generate_name: Some("once-".into()),
+            labels: Some([("test".to_string(), "retry".to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let count = async || {
+        let all: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+        all.list(&ListParams::default().labels("test=retry"))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+
+    let timeout = Fault::fail_after_commit(504, "Timeout")
+        .verb(Verb::Create)
+        .resource("configmaps")
+        .times(1);
+    let id = env.server.faults().inject(timeout);
+    let err = cms
+        .create(&PostParams::default(), &made())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Timeout"), "{err}");
+    assert_eq!(env.server.faults().fired(id), 1);
+    assert_eq!(count().await, 1, "the committed create was not resent");
+
+    let busy = Fault::fail(429, "TooManyRequests")
+        .verb(Verb::Create)
+        .resource("configmaps")
+        .times(1);
+    let id = env.server.faults().inject(busy);
+    cms.create(&PostParams::default(), &made()).await.unwrap();
+    assert_eq!(env.server.faults().fired(id), 1);
+    assert_eq!(count().await, 2, "the rejected create was resent once");
+
+    let timeout = Fault::fail(504, "Timeout")
+        .verb(Verb::Get)
+        .resource("configmaps")
+        .times(1);
+    let id = env.server.faults().inject(timeout);
+    let name = cms
+        .list(&ListParams::default().labels("test=retry"))
+        .await
+        .unwrap()
+        .items[0]
+        .name_any();
+    cms.get(&name).await.expect("a read answered 504 is resent");
+    assert_eq!(env.server.faults().fired(id), 1);
+}

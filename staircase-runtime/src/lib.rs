@@ -43,6 +43,7 @@ mod own_path;
 pub mod preflight;
 #[doc(hidden)]
 pub mod relist;
+mod retry;
 mod run;
 mod runner;
 #[cfg(feature = "server")]

@@ -16,6 +16,7 @@ use kube::client::Body;
 use tower::Layer;
 
 use crate::cache::Cache;
+use crate::retry::SafeRetry;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -119,8 +120,17 @@ fn record_write(w: Write, created: Option<&str>) {
 ///
 /// From a `kube::Client` (what `Operator::new` takes) the counting one wraps it, so a step's
 /// request passes two tower buffers. Built from a `kube::Config` ([`OperatorClient::try_from`])
-/// it is one client whose stack has the counting layer (`CountWrites`) built in: one buffer,
-/// and the layer only looks at requests made inside a step.
+/// it is one client whose stack has the counting layer (`CountWrites`) built in, and the layer
+/// only looks at requests made inside a step.
+///
+/// # Retries
+///
+/// Built from a `kube::Config`, the client resends a request answered 429, 503 or 504 as kube's
+/// does, except a `POST` or `PATCH` answered 503 or 504: the server may have applied it, and
+/// resent, a `generateName` create would make a second object. That failure fails the step;
+/// the next run reads what the server holds and decides again. A `kube::Client` handed to
+/// `Operator::new` keeps its own stack, kube's default retries included: build the operator's
+/// client with [`preflight::client`](crate::preflight::client) or `OperatorClient::try_from(config)`.
 #[derive(Clone)]
 pub struct OperatorClient {
     pub(crate) client: kube::Client,
@@ -139,10 +149,23 @@ impl TryFrom<kube::Config> for OperatorClient {
     type Error = kube::Error;
 
     /// kube's default client stack for `config`, with the write-counting layer at its bottom.
-    fn try_from(config: kube::Config) -> Result<Self, kube::Error> {
-        let client = kube::client::ClientBuilder::try_from(config)?
-            .with_layer(&CountWrites)
-            .build();
+    /// When `config.default_retry` is on (kube's default), kube's retry policy is replaced by one
+    /// that never resends a `POST` or `PATCH` the server may have applied (see
+    /// [`OperatorClient`]).
+    fn try_from(mut config: kube::Config) -> Result<Self, kube::Error> {
+        let retry = std::mem::replace(&mut config.default_retry, false);
+        let builder = kube::client::ClientBuilder::try_from(config)?;
+        let client = if retry {
+            let safe = tower::layer::layer_fn(|inner| {
+                tower::retry::Retry::new(
+                    SafeRetry::new(),
+                    tower::buffer::Buffer::new(inner, crate::retry::BUFFER),
+                )
+            });
+            builder.with_layer(&safe).with_layer(&CountWrites).build()
+        } else {
+            builder.with_layer(&CountWrites).build()
+        };
         Ok(OperatorClient {
             counting: client.clone(),
             client,
