@@ -26,7 +26,9 @@ use staircase::prelude::*;
 use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
 use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_examples::greeting::{self, Greeting, GreetingSpec};
-use staircase_testkit::explorer::{Actor, Explorer, ExternalService, Report, Scenario, Variant};
+use staircase_testkit::explorer::{
+    Actor, ClientRetries, Explorer, ExternalService, Report, Scenario, Variant,
+};
 
 #[path = "explorer/order.rs"]
 mod order;
@@ -555,6 +557,91 @@ async fn a_step_writing_twice_is_caught() {
         failures
             .iter()
             .any(|f| f.problem.contains("one-write rule") && f.problem.contains("writes_twice")),
+        "{report}"
+    );
+}
+
+/// BROKEN, with `drop_label`: wants the label `tier=gold` on the object.
+#[step]
+async fn add_label(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+    if s.labels().contains_key("tier") {
+        return Ok(Outcome::unchanged());
+    }
+    let patch = serde_json::json!({ "metadata": { "labels": { "tier": "gold" } } });
+    ctx.api::<Sloppy>()
+        .patch(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Outcome::modified("labelled tier=gold"))
+}
+
+/// BROKEN, with `add_label`: wants no label `tier`; each undoes the other.
+#[step]
+async fn drop_label(s: &Sloppy, ctx: &Context<()>) -> Result<Outcome> {
+    if !s.labels().contains_key("tier") {
+        return Ok(Outcome::unchanged());
+    }
+    let patch = serde_json::json!({ "metadata": { "labels": { "tier": null } } });
+    ctx.api::<Sloppy>()
+        .patch(
+            &s.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Outcome::modified("removed the tier label"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_that_undo_each_other_are_named_at_once() {
+    let report = Explorer::new(|client| {
+        Operator::new(client, staircase!(Sloppy => [add_label, drop_label]))
+    })
+    .crd(Sloppy::crd())
+    .variants(&[Variant::Crash])
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("oscillates").create(sloppy("s")))
+    .run()
+    .await;
+    let reference = report
+        .variant("oscillates", "reference")
+        .expect("reference row");
+    assert_eq!(reference.failed, 1, "{report}");
+    let text = report.to_string();
+    assert!(
+        text.contains("never settles")
+            && text.contains("steps of the staircase undo each other")
+            && text.contains("add_label")
+            && text.contains("drop_label"),
+        "{text}"
+    );
+    // Caught on the first repeated state, long before the run bound (2,000 runs).
+    assert!(reference.runs < 20, "{report}");
+}
+
+/// A staircase that settles reports how many runs an object needed to: Foo's five steps after
+/// its finalizer, one modification per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_an_object_needs_to_settle_are_reported() {
+    let report = Explorer::new(|client| Operator::with_state(client, foo::stairs(), app()))
+        .crd(Foo::crd())
+        .variants(&[Variant::Crash])
+        .reproduce_with(REPRODUCE)
+        .scenario(Scenario::new("create").create(foo_obj("a", "hi", 80)))
+        .run()
+        .await
+        .assert_all_converged();
+    let reference = report
+        .variant("create", "reference")
+        .expect("reference row");
+    let crash = report.variant("create", "crash").expect("crash row");
+    assert!(reference.max_settle_runs >= 2, "{report}");
+    // A crash costs at most the run it interrupted and one more.
+    assert!(
+        crash.max_settle_runs <= reference.max_settle_runs + 2,
         "{report}"
     );
 }
@@ -1418,7 +1505,8 @@ async fn remember_generated(s: &Sloppy, ctx: &Context) -> Result<Outcome> {
 
 /// A child named by the server differs in every case by its random suffix; compared by its
 /// identity (generateName, owner, labels), and references to its name by that identity, an
-/// operator that keeps one explores clean (with a client that does not retry by itself: see
+/// operator that keeps one explores clean, with the client `preflight::client` builds (it does
+/// not resend a create answered 504; kube's default client does: see
 /// `a_duplicate_generate_named_child_is_caught`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_named_by_generate_name_compare_by_identity() {
@@ -1429,7 +1517,6 @@ async fn children_named_by_generate_name_compare_by_identity() {
         )
     })
     .crd(Sloppy::crd())
-    .client_retries(false)
     .seeds(SMALL_SEEDS)
     .loop_seeds(2)
     .reproduce_with(REPRODUCE)
@@ -1474,7 +1561,7 @@ async fn forgetful_generated_child(s: &Sloppy, ctx: &Context<Memory>) -> Result<
 /// A second generate-named child is a duplicate, found under its identity, in exactly the
 /// cases that make it: for a step that remembers its create only in memory, the create's answer
 /// lost or a crash right after it; for one that looks its child up first, a create committed
-/// but answered 504, which kube's default client sends again by itself.
+/// but answered 504, which kube's default client sends again by itself (`ClientRetries::Kube`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_generate_named_child_is_caught() {
     let report = Explorer::new(|client| {
@@ -1514,6 +1601,7 @@ async fn a_duplicate_generate_named_child_is_caught() {
         )
     })
     .crd(Sloppy::crd())
+    .client_retries(ClientRetries::Kube)
     .variants(&[Variant::Random])
     .seeds(60)
     .reproduce_with(REPRODUCE)

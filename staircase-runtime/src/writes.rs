@@ -239,6 +239,10 @@ fn in_a_step() -> bool {
     CURRENT.try_with(|_| ()).is_ok()
 }
 
+/// Marks a request an outer [`Counting`] layer already counts.
+#[derive(Clone, Copy)]
+struct Counted;
+
 /// A response body: passed through, or read whole by [`Counting`] to learn the write's version.
 pub type CountedBody<B> = Either<B, Full<Bytes>>;
 
@@ -258,9 +262,12 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // A client whose stack counts already, handed to `Operator::new` (which wraps it in a
+        // counting layer of its own), must not count each write twice.
+        let counted = req.extensions_mut().insert(Counted).is_some();
         let write = write_method(req.method())
-            .filter(|_| !is_dry_run(&req))
+            .filter(|_| !counted && !is_dry_run(&req))
             .map(|method| (method, req.uri().path().to_string()));
         let sent = self.inner.call(req);
         Box::pin(async move {

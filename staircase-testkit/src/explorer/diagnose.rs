@@ -109,7 +109,7 @@ impl Recent {
 }
 
 /// One run on one line: the run, how it ended and what it wrote.
-fn line(r: &RunReport) -> String {
+pub(crate) fn line(r: &RunReport) -> String {
     let writes: Vec<String> = r
         .steps
         .iter()

@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams};
 use kube::core::ApiResource;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use staircase_runtime::{ApiScope, Operator, RunEnd, RunReport, Stairs};
+use staircase_runtime::{ApiScope, Operator, OperatorClient, RunEnd, RunReport, Stairs};
 use tokio::sync::Notify;
 
 use super::ExplorableResource;
@@ -23,6 +23,7 @@ use super::diagnose::Recent;
 use super::external::ExternalService;
 use super::gate::{Gate, GateWrite, Lister};
 use super::http::{HttpFake, Recorder};
+use super::liveness::Liveness;
 use super::scenario::{self, Scenario};
 use super::stale;
 use crate::{ApiServer, Fault, RequestRecord};
@@ -122,6 +123,8 @@ pub(crate) struct CaseOutcome {
     pub resets_fired: u64,
     pub idle_writes: u64,
     pub idle_effects: u64,
+    /// The most runs one object needed to settle in one phase (stepwise).
+    pub settle_runs: u64,
 }
 
 impl CaseOutcome {
@@ -148,8 +151,8 @@ pub(crate) struct Setup<K, S, M, C> {
     pub resync: Duration,
     /// Actors played in every scenario.
     pub actors: Vec<Actor>,
-    /// Whether the operator's client retries 429, 503 and 504 answers (kube's default).
-    pub retries: bool,
+    /// How the operator's client resends requests.
+    pub retries: ClientRetries,
 }
 
 /// The one-write rule, checked on one report: no violation, at most one step write, and
@@ -324,13 +327,40 @@ where
     op.with_config(cfg)
 }
 
+/// How the operator's client resends requests the server answered 429, 503 or 504 by itself
+/// ([`Explorer::client_retries`](super::Explorer::client_retries)). The random variants answer
+/// creates 504 after committing them, so they tell the three apart for an operator that creates
+/// with `generateName`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientRetries {
+    /// As the client `staircase::preflight::client` and `OperatorClient::try_from` build:
+    /// reads, `PUT`, `DELETE` and any request answered 429 are resent, a `POST` or `PATCH`
+    /// answered 503 or 504 (which the server may have applied) is not.
+    #[default]
+    Staircase,
+    /// As a `kube::Client` from a default `kube::Config` (`kube::Client::try_default()`):
+    /// every request is resent, a create too. A create with `generateName` committed but
+    /// answered 504 then makes a second object.
+    Kube,
+    /// Nothing is resent (`kube::Config::default_retry` off).
+    Off,
+}
+
 /// A client for the operator on the case's server (plain HTTP, no CA bundle loaded: see
-/// `ApiServer::client`), retrying 429, 503 and 504 answers like kube's default client when
-/// `retries` says so.
-fn client(server: &ApiServer, retries: bool) -> kube::Client {
+/// `ApiServer::client`), resending requests as `retries` says.
+fn client(server: &ApiServer, retries: ClientRetries) -> kube::Client {
     let mut config = server.config();
-    config.default_retry = retries;
-    kube::Client::try_from(config).expect("plain-http client")
+    config.default_retry = retries != ClientRetries::Off;
+    match retries {
+        // The operator wraps it in its own counting layer; the stack's is then a pass-through.
+        ClientRetries::Staircase => OperatorClient::try_from(config)
+            .expect("plain-http client")
+            .client()
+            .clone(),
+        ClientRetries::Kube | ClientRetries::Off => {
+            kube::Client::try_from(config).expect("plain-http client")
+        }
+    }
 }
 
 async fn install(
@@ -542,8 +572,14 @@ where
     C: Stairs<K, S>,
 {
     let mut recent = Recent::default();
+    let mut liveness = Liveness::default();
+    // Changes the actors made in this phase: a cycle with none is the staircase's own.
+    let mut actor_changes = 0u64;
     loop {
         let mut quiet = !acts(cx).await?;
+        if !quiet {
+            actor_changes += 1;
+        }
         let mut unsettled = Vec::new();
         let listed_at = cx.server.resource_version();
         let listed = retry(|| objects(&cx.api))
@@ -563,6 +599,7 @@ where
                 }
                 if acts(cx).await? {
                     quiet = false;
+                    actor_changes += 1;
                 }
                 let obj = match current(cx, &name, cached.take()).await {
                     Ok(Some((o, seen))) => {
@@ -602,8 +639,16 @@ where
                 }
                 // Only a change (seen or not) forces another round over every object; a failed
                 // run that changed nothing is simply retried, as the controller's backoff would.
-                if cx.gate.committed() > committed {
+                let wrote = cx.gate.committed() > committed;
+                if wrote {
                     quiet = false;
+                }
+                if liveness.ran(&key, &report, wrote) {
+                    let state = cx
+                        .snapshot(setup)
+                        .await
+                        .map_err(|e| format!("reading the cluster failed: {e:#}"))?;
+                    liveness.check(&key, state, actor_changes)?;
                 }
                 match &report.end {
                     // A settled run whose status write failed is retried, as the runtime's
@@ -621,6 +666,7 @@ where
             }
         }
         if quiet {
+            cx.out.settle_runs = cx.out.settle_runs.max(liveness.most_runs());
             return match unsettled.is_empty() {
                 true => Ok(()),
                 false => Err(format!(

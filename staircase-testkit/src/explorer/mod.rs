@@ -82,6 +82,12 @@
 //! object on the server was already newer when the write left, by anything but the operator's
 //! own status writes, the case fails with the run, the write and both versions.
 //!
+//! The **liveness oracle** holds every stepwise phase to settling: once the cluster comes back
+//! to a state it was in earlier in the phase, the runs between are a cycle the operator would
+//! repeat forever (two steps, or a step and an [`Actor`], undo each other), and the case fails
+//! there, naming the runs of the cycle. The report gives, per variant, the most runs one object
+//! needed to settle after an action ([`VariantStats::max_settle_runs`]).
+//!
 //! Every run of every variant is also checked against the one-write rule: no
 //! [`RuleViolation`](staircase_runtime::RuleViolation), at most one step write, and — where runs
 //! are sequential — the writes the explorer saw on the wire equal the writes the runtime counted
@@ -123,6 +129,7 @@ mod driver;
 mod external;
 mod gate;
 mod http;
+mod liveness;
 mod report;
 mod scenario;
 mod seed;
@@ -144,6 +151,7 @@ use staircase_runtime::{ApiScope, Operator, Stairs};
 
 pub use actor::Actor;
 pub use compare::{Snapshot, diff};
+pub use driver::ClientRetries;
 pub use external::{Calls, ExternalError, ExternalService, Record};
 pub use http::HttpFake;
 pub use report::{Failure, Report, ScenarioReport, VariantStats};
@@ -337,7 +345,7 @@ where
                 guard: Duration::from_secs(60),
                 resync: Duration::from_millis(50),
                 actors: Vec::new(),
-                retries: true,
+                retries: ClientRetries::default(),
             },
             scenarios: Vec::new(),
             variants: Variant::ALL.to_vec(),
@@ -366,13 +374,11 @@ where
         self
     }
 
-    /// Whether the operator's client retries answers of 429, 503 and 504 by itself, as kube's
-    /// default client does (`kube::Config::default_retry`, on by default); set it as your
-    /// production client is configured. Such a retry sends the request again, a create
-    /// included: a create with `generateName` whose first attempt was committed but answered
-    /// 504 makes a second object, which the random variants report as a duplicate.
-    pub fn client_retries(mut self, on: bool) -> Self {
-        self.setup.retries = on;
+    /// How the operator's client resends requests answered 429, 503 or 504: set it as your
+    /// production client is built (see [`ClientRetries`]; by default as
+    /// `staircase::preflight::client` builds it).
+    pub fn client_retries(mut self, retries: ClientRetries) -> Self {
+        self.setup.retries = retries;
         self
     }
 
@@ -590,6 +596,7 @@ where
             cases: 1,
             converged: u64::from(ok),
             runs: reference.runs,
+            max_settle_runs: reference.settle_runs,
             failed: u64::from(!ok),
             elapsed: t.elapsed(),
             ..Default::default()
@@ -789,6 +796,7 @@ where
                     }
                 };
                 stats.runs += case.runs;
+                stats.max_settle_runs = stats.max_settle_runs.max(case.settle_runs);
                 nudges += case.nudges;
                 resets += case.resets_fired;
                 fired += case.faults_fired;

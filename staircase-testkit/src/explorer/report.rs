@@ -50,6 +50,9 @@ pub struct VariantStats {
     pub max_extra_runs: i64,
     /// Runs over all cases.
     pub runs: u64,
+    /// The most runs one object needed to settle after one phase's action, in any case of the
+    /// variant (stepwise variants; 0 for the controller-loop ones, whose runs overlap).
+    pub max_settle_runs: u64,
     /// Failed cases.
     pub failed: u64,
     /// Variant-specific remark (e.g. how often a stalled watch had to be nudged).
@@ -147,18 +150,19 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "  {:<16} {:>6} {:>9} {:>6} {:>9} {:>7} {:>8}  note",
-                "variant", "cases", "converged", "dups", "max+runs", "runs", "time"
+                "  {:<16} {:>6} {:>9} {:>6} {:>9} {:>6} {:>7} {:>8}  note",
+                "variant", "cases", "converged", "dups", "max+runs", "settle", "runs", "time"
             )?;
             for v in &s.variants {
                 writeln!(
                     f,
-                    "  {:<16} {:>6} {:>9} {:>6} {:>9} {:>7} {:>7.2}s  {}",
+                    "  {:<16} {:>6} {:>9} {:>6} {:>9} {:>6} {:>7} {:>7.2}s  {}",
                     v.variant,
                     v.cases,
                     v.converged,
                     v.duplicate_effects,
                     v.max_extra_runs,
+                    v.max_settle_runs,
                     v.runs,
                     v.elapsed.as_secs_f64(),
                     v.note
