@@ -1,17 +1,21 @@
 //! The liveness oracle: an object must settle, and a staircase whose writes undo each other is
 //! named as such at once rather than after the run bound.
 //!
-//! A staircase is deterministic in the world it reads. If, inside one phase, a committed write
-//! brings the cluster back to a state it was already in after an earlier run of the same
-//! object, the runs in between form a cycle the operator will repeat forever: two steps (or a
-//! step and another actor) undo each other. The state is the explorer's normalised snapshot
+//! A staircase is deterministic in the world it reads. If, inside one phase, a step's
+//! modification brings the cluster back to a state it was already in after an earlier run of
+//! the same object, and every run in between was a step's modification too, those runs form a
+//! cycle the operator will repeat forever: two steps (or a step and another actor) undo each
+//! other. The state is the explorer's normalised snapshot
 //! (what phases are compared on), so a cycle is exact, not a guess from counts. Snapshots are
 //! taken only once an object has run more often in the phase than its staircase has steps (plus
-//! the finalizer and the converged run), so a staircase that settles normally costs nothing.
+//! the finalizer and the converged run), so a staircase that settles normally costs nothing, and
+//! only for a window of runs after that: a cycle longer than the window, or a staircase that
+//! keeps making new objects, is left to the run bound, where a snapshot per run would grow with
+//! every object made.
 
 use std::collections::HashMap;
 
-use staircase_runtime::RunReport;
+use staircase_runtime::{RunEnd, RunReport};
 
 use super::compare::Snapshot;
 use super::diagnose;
@@ -19,6 +23,9 @@ use super::diagnose;
 /// Runs an object gets in a phase before its states are remembered, beyond its step count:
 /// the finalizer's run and the converged one.
 const FREE_RUNS: u64 = 2;
+
+/// Runs past the free ones whose states are remembered: cycles up to this long are named.
+const WINDOW: u64 = 24;
 
 #[derive(Default)]
 struct Track {
@@ -45,7 +52,15 @@ impl Liveness {
         let t = self.objects.entry(object.to_string()).or_default();
         t.runs += 1;
         t.steps = t.steps.max(report.steps.len() as u64);
-        let checked = wrote && t.runs > t.steps + FREE_RUNS;
+        // A cycle is one of steps' modifications only: a failed run (a fault) or a settled one
+        // between two equal states is the world recovering, not the staircase going round.
+        if !matches!(report.end, RunEnd::Modified { .. }) {
+            t.seen.clear();
+            t.lines.clear();
+            return false;
+        }
+        let past = t.runs.saturating_sub(t.steps + FREE_RUNS);
+        let checked = wrote && past > 0 && past <= WINDOW;
         if checked {
             t.lines.push((t.runs, diagnose::line(report)));
         }
