@@ -5,7 +5,11 @@
 //! cargo run --example foo-operator                          # KUBECONFIG / ~/.kube/config / in-cluster
 //! cargo run --example foo-operator -- --kubeconfig PATH
 //! cargo run --example foo-operator -- crd > deploy/01-crd.yaml
+//! cargo run --example foo-operator -- explain web -n default   # what the next run would do
 //! ```
+//!
+//! Linked on the `PATH` as `kubectl-staircase`, it is also a kubectl plugin:
+//! `kubectl staircase explain foo/web -n default` (see `staircase::explain`).
 //!
 //! Settings come from the environment (`STAIRCASE_CONCURRENCY`, `STAIRCASE_NAMESPACE`,
 //! `STAIRCASE_METRICS_ADDR`, `STAIRCASE_LEADER_ELECTION`, …: see `OperatorConfig::from_env`).
@@ -26,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let mut kubeconfig = None;
     while let Some(a) = args.next() {
         match a.as_str() {
+            // Handled by `explain::from_args` below, once the operator is built.
+            "explain" => break,
             "crd" => {
                 print!("{}", crds::print::<Foo>());
                 return Ok(());
@@ -50,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     };
     // The staircase, its status and the child kinds it owns (and reads from their caches).
     let operator = foo::operator(client, app).with_config(config);
+    staircase::explain::from_args(&operator).await;
     operator.check().await.context("preflight")?;
     operator.run().await;
     Ok(())

@@ -11,6 +11,7 @@ mod deploy;
 mod examples;
 mod external;
 mod leader;
+mod operating;
 mod production;
 mod rules;
 mod runtime;

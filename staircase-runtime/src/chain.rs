@@ -135,6 +135,9 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
     rec: &mut RunRecorder,
 ) -> Result<Option<St::Output>> {
     let info = step.info();
+    if !rec.may_start(info.name) {
+        return Ok(None);
+    }
     rec.begin(info.name);
     let span = tracing::info_span!("step", step = info.name, outcome = tracing::field::Empty);
     let started = Instant::now();

@@ -37,6 +37,8 @@ pub struct Context<S = ()> {
     namespace: Option<String>,
     run: RunInfo,
     cache: Option<Arc<Cache>>,
+    /// The run only explains: writes are dry runs, external calls are not made.
+    explaining: bool,
 }
 
 impl<S> Context<S> {
@@ -66,7 +68,19 @@ impl<S> Context<S> {
             namespace,
             run,
             cache,
+            explaining: false,
         }
+    }
+
+    /// Marks the context of a run that only explains.
+    pub(crate) fn explaining(mut self, on: bool) -> Self {
+        self.explaining = on;
+        self
+    }
+
+    /// Whether the run only explains (see [`crate::explain`]).
+    pub(crate) fn is_explaining(&self) -> bool {
+        self.explaining
     }
 
     /// The operator's caches, for the write log of a step (each write leaves its mark there).

@@ -76,6 +76,19 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
                 error.to_string(),
             ));
         }
+        // The same note on every paused run, so the recorder aggregates them into one Event.
+        RunEnd::Paused { step, reason } if report.deleting => out.push(ev(
+            EventType::Warning,
+            "Paused",
+            "Paused",
+            format!("deletion waits: cleanup is paused before {step} ({reason})"),
+        )),
+        RunEnd::Paused { step, reason } => out.push(ev(
+            EventType::Normal,
+            "Paused",
+            "Paused",
+            format!("paused before {step} ({reason})"),
+        )),
         RunEnd::Converged | RunEnd::Waiting { .. } | RunEnd::Done { .. } | RunEnd::SkippedStale => {
         }
         // This replica may no longer act: not even an Event.

@@ -142,6 +142,9 @@ impl fmt::Display for IdempotencyKey {
     }
 }
 
+/// How an explained run's error starts when a step would call an external service.
+pub(crate) const EXPLAIN_STOP: &str = "would call ";
+
 /// Runs an external call that *modifies* something outside Kubernetes and, when it succeeds,
 /// counts it as the step's one modification (`EXTERNAL <description> [key]` in the run's writes).
 ///
@@ -152,6 +155,9 @@ impl fmt::Display for IdempotencyKey {
 /// by default) has passed since the failure. What remains is the service's part: a call that
 /// lands later than that is a duplicate unless the service honours the key. Use it only for
 /// the modifying call; lookups are plain reads and need no wrapper.
+///
+/// When the run [explains](crate::explain) an object, the call is not made: the step fails
+/// with an error that names it, and the explanation reports it as the step's modification.
 pub async fn call<S, T, E>(
     ctx: &Context<S>,
     key: &IdempotencyKey,
@@ -161,6 +167,13 @@ pub async fn call<S, T, E>(
 where
     E: Into<Error>,
 {
+    if ctx.is_explaining() {
+        // Explaining changes nothing: the call is named, never made.
+        return Err(Error::msg(format!(
+            "{EXPLAIN_STOP}{description} [{key}]; explain makes no call outside Kubernetes, so \
+             what the later steps would do is not known"
+        )));
+    }
     match call.await {
         Ok(value) => {
             ctx.record_external(format!("{description} [{key}]"));

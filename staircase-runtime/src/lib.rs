@@ -15,7 +15,9 @@
 //! - [`status`]: the condition types the runtime writes;
 //! - [`events`], [`metrics`], [`server`], [`logging`]: what an operator publishes;
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
-//!   (see `docs/production.md`).
+//!   (see `docs/production.md`);
+//! - [`pause`], [`explain`]: operating a running staircase: stop an object's runs before a
+//!   step; say what the next run would do, changing nothing.
 #![warn(missing_docs)]
 
 mod backoff;
@@ -28,6 +30,7 @@ pub mod crds;
 mod decode;
 mod error;
 pub mod events;
+pub mod explain;
 pub mod external;
 mod finalizer;
 mod health;
@@ -40,6 +43,7 @@ pub mod metrics;
 mod operator;
 mod outcome;
 mod own_path;
+pub mod pause;
 pub mod preflight;
 #[doc(hidden)]
 pub mod relist;

@@ -406,7 +406,7 @@ impl RunObserver {
 }
 
 /// The values of the `result` label, in the order of [`result_index`].
-const RESULTS: [&str; 9] = [
+const RESULTS: [&str; 10] = [
     "converged",
     "modified",
     "waiting",
@@ -416,6 +416,7 @@ const RESULTS: [&str; 9] = [
     "finalizer_removed",
     "skipped_stale",
     "cancelled",
+    "paused",
 ];
 
 fn result_index(end: &RunEnd) -> usize {
@@ -429,6 +430,7 @@ fn result_index(end: &RunEnd) -> usize {
         RunEnd::FinalizerRemoved => 6,
         RunEnd::SkippedStale => 7,
         RunEnd::Cancelled { .. } => 8,
+        RunEnd::Paused { .. } => 9,
     }
 }
 

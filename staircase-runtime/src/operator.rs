@@ -25,6 +25,7 @@ use crate::config::Relist;
 use crate::context::ApiScope;
 use crate::decode::{Lenient, OnUndecodable, skip_undecodable};
 use crate::events::EventPublisher;
+use crate::explain::{self, Explanation};
 use crate::health::{Health, Leadership};
 use crate::leader::Elector;
 #[cfg(feature = "metrics")]
@@ -563,6 +564,62 @@ where
     /// there was nothing to run.
     pub async fn run_once(&self, obj: K) -> Option<RunReport> {
         self.runner.run(Arc::new(obj)).await.0
+    }
+
+    /// What the next run would do to `obj`, step by step, found by running the staircase with
+    /// every write sent as a dry run: nothing changes (see [`explain`](crate::explain)). The
+    /// explaining run shares nothing with this operator's runs (what they remember, their
+    /// caches), so it can be called while the operator runs.
+    pub async fn explain(&self, obj: K) -> Explanation {
+        let meta = obj.meta();
+        let object = match &meta.namespace {
+            Some(ns) => format!("{} {ns}/{}", K::kind(&()), obj.name_any()),
+            None => format!("{} {}", K::kind(&()), obj.name_any()),
+        };
+        let steps = match meta.deletion_timestamp {
+            Some(_) => self.runner.staircase.cleanup_step_names(),
+            None => self.runner.staircase.step_names(),
+        };
+        let report = self.runner.explainer().run(Arc::new(obj)).await.0;
+        Explanation {
+            object,
+            steps,
+            report,
+        }
+    }
+
+    /// Reads the object an `explain` command line names and [explains](Self::explain) it.
+    pub async fn explain_named(&self, cmd: &explain::Command) -> crate::Result<Explanation> {
+        if let Some(kind) = cmd
+            .kind
+            .as_deref()
+            .filter(|k| !explain::Command::names::<K>(k))
+        {
+            let group = K::group(&());
+            let plural = K::plural(&());
+            let resource = if group.is_empty() {
+                plural.to_string()
+            } else {
+                format!("{plural}.{group}")
+            };
+            return Err(crate::Error::permanent(anyhow::anyhow!(
+                "this operator explains {resource} ({}), not {kind:?}",
+                K::kind(&())
+            )));
+        }
+        let api = <K::Scope as ApiScope>::api(self.runner.client.clone(), cmd.namespace.as_deref());
+        match api.get_opt(&cmd.name).await? {
+            Some(obj) => Ok(self.explain(obj).await),
+            None => Err(crate::Error::permanent(anyhow::anyhow!(
+                "{} {:?} not found{}",
+                K::kind(&()),
+                cmd.name,
+                cmd.namespace
+                    .as_deref()
+                    .map(|ns| format!(" in namespace {ns}"))
+                    .unwrap_or_default()
+            ))),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::OutcomeKind;
 use crate::error::RuleViolation;
+use crate::pause::Pause;
 use crate::writes::Write;
 
 /// What the runtime does when a step breaks the one-modification rule.
@@ -52,6 +53,9 @@ pub struct RunRecorder {
     runtime_rv: Option<String>,
     /// The step running now, for the report of a run cut off in the middle of it.
     current: Option<&'static str>,
+    /// The object's pause with its reason, if it has one, and the step the run stopped before.
+    pause: Option<(Pause, Cow<'static, str>)>,
+    paused_before: Option<&'static str>,
 }
 
 impl RunRecorder {
@@ -62,7 +66,30 @@ impl RunRecorder {
             policy,
             runtime_rv: None,
             current: None,
+            pause: None,
+            paused_before: None,
         }
+    }
+
+    /// The object asks runs to pause (see [`crate::pause`]), for this reason.
+    pub(crate) fn set_pause(&mut self, pause: Pause, reason: Cow<'static, str>) {
+        self.pause = Some((pause, reason));
+    }
+
+    /// Whether `step` may start; if not, the run stops before it.
+    pub(crate) fn may_start(&mut self, step: &'static str) -> bool {
+        if self.pause.as_ref().is_some_and(|(p, _)| p.stops(step)) {
+            self.paused_before = Some(step);
+            return false;
+        }
+        true
+    }
+
+    /// How the run ended if a pause stopped it.
+    pub(crate) fn paused(&self) -> Option<RunEnd> {
+        let step = self.paused_before?;
+        let reason = self.pause.as_ref()?.1.clone();
+        Some(RunEnd::Paused { step, reason })
     }
 
     /// A step starts.
@@ -148,6 +175,14 @@ pub enum RunEnd {
         step: Option<&'static str>,
         /// The error message.
         error: Cow<'static, str>,
+    },
+    /// The object is paused by its [`pause-before`](crate::pause) annotation: the run stopped
+    /// before this step (the first one, for `all`).
+    Paused {
+        /// The step the run stopped before.
+        step: &'static str,
+        /// What the annotation asks, in words (names the steps when its value names none).
+        reason: Cow<'static, str>,
     },
     /// The runtime added its finalizer (the run's one modification).
     FinalizerAdded,
@@ -251,6 +286,7 @@ impl std::fmt::Display for RunReport {
                 Some(s) => write!(f, ": {s} failed: {error}"),
                 None => write!(f, ": failed: {error}"),
             },
+            RunEnd::Paused { step, reason } => write!(f, ": paused before {step}: {reason}"),
             RunEnd::FinalizerAdded => write!(f, ": finalizer added"),
             RunEnd::FinalizerRemoved => write!(f, ": cleanup finished, finalizer removed"),
             RunEnd::SkippedStale => {

@@ -16,6 +16,7 @@ use crate::chain::Stairs;
 use crate::context::ApiScope;
 use crate::memory::{self, Memory, ObjectKey, StatusWrite, View, rv_number};
 use crate::own_path::OwnPath;
+use crate::pause::Pause;
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::spans;
 use crate::staircase::Staircase;
@@ -41,7 +42,7 @@ pub enum NextRun {
 
 /// Everything runs share.
 pub(crate) struct Runner<K, S, M, C> {
-    pub(crate) staircase: Staircase<K, S, M, C>,
+    pub(crate) staircase: Arc<Staircase<K, S, M, C>>,
     pub(crate) client: kube::Client,
     pub(crate) counting: Arc<kube::Client>,
     pub(crate) state: Arc<S>,
@@ -54,9 +55,13 @@ pub(crate) struct Runner<K, S, M, C> {
     run_ids: AtomicU64,
     /// The most steps a run can climb (main or cleanup): the capacity of its record.
     steps: usize,
+    /// Every step name, main and cleanup: what a pause annotation may name.
+    step_names: Vec<&'static str>,
     /// How a write's path is recognised as the object's own (read-your-own-writes); found by
     /// the first run, where `K` is known to be a `Resource`.
     own_path: OnceLock<OwnPath>,
+    /// Runs only to explain (every write a dry run): nothing is logged as done or reported.
+    explaining: bool,
 }
 
 impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
@@ -70,13 +75,14 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
         staircase.main.step_names(&mut names);
         let mut steps = names.len();
         if let Some(c) = &staircase.cleanup {
-            names.clear();
+            let main = names.len();
             c.step_names(&mut names);
-            steps = steps.max(names.len());
+            steps = steps.max(names.len() - main);
         }
         Runner {
             steps,
-            staircase,
+            step_names: names,
+            staircase: Arc::new(staircase),
             counting: Arc::new(clients.counting),
             client: clients.client,
             state,
@@ -87,6 +93,29 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
             cache: Arc::default(),
             run_ids: AtomicU64::new(1),
             own_path: OnceLock::new(),
+            explaining: false,
+        }
+    }
+
+    /// A runner that explains: this one's staircase, state and configuration, every write sent
+    /// as a dry run, nothing remembered from this runner's runs, no status, no observers.
+    pub(crate) fn explainer(&self) -> Self {
+        let dry = OperatorClient::dry_run(&self.client);
+        Runner {
+            staircase: self.staircase.clone(),
+            client: dry.client,
+            counting: Arc::new(dry.counting),
+            state: self.state.clone(),
+            config: self.config.clone(),
+            status: None,
+            observers: Vec::new(),
+            memory: Memory::default(),
+            cache: Arc::default(),
+            run_ids: AtomicU64::new(1),
+            steps: self.steps,
+            step_names: self.step_names.clone(),
+            own_path: OnceLock::new(),
+            explaining: true,
         }
     }
 }
@@ -152,7 +181,7 @@ where
             r.duration = started.elapsed();
             r
         });
-        if let Some(r) = &report {
+        if let Some(r) = report.as_ref().filter(|_| !self.explaining) {
             // A change to the world is news for whoever reads the logs; a run that found
             // nothing to do is not.
             let _in_run = (!span.is_disabled()).then(|| span.enter());
@@ -239,8 +268,15 @@ where
                 deleting,
             },
             Some(self.cache.clone()),
-        );
+        )
+        .explaining(self.explaining);
         let finalizer = self.staircase.finalizer_name();
+        let pause = Pause::of(meta, &self.step_names);
+        let pause_all = matches!(pause, Some(Pause::All { .. }));
+        if let Some(p) = pause {
+            let reason = p.reason(&self.step_names);
+            rec.set_pause(p, reason);
+        }
 
         let (end, permanent) = match (&self.staircase.cleanup, deleting) {
             (Some(cleanup), true) => {
@@ -261,7 +297,8 @@ where
             }
             (None, true) => return (None, NextRun::OnChange),
             (Some(_), false)
-                if !finalizer::has(&*obj, finalizer.expect("cleanup has a finalizer")) =>
+                if !pause_all
+                    && !finalizer::has(&*obj, finalizer.expect("cleanup has a finalizer")) =>
             {
                 match rare(finalizer::add(
                     &self.api_for(&obj),
@@ -321,7 +358,10 @@ where
                 wrote_rv,
                 settled: matches!(
                     end,
-                    RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Waiting { .. }
+                    RunEnd::Converged
+                        | RunEnd::Done { .. }
+                        | RunEnd::Waiting { .. }
+                        | RunEnd::Paused { .. }
                 ),
                 failed,
                 gone: matches!(end, RunEnd::FinalizerRemoved),
@@ -400,6 +440,9 @@ where
     }
 
     fn end_from(&self, rec: &RunRecorder) -> RunEnd {
+        if let Some(paused) = rec.paused() {
+            return paused;
+        }
         // `climb` stopped: the last record is the step that stopped it.
         let records = rec.records();
         let last = records.last().expect("a stopped run has a step");
@@ -453,7 +496,10 @@ where
                     .and_then(|r| r.recheck_after)
                     .unwrap_or(cfg.resync),
             ),
-            RunEnd::Converged | RunEnd::Done { .. } => NextRun::After(cfg.resync),
+            // Removing the annotation is a change, which runs the object at once.
+            RunEnd::Converged | RunEnd::Done { .. } | RunEnd::Paused { .. } => {
+                NextRun::After(cfg.resync)
+            }
             RunEnd::Failed { .. } => NextRun::After(cfg.backoff.delay(failures, permanent)),
             RunEnd::FinalizerRemoved => NextRun::OnChange,
             RunEnd::SkippedStale => NextRun::After(cfg.read_your_writes_grace),

@@ -21,8 +21,12 @@ pub const PROGRESSING: &str = "Progressing";
 pub const WAITING: &str = "Waiting";
 /// Condition type: the last run failed (message = the error).
 pub const FAILED: &str = "Failed";
+/// Condition type: the object is paused by its [`pause-before`](crate::pause) annotation
+/// (reason = the step the runs stop before, message = what the annotation asks). Present only
+/// while the object is paused.
+pub const PAUSED: &str = "Paused";
 
-const OURS: [&str; 4] = [READY, PROGRESSING, WAITING, FAILED];
+const OURS: [&str; 5] = [READY, PROGRESSING, WAITING, FAILED, PAUSED];
 
 /// The part of a status the runtime maintains. Embed it in your status struct with
 /// `#[serde(flatten)]` and derive `staircase::StepStatus` on that struct (which gives the
@@ -34,7 +38,8 @@ pub struct StepStatus {
     /// The generation the operator last ran against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing`, `Waiting` and `Failed`, plus any conditions of your own (kept as they are).
+    /// `Ready`, `Progressing`, `Waiting` and `Failed` (and `Paused` while the object is paused),
+    /// plus any conditions of your own (kept as they are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -118,7 +123,8 @@ fn reason(s: &str) -> Cow<'_, str> {
     }
 }
 
-fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
+/// The four conditions always kept, then `Paused` when the run was paused.
+fn wanted(end: &RunEnd, deleting: bool) -> Option<([Wanted<'_>; 4], Option<Wanted<'_>>)> {
     let w = |type_, status, reason: &'static str, message: Cow<'static, str>| Wanted {
         type_,
         status,
@@ -134,6 +140,7 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
         RunEnd::FinalizerAdded => (false, "Progressing", "finalizer added".into()),
         RunEnd::Waiting { step, reason } => (false, "Waiting", format!("{step}: {reason}").into()),
         RunEnd::Failed { error, .. } => (false, "Failed", error.as_ref().into()),
+        RunEnd::Paused { reason, .. } => (false, "Paused", reason.as_ref().into()),
         RunEnd::FinalizerRemoved | RunEnd::SkippedStale | RunEnd::Cancelled { .. } => return None,
     };
     let (ready, ready_reason) = if deleting {
@@ -169,15 +176,25 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<[Wanted<'_>; 4]> {
         },
         _ => w(FAILED, false, "NoError", "".into()),
     };
-    Some([
-        Wanted {
-            message: ready_msg,
-            ..w(READY, ready, ready_reason, "".into())
-        },
-        progressing,
-        waiting,
-        failed,
-    ])
+    let paused = match end {
+        RunEnd::Paused { step, reason } => Some(Wanted {
+            message: reason.as_ref().into(),
+            ..of_step(PAUSED, step, "")
+        }),
+        _ => None,
+    };
+    Some((
+        [
+            Wanted {
+                message: ready_msg,
+                ..w(READY, ready, ready_reason, "".into())
+            },
+            progressing,
+            waiting,
+            failed,
+        ],
+        paused,
+    ))
 }
 
 fn status_str(b: bool) -> &'static str {
@@ -198,7 +215,7 @@ pub(crate) fn next_status(
     updates: StatusUpdates,
     echo: bool,
 ) -> Option<StepStatus> {
-    let wanted = wanted(end, deleting)?;
+    let (kept, paused) = wanted(end, deleting)?;
     let empty = StepStatus::default();
     let current = current.unwrap_or(&empty);
     let same = |w: &Wanted<'_>| {
@@ -209,7 +226,11 @@ pub(crate) fn next_status(
                     || (c.reason == w.reason && (echo || c.message == w.message)))
         })
     };
-    if current.observed_generation == generation && wanted.iter().all(same) {
+    let pause_same = match &paused {
+        Some(p) => same(p),
+        None => current.condition(PAUSED).is_none(),
+    };
+    if current.observed_generation == generation && pause_same && kept.iter().all(same) {
         return None;
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -219,7 +240,7 @@ pub(crate) fn next_status(
         .filter(|c| !OURS.contains(&c.type_.as_str()))
         .cloned()
         .collect();
-    for w in wanted {
+    for w in kept.into_iter().chain(paused) {
         let status = status_str(w.status);
         let last_transition_time = match current.condition(w.type_) {
             Some(c) if c.status == status => c.last_transition_time.clone(),
@@ -338,6 +359,31 @@ mod tests {
         };
         assert!(again(&other, true).is_some());
         assert!(again(&RunEnd::Converged, true).is_some());
+    }
+
+    #[test]
+    fn a_pause_is_a_condition_while_it_lasts() {
+        let paused = RunEnd::Paused {
+            step: "ensure_service",
+            reason: "paused by staircase.rs/pause-before=ensure_service".into(),
+        };
+        let s = next_status(None, Some(1), &paused, false, EVERY, false).unwrap();
+        let p = s.condition(PAUSED).unwrap();
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str()),
+            ("True", "ensure_service")
+        );
+        assert_eq!(s.condition(READY).unwrap().reason, "Paused");
+        assert_eq!(
+            next_status(Some(&s), Some(1), &paused, false, EVERY, false),
+            None
+        );
+        let resumed = next_status(Some(&s), Some(1), &RunEnd::Converged, false, EVERY, false);
+        assert_eq!(
+            resumed.unwrap().condition(PAUSED),
+            None,
+            "gone with the pause"
+        );
     }
 
     #[test]

@@ -178,6 +178,52 @@ impl OperatorClient {
     pub fn client(&self) -> &kube::Client {
         &self.client
     }
+
+    /// Clients over `client` that send every write as a server-side dry run (`dryRun=All`),
+    /// for explaining a run. The counting one counts those writes as a step's (the dry-run
+    /// marker is added below the counting layer): they are what the step would do.
+    pub(crate) fn dry_run(client: &kube::Client) -> OperatorClient {
+        let ns = client.default_namespace().to_string();
+        let dry = DryRun(SendVia(client.clone()));
+        OperatorClient {
+            client: kube::Client::new(dry.clone(), ns.clone()),
+            counting: kube::Client::new(CountWrites.layer(dry), ns),
+        }
+    }
+}
+
+/// Adds `dryRun=All` to every write: the API server validates and answers it, stores nothing.
+#[derive(Clone)]
+struct DryRun<S>(S);
+
+impl<S> tower::Service<Request<Body>> for DryRun<S>
+where
+    S: tower::Service<Request<Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if write_method(req.method()).is_some() && !is_dry_run(&req) {
+            let mut parts = req.uri().clone().into_parts();
+            let pq = parts.path_and_query.as_ref();
+            let path = pq.map_or("/", |p| p.path());
+            let with = match pq.and_then(|p| p.query()) {
+                Some(q) => format!("{path}?{q}&dryRun=All"),
+                None => format!("{path}?dryRun=All"),
+            };
+            parts.path_and_query = with.parse().ok();
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+        self.0.call(req)
+    }
 }
 
 /// A tower layer that records every write made inside a step into that step's log; requests

@@ -86,7 +86,7 @@ pub use staircase_runtime::{
     RunInfo, RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord, StepStatus, Then,
     Watchable, Write,
 };
-pub use staircase_runtime::{children, crds, events, external, preflight, status};
+pub use staircase_runtime::{children, crds, events, explain, external, pause, preflight, status};
 
 /// Builds a [`Staircase`] from `#[step]` functions, in the order they run.
 ///
@@ -158,6 +158,9 @@ pub mod guide {
     }
     pub mod production {
         #![doc = include_str!("../docs/production.md")]
+    }
+    pub mod operating {
+        #![doc = include_str!("../docs/operating.md")]
     }
     pub mod migrating {
         #![doc = include_str!("../docs/migrating.md")]

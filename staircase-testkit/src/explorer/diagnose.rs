@@ -146,6 +146,7 @@ fn acted(r: &RunReport) -> Option<(String, Option<String>)> {
         RunEnd::Converged
         | RunEnd::Done { .. }
         | RunEnd::SkippedStale
+        | RunEnd::Paused { .. }
         | RunEnd::Cancelled { .. } => return None,
     })
 }
