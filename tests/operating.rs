@@ -66,6 +66,17 @@ async fn a_pause_stops_runs_before_its_step_says_so_and_resumes_when_removed() {
             .all(|s| s.step != "ensure_service"),
         "{reports:#?}"
     );
+    // Explained, a paused object says what resuming it would set off.
+    let explainer = Operator::with_state(env.client.clone(), foo::stairs(), app());
+    let e = explainer.explain(foos.get("p").await.unwrap()).await;
+    assert_eq!(e.next_modification(), Some("ensure_service"), "{e}");
+    assert!(
+        e.to_string().contains(
+            "  paused before ensure_service: paused by staircase.rs/pause-before=ensure_service\n"
+        ),
+        "{e}"
+    );
+    assert!(services.get_opt("p-svc").await.unwrap().is_none());
     let now = foos.get("p").await.unwrap();
     let ready_cond = now.status.as_ref().unwrap().steps.condition(status::READY);
     assert_eq!(ready_cond.map(|c| c.reason.as_str()), Some("Paused"));

@@ -76,7 +76,7 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
                 error.to_string(),
             ));
         }
-        // The same note on every paused run, so the recorder aggregates them into one Event.
+        // The same note on every paused run: repeats on one version of the object aggregate.
         RunEnd::Paused { step, reason } if report.deleting => out.push(ev(
             EventType::Warning,
             "Paused",

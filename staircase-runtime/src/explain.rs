@@ -7,12 +7,12 @@
 //! (`dryRun=All`) and returns an [`Explanation`] that prints step by step:
 //!
 //! ```text
-//! Foo default/web (generation 1, resourceVersion 12)
-//!   ensure_config    unchanged
-//!   ensure_secret    unchanged
-//!   ensure_service   modifies: created Service web-svc
-//!                      POST /api/v1/namespaces/default/services (dry run: 201)
-//! next: ensure_service would create Service web-svc: the run's one modification
+//! Foo default/web (generation 1, resourceVersion 20)
+//!   ensure_config   unchanged
+//!   ensure_secret   unchanged
+//!   ensure_service  modifies: created Service web-svc
+//!                     POST /api/v1/namespaces/default/services (dry run: 201)
+//! next: ensure_service would make the run's one modification: created Service web-svc
 //! nothing was changed: every write was sent with dryRun=All
 //! ```
 //!
@@ -44,6 +44,8 @@
 //!   explanation names the call as the step's modification and stops there.
 //! - The explanation runs the steps' own code against the cluster as it is, so what it says is
 //!   what the next run would do, given the same cluster.
+//! - A [paused](crate::pause) object is explained as if resumed, and the pause is reported:
+//!   the explanation says what removing the annotation would set off.
 //!
 //! # Caveats
 //! - A step that changes the world other than through the Kubernetes API or
@@ -65,6 +67,9 @@ pub struct Explanation {
     /// The steps of the staircase that would run (the cleanup steps for an object being
     /// deleted), in order.
     pub steps: Vec<&'static str>,
+    /// The object's [pause](crate::pause), in words, when it has one. The explaining run does
+    /// not stop there: it says what the next run would do once the object is resumed.
+    pub paused: Option<String>,
     /// The explaining run's report: each step's outcome and dry-run writes. `None` when there
     /// is nothing to run (an object being deleted that holds no finalizer of this operator).
     pub report: Option<RunReport>,
@@ -106,14 +111,17 @@ impl fmt::Display for Explanation {
         if r.deleting {
             writeln!(f, "  being deleted: the cleanup steps run")?;
         }
+        if let Some(p) = &self.paused {
+            writeln!(f, "  paused {p}")?;
+            writeln!(
+                f,
+                "  (below: what the next run does once the pause is removed)"
+            )?;
+        }
         let width = self.steps.iter().map(|s| s.len()).max().unwrap_or(0);
         for step in &self.steps {
             let Some(rec) = r.steps.iter().find(|s| s.step == *step) else {
-                let what = match &r.end {
-                    RunEnd::Paused { step: p, .. } if p == step => "paused before this step",
-                    _ => "not reached",
-                };
-                writeln!(f, "  {step:<width$}  {what}")?;
+                writeln!(f, "  {step:<width$}  not reached")?;
                 continue;
             };
             let what = match rec.outcome {

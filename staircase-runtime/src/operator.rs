@@ -580,10 +580,12 @@ where
             Some(_) => self.runner.staircase.cleanup_step_names(),
             None => self.runner.staircase.step_names(),
         };
+        let paused = self.runner.pause_of(meta);
         let report = self.runner.explainer().run(Arc::new(obj)).await.0;
         Explanation {
             object,
             steps,
+            paused,
             report,
         }
     }
@@ -607,16 +609,22 @@ where
                 K::kind(&())
             )));
         }
-        let api = <K::Scope as ApiScope>::api(self.runner.client.clone(), cmd.namespace.as_deref());
+        let client = &self.runner.client;
+        let namespaced =
+            TypeId::of::<K::Scope>() == TypeId::of::<k8s_openapi::NamespaceResourceScope>();
+        let ns = namespaced.then(|| {
+            cmd.namespace
+                .as_deref()
+                .unwrap_or(client.default_namespace())
+        });
+        let api = <K::Scope as ApiScope>::api(client.clone(), ns);
         match api.get_opt(&cmd.name).await? {
             Some(obj) => Ok(self.explain(obj).await),
             None => Err(crate::Error::permanent(anyhow::anyhow!(
                 "{} {:?} not found{}",
                 K::kind(&()),
                 cmd.name,
-                cmd.namespace
-                    .as_deref()
-                    .map(|ns| format!(" in namespace {ns}"))
+                ns.map(|ns| format!(" in namespace {ns}"))
                     .unwrap_or_default()
             ))),
         }

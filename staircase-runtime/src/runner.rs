@@ -98,7 +98,8 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
     }
 
     /// A runner that explains: this one's staircase, state and configuration, every write sent
-    /// as a dry run, nothing remembered from this runner's runs, no status, no observers.
+    /// as a dry run, nothing remembered from this runner's runs, no status, no observers, and
+    /// no pause (the explanation reports it).
     pub(crate) fn explainer(&self) -> Self {
         let dry = OperatorClient::dry_run(&self.client);
         Runner {
@@ -117,6 +118,16 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
             own_path: OnceLock::new(),
             explaining: true,
         }
+    }
+
+    /// What the object's pause annotation asks, in words, if it has one.
+    pub(crate) fn pause_of(&self, meta: &kube::api::ObjectMeta) -> Option<String> {
+        let p = Pause::of(meta, &self.step_names)?;
+        let before = match &p {
+            Pause::Before(step) => format!("before {step}"),
+            Pause::All { .. } => "before every step".to_string(),
+        };
+        Some(format!("{before}: {}", p.reason(&self.step_names)))
     }
 }
 
@@ -271,7 +282,8 @@ where
         )
         .explaining(self.explaining);
         let finalizer = self.staircase.finalizer_name();
-        let pause = Pause::of(meta, &self.step_names);
+        // An explanation says what the run would do once resumed; it reports the pause itself.
+        let pause = Pause::of(meta, &self.step_names).filter(|_| !self.explaining);
         let pause_all = matches!(pause, Some(Pause::All { .. }));
         if let Some(p) = pause {
             let reason = p.reason(&self.step_names);
