@@ -284,6 +284,8 @@ where
             }
         },
     };
+    // `exit` runs no destructors: what was printed must be out first.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     std::process::exit(code)
 }
 
