@@ -19,7 +19,23 @@
 //! | `staircase_cache_pending_marks` | gauge | | writes of the operator's steps its watch caches have not shown yet |
 //!
 //! `result` is one of `converged`, `modified`, `waiting`, `done`, `failed`, `finalizer_added`,
-//! `finalizer_removed`, `skipped_stale`.
+//! `finalizer_removed`, `skipped_stale`, `cancelled`, `paused`.
+//!
+//! Metrics of your own go into the same registry, and so onto the same `/metrics`, with
+//! [`Metrics::register`]; they are [`prometheus-client`](https://docs.rs/prometheus-client)
+//! metrics (add `prometheus-client = "0.25"` to your dependencies):
+//!
+//! ```
+//! # use staircase_runtime as staircase;
+//! use prometheus_client::metrics::counter::Counter;
+//!
+//! let metrics = staircase::metrics::Metrics::new(); // in an operator: `operator.metrics()`
+//! let orders: Counter = Counter::default();
+//! metrics.register("shop_orders", "Orders placed with the shop", orders.clone())?;
+//! orders.inc(); // e.g. in a step, with the counter kept in the operator's state
+//! assert!(metrics.encode().contains("shop_orders_total 1"));
+//! # Ok::<(), staircase::metrics::RegisterError>(())
+//! ```
 //!
 //! The queue depth is approximate because kube-runtime does not expose its scheduler: runs the
 //! operator itself requeued and whose time has come but which have not started (all slots busy)
@@ -86,7 +102,10 @@ type Counts = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
 type Marks = Arc<dyn Fn() -> usize + Send + Sync>;
 
 struct Inner {
-    registry: Registry,
+    /// The root: staircase's own metrics in a `staircase_` sub-registry, the user's beside it.
+    registry: Mutex<Registry>,
+    /// The names users registered (duplicates are refused).
+    user_names: Mutex<Vec<String>>,
     runs: Family<ResultLabel, Counter>,
     run_duration: Timings<ResultLabel>,
     step_duration: Timings<StepLabel>,
@@ -105,6 +124,18 @@ struct Inner {
     counts: Mutex<Option<Counts>>,
     marks: Mutex<Option<Marks>>,
 }
+
+/// A metric of your own could not be registered ([`Metrics::register`]): the message says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterError(String);
+
+impl std::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RegisterError {}
 
 /// The operator's metrics: a cheaply cloneable handle to one Prometheus registry. Every
 /// [`Operator`](crate::Operator) has one ([`Operator::metrics`](crate::Operator::metrics)); the
@@ -127,7 +158,8 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A fresh registry with every staircase metric registered (and no samples yet).
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("staircase");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("staircase");
         let runs = Family::<ResultLabel, Counter>::default();
         let run_duration: Timings<ResultLabel> = Family::new_with_constructor(seconds);
         let step_duration: Timings<StepLabel> = Family::new_with_constructor(seconds);
@@ -206,7 +238,8 @@ impl Metrics {
             events_dropped.clone(),
         );
         Metrics(Arc::new(Inner {
-            registry,
+            registry: Mutex::new(root),
+            user_names: Mutex::default(),
             runs,
             run_duration,
             step_duration,
@@ -242,9 +275,50 @@ impl Metrics {
             .clone();
         self.0.pending_marks.set(marks.map_or(0, |m| m()) as i64);
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.0.registry)
+        let registry = self.0.registry.lock().unwrap_or_else(|e| e.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
         out
+    }
+
+    /// Adds a metric of your own (any `prometheus_client` metric: a `Counter`, a `Gauge`, a
+    /// `Histogram`, a `Family` of them) to the registry `/metrics` serves, under `name` as given
+    /// (with the type's suffix, e.g. `_total` for a counter). Keep a clone of the metric to
+    /// update it. Refused: a name already registered, one that is not a valid Prometheus name,
+    /// and names starting with `staircase_`, which are the runtime's.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) -> Result<(), RegisterError> {
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
+        let why = if name.is_empty() || !valid {
+            Some("is not a valid metric name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        } else if name.starts_with("staircase_") || name == "staircase" {
+            Some("is in the runtime's `staircase_` namespace")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(RegisterError(format!("metric name {name:?} {why}")));
+        }
+        let mut names = self.0.user_names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.iter().any(|n| n == name) {
+            return Err(RegisterError(format!(
+                "metric name {name:?} is registered already"
+            )));
+        }
+        names.push(name.to_string());
+        self.0
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name, help, metric);
+        Ok(())
     }
 
     fn counts_fn(&self) -> Option<Counts> {
@@ -473,6 +547,40 @@ mod tests {
             next: NextRun::OnChange,
             duration: Duration::from_millis(7),
         }
+    }
+
+    #[test]
+    fn user_metrics_are_served_beside_the_runtimes() {
+        use prometheus_client::metrics::gauge::Gauge;
+        let metrics = Metrics::new();
+        let g: Gauge = Gauge::default();
+        metrics
+            .register("queue_items", "Items waiting", g.clone())
+            .unwrap();
+        g.set(4);
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "queue_items"), Some("4"), "{text}");
+        assert_eq!(
+            sample(&text, "staircase_cache_pending_marks"),
+            Some("0"),
+            "{text}"
+        );
+        let again = metrics.register("queue_items", "", Gauge::<i64>::default());
+        assert!(
+            again
+                .unwrap_err()
+                .to_string()
+                .contains("registered already")
+        );
+        let ours = metrics.register("staircase_runs", "", Gauge::<i64>::default());
+        assert!(ours.unwrap_err().to_string().contains("runtime's"));
+        let bad = metrics.register("9 lives", "", Gauge::<i64>::default());
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("not a valid metric name")
+        );
+        assert_eq!(metrics.encode().matches("# EOF").count(), 1);
     }
 
     fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
