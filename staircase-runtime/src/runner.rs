@@ -204,32 +204,20 @@ where
             run_id,
         );
         let started = Instant::now();
-        let run = async {
-            let (obj, view) = match self.fresh_view(key, obj).await {
-                Ok(Some(fresh)) => fresh,
-                Ok(None) => return (None, NextRun::OnChange),
-                Err(skip) => return skip,
-            };
-            let mut cut = CutOff {
-                runner: self,
-                key,
-                run_id,
-                obj: obj.clone(),
-                started,
-                rec: RunRecorder::new(self.config.rule_policy, self.steps),
-                armed: true,
-            };
-            let ran = self.run_fresh(key, run_id, obj, view, &mut cut.rec).await;
-            cut.armed = false;
-            ran
-        };
         // Built in place: a named local would be kept beside the future it is moved into.
         let ((report, next), tape) = match &self.recording {
             Some(_) if self.mode == Mode::Live => {
-                let ((report, next), tape) = rare(taped(spans::in_span(&span, run))).await;
-                ((report, next), Some(tape))
+                let (ran, tape) = rare(taped(spans::in_span(
+                    &span,
+                    self.climb_once(key, obj, run_id, started),
+                )))
+                .await;
+                (ran, Some(tape))
             }
-            _ => (spans::in_span(&span, run).await, None),
+            _ => (
+                spans::in_span(&span, self.climb_once(key, obj, run_id, started)).await,
+                None,
+            ),
         };
         let ready = report.as_ref().and_then(|r| match r.end {
             RunEnd::Converged | RunEnd::Done { .. } => Some(true),
@@ -267,6 +255,34 @@ where
             }
         }
         (report, next)
+    }
+
+    /// One run's body: the view to act on, then the climb, reported as cancelled if it is cut
+    /// off.
+    async fn climb_once(
+        &self,
+        key: ObjectKey<'_>,
+        obj: Arc<K>,
+        run_id: u64,
+        started: Instant,
+    ) -> (Option<RunReport>, NextRun) {
+        let (obj, view) = match self.fresh_view(key, obj).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return (None, NextRun::OnChange),
+            Err(skip) => return skip,
+        };
+        let mut cut = CutOff {
+            runner: self,
+            key,
+            run_id,
+            obj: obj.clone(),
+            started,
+            rec: RunRecorder::new(self.config.rule_policy, self.steps),
+            armed: true,
+        };
+        let ran = self.run_fresh(key, run_id, obj, view, &mut cut.rec).await;
+        cut.armed = false;
+        ran
     }
 
     /// Refuses to act on a view older than our own last write (read-your-own-writes): first waits
