@@ -9,9 +9,9 @@
 //! the recording, and compares the two runs step by step:
 //!
 //! ```text
-//! replay of Foo default/web: run 4, recorded at 2025-01-01T10:00:00Z (generation 1, resourceVersion 12)
+//! replay of Foo default/r: run 3, recorded at 2026-12-07T12:17:15.948Z (generation 1, resourceVersion 15)
 //!   ensure_config   unchanged
-//!   ensure_secret   modifies: created Secret web-token
+//!   ensure_secret   modifies: created Secret r-token
 //!                     POST /api/v1/namespaces/default/secrets?fieldManager=foo-operator: the same write
 //!   ensure_service  not reached
 //! the current code makes the same write: ensure_secret POST /api/v1/namespaces/default/secrets?fieldManager=foo-operator
