@@ -609,3 +609,59 @@ async fn a_replayed_external_call_is_named_not_made() {
     assert_eq!(replay::recordings(&dir.0).unwrap().len(), 2);
     assert_eq!(recorder.written(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_of_a_children_step_replays_the_same() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
+
+    let env = Env::start().await;
+    env.install::<EchoServer>().await;
+    let simulator = tokio::spawn(echo::simulate_deployments(env.client.clone(), "default"));
+    let dir = Scratch::new("record-echo");
+    let op = Operator::new(env.client.clone(), echo::stairs())
+        .with_config(OperatorConfig::default().with_namespace("default"))
+        .with_status()
+        .owns::<Deployment>()
+        .owns::<Service>()
+        .record(Recorder::new(&dir.0).keep(100));
+    let running = Running::operator(op);
+    let echoes: Api<EchoServer> = Api::namespaced(env.client.clone(), "default");
+    let spec = EchoServerSpec {
+        replicas: 1,
+        port: 8080,
+    };
+    echoes
+        .create(&PostParams::default(), &EchoServer::new("e", spec))
+        .await
+        .unwrap();
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    running.stop().await;
+    simulator.abort();
+
+    let recordings = read_all(&dir.0);
+    // The children step read its children from the caches: recorded as the list it stands for.
+    let listed = recordings
+        .iter()
+        .flat_map(|r| &r.exchanges)
+        .find(|e| {
+            e.cached
+                && e.path
+                    .starts_with("/apis/apps/v1/namespaces/default/deployments?")
+        })
+        .expect("a cached list of the Deployments");
+    assert!(listed.path.contains("labelSelector="), "{listed:?}");
+    let client = env.client.clone();
+    drop(env);
+    let op = Operator::new(client, echo::stairs());
+    for rec in &recordings {
+        let r = op.replay(rec).await.unwrap();
+        assert!(r.same(), "{r}");
+    }
+    assert!(
+        recordings.iter().any(|r| r.end.end == "modified"),
+        "{recordings:#?}"
+    );
+}
