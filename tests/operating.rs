@@ -1,11 +1,13 @@
-//! Operating a running staircase: pausing an object's runs with an annotation, and explaining
-//! what the next run would do without changing anything.
+//! Operating a running staircase: pausing an object's runs with an annotation, explaining
+//! what the next run would do without changing anything, and recording runs to replay them
+//! without a cluster.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use staircase::explain::Command;
 use staircase::prelude::*;
+use staircase::replay::{self, Recorder, Recording};
 use staircase::{RunEnd, RunReport, pause, status};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_examples::order::{self, Order, OrderSpec};
@@ -301,4 +303,376 @@ async fn explain_names_an_external_call_and_does_not_make_it() {
     assert!(e.to_string().contains("would call "), "{e}");
     assert_eq!(shop.create_calls(), 0, "explain called the shop");
     assert!(shop.orders().is_empty());
+}
+
+/// A directory of its own under the system's temporary one, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("staircase-{name}-{}-{nanos}", std::process::id()));
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every recording under `dir`, read.
+fn read_all(dir: &std::path::Path) -> Vec<Recording> {
+    replay::recordings(dir)
+        .expect("the recordings directory")
+        .iter()
+        .map(|f| Recording::read(f).expect("a recording"))
+        .collect()
+}
+
+/// Variants of the Foo operator's `ensure_secret`, as a later version of the code might have it.
+mod changed {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::Resource;
+    use staircase::prelude::*;
+    use staircase_examples::foo::{App, Foo};
+
+    fn meta(obj: &Foo, labels: BTreeMap<String, String>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(format!("{}-token", obj.name_any())),
+            namespace: obj.namespace(),
+            owner_references: obj.controller_owner_ref(&()).map(|o| vec![o]),
+            labels: Some(labels),
+            ..Default::default()
+        }
+    }
+
+    fn post(app: &App) -> PostParams {
+        PostParams {
+            field_manager: Some(app.manager.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// As the Foo operator's, with one label more on the Secret.
+    pub mod labelled {
+        use super::*;
+
+        #[step]
+        pub async fn ensure_secret(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+            let name = format!("{}-token", obj.name_any());
+            if ctx.get::<Secret>(&name).await?.is_some() {
+                return Ok(Outcome::unchanged());
+            }
+            let labels = BTreeMap::from([
+                ("app.kubernetes.io/managed-by".into(), "foo-operator".into()),
+                ("tier".into(), "gold".into()),
+            ]);
+            let secret = Secret {
+                metadata: meta(obj, labels),
+                string_data: Some(BTreeMap::from([(
+                    "token".into(),
+                    format!("token-{}", obj.uid().unwrap_or_default()),
+                )])),
+                ..Default::default()
+            };
+            ctx.api::<Secret>()
+                .create(&post(ctx.state()), &secret)
+                .await?;
+            Ok(Outcome::modified(format!("created Secret {name}")))
+        }
+    }
+
+    /// Keeps the token in a ConfigMap instead.
+    pub mod in_a_config_map {
+        use super::*;
+
+        #[step]
+        pub async fn ensure_secret(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
+            let name = format!("{}-token", obj.name_any());
+            if ctx.get::<Secret>(&name).await?.is_some() {
+                return Ok(Outcome::unchanged());
+            }
+            let labels =
+                BTreeMap::from([("app.kubernetes.io/managed-by".into(), "foo-operator".into())]);
+            let cm = ConfigMap {
+                metadata: meta(obj, labels),
+                data: Some(BTreeMap::from([("token".into(), "t".into())])),
+                ..Default::default()
+            };
+            ctx.api::<ConfigMap>()
+                .create(&post(ctx.state()), &cm)
+                .await?;
+            Ok(Outcome::modified(format!("created ConfigMap {name}")))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_replays_without_a_cluster_and_a_changed_step_is_named() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let dir = Scratch::new("record");
+    let recorder = Recorder::new(&dir.0).keep(100).redact_secrets();
+    let running =
+        Running::operator(foo::operator(env.client.clone(), app()).record(recorder.clone()));
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("r"))
+        .await
+        .unwrap();
+    wait_for(&foos, "r", ready).await;
+    let uid = foos.get("r").await.unwrap().metadata.uid.unwrap();
+    let reports = running.stop().await;
+
+    // One file per run, each written before its report went out.
+    let recordings = read_all(&dir.0);
+    assert_eq!(recorder.failed(), 0);
+    assert_eq!(recordings.len(), reports.len(), "{reports:#?}");
+    assert_eq!(recorder.written(), reports.len() as u64);
+    let secret_run = recordings
+        .iter()
+        .find(|r| r.end.end == "modified" && r.end.step.as_deref() == Some("ensure_secret"))
+        .expect("the run that created the Secret was recorded");
+    assert_eq!(secret_run.object, "default/r");
+    assert_eq!(
+        secret_run.staircase,
+        ["ensure_config", "ensure_secret", "ensure_service"]
+    );
+    assert_eq!(secret_run.view["metadata"]["uid"], uid.as_str());
+    // What the step read came from the watch cache: recorded as the read it stands for.
+    let read = secret_run
+        .exchanges
+        .iter()
+        .find(|e| e.step.as_deref() == Some("ensure_secret") && e.method == "GET")
+        .expect("ensure_secret's read");
+    assert!(read.cached && read.status == 404, "{read:?}");
+    assert_eq!(read.path, "/api/v1/namespaces/default/secrets/r-token");
+    let write = secret_run
+        .exchanges
+        .iter()
+        .find(|e| e.step.as_deref() == Some("ensure_secret") && e.method == "POST")
+        .expect("ensure_secret's write");
+    assert_eq!(write.status, 201);
+    assert_eq!(
+        write.request.as_ref().unwrap()["stringData"]["token"],
+        "<redacted>"
+    );
+    // Redacted: the token is in no file.
+    for file in replay::recordings(&dir.0).unwrap() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains(&format!("token-{uid}")),
+            "{}",
+            file.display()
+        );
+    }
+
+    // No cluster from here on: the server is gone, its client can reach nothing.
+    let client = env.client.clone();
+    drop(env);
+    let replayed = foo::operator(client.clone(), app())
+        .replay(secret_run)
+        .await
+        .expect("a replay");
+    let text = replayed.to_string();
+    println!("{text}");
+    assert!(replayed.same(), "{text}");
+    assert!(replayed.unrecorded.is_empty(), "{text}");
+    for line in [
+        "replay of Foo default/r: run ",
+        "  ensure_config   unchanged\n",
+        "  ensure_secret   modifies: created Secret r-token\n",
+        "POST /api/v1/namespaces/default/secrets?fieldManager=foo-operator: the same write",
+        "  ensure_service  not reached\n",
+        "the current code makes the same write: ensure_secret POST /api/v1/namespaces/default/secrets?fieldManager=foo-operator",
+        "nothing was sent to a cluster: every answer came from the recording",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+    // Every run replays the same, the converged ones and the finalizer's included.
+    for rec in &recordings {
+        let r = foo::operator(client.clone(), app())
+            .replay(rec)
+            .await
+            .unwrap();
+        assert!(r.same(), "{r}");
+    }
+
+    // A later version whose step writes something else: the difference is named.
+    let labelled = Operator::with_state(
+        client.clone(),
+        staircase!(Foo => [foo::ensure_config, changed::labelled::ensure_secret, foo::ensure_service]),
+        app(),
+    );
+    let r = labelled.replay(secret_run).await.unwrap();
+    let text = r.to_string();
+    println!("{text}");
+    assert!(!r.same(), "{text}");
+    assert!(
+        text.contains(
+            "the current code diverges; the first divergence is at ensure_secret: POST \
+             /api/v1/namespaces/default/secrets?fieldManager=foo-operator: the body differs at \
+             .metadata.labels.tier (recorded: absent, replayed: \"gold\")"
+        ),
+        "{text}"
+    );
+
+    // One that writes elsewhere: the request the recording lacks is named.
+    let elsewhere = Operator::with_state(
+        client.clone(),
+        staircase!(Foo => [foo::ensure_config, changed::in_a_config_map::ensure_secret, foo::ensure_service]),
+        app(),
+    );
+    let r = elsewhere.replay(secret_run).await.unwrap();
+    let text = r.to_string();
+    println!("{text}");
+    assert_eq!(
+        r.unrecorded,
+        ["POST /api/v1/namespaces/default/configmaps?fieldManager=foo-operator (ensure_secret)"],
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "the first divergence is at ensure_secret: the current code made a request the \
+             recorded run did not: POST /api/v1/namespaces/default/configmaps?fieldManager=foo-operator"
+        ),
+        "{text}"
+    );
+
+    // A recording of another kind is refused.
+    let orders = Operator::with_state(
+        client,
+        order::stairs(),
+        ShopClient::new("http://127.0.0.1:1"),
+    );
+    let err = orders.replay(secret_run).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the recording is of a demo.staircase.rs/v1 Foo, this operator runs demo.staircase.rs/v1 Order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_external_call_is_named_not_made() {
+    let env = Env::start().await;
+    env.install::<Order>().await;
+    let shop = Shop::start().await.expect("shop starts");
+    let dir = Scratch::new("record-order");
+    let recorder = Recorder::new(&dir.0).keep(2);
+    let orders: Api<Order> = Api::namespaced(env.client.clone(), "default");
+    let o = Order::new(
+        "tea",
+        OrderSpec {
+            item: "leaves".into(),
+            quantity: 1,
+        },
+    );
+    orders.create(&PostParams::default(), &o).await.unwrap();
+    let op = Operator::with_state(
+        env.client.clone(),
+        order::stairs(),
+        ShopClient::new(shop.url()),
+    )
+    .record(recorder.clone());
+    // The finalizer, then the order.
+    for _ in 0..2 {
+        op.run_once(orders.get("tea").await.unwrap()).await.unwrap();
+    }
+    assert_eq!(shop.create_calls(), 1);
+    let recordings = read_all(&dir.0);
+    let placed = recordings.last().expect("recorded");
+    assert_eq!(
+        placed.end.step.as_deref(),
+        Some("place_order"),
+        "{placed:#?}"
+    );
+    let call = &placed.steps[0].writes[0];
+    assert_eq!(call.method, "EXTERNAL");
+
+    // Replayed against a shop that has no order yet (the shop is the operator's state, outside
+    // the recording): the call the step would make is the recorded one, and it is not made.
+    let fresh = Shop::start().await.expect("shop starts");
+    let replayer = Operator::with_state(
+        env.client.clone(),
+        order::stairs(),
+        ShopClient::new(fresh.url()),
+    );
+    let r = replayer.replay(placed).await.unwrap();
+    assert!(r.same(), "{r}");
+    assert!(
+        r.to_string()
+            .contains(&format!("place_order EXTERNAL {}", call.path)),
+        "{r}"
+    );
+    assert_eq!(fresh.create_calls(), 0, "the replay called the shop");
+
+    // Only the last two runs are kept.
+    for _ in 0..3 {
+        op.run_once(orders.get("tea").await.unwrap()).await.unwrap();
+    }
+    assert_eq!(replay::recordings(&dir.0).unwrap().len(), 2);
+    assert_eq!(recorder.written(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_of_a_children_step_replays_the_same() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
+
+    let env = Env::start().await;
+    env.install::<EchoServer>().await;
+    let simulator = tokio::spawn(echo::simulate_deployments(env.client.clone(), "default"));
+    let dir = Scratch::new("record-echo");
+    let op = Operator::new(env.client.clone(), echo::stairs())
+        .with_config(OperatorConfig::default().with_namespace("default"))
+        .with_status()
+        .owns::<Deployment>()
+        .owns::<Service>()
+        .record(Recorder::new(&dir.0).keep(100));
+    let running = Running::operator(op);
+    let echoes: Api<EchoServer> = Api::namespaced(env.client.clone(), "default");
+    let spec = EchoServerSpec {
+        replicas: 1,
+        port: 8080,
+    };
+    echoes
+        .create(&PostParams::default(), &EchoServer::new("e", spec))
+        .await
+        .unwrap();
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    running.stop().await;
+    simulator.abort();
+
+    let recordings = read_all(&dir.0);
+    // The children step read its children from the caches: recorded as the list it stands for.
+    let listed = recordings
+        .iter()
+        .flat_map(|r| &r.exchanges)
+        .find(|e| {
+            e.cached
+                && e.path
+                    .starts_with("/apis/apps/v1/namespaces/default/deployments?")
+        })
+        .expect("a cached list of the Deployments");
+    assert!(listed.path.contains("labelSelector="), "{listed:?}");
+    let client = env.client.clone();
+    drop(env);
+    let op = Operator::new(client, echo::stairs());
+    for rec in &recordings {
+        let r = op.replay(rec).await.unwrap();
+        assert!(r.same(), "{r}");
+    }
+    assert!(
+        recordings.iter().any(|r| r.end.end == "modified"),
+        "{recordings:#?}"
+    );
 }

@@ -143,7 +143,11 @@ async fn execute<K, S, In, St: Step<K, S, In>>(
     let started = Instant::now();
     let (result, writes) = spans::in_span(
         &span,
-        crate::writes::recorded(ctx.cache_handle(), step.run(resource, ctx, input)),
+        crate::writes::recorded(
+            ctx.cache_handle(),
+            info.name,
+            step.run(resource, ctx, input),
+        ),
     )
     .await;
     let duration = started.elapsed();

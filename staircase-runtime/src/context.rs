@@ -8,6 +8,7 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::cache::{Cache, Live, label_of};
+use crate::replay::tape;
 use crate::writes::{Write, record_current};
 
 /// Facts about the current run, for logs and decisions.
@@ -37,8 +38,8 @@ pub struct Context<S = ()> {
     namespace: Option<String>,
     run: RunInfo,
     cache: Option<Arc<Cache>>,
-    /// The run only explains: writes are dry runs, external calls are not made.
-    explaining: bool,
+    /// The run only explains or replays (`"explain"`, `"replay"`): external calls are not made.
+    dry: Option<&'static str>,
 }
 
 impl<S> Context<S> {
@@ -68,19 +69,20 @@ impl<S> Context<S> {
             namespace,
             run,
             cache,
-            explaining: false,
+            dry: None,
         }
     }
 
-    /// Marks the context of a run that only explains.
-    pub(crate) fn explaining(mut self, on: bool) -> Self {
-        self.explaining = on;
+    /// Marks the context of a run that only explains or replays (`mode` names which).
+    pub(crate) fn dry(mut self, mode: Option<&'static str>) -> Self {
+        self.dry = mode;
         self
     }
 
-    /// Whether the run only explains (see [`crate::explain`]).
-    pub(crate) fn is_explaining(&self) -> bool {
-        self.explaining
+    /// `"explain"` or `"replay"` when the run makes no call outside Kubernetes (see
+    /// [`crate::explain`], [`crate::replay`]).
+    pub(crate) fn dry_mode(&self) -> Option<&'static str> {
+        self.dry
     }
 
     /// The operator's caches, for the write log of a step (each write leaves its mark there).
@@ -151,7 +153,12 @@ impl<S> Context<S> {
     {
         if let Some(cache) = &self.cache {
             match cache.get::<T>(self.namespace.as_deref(), name).await {
-                Ok(found) => return Ok(found),
+                Ok(found) => {
+                    if tape::active() {
+                        self.tape_get(cache, name, found.as_deref());
+                    }
+                    return Ok(found);
+                }
                 Err(Live::NoStore) => {}
                 Err(why) => cache.live(&label_of(&T::plural(&()), &T::group(&())), why),
             }
@@ -181,7 +188,12 @@ impl<S> Context<S> {
     {
         if let Some(cache) = &self.cache {
             match cache.list::<T>(self.namespace.as_deref(), selector).await {
-                Ok(found) => return Ok(found),
+                Ok(found) => {
+                    if tape::active() {
+                        self.tape_list(cache, selector, &found);
+                    }
+                    return Ok(found);
+                }
                 Err(Live::NoStore) => {}
                 Err(why) => cache.live(&label_of(&T::plural(&()), &T::group(&())), why),
             }
@@ -189,6 +201,44 @@ impl<S> Context<S> {
         let params = kube::api::ListParams::default().labels_from(selector);
         let list = self.api::<T>().list(&params).await?;
         Ok(list.items.into_iter().map(Arc::new).collect())
+    }
+
+    /// Records a read the cache answered in the run's recording, as the request
+    /// [`get`](Self::get) sends without a cache.
+    fn tape_get<T>(&self, cache: &Cache, name: &str, found: Option<&T>)
+    where
+        T: Resource<DynamicType = ()> + 'static,
+        T::Scope: ApiScope,
+    {
+        let json = found.map(|o| {
+            cache
+                .json_of(o, self.namespace.as_deref(), name)
+                .unwrap_or_default()
+        });
+        let url = self.api::<T>().resource_url().to_string();
+        tape::cached_get(&url, name, &T::plural(&()), json);
+    }
+
+    /// [`tape_get`](Self::tape_get) for [`list`](Self::list).
+    fn tape_list<T>(&self, cache: &Cache, selector: &Selector, found: &[Arc<T>])
+    where
+        T: Resource<DynamicType = ()> + 'static,
+        T::Scope: ApiScope,
+    {
+        let items = found
+            .iter()
+            .map(|o| {
+                let m = o.meta();
+                let name = m.name.as_deref().unwrap_or_default();
+                cache
+                    .json_of(&**o, m.namespace.as_deref(), name)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let url = self.api::<T>().resource_url().to_string();
+        let params = kube::api::ListParams::default().labels_from(selector);
+        let (api_version, kind) = (T::api_version(&()), T::kind(&()));
+        tape::cached_list(&url, &params, (&api_version, &kind), items);
     }
 
     /// Records a modification made outside Kubernetes (a call to an external service), so the

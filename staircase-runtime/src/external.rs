@@ -156,8 +156,9 @@ pub(crate) const EXPLAIN_STOP: &str = "would call ";
 /// lands later than that is a duplicate unless the service honours the key. Use it only for
 /// the modifying call; lookups are plain reads and need no wrapper.
 ///
-/// When the run [explains](crate::explain) an object, the call is not made: the step fails
-/// with an error that names it, and the explanation reports it as the step's modification.
+/// When the run [explains](crate::explain) an object or [replays](crate::replay) a recorded
+/// run, the call is not made: the step fails with an error that names it, and the explanation
+/// (or the replay) reports it as the step's modification.
 pub async fn call<S, T, E>(
     ctx: &Context<S>,
     key: &IdempotencyKey,
@@ -167,10 +168,10 @@ pub async fn call<S, T, E>(
 where
     E: Into<Error>,
 {
-    if ctx.is_explaining() {
-        // Explaining changes nothing: the call is named, never made.
+    if let Some(mode) = ctx.dry_mode() {
+        // Explaining or replaying changes nothing: the call is named, never made.
         return Err(Error::msg(format!(
-            "{EXPLAIN_STOP}{description} [{key}]; explain makes no call outside Kubernetes, so \
+            "{EXPLAIN_STOP}{description} [{key}]; {mode} makes no call outside Kubernetes, so \
              what the later steps would do is not known"
         )));
     }

@@ -16,8 +16,9 @@
 //! - [`events`], [`metrics`], [`server`], [`logging`]: what an operator publishes;
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
 //!   (see `docs/production.md`);
-//! - [`pause`], [`explain`]: operating a running staircase: stop an object's runs before a
-//!   step; say what the next run would do, changing nothing.
+//! - [`pause`], [`explain`], [`replay`]: operating a running staircase: stop an object's runs
+//!   before a step; say what the next run would do, changing nothing; record runs and replay
+//!   one without a cluster.
 #![warn(missing_docs)]
 
 mod backoff;
@@ -47,6 +48,7 @@ pub mod pause;
 pub mod preflight;
 #[doc(hidden)]
 pub mod relist;
+pub mod replay;
 mod retry;
 mod run;
 mod runner;

@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tower::Layer;
 
 use crate::OperatorConfig;
 use crate::cache::Cache;
@@ -32,12 +33,15 @@ use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::preflight::{self, PreflightError};
 use crate::relist::reflector_in_place;
+use crate::replay::script::{Replayer, Script};
+use crate::replay::tape::Taping;
+use crate::replay::{Recorder, Recording, Replay, ReplayError};
 use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
 use crate::shutdown::Stop;
 use crate::staircase::Reconciler;
 use crate::step_status::HasStepStatus;
-use crate::writes::OperatorClient;
+use crate::writes::{CountWrites, OperatorClient, SendVia};
 
 /// Resources the operator can watch: what kube-runtime's reflectors need.
 pub trait Watchable:
@@ -340,6 +344,33 @@ where
     pub fn config(&self) -> &OperatorConfig {
         &self.runner.config
     }
+
+    /// Records every run into `recorder`'s directory: the object the run acted on, every request
+    /// its steps and the runtime made with the answers, and what the run did, one JSON file per
+    /// run, for [`replay`](Self::replay) (see [`replay`](crate::replay)). A recording that
+    /// cannot be written is logged and counted, never fails the run.
+    ///
+    /// Recordings hold the bodies of what steps read and write, Secrets included, unless
+    /// [`Recorder::redact_secrets`](crate::replay::Recorder::redact_secrets) is set.
+    pub fn record(mut self, recorder: Recorder) -> Self
+    where
+        K: Serialize,
+    {
+        let r = &mut self.runner;
+        if r.recording.is_none() {
+            // Every request of the operator passes the taping layer, which looks only at those
+            // made inside a run.
+            let ns = r.client.default_namespace().to_string();
+            let counting = kube::Client::clone(&r.counting);
+            r.client = kube::Client::new(Taping(SendVia(r.client.clone())), ns.clone());
+            r.counting = Arc::new(kube::Client::new(Taping(SendVia(counting)), ns));
+        }
+        r.recording = Some(crate::runner::RunRecording {
+            recorder,
+            view: |obj| serde_json::to_value(obj).ok(),
+        });
+        self
+    }
 }
 
 impl<K, S, M, C> Operator<K, S, M, C> {
@@ -572,10 +603,7 @@ where
     /// caches), so it can be called while the operator runs.
     pub async fn explain(&self, obj: K) -> Explanation {
         let meta = obj.meta();
-        let object = match &meta.namespace {
-            Some(ns) => format!("{} {ns}/{}", K::kind(&()), obj.name_any()),
-            None => format!("{} {}", K::kind(&()), obj.name_any()),
-        };
+        let object = object_name(&obj);
         let steps = match meta.deletion_timestamp {
             Some(_) => self.runner.staircase.cleanup_step_names(),
             None => self.runner.staircase.step_names(),
@@ -588,6 +616,52 @@ where
             paused,
             report,
         }
+    }
+
+    /// Replays a recorded run (see [`replay`](crate::replay)): runs the staircase once on the
+    /// recorded object, every request answered from the recording (nothing is sent anywhere:
+    /// this operator's client is not used), and compares the replayed run with the recorded one
+    /// step by step. The replayed run shares nothing with this operator's runs.
+    pub async fn replay(&self, recording: &Recording) -> Result<Replay, ReplayError> {
+        let (api_version, kind) = (K::api_version(&()), K::kind(&()));
+        if recording.api_version != api_version || recording.kind != kind {
+            return Err(ReplayError::Kind {
+                recorded: format!("{} {}", recording.api_version, recording.kind),
+                expected: format!("{api_version} {kind}"),
+            });
+        }
+        let obj: K =
+            serde_json::from_value(recording.view.clone()).map_err(|source| ReplayError::View {
+                kind: kind.to_string(),
+                source,
+            })?;
+        let meta = obj.meta();
+        let steps = match meta.deletion_timestamp {
+            Some(_) => self.runner.staircase.cleanup_step_names(),
+            None => self.runner.staircase.step_names(),
+        };
+        let script = Arc::new(std::sync::Mutex::new(Script::new(
+            recording.exchanges.clone(),
+        )));
+        let ns = meta.namespace.clone().unwrap_or_else(|| "default".into());
+        let answers = Replayer(script.clone());
+        let clients = OperatorClient {
+            client: kube::Client::new(answers.clone(), ns.clone()),
+            counting: kube::Client::new(CountWrites.layer(answers), ns),
+        };
+        let object = object_name(&obj);
+        let runner = self
+            .runner
+            .replayer(clients, recording.run_id, recording.retries);
+        let report = runner.run(Arc::new(obj)).await.0;
+        let script = script.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Replay::compare(
+            object,
+            recording,
+            report,
+            script.served(),
+            steps,
+        ))
     }
 
     /// Reads the object an `explain` command line names and [explains](Self::explain) it.
@@ -628,6 +702,14 @@ where
                     .unwrap_or_default()
             ))),
         }
+    }
+}
+
+/// `Kind namespace/name` (or `Kind name`).
+fn object_name<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    match &obj.meta().namespace {
+        Some(ns) => format!("{} {ns}/{}", K::kind(&()), obj.name_any()),
+        None => format!("{} {}", K::kind(&()), obj.name_any()),
     }
 }
 

@@ -17,6 +17,8 @@ use crate::context::ApiScope;
 use crate::memory::{self, Memory, ObjectKey, StatusWrite, View, rv_number};
 use crate::own_path::OwnPath;
 use crate::pause::Pause;
+use crate::replay::Recorder;
+use crate::replay::tape::{self, taped};
 use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::spans;
 use crate::staircase::Staircase;
@@ -40,6 +42,36 @@ pub enum NextRun {
     OnChange,
 }
 
+/// What a runner's runs are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The operator's own runs.
+    Live,
+    /// Explaining: every write a dry run (see [`crate::explain`]).
+    Explain,
+    /// Replaying a recorded run: every request answered from the recording (see
+    /// [`crate::replay`]).
+    Replay,
+}
+
+impl Mode {
+    /// The name a run that only looks goes by (`None` for a live run).
+    fn dry(self) -> Option<&'static str> {
+        match self {
+            Mode::Live => None,
+            Mode::Explain => Some("explain"),
+            Mode::Replay => Some("replay"),
+        }
+    }
+}
+
+/// Records a live operator's runs (see [`crate::replay`]).
+pub(crate) struct RunRecording<K> {
+    pub(crate) recorder: Recorder,
+    /// The object view as JSON (the resource is `Serialize` where recording is turned on).
+    pub(crate) view: fn(&K) -> Option<serde_json::Value>,
+}
+
 /// Everything runs share.
 pub(crate) struct Runner<K, S, M, C> {
     pub(crate) staircase: Arc<Staircase<K, S, M, C>>,
@@ -60,8 +92,12 @@ pub(crate) struct Runner<K, S, M, C> {
     /// How a write's path is recognised as the object's own (read-your-own-writes); found by
     /// the first run, where `K` is known to be a `Resource`.
     own_path: OnceLock<OwnPath>,
-    /// Runs only to explain (every write a dry run): nothing is logged as done or reported.
-    explaining: bool,
+    /// Live, or only explaining or replaying: then nothing is logged as done or reported.
+    mode: Mode,
+    /// Records every run, when set (live runs only).
+    pub(crate) recording: Option<RunRecording<K>>,
+    /// A replayed run's `ctx.run().retries`: the recorded run's.
+    retries: Option<u32>,
 }
 
 impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
@@ -93,7 +129,9 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
             cache: Arc::default(),
             run_ids: AtomicU64::new(1),
             own_path: OnceLock::new(),
-            explaining: false,
+            mode: Mode::Live,
+            recording: None,
+            retries: None,
         }
     }
 
@@ -101,11 +139,25 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
     /// as a dry run, nothing remembered from this runner's runs, no status, no observers, and
     /// no pause (the explanation reports it).
     pub(crate) fn explainer(&self) -> Self {
-        let dry = OperatorClient::dry_run(&self.client);
+        self.detached(OperatorClient::dry_run(&self.client), Mode::Explain)
+    }
+
+    /// A runner that replays a recorded run through `clients` (which answer from the
+    /// recording): as [`explainer`](Self::explainer), its run numbered `run_id` and its context
+    /// saying `retries`, as the recorded run's did.
+    pub(crate) fn replayer(&self, clients: OperatorClient, run_id: u64, retries: u32) -> Self {
+        let mut r = self.detached(clients, Mode::Replay);
+        r.run_ids = AtomicU64::new(run_id);
+        r.retries = Some(retries);
+        r
+    }
+
+    /// This runner's staircase, state and configuration over `clients`, sharing nothing else.
+    fn detached(&self, clients: OperatorClient, mode: Mode) -> Self {
         Runner {
             staircase: self.staircase.clone(),
-            client: dry.client,
-            counting: Arc::new(dry.counting),
+            client: clients.client,
+            counting: Arc::new(clients.counting),
             state: self.state.clone(),
             config: self.config.clone(),
             status: None,
@@ -116,7 +168,9 @@ impl<K, S, M: Stairs<K, S>, C: Stairs<K, S>> Runner<K, S, M, C> {
             steps: self.steps,
             step_names: self.step_names.clone(),
             own_path: OnceLock::new(),
-            explaining: true,
+            mode,
+            recording: None,
+            retries: None,
         }
     }
 
@@ -162,26 +216,20 @@ where
         );
         let started = Instant::now();
         // Built in place: a named local would be kept beside the future it is moved into.
-        let (report, next) = spans::in_span(&span, async {
-            let (obj, view) = match self.fresh_view(key, obj).await {
-                Ok(Some(fresh)) => fresh,
-                Ok(None) => return (None, NextRun::OnChange),
-                Err(skip) => return skip,
-            };
-            let mut cut = CutOff {
-                runner: self,
-                key,
-                run_id,
-                obj: obj.clone(),
-                started,
-                rec: RunRecorder::new(self.config.rule_policy, self.steps),
-                armed: true,
-            };
-            let ran = self.run_fresh(key, run_id, obj, view, &mut cut.rec).await;
-            cut.armed = false;
-            ran
-        })
-        .await;
+        let ((report, next), tape) = match &self.recording {
+            Some(_) if self.mode == Mode::Live => {
+                let (ran, tape) = rare(taped(spans::in_span(
+                    &span,
+                    self.climb_once(key, obj, run_id, started),
+                )))
+                .await;
+                (ran, Some(tape))
+            }
+            _ => (
+                spans::in_span(&span, self.climb_once(key, obj, run_id, started)).await,
+                None,
+            ),
+        };
         let ready = report.as_ref().and_then(|r| match r.end {
             RunEnd::Converged | RunEnd::Done { .. } => Some(true),
             RunEnd::SkippedStale => None,
@@ -192,7 +240,18 @@ where
             r.duration = started.elapsed();
             r
         });
-        if let Some(r) = report.as_ref().filter(|_| !self.explaining) {
+        if let (Some(r), Some(tape), Some(rec)) = (&report, tape, &self.recording) {
+            // Written before the observers hear of the run; a failure is the recorder's to
+            // report, never the run's.
+            let steps = if r.deleting {
+                self.staircase.cleanup_step_names()
+            } else {
+                self.staircase.step_names()
+            };
+            let recording = crate::replay::Recording::of(&self.config.name, r, steps, tape);
+            rare(rec.recorder.write(recording)).await;
+        }
+        if let Some(r) = report.as_ref().filter(|_| self.mode == Mode::Live) {
             // A change to the world is news for whoever reads the logs; a run that found
             // nothing to do is not.
             let _in_run = (!span.is_disabled()).then(|| span.enter());
@@ -207,6 +266,34 @@ where
             }
         }
         (report, next)
+    }
+
+    /// One run's body: the view to act on, then the climb, reported as cancelled if it is cut
+    /// off.
+    async fn climb_once(
+        &self,
+        key: ObjectKey<'_>,
+        obj: Arc<K>,
+        run_id: u64,
+        started: Instant,
+    ) -> (Option<RunReport>, NextRun) {
+        let (obj, view) = match self.fresh_view(key, obj).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => return (None, NextRun::OnChange),
+            Err(skip) => return skip,
+        };
+        let mut cut = CutOff {
+            runner: self,
+            key,
+            run_id,
+            obj: obj.clone(),
+            started,
+            rec: RunRecorder::new(self.config.rule_policy, self.steps),
+            armed: true,
+        };
+        let ran = self.run_fresh(key, run_id, obj, view, &mut cut.rec).await;
+        cut.armed = false;
+        ran
     }
 
     /// Refuses to act on a view older than our own last write (read-your-own-writes): first waits
@@ -264,7 +351,12 @@ where
         view: View,
         rec: &mut RunRecorder,
     ) -> (Option<RunReport>, NextRun) {
-        let failures = view.failures;
+        let failures = self.retries.unwrap_or(view.failures);
+        if let Some(rec) = &self.recording
+            && tape::active()
+        {
+            tape::note_view((rec.view)(&obj), failures);
+        }
         let meta = obj.meta();
         let deleting = meta.deletion_timestamp.is_some();
         let generation = meta.generation;
@@ -280,7 +372,7 @@ where
             },
             Some(self.cache.clone()),
         )
-        .explaining(self.explaining);
+        .dry(self.mode.dry());
         let finalizer = self.staircase.finalizer_name();
         // An explanation says what the run would do once resumed; it reports the pause itself.
         let pause = Pause::of(meta, &self.step_names).filter(|_| !self.explaining);

@@ -25,8 +25,9 @@ tokio::task_local! {
 }
 
 /// A step's writes, and the cache its writes leave their marks in.
-#[derive(Default)]
 struct Log {
+    /// The step's name (a recorded run's requests are filed under it).
+    step: &'static str,
     writes: Vec<Write>,
     cache: Option<Arc<Cache>>,
 }
@@ -81,9 +82,11 @@ impl fmt::Display for Write {
 /// the task-local itself, so a step that writes nothing allocates nothing for it.
 pub(crate) async fn recorded<F: Future>(
     cache: Option<Arc<Cache>>,
+    step: &'static str,
     fut: F,
 ) -> (F::Output, Vec<Write>) {
     let log = Log {
+        step,
         writes: Vec::new(),
         cache,
     };
@@ -95,6 +98,11 @@ pub(crate) async fn recorded<F: Future>(
         .map(|log| log.into_inner().writes)
         .unwrap_or_default();
     (out, writes)
+}
+
+/// The name of the step being run, when the caller is inside one.
+pub(crate) fn current_step() -> Option<&'static str> {
+    CURRENT.try_with(|log| log.borrow().step).ok()
 }
 
 /// Records `w` into the log of the step being run; `false` when the caller is not inside one.
@@ -249,7 +257,7 @@ pub struct Counting<S> {
 
 /// A `kube::Client` as a tower service, so that [`Counting`] can wrap a client it is given.
 #[derive(Clone)]
-struct SendVia(kube::Client);
+pub(crate) struct SendVia(pub(crate) kube::Client);
 
 impl tower::Service<Request<Body>> for SendVia {
     type Response = Response<Body>;
@@ -267,7 +275,7 @@ impl tower::Service<Request<Body>> for SendVia {
 }
 
 /// The method's name when it writes (a `&'static str`: nothing to allocate per write).
-fn write_method(method: &Method) -> Option<&'static str> {
+pub(crate) fn write_method(method: &Method) -> Option<&'static str> {
     Some(match *method {
         Method::POST => "POST",
         Method::PUT => "PUT",

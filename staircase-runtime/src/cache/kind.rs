@@ -22,6 +22,8 @@ pub(crate) trait KindStore: Send + Sync {
     fn get_dynamic(&self, namespace: Option<&str>, name: &str) -> Option<DynamicObject>;
     /// Every object in `namespace` (everywhere for `None`) whose labels match `selector`.
     fn list_dynamic(&self, namespace: Option<&str>, selector: &Selector) -> Vec<DynamicObject>;
+    /// `obj` as JSON, when it is an object of the store's Rust type (for a recorded run).
+    fn json(&self, obj: &dyn Any) -> Option<serde_json::Value>;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -122,6 +124,10 @@ where
     fn list_dynamic(&self, namespace: Option<&str>, selector: &Selector) -> Vec<DynamicObject> {
         let objects = self.list(namespace, selector);
         objects.iter().filter_map(|o| to_dynamic(&**o)).collect()
+    }
+
+    fn json(&self, obj: &dyn Any) -> Option<serde_json::Value> {
+        serde_json::to_value(obj.downcast_ref::<T>()?).ok()
     }
 
     fn as_any(&self) -> &dyn Any {

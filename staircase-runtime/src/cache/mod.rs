@@ -276,6 +276,21 @@ impl Cache {
         })
     }
 
+    /// A cached `obj` (`name` in `namespace`) as JSON, for a recorded run: serialized as the
+    /// store's Rust type, or taken from the store when `T` is another type of the kind.
+    pub(crate) fn json_of<T: Resource<DynamicType = ()> + 'static>(
+        &self,
+        obj: &T,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        let store = self.kind(&key_of::<T>())?;
+        store.json(obj as &dyn std::any::Any).or_else(|| {
+            let o = store.get_dynamic(namespace, name)?;
+            serde_json::to_value(o).ok()
+        })
+    }
+
     /// [`get`](Self::get) for a kind known at run time.
     pub(crate) async fn get_dynamic(
         &self,

@@ -16,6 +16,7 @@ use super::desired::{APPLIED_HASH_ANNOTATION, ChildKind, DesiredChild, OWNER_LAB
 use super::diff::first_difference;
 use super::strategy::{Readiness, Strategy};
 use crate::cache::{Live, label_of};
+use crate::replay::tape;
 use crate::{Context, Error, Outcome, Result};
 use kube::core::Selector;
 
@@ -329,17 +330,22 @@ async fn list_owned<S>(
             }
             None => None,
         };
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(ctx.client().clone(), ns, &kind.resource),
+            None => Api::all_with(ctx.client().clone(), &kind.resource),
+        };
+        let params = ListParams::default().labels(&selector);
         let objects = match cached {
-            Some(objects) => objects,
-            None => {
-                let api: Api<DynamicObject> = match namespace {
-                    Some(ns) => Api::namespaced_with(ctx.client().clone(), ns, &kind.resource),
-                    None => Api::all_with(ctx.client().clone(), &kind.resource),
-                };
-                api.list(&ListParams::default().labels(&selector))
-                    .await?
-                    .items
+            Some(objects) => {
+                if tape::active() {
+                    let items = objects.iter().filter_map(|o| serde_json::to_value(o).ok());
+                    let r = &kind.resource;
+                    let list_of = (r.api_version.as_str(), r.kind.as_str());
+                    tape::cached_list(api.resource_url(), &params, list_of, items.collect());
+                }
+                objects
             }
+            None => api.list(&params).await?.items,
         };
         for obj in objects {
             if obj
@@ -364,7 +370,16 @@ async fn get_child<S>(
 ) -> Result<Option<DynamicObject>> {
     if let Some(cache) = ctx.cache() {
         match cache.get_dynamic(&kind.resource, namespace, name).await {
-            Ok(found) => return Ok(found),
+            Ok(found) => {
+                if tape::active() {
+                    let url = api_for(ctx.client(), kind, namespace)
+                        .resource_url()
+                        .to_string();
+                    let json = found.as_ref().and_then(|o| serde_json::to_value(o).ok());
+                    tape::cached_get(&url, name, &kind.resource.plural, json);
+                }
+                return Ok(found);
+            }
             Err(Live::NoStore) => {}
             Err(why) => cache.live(&label_of(&kind.resource.plural, &kind.resource.group), why),
         }
