@@ -1026,3 +1026,95 @@ async fn the_operator_client_never_resends_a_write_the_server_may_have_applied()
     cms.get(&name).await.expect("a read answered 504 is resent");
     assert_eq!(env.server.faults().fired(id), 1);
 }
+
+/// A cluster-scoped parent: a team gets a Namespace and a ConfigMap inside it.
+#[derive(
+    kube::CustomResource, serde::Deserialize, serde::Serialize, Clone, Debug, schemars::JsonSchema,
+)]
+#[kube(group = "test.staircase.rs", version = "v1", kind = "Team")]
+pub struct TeamSpec {
+    /// Written into the ConfigMap.
+    pub motto: String,
+}
+
+#[step]
+async fn team_space(team: &Team, ctx: &Context) -> Result<Outcome> {
+    let ns = format!("team-{}", team.name_any());
+    let namespace = k8s_openapi::api::core::v1::Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let settings = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("settings".into()),
+            namespace: Some(ns),
+            ..Default::default()
+        },
+        data: Some([("motto".to_string(), team.spec.motto.clone())].into()),
+        ..Default::default()
+    };
+    // The ConfigMap sorts before the Namespace by kind: the Namespace must still come first.
+    Children::new(team)
+        .apply(settings)
+        .apply(namespace)
+        .sync(ctx)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_scoped_parent_gets_its_namespace_first_and_runs_when_a_child_in_it_drifts() {
+    let env = Env::start().await;
+    env.install::<Team>().await;
+    let client = env.client.clone();
+    let running = Running::spawn(move |reports, stop| {
+        Operator::new(client, staircase!(Team => [team_space]))
+            .owns::<k8s_openapi::api::core::v1::Namespace>()
+            .owns::<ConfigMap>()
+            .on_run(recorder(reports))
+            .run_until(async {
+                stop.await.ok();
+            })
+    });
+    let teams: Api<Team> = Api::all(env.client.clone());
+    let team = Team::new(
+        "blue",
+        TeamSpec {
+            motto: "ship it".into(),
+        },
+    );
+    teams.create(&PostParams::default(), &team).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "team-blue");
+    let motto = |want: &'static str| {
+        move |cm: Option<&ConfigMap>| {
+            cm.and_then(|c| c.data.as_ref())
+                .and_then(|d| d.get("motto"))
+                .map(String::as_str)
+                == Some(want)
+        }
+    };
+    wait_for(&cms, "settings", motto("ship it")).await;
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    until("the operator's watches are open", async || {
+        env.server.open_watches() >= 3
+    })
+    .await;
+
+    // Drift in the child inside the team's Namespace: only a run of the (cluster-scoped) team,
+    // found through the owner reference, repairs it; resync is minutes away.
+    let drift = serde_json::json!({ "data": { "motto": "tampered" } });
+    cms.patch("settings", &PatchParams::default(), &Patch::Merge(&drift))
+        .await
+        .unwrap();
+    wait_for(&cms, "settings", motto("ship it")).await;
+    let reports = running.stop().await;
+    assert!(
+        reports.iter().all(|r| r.object == "blue"),
+        "every run is of the team itself, keyed without a namespace: {:#?}",
+        reports.iter().map(|r| r.to_string()).collect::<Vec<_>>()
+    );
+}

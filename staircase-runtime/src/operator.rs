@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
@@ -146,10 +147,13 @@ where
         // After the reflector: the store holds what each event says when its marks are checked.
         let events = events.inspect(move |ev| kind.observe(ev));
         let (owns, mappers) = (self.owns, self.mappers.clone());
+        // An owner reference names no namespace: a namespaced owner is in its child's, a
+        // cluster-scoped one in none (keyed with the child's, it would run as a second object).
+        let owner_namespaced = TypeId::of::<K::Scope>() == TypeId::of::<NamespaceResourceScope>();
         c.watches_stream(events.touched_objects(), move |o: Other| {
             let mut refs: Vec<ObjectRef<K>> = Vec::new();
             if owns {
-                let ns = o.meta().namespace.as_deref();
+                let ns = o.meta().namespace.as_deref().filter(|_| owner_namespaced);
                 refs.extend(
                     o.owner_references()
                         .iter()

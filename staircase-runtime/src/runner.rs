@@ -375,7 +375,7 @@ where
         .dry(self.mode.dry());
         let finalizer = self.staircase.finalizer_name();
         // An explanation says what the run would do once resumed; it reports the pause itself.
-        let pause = Pause::of(meta, &self.step_names).filter(|_| !self.explaining);
+        let pause = Pause::of(meta, &self.step_names).filter(|_| self.mode != Mode::Explain);
         let pause_all = matches!(pause, Some(Pause::All { .. }));
         if let Some(p) = pause {
             let reason = p.reason(&self.step_names);

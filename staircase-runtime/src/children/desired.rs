@@ -67,11 +67,17 @@ impl ChildKind {
         }
     }
 
-    /// The key changes are ordered by, and strategies are looked up with: kind first, so the
-    /// order reads "all ConfigMaps, then all Deployments, …", then the group to separate
+    /// The key changes are ordered by: Namespaces and CustomResourceDefinitions first (what
+    /// other children live in, or are instances of, must exist before them), then by kind, so
+    /// the order reads "all ConfigMaps, then all Deployments, …", then the group to separate
     /// same-named kinds of different APIs.
-    pub(crate) fn sort_key(&self) -> (&str, &str) {
-        (&self.resource.kind, &self.resource.group)
+    pub(crate) fn sort_key(&self) -> (bool, &str, &str) {
+        let (kind, group) = (self.resource.kind.as_str(), self.resource.group.as_str());
+        let container = matches!(
+            (kind, group),
+            ("Namespace", "") | ("CustomResourceDefinition", "apiextensions.k8s.io")
+        );
+        (!container, kind, group)
     }
 
     /// `Kind.group` (or `Kind` for the core group), for messages.

@@ -8,7 +8,9 @@
 //! 2. bring a drifted child back (per-kind [`Strategy`]: in place, recreate, or never),
 //! 3. delete (prune) a child this parent owns that is no longer wanted.
 //!
-//! Changes are made in a fixed order, by kind then name, so runs are reproducible. When nothing
+//! Changes are made in a fixed order, so runs are reproducible: Namespaces and
+//! CustomResourceDefinitions first (the children that live in them, or are instances of them,
+//! can only be made after them), then by kind, then by name. When nothing
 //! needs changing the step checks readiness (see [`Children::ready_when`]) and reports
 //! [`Outcome::wait`](crate::Outcome::wait) until every checked child is ready.
 //!
