@@ -199,6 +199,7 @@ impl<S> Context<S> {
             path: description.into(),
             status: 200,
             resource_version: None,
+            field_manager: None,
         });
     }
 
@@ -212,6 +213,7 @@ impl<S> Context<S> {
             path: description,
             status: 0,
             resource_version: None,
+            field_manager: None,
         });
     }
 }

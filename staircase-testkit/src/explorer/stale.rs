@@ -151,6 +151,7 @@ mod tests {
             path: path.into(),
             status: 200,
             resource_version: None,
+            field_manager: None,
         }
     }
 
