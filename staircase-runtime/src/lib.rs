@@ -17,7 +17,8 @@
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
 //!   (see `docs/production.md`);
 //! - [`pause`], [`explain`]: operating a running staircase: stop an object's runs before a
-//!   step; say what the next run would do, changing nothing.
+//!   step; say what the next run would do, changing nothing;
+//! - [`fight`]: another actor that keeps undoing a step's modification, found and reported.
 #![warn(missing_docs)]
 
 mod backoff;
@@ -32,6 +33,7 @@ mod error;
 pub mod events;
 pub mod explain;
 pub mod external;
+pub mod fight;
 mod finalizer;
 mod health;
 mod leader;

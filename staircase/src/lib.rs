@@ -86,7 +86,9 @@ pub use staircase_runtime::{
     RunInfo, RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord, StepStatus, Then,
     Watchable, Write,
 };
-pub use staircase_runtime::{children, crds, events, explain, external, pause, preflight, status};
+pub use staircase_runtime::{
+    children, crds, events, explain, external, fight, pause, preflight, status,
+};
 
 /// Builds a [`Staircase`] from `#[step]` functions, in the order they run.
 ///

@@ -140,6 +140,7 @@ mod tests {
             status_written: false,
             status_error: None,
             status_failures: 0,
+            fight: None,
             next: staircase_runtime::NextRun::OnChange,
             duration: Default::default(),
         }
