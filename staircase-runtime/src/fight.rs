@@ -23,17 +23,20 @@
 //! - The object then does not run again for the operator's
 //!   [`backoff`](crate::OperatorConfig::backoff) delay, whatever wakes it (the other actor's next
 //!   change included), where a modification would otherwise run it again at once; the delay
-//!   grows with each further round of the fight, up to the backoff's cap.
+//!   grows with each further round of the fight, up to the backoff's cap. A change of the
+//!   object's spec (a new generation) or its deletion runs it at once.
 //! - With [`with_status`](crate::Operator::with_status) the status carries a
 //!   [`FIGHTING`](crate::status::FIGHTING) condition (`True`, reason = the step, message = the
-//!   object and the other field managers) from that run until a run finds the object settled
-//!   (converged, done or waiting) or its generation changes.
+//!   object and the other field managers) from that run until a later run settles (converged,
+//!   done, waiting or paused) or makes a modification that is no round of the fight (one at a new
+//!   generation, say). A failed run leaves it as it is.
 //! - With Events on, each such run leaves a `Warning` Event with reason `Fighting` whose note is
 //!   the same on every round, so repeats aggregate into one Event; with metrics,
 //!   `staircase_fights_total{step}` counts the rounds.
 //! - Reading `managedFields` costs one GET of the written object, made only at the start of a
 //!   run of an object whose step has already written that object `fight_after - 1` times in a
-//!   row: objects whose modifications stick never pay it.
+//!   row: with the default of 3, a step that writes another object once per generation never
+//!   pays it.
 //! - A fight is not a runaway: its runs are never failed by
 //!   [`runaway_after`](crate::OperatorConfig::runaway_after). A step that keeps modifying with no
 //!   other field manager involved still is one.
@@ -192,6 +195,8 @@ struct Track {
     last: Instant,
     /// The fight the latest write was a round of, until a run settles.
     fight: Option<Fight>,
+    /// Runs at `generation` wait until then (a fight's backoff).
+    until: Option<Instant>,
 }
 
 /// Every object's row. Holds only objects whose step wrote an existing object in the last
@@ -288,6 +293,7 @@ impl Tracks {
                     runs: 1,
                     last: now,
                     fight: None,
+                    until: None,
                 };
                 match map.get_mut(&key) {
                     Some(t)
@@ -335,6 +341,25 @@ impl Tracks {
             Some(t) => std::mem::replace(&mut t.fight, fight).is_some(),
             None => false,
         }
+    }
+
+    /// Holds runs of `key` at the generation of its row back until `until`.
+    pub(crate) fn hold(&self, key: ObjectKey, until: Instant) {
+        if let Some(t) = self.lock().get_mut(&key) {
+            t.until = Some(until);
+        }
+    }
+
+    /// How long a run of `key` at `generation` is still held back by a fight's backoff (`None`:
+    /// it may run; at another generation it always may).
+    pub(crate) fn held(&self, key: ObjectKey, generation: Option<i64>) -> Option<Duration> {
+        if !self.any() {
+            return None;
+        }
+        let map = self.lock();
+        let t = map.get(&key).filter(|t| t.generation == generation)?;
+        let left = t.until?.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 
     /// The fight `key` is in, if a run reported one and none settled since.
@@ -499,6 +524,12 @@ mod tests {
         t.record(key("o"), Some(2), Seen::Settled, w);
         assert_eq!(t.current(key("o")), None);
         assert_eq!(t.record(key("o"), Some(2), wrote("/b"), w), 2, "row kept");
+        // A fight's backoff holds runs at its generation only.
+        t.hold(key("o"), Instant::now() + w);
+        assert!(t.held(key("o"), Some(2)).is_some());
+        assert_eq!(t.held(key("o"), Some(3)), None, "a new spec runs at once");
+        t.hold(key("o"), Instant::now());
+        assert_eq!(t.held(key("o"), Some(2)), None, "over");
         // Settled at another generation: forgotten.
         t.record(key("o"), Some(3), Seen::Settled, w);
         assert!(t.lock().is_empty() && !t.any());

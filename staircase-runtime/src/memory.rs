@@ -308,9 +308,10 @@ pub(crate) struct Memory {
     /// for no lookup here.
     streaks: Mutex<HashMap<Key, Streak>>,
     /// Objects held back until a failed external call can no longer land (see
-    /// `external::call`), or while a fight backs off (see `fight`). Usually empty.
+    /// `external::call`). Usually empty.
     holds: Mutex<HashMap<Key, Instant>>,
-    /// Objects whose step wrote the same object in recent runs, for fight detection.
+    /// Objects whose step wrote the same object in recent runs, for fight detection, and the
+    /// fights' backoff.
     pub(crate) fights: crate::fight::Tracks,
     epoch: Instant,
 }

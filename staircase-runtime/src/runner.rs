@@ -219,6 +219,13 @@ where
             // An external call of an earlier run may still land: a lookup now could miss it.
             return Err((None, NextRun::After(left)));
         }
+        let meta = obj.meta();
+        if meta.deletion_timestamp.is_none()
+            && let Some(left) = self.memory.fights.held(key, meta.generation)
+        {
+            // A fight backs off; a new spec (or a deletion) runs at once.
+            return Err((None, NextRun::After(left)));
+        }
         if view.reread {
             return match self.read_object(&obj).await {
                 Ok(fresh) => Ok(fresh.map(|o| (Arc::new(o), view))),
@@ -334,7 +341,7 @@ where
         let fight_delay = fight.as_ref().map(|f| {
             let round = f.rounds.saturating_sub(self.config.fight_after) + 1;
             let delay = self.config.backoff.delay(round, false);
-            self.memory.hold(key, Instant::now() + delay);
+            self.memory.fights.hold(key, Instant::now() + delay);
             delay
         });
         let unknown_external = rec

@@ -28,7 +28,7 @@ pub const FAILED: &str = "Failed";
 pub const PAUSED: &str = "Paused";
 /// Condition type: a step [fights](crate::fight) another field manager over an object (reason =
 /// the step, message = the object and the other managers). Present only from a run that found
-/// the fight until a run finds the object settled.
+/// the fight until a later run settles or makes a modification that is no round of it.
 pub const FIGHTING: &str = "Fighting";
 
 const OURS: [&str; 6] = [READY, PROGRESSING, WAITING, FAILED, PAUSED, FIGHTING];
