@@ -1,14 +1,20 @@
 //! Operating a running staircase: pausing an object's runs with an annotation, explaining
-//! what the next run would do without changing anything, and recording runs to replay them
-//! without a cluster.
+//! what the next run would do without changing anything, fights with another actor, and
+//! recording runs to replay them without a cluster.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use staircase::explain::Command;
 use staircase::prelude::*;
 use staircase::replay::{self, Recorder, Recording};
-use staircase::{RunEnd, RunReport, pause, status};
+use staircase::{Backoff, NextRun, RunEnd, RunReport, pause, status};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_examples::order::{self, Order, OrderSpec};
 use staircase_examples::shop::{Shop, ShopClient};
@@ -675,4 +681,261 @@ async fn every_run_of_a_children_step_replays_the_same() {
         recordings.iter().any(|r| r.end.end == "modified"),
         "{recordings:#?}"
     );
+}
+
+fn fighting_condition(f: Option<&Foo>) -> Option<Condition> {
+    f?.status
+        .as_ref()?
+        .steps
+        .condition(status::FIGHTING)
+        .cloned()
+}
+
+/// What the intruder writes into the message of the ConfigMap it fights over.
+const INTRUDER_SAYS: &str = "the intruder's message";
+
+/// Another actor, with a client and a field manager of its own: whenever the ConfigMap `name`
+/// does not carry its message, it writes it back. Runs until aborted.
+async fn intrude(client: kube::Client, name: &'static str) {
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let pp = PatchParams {
+        field_manager: Some("intruder".into()),
+        ..Default::default()
+    };
+    let patch = serde_json::json!({ "data": { "message": INTRUDER_SAYS } });
+    let only = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut changes = watcher(cms.clone(), only).applied_objects().boxed();
+    while let Some(change) = changes.next().await {
+        let Ok(cm) = change else { continue };
+        let says = cm.data.as_ref().and_then(|d| d.get("message"));
+        if says.map(String::as_str) != Some(INTRUDER_SAYS) {
+            cms.patch(name, &pp, &Patch::Merge(&patch))
+                .await
+                .expect("the intruder writes");
+        }
+    }
+}
+
+/// Writes the server saw to the ConfigMap `name` under the field manager `manager` (its create,
+/// to the collection's path, is not one of them).
+fn writes_by(env: &Env, name: &str, manager: &str) -> usize {
+    env.server
+        .stats()
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.resource.as_deref() == Some("configmaps")
+                && r.name.as_deref() == Some(name)
+                && r.field_manager.as_deref() == Some(manager)
+                && r.verb.is_some_and(|v| v.is_write())
+                && r.status < 400
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fight_over_a_child_is_reported_and_backs_off() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+        permanent: Duration::from_secs(60),
+    };
+    // The Foo operator owns its ConfigMaps: a change to one runs its Foo at once.
+    let op = foo::operator(env.client.clone(), app()).with_config(
+        OperatorConfig::default()
+            .with_namespace("default")
+            .with_backoff(backoff),
+    );
+    let after = op.config().fight_after;
+    assert_eq!(after, 3, "the default");
+    let metrics = op.metrics();
+    // When each round of a fight ended, as the operator reported it.
+    let rounds: Arc<Mutex<Vec<(Instant, u32)>>> = Arc::default();
+    let seen = rounds.clone();
+    let op = op.on_run(move |r| {
+        if let Some(f) = &r.fight {
+            seen.lock().unwrap().push((Instant::now(), f.rounds));
+        }
+    });
+    let running = Running::operator(op);
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    let configs: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    for name in ["f", "calm"] {
+        foos.create(&PostParams::default(), &new_foo(name))
+            .await
+            .unwrap();
+        wait_for(&foos, name, |f: Option<&Foo>| ready(f)).await;
+    }
+
+    // A normal object: its spec changes three times, and someone else changes its ConfigMap
+    // once. Each is put right with one write; none of that is a fight.
+    for n in 1..=3 {
+        let spec = serde_json::json!({ "spec": { "message": format!("calm {n}") } });
+        foos.patch("calm", &PatchParams::default(), &Patch::Merge(&spec))
+            .await
+            .unwrap();
+        wait_for(&foos, "calm", |f: Option<&Foo>| ready(f)).await;
+    }
+    let drift = PatchParams {
+        field_manager: Some("drifter".into()),
+        ..Default::default()
+    };
+    let patch = serde_json::json!({ "data": { "message": "drifted" } });
+    configs
+        .patch("calm-config", &drift, &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for(&configs, "calm-config", |cm: Option<&ConfigMap>| {
+        cm.and_then(|c| c.data.as_ref()?.get("message").cloned()) == Some("calm 3".into())
+    })
+    .await;
+    assert_eq!(
+        writes_by(&env, "calm-config", "foo-operator"),
+        4,
+        "one write per spec change and one for the drift"
+    );
+
+    // The fight: each time the operator puts f's message back, the intruder changes it again.
+    let intruder = tokio::spawn(intrude(env.client.clone(), "f-config"));
+    let fight_with_intruder = |r: &RunReport| {
+        r.fight
+            .as_ref()
+            .is_some_and(|f| f.managers == ["intruder"] && f.step == "ensure_config")
+    };
+    running.wait_report(fight_with_intruder).await;
+    let first = running
+        .reports()
+        .into_iter()
+        .find(|r| fight_with_intruder(r))
+        .unwrap();
+    let fight = first.fight.clone().unwrap();
+    assert_eq!(fight.path, "/api/v1/namespaces/default/configmaps/f-config");
+    assert!(fight.rounds >= 3, "{fight:?}");
+    assert!(
+        matches!(
+            first.end,
+            RunEnd::Modified {
+                step: "ensure_config",
+                ..
+            }
+        ),
+        "the modification happened: {first}"
+    );
+    wait_for(&foos, "f", |f: Option<&Foo>| {
+        fighting_condition(f).is_some_and(|c| {
+            c.status == "True"
+                && c.reason == "ensure_config"
+                && c.message.contains("intruder")
+                && c.message.contains("/configmaps/f-config")
+        })
+    })
+    .await;
+
+    // The operator backs off: four more rounds take at least the four delays of its backoff
+    // (100, 200, 400 and 800 ms, less up to a quarter of jitter), where without a backoff the
+    // two would write the ConfigMap as fast as the server answers them.
+    let detected = fight.rounds;
+    running
+        .wait_report(|r| r.fight.as_ref().is_some_and(|f| f.rounds >= detected + 4))
+        .await;
+    let rounds = rounds.lock().unwrap().clone();
+    let at = |n: u32| {
+        rounds
+            .iter()
+            .find(|(_, r)| *r >= n)
+            .map(|(t, _)| *t)
+            .unwrap()
+    };
+    let took = at(detected + 4) - at(detected);
+    assert!(
+        took >= Duration::from_millis(1000),
+        "{took:?} for {rounds:?}"
+    );
+    for r in running.reports().iter().filter(|r| fight_with_intruder(r)) {
+        // The fight's first round (the `after`th write in a row) waits the backoff's first delay.
+        let round = r.fight.as_ref().unwrap().rounds + 1 - after;
+        let least = backoff
+            .initial
+            .saturating_mul(1 << (round - 1))
+            .min(backoff.max);
+        assert!(
+            matches!(r.next, NextRun::After(d) if d >= least.mul_f64(0.75)),
+            "round {round} runs again after {:?}",
+            r.next
+        );
+    }
+    // Every write of the operator to the ConfigMap is a round the reports counted (one more may
+    // be on its way); the intruder only answers them.
+    let max_round = running
+        .reports()
+        .iter()
+        .filter_map(|r| r.fight.as_ref().map(|f| f.rounds))
+        .max()
+        .unwrap();
+    let operator_writes = writes_by(&env, "f-config", "foo-operator");
+    assert!(
+        operator_writes <= max_round as usize + 1,
+        "{operator_writes} writes for {max_round} rounds"
+    );
+    let intruder_writes = writes_by(&env, "f-config", "intruder");
+    assert!(
+        intruder_writes <= operator_writes + 1,
+        "{intruder_writes} writes of the intruder, {operator_writes} of the operator"
+    );
+    let text = metrics.encode();
+    let fights = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"staircase_fights_total{step="ensure_config"} "#))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(fights.is_some_and(|n| n >= 5), "{text}");
+
+    // The intruder stops: the operator's change holds, the object settles, the condition goes.
+    intruder.abort();
+    let _ = intruder.await;
+    wait_for(&foos, "f", |f: Option<&Foo>| {
+        ready(f) && fighting_condition(f).is_none()
+    })
+    .await;
+    let cm = configs.get("f-config").await.unwrap();
+    assert_eq!(cm.data.unwrap()["message"], "hi f");
+
+    let reports = running.stop().await;
+    assert!(
+        reports
+            .iter()
+            .filter(|r| r.object == "default/calm")
+            .all(|r| r.fight.is_none()),
+        "a normal object reported a fight"
+    );
+    assert!(fighting_condition(foos.get("calm").await.ok().as_ref()).is_none());
+    let events: Vec<Event> = Api::<Event>::namespaced(env.client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Fighting"))
+        .collect();
+    assert!(!events.is_empty(), "no Fighting Event");
+    let note = events[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("ensure_config")
+            && note.contains("intruder")
+            && note.contains("/configmaps/f-config"),
+        "{note}"
+    );
+    for e in &events {
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+            Some("f")
+        );
+        assert_eq!(
+            e.note.as_deref(),
+            Some(note.as_str()),
+            "the same note every round"
+        );
+    }
 }

@@ -29,6 +29,14 @@ pub struct OperatorConfig {
     /// for a step that legitimately makes many modifications one run at a time (e.g. hundreds of
     /// children). Default 64.
     pub runaway_after: u32,
+    /// A step that writes the same object in this many modifying runs in a row while the
+    /// object's generation stays the same, with another field manager writing that object in
+    /// between (its `managedFields` say so), is fighting that manager: the run reports the
+    /// fight (a `Fighting` condition, a Warning Event, a metric) and the object backs off with
+    /// [`backoff`](Self::backoff) instead of running again at once. See [`fight`](crate::fight).
+    /// 0 turns detection off; at least 2 otherwise (the first write is the step's own).
+    /// Default 3.
+    pub fight_after: u32,
     /// After an [`external::call`](crate::external::call) failed (it may still land: a client
     /// timeout while the service works on), the object does not run again for this long, so
     /// the next run's lookup by key sees the call if it landed. Set it to the longest a call
@@ -111,6 +119,7 @@ impl Default for OperatorConfig {
             rule_policy: RulePolicy::Fail,
             backoff: Backoff::default(),
             runaway_after: 64,
+            fight_after: 3,
             external_call_window: Duration::from_secs(30),
             resync: Duration::from_secs(600),
             read_your_writes_grace: Duration::from_secs(2),
@@ -161,6 +170,7 @@ impl OperatorConfig {
     /// | `STAIRCASE_SHUTDOWN_TIMEOUT_SECONDS` | [`shutdown_timeout`](Self::shutdown_timeout) | `20` |
     /// | `STAIRCASE_METRICS_ADDR` | [`metrics_addr`](Self::metrics_addr) | `0.0.0.0:8080` |
     /// | `STAIRCASE_EVENTS` | [`events`](Self::events) | `false` |
+    /// | `STAIRCASE_FIGHT_AFTER` | [`fight_after`](Self::fight_after) | `5` (or `0`: off) |
     /// | `STAIRCASE_STATUS_UPDATES` | [`status_updates`](Self::status_updates) | `transitions` (or `every-change`) |
     /// | `STAIRCASE_RELIST` | [`relist`](Self::relist) | `swap` (or `in-place`) |
     /// | `STAIRCASE_LEADER_ELECTION` | [`leader_election`](Self::leader_election) | `true` |
@@ -213,6 +223,10 @@ impl OperatorConfig {
         }
         if let Some(v) = get("STAIRCASE_EVENTS") {
             c.events = boolean("STAIRCASE_EVENTS", &v)?;
+        }
+        if let Some(v) = get("STAIRCASE_FIGHT_AFTER") {
+            let n: u32 = parse("STAIRCASE_FIGHT_AFTER", &v, "a number of runs (0: off)")?;
+            c = c.with_fight_after(n);
         }
         if let Some(v) = get("STAIRCASE_RELIST") {
             c.relist = match v.trim() {
@@ -277,6 +291,19 @@ impl OperatorConfig {
     pub fn with_runaway_after(mut self, runs: u32) -> Self {
         self.runaway_after = runs.max(1);
         self
+    }
+
+    /// Sets [`OperatorConfig::fight_after`] (0: off; otherwise at least 2).
+    pub fn with_fight_after(mut self, runs: u32) -> Self {
+        self.fight_after = if runs == 0 { 0 } else { runs.max(2) };
+        self
+    }
+
+    /// How far apart a step's writes to one object may be and still count as one row of a fight:
+    /// a resync period, or twice the backoff's cap if that is longer (a fight's runs are that
+    /// far apart at most).
+    pub(crate) fn fight_window(&self) -> Duration {
+        self.resync.max(self.backoff.max.saturating_mul(2))
     }
 
     /// Sets [`OperatorConfig::external_call_window`].
@@ -394,6 +421,7 @@ mod tests {
         let c = from(&[]).unwrap();
         assert_eq!(c.concurrency, 16);
         assert_eq!(c.relist, Relist::InPlace);
+        assert_eq!(c.fight_after, 3);
         assert!(c.leader_election.is_none() && c.metrics_addr.is_none() && c.events);
     }
 
@@ -407,9 +435,15 @@ mod tests {
             ("STAIRCASE_NAME", "foo-operator"),
             ("POD_NAME", "foo-operator-7d9-abc"),
             ("STAIRCASE_RELIST", "swap"),
+            ("STAIRCASE_FIGHT_AFTER", "1"),
         ])
         .unwrap();
         assert_eq!(c.concurrency, 3);
+        assert_eq!(c.fight_after, 2, "the first write is the step's own");
+        assert_eq!(
+            from(&[("STAIRCASE_FIGHT_AFTER", "0")]).unwrap().fight_after,
+            0
+        );
         assert_eq!(c.relist, Relist::Swap);
         assert_eq!(c.namespace.as_deref(), Some("apps"));
         assert_eq!(c.metrics_addr, Some("0.0.0.0:9090".parse().unwrap()));
@@ -454,6 +488,10 @@ mod tests {
         assert_eq!(
             from(&[("STAIRCASE_RELIST", "atomic")]).unwrap_err().var,
             "STAIRCASE_RELIST"
+        );
+        assert_eq!(
+            from(&[("STAIRCASE_FIGHT_AFTER", "-1")]).unwrap_err().var,
+            "STAIRCASE_FIGHT_AFTER"
         );
     }
 }

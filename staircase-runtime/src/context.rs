@@ -249,6 +249,7 @@ impl<S> Context<S> {
             path: description.into(),
             status: 200,
             resource_version: None,
+            field_manager: None,
         });
     }
 
@@ -262,6 +263,7 @@ impl<S> Context<S> {
             path: description,
             status: 0,
             resource_version: None,
+            field_manager: None,
         });
     }
 }

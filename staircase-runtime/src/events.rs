@@ -2,7 +2,9 @@
 //!
 //! Every run that changes something leaves a `Normal` Event on the object (reason = the step,
 //! note = the step's description), every failed run and every broken rule a `Warning`, so
-//! `kubectl describe foo x` tells the object's story. Status writes that keep failing leave one
+//! `kubectl describe foo x` tells the object's story. A run that found a [fight](crate::fight)
+//! adds a `Warning` with reason `Fighting`, the same note on every round. Status writes that keep
+//! failing leave one
 //! `StatusWriteFailing` Warning, at the
 //! [`STATUS_FAILURES_REPORTED`](crate::status::STATUS_FAILURES_REPORTED)th failure in a row.
 //! Events go through kube-runtime's [`Recorder`], which aggregates repeats of the same event
@@ -31,7 +33,8 @@ const QUEUE: usize = 1024;
 const MAX_NOTE: usize = 1024;
 
 /// The Events a run report calls for, in order: one per broken rule, then one for how the run
-/// ended (modification, finalizer change or failure). Converged, waiting and done runs publish
+/// ended (modification, finalizer change or failure), then a `Fighting` Warning when the
+/// modification was a round of a [fight](crate::fight). Converged, waiting and done runs publish
 /// nothing: they change nothing, and a waiting object would publish on every look.
 pub fn events_of(report: &RunReport) -> Vec<Event> {
     let ev = |type_, reason: &str, action: &str, note: String| Event {
@@ -93,6 +96,15 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
         }
         // This replica may no longer act: not even an Event.
         RunEnd::Cancelled { .. } => return Vec::new(),
+    }
+    // The same note on every round (it names no count), so the recorder aggregates them.
+    if let Some(fight) = &report.fight {
+        out.push(ev(
+            EventType::Warning,
+            "Fighting",
+            "Fighting",
+            fight.to_string(),
+        ));
     }
     if let Some(error) = &report.status_error
         && report.status_failures == crate::status::STATUS_FAILURES_REPORTED

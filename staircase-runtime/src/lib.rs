@@ -18,7 +18,8 @@
 //!   (see `docs/production.md`);
 //! - [`pause`], [`explain`], [`replay`]: operating a running staircase: stop an object's runs
 //!   before a step; say what the next run would do, changing nothing; record runs and replay
-//!   one without a cluster.
+//!   one without a cluster;
+//! - [`fight`]: another actor that keeps undoing a step's modification, found and reported.
 #![warn(missing_docs)]
 
 mod backoff;
@@ -33,6 +34,7 @@ mod error;
 pub mod events;
 pub mod explain;
 pub mod external;
+pub mod fight;
 mod finalizer;
 mod health;
 mod leader;

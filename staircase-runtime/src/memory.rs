@@ -22,6 +22,13 @@ use crate::runner::NextRun;
 /// An object's `namespace/name` (just `name` for cluster-scoped objects).
 pub(crate) struct Key(Box<str>);
 
+impl Key {
+    /// `namespace/name`.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The same, borrowed from an object's metadata.
 #[derive(Clone, Copy)]
 pub(crate) struct ObjectKey<'a> {
@@ -303,6 +310,9 @@ pub(crate) struct Memory {
     /// Objects held back until a failed external call can no longer land (see
     /// `external::call`). Usually empty.
     holds: Mutex<HashMap<Key, Instant>>,
+    /// Objects whose step wrote the same object in recent runs, for fight detection, and the
+    /// fights' backoff.
+    pub(crate) fights: crate::fight::Tracks,
     epoch: Instant,
 }
 
@@ -319,6 +329,7 @@ impl Default for Memory {
             objects: Mutex::new(HashMap::default()),
             streaks: Mutex::new(HashMap::default()),
             holds: Mutex::new(HashMap::default()),
+            fights: Default::default(),
             epoch: Instant::now(),
         }
     }
@@ -545,6 +556,7 @@ impl Memory {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|key, _| exists(&key.0));
+        self.fights.retain(exists);
         let mut objects = self.lock();
         let before = objects.len();
         objects.retain(|key, _| exists(&key.0));

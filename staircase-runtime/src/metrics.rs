@@ -8,6 +8,7 @@
 //! | `staircase_step_outcomes_total` | counter | `step`, `outcome` | unchanged/modified/wait/done/error per step |
 //! | `staircase_run_writes` | histogram | | successful step writes per run (0 or 1 when the rule holds) |
 //! | `staircase_rule_violations_total` | counter | `step`, `rule` | broken one-modification rules |
+//! | `staircase_fights_total` | counter | `step` | runs whose modification was a round of a [fight](crate::fight) with another field manager |
 //! | `staircase_runs_in_flight` | gauge | | runs executing now |
 //! | `staircase_queue_depth` | gauge | | runs executing or due but waiting for a slot (approximate) |
 //! | `staircase_objects_not_ready` | gauge | | existing objects whose last run did not converge |
@@ -112,6 +113,7 @@ struct Inner {
     step_outcomes: Family<StepOutcomeLabel, Counter>,
     run_writes: Histogram,
     violations: Family<ViolationLabel, Counter>,
+    fights: Family<StepLabel, Counter>,
     in_flight: Gauge,
     queue_depth: Gauge,
     not_ready: Gauge,
@@ -166,6 +168,7 @@ impl Metrics {
         let step_outcomes = Family::<StepOutcomeLabel, Counter>::default();
         let run_writes = Histogram::new([0.0, 1.0, 2.0, 3.0, 5.0, 10.0]);
         let violations = Family::<ViolationLabel, Counter>::default();
+        let fights = Family::<StepLabel, Counter>::default();
         let (in_flight, queue_depth, not_ready) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         let events_dropped = Counter::default();
@@ -221,6 +224,11 @@ impl Metrics {
             "Broken one-modification rules",
             violations.clone(),
         );
+        registry.register(
+            "fights",
+            "Runs whose modification was a round of a fight with another field manager",
+            fights.clone(),
+        );
         registry.register("runs_in_flight", "Runs executing now", in_flight.clone());
         registry.register(
             "queue_depth",
@@ -246,6 +254,7 @@ impl Metrics {
             step_outcomes,
             run_writes,
             violations,
+            fights,
             in_flight,
             queue_depth,
             not_ready,
@@ -447,6 +456,9 @@ impl RunObserver {
             m.0.status_write_failures.inc();
         }
         m.0.run_writes.observe(r.step_writes() as f64);
+        if let Some(f) = &r.fight {
+            m.0.fights.get_or_create(&StepLabel { step: f.step }).inc();
+        }
         for s in &r.steps {
             let seconds = s.duration.as_secs_f64();
             // Names are the steps' own `&'static str`s: most compare equal by address.
@@ -544,6 +556,7 @@ mod tests {
             status_written: false,
             status_error: None,
             status_failures: 0,
+            fight: None,
             next: NextRun::OnChange,
             duration: Duration::from_millis(7),
         }
@@ -608,6 +621,20 @@ mod tests {
                 },
             ));
         }
+        let mut fought = report(
+            vec![step("check_b", OutcomeKind::Modified)],
+            RunEnd::Modified {
+                step: "check_b",
+                description: Cow::Borrowed("set b"),
+            },
+        );
+        fought.fight = Some(crate::fight::Fight {
+            step: "check_b",
+            path: "/api/v1/namespaces/ns/configmaps/b".into(),
+            managers: vec!["intruder".into()],
+            rounds: 3,
+        });
+        observer.observe(&fought);
         let mut status_failed = report(
             vec![step("elsewhere", OutcomeKind::Error)],
             RunEnd::Converged,
@@ -617,7 +644,9 @@ mod tests {
 
         let text = metrics.encode();
         for (series, expected) in [
-            (r#"staircase_runs_total{result="modified"}"#, Some("2")),
+            (r#"staircase_runs_total{result="modified"}"#, Some("3")),
+            (r#"staircase_fights_total{step="check_b"}"#, Some("1")),
+            (r#"staircase_fights_total{step="check_a"}"#, None),
             (r#"staircase_runs_total{result="converged"}"#, Some("1")),
             (r#"staircase_runs_total{result="failed"}"#, None),
             ("staircase_status_write_failures_total", Some("1")),
@@ -627,7 +656,7 @@ mod tests {
             ),
             (
                 r#"staircase_step_outcomes_total{step="check_b",outcome="modified"}"#,
-                Some("2"),
+                Some("3"),
             ),
             (
                 r#"staircase_step_outcomes_total{step="elsewhere",outcome="error"}"#,
@@ -639,7 +668,7 @@ mod tests {
             ),
             (
                 r#"staircase_run_duration_seconds_count{result="modified"}"#,
-                Some("2"),
+                Some("3"),
             ),
         ] {
             assert_eq!(sample(&text, series), expected, "{series}");

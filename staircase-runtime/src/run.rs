@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::OutcomeKind;
 use crate::error::RuleViolation;
+use crate::fight::Fight;
 use crate::pause::Pause;
 use crate::writes::Write;
 
@@ -236,6 +237,9 @@ pub struct RunReport {
     /// was right already). At [`STATUS_FAILURES_REPORTED`](crate::status::STATUS_FAILURES_REPORTED)
     /// the failure is logged as a warning and published as a Warning Event, once.
     pub status_failures: u32,
+    /// The run's modification was a round of a [fight](crate::fight): another field manager
+    /// keeps undoing what the step writes. `next` then backs off.
+    pub fight: Option<Fight>,
     /// When the object runs again (sooner if it changes).
     pub next: crate::NextRun,
     /// How long the run took.
@@ -294,6 +298,16 @@ impl std::fmt::Display for RunReport {
             }
             RunEnd::Cancelled { step: Some(s) } => write!(f, ": cancelled while {s} ran"),
             RunEnd::Cancelled { step: None } => write!(f, ": cancelled"),
+        }?;
+        if let Some(fight) = &self.fight {
+            write!(
+                f,
+                " (round {} of a fight with {} over {})",
+                fight.rounds,
+                fight.managers.join(", "),
+                fight.path
+            )?;
         }
+        Ok(())
     }
 }

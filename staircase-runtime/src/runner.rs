@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::Cache;
 use crate::chain::Stairs;
 use crate::context::ApiScope;
+use crate::fight::{self, Fight, Seen};
 use crate::memory::{self, Memory, ObjectKey, StatusWrite, View, rv_number};
 use crate::own_path::OwnPath;
 use crate::pause::Pause;
@@ -316,6 +317,13 @@ where
             // An external call of an earlier run may still land: a lookup now could miss it.
             return Err((None, NextRun::After(left)));
         }
+        let meta = obj.meta();
+        if meta.deletion_timestamp.is_none()
+            && let Some(left) = self.memory.fights.held(key, meta.generation)
+        {
+            // A fight backs off; a new spec (or a deletion) runs at once.
+            return Err((None, NextRun::After(left)));
+        }
         if view.reread {
             return match self.read_object(&obj).await {
                 Ok(fresh) => Ok(fresh.map(|o| (Arc::new(o), view))),
@@ -381,6 +389,12 @@ where
             let reason = p.reason(&self.step_names);
             rec.set_pause(p, reason);
         }
+        // Read before the steps run, so before the write that may make the row a fight: after
+        // it, the other manager's entry is gone when the step took back every field it owned.
+        let probe = match self.fight_armed(key, generation, deleting) {
+            Some(path) => Some(rare(self.managed_fields(path)).await),
+            None => None,
+        };
 
         let (end, permanent) = match (&self.staircase.cleanup, deleting) {
             (Some(cleanup), true) => {
@@ -425,7 +439,15 @@ where
             },
         };
 
-        let end = self.check_runaway(key, end, generation);
+        let fight = self.check_fight(key, &end, generation, rec, probe);
+        let end = self.check_runaway(key, end, generation, fight.is_some());
+        // Set before the status write, whose echo must find the object held too.
+        let fight_delay = fight.as_ref().map(|f| {
+            let round = f.rounds.saturating_sub(self.config.fight_after) + 1;
+            let delay = self.config.backoff.delay(round, false);
+            self.memory.fights.hold(key, Instant::now() + delay);
+            delay
+        });
         let unknown_external = rec
             .records()
             .iter()
@@ -443,7 +465,16 @@ where
         let echo = view.echo_rv.is_some() && view.echo_rv == seen_rv;
         let new_status = self.status.and_then(|read| {
             let cfg = self.config.status_updates;
-            next_status(read(&obj), generation, &end, deleting, cfg, echo)
+            let fighting = self.memory.fights.current(key);
+            next_status(
+                read(&obj),
+                generation,
+                &end,
+                deleting,
+                cfg,
+                echo,
+                fighting.as_ref(),
+            )
         });
         let status = match new_status {
             Some(s) => Some(rare(self.write_status(&obj, s, rec)).await),
@@ -477,6 +508,10 @@ where
             },
         );
         let mut next = self.next_run(&end, rec, wrote_primary, counts.failures, permanent);
+        if let Some(delay) = fight_delay {
+            // Not at once, as after another modification: the object is held until then.
+            next = NextRun::After(delay);
+        }
         let status_error = status.and_then(Result::err);
         if let Some(e) = &status_error {
             // The status is wrong and no event will come to fix it (a settled object would wait
@@ -507,6 +542,7 @@ where
             status_written,
             status_failures: counts.status_failures,
             status_error,
+            fight,
             next,
             duration: Duration::ZERO,
         };
@@ -516,8 +552,15 @@ where
     /// A step that modifies on every run while the generation stays the same never finds what
     /// it made (587 ConfigMaps in 3 s, for one such step): past
     /// [`runaway_after`](OperatorConfig::runaway_after) runs in a row its runs end as failures,
-    /// which the status, the Events, the metrics and the backoff then treat as such.
-    fn check_runaway(&self, key: ObjectKey<'_>, end: RunEnd, generation: Option<i64>) -> RunEnd {
+    /// which the status, the Events, the metrics and the backoff then treat as such. A run that
+    /// found a fight (`fighting`) is not one: another manager undoes what the step makes.
+    fn check_runaway(
+        &self,
+        key: ObjectKey<'_>,
+        end: RunEnd,
+        generation: Option<i64>,
+        fighting: bool,
+    ) -> RunEnd {
         let step = match &end {
             RunEnd::Modified { step, .. } => Some(*step),
             _ => None,
@@ -525,7 +568,7 @@ where
         let runs = self.memory.streak(key, step.map(|s| (s, generation)));
         let limit = self.config.runaway_after;
         match step {
-            Some(step) if runs > limit => {
+            Some(step) if runs > limit && !fighting => {
                 let error = format!(
                     "runaway step: `{step}` made a modification in each of the last {runs} runs \
                      while the object's generation stayed the same (does it find what it made?); \
@@ -541,6 +584,111 @@ where
             }
             _ => end,
         }
+    }
+
+    /// The path whose `managedFields` a run should read before its steps run: the object its
+    /// step wrote in the last `fight_after - 1` modifying runs in a row (see [`fight`]).
+    fn fight_armed(
+        &self,
+        key: ObjectKey<'_>,
+        generation: Option<i64>,
+        deleting: bool,
+    ) -> Option<String> {
+        let after = self.config.fight_after;
+        if after == 0 || self.mode != Mode::Live || deleting {
+            return None;
+        }
+        let window = self.config.fight_window();
+        self.memory.fights.armed(key, generation, after - 1, window)
+    }
+
+    /// The object at `path`'s `managedFields` as the API server has them now (`None` in the
+    /// probe when the read failed: no fight is judged on this run).
+    async fn managed_fields(&self, path: String) -> Box<Probe> {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            metadata: kube::api::ObjectMeta,
+        }
+        let entries = match http::Request::get(path.as_str()).body(Vec::new()) {
+            Ok(req) => match self.client.request::<Meta>(req).await {
+                Ok(m) => Some(m.metadata.managed_fields.unwrap_or_default()),
+                Err(e) => {
+                    tracing::debug!(
+                        path,
+                        "reading managedFields for fight detection failed: {e}"
+                    );
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        Box::new(Probe { path, entries })
+    }
+
+    /// Follows the rows of writes by one step to one object (see [`fight`]); returns the fight
+    /// this run's modification was a round of, if it was one.
+    fn check_fight(
+        &self,
+        key: ObjectKey<'_>,
+        end: &RunEnd,
+        generation: Option<i64>,
+        rec: &RunRecorder,
+        probe: Option<Box<Probe>>,
+    ) -> Option<Fight> {
+        let after = self.config.fight_after;
+        if after == 0 || self.mode != Mode::Live {
+            return None;
+        }
+        let window = self.config.fight_window();
+        let tracks = &self.memory.fights;
+        let (step, write) = match end {
+            RunEnd::Modified { step, .. } => match fight::target(rec.records(), step) {
+                Some(w) => (*step, w),
+                None => {
+                    tracks.record(key, generation, Seen::OtherModification, window);
+                    return None;
+                }
+            },
+            RunEnd::Converged
+            | RunEnd::Done { .. }
+            | RunEnd::Waiting { .. }
+            | RunEnd::Paused { .. } => {
+                tracks.record(key, generation, Seen::Settled, window);
+                return None;
+            }
+            RunEnd::FinalizerRemoved => {
+                tracks.record(key, generation, Seen::OtherModification, window);
+                return None;
+            }
+            _ => {
+                tracks.record(key, generation, Seen::Other, window);
+                return None;
+            }
+        };
+        let path = write.path.as_str();
+        let rounds = tracks.record(key, generation, Seen::Wrote { step, path }, window);
+        if rounds < after {
+            return None;
+        }
+        // Not read (or not readable) before this write: not judged, the row goes on as it was.
+        let entries = probe.filter(|p| p.path == path)?.entries?;
+        let ours = write.field_manager.as_deref();
+        let managers = fight::others(&entries, ours, fight::subresource(path));
+        if managers.is_empty() {
+            // Nobody else wrote it: not a fight (a runaway, maybe, which is told apart above).
+            tracks.set_fight(key, None);
+            return None;
+        }
+        let fight = Fight {
+            step,
+            path: write.path.clone(),
+            managers,
+            rounds,
+        };
+        if !tracks.set_fight(key, Some(fight.clone())) {
+            tracing::warn!(step, rounds, "{fight}");
+        }
+        Some(fight)
     }
 
     fn end_from(&self, rec: &RunRecorder) -> RunEnd {
@@ -646,6 +794,13 @@ where
     }
 }
 
+/// What a run read of the object its step may be fighting over, before the steps ran.
+struct Probe {
+    path: String,
+    /// `None`: the read failed.
+    entries: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>>,
+}
+
 /// Boxes a request a run makes only on some paths (re-reading the object, the finalizer, the
 /// status). A run's future has room for the largest path it could take, and kube-runtime moves
 /// that future into a task of its own for every run: unboxed, these kube request futures (about
@@ -694,6 +849,7 @@ impl<K: Resource<DynamicType = ()>, S, M, C> Drop for CutOff<'_, K, S, M, C> {
             status_written: false,
             status_error: None,
             status_failures: 0,
+            fight: None,
             next: NextRun::OnChange,
             duration: self.started.elapsed(),
         };

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::config::StatusUpdates;
+use crate::fight::Fight;
 use crate::run::RunEnd;
 
 /// Condition type: every step was unchanged at the current generation.
@@ -25,8 +26,12 @@ pub const FAILED: &str = "Failed";
 /// (reason = the step the runs stop before, message = what the annotation asks). Present only
 /// while the object is paused.
 pub const PAUSED: &str = "Paused";
+/// Condition type: a step [fights](crate::fight) another field manager over an object (reason =
+/// the step, message = the object and the other managers). Present only from a run that found
+/// the fight until a later run settles or makes a modification that is no round of it.
+pub const FIGHTING: &str = "Fighting";
 
-const OURS: [&str; 5] = [READY, PROGRESSING, WAITING, FAILED, PAUSED];
+const OURS: [&str; 6] = [READY, PROGRESSING, WAITING, FAILED, PAUSED, FIGHTING];
 
 /// The part of a status the runtime maintains. Embed it in your status struct with
 /// `#[serde(flatten)]` and derive `staircase::StepStatus` on that struct (which gives the
@@ -38,8 +43,9 @@ pub struct StepStatus {
     /// The generation the operator last ran against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing`, `Waiting` and `Failed` (and `Paused` while the object is paused),
-    /// plus any conditions of your own (kept as they are).
+    /// `Ready`, `Progressing`, `Waiting` and `Failed` (and `Paused` while the object is paused,
+    /// `Fighting` while a step fights another field manager), plus any conditions of your own
+    /// (kept as they are).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -123,8 +129,14 @@ fn reason(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// The four conditions always kept, then `Paused` when the run was paused.
-fn wanted(end: &RunEnd, deleting: bool) -> Option<([Wanted<'_>; 4], Option<Wanted<'_>>)> {
+/// The four conditions always kept, then the ones present only while they apply: `Paused` when
+/// the run was paused, `Fighting` while the object is in a fight.
+#[allow(clippy::type_complexity)]
+fn wanted<'a>(
+    end: &'a RunEnd,
+    deleting: bool,
+    fighting: Option<&Fight>,
+) -> Option<([Wanted<'a>; 4], [(&'static str, Option<Wanted<'a>>); 2])> {
     let w = |type_, status, reason: &'static str, message: Cow<'static, str>| Wanted {
         type_,
         status,
@@ -183,6 +195,10 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<([Wanted<'_>; 4], Option<Wante
         }),
         _ => None,
     };
+    let fighting = fighting.map(|f| Wanted {
+        message: f.to_string().into(),
+        ..of_step(FIGHTING, f.step, "")
+    });
     Some((
         [
             Wanted {
@@ -193,7 +209,7 @@ fn wanted(end: &RunEnd, deleting: bool) -> Option<([Wanted<'_>; 4], Option<Wante
             waiting,
             failed,
         ],
-        paused,
+        [(PAUSED, paused), (FIGHTING, fighting)],
     ))
 }
 
@@ -207,6 +223,8 @@ fn status_str(b: bool) -> &'static str {
 /// changed the object since. A condition whose message alone changed is then left as it is:
 /// rewriting it would wake the object again, and a message that differs on every run (a
 /// countdown, an error carrying a request id) would loop.
+///
+/// `fighting`: the fight the object is in, for the `Fighting` condition.
 pub(crate) fn next_status(
     current: Option<&StepStatus>,
     generation: Option<i64>,
@@ -214,8 +232,9 @@ pub(crate) fn next_status(
     deleting: bool,
     updates: StatusUpdates,
     echo: bool,
+    fighting: Option<&Fight>,
 ) -> Option<StepStatus> {
-    let (kept, paused) = wanted(end, deleting)?;
+    let (kept, extras) = wanted(end, deleting, fighting)?;
     let empty = StepStatus::default();
     let current = current.unwrap_or(&empty);
     let same = |w: &Wanted<'_>| {
@@ -226,11 +245,11 @@ pub(crate) fn next_status(
                     || (c.reason == w.reason && (echo || c.message == w.message)))
         })
     };
-    let pause_same = match &paused {
-        Some(p) => same(p),
-        None => current.condition(PAUSED).is_none(),
-    };
-    if current.observed_generation == generation && pause_same && kept.iter().all(same) {
+    let extras_same = extras.iter().all(|(type_, w)| match w {
+        Some(w) => same(w),
+        None => current.condition(type_).is_none(),
+    });
+    if current.observed_generation == generation && extras_same && kept.iter().all(same) {
         return None;
     }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -240,7 +259,10 @@ pub(crate) fn next_status(
         .filter(|c| !OURS.contains(&c.type_.as_str()))
         .cloned()
         .collect();
-    for w in kept.into_iter().chain(paused) {
+    for w in kept
+        .into_iter()
+        .chain(extras.into_iter().filter_map(|(_, w)| w))
+    {
         let status = status_str(w.status);
         let last_transition_time = match current.condition(w.type_) {
             Some(c) if c.status == status => c.last_transition_time.clone(),
@@ -267,6 +289,18 @@ mod tests {
 
     const EVERY: StatusUpdates = StatusUpdates::EveryChange;
 
+    /// `next_status` of an object in no fight.
+    fn next(
+        current: Option<&StepStatus>,
+        generation: Option<i64>,
+        end: &RunEnd,
+        deleting: bool,
+        updates: StatusUpdates,
+        echo: bool,
+    ) -> Option<StepStatus> {
+        next_status(current, generation, end, deleting, updates, echo, None)
+    }
+
     fn modified(step: &'static str) -> RunEnd {
         RunEnd::Modified {
             step,
@@ -277,29 +311,28 @@ mod tests {
     #[test]
     fn transitions_skip_a_new_step_name_but_not_a_flip() {
         let t = StatusUpdates::Transitions;
-        let first =
-            next_status(None, Some(1), &modified("a"), false, t, false).expect("first write");
+        let first = next(None, Some(1), &modified("a"), false, t, false).expect("first write");
         // Another modification: Progressing is still True, only its reason would change.
         assert_eq!(
-            next_status(Some(&first), Some(1), &modified("b"), false, t, false),
+            next(Some(&first), Some(1), &modified("b"), false, t, false),
             None
         );
         // ...which the default writes.
-        assert!(next_status(Some(&first), Some(1), &modified("b"), false, EVERY, false).is_some());
+        assert!(next(Some(&first), Some(1), &modified("b"), false, EVERY, false).is_some());
         // Converging flips Ready and Progressing.
-        let done = next_status(Some(&first), Some(1), &RunEnd::Converged, false, t, false).unwrap();
+        let done = next(Some(&first), Some(1), &RunEnd::Converged, false, t, false).unwrap();
         assert!(done.is_ready_at(Some(1)));
         // A new generation is written even when nothing flips.
-        assert!(next_status(Some(&first), Some(2), &modified("c"), false, t, false).is_some());
+        assert!(next(Some(&first), Some(2), &modified("c"), false, t, false).is_some());
     }
 
     #[test]
     fn converged_twice_writes_once() {
-        let first = next_status(None, Some(2), &RunEnd::Converged, false, EVERY, false)
-            .expect("first write");
+        let first =
+            next(None, Some(2), &RunEnd::Converged, false, EVERY, false).expect("first write");
         assert!(first.is_ready_at(Some(2)));
         assert_eq!(
-            next_status(
+            next(
                 Some(&first),
                 Some(2),
                 &RunEnd::Converged,
@@ -311,7 +344,7 @@ mod tests {
         );
         // A new generation is observed even when the verdict is the same.
         assert!(
-            next_status(
+            next(
                 Some(&first),
                 Some(3),
                 &RunEnd::Converged,
@@ -329,7 +362,7 @@ mod tests {
             step: "ensure_config",
             description: "created ConfigMap x".into(),
         };
-        let s = next_status(None, Some(1), &end, false, EVERY, false).unwrap();
+        let s = next(None, Some(1), &end, false, EVERY, false).unwrap();
         let p = s.condition(PROGRESSING).unwrap();
         assert_eq!(
             (p.status.as_str(), p.reason.as_str()),
@@ -344,9 +377,8 @@ mod tests {
             step: "schedule",
             reason: reason.to_string().into(),
         };
-        let first = next_status(None, Some(1), &wait("due in 60s"), false, EVERY, false).unwrap();
-        let again =
-            |end: &RunEnd, echo| next_status(Some(&first), Some(1), end, false, EVERY, echo);
+        let first = next(None, Some(1), &wait("due in 60s"), false, EVERY, false).unwrap();
+        let again = |end: &RunEnd, echo| next(Some(&first), Some(1), end, false, EVERY, echo);
         assert!(
             again(&wait("due in 59s"), false).is_some(),
             "a new view: written"
@@ -367,23 +399,46 @@ mod tests {
             step: "ensure_service",
             reason: "paused by staircase.rs/pause-before=ensure_service".into(),
         };
-        let s = next_status(None, Some(1), &paused, false, EVERY, false).unwrap();
+        let s = next(None, Some(1), &paused, false, EVERY, false).unwrap();
         let p = s.condition(PAUSED).unwrap();
         assert_eq!(
             (p.status.as_str(), p.reason.as_str()),
             ("True", "ensure_service")
         );
         assert_eq!(s.condition(READY).unwrap().reason, "Paused");
-        assert_eq!(
-            next_status(Some(&s), Some(1), &paused, false, EVERY, false),
-            None
-        );
-        let resumed = next_status(Some(&s), Some(1), &RunEnd::Converged, false, EVERY, false);
+        assert_eq!(next(Some(&s), Some(1), &paused, false, EVERY, false), None);
+        let resumed = next(Some(&s), Some(1), &RunEnd::Converged, false, EVERY, false);
         assert_eq!(
             resumed.unwrap().condition(PAUSED),
             None,
             "gone with the pause"
         );
+    }
+
+    #[test]
+    fn a_fight_is_a_condition_while_it_lasts_whatever_the_run_did() {
+        let fight = Fight {
+            step: "ensure_config",
+            path: "/api/v1/namespaces/d/configmaps/a".into(),
+            managers: vec!["intruder".into()],
+            rounds: 3,
+        };
+        let end = modified("ensure_config");
+        let s = next_status(None, Some(1), &end, false, EVERY, false, Some(&fight)).unwrap();
+        let c = s.condition(FIGHTING).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "ensure_config")
+        );
+        assert!(c.message.contains("intruder"), "{}", c.message);
+        // The next round names no new count: nothing to rewrite.
+        let later = Fight { rounds: 4, ..fight };
+        assert_eq!(
+            next_status(Some(&s), Some(1), &end, false, EVERY, false, Some(&later)),
+            None
+        );
+        let settled = next(Some(&s), Some(1), &RunEnd::Converged, false, EVERY, false).unwrap();
+        assert_eq!(settled.condition(FIGHTING), None, "gone once settled");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Write {
     pub status: u16,
     /// `metadata.resourceVersion` of the object the server returned, when it returned one.
     pub resource_version: Option<String>,
+    /// The `fieldManager` the request named (`None` when it named none: the API server then
+    /// records the write under a manager derived from the client's user agent).
+    pub field_manager: Option<String>,
 }
 
 impl Write {
@@ -285,6 +288,37 @@ pub(crate) fn write_method(method: &Method) -> Option<&'static str> {
     })
 }
 
+/// The `fieldManager` parameter of a request's query, decoded.
+fn field_manager(query: Option<&str>) -> Option<String> {
+    let value = query?
+        .split('&')
+        .find_map(|p| p.strip_prefix("fieldManager="))?;
+    if !value.contains(['%', '+']) {
+        return Some(value.to_string());
+    }
+    // `application/x-www-form-urlencoded`, as kube writes its queries.
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => match rest
+                .get(..2)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+            {
+                Some(v) => {
+                    bytes.push(v);
+                    rest = &rest[2..];
+                }
+                None => bytes.push(b'%'),
+            },
+            _ => bytes.push(b),
+        }
+    }
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 fn is_dry_run(req: &Request<Body>) -> bool {
     req.uri().query().is_some_and(|q| q.contains("dryRun="))
 }
@@ -322,14 +356,17 @@ where
         let counted = req.extensions_mut().insert(Counted).is_some();
         let write = write_method(req.method())
             .filter(|_| !counted && !is_dry_run(&req))
-            .map(|method| (method, req.uri().path().to_string()));
+            .map(|method| {
+                let uri = req.uri();
+                (method, uri.path().to_string(), field_manager(uri.query()))
+            });
         let sent = self.inner.call(req);
         Box::pin(async move {
             let res = sent.await.map_err(Into::into);
             // Polled by the caller: this is where we can tell whether a step made the request.
             match write {
-                Some((method, path)) if in_a_step() => {
-                    let (res, write, created) = read_write(method, path, res).await;
+                Some((method, path, manager)) if in_a_step() => {
+                    let (res, write, created) = read_write(method, path, manager, res).await;
                     record_write(write, created.as_deref());
                     res
                 }
@@ -345,6 +382,7 @@ where
 async fn read_write<B>(
     method: &'static str,
     path: String,
+    field_manager: Option<String>,
     res: Result<Response<B>, BoxError>,
 ) -> (
     Result<Response<CountedBody<B>>, BoxError>,
@@ -360,6 +398,7 @@ where
         path,
         status: 0,
         resource_version: None,
+        field_manager,
     };
     let resp = match res {
         Ok(resp) => resp,
@@ -533,7 +572,25 @@ fn has_byte(word: u64, c: u8) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Write, resource_version_of as rv, string_end};
+    use super::{Write, field_manager, resource_version_of as rv, string_end};
+
+    #[test]
+    fn the_field_manager_is_read_from_the_query_and_decoded() {
+        assert_eq!(field_manager(None), None);
+        assert_eq!(field_manager(Some("dryRun=All")), None);
+        assert_eq!(
+            field_manager(Some("fieldManager=foo-operator&force=true")).as_deref(),
+            Some("foo-operator")
+        );
+        assert_eq!(
+            field_manager(Some("force=true&fieldManager=my+op%2Fv1%C3%A9")).as_deref(),
+            Some("my op/v1\u{e9}")
+        );
+        assert_eq!(
+            field_manager(Some("fieldManager=a%2")).as_deref(),
+            Some("a%2")
+        );
+    }
 
     #[test]
     fn finds_the_version_of_the_object_not_lookalikes() {
@@ -602,6 +659,7 @@ mod tests {
             path: path.into(),
             status: 201,
             resource_version: None,
+            field_manager: None,
         };
         for event in [
             "/api/v1/namespaces/default/events",

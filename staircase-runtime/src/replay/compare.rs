@@ -298,6 +298,7 @@ fn counts(method: &str, path: &str, step: Option<&str>) -> bool {
             path: bare.to_string(),
             status: 0,
             resource_version: None,
+            field_manager: None,
         }
         .is_event()
         && (step.is_some() || !bare.ends_with("/status"))

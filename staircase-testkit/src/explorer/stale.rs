@@ -140,6 +140,7 @@ mod tests {
             status_written: false,
             status_error: None,
             status_failures: 0,
+            fight: None,
             next: staircase_runtime::NextRun::OnChange,
             duration: Default::default(),
         }
@@ -151,6 +152,7 @@ mod tests {
             path: path.into(),
             status: 200,
             resource_version: None,
+            field_manager: None,
         }
     }
 
