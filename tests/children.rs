@@ -478,3 +478,33 @@ async fn a_change_to_a_child_names_its_parent_on_the_owned_watch_stream() {
         kinds
     );
 }
+
+/// A child of a kind the server does not serve (its CRD is not installed).
+fn unserved(p: &Parent) -> Children {
+    let resource = kube::core::ApiResource {
+        group: "nothere.example.com".into(),
+        version: "v1".into(),
+        api_version: "nothere.example.com/v1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let mut gadget = kube::core::DynamicObject::new("g", &resource).within("default");
+    gadget.data = serde_json::json!({ "spec": {} });
+    Children::new(p).apply_dynamic(gadget, ChildKind::dynamic(resource, true))
+}
+
+#[tokio::test]
+async fn a_failed_request_names_the_kind_and_object_it_was_for() {
+    let t = setup().await;
+    let op = operator(&t, unserved);
+    let (end, writes) = t.run(&op).await;
+    assert_eq!(writes, 0);
+    let RunEnd::Failed { error, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert!(
+        error.contains("listing Gadget.nothere.example.com in namespace default: ")
+            && error.contains("404"),
+        "{error}"
+    );
+}

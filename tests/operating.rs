@@ -155,7 +155,12 @@ async fn a_pause_naming_no_step_pauses_everything_and_lists_the_steps() {
     let f = foos.create(&PostParams::default(), &f).await.unwrap();
     let created = env.writes("foos.demo.staircase.rs");
     let report = op.run_once(f).await.expect("a run");
-    let RunEnd::Paused { step, reason } = &report.end else {
+    let RunEnd::Paused {
+        step,
+        every_step: true,
+        reason,
+    } = &report.end
+    else {
         panic!("{report}")
     };
     assert_eq!(*step, "ensure_config");

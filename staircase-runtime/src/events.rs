@@ -80,13 +80,13 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
             ));
         }
         // The same note on every paused run: repeats on one version of the object aggregate.
-        RunEnd::Paused { step, reason } if report.deleting => out.push(ev(
+        RunEnd::Paused { step, reason, .. } if report.deleting => out.push(ev(
             EventType::Warning,
             "Paused",
             "Paused",
             format!("deletion waits: cleanup is paused before {step} ({reason})"),
         )),
-        RunEnd::Paused { step, reason } => out.push(ev(
+        RunEnd::Paused { step, reason, .. } => out.push(ev(
             EventType::Normal,
             "Paused",
             "Paused",

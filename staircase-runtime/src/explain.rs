@@ -76,7 +76,19 @@ pub struct Explanation {
 }
 
 impl Explanation {
-    /// The step whose modification the next run would make, if it would make one.
+    /// Whether the next run would change nothing: every step is unchanged (a new object's
+    /// next run adds the finalizer, which is a change, and [`next_modification`] is `None` for
+    /// it too: look at the report's [`end`](RunReport::end) to tell them apart).
+    ///
+    /// [`next_modification`]: Self::next_modification
+    pub fn converged(&self) -> bool {
+        matches!(
+            self.report.as_ref().map(|r| &r.end),
+            Some(RunEnd::Converged | RunEnd::Done { .. })
+        )
+    }
+
+    /// The step whose modification the next run would make, if a step would make one.
     pub fn next_modification(&self) -> Option<&'static str> {
         match &self.report.as_ref()?.end {
             RunEnd::Modified { step, .. } => Some(step),
@@ -169,7 +181,7 @@ impl fmt::Display for Explanation {
                 "cleanup is complete: the next run removes the finalizer, and the object goes"
                     .into()
             }
-            RunEnd::Paused { step, reason } => format!("paused before {step}: {reason}"),
+            RunEnd::Paused { step, reason, .. } => format!("paused before {step}: {reason}"),
             RunEnd::SkippedStale | RunEnd::Cancelled { .. } => "the run did not finish".into(),
         };
         writeln!(f, "next: {next}")?;

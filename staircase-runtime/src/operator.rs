@@ -604,7 +604,9 @@ where
     /// What the next run would do to `obj`, step by step, found by running the staircase with
     /// every write sent as a dry run: nothing changes (see [`explain`](crate::explain)). The
     /// explaining run shares nothing with this operator's runs (what they remember, their
-    /// caches), so it can be called while the operator runs.
+    /// caches), so it can run beside a running operator: [`run`](Self::run) takes the operator,
+    /// so explain with a second one built the same way (the hook
+    /// [`explain::from_args`](crate::explain::from_args) does this in a process of its own).
     pub async fn explain(&self, obj: K) -> Explanation {
         let meta = obj.meta();
         let object = object_name(&obj);

@@ -90,7 +90,12 @@ impl RunRecorder {
     pub(crate) fn paused(&self) -> Option<RunEnd> {
         let step = self.paused_before?;
         let reason = self.pause.as_ref()?.1.clone();
-        Some(RunEnd::Paused { step, reason })
+        let every_step = matches!(self.pause.as_ref()?.0, Pause::All { .. });
+        Some(RunEnd::Paused {
+            step,
+            every_step,
+            reason,
+        })
     }
 
     /// A step starts.
@@ -182,6 +187,9 @@ pub enum RunEnd {
     Paused {
         /// The step the run stopped before.
         step: &'static str,
+        /// The pause is before every step (`all`, or a value that names no step), not before
+        /// this one in particular.
+        every_step: bool,
         /// What the annotation asks, in words (names the steps when its value names none).
         reason: Cow<'static, str>,
     },
@@ -290,7 +298,9 @@ impl std::fmt::Display for RunReport {
                 Some(s) => write!(f, ": {s} failed: {error}"),
                 None => write!(f, ": failed: {error}"),
             },
-            RunEnd::Paused { step, reason } => write!(f, ": paused before {step}: {reason}"),
+            RunEnd::Paused { step, reason, .. } => {
+                write!(f, ": paused before {step}: {reason}")
+            }
             RunEnd::FinalizerAdded => write!(f, ": finalizer added"),
             RunEnd::FinalizerRemoved => write!(f, ": cleanup finished, finalizer removed"),
             RunEnd::SkippedStale => {

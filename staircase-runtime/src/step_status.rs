@@ -23,7 +23,7 @@ pub const WAITING: &str = "Waiting";
 /// Condition type: the last run failed (message = the error).
 pub const FAILED: &str = "Failed";
 /// Condition type: the object is paused by its [`pause-before`](crate::pause) annotation
-/// (reason = the step the runs stop before, message = what the annotation asks). Present only
+/// (reason = the step the runs stop before, or `All`; message = what the annotation asks). Present only
 /// while the object is paused.
 pub const PAUSED: &str = "Paused";
 /// Condition type: a step [fights](crate::fight) another field manager over an object (reason =
@@ -189,9 +189,13 @@ fn wanted<'a>(
         _ => w(FAILED, false, "NoError", "".into()),
     };
     let paused = match end {
-        RunEnd::Paused { step, reason } => Some(Wanted {
+        RunEnd::Paused {
+            step,
+            every_step,
+            reason,
+        } => Some(Wanted {
             message: reason.as_ref().into(),
-            ..of_step(PAUSED, step, "")
+            ..of_step(PAUSED, if *every_step { "All" } else { step }, "")
         }),
         _ => None,
     };
@@ -397,6 +401,7 @@ mod tests {
     fn a_pause_is_a_condition_while_it_lasts() {
         let paused = RunEnd::Paused {
             step: "ensure_service",
+            every_step: false,
             reason: "paused by staircase.rs/pause-before=ensure_service".into(),
         };
         let s = next(None, Some(1), &paused, false, EVERY, false).unwrap();

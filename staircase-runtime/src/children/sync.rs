@@ -345,7 +345,10 @@ async fn list_owned<S>(
                 }
                 objects
             }
-            None => api.list(&params).await?.items,
+            None => {
+                let r = api.list(&params).await;
+                doing(r, || format!("listing {kind} {}", where_(namespace)))?.items
+            }
         };
         for obj in objects {
             if obj
@@ -384,15 +387,32 @@ async fn get_child<S>(
             Err(why) => cache.live(&label_of(&kind.resource.plural, &kind.resource.group), why),
         }
     }
-    Ok(api_for(ctx.client(), kind, namespace).get_opt(name).await?)
+    let r = api_for(ctx.client(), kind, namespace).get_opt(name).await;
+    doing(r, || format!("reading {kind} {name} {}", where_(namespace)))
+}
+
+/// A request's failure, saying what the step was doing (which kind, which object): the API
+/// server's answer alone ("the server could not find the requested resource") names neither.
+/// The answer stays the cause, so its code still classifies the error.
+fn doing<T>(r: kube::Result<T>, what: impl FnOnce() -> String) -> Result<T> {
+    r.map_err(|e| Error::from(anyhow::Error::new(e).context(what())))
+}
+
+fn where_(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("in namespace {ns}"),
+        None => "(cluster-wide)".into(),
+    }
 }
 
 async fn apply(client: &kube::Client, d: &DesiredChild, manager: &str) -> Result<()> {
     let api = api_for(client, &d.kind, d.namespace.as_deref());
     let params = PatchParams::apply(manager).force();
-    let written = api
-        .patch(&d.name, &params, &Patch::Apply(&d.object))
-        .await?;
+    let r = api.patch(&d.name, &params, &Patch::Apply(&d.object)).await;
+    let ns = d.namespace.as_deref();
+    let written = doing(r, || {
+        format!("applying {} {} {}", d.kind, d.name, where_(ns))
+    })?;
     // The write happened; if the server still disagrees, a later run would rewrite the child
     // forever. Say so once, permanently, naming the field.
     let written = serde_json::to_value(&written)?;
@@ -424,6 +444,10 @@ async fn delete(
         }),
         ..Default::default()
     };
-    api.delete(&live.name_any(), &params).await?;
+    let r = api.delete(&live.name_any(), &params).await;
+    let ns = live.metadata.namespace.as_deref();
+    doing(r, || {
+        format!("deleting {kind} {} {}", live.name_any(), where_(ns))
+    })?;
     Ok(())
 }

@@ -229,7 +229,7 @@ impl RecordedEnd {
             RunEnd::Waiting { step, reason } => ("waiting", Some(step), Some(reason)),
             RunEnd::Done { step, reason } => ("done", Some(step), Some(reason)),
             RunEnd::Failed { step, error } => ("failed", *step, Some(error)),
-            RunEnd::Paused { step, reason } => ("paused", Some(step), Some(reason)),
+            RunEnd::Paused { step, reason, .. } => ("paused", Some(step), Some(reason)),
             RunEnd::FinalizerAdded => ("finalizer_added", None, None),
             RunEnd::FinalizerRemoved => ("finalizer_removed", None, None),
             RunEnd::SkippedStale => ("skipped_stale", None, None),
