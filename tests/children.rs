@@ -508,3 +508,51 @@ async fn a_failed_request_names_the_kind_and_object_it_was_for() {
         "{error}"
     );
 }
+
+/// A tenant's usual children: a quota and a limit range.
+fn tenancy(p: &Parent) -> Children {
+    use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec};
+    use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaSpec};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    Children::new(p)
+        .apply(ResourceQuota {
+            metadata: meta("quota"),
+            spec: Some(ResourceQuotaSpec {
+                hard: Some([("cpu".to_string(), Quantity(p.spec.message.clone()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .apply(LimitRange {
+            metadata: meta("limits"),
+            spec: Some(LimitRangeSpec {
+                limits: vec![LimitRangeItem {
+                    type_: "Container".into(),
+                    ..Default::default()
+                }],
+            }),
+        })
+}
+
+#[tokio::test]
+async fn quotas_and_limit_ranges_are_kept_like_any_child() {
+    let t = setup().await;
+    t.patch_parent(serde_json::json!({ "message": "2" })).await;
+    let op = operator(&t, tenancy);
+    assert_eq!(
+        t.converge(&op).await,
+        ["created LimitRange limits", "created ResourceQuota quota"]
+    );
+    t.patch_parent(serde_json::json!({ "message": "4" })).await;
+    let changes = t.converge(&op).await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].starts_with("updated ResourceQuota quota"),
+        "{changes:?}"
+    );
+}

@@ -269,6 +269,65 @@ impl Registry {
             ),
             false,
         );
+        // Kinds operators keep as children of a tenant or an app: stored and served; what a real
+        // cluster's controllers do with them (quota accounting, volume binding, ingress
+        // routing) does not happen here.
+        for (group, plural, singular, kind, short, status) in [
+            (
+                "",
+                "resourcequotas",
+                "resourcequota",
+                "ResourceQuota",
+                "quota",
+                true,
+            ),
+            (
+                "",
+                "limitranges",
+                "limitrange",
+                "LimitRange",
+                "limits",
+                false,
+            ),
+            (
+                "",
+                "persistentvolumeclaims",
+                "persistentvolumeclaim",
+                "PersistentVolumeClaim",
+                "pvc",
+                true,
+            ),
+            ("batch", "cronjobs", "cronjob", "CronJob", "cj", true),
+            (
+                "networking.k8s.io",
+                "ingresses",
+                "ingress",
+                "Ingress",
+                "ing",
+                true,
+            ),
+            (
+                "networking.k8s.io",
+                "networkpolicies",
+                "networkpolicy",
+                "NetworkPolicy",
+                "netpol",
+                false,
+            ),
+            (
+                "policy",
+                "poddisruptionbudgets",
+                "poddisruptionbudget",
+                "PodDisruptionBudget",
+                "pdb",
+                true,
+            ),
+        ] {
+            all(
+                builtin(group, "v1", plural, singular, kind, true, &[short], status),
+                false,
+            );
+        }
         // RBAC objects are stored and served (so manifests can be applied and checked), never
         // enforced: the embedded server authorises every request.
         for (plural, singular, kind, namespaced) in [
