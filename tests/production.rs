@@ -632,11 +632,11 @@ async fn preflight_names_the_missing_verb_and_resource() {
     );
 
     // A built-in kind the embedded server leaves out.
-    let quotas = op().owns::<k8s_openapi::api::core::v1::ResourceQuota>();
-    let e = quotas.check().await.unwrap_err();
+    let rcs = op().owns::<k8s_openapi::api::core::v1::ReplicationController>();
+    let e = rcs.check().await.unwrap_err();
     assert_eq!(
         e.to_string(),
-        "the API server does not serve resourcequotas (a built-in kind this server does not serve)"
+        "the API server does not serve replicationcontrollers (a built-in kind this server does not serve)"
     );
 }
 

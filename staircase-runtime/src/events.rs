@@ -79,7 +79,7 @@ pub fn events_of(report: &RunReport) -> Vec<Event> {
                 error.to_string(),
             ));
         }
-        // The same note on every paused run: repeats on one version of the object aggregate.
+        // The same note on every paused run, so repeats aggregate.
         RunEnd::Paused { step, reason, .. } if report.deleting => out.push(ev(
             EventType::Warning,
             "Paused",
@@ -235,7 +235,14 @@ impl EventPublisher {
     pub fn observe(&self, report: &RunReport) {
         let mut reference = None;
         for event in events_of(report) {
-            let r = reference.get_or_insert_with(|| report.object_ref()).clone();
+            // Without the resourceVersion: repeats of one Event about one object (a wait, a
+            // pause, a fight's rounds) aggregate across the versions each run saw.
+            let r = reference
+                .get_or_insert_with(|| ObjectReference {
+                    resource_version: None,
+                    ..report.object_ref()
+                })
+                .clone();
             self.queue(r, event);
         }
     }

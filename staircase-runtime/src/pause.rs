@@ -15,8 +15,8 @@
 //!   [`with_status`](crate::Operator::with_status) the object's status carries a
 //!   [`PAUSED`](crate::status::PAUSED) condition (`True`, reason = the step, or `All`) and `Ready`
 //!   is `False` with reason `Paused`; the condition goes away when the annotation does. With
-//!   Events on, each paused run leaves a `Paused` Event (within the per-object rate limit of
-//!   [`events`](crate::events)).
+//!   Events on, each paused run leaves a `Paused` Event (repeats aggregate into one Event with
+//!   a growing count).
 //! - Removing the annotation is a change to the object, so the next run starts at once.
 //! - A value that names no step of the staircase pauses every step (the safe reading of a typo)
 //!   and the condition's message lists the steps there are.
