@@ -1118,3 +1118,67 @@ async fn a_cluster_scoped_parent_gets_its_namespace_first_and_runs_when_a_child_
         reports.iter().map(|r| r.to_string()).collect::<Vec<_>>()
     );
 }
+
+fn conditions_of(w: &Widget) -> Vec<(String, String, String)> {
+    let status = w.status.as_ref().map(|s| &s.steps);
+    status
+        .map(|s| &s.conditions)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            [staircase::status::RECONCILING, staircase::status::STALLED].contains(&c.type_.as_str())
+        })
+        .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kstatus_conditions_say_in_progress_stalled_and_current() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let op = widget_operator(&env).with_config(
+        OperatorConfig::default()
+            .with_namespace("default")
+            .with_kstatus(true),
+    );
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    let w = widgets
+        .create(&PostParams::default(), &widget("k", "wait"))
+        .await
+        .unwrap();
+    let (reconciling, stalled) = (
+        staircase::status::RECONCILING.to_string(),
+        staircase::status::STALLED.to_string(),
+    );
+    // Waiting: in progress.
+    op.run_once(w).await.unwrap();
+    let w = widgets.get("k").await.unwrap();
+    assert_eq!(
+        conditions_of(&w),
+        [(reconciling.clone(), "True".into(), "Waiting".into())]
+    );
+    // An error retrying will not fix: stalled, no longer in progress.
+    let patch = serde_json::json!({ "spec": { "mode": "permanent" } });
+    widgets
+        .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    op.run_once(widgets.get("k").await.unwrap()).await.unwrap();
+    let w = widgets.get("k").await.unwrap();
+    assert_eq!(
+        conditions_of(&w),
+        [(stalled.clone(), "True".into(), "behave".into())]
+    );
+    // Fixed: current, neither condition present (kstatus reads their absence as "no").
+    let patch = serde_json::json!({ "spec": { "mode": "" } });
+    widgets
+        .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    op.run_once(widgets.get("k").await.unwrap()).await.unwrap();
+    let w = widgets.get("k").await.unwrap();
+    assert_eq!(conditions_of(&w), []);
+    let s = &w.status.as_ref().unwrap().steps;
+    assert!(s.is_ready_at(w.metadata.generation));
+    assert_eq!(s.observed_generation, w.metadata.generation);
+}

@@ -77,6 +77,11 @@ pub struct OperatorConfig {
     pub status_updates: StatusUpdates,
     /// How a relist of the watched resource reaches the cache. Default: in place.
     pub relist: Relist,
+    /// Also keep kstatus's `Reconciling` and `Stalled` conditions (with `with_status()`), as
+    /// Flux, kpt and other tools that judge readiness by the kstatus convention read them:
+    /// `Reconciling` is present while the object is not settled, `Stalled` while it failed with
+    /// an error retrying will not fix. Default off.
+    pub kstatus: bool,
 }
 
 /// How the operator's watch cache takes a relist (the full list a watch that cannot resume
@@ -133,6 +138,7 @@ impl Default for OperatorConfig {
             events: true,
             status_updates: StatusUpdates::EveryChange,
             relist: Relist::InPlace,
+            kstatus: false,
         }
     }
 }
@@ -173,6 +179,7 @@ impl OperatorConfig {
     /// | `STAIRCASE_FIGHT_AFTER` | [`fight_after`](Self::fight_after) | `5` (or `0`: off) |
     /// | `STAIRCASE_STATUS_UPDATES` | [`status_updates`](Self::status_updates) | `transitions` (or `every-change`) |
     /// | `STAIRCASE_RELIST` | [`relist`](Self::relist) | `swap` (or `in-place`) |
+    /// | `STAIRCASE_KSTATUS` | [`kstatus`](Self::kstatus) | `true` |
     /// | `STAIRCASE_LEADER_ELECTION` | [`leader_election`](Self::leader_election) | `true` |
     /// | `STAIRCASE_LEASE_NAME` / `STAIRCASE_LEASE_NAMESPACE` | the Lease | `foo-operator` |
     /// | `POD_NAME` (else `HOSTNAME`) | the leader-election identity, plus a random suffix | from the downward API |
@@ -227,6 +234,9 @@ impl OperatorConfig {
         if let Some(v) = get("STAIRCASE_FIGHT_AFTER") {
             let n: u32 = parse("STAIRCASE_FIGHT_AFTER", &v, "a number of runs (0: off)")?;
             c = c.with_fight_after(n);
+        }
+        if let Some(v) = get("STAIRCASE_KSTATUS") {
+            c.kstatus = boolean("STAIRCASE_KSTATUS", &v)?;
         }
         if let Some(v) = get("STAIRCASE_RELIST") {
             c.relist = match v.trim() {
@@ -369,6 +379,12 @@ impl OperatorConfig {
     /// Sets [`OperatorConfig::relist`].
     pub fn with_relist(mut self, r: Relist) -> Self {
         self.relist = r;
+        self
+    }
+
+    /// Sets [`OperatorConfig::kstatus`].
+    pub fn with_kstatus(mut self, on: bool) -> Self {
+        self.kstatus = on;
         self
     }
 

@@ -24,7 +24,7 @@ use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::spans;
 use crate::staircase::Staircase;
 use crate::status::STATUS_FAILURES_REPORTED;
-use crate::step_status::{StepStatus, next_status};
+use crate::step_status::{Kstatus, StepStatus, next_status};
 use crate::writes::OperatorClient;
 use crate::{Context, OperatorConfig, OutcomeKind, RunInfo, finalizer};
 
@@ -474,6 +474,7 @@ where
                 cfg,
                 echo,
                 fighting.as_ref(),
+                self.config.kstatus.then_some(Kstatus { permanent }),
             )
         });
         let status = match new_status {

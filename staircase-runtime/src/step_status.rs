@@ -33,6 +33,24 @@ pub const FIGHTING: &str = "Fighting";
 
 const OURS: [&str; 6] = [READY, PROGRESSING, WAITING, FAILED, PAUSED, FIGHTING];
 
+/// kstatus's condition: the object is being brought to its desired state (present only while
+/// that is so; with [`OperatorConfig::kstatus`](crate::OperatorConfig::kstatus)).
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's condition: the operator cannot make progress without a change (a permanent error;
+/// present only while that is so; with [`OperatorConfig::kstatus`](crate::OperatorConfig::kstatus)).
+pub const STALLED: &str = "Stalled";
+
+/// The kstatus conditions, kept only when the operator is configured for them (otherwise a
+/// step's own `Reconciling` or `Stalled` is left alone).
+const KSTATUS: [&str; 2] = [RECONCILING, STALLED];
+
+/// The kstatus conventions are on; `permanent`: the run failed with an error retrying will not
+/// fix.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kstatus {
+    pub(crate) permanent: bool,
+}
+
 /// The part of a status the runtime maintains. Embed it in your status struct with
 /// `#[serde(flatten)]` and derive `staircase::StepStatus` on that struct (which gives the
 /// resource [`HasStepStatus`]), or use it as the whole status.
@@ -129,14 +147,18 @@ fn reason(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// A condition present only while it applies, by type.
+type Extra<'a> = (&'static str, Option<Wanted<'a>>);
+
 /// The four conditions always kept, then the ones present only while they apply: `Paused` when
-/// the run was paused, `Fighting` while the object is in a fight.
-#[allow(clippy::type_complexity)]
+/// the run was paused, `Fighting` while the object is in a fight, and with kstatus on,
+/// `Reconciling` while the object is not settled and `Stalled` while it failed for good.
 fn wanted<'a>(
     end: &'a RunEnd,
     deleting: bool,
     fighting: Option<&Fight>,
-) -> Option<([Wanted<'a>; 4], [(&'static str, Option<Wanted<'a>>); 2])> {
+    kstatus: Option<Kstatus>,
+) -> Option<([Wanted<'a>; 4], Vec<Extra<'a>>)> {
     let w = |type_, status, reason: &'static str, message: Cow<'static, str>| Wanted {
         type_,
         status,
@@ -203,6 +225,23 @@ fn wanted<'a>(
         message: f.to_string().into(),
         ..of_step(FIGHTING, f.step, "")
     });
+    let mut extras = vec![(PAUSED, paused), (FIGHTING, fighting)];
+    if let Some(k) = kstatus {
+        // kstatus reads an abnormal-true condition's presence: absent means "no".
+        let stalled = match end {
+            RunEnd::Failed { step, error } if k.permanent => Some(Wanted {
+                message: error.as_ref().into(),
+                ..of_step(STALLED, step.unwrap_or("Runtime"), "")
+            }),
+            _ => None,
+        };
+        let reconciling = (!ready && stalled.is_none()).then(|| Wanted {
+            message: ready_msg.clone(),
+            ..w(RECONCILING, true, ready_reason, "".into())
+        });
+        extras.push((RECONCILING, reconciling));
+        extras.push((STALLED, stalled));
+    }
     Some((
         [
             Wanted {
@@ -213,7 +252,7 @@ fn wanted<'a>(
             waiting,
             failed,
         ],
-        [(PAUSED, paused), (FIGHTING, fighting)],
+        extras,
     ))
 }
 
@@ -228,7 +267,10 @@ fn status_str(b: bool) -> &'static str {
 /// rewriting it would wake the object again, and a message that differs on every run (a
 /// countdown, an error carrying a request id) would loop.
 ///
-/// `fighting`: the fight the object is in, for the `Fighting` condition.
+/// `fighting`: the fight the object is in, for the `Fighting` condition. `kstatus`: keep
+/// `Reconciling` and `Stalled` too.
+// One caller (the runner) passes what one run found; a struct for it would only be built there.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn next_status(
     current: Option<&StepStatus>,
     generation: Option<i64>,
@@ -237,8 +279,9 @@ pub(crate) fn next_status(
     updates: StatusUpdates,
     echo: bool,
     fighting: Option<&Fight>,
+    kstatus: Option<Kstatus>,
 ) -> Option<StepStatus> {
-    let (kept, extras) = wanted(end, deleting, fighting)?;
+    let (kept, extras) = wanted(end, deleting, fighting, kstatus)?;
     let empty = StepStatus::default();
     let current = current.unwrap_or(&empty);
     let same = |w: &Wanted<'_>| {
@@ -260,7 +303,10 @@ pub(crate) fn next_status(
     let mut conditions: Vec<Condition> = current
         .conditions
         .iter()
-        .filter(|c| !OURS.contains(&c.type_.as_str()))
+        .filter(|c| {
+            let t = c.type_.as_str();
+            !(OURS.contains(&t) || kstatus.is_some() && KSTATUS.contains(&t))
+        })
         .cloned()
         .collect();
     for w in kept
@@ -302,7 +348,9 @@ mod tests {
         updates: StatusUpdates,
         echo: bool,
     ) -> Option<StepStatus> {
-        next_status(current, generation, end, deleting, updates, echo, None)
+        next_status(
+            current, generation, end, deleting, updates, echo, None, None,
+        )
     }
 
     fn modified(step: &'static str) -> RunEnd {
@@ -429,7 +477,7 @@ mod tests {
             rounds: 3,
         };
         let end = modified("ensure_config");
-        let s = next_status(None, Some(1), &end, false, EVERY, false, Some(&fight)).unwrap();
+        let s = next_status(None, Some(1), &end, false, EVERY, false, Some(&fight), None).unwrap();
         let c = s.condition(FIGHTING).unwrap();
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
@@ -439,11 +487,75 @@ mod tests {
         // The next round names no new count: nothing to rewrite.
         let later = Fight { rounds: 4, ..fight };
         assert_eq!(
-            next_status(Some(&s), Some(1), &end, false, EVERY, false, Some(&later)),
+            next_status(
+                Some(&s),
+                Some(1),
+                &end,
+                false,
+                EVERY,
+                false,
+                Some(&later),
+                None
+            ),
             None
         );
         let settled = next(Some(&s), Some(1), &RunEnd::Converged, false, EVERY, false).unwrap();
         assert_eq!(settled.condition(FIGHTING), None, "gone once settled");
+    }
+
+    #[test]
+    fn kstatus_reads_reconciling_and_stalled_by_their_presence() {
+        let k = |permanent| Some(Kstatus { permanent });
+        let at = |end: &RunEnd, current: Option<&StepStatus>, permanent| {
+            next_status(
+                current,
+                Some(1),
+                end,
+                false,
+                EVERY,
+                false,
+                None,
+                k(permanent),
+            )
+        };
+        let progressing = at(&modified("a"), None, false).unwrap();
+        let r = progressing.condition(RECONCILING).unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", "Progressing")
+        );
+        assert_eq!(progressing.condition(STALLED), None);
+        let failed = RunEnd::Failed {
+            step: Some("a"),
+            error: "spec.port: must be positive".into(),
+        };
+        let stalled = at(&failed, Some(&progressing), true).unwrap();
+        assert_eq!(stalled.condition(STALLED).unwrap().reason, "a");
+        assert_eq!(
+            stalled.condition(RECONCILING),
+            None,
+            "stalled is not in progress"
+        );
+        let retrying = at(&failed, Some(&stalled), false).unwrap();
+        assert_eq!(retrying.condition(RECONCILING).unwrap().status, "True");
+        assert_eq!(retrying.condition(STALLED), None);
+        let current = at(&RunEnd::Converged, Some(&retrying), false).unwrap();
+        assert!(current.is_ready_at(Some(1)));
+        assert_eq!(current.condition(RECONCILING), None);
+        assert_eq!(current.condition(STALLED), None);
+        assert_eq!(at(&RunEnd::Converged, Some(&current), false), None);
+        // Off, a step's own `Reconciling` is left as it is.
+        let mut own = current.clone();
+        own.conditions.push(Condition {
+            type_: RECONCILING.into(),
+            status: "True".into(),
+            reason: "Mine".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+        });
+        let kept = next(Some(&own), Some(2), &RunEnd::Converged, false, EVERY, false).unwrap();
+        assert_eq!(kept.condition(RECONCILING).unwrap().reason, "Mine");
     }
 
     #[test]
