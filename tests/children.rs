@@ -556,3 +556,102 @@ async fn quotas_and_limit_ranges_are_kept_like_any_child() {
         "{changes:?}"
     );
 }
+
+mod apply_if_different {
+    use super::*;
+    use staircase::apply::{Compare, apply_if_different};
+
+    fn settings(p: &Parent) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(format!("{}-settings", p.name_any())),
+                ..Default::default()
+            },
+            data: Some([("message".to_string(), p.spec.message.clone())].into()),
+            ..Default::default()
+        }
+    }
+
+    #[step]
+    async fn local(p: &Parent, ctx: &Context) -> Result<Outcome> {
+        apply_if_different(ctx, &settings(p), "parent-operator", Compare::Local).await
+    }
+
+    #[step]
+    async fn dry_run(p: &Parent, ctx: &Context) -> Result<Outcome> {
+        apply_if_different(ctx, &settings(p), "parent-operator", Compare::DryRun).await
+    }
+
+    /// Runs once; how the run ended and the writes the server saw.
+    async fn once<M: staircase::Stairs<Parent, ()>>(
+        t: &T,
+        op: &Operator<Parent, (), M>,
+    ) -> (String, u64) {
+        let before = t.env.server.stats().writes();
+        let r = op
+            .run_once(t.parents.get("p").await.unwrap())
+            .await
+            .unwrap();
+        let end = match r.end {
+            RunEnd::Modified { description, .. } => description.into_owned(),
+            RunEnd::Converged => "converged".into(),
+            other => panic!("{other:?}"),
+        };
+        (end, t.env.server.stats().writes() - before)
+    }
+
+    async fn check<M: staircase::Stairs<Parent, ()>>(t: &T, op: &Operator<Parent, (), M>) {
+        assert_eq!(
+            once(t, op).await,
+            ("created ConfigMap p-settings".into(), 1)
+        );
+        assert_eq!(once(t, op).await, ("converged".into(), 0));
+        // Someone else's key is theirs: not a difference.
+        let other = serde_json::json!({ "data": { "theirs": "x" } });
+        t.cms
+            .patch(
+                "p-settings",
+                &PatchParams::apply("someone").force(),
+                &Patch::Apply(&serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "p-settings" },
+                    "data": other["data"],
+                })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(once(t, op).await, ("converged".into(), 0));
+        t.patch_parent(serde_json::json!({ "message": "changed" }))
+            .await;
+        assert_eq!(
+            once(t, op).await,
+            (
+                "applied ConfigMap p-settings (.data.message differed)".into(),
+                1
+            )
+        );
+        assert_eq!(once(t, op).await, ("converged".into(), 0));
+        let data = t.cms.get("p-settings").await.unwrap().data.unwrap();
+        assert_eq!(data["message"], "changed");
+        assert_eq!(data["theirs"], "x");
+    }
+
+    #[tokio::test]
+    async fn a_local_comparison_applies_only_what_differs() {
+        let t = setup().await;
+        check(
+            &t,
+            &Operator::new(t.env.client.clone(), staircase!(Parent => [local])),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_comparison_applies_only_what_differs() {
+        let t = setup().await;
+        check(
+            &t,
+            &Operator::new(t.env.client.clone(), staircase!(Parent => [dry_run])),
+        )
+        .await;
+    }
+}

@@ -71,7 +71,8 @@ impl Stats {
         if let Some(v) = r.verb {
             *i.by_verb.entry(v).or_default() += 1;
             *i.time_by_verb.entry(v).or_default() += r.elapsed;
-            if v.is_write() && r.status < 400 {
+            // A dry run (`dryRun=All`) is answered like a write but stores nothing.
+            if v.is_write() && r.status < 400 && !r.query.contains("dryRun=") {
                 i.writes += 1;
             }
             if let Some(res) = &r.resource {
@@ -100,7 +101,8 @@ impl Stats {
             .unwrap_or(0)
     }
 
-    /// Successful writes (create, update, patch, delete, deletecollection), all resources.
+    /// Successful writes (create, update, patch, delete, deletecollection), all resources; dry
+    /// runs (`dryRun=All`) store nothing and are not counted.
     pub fn writes(&self) -> u64 {
         self.lock().writes
     }

@@ -11,6 +11,7 @@
 //!
 //! Modules, each one job:
 //! - [`mod@children`]: the declarative children step;
+//! - [`apply`]: server-side apply of one object, only when it would change something;
 //! - [`external`]: idempotent calls to services outside Kubernetes;
 //! - [`status`]: the condition types the runtime writes;
 //! - [`events`], [`metrics`], [`server`], [`logging`]: what an operator publishes;
@@ -22,6 +23,7 @@
 //! - [`fight`]: another actor that keeps undoing a step's modification, found and reported.
 #![warn(missing_docs)]
 
+pub mod apply;
 mod backoff;
 mod cache;
 mod chain;

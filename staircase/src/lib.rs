@@ -87,7 +87,7 @@ pub use staircase_runtime::{
     Watchable, Write,
 };
 pub use staircase_runtime::{
-    children, crds, events, explain, external, fight, pause, preflight, replay, status,
+    apply, children, crds, events, explain, external, fight, pause, preflight, replay, status,
 };
 
 /// Builds a [`Staircase`] from `#[step]` functions, in the order they run.
