@@ -37,7 +37,8 @@ pub(crate) type Observer = Arc<dyn Fn(&RunReport) + Send + Sync>;
 /// When the object should run again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextRun {
-    /// After this delay (or sooner, on a change).
+    /// After this delay (or sooner, on a change, unless the runtime holds the object: a fight's
+    /// backoff, the window after an external call of unknown outcome).
     After(Duration),
     /// Only when the object changes.
     OnChange,

@@ -177,10 +177,11 @@ fn wanted<'a>(
         RunEnd::Paused { reason, .. } => (false, "Paused", reason.as_ref().into()),
         RunEnd::FinalizerRemoved | RunEnd::SkippedStale | RunEnd::Cancelled { .. } => return None,
     };
-    let (ready, ready_reason) = if deleting {
-        (false, "Deleting")
-    } else {
-        (ready, ready_reason)
+    let (ready, ready_reason, ready_msg) = match fighting {
+        _ if deleting => (false, "Deleting", ready_msg),
+        // Someone watching `Ready` alone learns why the object does not settle.
+        Some(f) if !ready => (false, "Fighting", f.to_string().into()),
+        _ => (ready, ready_reason, ready_msg),
     };
     let of_step = |type_, step: &'static str, message: &'static str| Wanted {
         type_,
@@ -484,6 +485,11 @@ mod tests {
             ("True", "ensure_config")
         );
         assert!(c.message.contains("intruder"), "{}", c.message);
+        let ready = s.condition(READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Fighting")
+        );
         // The next round names no new count: nothing to rewrite.
         let later = Fight { rounds: 4, ..fight };
         assert_eq!(

@@ -388,7 +388,8 @@ where
         self
     }
 
-    /// Runs only these variants (all by default).
+    /// Runs only these variants, in place of the default set ([`Variant::ALL`]; the child
+    /// variants of [`Variant::CHILDREN`] are not in it).
     pub fn variants(mut self, v: &[Variant]) -> Self {
         self.variants = v.to_vec();
         self

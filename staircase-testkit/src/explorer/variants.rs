@@ -28,7 +28,12 @@ pub enum Variant {
     /// reported too.)
     StaleView,
     /// The controller loop, with live watch events dropped with probability `p` (0.3 and 0.9 by
-    /// default, several seeds each). Pass: the reference end state.
+    /// default, several seeds each). Pass: the reference end state and no duplicate effect. A
+    /// lost delete event leaves a deleted object in the operator's cache: an operator without a
+    /// finalizer keeps running it until the cache relists, and a step that creates a child
+    /// creates it again each run (the garbage collector removes it at once, its owner being
+    /// gone), which is reported as duplicate creates. A cleanup step (and so the runtime's
+    /// finalizer) makes the deletion a change the runs see.
     LostEvents,
     /// After convergence, every object runs [`idle_runs`](super::Explorer::idle_runs) more
     /// times. Pass: zero writes and zero external effects.
