@@ -112,10 +112,12 @@ pub(crate) struct Verdict {
     pub problems: Vec<(usize, String)>,
 }
 
-fn creates(o: &CaseOutcome) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
+/// Creates per collection path, with the phase of the last one (where a duplicate shows).
+fn creates(o: &CaseOutcome) -> BTreeMap<String, (u64, usize)> {
+    let mut m: BTreeMap<String, (u64, usize)> = BTreeMap::new();
     for w in o.writes.iter().filter(|w| w.is_create()) {
-        *m.entry(w.path.clone()).or_default() += 1;
+        let e = m.entry(w.path.clone()).or_default();
+        *e = (e.0 + 1, w.phase);
     }
     m
 }
@@ -204,12 +206,12 @@ pub(crate) fn judge(reference: &CaseOutcome, case: &CaseOutcome, j: &Judge) -> V
     }
     let (rc, cc) = (creates(reference), creates(case));
     let mut duplicates = 0;
-    for (path, n) in &cc {
-        let extra = n.saturating_sub(rc.get(path).copied().unwrap_or(0));
+    for (path, (n, phase)) in &cc {
+        let extra = n.saturating_sub(rc.get(path).map_or(0, |r| r.0));
         if extra > 0 {
             duplicates += extra;
             problems.push((
-                0,
+                *phase,
                 format!("duplicate effect: {extra} more create(s) of {path} than the reference"),
             ));
         }
