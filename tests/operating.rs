@@ -291,20 +291,24 @@ async fn explain_names_the_next_modification_and_changes_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_names_an_external_call_and_does_not_make_it() {
+/// A server with an Order `tea` for one pack of leaves, and a shop to order from.
+async fn tea_order() -> (Env, Shop, Api<Order>) {
     let env = Env::start().await;
     env.install::<Order>().await;
     let shop = Shop::start().await.expect("shop starts");
     let orders: Api<Order> = Api::namespaced(env.client.clone(), "default");
-    let o = Order::new(
-        "tea",
-        OrderSpec {
-            item: "leaves".into(),
-            quantity: 1,
-        },
-    );
+    let spec = OrderSpec {
+        item: "leaves".into(),
+        quantity: 1,
+    };
+    let o = Order::new("tea", spec);
     orders.create(&PostParams::default(), &o).await.unwrap();
+    (env, shop, orders)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_an_external_call_and_does_not_make_it() {
+    let (env, shop, orders) = tea_order().await;
     let op = Operator::with_state(
         env.client.clone(),
         order::stairs(),
@@ -575,20 +579,9 @@ async fn a_recorded_run_replays_without_a_cluster_and_a_changed_step_is_named() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_external_call_is_named_not_made() {
-    let env = Env::start().await;
-    env.install::<Order>().await;
-    let shop = Shop::start().await.expect("shop starts");
+    let (env, shop, orders) = tea_order().await;
     let dir = Scratch::new("record-order");
     let recorder = Recorder::new(&dir.0).keep(2);
-    let orders: Api<Order> = Api::namespaced(env.client.clone(), "default");
-    let o = Order::new(
-        "tea",
-        OrderSpec {
-            item: "leaves".into(),
-            quantity: 1,
-        },
-    );
-    orders.create(&PostParams::default(), &o).await.unwrap();
     let op = Operator::with_state(
         env.client.clone(),
         order::stairs(),

@@ -1150,6 +1150,16 @@ async fn kstatus_conditions_say_in_progress_stalled_and_current() {
         staircase::status::RECONCILING.to_string(),
         staircase::status::STALLED.to_string(),
     );
+    // Sets the widget's mode, runs it once, and reads it back.
+    let run_in_mode = async |mode: &str| {
+        let patch = serde_json::json!({ "spec": { "mode": mode } });
+        widgets
+            .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        op.run_once(widgets.get("k").await.unwrap()).await.unwrap();
+        widgets.get("k").await.unwrap()
+    };
     // Waiting: in progress.
     op.run_once(w).await.unwrap();
     let w = widgets.get("k").await.unwrap();
@@ -1158,25 +1168,13 @@ async fn kstatus_conditions_say_in_progress_stalled_and_current() {
         [(reconciling.clone(), "True".into(), "Waiting".into())]
     );
     // An error retrying will not fix: stalled, no longer in progress.
-    let patch = serde_json::json!({ "spec": { "mode": "permanent" } });
-    widgets
-        .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    op.run_once(widgets.get("k").await.unwrap()).await.unwrap();
-    let w = widgets.get("k").await.unwrap();
+    let w = run_in_mode("permanent").await;
     assert_eq!(
         conditions_of(&w),
         [(stalled.clone(), "True".into(), "behave".into())]
     );
     // Fixed: current, neither condition present (kstatus reads their absence as "no").
-    let patch = serde_json::json!({ "spec": { "mode": "" } });
-    widgets
-        .patch("k", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    op.run_once(widgets.get("k").await.unwrap()).await.unwrap();
-    let w = widgets.get("k").await.unwrap();
+    let w = run_in_mode("").await;
     assert_eq!(conditions_of(&w), []);
     let s = &w.status.as_ref().unwrap().steps;
     assert!(s.is_ready_at(w.metadata.generation));
