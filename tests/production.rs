@@ -1180,3 +1180,86 @@ async fn kstatus_conditions_say_in_progress_stalled_and_current() {
     assert!(s.is_ready_at(w.metadata.generation));
     assert_eq!(s.observed_generation, w.metadata.generation);
 }
+
+/// Says in a condition of its own whether the widget's mode is set; with mode `clash`, tries to
+/// set the runtime's `Ready`.
+#[step]
+async fn mode_condition(
+    w: &Widget,
+    ctx: &Context<staircase_tests::widget::Counters>,
+) -> Result<Outcome> {
+    let type_ = if w.spec.mode == "clash" {
+        "Ready"
+    } else {
+        "ModeSet"
+    };
+    let set = !w.spec.mode.is_empty();
+    ctx.set_condition(type_, set, "FromSpec", format!("mode {:?}", w.spec.mode))?;
+    Ok(Outcome::unchanged())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_sets_a_condition_of_its_own_through_the_runtimes_status_write() {
+    let env = Env::start().await;
+    env.install::<Widget>().await;
+    let op = Operator::with_state(
+        env.client.clone(),
+        staircase!(Widget => [mode_condition]),
+        Default::default(),
+    )
+    .with_status();
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets
+        .create(&PostParams::default(), &widget("c", ""))
+        .await
+        .unwrap();
+    let mode_set = |w: &Widget| {
+        let c = w.status.as_ref()?.steps.condition("ModeSet")?.clone();
+        Some((c.status, c.reason, c.message))
+    };
+    let run = async || {
+        let r = op.run_once(widgets.get("c").await.unwrap()).await.unwrap();
+        (r, widgets.get("c").await.unwrap())
+    };
+    let (r, w) = run().await;
+    assert!(
+        matches!(r.end, RunEnd::Converged) && r.step_writes() == 0,
+        "{r}"
+    );
+    assert_eq!(
+        mode_set(&w),
+        Some(("False".into(), "FromSpec".into(), "mode \"\"".into()))
+    );
+    assert!(
+        w.status
+            .as_ref()
+            .unwrap()
+            .steps
+            .is_ready_at(w.metadata.generation)
+    );
+    // The same condition again: nothing to write.
+    let before = env.status_writes("widgets.test.staircase.rs");
+    run().await;
+    assert_eq!(env.status_writes("widgets.test.staircase.rs"), before);
+    let patch = serde_json::json!({ "spec": { "mode": "on" } });
+    widgets
+        .patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let (_, w) = run().await;
+    assert_eq!(mode_set(&w).map(|c| c.0), Some("True".into()));
+    // The runtime's own conditions are not a step's to set.
+    let patch = serde_json::json!({ "spec": { "mode": "clash" } });
+    widgets
+        .patch("c", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let (r, _) = run().await;
+    let RunEnd::Failed { error, .. } = &r.end else {
+        panic!("{r}")
+    };
+    assert!(
+        error.contains("the condition type \"Ready\" is kept by the runtime"),
+        "{error}"
+    );
+}

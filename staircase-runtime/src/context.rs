@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::core::Selector;
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -10,6 +11,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::{Cache, Live, label_of};
 use crate::replay::tape;
 use crate::writes::{Write, record_current};
+use crate::{Error, Result};
 
 /// Facts about the current run, for logs and decisions.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct Context<S = ()> {
     cache: Option<Arc<Cache>>,
     /// The run only explains or replays (`"explain"`, `"replay"`): external calls are not made.
     dry: Option<&'static str>,
+    /// Conditions steps set in this run, for the runtime's status write.
+    conditions: std::sync::Mutex<Vec<Condition>>,
 }
 
 impl<S> Context<S> {
@@ -70,7 +74,70 @@ impl<S> Context<S> {
             run,
             cache,
             dry: None,
+            conditions: std::sync::Mutex::default(),
         }
+    }
+
+    /// Sets a condition of your own in the object's status (with
+    /// [`Operator::with_status`](crate::Operator::with_status)): the runtime writes it with its
+    /// own conditions after the run, only when it changed, keeping `lastTransitionTime` while
+    /// `status` stays the same. This is no write of the step's (the rule counts none) and, like
+    /// every status write of the runtime, it may fail: no step may depend on reading it back.
+    /// A condition set once stays until a step sets it again.
+    ///
+    /// ```
+    /// # use staircase_runtime::*;
+    /// # async fn step(ctx: &Context) -> Result<Outcome> {
+    /// ctx.set_condition("DatabaseReady", true, "Provisioned", "the database answers")?;
+    /// # Ok(Outcome::unchanged())
+    /// # }
+    /// ```
+    ///
+    /// Refused (a permanent error): a type the runtime keeps (`Ready`, `Progressing`, `Waiting`,
+    /// `Failed`, `Paused`, `Fighting`, `Reconciling`, `Stalled`) and a type that is not a valid
+    /// condition type (`[prefix/]CamelCase`, letters, digits, `.`, `-`, `_`). The reason is made
+    /// valid the way the runtime's are.
+    pub fn set_condition(
+        &self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Result<()> {
+        let name = type_.rsplit_once('/').map_or(type_, |(_, n)| n);
+        let valid = !name.is_empty()
+            && name.len() <= 316
+            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && type_
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+        if !valid {
+            return Err(Error::permanent(anyhow::anyhow!(
+                "{type_:?} is not a valid condition type (`[prefix/]CamelCase`)"
+            )));
+        }
+        if crate::step_status::is_runtime_condition(type_) {
+            return Err(Error::permanent(anyhow::anyhow!(
+                "the condition type {type_:?} is kept by the runtime; name yours otherwise"
+            )));
+        }
+        let c = Condition {
+            type_: type_.to_string(),
+            status: if status { "True" } else { "False" }.into(),
+            reason: crate::step_status::reason(reason).into_owned(),
+            message: message.into(),
+            observed_generation: None,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        };
+        let mut set = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
+        set.retain(|o| o.type_ != c.type_);
+        set.push(c);
+        Ok(())
+    }
+
+    /// The conditions steps set in this run.
+    pub(crate) fn take_conditions(&self) -> Vec<Condition> {
+        std::mem::take(&mut *self.conditions.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Marks the context of a run that only explains or replays (`mode` names which).

@@ -24,7 +24,7 @@ use crate::run::{RunEnd, RunRecorder, RunReport};
 use crate::spans;
 use crate::staircase::Staircase;
 use crate::status::STATUS_FAILURES_REPORTED;
-use crate::step_status::{Kstatus, StepStatus, next_status};
+use crate::step_status::{Kstatus, StepStatus, next_status, with_own_conditions};
 use crate::writes::OperatorClient;
 use crate::{Context, OperatorConfig, OutcomeKind, RunInfo, finalizer};
 
@@ -464,10 +464,11 @@ where
         // message that changes on every run (a countdown, an error with a request id) would
         // otherwise wake the object with each write, hundreds of times a second.
         let echo = view.echo_rv.is_some() && view.echo_rv == seen_rv;
+        let own = ctx.take_conditions();
         let new_status = self.status.and_then(|read| {
             let cfg = self.config.status_updates;
             let fighting = self.memory.fights.current(key);
-            next_status(
+            let runtime = next_status(
                 read(&obj),
                 generation,
                 &end,
@@ -476,7 +477,8 @@ where
                 echo,
                 fighting.as_ref(),
                 self.config.kstatus.then_some(Kstatus { permanent }),
-            )
+            );
+            with_own_conditions(read(&obj), runtime, own, generation)
         });
         let status = match new_status {
             Some(s) => Some(rare(self.write_status(&obj, s, rec)).await),

@@ -131,7 +131,7 @@ struct Wanted<'a> {
 
 /// Kubernetes requires condition reasons to match `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`;
 /// step names are Rust identifiers, so only a leading underscore or digit needs a prefix.
-fn reason(s: &str) -> Cow<'_, str> {
+pub(crate) fn reason(s: &str) -> Cow<'_, str> {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let starts_alpha = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
     if starts_alpha && s.chars().all(valid_char) {
@@ -334,9 +334,121 @@ pub(crate) fn next_status(
     })
 }
 
+/// Whether the runtime keeps conditions of this type (so a step may not set them).
+pub(crate) fn is_runtime_condition(type_: &str) -> bool {
+    OURS.contains(&type_) || KSTATUS.contains(&type_)
+}
+
+/// `proposed` (what [`next_status`] decided, `None` for "nothing to write") with the conditions
+/// steps set in this run ([`Context::set_condition`](crate::Context::set_condition)): each
+/// replaces the condition of its type, keeping its transition time while its status stays.
+/// `None` when neither the runtime's nor the steps' conditions change.
+pub(crate) fn with_own_conditions(
+    current: Option<&StepStatus>,
+    proposed: Option<StepStatus>,
+    own: Vec<Condition>,
+    generation: Option<i64>,
+) -> Option<StepStatus> {
+    if own.is_empty() {
+        return proposed;
+    }
+    let changed = proposed.is_some();
+    let mut status = match (proposed, current) {
+        (Some(s), _) => s,
+        (None, Some(c)) => c.clone(),
+        // No status yet and none to write: the run ended without one (the object is going).
+        (None, None) => return None,
+    };
+    let mut own_changed = false;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    for mut c in own {
+        c.observed_generation = generation;
+        let old = status.conditions.iter().position(|o| o.type_ == c.type_);
+        let same = old.is_some_and(|i| {
+            let o = &status.conditions[i];
+            (&o.status, &o.reason, &o.message, o.observed_generation)
+                == (&c.status, &c.reason, &c.message, c.observed_generation)
+        });
+        if same {
+            continue;
+        }
+        own_changed = true;
+        c.last_transition_time = match old.map(|i| &status.conditions[i]) {
+            Some(o) if o.status == c.status => o.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        match old {
+            Some(i) => status.conditions[i] = c,
+            None => status.conditions.push(c),
+        }
+    }
+    (changed || own_changed).then_some(status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn own(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn a_steps_own_condition_is_written_once_and_kept_beside_the_runtimes() {
+        let base = next(None, Some(1), &RunEnd::Converged, false, EVERY, false).unwrap();
+        let first = with_own_conditions(
+            Some(&base),
+            None,
+            vec![own("DatabaseReady", "True", "Provisioned")],
+            Some(1),
+        )
+        .expect("a new condition is a change");
+        let c = first.condition("DatabaseReady").unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.observed_generation),
+            ("True", Some(1))
+        );
+        assert!(first.is_ready_at(Some(1)));
+        let again = vec![own("DatabaseReady", "True", "Provisioned")];
+        assert_eq!(
+            with_own_conditions(Some(&first), None, again, Some(1)),
+            None
+        );
+        // A later run of the runtime keeps it (a condition of the user's own).
+        let later = next(
+            Some(&first),
+            Some(2),
+            &RunEnd::Converged,
+            false,
+            EVERY,
+            false,
+        )
+        .unwrap();
+        assert_eq!(later.condition("DatabaseReady").unwrap().status, "True");
+        let flipped = vec![own("DatabaseReady", "False", "Lost")];
+        let f = with_own_conditions(Some(&later), None, flipped, Some(2)).unwrap();
+        let c = f.condition("DatabaseReady").unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Lost"));
+        assert_ne!(
+            c.last_transition_time.0,
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH
+        );
+        assert_eq!(
+            f.conditions
+                .iter()
+                .filter(|c| c.type_ == "DatabaseReady")
+                .count(),
+            1
+        );
+        assert!(is_runtime_condition(READY) && !is_runtime_condition("DatabaseReady"));
+    }
 
     const EVERY: StatusUpdates = StatusUpdates::EveryChange;
 
