@@ -314,31 +314,14 @@ fn echo_child_requests(env: &Env, verb: Verb) -> usize {
 /// the children from the caches; a children step without caches lists each kind on every run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_converged_children_step_runs_without_listing() {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::Service;
-    use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
+    use staircase_examples::echo::{self, EchoServer};
 
     let env = Env::start().await;
     env.install::<EchoServer>().await;
     let simulator = tokio::spawn(echo::simulate_deployments(env.client.clone(), "default"));
-    let op = Operator::new(env.client.clone(), echo::stairs())
-        .with_config(OperatorConfig::default().with_namespace("default"))
-        .with_status()
-        .owns::<Deployment>()
-        .owns::<Service>();
-    let running = Running::operator(op);
+    let op = Operator::new(env.client.clone(), echo::stairs());
+    let running = staircase_tests::echoes::run_until_converged(env.client.clone(), op).await;
     let echoes: Api<EchoServer> = Api::namespaced(env.client.clone(), "default");
-    let spec = EchoServerSpec {
-        replicas: 1,
-        port: 8080,
-    };
-    echoes
-        .create(&PostParams::default(), &EchoServer::new("e", spec))
-        .await
-        .unwrap();
-    running
-        .wait_report(|r| matches!(r.end, RunEnd::Converged))
-        .await;
     let reads = || echo_child_requests(&env, Verb::List) + echo_child_requests(&env, Verb::Get);
     let before = (reads(), running.reports().len());
     const RUNS: usize = 3;

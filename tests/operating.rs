@@ -630,32 +630,15 @@ async fn a_replayed_external_call_is_named_not_made() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_run_of_a_children_step_replays_the_same() {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use staircase_examples::echo::{self, EchoServer, EchoServerSpec};
+    use staircase_examples::echo::{self, EchoServer};
 
     let env = Env::start().await;
     env.install::<EchoServer>().await;
     let simulator = tokio::spawn(echo::simulate_deployments(env.client.clone(), "default"));
     let dir = Scratch::new("record-echo");
-    let op = Operator::new(env.client.clone(), echo::stairs())
-        .with_config(OperatorConfig::default().with_namespace("default"))
-        .with_status()
-        .owns::<Deployment>()
-        .owns::<Service>()
-        .record(Recorder::new(&dir.0).keep(100));
-    let running = Running::operator(op);
-    let echoes: Api<EchoServer> = Api::namespaced(env.client.clone(), "default");
-    let spec = EchoServerSpec {
-        replicas: 1,
-        port: 8080,
-    };
-    echoes
-        .create(&PostParams::default(), &EchoServer::new("e", spec))
-        .await
-        .unwrap();
-    running
-        .wait_report(|r| matches!(r.end, RunEnd::Converged))
-        .await;
+    let op =
+        Operator::new(env.client.clone(), echo::stairs()).record(Recorder::new(&dir.0).keep(100));
+    let running = staircase_tests::echoes::run_until_converged(env.client.clone(), op).await;
     running.stop().await;
     simulator.abort();
 

@@ -43,6 +43,49 @@ pub mod foos {
     }
 }
 
+/// The echo example run as an operator until its first `e` converged.
+pub mod echoes {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Api, PostParams};
+    use staircase::{Operator, OperatorConfig, RunEnd, Stairs};
+    use staircase_examples::echo::{EchoServer, EchoServerSpec};
+
+    use super::Running;
+
+    /// Runs `op` (the echo staircase; `with_status`, namespace and owned kinds are added here),
+    /// creates the EchoServer `e` in `default` through `client` and waits for a converged run.
+    pub async fn run_until_converged<S, M, C>(
+        client: kube::Client,
+        op: Operator<EchoServer, S, M, C>,
+    ) -> Running
+    where
+        S: Send + Sync + 'static,
+        M: Stairs<EchoServer, S>,
+        C: Stairs<EchoServer, S>,
+    {
+        let op = op
+            .with_config(OperatorConfig::default().with_namespace("default"))
+            .with_status()
+            .owns::<Deployment>()
+            .owns::<Service>();
+        let running = Running::operator(op);
+        let echoes: Api<EchoServer> = Api::namespaced(client, "default");
+        let spec = EchoServerSpec {
+            replicas: 1,
+            port: 8080,
+        };
+        echoes
+            .create(&PostParams::default(), &EchoServer::new("e", spec))
+            .await
+            .unwrap();
+        running
+            .wait_report(|r| matches!(r.end, RunEnd::Converged))
+            .await;
+        running
+    }
+}
+
 /// Upper bound for any wait in a test: a guard against hangs, never a timing assumption.
 pub const GUARD: Duration = Duration::from_secs(30);
 
