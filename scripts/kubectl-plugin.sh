@@ -3,17 +3,7 @@
 # `kubectl-staircase`, `kubectl staircase explain` says what the next run of a paused Foo would do
 # and changes nothing; removing the pause annotation lets the operator finish.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$repo/target}
-export CARGO_TARGET_DIR=$target
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib/embedded-server.sh"
 
 # The workspace's test build builds the examples and the API server binary (a no-op after
 # `cargo test --workspace`).
@@ -22,12 +12,7 @@ mkdir -p "$work/bin"
 ln -s "$target/debug/examples/foo-operator" "$work/bin/kubectl-staircase"
 export PATH=$work/bin:$PATH
 
-kc=$work/kubeconfig
-"$target/debug/staircase-apiserver" --kubeconfig "$kc" >"$work/apiserver.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 600); do [ -s "$kc" ] && break; sleep 0.1; done
-[ -s "$kc" ] || { echo "the API server did not start:" >&2; cat "$work/apiserver.log" >&2; exit 1; }
-export KUBECONFIG=$kc
+start_embedded_server
 fail() {
   echo "$1" >&2
   echo "--- operator log" >&2

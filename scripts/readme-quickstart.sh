@@ -4,17 +4,7 @@
 # Greeting gets its ConfigMap and a Ready condition. This is what a newcomer does first, so it
 # must keep working as written.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$repo/target}
-export CARGO_TARGET_DIR=$target
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/lib/embedded-server.sh"
 
 # The first fenced block of a given language after a heading, without the fences.
 block() { # heading language
@@ -54,15 +44,9 @@ echo "--- building the embedded API server's binary"
 # dependencies with other features.
 cargo test --manifest-path "$repo/Cargo.toml" --workspace --no-run
 
-kc=$work/kubeconfig
-"$target/debug/staircase-apiserver" --kubeconfig "$kc" >"$work/apiserver.log" 2>&1 &
-pids+=($!)
-# The server writes the kubeconfig once it listens.
-for _ in $(seq 1 600); do [ -s "$kc" ] && break; sleep 0.1; done
-[ -s "$kc" ] || { echo "the API server did not start:" >&2; cat "$work/apiserver.log" >&2; exit 1; }
-export KUBECONFIG=$kc
+start_embedded_server
 
-KUBECONFIG=$kc RUST_LOG=info "$target/debug/readme-quickstart" >"$work/operator.log" 2>&1 &
+RUST_LOG=info "$target/debug/readme-quickstart" >"$work/operator.log" 2>&1 &
 pids+=($!)
 fail() {
   echo "$1" >&2
