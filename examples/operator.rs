@@ -6,6 +6,8 @@
 //! cargo run --example foo-operator -- --kubeconfig PATH
 //! cargo run --example foo-operator -- crd > deploy/01-crd.yaml
 //! cargo run --example foo-operator -- explain web -n default   # what the next run would do
+//! FOO_RECORD_DIR=/tmp/runs cargo run --example foo-operator     # record every run
+//! cargo run --example foo-operator -- replay /tmp/runs/default_web/…json   # replay one
 //! ```
 //!
 //! Linked on the `PATH` as `kubectl-staircase`, it is also a kubectl plugin:
@@ -30,8 +32,9 @@ async fn main() -> anyhow::Result<()> {
     let mut kubeconfig = None;
     while let Some(a) = args.next() {
         match a.as_str() {
-            // Handled by `explain::from_args` below, once the operator is built.
-            "explain" => break,
+            // Handled by `explain::from_args` and `replay::from_args` below, once the operator
+            // is built.
+            "explain" | "replay" => break,
             "crd" => {
                 print!("{}", crds::print::<Foo>());
                 return Ok(());
@@ -55,8 +58,13 @@ async fn main() -> anyhow::Result<()> {
         manager: "foo-operator".into(),
     };
     // The staircase, its status and the child kinds it owns (and reads from their caches).
-    let operator = foo::operator(client, app).with_config(config);
+    let mut operator = foo::operator(client, app).with_config(config);
+    if let Some(dir) = std::env::var_os("FOO_RECORD_DIR") {
+        // Each run's reads and writes, to replay with `foo-operator replay FILE`.
+        operator = operator.record(staircase::replay::Recorder::new(dir).redact_secrets());
+    }
     staircase::explain::from_args(&operator).await;
+    staircase::replay::from_args(&operator).await;
     operator.check().await.context("preflight")?;
     operator.run().await;
     Ok(())

@@ -34,7 +34,7 @@ spec:
   message: hello
   port: 80
 EOF
-kubectl-staircase >"$work/operator.log" 2>&1 &
+FOO_RECORD_DIR=$work/runs kubectl-staircase >"$work/operator.log" 2>&1 &
 pids+=($!)
 kubectl -n default wait --for=jsonpath='{.status.conditions[?(@.type=="Paused")].reason}'=ensure_service \
   foo/web --timeout=60s || fail "the Foo did not report its pause"
@@ -58,4 +58,11 @@ set -e
 kubectl -n default annotate foo web staircase.rs/pause-before-
 kubectl -n default wait --for=condition=Ready foo/web --timeout=60s || fail "the Foo did not resume"
 kubectl -n default get service web-svc >/dev/null || fail "no Service after resuming"
-echo "kubectl staircase explain and the pause annotation work as docs/operating.md shows"
+
+# The run that created the Service, recorded, replays the same with the current code.
+recording=$(grep -l '"detail": "created Service web-svc"' "$work"/runs/default_web/*.json | head -1 || true)
+[ -n "$recording" ] || fail "no recording of the run that created the Service"
+replayed=$(kubectl-staircase replay "$recording") || fail "the replay diverged or failed: $replayed"
+echo "$replayed" | tail -1
+grep -q "^the current code makes the same write" <<<"$replayed" || fail "unexpected replay: $replayed"
+echo "kubectl staircase explain, the pause annotation and replay work as docs/operating.md shows"

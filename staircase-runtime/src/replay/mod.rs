@@ -329,6 +329,63 @@ impl Recording {
     }
 }
 
+/// The one-line hook that lets an operator binary replay a recording from the command line:
+/// when the process was started as `... replay FILE`, replays that recording with the
+/// operator's current code (no cluster needed), prints the comparison and exits: 0 when the
+/// current code makes the same writes, 1 when it diverges, 2 when the file cannot be replayed
+/// (unreadable, another kind) or on a usage error. With any other arguments it returns at once.
+///
+/// ```no_run
+/// # use staircase_runtime as staircase;
+/// # use k8s_openapi::api::core::v1::ConfigMap as Foo;
+/// use staircase::{Operator, Reconciler};
+///
+/// async fn serve(client: kube::Client, stairs: impl Reconciler<Foo, ()>) {
+///     let operator = Operator::new(client, stairs);
+///     staircase::explain::from_args(&operator).await; // `explain ...`
+///     staircase::replay::from_args(&operator).await; // `replay FILE`
+///     operator.run().await;
+/// }
+/// ```
+pub async fn from_args<K, S, M, C>(operator: &crate::Operator<K, S, M, C>)
+where
+    K: crate::Watchable,
+    K::Scope: crate::ApiScope,
+    S: Send + Sync + 'static,
+    M: crate::Stairs<K, S>,
+    C: crate::Stairs<K, S>,
+{
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("replay") {
+        return;
+    }
+    let code = match (args.next(), args.next()) {
+        (Some(file), None) if !file.starts_with('-') => match Recording::read(&file) {
+            Ok(recording) => match operator.replay(&recording).await {
+                Ok(r) => {
+                    print!("{r}");
+                    if r.same() { 0 } else { 1 }
+                }
+                Err(e) => {
+                    eprintln!("{file}: {e}");
+                    2
+                }
+            },
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                2
+            }
+        },
+        _ => {
+            eprintln!("usage: replay FILE (a recording written by Operator::record)");
+            2
+        }
+    };
+    // `exit` runs no destructors: what was printed must be out first.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code)
+}
+
 /// Every recording file under `dir` (one directory per object), sorted: by object, then oldest
 /// first.
 pub fn recordings(dir: impl AsRef<Path>) -> io::Result<Vec<PathBuf>> {
