@@ -38,6 +38,15 @@ fn paused_before(step: &'static str, deleting: bool) -> impl Fn(&RunReport) -> b
     move |r| r.deleting == deleting && matches!(r.end, RunEnd::Paused { step: s, .. } if s == step)
 }
 
+/// The Events in `default` with this reason.
+async fn events_with_reason(env: &Env, reason: &str) -> Vec<Event> {
+    let api = Api::<Event>::namespaced(env.client.clone(), "default");
+    let all = api.list(&ListParams::default()).await.unwrap().items;
+    all.into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
 fn paused_condition(f: Option<&Foo>) -> Option<(String, String)> {
     let c = f?.status.as_ref()?.steps.condition(status::PAUSED)?;
     Some((c.status.clone(), c.reason.clone()))
@@ -115,14 +124,7 @@ async fn a_pause_stops_runs_before_its_step_says_so_and_resumes_when_removed() {
     wait_gone(&foos, "p").await;
 
     running.stop().await;
-    let events: Vec<Event> = Api::<Event>::namespaced(env.client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Paused"))
-        .collect();
+    let events = events_with_reason(&env, "Paused").await;
     let kinds = |t: &str| {
         events
             .iter()
@@ -894,14 +896,7 @@ async fn a_fight_over_a_child_is_reported_and_backs_off() {
         "a normal object reported a fight"
     );
     assert!(fighting_condition(foos.get("calm").await.ok().as_ref()).is_none());
-    let events: Vec<Event> = Api::<Event>::namespaced(env.client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Fighting"))
-        .collect();
+    let events = events_with_reason(&env, "Fighting").await;
     assert!(!events.is_empty(), "no Fighting Event");
     let note = events[0].note.clone().unwrap_or_default();
     assert!(

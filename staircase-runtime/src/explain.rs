@@ -296,6 +296,11 @@ where
             }
         },
     };
+    exit(code)
+}
+
+/// Ends a command-line hook's process with `code`, after what it printed.
+pub(crate) fn exit(code: i32) -> ! {
     // `exit` runs no destructors: what was printed must be out first.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     std::process::exit(code)

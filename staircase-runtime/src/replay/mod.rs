@@ -381,9 +381,7 @@ where
             2
         }
     };
-    // `exit` runs no destructors: what was printed must be out first.
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    std::process::exit(code)
+    crate::explain::exit(code)
 }
 
 /// Every recording file under `dir` (one directory per object), sorted: by object, then oldest
