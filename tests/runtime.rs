@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use staircase::prelude::*;
 use staircase::{RunEnd, status};
 use staircase_examples::foo::{self, App, Foo};
+use staircase_testkit::Verb;
 use staircase_tests::foos::{new_foo, ready};
 use staircase_tests::{Env, Running, recorder, wait_for, wait_gone};
 
@@ -243,65 +244,78 @@ async fn a_crash_after_any_write_converges_without_duplicate_writes() {
     }
 }
 
-/// A run at an unchanged resourceVersion trusts its view until a resync period has passed since
-/// the runtime settled on that version; from then on it re-reads the object, so a watch that
-/// lost an edit is caught by the resync instead of never.
+/// A converged object's resync runs read nothing from the API server: the object comes from the
+/// watch cache and its children from the caches of the kinds it owns. A watch that loses an edit
+/// is still caught: the resync audit's one LIST finds the cache behind, and the object's next run
+/// re-reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unchanged_view_is_trusted_within_the_resync_period_and_reread_after() {
+async fn resync_runs_read_nothing_and_the_audit_catches_a_lost_edit() {
     let env = Env::start().await;
     env.install::<Foo>().await;
-    // Long enough that the first runs below certainly fall inside it, even on a loaded machine.
-    let resync = std::time::Duration::from_millis(1500);
-    let op = Operator::with_state(env.client.clone(), foo::stairs(), app())
-        .with_status()
-        .with_config(OperatorConfig::default().with_resync(resync));
+    let mut cfg = OperatorConfig::default().with_resync(std::time::Duration::from_millis(300));
+    cfg.read_your_writes_grace = std::time::Duration::from_millis(100);
+    let running = Running::operator(foo::operator(env.client.clone(), app()).with_config(cfg));
     let api: Api<Foo> = Api::namespaced(env.client.clone(), "default");
     api.create(&PostParams::default(), &new_foo("v"))
         .await
         .unwrap();
-    loop {
-        let r = op.run_once(api.get("v").await.unwrap()).await.unwrap();
-        if r.end == RunEnd::Converged && !r.status_written {
-            break;
-        }
-    }
-    let cached = api.get("v").await.unwrap();
-    let gets = || {
-        env.server.stats().count_resource(
-            "foos.demo.staircase.rs",
-            None,
-            staircase_testkit::Verb::Get,
-        )
+    wait_for(&api, "v", |f: Option<&Foo>| ready(f)).await;
+    let stats = env.server.stats();
+    let count = |r: &str, v| stats.count_resource(r, None, v);
+    // GETs of the object and its children, LISTs of the children (the audit LISTs the Foos).
+    let reads = || {
+        count("foos.demo.staircase.rs", Verb::Get)
+            + ["configmaps", "secrets", "services"]
+                .iter()
+                .map(|r| count(r, Verb::Get) + count(r, Verb::List))
+                .sum::<u64>()
     };
+    let converged = |r: &staircase::RunReport| r.end == RunEnd::Converged && !r.status_written;
+    running.wait_report(converged).await;
+    let (before, audits, runs) = (
+        reads(),
+        count("foos.demo.staircase.rs", Verb::List),
+        running.reports().len(),
+    );
+    let resyncs = async {
+        while running.reports()[runs..]
+            .iter()
+            .filter(|r| converged(r))
+            .count()
+            < 3
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(staircase_tests::GUARD, resyncs)
+        .await
+        .expect("three resync runs");
+    assert_eq!(reads(), before, "resync runs read nothing");
+    assert!(
+        count("foos.demo.staircase.rs", Verb::List) > audits,
+        "the audit listed the Foos"
+    );
 
-    // The user edits the spec, and the operator's watch loses the event: its cache still holds
-    // `cached`. Within the resync period the run trusts it (no GET, nothing to do).
+    // Every watch event is lost from now on: the edit never reaches the operator's caches.
+    env.server.faults().drop_watch_events(1.0, 7);
     let edit = serde_json::json!({ "spec": { "message": "edited" } });
-    let edited = api
-        .patch("v", &PatchParams::default(), &Patch::Merge(&edit))
+    api.patch("v", &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .unwrap();
-    let before = gets();
-    let r = op.run_once(cached.clone()).await.unwrap();
-    assert_eq!(r.end, RunEnd::Converged);
-    assert_eq!(r.observed_resource_version, cached.resource_version());
-    assert_eq!(gets(), before, "no re-read within the resync period");
-
-    // The resync timer fires a period later: this run re-reads and sees the edit.
-    tokio::time::sleep(resync).await;
-    let r = op.run_once(cached).await.unwrap();
-    assert_eq!(gets(), before + 1, "one re-read at the resync");
-    assert_eq!(r.observed_resource_version, edited.resource_version());
-    assert!(
-        matches!(
-            r.end,
-            RunEnd::Modified {
-                step: "ensure_config",
-                ..
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let followed = async {
+        loop {
+            let cm = cms.get("v-config").await.unwrap();
+            if cm.data.and_then(|d| d.get("message").cloned()).as_deref() == Some("edited") {
+                break;
             }
-        ),
-        "{r}"
-    );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(staircase_tests::GUARD, followed)
+        .await
+        .expect("the lost edit is caught by the audit and followed");
+    running.stop().await;
 }
 
 /// A view older than one a run already acted on is stale even when this operator never wrote

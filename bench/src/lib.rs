@@ -5,6 +5,7 @@
 //! - [`cpu`]: per-thread CPU clocks;
 //! - [`workload`]: the `Bench` custom resource and the two operators (K = 5 field patches);
 //! - [`harness`]: scenarios, measurement, repetitions;
+//! - [`reads`]: the cost of a staircase's reads of its children, cached and live;
 //! - [`report`]: medians, ratios, markdown and JSON.
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod alloc;
 pub mod compile;
 pub mod cpu;
 pub mod harness;
+pub mod reads;
 pub mod report;
 pub mod workload;
 

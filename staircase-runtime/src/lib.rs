@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod apply;
+mod audit;
 mod backoff;
 mod cache;
 mod chain;

@@ -1,5 +1,6 @@
 //! What the runtime remembers about each object between runs: its own newest write (for
-//! read-your-own-writes), since when the object has been settled (for the resync re-read),
+//! read-your-own-writes), whether the resync audit found the watch cache's copy behind the API
+//! server's (the next run re-reads it),
 //! whether it is gone (the runtime removed its finalizer: no view from before may run again),
 //! whether that newest write was its own status write (so the write's echo cannot restart the
 //! object), consecutive failures of runs and of status writes (for backoff), and, for the
@@ -143,9 +144,9 @@ struct Entry {
     /// what 12 said. ([`rv_number`] gives no number above 48 bits: an etcd revision gets
     /// there after 890 years at 10,000 writes a second.) Above them: the phase (2 bits),
     /// whether the last run ended converged or done (1 bit), whether `written_rv` is the
-    /// runtime's own status write (1 bit), the consecutive failed status writes (4 bits) and the
-    /// consecutive failed runs (8 bits), both saturating: the backoff reaches its cap long
-    /// before either does.
+    /// runtime's own status write (1 bit), the consecutive failed status writes (4 bits), whether
+    /// the next run must re-read the object (1 bit) and the consecutive failed runs (7 bits),
+    /// both counts saturating: the backoff reaches its cap long before either does.
     bits: u64,
     /// When the phase began (`Settled`, `Stale`).
     since: Millis,
@@ -160,7 +161,8 @@ const READY_BIT: u64 = 1 << (RV_BITS + 2);
 const ECHO_BIT: u64 = 1 << (RV_BITS + 3);
 const STATUS_FAILURES_SHIFT: u32 = RV_BITS + 4;
 const MAX_STATUS_FAILURES: u64 = 0b1111;
-const FAILURES_SHIFT: u32 = RV_BITS + 8;
+const SUSPECT_BIT: u64 = 1 << (RV_BITS + 8);
+const FAILURES_SHIFT: u32 = RV_BITS + 9;
 const MAX_FAILURES: u64 = (1 << (64 - FAILURES_SHIFT)) - 1;
 
 const NOT_DUE: Secs = Secs::MAX;
@@ -221,6 +223,14 @@ impl Entry {
         self.bits = (self.bits & !ECHO_BIT) | if echo { ECHO_BIT } else { 0 };
     }
 
+    fn suspect(&self) -> bool {
+        self.bits & SUSPECT_BIT != 0
+    }
+
+    fn set_suspect(&mut self, suspect: bool) {
+        self.bits = (self.bits & !SUSPECT_BIT) | if suspect { SUSPECT_BIT } else { 0 };
+    }
+
     fn status_failures(&self) -> u32 {
         ((self.bits >> STATUS_FAILURES_SHIFT) & MAX_STATUS_FAILURES) as u32
     }
@@ -241,10 +251,6 @@ impl Entry {
     }
 }
 
-fn millis(d: Duration) -> Millis {
-    d.as_millis().min(Millis::MAX.into()) as Millis
-}
-
 /// Parses a resourceVersion. They are opaque strings, but every real API server (and ours)
 /// uses etcd revisions; one that is not a number is never called older or equal, so the
 /// stale-view and resync checks are simply off for it.
@@ -259,7 +265,8 @@ pub(crate) struct View {
     /// The version of the runtime's own status write, when that is the newest write: a view at
     /// exactly this version is the write's echo.
     pub(crate) echo_rv: Option<u64>,
-    /// The version has been settled for a resync period: read the object fresh.
+    /// The resync audit found the watch cache behind the API server on this object: read it
+    /// fresh.
     pub(crate) reread: bool,
     /// For how long runs have seen views older than our own newest write (`None`: fresh).
     pub(crate) stale_for: Option<Duration>,
@@ -349,14 +356,8 @@ impl Memory {
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A run starts on a view at `seen_rv`. `reread_after`: how long a settled version is
-    /// trusted before the resync re-reads it.
-    pub(crate) fn start(
-        &self,
-        key: ObjectKey,
-        seen_rv: Option<u64>,
-        reread_after: Duration,
-    ) -> View {
+    /// A run starts on a view at `seen_rv`.
+    pub(crate) fn start(&self, key: ObjectKey, seen_rv: Option<u64>) -> View {
         let now = self.now();
         let mut objects = self.lock();
         let fresh = View {
@@ -382,16 +383,8 @@ impl Memory {
             };
         }
         e.due = NOT_DUE;
-        let at_written = seen_rv.is_some_and(|v| v == e.written_rv());
-        let reread = match e.phase() {
-            Phase::Settled { since } => {
-                at_written && now.wrapping_sub(since) >= millis(reread_after)
-            }
-            _ => false,
-        };
-        if reread {
-            e.set_phase(Phase::Idle);
-        }
+        let reread = e.suspect();
+        e.set_suspect(false);
         let stale = seen_rv.is_some_and(|v| v < e.written_rv());
         let stale_for = match (stale, e.phase()) {
             (true, Phase::Stale { since }) => Some(now.wrapping_sub(since)),
@@ -411,6 +404,20 @@ impl Memory {
             reread,
             stale_for: stale_for.map(|ms| Duration::from_millis(ms.into())),
             failures: e.failures(),
+        }
+    }
+
+    /// The resync audit found the API server's copy of the object newer than (or gone from) the
+    /// watch cache's: its next run re-reads it. Returns whether the object is known here (one
+    /// that never ran has nothing to re-read: its first run is still to come).
+    pub(crate) fn suspect(&self, key: ObjectKey) -> bool {
+        let mut objects = self.lock();
+        match objects.get_mut(&key) {
+            Some(e) if e.phase() != Phase::Gone => {
+                e.set_suspect(true);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -649,11 +656,7 @@ mod tests {
         m.record(key(Some("a"), "x"), settled(5));
         m.record(key(Some("ab"), "x"), settled(9));
         m.record(key(None, "x"), settled(7));
-        let stale = |ns, rv| {
-            m.start(key(ns, "x"), Some(rv), Duration::MAX)
-                .stale_for
-                .is_some()
-        };
+        let stale = |ns, rv| m.start(key(ns, "x"), Some(rv)).stale_for.is_some();
         assert!(stale(Some("a"), 4));
         assert!(!stale(Some("a"), 5));
         assert!(stale(Some("ab"), 8));
@@ -665,18 +668,20 @@ mod tests {
     }
 
     #[test]
-    fn a_settled_version_is_reread_once_after_the_period() {
+    fn a_suspect_object_is_reread_once() {
         let m = Memory::default();
         let k = key(Some("ns"), "o");
+        assert!(!m.suspect(k), "never ran");
         m.record(k, settled(5));
-        assert!(m.start(k, Some(5), Duration::ZERO).reread);
-        assert!(!m.start(k, Some(5), Duration::ZERO).reread, "once");
-        m.record(k, settled(5));
-        assert!(!m.start(k, Some(5), Duration::from_secs(60)).reread);
         assert!(
-            !m.start(k, Some(6), Duration::ZERO).reread,
-            "another version"
+            !m.start(k, Some(5)).reread,
+            "trusted until the audit says otherwise"
         );
+        m.record(k, settled(5));
+        assert!(m.suspect(k));
+        assert!(m.start(k, Some(5)).reread);
+        m.record(k, settled(5));
+        assert!(!m.start(k, Some(5)).reread, "once");
     }
 
     // The packed fields are independent: setting one leaves the others as they were, at their
@@ -689,7 +694,9 @@ mod tests {
         e.set_status_failures(u64::MAX);
         e.set_echo(true);
         e.set_ready(true);
+        e.set_suspect(true);
         e.set_phase(Phase::Stale { since: 7 });
+        assert!(e.suspect());
         assert_eq!(e.written_rv(), RV_MASK);
         assert_eq!(u64::from(e.failures()), MAX_FAILURES, "saturates");
         assert_eq!(
@@ -703,7 +710,9 @@ mod tests {
         e.set_written_rv(3);
         e.set_failures(0);
         e.set_echo(false);
+        e.set_suspect(false);
         e.set_phase(Phase::Settled { since: 9 });
+        assert!(!e.suspect());
         assert_eq!((e.written_rv(), e.failures(), e.ready()), (3, 0, true));
         assert_eq!((e.status_failures(), e.echo()), (15, false));
         assert!(e.phase() == Phase::Settled { since: 9 });
@@ -743,7 +752,7 @@ mod tests {
             ..settled(3)
         };
         assert_eq!(m.record(k, failed).failures, 1);
-        assert_eq!(m.start(k, Some(3), Duration::MAX).failures, 1);
+        assert_eq!(m.start(k, Some(3)).failures, 1);
         assert_eq!(m.record(k, settled(3)).failures, 0);
     }
 
@@ -787,10 +796,10 @@ mod tests {
             ..settled(3)
         };
         m.record(k, wrote(4, StatusWrite::Written));
-        assert_eq!(m.start(k, Some(4), Duration::MAX).echo_rv, Some(4));
+        assert_eq!(m.start(k, Some(4)).echo_rv, Some(4));
         // A step's own write is not the runtime's echo.
         m.record(k, wrote(5, StatusWrite::NotNeeded));
-        assert_eq!(m.start(k, Some(5), Duration::MAX).echo_rv, None);
+        assert_eq!(m.start(k, Some(5)).echo_rv, None);
     }
 
     #[test]
@@ -809,7 +818,7 @@ mod tests {
             },
         );
         for rv in [5, 8, 9] {
-            assert!(m.start(k, Some(rv), Duration::MAX).gone, "view at {rv}");
+            assert!(m.start(k, Some(rv)).gone, "view at {rv}");
         }
         m.finish(k, NextRun::After(Duration::ZERO), Some(false));
         assert_eq!(
@@ -817,9 +826,9 @@ mod tests {
             (0, 0),
             "a gone object is neither due nor unready"
         );
-        let new = m.start(k, Some(12), Duration::MAX);
+        let new = m.start(k, Some(12));
         assert!(!new.gone && new.stale_for.is_none() && new.failures == 0);
-        assert!(!m.start(k, Some(12), Duration::MAX).gone);
+        assert!(!m.start(k, Some(12)).gone);
         assert_eq!(m.forget_missing(&|_| false), 1);
     }
 
@@ -831,7 +840,7 @@ mod tests {
         m.record(k, settled(3));
         m.finish(k, NextRun::After(Duration::ZERO), Some(false));
         assert_eq!(m.counts(&all), (1, 1));
-        m.start(k, Some(3), Duration::MAX);
+        m.start(k, Some(3));
         m.finish(k, NextRun::After(Duration::from_secs(600)), Some(true));
         assert_eq!(m.counts(&all), (0, 0));
         assert_eq!(m.counts(&|_| false), (0, 0));

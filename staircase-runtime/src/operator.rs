@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tower::Layer;
 
 use crate::OperatorConfig;
+use crate::audit::audit;
 use crate::cache::Cache;
 use crate::chain::{Stairs, Start};
 use crate::config::Relist;
@@ -795,15 +796,26 @@ async fn lead<K, S, M, C>(
             }
             tracing::info!("watch cache synced: ready");
             health.set_synced(true);
-            // An object deleted without our finalizer never runs again, so what the runner
-            // remembers about it would stay forever: forget it once per resync period.
-            let exists = exists_in(store);
-            let period = runner.config.resync.max(Duration::from_secs(1));
+            // Once per resync period: forget what the runner remembers of objects deleted
+            // without our finalizer (they never run again), and audit the cache.
+            let exists = exists_in(store.clone());
+            let period = runner.config.resync.max(Duration::from_millis(10));
+            let api = api_in::<K>(runner.client.clone(), runner.config.namespace.as_deref());
+            let labels = runner.config.label_selector.clone();
             loop {
                 tokio::time::sleep(period).await;
                 let forgotten = runner.memory.forget_missing(&*exists);
                 if forgotten > 0 {
                     tracing::debug!(forgotten, "forgot objects that no longer exist");
+                }
+                match audit(&api, labels.as_deref(), &store, &runner.memory).await {
+                    Ok(found) if found.behind > 0 => tracing::debug!(
+                        listed = found.listed,
+                        behind = found.behind,
+                        "resync audit: the watch cache is behind on some objects; their next runs re-read them"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("resync audit: listing failed: {e}"),
                 }
             }
         }))

@@ -307,10 +307,7 @@ where
         obj: Arc<K>,
     ) -> Result<Option<(Arc<K>, View)>, (Option<RunReport>, NextRun)> {
         let seen = rv_number(obj.meta().resource_version.as_deref());
-        // A timer may fire a hair before a full period has passed by `Instant`'s clock.
-        let view = self
-            .memory
-            .start(key, seen, self.config.resync.mul_f64(0.9));
+        let view = self.memory.start(key, seen);
         if view.gone {
             return Ok(None);
         }
