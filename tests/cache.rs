@@ -360,3 +360,45 @@ where
         .expect("the nudged run reported");
     }
 }
+
+/// Every cache of `Foo` operator fills, and syncs, under `initial`: returns the LISTs and WATCHes
+/// the server saw for the resource and its three child kinds.
+async fn initial_requests(initial: staircase::InitialList) -> (u64, u64) {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("a"))
+        .await
+        .unwrap();
+    let cfg = OperatorConfig::default()
+        .with_namespace("default")
+        .with_initial_list(initial);
+    let running = Running::operator(foo::operator(env.client.clone(), app()).with_config(cfg));
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    running.stop().await;
+    let stats = env.server.stats();
+    let count = |verb| {
+        [
+            "foos.demo.staircase.rs",
+            "configmaps",
+            "secrets",
+            "services",
+        ]
+        .iter()
+        .map(|r| stats.count_resource(r, None, verb))
+        .sum::<u64>()
+    };
+    (count(Verb::List), count(Verb::Watch))
+}
+
+/// By default the caches take streaming lists where the server serves them (the embedded server
+/// does): no LIST at all, one WATCH per kind plus the probe's; paged, each kind is listed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_fill_from_streaming_lists_where_the_server_serves_them() {
+    let (lists, watches) = initial_requests(staircase::InitialList::Auto).await;
+    assert_eq!((lists, watches), (0, 4 + 1), "four watches and the probe");
+    let (lists, watches) = initial_requests(staircase::InitialList::Paged).await;
+    assert_eq!((lists, watches), (4, 4));
+}

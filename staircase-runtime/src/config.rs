@@ -77,6 +77,9 @@ pub struct OperatorConfig {
     pub status_updates: StatusUpdates,
     /// How a relist of the watched resource reaches the cache. Default: in place.
     pub relist: Relist,
+    /// How the watches take their initial list: a streaming list where the API server serves
+    /// one, by default.
+    pub initial_list: InitialList,
     /// Also keep kstatus's `Reconciling` and `Stalled` conditions (with `with_status()`), as
     /// Flux, kpt and other tools that judge readiness by the kstatus convention read them:
     /// `Reconciling` is present while the object is not settled, `Stalled` while it failed with
@@ -101,6 +104,26 @@ pub enum Relist {
     /// For an operator that must never see a cache where some objects were relisted and others
     /// not yet.
     Swap,
+}
+
+/// How every watch of the operator (its resource's and the owned, watched and read kinds')
+/// takes its initial list, and each relist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialList {
+    /// A streaming list where the API server serves one, else [`Paged`](Self::Paged). Whether
+    /// it does is asked once each time the operator starts leading: a watch of its resource
+    /// with `sendInitialEvents=true` that matches no object must end its (empty) initial
+    /// events with a bookmark within a few seconds.
+    #[default]
+    Auto,
+    /// A paginated LIST (500 objects a page), then a WATCH from its resourceVersion.
+    Paged,
+    /// A streaming list: one WATCH with `sendInitialEvents=true`, whose initial events are
+    /// the objects, one by one. The API server builds no list response, and the operator
+    /// decodes one object at a time instead of a page. Needs an API server that serves it
+    /// (Kubernetes' `WatchList` feature); one that ignores the parameter leaves the caches
+    /// unsynced for good, so prefer [`Auto`](Self::Auto).
+    Streaming,
 }
 
 /// When the runtime writes the object's status conditions.
@@ -138,6 +161,7 @@ impl Default for OperatorConfig {
             events: true,
             status_updates: StatusUpdates::EveryChange,
             relist: Relist::InPlace,
+            initial_list: InitialList::Auto,
             kstatus: false,
         }
     }
@@ -179,6 +203,7 @@ impl OperatorConfig {
     /// | `STAIRCASE_FIGHT_AFTER` | [`fight_after`](Self::fight_after) | `5` (or `0`: off) |
     /// | `STAIRCASE_STATUS_UPDATES` | [`status_updates`](Self::status_updates) | `transitions` (or `every-change`) |
     /// | `STAIRCASE_RELIST` | [`relist`](Self::relist) | `swap` (or `in-place`) |
+    /// | `STAIRCASE_INITIAL_LIST` | [`initial_list`](Self::initial_list) | `paged` (or `auto`, `streaming`) |
     /// | `STAIRCASE_KSTATUS` | [`kstatus`](Self::kstatus) | `true` |
     /// | `STAIRCASE_LEADER_ELECTION` | [`leader_election`](Self::leader_election) | `true` |
     /// | `STAIRCASE_LEASE_NAME` / `STAIRCASE_LEASE_NAMESPACE` | the Lease | `foo-operator` |
@@ -243,6 +268,20 @@ impl OperatorConfig {
                 "in-place" => Relist::InPlace,
                 "swap" => Relist::Swap,
                 _ => return Err(err("STAIRCASE_RELIST", &v, "in-place or swap")),
+            };
+        }
+        if let Some(v) = get("STAIRCASE_INITIAL_LIST") {
+            c.initial_list = match v.trim() {
+                "auto" => InitialList::Auto,
+                "paged" => InitialList::Paged,
+                "streaming" => InitialList::Streaming,
+                _ => {
+                    return Err(err(
+                        "STAIRCASE_INITIAL_LIST",
+                        &v,
+                        "auto, paged or streaming",
+                    ));
+                }
             };
         }
         if let Some(v) = get("STAIRCASE_STATUS_UPDATES") {
@@ -382,6 +421,12 @@ impl OperatorConfig {
         self
     }
 
+    /// Sets [`OperatorConfig::initial_list`].
+    pub fn with_initial_list(mut self, l: InitialList) -> Self {
+        self.initial_list = l;
+        self
+    }
+
     /// Sets [`OperatorConfig::kstatus`].
     pub fn with_kstatus(mut self, on: bool) -> Self {
         self.kstatus = on;
@@ -452,8 +497,11 @@ mod tests {
             ("POD_NAME", "foo-operator-7d9-abc"),
             ("STAIRCASE_RELIST", "swap"),
             ("STAIRCASE_FIGHT_AFTER", "1"),
+            ("STAIRCASE_INITIAL_LIST", "paged"),
         ])
         .unwrap();
+        assert_eq!(c.initial_list, InitialList::Paged);
+        assert!(from(&[("STAIRCASE_INITIAL_LIST", "stream")]).is_err());
         assert_eq!(c.concurrency, 3);
         assert_eq!(c.fight_after, 2, "the first write is the step's own");
         assert_eq!(

@@ -65,11 +65,12 @@ mod staircase;
 pub mod status;
 mod step;
 mod step_status;
+mod streaming;
 mod writes;
 
 pub use backoff::Backoff;
 pub use chain::{Stairs, Start, Then};
-pub use config::{ConfigError, OperatorConfig, Relist, StatusUpdates};
+pub use config::{ConfigError, InitialList, OperatorConfig, Relist, StatusUpdates};
 pub use context::{ApiScope, Context, RunInfo};
 pub use error::{Error, Result, Rule, RuleViolation};
 pub use health::{Health, Leadership};

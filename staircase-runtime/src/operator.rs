@@ -43,6 +43,7 @@ use crate::runner::{NextRun, Runner};
 use crate::shutdown::Stop;
 use crate::staircase::Reconciler;
 use crate::step_status::HasStepStatus;
+use crate::streaming;
 use crate::writes::{CountWrites, OperatorClient, SendVia};
 
 /// Resources the operator can watch: what kube-runtime's reflectors need.
@@ -79,6 +80,8 @@ struct Attach<'a> {
     relist: Relist,
     cache: &'a Cache,
     transform: fn(&mut kube::api::ObjectMeta),
+    /// Initial lists and relists are streaming lists.
+    streaming: bool,
 }
 
 fn api_in<T>(client: kube::Client, ns: Option<&str>) -> Api<T>
@@ -137,7 +140,7 @@ where
             .register(writer.as_reader(), scope, namespaced::<Other>(on.client));
         let watch = watcher(
             api_in::<Other>(on.client.clone(), on.namespace),
-            watcher::Config::default(),
+            streaming::initial_list(watcher::Config::default(), on.streaming),
         )
         .default_backoff()
         .modify(move |o: &mut Other| (on.transform)(o.meta_mut()));
@@ -737,7 +740,8 @@ async fn lead<K, S, M, C>(
     let cfg = &shared.runner.config;
     let client = shared.runner.client.clone();
     let ns = cfg.namespace.as_deref();
-    let mut wc = watcher::Config::default();
+    let streaming = streaming::choose(cfg.initial_list, &api_in::<K>(client.clone(), ns)).await;
+    let mut wc = streaming::initial_list(watcher::Config::default(), streaming);
     if let Some(sel) = &cfg.label_selector {
         wc = wc.labels(sel);
     }
@@ -765,6 +769,7 @@ async fn lead<K, S, M, C>(
             relist: cfg.relist,
             cache,
             transform: cfg.cache_transform,
+            streaming,
         };
         controller = r.attach(controller, on);
     }

@@ -81,10 +81,10 @@ pub use staircase_runtime::relist;
 pub use staircase_runtime::server;
 pub use staircase_runtime::{
     ApiScope, Backoff, ConfigError, Context, DEFAULT_FINALIZER, Error, HasStepStatus, Health,
-    LeaderElection, Leadership, LendsStepStatus, NextRun, Operator, OperatorClient, OperatorConfig,
-    Outcome, OutcomeKind, Reconciler, Relist, Result, Rule, RulePolicy, RuleViolation, RunEnd,
-    RunInfo, RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord, StepStatus, Then,
-    Watchable, Write,
+    InitialList, LeaderElection, Leadership, LendsStepStatus, NextRun, Operator, OperatorClient,
+    OperatorConfig, Outcome, OutcomeKind, Reconciler, Relist, Result, Rule, RulePolicy,
+    RuleViolation, RunEnd, RunInfo, RunReport, Staircase, Stairs, Start, StatusUpdates, StepRecord,
+    StepStatus, Then, Watchable, Write,
 };
 pub use staircase_runtime::{
     apply, children, crds, events, explain, external, fight, pause, preflight, replay, status,
