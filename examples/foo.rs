@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::{CustomResource, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -103,12 +104,15 @@ pub async fn ensure_config(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
 }
 
 /// The Secret `<name>-token` exists. Its token is generated once and never rewritten.
+///
+/// Only its existence matters, so the operator caches the Secrets' metadata alone
+/// (`owns_metadata`): their data never sits in the operator's memory.
 #[step]
 pub async fn ensure_secret(obj: &Foo, ctx: &Context<App>) -> Result<Outcome> {
     let api = ctx.api::<Secret>();
     let meta = child_meta(obj, "token");
     let name = meta.name.clone().unwrap_or_default();
-    if ctx.get::<Secret>(&name).await?.is_some() {
+    if ctx.get::<PartialObjectMeta<Secret>>(&name).await?.is_some() {
         return Ok(Outcome::unchanged());
     }
     // Derived from the uid, so a retried create after a crash would carry the same value.
@@ -199,7 +203,7 @@ pub fn operator(
     Operator::with_state(client, stairs(), app)
         .with_status()
         .owns::<ConfigMap>()
-        .owns::<Secret>()
+        .owns_metadata::<Secret>()
         .owns::<Service>()
 }
 

@@ -402,3 +402,83 @@ async fn caches_fill_from_streaming_lists_where_the_server_serves_them() {
     let (lists, watches) = initial_requests(staircase::InitialList::Paged).await;
     assert_eq!((lists, watches), (4, 4));
 }
+
+/// What the step below saw of the ConfigMap `settings`: from its metadata (labels), and whole
+/// (its data).
+type Looked = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>)>>>;
+
+/// Reads `settings` as metadata, then whole.
+#[step(read_only)]
+async fn look_at_metadata(_p: &Parent, ctx: &Context<Looked>) -> Result<Outcome> {
+    use kube::core::PartialObjectMeta;
+    let meta = ctx.get::<PartialObjectMeta<ConfigMap>>("settings").await?;
+    let label = meta.and_then(|m| m.labels().get("tier").cloned());
+    let whole = ctx.get::<ConfigMap>("settings").await?;
+    let data = whole.and_then(|cm| cm.data.as_ref()?.get("k").cloned());
+    ctx.state().lock().unwrap().push((label, data));
+    Ok(Outcome::unchanged())
+}
+
+/// A kind declared for its metadata is watched and cached as metadata only: metadata reads
+/// cost nothing, a whole object is read from the API server (and counted as such), never made
+/// up from the metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_only_cache_serves_metadata_and_never_a_whole_object() {
+    let env = Env::start().await;
+    env.install::<Parent>().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
+    let settings = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("settings".into()),
+            labels: Some([("tier".to_string(), "web".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some([("k".to_string(), "v".to_string())].into()),
+        ..Default::default()
+    };
+    cms.create(&PostParams::default(), &settings).await.unwrap();
+    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
+    let spec = ParentSpec {
+        message: "hi".into(),
+        replicas: 1,
+        extra: false,
+    };
+    parents
+        .create(&PostParams::default(), &Parent::new("p", spec))
+        .await
+        .unwrap();
+    let looked = Looked::default();
+    let op = Operator::with_state(
+        env.client.clone(),
+        staircase!(Parent => [look_at_metadata]),
+        looked.clone(),
+    )
+    .with_config(OperatorConfig::default().with_namespace("default"))
+    .reads_metadata::<ConfigMap>();
+    let metrics = op.metrics();
+    let running = Running::operator(op);
+    running
+        .wait_report(|r| matches!(r.end, RunEnd::Converged))
+        .await;
+    running.stop().await;
+    let seen = looked.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .all(|s| *s == (Some("web".into()), Some("v".into()))),
+        "{seen:?}"
+    );
+    let stats = env.server.stats();
+    let gets = stats.count_resource("configmaps", None, Verb::Get);
+    assert_eq!(
+        gets as usize,
+        seen.len(),
+        "one GET per whole read, none for metadata"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            r#"staircase_cache_live_reads_total{kind="configmaps",reason="metadata_only"}"#
+        ),
+        "{text}"
+    );
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
@@ -62,6 +63,8 @@ impl<T> Watchable for T where
 trait Relation<K>: Send + Sync {
     /// The Rust type of the other kind, to find the relation of a kind declared twice.
     fn other(&self) -> TypeId;
+    fn owns(&self) -> bool;
+    fn set_owns(&mut self);
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn attach(&self, c: Controller<K>, on: Attach<'_>) -> Controller<K>
     where
@@ -113,6 +116,38 @@ type Mapper<Other, K> = Arc<dyn Fn(Other) -> Vec<ObjectRef<K>> + Send + Sync>;
 struct Related<Other, K: Resource<DynamicType = ()>> {
     owns: bool,
     mappers: Vec<Mapper<Other, K>>,
+    /// `Other` is `PartialObjectMeta<T>`, declared with `owns_metadata` or `reads_metadata`
+    /// (`Api<PartialObjectMeta<T>>` watches metadata only).
+    metadata_only: bool,
+}
+
+impl<Other, K> Related<Other, K>
+where
+    Other: Watchable,
+    Other::Scope: ApiScope,
+    K: Resource<DynamicType = ()>,
+{
+    fn whole() -> Self {
+        Related {
+            owns: false,
+            mappers: Vec::new(),
+            metadata_only: false,
+        }
+    }
+}
+
+impl<T, K> Related<PartialObjectMeta<T>, K>
+where
+    T: Watchable,
+    T::Scope: ApiScope,
+    K: Resource<DynamicType = ()>,
+{
+    fn metadata() -> Self {
+        Related {
+            metadata_only: true,
+            ..Related::whole()
+        }
+    }
 }
 
 impl<K, Other> Relation<K> for Related<Other, K>
@@ -125,6 +160,14 @@ where
         TypeId::of::<Other>()
     }
 
+    fn owns(&self) -> bool {
+        self.owns
+    }
+
+    fn set_owns(&mut self) {
+        self.owns = true;
+    }
+
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -135,9 +178,12 @@ where
     {
         let writer = Writer::<Other>::default();
         let scope = on.namespace.map(str::to_string);
-        let kind = on
-            .cache
-            .register(writer.as_reader(), scope, namespaced::<Other>(on.client));
+        let kind = on.cache.register(
+            writer.as_reader(),
+            scope,
+            namespaced::<Other>(on.client),
+            self.metadata_only,
+        );
         let watch = watcher(
             api_in::<Other>(on.client.clone(), on.namespace),
             streaming::initial_list(watcher::Config::default(), on.streaming),
@@ -285,17 +331,17 @@ where
         Other::Scope: ApiScope,
         K: Resource<DynamicType = ()> + 'static,
     {
-        let at = match self
-            .relations
-            .iter()
-            .position(|r| r.other() == TypeId::of::<Other>())
-        {
+        let at = match self.position::<Other>() {
             Some(at) => at,
             None => {
-                self.relations.push(Box::new(Related::<Other, K> {
-                    owns: false,
-                    mappers: Vec::new(),
-                }));
+                let mut whole = Related::<Other, K>::whole();
+                // A kind declared for its metadata first: the whole objects' cache serves
+                // metadata reads too, so one watch remains.
+                if let Some(meta) = self.position::<PartialObjectMeta<Other>>() {
+                    let meta = self.relations.remove(meta);
+                    whole.owns = meta.owns();
+                }
+                self.relations.push(Box::new(whole));
                 self.relations.len() - 1
             }
         };
@@ -303,6 +349,33 @@ where
             .as_any_mut()
             .downcast_mut()
             .expect("the relation of this type")
+    }
+
+    fn position<Other: 'static>(&self) -> Option<usize> {
+        self.relations
+            .iter()
+            .position(|r| r.other() == TypeId::of::<Other>())
+    }
+
+    /// The relation with `T`'s metadata, or with the whole `T` if that is declared already.
+    fn related_metadata<T>(&mut self) -> &mut dyn Relation<K>
+    where
+        T: Watchable + Serialize,
+        T::Scope: ApiScope,
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        let at = match (
+            self.position::<T>(),
+            self.position::<PartialObjectMeta<T>>(),
+        ) {
+            (Some(at), _) | (None, Some(at)) => at,
+            (None, None) => {
+                self.relations
+                    .push(Box::new(Related::<PartialObjectMeta<T>, K>::metadata()));
+                self.relations.len() - 1
+            }
+        };
+        &mut *self.relations[at]
     }
 
     /// Runs an object again when one of its children changes: every `Child` whose
@@ -345,6 +418,50 @@ where
         K: Resource<DynamicType = ()> + 'static,
     {
         self.related::<Other>();
+        self
+    }
+
+    /// [`owns`](Self::owns), caching only the children's metadata (a metadata-only watch):
+    /// for children a step checks for existence, labels, annotations or owner, read with
+    /// `ctx.get::<PartialObjectMeta<Child>>` and `ctx.list::<PartialObjectMeta<Child>>`. The
+    /// cache holds a fraction of the whole objects' memory; a read of a whole `Child` goes to
+    /// the API server (counted as `metadata_only`). Declared with [`owns`](Self::owns),
+    /// [`watches`](Self::watches) or [`reads`](Self::reads) as well, the kind is cached whole
+    /// and serves both.
+    ///
+    /// ```no_run
+    /// # use staircase_runtime::*;
+    /// use k8s_openapi::api::core::v1::Secret;
+    /// use kube::core::PartialObjectMeta;
+    /// # async fn demo<K, M>(client: kube::Client, stairs: Staircase<K, (), M>)
+    /// # where K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    /// #       M: Stairs<K, ()> {
+    /// // In a step: does the Secret exist? Its data is never cached.
+    /// async fn has_token(ctx: &Context) -> Result<bool> {
+    ///     Ok(ctx.get::<PartialObjectMeta<Secret>>("token").await?.is_some())
+    /// }
+    /// Operator::new(client, stairs).owns_metadata::<Secret>().run().await;
+    /// # }
+    /// ```
+    pub fn owns_metadata<Child>(mut self) -> Self
+    where
+        Child: Watchable + Serialize,
+        Child::Scope: ApiScope,
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        self.related_metadata::<Child>().set_owns();
+        self
+    }
+
+    /// [`reads`](Self::reads), caching only the metadata of `Other` (see
+    /// [`owns_metadata`](Self::owns_metadata)).
+    pub fn reads_metadata<Other>(mut self) -> Self
+    where
+        Other: Watchable + Serialize,
+        Other::Scope: ApiScope,
+        K: Resource<DynamicType = ()> + 'static,
+    {
+        self.related_metadata::<Other>();
         self
     }
 

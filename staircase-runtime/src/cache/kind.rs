@@ -25,6 +25,8 @@ pub(crate) trait KindStore: Send + Sync {
     /// `obj` as JSON, when it is an object of the store's Rust type (for a recorded run).
     fn json(&self, obj: &dyn Any) -> Option<serde_json::Value>;
     fn as_any(&self) -> &dyn Any;
+    /// The store holds `PartialObjectMeta`s (a metadata-only watch).
+    fn metadata_only(&self) -> bool;
 }
 
 /// The store of `T` objects, and its watermarks.
@@ -34,18 +36,25 @@ pub(crate) struct KindCache<T: Resource<DynamicType = ()> + 'static> {
     /// The namespace the watch covers (`None`: all of them).
     scope: Option<String>,
     namespaced: bool,
+    metadata_only: bool,
 }
 
 impl<T> KindCache<T>
 where
     T: Resource<DynamicType = ()> + Clone + 'static,
 {
-    pub(crate) fn new(store: Store<T>, scope: Option<String>, namespaced: bool) -> Self {
+    pub(crate) fn new(
+        store: Store<T>,
+        scope: Option<String>,
+        namespaced: bool,
+        metadata_only: bool,
+    ) -> Self {
         KindCache {
             store,
             tracker: Tracker::default(),
             scope,
             namespaced,
+            metadata_only,
         }
     }
 
@@ -132,6 +141,10 @@ where
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn metadata_only(&self) -> bool {
+        self.metadata_only
     }
 }
 

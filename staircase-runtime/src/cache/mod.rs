@@ -52,6 +52,8 @@ pub(crate) enum Live {
     NotSynced,
     /// The store had not reached a step's write in time.
     Behind,
+    /// The kind is cached as metadata only and the whole object was asked for.
+    MetadataOnly,
 }
 
 impl Live {
@@ -60,6 +62,7 @@ impl Live {
             Live::NoStore => "no_store",
             Live::NotSynced => "not_synced",
             Live::Behind => "behind",
+            Live::MetadataOnly => "metadata_only",
         }
     }
 }
@@ -120,11 +123,12 @@ impl Cache {
         store: Store<T>,
         scope: Option<String>,
         namespaced: bool,
+        metadata_only: bool,
     ) -> Arc<KindCache<T>>
     where
         T: Resource<DynamicType = ()> + Clone + Serialize + Send + Sync + 'static,
     {
-        let cache = Arc::new(KindCache::new(store, scope, namespaced));
+        let cache = Arc::new(KindCache::new(store, scope, namespaced, metadata_only));
         self.write().kinds.insert(key_of::<T>(), cache.clone());
         cache
     }
@@ -246,8 +250,10 @@ impl Cache {
         Ok(match store.as_any().downcast_ref::<KindCache<T>>() {
             Some(typed) => typed.get(namespace, name),
             // The kind is watched as another Rust type.
-            None => store
+            None => whole(&*store)?
                 .get_dynamic(namespace, name)
+                .map(whole_object)
+                .transpose()?
                 .and_then(|o| from_dynamic(&o))
                 .map(Arc::new),
         })
@@ -267,8 +273,11 @@ impl Cache {
         self.fresh(&*store, &label, in_namespace(namespace)).await?;
         Ok(match store.as_any().downcast_ref::<KindCache<T>>() {
             Some(typed) => typed.list(namespace, selector),
-            None => store
+            None => whole(&*store)?
                 .list_dynamic(namespace, selector)
+                .into_iter()
+                .map(whole_object)
+                .collect::<Result<Vec<_>, _>>()?
                 .iter()
                 .filter_map(from_dynamic)
                 .map(Arc::new)
@@ -304,7 +313,10 @@ impl Cache {
             k.1 == name && (k.0.as_deref() == namespace || k.0.is_none())
         })
         .await?;
-        Ok(store.get_dynamic(namespace, name))
+        whole(&*store)?
+            .get_dynamic(namespace, name)
+            .map(whole_object)
+            .transpose()
     }
 
     /// [`list`](Self::list) for a kind known at run time.
@@ -317,7 +329,11 @@ impl Cache {
         let store = self.covering(&key_of_resource(kind), namespace)?;
         let label = label_of(&kind.plural, &kind.group);
         self.fresh(&*store, &label, in_namespace(namespace)).await?;
-        Ok(store.list_dynamic(namespace, selector))
+        whole(&*store)?
+            .list_dynamic(namespace, selector)
+            .into_iter()
+            .map(whole_object)
+            .collect()
     }
 
     fn covering(&self, key: &KindKey, namespace: Option<&str>) -> Result<Arc<dyn KindStore>, Live> {
@@ -329,6 +345,24 @@ impl Cache {
                 Err(Live::NoStore)
             }
         }
+    }
+}
+
+/// `store`, unless it holds only metadata: a whole object read from it would come back with
+/// every other field empty.
+fn whole(store: &dyn KindStore) -> Result<&dyn KindStore, Live> {
+    match store.metadata_only() {
+        true => Err(Live::MetadataOnly),
+        false => Ok(store),
+    }
+}
+
+/// `o`, unless it is a `PartialObjectMetadata` (the kind declared as `PartialObjectMeta<T>`
+/// with `owns`, `watches` or `reads`).
+fn whole_object(o: DynamicObject) -> Result<DynamicObject, Live> {
+    match o.types.as_ref().map(|t| t.kind.as_str()) {
+        Some("PartialObjectMetadata") => Err(Live::MetadataOnly),
+        _ => Ok(o),
     }
 }
 
