@@ -18,7 +18,8 @@
 //!   # }
 //!   ```
 //!
-//! * **The explorer** (feature `explorer`, module [`explorer`]) runs a staircase operator under
+//! * **The explorer** (feature `explorer`, module `explorer`; `cargo doc --features explorer`
+//!   documents it) runs a staircase operator under
 //!   crashes after any write, lost responses, stale and lossy watches and random faults, and
 //!   compares every end state with a clean run.
 //! * **The real-apiserver harness** (feature `real`, module `real`) starts etcd,
