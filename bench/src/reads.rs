@@ -476,6 +476,15 @@ pub fn run(o: &Options) -> anyhow::Result<(Vec<Figures>, StoreMemory)> {
     Ok((figures, mem))
 }
 
+/// How to read the table.
+const NOTES: &str = "
+Reads are GETs and LISTs of any resource; the cached variant's caches fill from streaming lists
+(one WATCH each, no LIST; the extra WATCH is the operator's probe for them), the live variant
+watches only the `Foo`s. Its idle requests are the resync audit's: one metadata-only LIST of the
+`Foo`s per resync period, 500 objects a page. The status writes are the runtime's
+(`with_status()`: the conditions rewritten on every change), the same in both variants.
+";
+
 /// The figures as markdown.
 pub fn markdown(o: &Options, figures: &[Figures], mem: &StoreMemory, machine: &str) -> String {
     let mut s = String::new();
@@ -562,6 +571,7 @@ pub fn markdown(o: &Options, figures: &[Figures], mem: &StoreMemory, machine: &s
     row(&mut s, "reads that waited for a watermark", &|f| {
         f.cache_waits.to_string()
     });
+    s.push_str(NOTES);
     s.push_str(&format!(
         "\n**Memory per cached child object** ({} ConfigMaps, Secrets and Services the cached variant created, \
          read into kube-runtime reflector stores; bytes requested from the allocator, store and objects):\n\n\
