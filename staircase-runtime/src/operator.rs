@@ -383,10 +383,20 @@ impl<K, S, M, C> Operator<K, S, M, C> {
         self.health.clone()
     }
 
-    /// The operator's metrics (shared: they follow the running operator).
+    /// The operator's metrics (shared: they follow the running operator). Its series carry the
+    /// label `controller` = [`OperatorConfig::name`].
     #[cfg(feature = "metrics")]
     pub fn metrics(&self) -> Metrics {
         self.metrics.clone()
+    }
+
+    /// Counts into `metrics` instead of a registry of its own: several operators in one process
+    /// share one registry, and so one `/metrics`, told apart by their `controller` label (their
+    /// [`OperatorConfig::name`], which must then differ).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -396,7 +406,7 @@ struct Shared<K, S, M, C> {
     /// Reports a watched object left out because it does not decode.
     undecodable: OnUndecodable,
     #[cfg(feature = "metrics")]
-    metrics: Metrics,
+    metrics: crate::metrics::Controller,
 }
 
 /// Forgets the operator's watch caches when leading ends, however it ends.
@@ -446,6 +456,11 @@ where
         let cfg = runner.config.clone();
         let client = runner.client.clone();
         let stop = Stop::on(shutdown);
+        // The name is known only now: `with_config` may come after `metrics()` was handed out.
+        #[cfg(feature = "server")]
+        let registry = metrics.clone();
+        #[cfg(feature = "metrics")]
+        let metrics = metrics.controller(&cfg.name);
 
         let identity = cfg
             .leader_election
@@ -490,7 +505,7 @@ where
                     tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
                     Some(AbortOnDrop(tokio::spawn(crate::server::serve(
                         listener,
-                        metrics.clone(),
+                        registry,
                         health.clone(),
                     ))))
                 }
@@ -950,7 +965,7 @@ fn exists_in<K: Watchable>(store: Store<K>) -> Arc<dyn Fn(&str) -> bool + Send +
 
 /// Decrements the in-flight gauge when a run ends, however it ends.
 #[cfg(feature = "metrics")]
-struct RunGuard(Metrics);
+struct RunGuard(crate::metrics::Controller);
 
 #[cfg(feature = "metrics")]
 impl Drop for RunGuard {
