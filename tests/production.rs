@@ -18,46 +18,15 @@ use staircase::{Backoff, NextRun, RunEnd, RunReport, crds, events, preflight, se
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::{Fault, Verb};
 use staircase_tests::foos::{new_foo, ready};
+use staircase_tests::http::get;
 use staircase_tests::widget::{Widget, widget};
-use staircase_tests::{Env, GUARD, Running, recorder, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use staircase_tests::{Env, GUARD, Running, recorder, until, wait_for};
 use tokio::sync::Notify;
 
 fn app() -> App {
     App {
         manager: "foo-operator".into(),
     }
-}
-
-/// Polls `cond` until it holds, failing the test after [`GUARD`].
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let wait = async {
-        while !cond().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(GUARD, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not reached within {GUARD:?}"));
-}
-
-/// `GET path` on the operator's endpoint: (status, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Starts the metrics/health endpoint of an operator on a free port.

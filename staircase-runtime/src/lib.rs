@@ -54,6 +54,8 @@ pub mod preflight;
 pub mod relist;
 pub mod replay;
 mod retry;
+#[cfg(feature = "server")]
+mod routes;
 mod run;
 mod runner;
 #[cfg(feature = "server")]

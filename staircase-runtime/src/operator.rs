@@ -205,6 +205,8 @@ pub struct Operator<K, S, M, C = Start<K, S>> {
     health: Health,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
+    #[cfg(feature = "server")]
+    routes: crate::server::Routes,
 }
 
 impl<K, M, C> Operator<K, (), M, C>
@@ -246,6 +248,8 @@ where
             health: Health::default(),
             #[cfg(feature = "metrics")]
             metrics: Metrics::new(),
+            #[cfg(feature = "server")]
+            routes: crate::server::Routes::new(),
         }
     }
 
@@ -398,6 +402,39 @@ impl<K, S, M, C> Operator<K, S, M, C> {
         self.metrics = metrics;
         self
     }
+
+    /// Answers `path` on the operator's endpoint with `handler`, beside `/metrics`, `/healthz`
+    /// and `/readyz`: see [`Routes::route`](crate::server::Routes::route), which says which
+    /// paths it takes (and refuses, with a panic).
+    #[cfg(feature = "server")]
+    pub fn with_route<F, Fut, B>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(http::Request<bytes::Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<B>> + Send + 'static,
+        B: Into<bytes::Bytes>,
+    {
+        self.routes = self.routes.route(path, handler);
+        self
+    }
+
+    /// The routes of your own the endpoint serves (for
+    /// [`server::serve_with`](crate::server::serve_with) on a listener of your choice).
+    #[cfg(feature = "server")]
+    pub fn routes(&self) -> crate::server::Routes {
+        self.routes.clone()
+    }
+
+    /// Adds a check of your own to readiness: `/readyz` answers 200 only while `check` returns
+    /// `Ok` (and the operator is ready), and names `name` with the message of its `Err`
+    /// otherwise. It runs on every probe: keep it quick, e.g. reading a flag another task keeps.
+    pub fn with_ready_check(
+        self,
+        name: impl Into<String>,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.health.add_check(name.into(), Arc::new(check));
+        self
+    }
 }
 
 /// What the controller's runs share.
@@ -452,6 +489,8 @@ where
             health,
             #[cfg(feature = "metrics")]
             metrics,
+            #[cfg(feature = "server")]
+            routes,
         } = self;
         let cfg = runner.config.clone();
         let client = runner.client.clone();
@@ -503,10 +542,11 @@ where
                 Ok(listener) => {
                     let local = listener.local_addr().map_or(addr, |a| a);
                     tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
-                    Some(AbortOnDrop(tokio::spawn(crate::server::serve(
+                    Some(AbortOnDrop(tokio::spawn(crate::server::serve_with(
                         listener,
                         registry,
                         health.clone(),
+                        routes,
                     ))))
                 }
                 Err(e) => {
