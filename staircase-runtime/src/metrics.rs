@@ -512,7 +512,7 @@ impl Controller {
 /// shows is the same; a series still appears only once it has a sample.
 pub(crate) struct RunObserver {
     metrics: Controller,
-    results: [OnceLock<(Counter, Histogram)>; RESULTS.len()],
+    results: [OnceLock<(Counter, Histogram)>; RESULTS],
     steps: Vec<StepSeries>,
 }
 
@@ -535,7 +535,7 @@ impl RunObserver {
         let (runs, duration) = self.results[result].get_or_init(|| {
             let label = ResultLabel {
                 controller: m.name.clone(),
-                result: RESULTS[result],
+                result: r.end.result(),
             };
             (
                 m.families.runs.get_or_create(&label).clone(),
@@ -585,19 +585,8 @@ impl RunObserver {
     }
 }
 
-/// The values of the `result` label, in the order of [`result_index`].
-const RESULTS: [&str; 10] = [
-    "converged",
-    "modified",
-    "waiting",
-    "done",
-    "failed",
-    "finalizer_added",
-    "finalizer_removed",
-    "skipped_stale",
-    "cancelled",
-    "paused",
-];
+/// How many values the `result` label has ([`RunEnd::result`]), in the order of [`result_index`].
+const RESULTS: usize = 10;
 
 fn result_index(end: &RunEnd) -> usize {
     match end {
