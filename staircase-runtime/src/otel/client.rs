@@ -74,6 +74,17 @@ async fn send(
     Ok(Response::from_parts(parts, body))
 }
 
+/// What to log about an export that went well (`problem` `None`) or not: only a change, the
+/// first failure (`Err`) and the first success after failures (`Ok`).
+fn news(failing: &AtomicBool, problem: Option<String>) -> Option<Result<(), String>> {
+    let was_failing = failing.swap(problem.is_some(), Ordering::Relaxed);
+    match (problem, was_failing) {
+        (Some(p), false) => Some(Err(p)),
+        (None, true) => Some(Ok(())),
+        _ => None,
+    }
+}
+
 type Sent<'a> = Pin<Box<dyn Future<Output = Result<Response<Bytes>, HttpError>> + Send + 'a>>;
 
 // `HttpClient` is an `async_trait`: this is the signature the macro would write.
@@ -97,14 +108,12 @@ impl HttpClient for OtlpHttp {
                 Ok(r) => Some(format!("answered {}", r.status())),
                 Err(e) => Some(e.to_string()),
             };
-            match problem {
-                Some(p) if !failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+            match news(&failing, problem) {
+                Some(Err(p)) => tracing::warn!(
                     "cannot export spans to {uri}: {p} (logged again once it recovers)"
                 ),
-                None if failing.swap(false, Ordering::Relaxed) => {
-                    tracing::info!("exporting spans to {uri} again")
-                }
-                _ => {}
+                Some(Ok(())) => tracing::info!("exporting spans to {uri} again"),
+                None => {}
             }
             let _ = answer.send(result);
         });
@@ -113,5 +122,43 @@ impl HttpClient for OtlpHttp {
                 .await
                 .unwrap_or_else(|_| Err("the OTLP client's thread has stopped".into()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collector_that_is_down_is_news_once_and_again_when_it_is_back() {
+        let failing = AtomicBool::new(false);
+        assert_eq!(news(&failing, None), None);
+        assert_eq!(
+            news(&failing, Some("refused".into())),
+            Some(Err("refused".into()))
+        );
+        assert_eq!(news(&failing, Some("refused".into())), None);
+        assert_eq!(news(&failing, None), Some(Ok(())));
+        assert_eq!(news(&failing, None), None);
+    }
+
+    /// A collector that accepts the connection and never answers: the export gives up after
+    /// the timeout instead of holding the batch thread.
+    #[tokio::test]
+    async fn an_export_without_an_answer_gives_up_after_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let client = OtlpHttp::start(Duration::from_millis(200)).unwrap();
+        let request = Request::post(format!("http://{addr}/v1/traces"))
+            .body(Bytes::from_static(b"x"))
+            .unwrap();
+        let err = client.send_bytes(request).await.unwrap_err();
+        assert!(err.to_string().contains("no answer within 200ms"), "{err}");
     }
 }

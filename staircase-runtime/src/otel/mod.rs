@@ -89,22 +89,7 @@ impl Drop for Guard {
 /// Fails when another logger was installed already, or the configuration cannot be used (an
 /// `https://` endpoint, a malformed one).
 pub fn init() -> Result<Guard, InitError> {
-    let endpoint = [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .into_iter()
-    .find_map(|v| {
-        std::env::var(v)
-            .ok()
-            .filter(|e| !e.is_empty())
-            .map(|e| (v, e))
-    });
-    if let Some((var, e)) = endpoint.filter(|(_, e)| e.starts_with("https:")) {
-        return Err(InitError::new(format!(
-            "{var}={e}: OTLP over https is not supported; send to a collector over plain http"
-        )));
-    }
+    plain_http(|v| std::env::var(v).ok())?;
     let client = client::OtlpHttp::start(export_timeout()).map_err(InitError::new)?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -133,6 +118,24 @@ pub fn init() -> Result<Guard, InitError> {
     Ok(guard)
 }
 
+/// Refuses an `https` endpoint in the variables `var` reads: the client speaks plain HTTP.
+fn plain_http(var: impl Fn(&str) -> Option<String>) -> Result<(), InitError> {
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .into_iter()
+    .find_map(|v| var(v).filter(|e| !e.is_empty()).map(|e| (v, e)));
+    match endpoint {
+        Some((v, e)) if e.to_ascii_lowercase().starts_with("https:") => {
+            Err(InitError::new(format!(
+                "{v}={e}: OTLP over https is not supported; send to a collector over plain http"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds), else
 /// 10 s: what the exporter itself reads, enforced by the client.
 fn export_timeout() -> Duration {
@@ -143,4 +146,49 @@ fn export_timeout() -> Duration {
     .into_iter()
     .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
     .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(vars: &[(&str, &str)]) -> Result<(), String> {
+        plain_http(|v| {
+            vars.iter()
+                .find(|(k, _)| *k == v)
+                .map(|(_, e)| e.to_string())
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_https_endpoint_is_refused_with_the_variable_that_set_it() {
+        assert_eq!(check(&[]), Ok(()));
+        assert_eq!(
+            check(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]),
+            Ok(())
+        );
+        let err = check(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "HTTPS://collector:4318")]).unwrap_err();
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_ENDPOINT=HTTPS://collector:4318"),
+            "{err}"
+        );
+        // The traces' own endpoint wins over the general one.
+        let traces = [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://vendor/v1/traces",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ];
+        assert!(check(&traces).unwrap_err().contains("TRACES_ENDPOINT"));
+        let plain = [
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://collector:4318/v1/traces",
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://vendor"),
+        ];
+        assert_eq!(check(&plain), Ok(()));
+    }
 }
