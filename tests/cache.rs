@@ -90,7 +90,7 @@ async fn a_step_reading_through_a_lagging_cache_never_recreates_a_child_it_creat
     // The reads that found the cache behind the step's own write were counted.
     let metrics = metrics.encode();
     assert!(
-        metrics.contains("staircase_cache_live_reads_total{kind=\"configmaps\",reason=\"behind\"}"),
+        metrics.contains("staircase_cache_live_reads_total{controller=\"staircase\",kind=\"configmaps\",reason=\"behind\"}"),
         "{metrics}"
     );
     running.stop().await;

@@ -8,6 +8,7 @@
 mod cache;
 mod children;
 mod deploy;
+mod endpoint;
 mod examples;
 mod external;
 mod leader;

@@ -873,7 +873,11 @@ async fn a_fight_over_a_child_is_reported_and_backs_off() {
     let text = metrics.encode();
     let fights = text
         .lines()
-        .find_map(|l| l.strip_prefix(r#"staircase_fights_total{step="ensure_config"} "#))
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"staircase_fights_total{controller="staircase",step="ensure_config"} "#,
+            )
+        })
         .and_then(|v| v.parse::<u64>().ok());
     assert!(fights.is_some_and(|n| n >= 5), "{text}");
 

@@ -18,46 +18,15 @@ use staircase::{Backoff, NextRun, RunEnd, RunReport, crds, events, preflight, se
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::{Fault, Verb};
 use staircase_tests::foos::{new_foo, ready};
+use staircase_tests::http::get;
 use staircase_tests::widget::{Widget, widget};
-use staircase_tests::{Env, GUARD, Running, recorder, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use staircase_tests::{Env, GUARD, Running, recorder, until, wait_for};
 use tokio::sync::Notify;
 
 fn app() -> App {
     App {
         manager: "foo-operator".into(),
     }
-}
-
-/// Polls `cond` until it holds, failing the test after [`GUARD`].
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let wait = async {
-        while !cond().await {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(GUARD, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not reached within {GUARD:?}"));
-}
-
-/// `GET path` on the operator's endpoint: (status, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Starts the metrics/health endpoint of an operator on a free port.
@@ -69,6 +38,9 @@ async fn serve<K, S, M, C>(op: &Operator<K, S, M, C>) -> std::net::SocketAddr {
     tokio::spawn(server::serve(listener, op.metrics(), op.health()));
     addr
 }
+
+/// The `controller` label of an operator with the default name.
+const OP: (&str, &str) = ("controller", "staircase");
 
 /// A parsed Prometheus text exposition: the value of `name` with exactly `labels`.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -133,26 +105,30 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
         let m = get(addr, "/metrics").await.1;
         // The runtime's own Ready status write triggers one more run: wait for
         // the operator to be idle before reading exact counts.
-        sample(&m, "staircase_objects_not_ready", &[]) == Some(0.0)
-            && sample(&m, "staircase_runs_total", &[("result", "converged")])
+        sample(&m, "staircase_objects_not_ready", &[OP]) == Some(0.0)
+            && sample(&m, "staircase_runs_total", &[OP, ("result", "converged")])
                 .is_some_and(|n| n >= 1.0)
-            && sample(&m, "staircase_runs_in_flight", &[]) == Some(0.0)
+            && sample(&m, "staircase_runs_in_flight", &[OP]) == Some(0.0)
     })
     .await;
     let (status, m) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
     // One run per child plus the finalizer, each counted with its step.
     assert_eq!(
-        sample(&m, "staircase_runs_total", &[("result", "modified")]),
+        sample(&m, "staircase_runs_total", &[OP, ("result", "modified")]),
         Some(3.0),
         "{m}"
     );
     assert_eq!(
-        sample(&m, "staircase_runs_total", &[("result", "finalizer_added")]),
+        sample(
+            &m,
+            "staircase_runs_total",
+            &[OP, ("result", "finalizer_added")]
+        ),
         Some(1.0)
     );
     for step in ["ensure_config", "ensure_secret", "ensure_service"] {
-        let modified = [("step", step), ("outcome", "modified")];
+        let modified = [OP, ("step", step), ("outcome", "modified")];
         assert_eq!(
             sample(&m, "staircase_step_outcomes_total", &modified),
             Some(1.0),
@@ -162,7 +138,7 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
             sample(
                 &m,
                 "staircase_step_duration_seconds_count",
-                &[("step", step)]
+                &[OP, ("step", step)]
             )
             .unwrap()
                 >= 1.0
@@ -171,19 +147,19 @@ async fn every_modification_is_an_event_named_after_its_step_and_metrics_and_hea
     let runs = sample(
         &m,
         "staircase_run_duration_seconds_count",
-        &[("result", "modified")],
+        &[OP, ("result", "modified")],
     )
     .unwrap();
     assert_eq!(runs, 3.0);
     // Every run made at most one write: the writes histogram has nothing above 1.
-    let total = sample(&m, "staircase_run_writes_count", &[]).unwrap();
+    let total = sample(&m, "staircase_run_writes_count", &[OP]).unwrap();
     assert_eq!(
-        sample(&m, "staircase_run_writes_bucket", &[("le", "1.0")]),
+        sample(&m, "staircase_run_writes_bucket", &[OP, ("le", "1.0")]),
         Some(total)
     );
     // `staircase_runs_in_flight` reached 0 in the wait above; it is a gauge, and the runtime's
     // own status write may start one more (no-op) run at any moment, so it is not re-checked.
-    assert!(sample(&m, "staircase_queue_depth", &[]).is_some());
+    assert!(sample(&m, "staircase_queue_depth", &[OP]).is_some());
 
     let reports = running.stop().await;
     // Stopping flushes queued Events.
@@ -219,6 +195,104 @@ fn hot_loop_config() -> OperatorConfig {
         .with_namespace("default")
 }
 
+/// Two operators in one process count into one registry, served on one `/metrics`: each series
+/// carries the `controller` label of the operator it belongs to, even for a handle taken before
+/// the operator was named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_share_one_metrics_endpoint_told_apart_by_controller() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    env.install::<Widget>().await;
+    let foos_op = Operator::with_state(env.client.clone(), foo::stairs(), app()).with_status();
+    // Taken while the operator still has the default name.
+    let shared = foos_op.metrics();
+    let named = |name: &str| {
+        OperatorConfig::default()
+            .with_name(name)
+            .with_namespace("default")
+    };
+    let foos_op = foos_op.with_config(named("foo-operator"));
+    let widgets_op = widget_operator(&env)
+        .with_config(named("widget-operator"))
+        .with_metrics(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(server::serve(listener, shared, foos_op.health()));
+    let (foo_running, widget_running) = (Running::operator(foos_op), Running::operator(widgets_op));
+
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    foos.create(&PostParams::default(), &new_foo("foo-0"))
+        .await
+        .unwrap();
+    let widgets: Api<Widget> = Api::namespaced(env.client.clone(), "default");
+    widgets
+        .create(&PostParams::default(), &widget("w", "wait"))
+        .await
+        .unwrap();
+    wait_for(&foos, "foo-0", ready).await;
+    let foo_op = ("controller", "foo-operator");
+    let widget_op = ("controller", "widget-operator");
+    until("both operators' runs are counted", async || {
+        let m = get(addr, "/metrics").await.1;
+        sample(
+            &m,
+            "staircase_runs_total",
+            &[foo_op, ("result", "converged")],
+        )
+        .is_some_and(|n| n >= 1.0)
+            && sample(
+                &m,
+                "staircase_runs_total",
+                &[widget_op, ("result", "waiting")],
+            )
+            .is_some_and(|n| n >= 1.0)
+            && sample(&m, "staircase_objects_not_ready", &[foo_op]) == Some(0.0)
+            && sample(&m, "staircase_runs_in_flight", &[foo_op]) == Some(0.0)
+    })
+    .await;
+    let m = get(addr, "/metrics").await.1;
+    // The Foo's climb is the foo operator's alone.
+    assert_eq!(
+        sample(
+            &m,
+            "staircase_runs_total",
+            &[foo_op, ("result", "modified")]
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    let config_made = [foo_op, ("step", "ensure_config"), ("outcome", "modified")];
+    assert_eq!(
+        sample(&m, "staircase_step_outcomes_total", &config_made),
+        Some(1.0)
+    );
+    // The waiting widget is the widget operator's alone.
+    assert_eq!(
+        sample(
+            &m,
+            "staircase_runs_total",
+            &[widget_op, ("result", "modified")]
+        ),
+        None
+    );
+    assert_eq!(
+        sample(&m, "staircase_runs_total", &[foo_op, ("result", "waiting")]),
+        None
+    );
+    let behaved = [widget_op, ("step", "behave"), ("outcome", "wait")];
+    assert!(sample(&m, "staircase_step_outcomes_total", &behaved).is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        sample(&m, "staircase_objects_not_ready", &[widget_op]),
+        Some(1.0)
+    );
+    // Nothing is counted under the default name either operator had at first.
+    assert!(!m.contains(r#"controller="staircase""#), "{m}");
+    foo_running.stop().await;
+    widget_running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() {
     let env = Env::start().await;
@@ -241,9 +315,9 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
     })
     .await;
     let m = get(addr, "/metrics").await.1;
-    assert!(sample(&m, "staircase_runs_total", &[("result", "failed")]).unwrap() >= n as f64);
-    assert_eq!(sample(&m, "staircase_objects_not_ready", &[]), Some(1.0));
-    let errors = [("step", "behave"), ("outcome", "error")];
+    assert!(sample(&m, "staircase_runs_total", &[OP, ("result", "failed")]).unwrap() >= n as f64);
+    assert_eq!(sample(&m, "staircase_objects_not_ready", &[OP]), Some(1.0));
+    let errors = [OP, ("step", "behave"), ("outcome", "error")];
     assert!(sample(&m, "staircase_step_outcomes_total", &errors).unwrap() >= n as f64);
     running.stop().await;
 
@@ -265,7 +339,7 @@ async fn failures_are_aggregated_warnings_and_a_hot_loop_cannot_flood_the_api() 
     );
     assert_eq!(env.writes("events.events.k8s.io"), events::BURST as usize);
     let m = get(addr, "/metrics").await.1;
-    assert!(sample(&m, "staircase_events_dropped_total", &[]).unwrap() >= 1.0);
+    assert!(sample(&m, "staircase_events_dropped_total", &[OP]).unwrap() >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +362,7 @@ async fn rule_violations_are_warnings_and_counted() {
         .wait_report(|r| r.steps.iter().any(|s| s.violation.is_some()))
         .await;
     let m = get(addr, "/metrics").await.1;
-    let labels = [("step", "behave"), ("rule", "WriteWithoutModified")];
+    let labels = [OP, ("step", "behave"), ("rule", "WriteWithoutModified")];
     assert!(
         sample(&m, "staircase_rule_violations_total", &labels).unwrap() >= 1.0,
         "{m}"
@@ -758,7 +832,7 @@ async fn failing_status_writes_back_off_and_are_reported_once() {
         }
     }
     let m = get(addr, "/metrics").await.1;
-    assert!(sample(&m, "staircase_status_write_failures_total", &[]).unwrap() >= 10.0);
+    assert!(sample(&m, "staircase_status_write_failures_total", &[OP]).unwrap() >= 10.0);
     running.stop().await;
     for name in ["calm", "broken"] {
         let warnings: Vec<_> = events_about(&env, name)
@@ -895,7 +969,7 @@ async fn an_undecodable_object_is_reported_and_the_others_run() {
     })
     .await;
     let m = get(addr, "/metrics").await.1;
-    assert!(sample(&m, "staircase_undecodable_objects_total", &[]).unwrap() >= 1.0);
+    assert!(sample(&m, "staircase_undecodable_objects_total", &[OP]).unwrap() >= 1.0);
     let reports = running.stop().await;
     assert!(reports.iter().all(|r| r.object != "default/bad"));
     let note = events_about(&env, "bad").await[0].note.clone().unwrap();

@@ -43,6 +43,46 @@ pub mod foos {
     }
 }
 
+/// Plain HTTP/1.1 requests to the operator's endpoint.
+pub mod http {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `method path` with `body` on the endpoint at `addr`: (status, body).
+    pub async fn request(
+        addr: std::net::SocketAddr,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.expect("send");
+        // A server that refuses a large body may answer and close before reading it all.
+        let _ = s.write_all(body).await;
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw).await;
+        let raw = String::from_utf8_lossy(&raw);
+        let status = raw
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("a status line: {raw:?}"));
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// `GET path` on the endpoint at `addr`: (status, body).
+    pub async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        request(addr, "GET", path, b"").await
+    }
+}
+
 /// The echo example run as an operator until its first `e` converged.
 pub mod echoes {
     use k8s_openapi::api::apps::v1::Deployment;
@@ -260,6 +300,18 @@ impl Running {
     pub fn reports(&self) -> Vec<RunReport> {
         self.reports.lock().expect("reports").clone()
     }
+}
+
+/// Polls `cond` until it holds, failing the test after [`GUARD`].
+pub async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let wait = async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not reached within {GUARD:?}"));
 }
 
 /// Records every report into `reports`.

@@ -13,7 +13,8 @@ use crate::run::RulePolicy;
 /// read it from the environment with [`OperatorConfig::from_env`].
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
-    /// The operator's name: the reporting controller of its Events and the default Lease name.
+    /// The operator's name: the reporting controller of its Events, the default Lease name and
+    /// the `controller` label of its metrics. Two operators in one process need two names.
     /// Default `staircase`.
     pub name: String,
     /// At most this many runs at once (never two for the same object). Default 16.

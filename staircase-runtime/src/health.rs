@@ -3,7 +3,9 @@
 //! Live: the operator loop is running (it has not returned or panicked). Ready: without leader
 //! election, once the watch cache has synced (the first full list arrived, so runs see every
 //! object); with leader election, once this replica either leads with a synced cache, or stands
-//! by and can read the Lease (a standby that cannot reach the API server is not ready).
+//! by and can read the Lease (a standby that cannot reach the API server is not ready). Ready
+//! also takes every check of your own to pass
+//! ([`Operator::with_ready_check`](crate::Operator::with_ready_check)).
 
 use std::sync::{Arc, Mutex};
 
@@ -20,11 +22,28 @@ pub enum Leadership {
     Leading,
 }
 
-#[derive(Debug)]
+/// A ready check of the user's: `Err` says why not ready.
+type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 struct State {
     running: bool,
     synced: bool,
     leadership: Leadership,
+    checks: Vec<(String, Check)>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("running", &self.running)
+            .field("synced", &self.synced)
+            .field("leadership", &self.leadership)
+            .field(
+                "checks",
+                &self.checks.iter().map(|c| &c.0).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// A shared, cheaply cloneable view of the operator's health, updated by the operator loop.
@@ -37,6 +56,7 @@ impl Default for Health {
             running: false,
             synced: false,
             leadership: Leadership::Disabled,
+            checks: Vec::new(),
         })))
     }
 }
@@ -58,6 +78,20 @@ impl Health {
         self.with(|s| s.leadership = l);
     }
 
+    pub(crate) fn add_check(&self, name: String, check: Check) {
+        self.with(|s| s.checks.push((name, check)));
+    }
+
+    /// The checks of the user's that fail now, with their messages. Called outside the lock:
+    /// a check may read the health itself.
+    fn failing_checks(&self) -> Vec<(String, String)> {
+        let checks = self.with(|s| s.checks.clone());
+        checks
+            .into_iter()
+            .filter_map(|(name, check)| check().err().map(|why| (name, why)))
+            .collect()
+    }
+
     /// The replica's current part in leader election.
     pub fn leadership(&self) -> Leadership {
         self.with(|s| s.leadership)
@@ -70,6 +104,11 @@ impl Health {
 
     /// `/readyz`: see the module docs.
     pub fn is_ready(&self) -> bool {
+        self.runtime_ready() && self.failing_checks().is_empty()
+    }
+
+    /// Ready as far as the runtime goes.
+    fn runtime_ready(&self) -> bool {
         self.with(|s| {
             s.running
                 && match s.leadership {
@@ -80,10 +119,17 @@ impl Health {
         })
     }
 
-    /// A one-line explanation for probe bodies and logs, e.g. `ready: leading, cache synced`.
+    /// A one-line explanation for probe bodies and logs, e.g. `ready: leading, cache synced`,
+    /// or `not ready: single replica, cache synced; database: no connection`.
     pub fn describe(&self) -> String {
-        let ready = self.is_ready();
-        self.with(|s| {
+        self.readiness().1
+    }
+
+    /// Whether ready, and [`describe`](Self::describe)'s line, from one call of each check.
+    pub(crate) fn readiness(&self) -> (bool, String) {
+        let failing = self.failing_checks();
+        let ready = self.runtime_ready() && failing.is_empty();
+        let mut line = self.with(|s| {
             let role = match s.leadership {
                 Leadership::Disabled => "single replica",
                 Leadership::Unknown => "lease not read yet",
@@ -101,6 +147,10 @@ impl Health {
                 (true, false) => "not ready",
             };
             format!("{state}: {role}, {cache}")
-        })
+        });
+        for (name, why) in failing {
+            line.push_str(&format!("; {name}: {why}"));
+        }
+        (ready, line)
     }
 }

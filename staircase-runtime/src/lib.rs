@@ -14,7 +14,7 @@
 //! - [`apply`]: server-side apply of one object, only when it would change something;
 //! - [`external`]: idempotent calls to services outside Kubernetes;
 //! - [`status`]: the condition types the runtime writes;
-//! - [`events`], [`metrics`], [`server`], [`logging`]: what an operator publishes;
+//! - [`events`], [`metrics`], [`server`], [`logging`], `otel`: what an operator publishes;
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
 //!   (see `docs/production.md`);
 //! - [`pause`], [`explain`], [`replay`]: operating a running staircase: stop an object's runs
@@ -47,6 +47,8 @@ mod memory;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod operator;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod outcome;
 mod own_path;
 pub mod pause;
@@ -55,6 +57,8 @@ pub mod preflight;
 pub mod relist;
 pub mod replay;
 mod retry;
+#[cfg(feature = "server")]
+mod routes;
 mod run;
 mod runner;
 #[cfg(feature = "server")]

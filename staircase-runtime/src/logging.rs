@@ -16,13 +16,16 @@
 //!
 //! # Caveats
 //! - It installs the process's global `tracing` subscriber, so call it once, before anything
-//!   logs; it fails if another one was installed. Operators with their own subscriber (an
-//!   OpenTelemetry layer, say) keep theirs and skip this.
+//!   logs; it fails if another one was installed. Operators with their own subscriber keep
+//!   theirs and skip this. To export the run and step spans too, call `otel::init` instead
+//!   (feature `otel`): the same logs, plus OpenTelemetry.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +61,37 @@ impl std::error::Error for InitError {}
 /// Installs the global logger to stderr: format from `STAIRCASE_LOG_FORMAT`, filter from
 /// `RUST_LOG` (default `info`), colours only on a terminal.
 pub fn init() -> Result<(), InitError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     tracing::subscriber::set_global_default(subscriber(
         Format::from_env(),
-        filter,
+        env_filter(),
         ansi,
         std::io::stderr,
     ))
     .map_err(|e| InitError(Box::new(e)))
+}
+
+/// `RUST_LOG`, or `info` when unset or malformed.
+pub(crate) fn env_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The lines [`init`] writes, as a layer of a subscriber: writing to `writer`, colours only
+/// with `ansi` (and in text).
+pub(crate) fn fmt_layer<S, W>(
+    format: Format,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        Format::Text => Box::new(layer.with_ansi(ansi)),
+        Format::Json => Box::new(layer.json().with_current_span(true).with_span_list(true)),
+    }
 }
 
 /// The subscriber [`init`] installs, writing to `writer`.
@@ -79,18 +104,18 @@ fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        Format::Text => Box::new(builder.with_ansi(ansi).finish()),
-        Format::Json => Box::new(
-            builder
-                .json()
-                .with_current_span(true)
-                .with_span_list(true)
-                .finish(),
-        ),
+    Box::new(
+        tracing_subscriber::registry()
+            .with(fmt_layer(format, ansi, writer))
+            .with(filter),
+    )
+}
+
+impl InitError {
+    /// An error of the OpenTelemetry setup, which installs the logger too.
+    #[cfg(feature = "otel")]
+    pub(crate) fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> InitError {
+        InitError(e.into())
     }
 }
 

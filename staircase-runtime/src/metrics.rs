@@ -22,6 +22,14 @@
 //! `result` is one of `converged`, `modified`, `waiting`, `done`, `failed`, `finalizer_added`,
 //! `finalizer_removed`, `skipped_stale`, `cancelled`, `paused`.
 //!
+//! Every series also carries the label `controller`, first: the operator's
+//! [`OperatorConfig::name`](crate::OperatorConfig::name) (e.g.
+//! `staircase_runs_total{controller="foo-operator",result="modified"}`). Several operators in
+//! one process can share one registry, and so one `/metrics`, with
+//! [`Operator::with_metrics`](crate::Operator::with_metrics); the label tells their series apart.
+//! An operator's series appear when it starts running, under the name it runs with (a handle
+//! taken before `with_config` named it counts under that later name).
+//!
 //! Metrics of your own go into the same registry, and so onto the same `/metrics`, with
 //! [`Metrics::register`]; they are [`prometheus-client`](https://docs.rs/prometheus-client)
 //! metrics (add `prometheus-client = "0.25"` to your dependencies):
@@ -38,10 +46,14 @@
 //! # Ok::<(), staircase::metrics::RegisterError>(())
 //! ```
 //!
-//! The queue depth is approximate because kube-runtime does not expose its scheduler: runs the
-//! operator itself requeued and whose time has come but which have not started (all slots busy)
-//! are counted, plus the runs in flight; runs triggered by watch events are not counted until they
-//! start.
+//! # Caveats
+//! - Operators of the same name on one registry count into the same series; the gauges computed
+//!   at scrape time (`staircase_queue_depth`, `staircase_objects_not_ready`,
+//!   `staircase_cache_pending_marks`) then follow the one that started last. Name each operator.
+//! - The queue depth is approximate because kube-runtime does not expose its scheduler: runs the
+//!   operator itself requeued and whose time has come but which have not started (all slots
+//!   busy) are counted, plus the runs in flight; runs triggered by watch events are not counted
+//!   until they start.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -55,35 +67,49 @@ use prometheus_client::registry::Registry;
 use crate::OutcomeKind;
 use crate::run::{RunEnd, RunReport};
 
+/// The operator a series belongs to: the first label of every staircase series.
+type Name = Arc<str>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabel {
+    controller: Name,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
+    controller: Name,
     result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepLabel {
+    controller: Name,
     step: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepOutcomeLabel {
+    controller: Name,
     step: &'static str,
     outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LiveReadLabel {
+    controller: Name,
     kind: String,
     reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
+    controller: Name,
     kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ViolationLabel {
+    controller: Name,
     step: String,
     rule: String,
 }
@@ -102,29 +128,156 @@ type Counts = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
 /// Counts, at scrape time, the writes the watch caches have not shown yet.
 type Marks = Arc<dyn Fn() -> usize + Send + Sync>;
 
+/// Every staircase metric, each a family whose first label is `controller`.
+struct Families {
+    runs: Family<ResultLabel, Counter>,
+    run_duration: Timings<ResultLabel>,
+    step_duration: Timings<StepLabel>,
+    step_outcomes: Family<StepOutcomeLabel, Counter>,
+    run_writes: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+    violations: Family<ViolationLabel, Counter>,
+    fights: Family<StepLabel, Counter>,
+    in_flight: Family<ControllerLabel, Gauge>,
+    queue_depth: Family<ControllerLabel, Gauge>,
+    not_ready: Family<ControllerLabel, Gauge>,
+    events_dropped: Family<ControllerLabel, Counter>,
+    status_write_failures: Family<ControllerLabel, Counter>,
+    undecodable: Family<ControllerLabel, Counter>,
+    live_reads: Family<LiveReadLabel, Counter>,
+    cache_waits: Family<KindLabel, Counter>,
+    pending_marks: Family<ControllerLabel, Gauge>,
+}
+
+fn writes() -> Histogram {
+    Histogram::new([0.0, 1.0, 2.0, 3.0, 5.0, 10.0])
+}
+
+impl Families {
+    /// The families, registered in `registry` (the `staircase_` sub-registry).
+    fn register(registry: &mut Registry) -> Families {
+        let f = Families {
+            runs: Family::default(),
+            run_duration: Family::new_with_constructor(seconds),
+            step_duration: Family::new_with_constructor(seconds),
+            step_outcomes: Family::default(),
+            run_writes: Family::new_with_constructor(writes),
+            violations: Family::default(),
+            fights: Family::default(),
+            in_flight: Family::default(),
+            queue_depth: Family::default(),
+            not_ready: Family::default(),
+            events_dropped: Family::default(),
+            status_write_failures: Family::default(),
+            undecodable: Family::default(),
+            live_reads: Family::default(),
+            cache_waits: Family::default(),
+            pending_marks: Family::default(),
+        };
+        registry.register(
+            "cache_pending_marks",
+            "Writes of the operator's steps its watch caches have not shown yet",
+            f.pending_marks.clone(),
+        );
+        registry.register(
+            "cache_live_reads",
+            "Step reads sent to the API server instead of a watch cache",
+            f.live_reads.clone(),
+        );
+        registry.register(
+            "cache_waits",
+            "Step reads that waited for a watch cache to show the operator's own write",
+            f.cache_waits.clone(),
+        );
+        registry.register(
+            "undecodable_objects",
+            "Watched objects left out because they do not decode",
+            f.undecodable.clone(),
+        );
+        registry.register(
+            "status_write_failures",
+            "Failed status writes",
+            f.status_write_failures.clone(),
+        );
+        registry.register("runs", "Finished runs by how they ended", f.runs.clone());
+        registry.register(
+            "run_duration_seconds",
+            "Run duration by how it ended",
+            f.run_duration.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Step duration",
+            f.step_duration.clone(),
+        );
+        registry.register("step_outcomes", "Step verdicts", f.step_outcomes.clone());
+        registry.register(
+            "run_writes",
+            "Successful step writes per run",
+            f.run_writes.clone(),
+        );
+        registry.register(
+            "rule_violations",
+            "Broken one-modification rules",
+            f.violations.clone(),
+        );
+        registry.register(
+            "fights",
+            "Runs whose modification was a round of a fight with another field manager",
+            f.fights.clone(),
+        );
+        registry.register("runs_in_flight", "Runs executing now", f.in_flight.clone());
+        registry.register(
+            "queue_depth",
+            "Runs executing or due and waiting for a slot (approximate)",
+            f.queue_depth.clone(),
+        );
+        registry.register(
+            "objects_not_ready",
+            "Objects whose last run did not converge",
+            f.not_ready.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events held back by the spam filter",
+            f.events_dropped.clone(),
+        );
+        f
+    }
+}
+
 struct Inner {
     /// The root: staircase's own metrics in a `staircase_` sub-registry, the user's beside it.
     registry: Mutex<Registry>,
     /// The names users registered (duplicates are refused).
     user_names: Mutex<Vec<String>>,
-    runs: Family<ResultLabel, Counter>,
-    run_duration: Timings<ResultLabel>,
-    step_duration: Timings<StepLabel>,
-    step_outcomes: Family<StepOutcomeLabel, Counter>,
-    run_writes: Histogram,
-    violations: Family<ViolationLabel, Counter>,
-    fights: Family<StepLabel, Counter>,
+    families: Arc<Families>,
+    /// The gauges of each operator counting into this registry, computed at scrape time.
+    scrapes: Mutex<Vec<Arc<Scrape>>>,
+}
+
+/// One operator's gauges that are computed when `/metrics` is read.
+struct Scrape {
+    name: Name,
     in_flight: Gauge,
     queue_depth: Gauge,
     not_ready: Gauge,
-    events_dropped: Counter,
-    status_write_failures: Counter,
-    undecodable: Counter,
-    live_reads: Family<LiveReadLabel, Counter>,
-    cache_waits: Family<KindLabel, Counter>,
     pending_marks: Gauge,
     counts: Mutex<Option<Counts>>,
     marks: Mutex<Option<Marks>>,
+}
+
+impl Scrape {
+    fn update(&self) {
+        let counts = lock(&self.counts).clone().map_or((0, 0), |c| c());
+        self.queue_depth.set(self.in_flight.get() + counts.0 as i64);
+        self.not_ready.set(counts.1 as i64);
+        let marks = lock(&self.marks).clone();
+        self.pending_marks.set(marks.map_or(0, |m| m()) as i64);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A metric of your own could not be registered ([`Metrics::register`]): the message says why.
@@ -140,8 +293,10 @@ impl std::fmt::Display for RegisterError {
 impl std::error::Error for RegisterError {}
 
 /// The operator's metrics: a cheaply cloneable handle to one Prometheus registry. Every
-/// [`Operator`](crate::Operator) has one ([`Operator::metrics`](crate::Operator::metrics)); the
-/// endpoint of [`server`](crate::server) serves it, [`Metrics::encode`] renders it.
+/// [`Operator`](crate::Operator) has one ([`Operator::metrics`](crate::Operator::metrics)), or
+/// shares one with other operators of the process
+/// ([`Operator::with_metrics`](crate::Operator::with_metrics)); the endpoint of
+/// [`server`](crate::server) serves it, [`Metrics::encode`] renders it.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
 
@@ -158,133 +313,26 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every staircase metric registered (and no samples yet).
+    /// A fresh registry with every staircase metric registered (and no series yet: an
+    /// operator's appear when it starts).
     pub fn new() -> Self {
         let mut root = Registry::default();
-        let registry = root.sub_registry_with_prefix("staircase");
-        let runs = Family::<ResultLabel, Counter>::default();
-        let run_duration: Timings<ResultLabel> = Family::new_with_constructor(seconds);
-        let step_duration: Timings<StepLabel> = Family::new_with_constructor(seconds);
-        let step_outcomes = Family::<StepOutcomeLabel, Counter>::default();
-        let run_writes = Histogram::new([0.0, 1.0, 2.0, 3.0, 5.0, 10.0]);
-        let violations = Family::<ViolationLabel, Counter>::default();
-        let fights = Family::<StepLabel, Counter>::default();
-        let (in_flight, queue_depth, not_ready) =
-            (Gauge::default(), Gauge::default(), Gauge::default());
-        let events_dropped = Counter::default();
-        let status_write_failures = Counter::default();
-        let undecodable = Counter::default();
-        let live_reads = Family::<LiveReadLabel, Counter>::default();
-        let cache_waits = Family::<KindLabel, Counter>::default();
-        let pending_marks = Gauge::default();
-        registry.register(
-            "cache_pending_marks",
-            "Writes of the operator's steps its watch caches have not shown yet",
-            pending_marks.clone(),
-        );
-        registry.register(
-            "cache_live_reads",
-            "Step reads sent to the API server instead of a watch cache",
-            live_reads.clone(),
-        );
-        registry.register(
-            "cache_waits",
-            "Step reads that waited for a watch cache to show the operator's own write",
-            cache_waits.clone(),
-        );
-        registry.register(
-            "undecodable_objects",
-            "Watched objects left out because they do not decode",
-            undecodable.clone(),
-        );
-        registry.register(
-            "status_write_failures",
-            "Failed status writes",
-            status_write_failures.clone(),
-        );
-        registry.register("runs", "Finished runs by how they ended", runs.clone());
-        registry.register(
-            "run_duration_seconds",
-            "Run duration by how it ended",
-            run_duration.clone(),
-        );
-        registry.register(
-            "step_duration_seconds",
-            "Step duration",
-            step_duration.clone(),
-        );
-        registry.register("step_outcomes", "Step verdicts", step_outcomes.clone());
-        registry.register(
-            "run_writes",
-            "Successful step writes per run",
-            run_writes.clone(),
-        );
-        registry.register(
-            "rule_violations",
-            "Broken one-modification rules",
-            violations.clone(),
-        );
-        registry.register(
-            "fights",
-            "Runs whose modification was a round of a fight with another field manager",
-            fights.clone(),
-        );
-        registry.register("runs_in_flight", "Runs executing now", in_flight.clone());
-        registry.register(
-            "queue_depth",
-            "Runs executing or due and waiting for a slot (approximate)",
-            queue_depth.clone(),
-        );
-        registry.register(
-            "objects_not_ready",
-            "Objects whose last run did not converge",
-            not_ready.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Events held back by the spam filter",
-            events_dropped.clone(),
-        );
+        let families = Families::register(root.sub_registry_with_prefix("staircase"));
         Metrics(Arc::new(Inner {
             registry: Mutex::new(root),
             user_names: Mutex::default(),
-            runs,
-            run_duration,
-            step_duration,
-            step_outcomes,
-            run_writes,
-            violations,
-            fights,
-            in_flight,
-            queue_depth,
-            not_ready,
-            events_dropped,
-            status_write_failures,
-            undecodable,
-            live_reads,
-            cache_waits,
-            pending_marks,
-            counts: Mutex::default(),
-            marks: Mutex::default(),
+            families: Arc::new(families),
+            scrapes: Mutex::default(),
         }))
     }
 
     /// Everything in the Prometheus text format (what `GET /metrics` answers).
     pub fn encode(&self) -> String {
-        let counts = self.counts_fn().map_or((0, 0), |c| c());
-        self.0
-            .queue_depth
-            .set(self.0.in_flight.get() + counts.0 as i64);
-        self.0.not_ready.set(counts.1 as i64);
-        let marks = self
-            .0
-            .marks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        self.0.pending_marks.set(marks.map_or(0, |m| m()) as i64);
+        for s in lock(&self.0.scrapes).iter() {
+            s.update();
+        }
         let mut out = String::new();
-        let registry = self.0.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let registry = lock(&self.0.registry);
         prometheus_client::encoding::text::encode(&mut out, &registry)
             .expect("writing to a String cannot fail");
         out
@@ -315,66 +363,105 @@ impl Metrics {
         if let Some(why) = why {
             return Err(RegisterError(format!("metric name {name:?} {why}")));
         }
-        let mut names = self.0.user_names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names = lock(&self.0.user_names);
         if names.iter().any(|n| n == name) {
             return Err(RegisterError(format!(
                 "metric name {name:?} is registered already"
             )));
         }
         names.push(name.to_string());
-        self.0
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .register(name, help, metric);
+        lock(&self.0.registry).register(name, help, metric);
         Ok(())
     }
 
-    fn counts_fn(&self) -> Option<Counts> {
-        self.0
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The series of the operator named `name` (its `controller` label), created with their
+    /// zero values. Operators of one name share them, so give each operator its own.
+    pub(crate) fn controller(&self, name: &str) -> Controller {
+        let f = &self.0.families;
+        let label = ControllerLabel {
+            controller: name.into(),
+        };
+        let mut scrapes = lock(&self.0.scrapes);
+        let scrape = match scrapes.iter().find(|s| &*s.name == name) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(Scrape {
+                    name: label.controller.clone(),
+                    in_flight: f.in_flight.get_or_create(&label).clone(),
+                    queue_depth: f.queue_depth.get_or_create(&label).clone(),
+                    not_ready: f.not_ready.get_or_create(&label).clone(),
+                    pending_marks: f.pending_marks.get_or_create(&label).clone(),
+                    counts: Mutex::default(),
+                    marks: Mutex::default(),
+                });
+                scrapes.push(s.clone());
+                s
+            }
+        };
+        Controller {
+            families: f.clone(),
+            run_writes: f.run_writes.get_or_create(&label).clone(),
+            events_dropped: f.events_dropped.get_or_create(&label).clone(),
+            status_write_failures: f.status_write_failures.get_or_create(&label).clone(),
+            undecodable: f.undecodable.get_or_create(&label).clone(),
+            name: label.controller,
+            scrape,
+        }
     }
+}
 
+/// One operator's view of [`Metrics`]: its series, each labelled `controller="<its name>"`.
+#[derive(Clone)]
+pub(crate) struct Controller {
+    name: Name,
+    families: Arc<Families>,
+    run_writes: Histogram,
+    events_dropped: Counter,
+    status_write_failures: Counter,
+    undecodable: Counter,
+    scrape: Arc<Scrape>,
+}
+
+impl Controller {
     pub(crate) fn set_counts(&self, counts: Counts) {
-        *self.0.counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+        *lock(&self.scrape.counts) = Some(counts);
     }
 
     pub(crate) fn set_pending_marks(&self, marks: Marks) {
-        *self.0.marks.lock().unwrap_or_else(|e| e.into_inner()) = Some(marks);
+        *lock(&self.scrape.marks) = Some(marks);
     }
 
     pub(crate) fn run_started(&self) {
-        self.0.in_flight.inc();
+        self.scrape.in_flight.inc();
     }
 
     pub(crate) fn run_finished(&self) {
-        self.0.in_flight.dec();
+        self.scrape.in_flight.dec();
     }
 
     pub(crate) fn event_dropped(&self) {
-        self.0.events_dropped.inc();
+        self.events_dropped.inc();
     }
 
     pub(crate) fn undecodable_object(&self) {
-        self.0.undecodable.inc();
+        self.undecodable.inc();
     }
 
     pub(crate) fn cache_live_read(&self, kind: &str, reason: &'static str) {
         let label = LiveReadLabel {
+            controller: self.name.clone(),
             kind: kind.to_string(),
             reason,
         };
-        self.0.live_reads.get_or_create(&label).inc();
+        self.families.live_reads.get_or_create(&label).inc();
     }
 
     pub(crate) fn cache_wait(&self, kind: &str) {
         let label = KindLabel {
+            controller: self.name.clone(),
             kind: kind.to_string(),
         };
-        self.0.cache_waits.get_or_create(&label).inc();
+        self.families.cache_waits.get_or_create(&label).inc();
     }
 
     /// The observer the operator registers for every run's report, with a handle kept for
@@ -394,21 +481,25 @@ impl Metrics {
         }
     }
 
+    fn step_label(&self, step: &'static str) -> StepLabel {
+        StepLabel {
+            controller: self.name.clone(),
+            step,
+        }
+    }
+
     fn step_duration(&self, step: &'static str) -> Histogram {
-        self.0
-            .step_duration
-            .get_or_create(&StepLabel { step })
-            .clone()
+        let label = self.step_label(step);
+        self.families.step_duration.get_or_create(&label).clone()
     }
 
     fn step_outcome(&self, step: &'static str, outcome: OutcomeKind) -> Counter {
-        self.0
-            .step_outcomes
-            .get_or_create(&StepOutcomeLabel {
-                step,
-                outcome: outcome.as_str(),
-            })
-            .clone()
+        let label = StepOutcomeLabel {
+            controller: self.name.clone(),
+            step,
+            outcome: outcome.as_str(),
+        };
+        self.families.step_outcomes.get_or_create(&label).clone()
     }
 }
 
@@ -420,8 +511,8 @@ impl Metrics {
 /// hand-written controller. A handle shares its series with the registry, so what `/metrics`
 /// shows is the same; a series still appears only once it has a sample.
 pub(crate) struct RunObserver {
-    metrics: Metrics,
-    results: [OnceLock<(Counter, Histogram)>; RESULTS.len()],
+    metrics: Controller,
+    results: [OnceLock<(Counter, Histogram)>; RESULTS],
     steps: Vec<StepSeries>,
 }
 
@@ -443,21 +534,22 @@ impl RunObserver {
         let result = result_index(&r.end);
         let (runs, duration) = self.results[result].get_or_init(|| {
             let label = ResultLabel {
-                result: RESULTS[result],
+                controller: m.name.clone(),
+                result: r.end.result(),
             };
             (
-                m.0.runs.get_or_create(&label).clone(),
-                m.0.run_duration.get_or_create(&label).clone(),
+                m.families.runs.get_or_create(&label).clone(),
+                m.families.run_duration.get_or_create(&label).clone(),
             )
         });
         runs.inc();
         duration.observe(r.duration.as_secs_f64());
         if r.status_error.is_some() {
-            m.0.status_write_failures.inc();
+            m.status_write_failures.inc();
         }
-        m.0.run_writes.observe(r.step_writes() as f64);
+        m.run_writes.observe(r.step_writes() as f64);
         if let Some(f) = &r.fight {
-            m.0.fights.get_or_create(&StepLabel { step: f.step }).inc();
+            m.families.fights.get_or_create(&m.step_label(f.step)).inc();
         }
         for s in &r.steps {
             let seconds = s.duration.as_secs_f64();
@@ -480,8 +572,10 @@ impl RunObserver {
                 }
             }
             if let Some(v) = &s.violation {
-                m.0.violations
+                m.families
+                    .violations
                     .get_or_create(&ViolationLabel {
+                        controller: m.name.clone(),
                         step: v.step.clone(),
                         rule: format!("{:?}", v.rule),
                     })
@@ -491,19 +585,8 @@ impl RunObserver {
     }
 }
 
-/// The values of the `result` label, in the order of [`result_index`].
-const RESULTS: [&str; 10] = [
-    "converged",
-    "modified",
-    "waiting",
-    "done",
-    "failed",
-    "finalizer_added",
-    "finalizer_removed",
-    "skipped_stale",
-    "cancelled",
-    "paused",
-];
+/// How many values the `result` label has ([`RunEnd::result`]), in the order of [`result_index`].
+const RESULTS: usize = 10;
 
 fn result_index(end: &RunEnd) -> usize {
     match end {
@@ -571,10 +654,11 @@ mod tests {
             .register("queue_items", "Items waiting", g.clone())
             .unwrap();
         g.set(4);
+        let _operator = metrics.controller("shop");
         let text = metrics.encode();
         assert_eq!(sample(&text, "queue_items"), Some("4"), "{text}");
         assert_eq!(
-            sample(&text, "staircase_cache_pending_marks"),
+            sample(&text, r#"staircase_cache_pending_marks{controller="shop"}"#),
             Some("0"),
             "{text}"
         );
@@ -606,7 +690,9 @@ mod tests {
     #[test]
     fn kept_handles_count_into_the_registry() {
         let metrics = Metrics::new();
-        let observer = metrics.run_observer(vec!["check_a", "check_b"]);
+        let observer = metrics
+            .controller("shop")
+            .run_observer(vec!["check_a", "check_b"]);
         // A name equal to a known step's but at another address must find the same series.
         let same_name: &'static str = String::from("check_a").leak();
         for _ in 0..2 {
@@ -641,33 +727,73 @@ mod tests {
         );
         status_failed.status_error = Some("refused".into());
         observer.observe(&status_failed);
+        // Another operator on the same registry counts into series of its own.
+        let other = metrics.controller("other").run_observer(vec!["check_a"]);
+        other.observe(&report(
+            vec![step("check_a", OutcomeKind::Unchanged)],
+            RunEnd::Converged,
+        ));
 
         let text = metrics.encode();
         for (series, expected) in [
-            (r#"staircase_runs_total{result="modified"}"#, Some("3")),
-            (r#"staircase_fights_total{step="check_b"}"#, Some("1")),
-            (r#"staircase_fights_total{step="check_a"}"#, None),
-            (r#"staircase_runs_total{result="converged"}"#, Some("1")),
-            (r#"staircase_runs_total{result="failed"}"#, None),
-            ("staircase_status_write_failures_total", Some("1")),
             (
-                r#"staircase_step_outcomes_total{step="check_a",outcome="unchanged"}"#,
-                Some("2"),
-            ),
-            (
-                r#"staircase_step_outcomes_total{step="check_b",outcome="modified"}"#,
+                r#"staircase_runs_total{controller="shop",result="modified"}"#,
                 Some("3"),
             ),
             (
-                r#"staircase_step_outcomes_total{step="elsewhere",outcome="error"}"#,
+                r#"staircase_fights_total{controller="shop",step="check_b"}"#,
                 Some("1"),
             ),
             (
-                r#"staircase_step_duration_seconds_count{step="check_a"}"#,
+                r#"staircase_fights_total{controller="shop",step="check_a"}"#,
+                None,
+            ),
+            (
+                r#"staircase_runs_total{controller="shop",result="converged"}"#,
+                Some("1"),
+            ),
+            (
+                r#"staircase_runs_total{controller="other",result="converged"}"#,
+                Some("1"),
+            ),
+            (
+                r#"staircase_runs_total{controller="other",result="modified"}"#,
+                None,
+            ),
+            (
+                r#"staircase_runs_total{controller="shop",result="failed"}"#,
+                None,
+            ),
+            (
+                r#"staircase_status_write_failures_total{controller="shop"}"#,
+                Some("1"),
+            ),
+            (
+                r#"staircase_status_write_failures_total{controller="other"}"#,
+                Some("0"),
+            ),
+            (
+                r#"staircase_step_outcomes_total{controller="other",step="check_a",outcome="unchanged"}"#,
+                Some("1"),
+            ),
+            (
+                r#"staircase_step_outcomes_total{controller="shop",step="check_a",outcome="unchanged"}"#,
                 Some("2"),
             ),
             (
-                r#"staircase_run_duration_seconds_count{result="modified"}"#,
+                r#"staircase_step_outcomes_total{controller="shop",step="check_b",outcome="modified"}"#,
+                Some("3"),
+            ),
+            (
+                r#"staircase_step_outcomes_total{controller="shop",step="elsewhere",outcome="error"}"#,
+                Some("1"),
+            ),
+            (
+                r#"staircase_step_duration_seconds_count{controller="shop",step="check_a"}"#,
+                Some("2"),
+            ),
+            (
+                r#"staircase_run_duration_seconds_count{controller="shop",result="modified"}"#,
                 Some("3"),
             ),
         ] {

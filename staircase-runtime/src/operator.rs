@@ -255,6 +255,8 @@ pub struct Operator<K, S, M, C = Start<K, S>> {
     health: Health,
     #[cfg(feature = "metrics")]
     metrics: Metrics,
+    #[cfg(feature = "server")]
+    routes: crate::server::Routes,
 }
 
 impl<K, M, C> Operator<K, (), M, C>
@@ -296,6 +298,8 @@ where
             health: Health::default(),
             #[cfg(feature = "metrics")]
             metrics: Metrics::new(),
+            #[cfg(feature = "server")]
+            routes: crate::server::Routes::new(),
         }
     }
 
@@ -504,10 +508,53 @@ impl<K, S, M, C> Operator<K, S, M, C> {
         self.health.clone()
     }
 
-    /// The operator's metrics (shared: they follow the running operator).
+    /// The operator's metrics (shared: they follow the running operator). Its series carry the
+    /// label `controller` = [`OperatorConfig::name`].
     #[cfg(feature = "metrics")]
     pub fn metrics(&self) -> Metrics {
         self.metrics.clone()
+    }
+
+    /// Counts into `metrics` instead of a registry of its own: several operators in one process
+    /// share one registry, and so one `/metrics`, told apart by their `controller` label (their
+    /// [`OperatorConfig::name`], which must then differ).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Answers `path` on the operator's endpoint with `handler`, beside `/metrics`, `/healthz`
+    /// and `/readyz`: see [`Routes::route`](crate::server::Routes::route), which says which
+    /// paths it takes (and refuses, with a panic).
+    #[cfg(feature = "server")]
+    pub fn with_route<F, Fut, B>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(http::Request<bytes::Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = http::Response<B>> + Send + 'static,
+        B: Into<bytes::Bytes>,
+    {
+        self.routes = self.routes.route(path, handler);
+        self
+    }
+
+    /// The routes of your own the endpoint serves (for
+    /// [`server::serve_with`](crate::server::serve_with) on a listener of your choice).
+    #[cfg(feature = "server")]
+    pub fn routes(&self) -> crate::server::Routes {
+        self.routes.clone()
+    }
+
+    /// Adds a check of your own to readiness: `/readyz` answers 200 only while `check` returns
+    /// `Ok` (and the operator is ready), and names `name` with the message of its `Err`
+    /// otherwise. It runs on every probe: keep it quick, e.g. reading a flag another task keeps.
+    pub fn with_ready_check(
+        self,
+        name: impl Into<String>,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.health.add_check(name.into(), Arc::new(check));
+        self
     }
 }
 
@@ -517,7 +564,7 @@ struct Shared<K, S, M, C> {
     /// Reports a watched object left out because it does not decode.
     undecodable: OnUndecodable,
     #[cfg(feature = "metrics")]
-    metrics: Metrics,
+    metrics: crate::metrics::Controller,
 }
 
 /// Forgets the operator's watch caches when leading ends, however it ends.
@@ -563,10 +610,17 @@ where
             health,
             #[cfg(feature = "metrics")]
             metrics,
+            #[cfg(feature = "server")]
+            routes,
         } = self;
         let cfg = runner.config.clone();
         let client = runner.client.clone();
         let stop = Stop::on(shutdown);
+        // The name is known only now: `with_config` may come after `metrics()` was handed out.
+        #[cfg(feature = "server")]
+        let registry = metrics.clone();
+        #[cfg(feature = "metrics")]
+        let metrics = metrics.controller(&cfg.name);
 
         let identity = cfg
             .leader_election
@@ -609,10 +663,11 @@ where
                 Ok(listener) => {
                     let local = listener.local_addr().map_or(addr, |a| a);
                     tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
-                    Some(AbortOnDrop(tokio::spawn(crate::server::serve(
+                    Some(AbortOnDrop(tokio::spawn(crate::server::serve_with(
                         listener,
-                        metrics.clone(),
+                        registry,
                         health.clone(),
+                        routes,
                     ))))
                 }
                 Err(e) => {
@@ -1084,7 +1139,7 @@ fn exists_in<K: Watchable>(store: Store<K>) -> Arc<dyn Fn(&str) -> bool + Send +
 
 /// Decrements the in-flight gauge when a run ends, however it ends.
 #[cfg(feature = "metrics")]
-struct RunGuard(Metrics);
+struct RunGuard(crate::metrics::Controller);
 
 #[cfg(feature = "metrics")]
 impl Drop for RunGuard {

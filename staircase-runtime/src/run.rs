@@ -210,6 +210,24 @@ pub enum RunEnd {
     },
 }
 
+impl RunEnd {
+    /// How the run ended, as the `result` of the run's span and of the metrics.
+    pub(crate) fn result(&self) -> &'static str {
+        match self {
+            RunEnd::Converged => "converged",
+            RunEnd::Modified { .. } => "modified",
+            RunEnd::Waiting { .. } => "waiting",
+            RunEnd::Done { .. } => "done",
+            RunEnd::Failed { .. } => "failed",
+            RunEnd::FinalizerAdded => "finalizer_added",
+            RunEnd::FinalizerRemoved => "finalizer_removed",
+            RunEnd::SkippedStale => "skipped_stale",
+            RunEnd::Cancelled { .. } => "cancelled",
+            RunEnd::Paused { .. } => "paused",
+        }
+    }
+}
+
 /// Everything one run did, handed to [`on_run`](crate::Operator::on_run) observers.
 #[derive(Debug, Clone)]
 pub struct RunReport {

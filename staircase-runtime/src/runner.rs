@@ -215,6 +215,7 @@ where
             object = %key,
             generation = obj.meta().generation,
             run_id,
+            result = tracing::field::Empty,
         );
         let started = Instant::now();
         // Built in place: a named local would be kept beside the future it is moved into.
@@ -232,6 +233,9 @@ where
                 None,
             ),
         };
+        if let Some(r) = &report {
+            spans::record(&span, "result", r.end.result());
+        }
         let ready = report.as_ref().and_then(|r| match r.end {
             RunEnd::Converged | RunEnd::Done { .. } => Some(true),
             RunEnd::SkippedStale => None,

@@ -75,6 +75,8 @@ pub use staircase_macros::step;
 pub use staircase_runtime::logging;
 #[cfg(feature = "metrics")]
 pub use staircase_runtime::metrics;
+#[cfg(feature = "otel")]
+pub use staircase_runtime::otel;
 #[doc(hidden)]
 pub use staircase_runtime::relist;
 #[cfg(feature = "server")]

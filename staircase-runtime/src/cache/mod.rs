@@ -78,7 +78,7 @@ struct Inner {
 pub(crate) struct Cache {
     inner: RwLock<Inner>,
     #[cfg(feature = "metrics")]
-    metrics: RwLock<Option<crate::metrics::Metrics>>,
+    metrics: RwLock<Option<crate::metrics::Controller>>,
 }
 
 impl Default for Cache {
@@ -112,7 +112,7 @@ impl Cache {
     }
 
     #[cfg(feature = "metrics")]
-    pub(crate) fn set_metrics(&self, metrics: crate::metrics::Metrics) {
+    pub(crate) fn set_metrics(&self, metrics: crate::metrics::Controller) {
         *self.metrics.write().unwrap_or_else(|e| e.into_inner()) = Some(metrics);
     }
 
