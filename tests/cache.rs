@@ -477,7 +477,7 @@ async fn a_metadata_only_cache_serves_metadata_and_never_a_whole_object() {
     let text = metrics.encode();
     assert!(
         text.contains(
-            r#"staircase_cache_live_reads_total{kind="configmaps",reason="metadata_only"}"#
+            r#"staircase_cache_live_reads_total{controller="staircase",kind="configmaps",reason="metadata_only"}"#
         ),
         "{text}"
     );
