@@ -16,3 +16,4 @@ mod operating;
 mod production;
 mod rules;
 mod runtime;
+mod stranger_reads;
