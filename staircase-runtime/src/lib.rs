@@ -15,6 +15,7 @@
 //! - [`external`]: idempotent calls to services outside Kubernetes;
 //! - [`status`]: the condition types the runtime writes;
 //! - [`events`], [`metrics`], [`server`], [`logging`]: what an operator publishes;
+//! - [`webhook`]: admission and conversion webhooks, with their certificates;
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
 //!   (see `docs/production.md`);
 //! - [`pause`], [`explain`], [`replay`]: operating a running staircase: stop an object's runs
@@ -64,6 +65,8 @@ mod staircase;
 pub mod status;
 mod step;
 mod step_status;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 mod writes;
 
 pub use backoff::Backoff;

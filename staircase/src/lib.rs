@@ -79,6 +79,8 @@ pub use staircase_runtime::metrics;
 pub use staircase_runtime::relist;
 #[cfg(feature = "server")]
 pub use staircase_runtime::server;
+#[cfg(feature = "webhooks")]
+pub use staircase_runtime::webhook;
 pub use staircase_runtime::{
     ApiScope, Backoff, ConfigError, Context, DEFAULT_FINALIZER, Error, HasStepStatus, Health,
     LeaderElection, Leadership, LendsStepStatus, NextRun, Operator, OperatorClient, OperatorConfig,
