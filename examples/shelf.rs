@@ -34,6 +34,7 @@ pub mod v1 {
         group = "demo.staircase.rs",
         version = "v1",
         kind = "Shelf",
+        plural = "shelves",
         namespaced
     )]
     pub struct ShelfSpec {
@@ -55,6 +56,7 @@ pub mod v2 {
         group = "demo.staircase.rs",
         version = "v2",
         kind = "Shelf",
+        plural = "shelves",
         namespaced
     )]
     #[kube(status = "StepStatus")]

@@ -15,3 +15,4 @@ mod operating;
 mod production;
 mod rules;
 mod runtime;
+mod webhooks;

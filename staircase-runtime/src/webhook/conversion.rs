@@ -87,10 +87,10 @@ impl Conversion {
         );
         let kind = B::kind(&()).into_owned();
         let f = Arc::new(f);
-        let map: Map = Arc::new(move |mut object: Value| {
+        let map: Map = Arc::new(move |object: Value| {
             let (f, to, kind) = (f.clone(), B::api_version(&()).into_owned(), kind.clone());
             async move {
-                let metadata = object.get_mut("metadata").map(Value::take);
+                let metadata = object.get("metadata").cloned();
                 let a: A = serde_json::from_value(object).map_err(|e| {
                     format!("cannot read the object as {}: {e}", A::api_version(&()))
                 })?;

@@ -79,6 +79,8 @@ struct Loaded {
     ca: String,
     /// Generated: when to renew. Files: their modification times.
     renew_at: Option<SystemTime>,
+    /// Generated: when it expires.
+    expires: Option<SystemTime>,
     stamp: Vec<Option<SystemTime>>,
 }
 
@@ -131,6 +133,7 @@ fn generate(names: &[String], validity: Duration) -> Result<Loaded, WebhookError
         key: Arc::new(key),
         ca: ca_pem,
         renew_at: Some(now + validity * 2 / 3),
+        expires: Some(now + validity),
         stamp: Vec::new(),
     })
 }
@@ -179,9 +182,14 @@ fn load(dir: &Path) -> Result<Loaded, WebhookError> {
         key: Arc::new(key),
         ca,
         renew_at: None,
+        expires: None,
         stamp,
     })
 }
+
+/// How long a new caBundle is given to reach the API servers before the certificate it is for
+/// is served (less when the current certificate expires sooner).
+const PROPAGATION: Duration = Duration::from_secs(10);
 
 /// Serves whatever certificate is current to each new connection.
 #[derive(Debug)]
@@ -244,6 +252,14 @@ impl Keeper {
         Ok(())
     }
 
+    /// How long the current generated certificate stays valid.
+    fn expires_in(&self) -> Duration {
+        self.current
+            .expires
+            .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default()
+    }
+
     /// Renews a generated certificate before it expires; serves changed files.
     pub(super) async fn renew(mut self) {
         loop {
@@ -283,6 +299,15 @@ impl Keeper {
                 tracing::warn!("webhook certificate renewed, caBundle not yet written: {e}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(60));
+            }
+            if bundle != self.current.ca {
+                // Every API server learns the new bundle through its watch of the object: give
+                // that a moment before serving a certificate only the new bundle trusts.
+                let wait = match self.current.expires {
+                    Some(_) => PROPAGATION.min(self.expires_in() / 2),
+                    None => PROPAGATION,
+                };
+                tokio::time::sleep(wait).await;
             }
             *self.resolver.0.write().expect("not poisoned") = next.key.clone();
             tracing::info!("webhook certificate renewed");
