@@ -249,7 +249,7 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
     let ns = server.namespace("webhooks-shelf").await.unwrap();
     let serving = serve_shelf_webhooks(&ns).await;
     let crd = Api::<apiext::CustomResourceDefinition>::all(ns.client())
-        .get(&v2::Shelf::crd_name())
+        .get(v2::Shelf::crd_name())
         .await
         .unwrap();
     let bundle = crd
@@ -654,4 +654,87 @@ async fn a_generated_certificate_is_renewed_without_a_failed_call() {
     })
     .await;
     drop(serving);
+}
+
+/// Every document of every manifest in `deploy/shelf/`.
+fn shelf_manifests() -> Vec<serde_json::Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/shelf");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let docs = files.iter().flat_map(|f| {
+        let text = std::fs::read_to_string(f).unwrap();
+        serde_saphyr::from_multiple::<serde_json::Value>(&text).unwrap()
+    });
+    docs.filter(|d| !d.is_null()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shelf_manifests_are_accepted_and_the_crd_is_generated() {
+    let Some(server) =
+        shared_or_skip("the_shelf_manifests_are_accepted_and_the_crd_is_generated").await
+    else {
+        return;
+    };
+    let client = server.client();
+    let manifests = shelf_manifests();
+    let kinds: Vec<&str> = manifests
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(&kind), "deploy/shelf has a {kind}");
+    }
+
+    // The CRD is the example's, but for how the API server reaches the conversion webhook.
+    let crd = manifests
+        .iter()
+        .find(|m| m["kind"] == "CustomResourceDefinition")
+        .unwrap();
+    let crd: apiext::CustomResourceDefinition = serde_json::from_value(crd.clone()).unwrap();
+    let client_config = crd
+        .spec
+        .conversion
+        .as_ref()
+        .unwrap()
+        .webhook
+        .as_ref()
+        .unwrap();
+    let generated = shelf::crd(client_config.client_config.clone().unwrap());
+    assert_eq!(
+        crd, generated,
+        "deploy/shelf/01-crd.yaml is stale: regenerate it with `cargo run --example shelf-operator -- crd`"
+    );
+
+    // The namespace for real (nothing else uses it); everything else as a dry run, so that the
+    // webhooks configured here never apply to other tests' objects.
+    for m in &manifests {
+        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+            api_version: m["apiVersion"].as_str().unwrap().into(),
+            kind: m["kind"].as_str().unwrap().into(),
+        })
+        .unwrap();
+        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+        let api: Api<kube::core::DynamicObject> = match m["metadata"]["namespace"].as_str() {
+            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), ns, &resource)
+            }
+            _ => Api::all_with(client.clone(), &resource),
+        };
+        let name = m["metadata"]["name"].as_str().unwrap();
+        let mut pp = kube::api::PatchParams::apply("staircase-tests").force();
+        pp.dry_run = m["kind"] != "Namespace";
+        api.patch(name, &pp, &kube::api::Patch::Apply(m))
+            .await
+            .unwrap_or_else(|e| panic!("{} {name}: {e}", m["kind"]));
+    }
 }

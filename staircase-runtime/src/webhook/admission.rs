@@ -43,28 +43,17 @@ fn parse(body: &[u8]) -> Result<(AdmissionResponse, serde_json::Value), String> 
     Ok((response, value))
 }
 
-/// The review's request with its objects as `K`, or the denial saying why they are not.
+/// The review's request with its objects as `K`, or why they are not (a denial's message).
 fn typed<K: Resource<DynamicType: Default> + DeserializeOwned>(
     value: serde_json::Value,
-    response: &AdmissionResponse,
-) -> Result<AdmissionRequest<K>, AdmissionResponse> {
+) -> Result<AdmissionRequest<K>, String> {
     let review: AdmissionReview<K> = serde_json::from_value(value).map_err(|e| {
-        deny(
-            response.clone(),
-            format!(
-                "the object is not a valid {}: {e}",
-                K::kind(&Default::default())
-            ),
-            500,
-        )
+        let kind = K::kind(&Default::default()).into_owned();
+        format!("the object is not a valid {kind}: {e}")
     })?;
-    review.try_into().map_err(|_| {
-        deny(
-            response.clone(),
-            "the AdmissionReview has no request".into(),
-            400,
-        )
-    })
+    review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no request".to_string())
 }
 
 fn deny(mut response: AdmissionResponse, message: String, code: u16) -> AdmissionResponse {
@@ -95,9 +84,9 @@ where
         let handler = handler.clone();
         async move {
             let (response, value) = parse(&body)?;
-            let request = match typed::<K>(value, &response) {
+            let request = match typed::<K>(value) {
                 Ok(r) => r,
-                Err(denied) => return answer(denied),
+                Err(message) => return answer(deny(response, message, 500)),
             };
             let response = match guarded(handler(request)).await {
                 Ok(Ok(Verdict::Allow)) => response,
@@ -124,9 +113,9 @@ where
         let handler = handler.clone();
         async move {
             let (response, value) = parse(&body)?;
-            let request = match typed::<K>(value, &response) {
+            let request = match typed::<K>(value) {
                 Ok(r) => r,
-                Err(denied) => return answer(denied),
+                Err(message) => return answer(deny(response, message, 500)),
             };
             let Some(object) = request.object.clone() else {
                 return answer(response);
