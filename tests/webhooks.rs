@@ -512,8 +512,10 @@ async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificate_files_are_served_and_their_ca_kept() {
-    let Some(server) = shared_or_skip("certificate_files_are_served_and_their_ca_kept").await
+async fn certificate_files_are_served_their_ca_kept_and_their_renewal_followed() {
+    let Some(server) =
+        shared_or_skip("certificate_files_are_served_their_ca_kept_and_their_renewal_followed")
+            .await
     else {
         return;
     };
@@ -548,7 +550,8 @@ async fn certificate_files_are_served_and_their_ca_kept() {
         "Fail",
     );
     create_validating(&client, &name, vec![hook]).await;
-    let serving = config_map_webhooks(Tls::from_dir(&dir))
+    let tls = Tls::from_dir(&dir).with_check_interval(Duration::from_millis(500));
+    let serving = config_map_webhooks(tls)
         .keep_ca_bundle(client.clone(), [CaBundle::validating(&name)])
         .start(listener)
         .await
@@ -561,15 +564,56 @@ async fn certificate_files_are_served_and_their_ca_kept() {
         .unwrap();
     assert_eq!(
         config.webhooks.unwrap()[0].client_config.ca_bundle,
-        Some(ByteString(ca.into_bytes()))
+        Some(ByteString(ca.clone().into_bytes()))
     );
     let cms: Api<ConfigMap> = ns.api();
-    wait_refused(
-        &cms,
-        &config_map("a", "deny"),
-        "no ConfigMaps labelled case=deny",
-    )
-    .await;
+    let denied = config_map("a", "deny");
+    let reason = "no ConfigMaps labelled case=deny";
+    wait_refused(&cms, &denied, reason).await;
+
+    // cert-manager renews: new files, signed by a new CA. The new CA joins the caBundle, then
+    // the new certificate is served; the API server's calls go on reaching the handler.
+    let (ca2, crt2, key2) = certificate_authority_and_serving_pair();
+    for (name, pem) in [("tls.key", &key2), ("tls.crt", &crt2), ("ca.crt", &ca2)] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let direct = client_for(&base, &ca2);
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let (_, message) = refusal(&cms, &denied, true).await.expect("refused");
+        assert!(
+            message.contains(reason),
+            "a call failed during the reload: {message}"
+        );
+        let req = http::Request::post("/deny").body(b"{}".to_vec()).unwrap();
+        if matches!(direct.request_text(req).await, Err(kube::Error::Api(s)) if s.code == 400) {
+            break; // served, verified by the new CA alone
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new files served within {GUARD:?}"
+        );
+        // Poll interval, bounded by the deadline above.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(serving.ca_bundle(), format!("{ca2}{ca}"));
+    wait_refused(&cms, &denied, reason).await;
+}
+
+/// A new CA's PEM, and a serving certificate for 127.0.0.1 it signed, with its key.
+fn certificate_authority_and_serving_pair() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let crt = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, crt.pem(), key.serialize_pem())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

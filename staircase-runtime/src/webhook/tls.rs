@@ -59,10 +59,20 @@ impl Tls {
         self
     }
 
+    /// How often certificate files are checked for changes (30 seconds unless set). No effect
+    /// on a generated certificate.
+    pub fn with_check_interval(mut self, every: Duration) -> Self {
+        if let Source::Dir { check_every, .. } = &mut self.source {
+            *check_every = every;
+        }
+        self
+    }
+
     /// The certificate in `dir/tls.crt` (PEM, the chain) and its key in `dir/tls.key`, as a
     /// `kubernetes.io/tls` Secret mounts them (cert-manager's among them). `dir/ca.crt`, when
     /// present, is what `keep_ca_bundle` writes. The files are checked for changes every 30
-    /// seconds and served again when they change.
+    /// seconds ([`with_check_interval`](Self::with_check_interval)) and served anew when they
+    /// change (a changed `ca.crt` first joins the caBundles, beside the old one, for 10 seconds).
     pub fn from_dir(dir: impl Into<PathBuf>) -> Self {
         Tls {
             source: Source::Dir {
