@@ -24,8 +24,10 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::core::admission::AdmissionRequest;
 use kube::{Client, CustomResourceExt, ResourceExt};
 use staircase::webhook::{CaBundle, Serving, Tls, Verdict, Webhooks};
+use staircase::{Operator, OperatorConfig};
 use staircase_examples::shelf::{self, v1, v2};
 use staircase_testkit::real::{TestNamespace, shared_or_skip};
+use staircase_tests::Running;
 use tokio::net::TcpListener;
 
 /// Upper bound for anything these tests wait for (a guard against hangs, not a timing
@@ -339,6 +341,29 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
     );
     let (_, message) = refusal(&v1s, &crowded, false).await.expect("denied");
     assert!(message.contains(reason), "{message}");
+
+    // The operator, on v2, runs the shelves created through v1 like any other (its finalizer
+    // patches pass the webhooks too): each gets its ConfigMap.
+    let op = Running::operator(
+        Operator::new(ns.client(), shelf::stairs())
+            .with_config(OperatorConfig::default().with_namespace(ns.name()))
+            .with_status()
+            .owns::<ConfigMap>(),
+    );
+    let cms: Api<ConfigMap> = ns.api();
+    for (name, books) in [
+        ("old", "Dune\nEmma"),
+        ("unsorted", "Dune\nEmma"),
+        ("messy", "a\nb"),
+    ] {
+        let cm = format!("{name}-books");
+        eventually(&format!("ConfigMap {cm}"), || async {
+            let cm = cms.get_opt(&cm).await.unwrap();
+            cm.and_then(|c| c.data).is_some_and(|d| d["books"] == books)
+        })
+        .await;
+    }
+    op.stop().await;
     drop(serving);
 }
 
