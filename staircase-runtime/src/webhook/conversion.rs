@@ -162,3 +162,103 @@ impl Conversion {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    mod v1 {
+        #[derive(
+            kube::CustomResource,
+            serde::Deserialize,
+            serde::Serialize,
+            Clone,
+            Debug,
+            schemars::JsonSchema,
+        )]
+        #[kube(group = "example.com", version = "v1", kind = "Shelf", namespaced)]
+        pub struct ShelfSpec {
+            pub books: String,
+        }
+    }
+
+    mod v2 {
+        #[derive(
+            kube::CustomResource,
+            serde::Deserialize,
+            serde::Serialize,
+            Clone,
+            Debug,
+            schemars::JsonSchema,
+        )]
+        #[kube(group = "example.com", version = "v2", kind = "Shelf", namespaced)]
+        pub struct ShelfSpec {
+            pub books: Vec<String>,
+        }
+    }
+
+    async fn up(old: v1::Shelf) -> Result<v2::Shelf, String> {
+        if old.spec.books == "fail" {
+            return Err("no room".into());
+        }
+        let books = old.spec.books.split(',').map(String::from).collect();
+        Ok(v2::Shelf::new("ignored", v2::ShelfSpec { books }))
+    }
+
+    async fn answer(desired: &str, objects: Vec<Value>) -> Value {
+        let review = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+            "request": {"uid": "u1", "desiredAPIVersion": desired, "objects": objects}
+        });
+        let route = Conversion::new().map(up).into_route();
+        let body = route(bytes::Bytes::from(review.to_string())).await.unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn shelf(version: &str, books: Value) -> Value {
+        let metadata = json!({"name": "a", "uid": "123", "labels": {"x": "y"}});
+        json!({"apiVersion": format!("example.com/{version}"), "kind": "Shelf",
+            "metadata": metadata, "spec": {"books": books}})
+    }
+
+    #[tokio::test]
+    async fn objects_are_converted_in_order_keeping_their_metadata() {
+        let already = shelf("v2", json!(["c"]));
+        let objects = vec![shelf("v1", json!("a,b")), already.clone()];
+        let out = answer("example.com/v2", objects).await;
+        assert_eq!(out["response"]["uid"], "u1");
+        assert_eq!(out["response"]["result"]["status"], "Success");
+        let converted = shelf("v2", json!(["a", "b"]));
+        assert_eq!(
+            out["response"]["convertedObjects"],
+            json!([converted, already])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_conversion_or_a_handler_error_fails_the_review_saying_so() {
+        let out = answer("example.com/v1", vec![shelf("v2", json!(["a"]))]).await;
+        assert_eq!(out["response"]["result"]["status"], "Failure");
+        let message = &out["response"]["result"]["message"];
+        assert_eq!(
+            message,
+            "no conversion from example.com/v2 to example.com/v1 is registered"
+        );
+
+        let out = answer("example.com/v2", vec![shelf("v1", json!("fail"))]).await;
+        assert_eq!(out["response"]["result"]["status"], "Failure");
+        let message = &out["response"]["result"]["message"];
+        assert_eq!(message, "converting to example.com/v2: no room");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_a_review_is_refused() {
+        let route = Conversion::new().into_route();
+        let err = route(bytes::Bytes::from_static(b"[]")).await.unwrap_err();
+        assert!(
+            err.starts_with("the body is not a ConversionReview"),
+            "{err}"
+        );
+    }
+}
