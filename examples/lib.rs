@@ -5,7 +5,8 @@
 //! its message, a Secret with a generated token, and a Service, each child made by its own step.
 //! [`echo`] keeps a Deployment and a Service through the declarative children step and reports
 //! them in its status; [`greeting`] keeps its own `observedGeneration`; [`order`] orders from an
-//! external REST service ([`shop`]) with the two-step idempotent pattern. [`harness`] is what
+//! external REST service ([`shop`]) with the two-step idempotent pattern; [`shelf`] has two served
+//! versions and validating, mutating and conversion webhooks. [`harness`] is what
 //! their demos share.
 #![warn(missing_docs)]
 
@@ -14,4 +15,5 @@ pub mod foo;
 pub mod greeting;
 pub mod harness;
 pub mod order;
+pub mod shelf;
 pub mod shop;

@@ -1,6 +1,7 @@
 //! The integration suites that run against the embedded API server, one module per file, linked
 //! into a single test binary: on a small machine each test binary's link costs seconds. The slow
 //! explorer suite and the real-apiserver suite (`real_e2e`) stay binaries of their own.
+//! `webhooks` needs the real kube-apiserver (it calls the webhooks) and skips without it.
 //!
 //! Run one suite with a filter on its module: `cargo test -p staircase-tests --test integration
 //! production::`.
@@ -17,3 +18,4 @@ mod operating;
 mod production;
 mod rules;
 mod runtime;
+mod webhooks;

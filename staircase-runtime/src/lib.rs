@@ -15,6 +15,7 @@
 //! - [`external`]: idempotent calls to services outside Kubernetes;
 //! - [`status`]: the condition types the runtime writes;
 //! - [`events`], [`metrics`], [`server`], [`logging`], `otel`: what an operator publishes;
+//! - [`webhook`]: admission and conversion webhooks, with their certificates;
 //! - [`crds`], [`preflight`]: installing the CRD, and the checks before running
 //!   (see `docs/production.md`);
 //! - [`pause`], [`explain`], [`replay`]: operating a running staircase: stop an object's runs
@@ -70,6 +71,8 @@ pub mod status;
 mod step;
 mod step_status;
 mod streaming;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 mod writes;
 
 pub use backoff::Backoff;

@@ -81,6 +81,8 @@ pub use staircase_runtime::otel;
 pub use staircase_runtime::relist;
 #[cfg(feature = "server")]
 pub use staircase_runtime::server;
+#[cfg(feature = "webhooks")]
+pub use staircase_runtime::webhook;
 pub use staircase_runtime::{
     ApiScope, Backoff, ConfigError, Context, DEFAULT_FINALIZER, Error, HasStepStatus, Health,
     InitialList, LeaderElection, Leadership, LendsStepStatus, NextRun, Operator, OperatorClient,

@@ -1,0 +1,817 @@
+//! Webhooks (`staircase::webhook`) called by the real kube-apiserver v1.37.2 over loopback: the
+//! `Shelf` example's validating, mutating and conversion webhooks; handler errors, panics and
+//! unreachable webhooks under each `failurePolicy`; certificates from files; generated
+//! certificates renewed; bad request bodies.
+//!
+//! Each test serves its webhooks on a port of its own and configures them by URL
+//! (`https://127.0.0.1:<port>/...`), limited to its own namespace; the API server's copy of a
+//! new webhook configuration or caBundle arrives through its informers, so each test first waits
+//! until a dry-run request shows the webhook in effect. Skips without the real binaries (see
+//! `staircase_testkit::real`), fails under `CI=true`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::core::admission::AdmissionRequest;
+use kube::{Client, CustomResourceExt, ResourceExt};
+use staircase::webhook::{CaBundle, Serving, Tls, Verdict, Webhooks};
+use staircase::{Operator, OperatorConfig};
+use staircase_examples::shelf::{self, v1, v2};
+use staircase_testkit::real::{TestNamespace, shared_or_skip};
+use staircase_tests::Running;
+use tokio::net::TcpListener;
+
+/// Upper bound for anything these tests wait for (a guard against hangs, not a timing
+/// assumption).
+const GUARD: Duration = Duration::from_secs(90);
+
+/// Polls `check` until it holds; panics after [`GUARD`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + GUARD;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {GUARD:?} waiting for {what}"
+        );
+        // Poll interval, bounded by the guard above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    (listener, base)
+}
+
+fn url(url: String) -> WebhookClientConfig {
+    WebhookClientConfig {
+        url: Some(url),
+        ..Default::default()
+    }
+}
+
+/// Only objects in the test's namespace (and, when given, with label `case=<case>`).
+fn selectors(ns: &str, case: Option<&str>) -> (Option<LabelSelector>, Option<LabelSelector>) {
+    let label = |k: &str, v: &str| LabelSelector {
+        match_labels: Some([(k.to_string(), v.to_string())].into()),
+        ..Default::default()
+    };
+    (
+        Some(label("kubernetes.io/metadata.name", ns)),
+        case.map(|c| label("case", c)),
+    )
+}
+
+fn rule(group: &str, version: &str, resource: &str) -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec![group.into()]),
+        api_versions: Some(vec![version.into()]),
+        resources: Some(vec![resource.into()]),
+        operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+        scope: Some("Namespaced".into()),
+    }
+}
+
+fn validating(
+    name: &str,
+    ns: &str,
+    case: Option<&str>,
+    client_config: WebhookClientConfig,
+    rule: RuleWithOperations,
+    failure_policy: &str,
+) -> ValidatingWebhook {
+    let (namespace_selector, object_selector) = selectors(ns, case);
+    ValidatingWebhook {
+        name: name.into(),
+        client_config,
+        rules: Some(vec![rule]),
+        failure_policy: Some(failure_policy.into()),
+        side_effects: "None".into(),
+        admission_review_versions: vec!["v1".into()],
+        timeout_seconds: Some(2),
+        namespace_selector,
+        object_selector,
+        ..Default::default()
+    }
+}
+
+async fn create_validating(client: &Client, name: &str, webhooks: Vec<ValidatingWebhook>) {
+    let config = ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        webhooks: Some(webhooks),
+    };
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+}
+
+/// The API server's message for a failed create, or `None` when it succeeded.
+async fn refusal<K>(api: &Api<K>, object: &K, dry_run: bool) -> Option<(u16, String)>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let pp = PostParams {
+        dry_run,
+        ..Default::default()
+    };
+    match api.create(&pp, object).await {
+        Ok(_) => None,
+        Err(kube::Error::Api(s)) => Some((s.code, s.message)),
+        Err(e) => panic!("create: {e}"),
+    }
+}
+
+fn config_map(name: &str, case: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some([("case".to_string(), case.to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Waits until a dry-run create of `object` is refused with a message containing `expected`:
+/// the webhook configuration (and its caBundle) has reached the API server's informers.
+async fn wait_refused<K>(api: &Api<K>, object: &K, expected: &str)
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let answer = refusal(api, object, true).await;
+        if answer.as_ref().is_some_and(|(_, m)| m.contains(expected)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal saying {expected:?} within {GUARD:?}; the last answer: {answer:?}"
+        );
+        // Poll interval, bounded by the deadline above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn shelf_v2(name: &str, books: &[&str]) -> v2::Shelf {
+    v2::Shelf::new(
+        name,
+        v2::ShelfSpec {
+            books: books.iter().map(|b| b.to_string()).collect(),
+        },
+    )
+}
+
+/// Installs the Shelf CRD converting through `base` and the example's validating and mutating
+/// webhooks for namespace `ns`, then serves them with a generated certificate whose CA the
+/// operator writes into all three.
+async fn serve_shelf_webhooks(ns: &TestNamespace) -> Serving {
+    let client = ns.client();
+    let (listener, base) = listener().await;
+    let crd = shelf::crd(apiext::WebhookClientConfig {
+        url: Some(format!("{base}{}", shelf::CONVERT)),
+        ..Default::default()
+    });
+    let crd_name = crd.name_any();
+    staircase::crds::install_crd(&client, crd, GUARD)
+        .await
+        .unwrap();
+    let name = format!("shelf-{}", ns.name());
+    let rule = rule("demo.staircase.rs", "v2", "shelves");
+    let validate = validating(
+        "validate.shelves.demo.staircase.rs",
+        ns.name(),
+        None,
+        url(format!("{base}{}", shelf::VALIDATE)),
+        rule.clone(),
+        "Fail",
+    );
+    create_validating(&client, &name, vec![validate.clone()]).await;
+    let mutate = MutatingWebhook {
+        name: "mutate.shelves.demo.staircase.rs".into(),
+        client_config: url(format!("{base}{}", shelf::MUTATE)),
+        rules: validate.rules,
+        failure_policy: Some("Fail".into()),
+        side_effects: "None".into(),
+        admission_review_versions: vec!["v1".into()],
+        namespace_selector: validate.namespace_selector,
+        ..Default::default()
+    };
+    let config = MutatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        webhooks: Some(vec![mutate]),
+    };
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    shelf::webhooks(Tls::generate(["127.0.0.1"]))
+        .keep_ca_bundle(
+            client,
+            [
+                CaBundle::crd(crd_name),
+                CaBundle::validating(&name),
+                CaBundle::mutating(&name),
+            ],
+        )
+        .start(listener)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_apiserver_calls_the_shelf_webhooks() {
+    let Some(server) = shared_or_skip("real_apiserver_calls_the_shelf_webhooks").await else {
+        return;
+    };
+    let ns = server.namespace("webhooks-shelf").await.unwrap();
+    let serving = serve_shelf_webhooks(&ns).await;
+    let crd = Api::<apiext::CustomResourceDefinition>::all(ns.client())
+        .get(v2::Shelf::crd_name())
+        .await
+        .unwrap();
+    let bundle = crd
+        .spec
+        .conversion
+        .unwrap()
+        .webhook
+        .unwrap()
+        .client_config
+        .unwrap()
+        .ca_bundle;
+    assert_eq!(
+        bundle,
+        Some(ByteString(serving.ca_bundle().into_bytes())),
+        "the CRD's conversion stanza carries the served CA"
+    );
+    let (v1s, v2s): (Api<v1::Shelf>, Api<v2::Shelf>) = (ns.api(), ns.api());
+
+    // Validating: denied, with the handler's reason.
+    let books: Vec<String> = (1..=11).map(|i| format!("book {i}")).collect();
+    let books: Vec<&str> = books.iter().map(String::as_str).collect();
+    let too_many = shelf_v2("crowded", &books);
+    let reason = "a shelf holds at most 10 books, this one has 11";
+    wait_refused(&v2s, &too_many, reason).await;
+    let (code, message) = refusal(&v2s, &too_many, false).await.expect("denied");
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains(
+            "admission webhook \"validate.shelves.demo.staircase.rs\" denied the request"
+        ),
+        "{message}"
+    );
+    assert!(v2s.get_opt("crowded").await.unwrap().is_none());
+
+    // Mutating: stored as the handler returned it.
+    let created = v2s
+        .create(&PostParams::default(), &shelf_v2("messy", &["b", "a", "b"]))
+        .await
+        .unwrap();
+    assert_eq!(created.spec.books, ["a", "b"]);
+    assert_eq!(v2s.get("messy").await.unwrap().spec.books, ["a", "b"]);
+
+    // Conversion: a v2 object read as v1 (the CRD's handler picks up its caBundle in a moment).
+    let deadline = Instant::now() + GUARD;
+    while let Err(e) = v1s.get("messy").await {
+        assert!(Instant::now() < deadline, "read through v1: {e}");
+        // Poll interval, bounded by the deadline above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v1s.get("messy").await.unwrap().spec.books, "a,b");
+
+    // A v1 object: stored as v2 (converted), read as v2, and read back as v1 unchanged.
+    let original = v1::Shelf::new(
+        "old",
+        v1::ShelfSpec {
+            books: "Dune,Emma".into(),
+        },
+    );
+    let created = v1s.create(&PostParams::default(), &original).await.unwrap();
+    assert_eq!(created.spec, original.spec);
+    let as_v2 = v2s.get("old").await.unwrap();
+    assert_eq!(as_v2.spec.books, ["Dune", "Emma"]);
+    assert_eq!(
+        as_v2.uid(),
+        created.uid(),
+        "the converted object keeps its metadata"
+    );
+    let back = v1s.get("old").await.unwrap();
+    assert_eq!(back.spec, original.spec);
+    assert_eq!(back.metadata, created.metadata);
+
+    // Through v1 the webhooks see the object as v2 (matchPolicy Equivalent): mutated ...
+    let unsorted = v1::Shelf::new(
+        "unsorted",
+        v1::ShelfSpec {
+            books: "Emma,Dune,Emma".into(),
+        },
+    );
+    let created = v1s.create(&PostParams::default(), &unsorted).await.unwrap();
+    assert_eq!(created.spec.books, "Dune,Emma");
+    // ... and validated.
+    let crowded = v1::Shelf::new(
+        "crowded",
+        v1::ShelfSpec {
+            books: books.join(","),
+        },
+    );
+    let (_, message) = refusal(&v1s, &crowded, false).await.expect("denied");
+    assert!(message.contains(reason), "{message}");
+
+    // The operator, on v2, runs the shelves created through v1 like any other (its finalizer
+    // patches pass the webhooks too): each gets its ConfigMap.
+    let op = Running::operator(
+        Operator::new(ns.client(), shelf::stairs())
+            .with_config(OperatorConfig::default().with_namespace(ns.name()))
+            .with_status()
+            .owns::<ConfigMap>(),
+    );
+    let cms: Api<ConfigMap> = ns.api();
+    for (name, books) in [
+        ("old", "Dune\nEmma"),
+        ("unsorted", "Dune\nEmma"),
+        ("messy", "a\nb"),
+    ] {
+        let cm = format!("{name}-books");
+        eventually(&format!("ConfigMap {cm}"), || async {
+            let cm = cms.get_opt(&cm).await.unwrap();
+            cm.and_then(|c| c.data).is_some_and(|d| d["books"] == books)
+        })
+        .await;
+    }
+    op.stop().await;
+    drop(serving);
+}
+
+async fn deny_all(_: AdmissionRequest<ConfigMap>) -> Result<Verdict, String> {
+    Ok(Verdict::deny("no ConfigMaps labelled case=deny"))
+}
+
+async fn fails(_: AdmissionRequest<ConfigMap>) -> Result<Verdict, String> {
+    Err("the policy store is unreachable".into())
+}
+
+async fn panics(_: AdmissionRequest<ConfigMap>) -> Result<Verdict, String> {
+    panic!("boom")
+}
+
+/// Never answers: the API server's `timeoutSeconds` ends the call.
+async fn hangs(_: AdmissionRequest<ConfigMap>) -> Result<Verdict, String> {
+    futures::future::pending().await
+}
+
+fn config_map_webhooks(tls: Tls) -> Webhooks {
+    Webhooks::new(tls)
+        .validate("/deny", deny_all)
+        .validate("/fails", fails)
+        .validate("/panics", panics)
+        .validate("/hangs", hangs)
+}
+
+/// A `kube::Client` for the webhook server itself, trusting only the CA it published.
+fn client_for(base: &str, ca_pem: &str) -> Client {
+    let base64: String = ca_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der: ByteString = serde_json::from_value(serde_json::json!(base64)).unwrap();
+    let mut config = kube::Config::new(base.parse().unwrap());
+    config.root_cert = Some(vec![der.0]);
+    Client::try_from(config).unwrap()
+}
+
+async fn post(client: &Client, path: &str, body: &str) -> Result<String, (u16, String)> {
+    let req = http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(body.as_bytes().to_vec())
+        .unwrap();
+    client.request_text(req).await.map_err(|e| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        e => panic!("{e}"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
+    let Some(server) =
+        shared_or_skip("handler_failures_deny_and_failed_calls_follow_the_failure_policy").await
+    else {
+        return;
+    };
+    let ns = server.namespace("webhooks-failures").await.unwrap();
+    let client = ns.client();
+    let (listener, base) = listener().await;
+    let name = format!("failures-{}", ns.name());
+    let rule = rule("", "v1", "configmaps");
+    let hook = |case: &str, path: &str, policy: &str| {
+        validating(
+            &format!("{case}.webhooks.staircase.rs"),
+            ns.name(),
+            Some(case),
+            url(format!("{base}{path}")),
+            rule.clone(),
+            policy,
+        )
+    };
+    let hooks = vec![
+        hook("deny", "/deny", "Fail"),
+        hook("fails", "/fails", "Ignore"),
+        hook("panics", "/panics", "Ignore"),
+        hook("hangs-fail", "/hangs", "Fail"),
+        hook("hangs-ignore", "/hangs", "Ignore"),
+        hook("missing-fail", "/missing", "Fail"),
+        hook("missing-ignore", "/missing", "Ignore"),
+    ];
+    create_validating(&client, &name, hooks).await;
+    let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(&name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = ns.api();
+    wait_refused(
+        &cms,
+        &config_map("a", "deny"),
+        "no ConfigMaps labelled case=deny",
+    )
+    .await;
+    let refused = |case: &'static str| {
+        let cms = cms.clone();
+        async move { refusal(&cms, &config_map(case, case), false).await }
+    };
+
+    // A handler's error and a panic are denials, with the message, whatever the policy.
+    let (code, message) = refused("fails").await.expect("denied");
+    assert_eq!(code, 500, "{message}");
+    assert!(
+        message.contains("the policy store is unreachable"),
+        "{message}"
+    );
+    let (_, message) = refused("panics").await.expect("denied");
+    assert!(
+        message.contains("the webhook handler panicked: boom"),
+        "{message}"
+    );
+    // The server goes on answering after a panic.
+    let (_, message) = refused("deny").await.expect("denied");
+    assert!(
+        message.contains("no ConfigMaps labelled case=deny"),
+        "{message}"
+    );
+
+    // A call that gets no answer in timeoutSeconds, or an answer that is not a review (404):
+    // refused under Fail, admitted under Ignore.
+    for case in ["hangs-fail", "missing-fail"] {
+        let (_, message) = refused(case).await.expect("refused under Fail");
+        assert!(
+            message.contains("failed calling webhook"),
+            "{case}: {message}"
+        );
+    }
+    for case in ["hangs-ignore", "missing-ignore"] {
+        assert_eq!(refused(case).await, None, "{case} admitted under Ignore");
+        cms.get(case).await.unwrap();
+    }
+
+    // Bad requests, straight to the server (over TLS verified by the published CA).
+    let direct = client_for(&base, &serving.ca_bundle());
+    let (code, message) = post(&direct, "/deny", "{not json").await.unwrap_err();
+    assert_eq!(code, 400);
+    assert!(
+        message.contains("the body is not an AdmissionReview"),
+        "{message}"
+    );
+    let empty = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#;
+    let (code, message) = post(&direct, "/deny", empty).await.unwrap_err();
+    assert_eq!(
+        (code, message.as_str()),
+        (400, "the AdmissionReview has no request")
+    );
+    let (code, message) = post(&direct, "/elsewhere", empty).await.unwrap_err();
+    assert_eq!(code, 404);
+    assert!(
+        message.contains("served: /deny, /fails, /hangs, /panics"),
+        "{message}"
+    );
+    // A review whose object is not a ConfigMap: answered, denied, saying so.
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "1234", "operation": "CREATE", "name": "x", "namespace": "y",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "userInfo": {}, "dryRun": false,
+            "object": {"apiVersion": "v1", "kind": "ConfigMap", "data": 5}
+        }
+    });
+    let answer = post(&direct, "/deny", &review.to_string()).await.unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["response"]["uid"], "1234");
+    assert_eq!(answer["response"]["allowed"], false);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the object is not a valid ConfigMap"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_are_served_their_ca_kept_and_their_renewal_followed() {
+    let Some(server) =
+        shared_or_skip("certificate_files_are_served_their_ca_kept_and_their_renewal_followed")
+            .await
+    else {
+        return;
+    };
+    let ns = server.namespace("webhooks-files").await.unwrap();
+    let client = ns.client();
+
+    let missing = server.dir().join("no-such-dir");
+    let err = Webhooks::new(Tls::from_dir(&missing))
+        .start(listener().await.0)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-dir/tls.crt"), "{err}");
+
+    // The harness's CA and serving certificate (for 127.0.0.1), mounted as a TLS Secret would be.
+    let dir = server.dir().join(format!("tls-{}", ns.name()));
+    std::fs::create_dir(&dir).unwrap();
+    for (from, to) in [
+        ("serving.crt", "tls.crt"),
+        ("serving.key", "tls.key"),
+        ("ca.crt", "ca.crt"),
+    ] {
+        std::fs::copy(server.dir().join(from), dir.join(to)).unwrap();
+    }
+    let (listener, base) = listener().await;
+    let name = format!("files-{}", ns.name());
+    let hook = validating(
+        "deny.webhooks.staircase.rs",
+        ns.name(),
+        Some("deny"),
+        url(format!("{base}/deny")),
+        rule("", "v1", "configmaps"),
+        "Fail",
+    );
+    create_validating(&client, &name, vec![hook]).await;
+    let tls = Tls::from_dir(&dir).with_check_interval(Duration::from_millis(500));
+    let serving = config_map_webhooks(tls)
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(&name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    assert_eq!(serving.ca_bundle(), ca);
+    let config = Api::<ValidatingWebhookConfiguration>::all(client)
+        .get(&name)
+        .await
+        .unwrap();
+    assert_eq!(
+        config.webhooks.unwrap()[0].client_config.ca_bundle,
+        Some(ByteString(ca.clone().into_bytes()))
+    );
+    let cms: Api<ConfigMap> = ns.api();
+    let denied = config_map("a", "deny");
+    let reason = "no ConfigMaps labelled case=deny";
+    wait_refused(&cms, &denied, reason).await;
+
+    // cert-manager renews: new files, signed by a new CA. The new CA joins the caBundle, then
+    // the new certificate is served; the API server's calls go on reaching the handler.
+    let (ca2, crt2, key2) = certificate_authority_and_serving_pair();
+    for (name, pem) in [("tls.key", &key2), ("tls.crt", &crt2), ("ca.crt", &ca2)] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let direct = client_for(&base, &ca2);
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let (_, message) = refusal(&cms, &denied, true).await.expect("refused");
+        assert!(
+            message.contains(reason),
+            "a call failed during the reload: {message}"
+        );
+        let req = http::Request::post("/deny").body(b"{}".to_vec()).unwrap();
+        if matches!(direct.request_text(req).await, Err(kube::Error::Api(s)) if s.code == 400) {
+            break; // served, verified by the new CA alone
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new files served within {GUARD:?}"
+        );
+        // Poll interval, bounded by the deadline above.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(serving.ca_bundle(), format!("{ca2}{ca}"));
+    wait_refused(&cms, &denied, reason).await;
+}
+
+/// A new CA's PEM, and a serving certificate for 127.0.0.1 it signed, with its key.
+fn certificate_authority_and_serving_pair() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let crt = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_pem, crt.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_certificate_is_renewed_without_a_failed_call() {
+    let Some(server) =
+        shared_or_skip("a_generated_certificate_is_renewed_without_a_failed_call").await
+    else {
+        return;
+    };
+    let ns = server.namespace("webhooks-renewal").await.unwrap();
+    let client = ns.client();
+    let (listener, base) = listener().await;
+    let name = format!("renewal-{}", ns.name());
+    let hook = validating(
+        "deny.webhooks.staircase.rs",
+        ns.name(),
+        Some("deny"),
+        url(format!("{base}/deny")),
+        rule("", "v1", "configmaps"),
+        "Fail",
+    );
+    create_validating(&client, &name, vec![hook]).await;
+    // Renewed every 12 s, each certificate expiring 6 s later.
+    let validity = Duration::from_secs(18);
+    let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]).with_validity(validity))
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(&name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = ns.api();
+    let denied = config_map("a", "deny");
+    let reason = "no ConfigMaps labelled case=deny";
+    wait_refused(&cms, &denied, reason).await;
+
+    // Until two renewals are in the configuration (the first certificate long expired), every
+    // call the API server makes reaches the handler.
+    let configs = Api::<ValidatingWebhookConfiguration>::all(client);
+    let bundle = || async {
+        let config = configs.get(&name).await.unwrap();
+        String::from_utf8(
+            config.webhooks.unwrap()[0]
+                .client_config
+                .ca_bundle
+                .clone()
+                .unwrap()
+                .0,
+        )
+        .unwrap()
+    };
+    let first = bundle().await;
+    let mut seen = vec![first.clone()];
+    let deadline = Instant::now() + GUARD;
+    while seen.len() < 3 {
+        assert!(Instant::now() < deadline, "two renewals within {GUARD:?}");
+        let (_, message) = refusal(&cms, &denied, true).await.expect("refused");
+        assert!(
+            message.contains(reason),
+            "a call failed during renewal: {message}"
+        );
+        let now = bundle().await;
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        // Poll interval, bounded by the deadline above.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each renewal's bundle: the new CA and the one before it, never the first after that.
+    let certs = |b: &str| b.matches("BEGIN CERTIFICATE").count();
+    assert_eq!((certs(&seen[1]), certs(&seen[2])), (2, 2));
+    assert!(seen[1].ends_with(first.as_str()));
+    assert!(!seen[2].contains(first.as_str()));
+    // The newest certificate is served once its caBundle had time to spread: verified by the
+    // newest CA alone.
+    let newest = seen[2]
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap();
+    let direct = client_for(&base, newest);
+    eventually("the newest certificate served", || async {
+        let req = http::Request::post("/deny").body(b"{}".to_vec()).unwrap();
+        matches!(direct.request_text(req).await, Err(kube::Error::Api(s)) if s.code == 400)
+    })
+    .await;
+    drop(serving);
+}
+
+/// Every document of every manifest in `deploy/shelf/`.
+fn shelf_manifests() -> Vec<serde_json::Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/shelf");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let docs = files.iter().flat_map(|f| {
+        let text = std::fs::read_to_string(f).unwrap();
+        serde_saphyr::from_multiple::<serde_json::Value>(&text).unwrap()
+    });
+    docs.filter(|d| !d.is_null()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shelf_manifests_are_accepted_and_the_crd_is_generated() {
+    let Some(server) =
+        shared_or_skip("the_shelf_manifests_are_accepted_and_the_crd_is_generated").await
+    else {
+        return;
+    };
+    let client = server.client();
+    let manifests = shelf_manifests();
+    let kinds: Vec<&str> = manifests
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(&kind), "deploy/shelf has a {kind}");
+    }
+
+    // The CRD is the example's, but for how the API server reaches the conversion webhook.
+    let crd = manifests
+        .iter()
+        .find(|m| m["kind"] == "CustomResourceDefinition")
+        .unwrap();
+    let crd: apiext::CustomResourceDefinition = serde_json::from_value(crd.clone()).unwrap();
+    let client_config = crd
+        .spec
+        .conversion
+        .as_ref()
+        .unwrap()
+        .webhook
+        .as_ref()
+        .unwrap();
+    let generated = shelf::crd(client_config.client_config.clone().unwrap());
+    assert_eq!(
+        crd, generated,
+        "deploy/shelf/01-crd.yaml is stale: regenerate it with `cargo run --example shelf-operator -- crd`"
+    );
+
+    // The namespace for real (nothing else uses it); everything else as a dry-run create (the API
+    // server validates before it looks for an existing object), so that the webhooks configured
+    // here never apply to other tests' objects.
+    for m in &manifests {
+        let gvk = kube::core::GroupVersionKind::try_from(&kube::core::TypeMeta {
+            api_version: m["apiVersion"].as_str().unwrap().into(),
+            kind: m["kind"].as_str().unwrap().into(),
+        })
+        .unwrap();
+        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+        let api: Api<kube::core::DynamicObject> = match m["metadata"]["namespace"].as_str() {
+            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), ns, &resource)
+            }
+            _ => Api::all_with(client.clone(), &resource),
+        };
+        let name = m["metadata"]["name"].as_str().unwrap();
+        let object: kube::core::DynamicObject = serde_json::from_value(m.clone()).unwrap();
+        let pp = PostParams {
+            dry_run: m["kind"] != "Namespace",
+            ..Default::default()
+        };
+        match api.create(&pp, &object).await {
+            Ok(_) => {}
+            // Validated, then found to exist: the CRD another test of this binary installed.
+            Err(kube::Error::Api(s))
+                if s.code == 409 && m["kind"] == "CustomResourceDefinition" => {}
+            Err(e) => panic!("{} {name}: {e}", m["kind"]),
+        }
+    }
+}
