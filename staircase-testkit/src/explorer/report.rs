@@ -129,12 +129,28 @@ impl Report {
             .find(|v| v.variant == variant)
     }
 
-    /// Panics with the full report unless every case of every variant passed. Returns the
+    /// Panics, naming each failing case and the command that reruns it, unless every case of
+    /// every variant passed ([`run`](crate::explorer::Explorer::run) printed the full report). Returns the
     /// report, so tests can go on asserting on figures.
     #[track_caller]
     pub fn assert_all_converged(self) -> Self {
-        if self.failures().next().is_some() {
-            panic!("the explorer found failures:\n{self}");
+        // `run` printed the whole report, each failure's diff included: the panic names the
+        // failures only, so a failing test's output shows every diff once.
+        let failed: Vec<String> = self
+            .failures()
+            .map(|f| {
+                format!(
+                    "  {} / {} / {}: {}",
+                    f.scenario, f.variant, f.case, f.reproduce
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            panic!(
+                "the explorer found {} failing case(s) (their diffs are in the report above):\n{}",
+                failed.len(),
+                failed.join("\n")
+            );
         }
         self
     }
