@@ -142,6 +142,20 @@ async fn a_converged_object_runs_without_reading_the_api_server() {
     running.stop().await;
 }
 
+/// Creates the `Parent` `p` in `default`.
+async fn create_parent(env: &Env) {
+    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
+    let spec = ParentSpec {
+        message: "hi".into(),
+        replicas: 1,
+        extra: false,
+    };
+    parents
+        .create(&PostParams::default(), &Parent::new("p", spec))
+        .await
+        .unwrap();
+}
+
 /// The children step under a lagging ConfigMap watch: its child is created once.
 fn two_config_maps(p: &Parent) -> Children {
     let cm = |suffix: &str| ConfigMap {
@@ -174,16 +188,7 @@ fn config_map_applies(env: &Env) -> usize {
 async fn children_with_lagging_watches(read_your_writes: bool) -> usize {
     let env = Env::start().await;
     env.install::<Parent>().await;
-    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
-    let spec = ParentSpec {
-        message: "hi".into(),
-        replicas: 1,
-        extra: false,
-    };
-    parents
-        .create(&PostParams::default(), &Parent::new("p", spec))
-        .await
-        .unwrap();
+    create_parent(&env).await;
     env.server.faults().hold_back_watch_events(1_000_000);
     let mut cfg = OperatorConfig::default()
         .with_namespace("default")
@@ -261,16 +266,7 @@ async fn cached_metadata(transform: Option<fn(&mut ObjectMeta)>) -> (bool, bool)
     )
     .await
     .unwrap();
-    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
-    let spec = ParentSpec {
-        message: "hi".into(),
-        replicas: 1,
-        extra: false,
-    };
-    parents
-        .create(&PostParams::default(), &Parent::new("p", spec))
-        .await
-        .unwrap();
+    create_parent(&env).await;
     let mut cfg = OperatorConfig::default().with_namespace("default");
     if let Some(t) = transform {
         cfg = cfg.with_cache_transform(t);
@@ -437,16 +433,7 @@ async fn a_metadata_only_cache_serves_metadata_and_never_a_whole_object() {
         ..Default::default()
     };
     cms.create(&PostParams::default(), &settings).await.unwrap();
-    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
-    let spec = ParentSpec {
-        message: "hi".into(),
-        replicas: 1,
-        extra: false,
-    };
-    parents
-        .create(&PostParams::default(), &Parent::new("p", spec))
-        .await
-        .unwrap();
+    create_parent(&env).await;
     let looked = Looked::default();
     let op = Operator::with_state(
         env.client.clone(),

@@ -8,8 +8,7 @@
 //! its own on the server shared by this test binary, with the operator watching only that
 //! namespace; the cluster-scoped `Foo` CRD is installed once (an existing one is fine).
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -22,7 +21,7 @@ use staircase::RunEnd;
 use staircase::prelude::*;
 use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_testkit::real::shared_or_skip;
-use staircase_tests::{Running, recorder};
+use staircase_tests::{Running, eventually, recorder};
 
 /// Upper bound for anything these tests wait for (a guard against hangs, not a timing
 /// assumption): the real controllers act within seconds.
@@ -47,27 +46,10 @@ async fn install_foo_crd(client: &Client, ns: &str) {
     // The real server answers 404 for a moment after Established, until its CRD handler has
     // picked the definition up.
     let foos: Api<Foo> = Api::namespaced(client.clone(), ns);
-    eventually("Foo served", || async {
+    eventually(GUARD, "Foo served", || async {
         foos.list(&ListParams::default()).await.is_ok()
     })
     .await;
-}
-
-/// Polls `check` until it holds; panics after [`GUARD`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + GUARD;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {GUARD:?} waiting for {what}"
-        );
-        // Poll interval, bounded by the guard above.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Waits (watch-based) until `cond` holds for `name`.
@@ -334,7 +316,7 @@ async fn the_cached_foo_operator_fills_its_caches_from_streaming_lists() {
         .await
         .unwrap();
     let cms: Api<ConfigMap> = ns.api();
-    eventually("the ConfigMap follows the edit", || {
+    eventually(GUARD, "the ConfigMap follows the edit", || {
         let cms = cms.clone();
         async move {
             cms.get("delta-config")

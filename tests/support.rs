@@ -318,3 +318,21 @@ pub async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 pub fn recorder(reports: Reports) -> impl Fn(&RunReport) + Send + Sync + 'static {
     move |r| reports.lock().expect("reports").push(r.clone())
 }
+
+/// Polls `check` until it holds; panics after `guard` (a bound against hangs, not a timing
+/// assumption), naming `what` it waited for.
+pub async fn eventually<F, Fut>(guard: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + guard;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {guard:?} waiting for {what}"
+        );
+        // Poll interval, bounded by the guard above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

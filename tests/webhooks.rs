@@ -9,7 +9,6 @@
 //! until a dry-run request shows the webhook in effect. Skips without the real binaries (see
 //! `staircase_testkit::real`), fails under `CI=true`.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -27,29 +26,12 @@ use staircase::webhook::{CaBundle, Serving, Tls, Verdict, Webhooks};
 use staircase::{Operator, OperatorConfig};
 use staircase_examples::shelf::{self, v1, v2};
 use staircase_testkit::real::{TestNamespace, shared_or_skip};
-use staircase_tests::Running;
+use staircase_tests::{Running, eventually};
 use tokio::net::TcpListener;
 
 /// Upper bound for anything these tests wait for (a guard against hangs, not a timing
 /// assumption).
 const GUARD: Duration = Duration::from_secs(90);
-
-/// Polls `check` until it holds; panics after [`GUARD`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + GUARD;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {GUARD:?} waiting for {what}"
-        );
-        // Poll interval, bounded by the guard above.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -357,7 +339,7 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
         ("messy", "a\nb"),
     ] {
         let cm = format!("{name}-books");
-        eventually(&format!("ConfigMap {cm}"), || async {
+        eventually(GUARD, &format!("ConfigMap {cm}"), || async {
             let cm = cms.get_opt(&cm).await.unwrap();
             cm.and_then(|c| c.data).is_some_and(|d| d["books"] == books)
         })
@@ -717,7 +699,7 @@ async fn a_generated_certificate_is_renewed_without_a_failed_call() {
         .next()
         .unwrap();
     let direct = client_for(&base, newest);
-    eventually("the newest certificate served", || async {
+    eventually(GUARD, "the newest certificate served", || async {
         let req = http::Request::post("/deny").body(b"{}".to_vec()).unwrap();
         matches!(direct.request_text(req).await, Err(kube::Error::Api(s)) if s.code == 400)
     })
