@@ -328,10 +328,28 @@ pub(crate) fn next_status(
             last_transition_time,
         });
     }
+    in_order(&mut conditions);
     Some(StepStatus {
         observed_generation: generation,
         conditions,
     })
+}
+
+/// Puts the conditions in an order that depends on their types alone, never on the history of
+/// writes (a crash between two runs must not leave another order than a clean climb): the
+/// steps' own conditions first, by type, then the runtime's in the order it writes them.
+fn in_order(conditions: &mut [Condition]) {
+    // Stable: the runtime's keep their relative order.
+    conditions.sort_by(|a, b| {
+        let (ra, rb) = (
+            is_runtime_condition(&a.type_),
+            is_runtime_condition(&b.type_),
+        );
+        ra.cmp(&rb).then_with(|| match ra {
+            true => std::cmp::Ordering::Equal,
+            false => a.type_.cmp(&b.type_),
+        })
+    });
 }
 
 /// Whether the runtime keeps conditions of this type (so a step may not set them).
@@ -382,6 +400,7 @@ pub(crate) fn with_own_conditions(
             None => status.conditions.push(c),
         }
     }
+    in_order(&mut status.conditions);
     (changed || own_changed).then_some(status)
 }
 
@@ -398,6 +417,27 @@ mod tests {
             observed_generation: None,
             last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
         }
+    }
+
+    // However the writes went, conditions come in one order: the steps' by type, then the
+    // runtime's.
+    #[test]
+    fn conditions_are_ordered_by_type_not_by_history() {
+        let cond = |t: &str| Condition {
+            type_: t.into(),
+            status: "True".into(),
+            reason: "R".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        };
+        let mut a = vec![cond(READY), cond("Zeta"), cond(PROGRESSING), cond("Alpha")];
+        let mut b = vec![cond("Alpha"), cond(READY), cond(PROGRESSING), cond("Zeta")];
+        in_order(&mut a);
+        in_order(&mut b);
+        let types = |v: &[Condition]| v.iter().map(|c| c.type_.clone()).collect::<Vec<_>>();
+        assert_eq!(types(&a), ["Alpha", "Zeta", READY, PROGRESSING]);
+        assert_eq!(types(&a), types(&b));
     }
 
     #[test]
