@@ -16,6 +16,7 @@ mod fleet;
 mod leader;
 mod operating;
 mod production;
+mod quota;
 mod rules;
 mod runtime;
 mod webhooks;
