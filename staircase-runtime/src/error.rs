@@ -21,6 +21,16 @@ pub struct Error {
 
 impl Error {
     /// An error that retrying will not fix; the object waits for a change (or a long backoff).
+    /// `source` is any error, or an `anyhow` message:
+    ///
+    /// ```
+    /// # use staircase_runtime::{Error, Outcome, Result};
+    /// # fn check(limit: i64) -> Result<Outcome> {
+    /// if limit < 0 {
+    ///     return Err(Error::permanent(anyhow::anyhow!("spec.limit is {limit}; it must be 0 or more")));
+    /// }
+    /// # Ok(Outcome::unchanged()) }
+    /// ```
     pub fn permanent(source: impl Into<anyhow::Error>) -> Self {
         Error {
             source: source.into(),

@@ -22,7 +22,7 @@
 //! `result` is one of `converged`, `modified`, `waiting`, `done`, `failed`, `finalizer_added`,
 //! `finalizer_removed`, `skipped_stale`, `cancelled`, `paused`.
 //!
-//! Every series also carries the label `controller`, first: the operator's
+//! Every `staircase_` series also carries the label `controller`, first: the operator's
 //! [`OperatorConfig::name`](crate::OperatorConfig::name) (e.g.
 //! `staircase_runs_total{controller="foo-operator",result="modified"}`). Several operators in
 //! one process can share one registry, and so one `/metrics`, with

@@ -508,8 +508,9 @@ impl<K, S, M, C> Operator<K, S, M, C> {
         self.health.clone()
     }
 
-    /// The operator's metrics (shared: they follow the running operator). Its series carry the
-    /// label `controller` = [`OperatorConfig::name`].
+    /// The operator's metrics (shared: they follow the running operator). The runtime's
+    /// `staircase_` series carry the label `controller` = [`OperatorConfig::name`]; metrics
+    /// registered with [`Metrics::register`] are exported as registered.
     #[cfg(feature = "metrics")]
     pub fn metrics(&self) -> Metrics {
         self.metrics.clone()
