@@ -557,11 +557,16 @@ pub fn diff(reference: &Snapshot, got: &Snapshot) -> Option<String> {
     for k in got.keys().filter(|k| !reference.contains_key(*k)) {
         lines.push(format!("+ {k} (extra)"));
     }
+    // A case rerun alone (its reproduce command) shows the whole diff.
     const MAX: usize = 24;
-    let more = lines.len().saturating_sub(MAX);
-    lines.truncate(MAX);
-    if more > 0 {
-        lines.push(format!("… {more} more lines"));
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() {
+        let more = lines.len().saturating_sub(MAX);
+        lines.truncate(MAX);
+        if more > 0 {
+            lines.push(format!(
+                "… {more} more lines (rerun the case alone to see them all)"
+            ));
+        }
     }
     Some(lines.join("\n"))
 }
