@@ -46,6 +46,8 @@ pub struct Written {
     pub object: Arc<Value>,
     /// `Warning` headers to return.
     pub warnings: Vec<String>,
+    /// The write changed nothing: the object is the stored one, at the same resourceVersion.
+    pub unchanged: bool,
 }
 
 /// The `propagationPolicy` of a delete.
@@ -465,6 +467,7 @@ pub fn create(
         return Ok(Written {
             object: Arc::new(obj),
             warnings,
+            unchanged: false,
         });
     }
     let stored = st.put(&rt.key(), &ns, &name, obj);
@@ -477,6 +480,7 @@ pub fn create(
     Ok(Written {
         object: stored,
         warnings,
+        unchanged: false,
     })
 }
 
@@ -721,6 +725,7 @@ pub fn apply_update(
         return Ok(Written {
             object: old.clone(),
             warnings,
+            unchanged: !opts.dry_run,
         });
     }
     track_managed_fields(rt, Some(old), &mut new, opts);
@@ -728,6 +733,7 @@ pub fn apply_update(
         return Ok(Written {
             object: Arc::new(new),
             warnings,
+            unchanged: false,
         });
     }
     let namespace_blocked = rt.key() == "/namespaces"
@@ -740,6 +746,7 @@ pub fn apply_update(
         return Ok(Written {
             object: last,
             warnings,
+            unchanged: false,
         });
     }
     let stored = st.put(&rt.key(), &ns, &name, new);
@@ -749,6 +756,7 @@ pub fn apply_update(
     Ok(Written {
         object: stored,
         warnings,
+        unchanged: false,
     })
 }
 
