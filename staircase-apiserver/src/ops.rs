@@ -719,6 +719,17 @@ pub fn apply_update(
             .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), (g + 1).into());
     }
+    // Like kube-apiserver's IgnoreManagedFieldsTimestampsTransformer: a write that would change
+    // nothing but the managed fields' timestamps (a server-side apply of what is stored, a second
+    // later) keeps the old ones, so it is a no-op below.
+    if new != **old && same_but_managed_times(&new, old) {
+        if let (Some(m), Some(kept)) = (
+            new.get_mut("metadata").and_then(Value::as_object_mut),
+            old.pointer("/metadata/managedFields"),
+        ) {
+            m.insert("managedFields".into(), kept.clone());
+        }
+    }
     // Like etcd's GuaranteedUpdate: an unchanged object is not written (no new resourceVersion,
     // no watch event), which keeps level-triggered controllers from looping on their own no-ops.
     if new == **old {
@@ -758,6 +769,23 @@ pub fn apply_update(
         warnings,
         unchanged: false,
     })
+}
+
+/// Whether `a` and `b` differ at most in their `metadata.managedFields[*].time`.
+fn same_but_managed_times(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut c = v.clone();
+        if let Some(entries) = c
+            .pointer_mut("/metadata/managedFields")
+            .and_then(Value::as_array_mut)
+        {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
+        c
+    };
+    strip(a) == strip(b)
 }
 
 /// Removes an object for good, with the side effects of special resources.

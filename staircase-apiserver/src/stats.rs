@@ -56,6 +56,8 @@ struct Inner {
 #[derive(Debug, Default, Clone)]
 struct AgentCounts {
     by_verb: BTreeMap<Verb, u64>,
+    /// Keyed `verb resource[/subresource]`, e.g. `patch deployments.apps/status`.
+    by_resource: BTreeMap<String, u64>,
     writes: u64,
     unchanged_writes: u64,
 }
@@ -95,6 +97,13 @@ impl Stats {
             *i.time_by_verb.entry(v).or_default() += r.elapsed;
             let agent = i.by_agent.entry(agent_of(r.user_agent.as_deref())).or_default();
             *agent.by_verb.entry(v).or_default() += 1;
+            if let Some(res) = &r.resource {
+                let key = match &r.subresource {
+                    Some(sub) => format!("{} {res}/{sub}", v.as_str()),
+                    None => format!("{} {res}", v.as_str()),
+                };
+                *agent.by_resource.entry(key).or_default() += 1;
+            }
             // A dry run (`dryRun=All`) is answered like a write but stores nothing.
             if v.is_write() && r.status < 400 && !r.query.contains("dryRun=") {
                 agent.writes += 1;
@@ -150,11 +159,13 @@ impl Stats {
     /// ```json
     /// {"total": 120, "writes": 40, "unchanged_writes": 3,
     ///  "by_verb": {"get": 10, "list": 5, "patch": 30, ...},
-    ///  "by_agent": {"kubectl": {"by_verb": {"get": 2}, "writes": 0, "unchanged_writes": 0}, ...}}
+    ///  "by_agent": {"kubectl": {"by_verb": {"get": 2}, "by_resource": {"get pods": 2},
+    ///                          "writes": 0, "unchanged_writes": 0}, ...}}
     /// ```
     ///
     /// `by_agent` splits the resource requests by the program name of their `User-Agent`
-    /// (the part before the first `/`; `""` for requests without one).
+    /// (the part before the first `/`; `""` for requests without one), and each agent's by
+    /// `verb resource[/subresource]`.
     pub fn to_json(&self) -> serde_json::Value {
         fn verbs(m: &BTreeMap<Verb, u64>) -> serde_json::Value {
             m.iter()
@@ -171,6 +182,7 @@ impl Stats {
                     a.clone(),
                     serde_json::json!({
                         "by_verb": verbs(&c.by_verb),
+                        "by_resource": c.by_resource,
                         "writes": c.writes,
                         "unchanged_writes": c.unchanged_writes,
                     }),
