@@ -22,4 +22,3 @@ pub mod reads;
 pub mod report;
 pub mod webapp;
 pub mod workload;
-

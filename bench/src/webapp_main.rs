@@ -33,9 +33,10 @@ fn main() -> anyhow::Result<()> {
         variants: Variant::ALL.to_vec(),
         server_bin: here.join("staircase-apiserver"),
         bin_dir: here.clone(),
-        go_bin: PathBuf::from(std::env::var("STAIRCASE_K8S_CACHE").unwrap_or_else(|_| {
-            format!("{home}/.cache/staircase/k8s-v1.37.2")
-        }))
+        go_bin: PathBuf::from(
+            std::env::var("STAIRCASE_K8S_CACHE")
+                .unwrap_or_else(|_| format!("{home}/.cache/staircase/k8s-v1.37.2")),
+        )
         .join("bin/webapp-go"),
         pin: staircase_bench::cpu::pinning(),
     };

@@ -722,13 +722,14 @@ pub fn apply_update(
     // Like kube-apiserver's IgnoreManagedFieldsTimestampsTransformer: a write that would change
     // nothing but the managed fields' timestamps (a server-side apply of what is stored, a second
     // later) keeps the old ones, so it is a no-op below.
-    if new != **old && same_but_managed_times(&new, old) {
-        if let (Some(m), Some(kept)) = (
+    if new != **old
+        && same_but_managed_times(&new, old)
+        && let (Some(m), Some(kept)) = (
             new.get_mut("metadata").and_then(Value::as_object_mut),
             old.pointer("/metadata/managedFields"),
-        ) {
-            m.insert("managedFields".into(), kept.clone());
-        }
+        )
+    {
+        m.insert("managedFields".into(), kept.clone());
     }
     // Like etcd's GuaranteedUpdate: an unchanged object is not written (no new resourceVersion,
     // no watch event), which keeps level-triggered controllers from looping on their own no-ops.

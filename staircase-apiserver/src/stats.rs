@@ -95,7 +95,10 @@ impl Stats {
         if let Some(v) = r.verb {
             *i.by_verb.entry(v).or_default() += 1;
             *i.time_by_verb.entry(v).or_default() += r.elapsed;
-            let agent = i.by_agent.entry(agent_of(r.user_agent.as_deref())).or_default();
+            let agent = i
+                .by_agent
+                .entry(agent_of(r.user_agent.as_deref()))
+                .or_default();
             *agent.by_verb.entry(v).or_default() += 1;
             if let Some(res) = &r.resource {
                 let key = match &r.subresource {

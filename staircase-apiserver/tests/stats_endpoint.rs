@@ -26,10 +26,17 @@ async fn stats_endpoint_counts_unchanged_writes() -> anyhow::Result<()> {
     cm.metadata.name = Some("a".into());
     cms.create(&PostParams::default(), &cm).await?;
     let same = json!({"data": {"k": "v"}});
-    let first = cms.patch("a", &PatchParams::default(), &Patch::Merge(&same)).await?;
+    let first = cms
+        .patch("a", &PatchParams::default(), &Patch::Merge(&same))
+        .await?;
     // The same patch again: nothing changes, the resourceVersion stays.
-    let again = cms.patch("a", &PatchParams::default(), &Patch::Merge(&same)).await?;
-    assert_eq!(first.metadata.resource_version, again.metadata.resource_version);
+    let again = cms
+        .patch("a", &PatchParams::default(), &Patch::Merge(&same))
+        .await?;
+    assert_eq!(
+        first.metadata.resource_version,
+        again.metadata.resource_version
+    );
     // A server-side apply of what is stored, twice: the second changes nothing.
     let apply = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"x": "y"}});
     let pp = PatchParams::apply("stats-test").force();

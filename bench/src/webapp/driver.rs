@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
-use kube::{CustomResourceExt, ResourceExt};
 use kube::runtime::watcher;
+use kube::{CustomResourceExt, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -392,7 +392,11 @@ impl Run<'_> {
     }
 
     /// Waits until `done` holds for the store of WebApps; returns when it first did.
-    async fn until(&self, what: &str, done: impl Fn(&[std::sync::Arc<WebApp>]) -> bool) -> anyhow::Result<Instant> {
+    async fn until(
+        &self,
+        what: &str,
+        done: impl Fn(&[std::sync::Arc<WebApp>]) -> bool,
+    ) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + self.o.timeout;
         loop {
             if done(&self.store.state()) {
@@ -439,7 +443,8 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
 
 /// Runs one variant on a fresh server.
 pub async fn run_variant(o: &Options, v: Variant) -> anyhow::Result<Figures> {
-    let dir = std::env::temp_dir().join(format!("webapp-bench-{}-{}", std::process::id(), v.name()));
+    let dir =
+        std::env::temp_dir().join(format!("webapp-bench-{}-{}", std::process::id(), v.name()));
     std::fs::create_dir_all(&dir)?;
     let mut server = Server::start(o, &dir)?;
     let result = run_on(o, v, &server).await;
@@ -471,7 +476,10 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
                 let mut cm = ConfigMap::default();
                 cm.metadata.name = Some(format!("{NAMESPACE}.app-{i}"));
                 cm.data = Some([("app".to_string(), format!("{NAMESPACE}/app-{i}"))].into());
-                records.create(&PostParams::default(), &cm).await.map(|_| ())
+                records
+                    .create(&PostParams::default(), &cm)
+                    .await
+                    .map(|_| ())
             }
         })
         .buffer_unordered(32)
@@ -498,7 +506,10 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         // Started: its watches are open, then quiet.
         let t = Instant::now();
         while run.mark().await?.op.watches < 4 {
-            anyhow::ensure!(t.elapsed() < o.timeout, "the operator never started watching");
+            anyhow::ensure!(
+                t.elapsed() < o.timeout,
+                "the operator never started watching"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let now = run.mark().await?;
@@ -518,9 +529,12 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
                         replicas: 2,
                         config: [("GREETING".to_string(), format!("hello {i}"))].into(),
                     };
-                    apps.create(&PostParams::default(), &WebApp::new(&format!("app-{i}"), spec))
-                        .await
-                        .map(|_| ())
+                    apps.create(
+                        &PostParams::default(),
+                        &WebApp::new(&format!("app-{i}"), spec),
+                    )
+                    .await
+                    .map(|_| ())
                 }
             })
             .buffer_unordered(32)
@@ -530,7 +544,11 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         run.quiet(converged, &start).await?;
         let end = run.mark().await?;
         phases.push(run.phase("create", &start, &end, converged));
-        eprintln!("  {}: create converged in {:.2} s", v.name(), (converged - start.at).as_secs_f64());
+        eprintln!(
+            "  {}: create converged in {:.2} s",
+            v.name(),
+            (converged - start.at).as_secs_f64()
+        );
 
         // edit: a new image for every WebApp
         run.begin();
@@ -540,9 +558,13 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             .map(|i| {
                 let (apps, patch) = (apps.clone(), &patch);
                 async move {
-                    apps.patch(&format!("app-{i}"), &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                        .map(|_| ())
+                    apps.patch(
+                        &format!("app-{i}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await
+                    .map(|_| ())
                 }
             })
             .buffer_unordered(32)
@@ -552,7 +574,11 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         run.quiet(converged, &start).await?;
         let end = run.mark().await?;
         phases.push(run.phase("edit", &start, &end, converged));
-        eprintln!("  {}: edit converged in {:.2} s", v.name(), (converged - start.at).as_secs_f64());
+        eprintln!(
+            "  {}: edit converged in {:.2} s",
+            v.name(),
+            (converged - start.at).as_secs_f64()
+        );
 
         // idle: two resync periods and a second
         run.begin();
@@ -573,14 +599,24 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         };
         let t = Instant::now();
         while run.mark().await?.op.watches < start.op.watches + 4 {
-            anyhow::ensure!(t.elapsed() < o.timeout, "the restarted operator never watched");
+            anyhow::ensure!(
+                t.elapsed() < o.timeout,
+                "the restarted operator never watched"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let passed = run.quiet(start.at, &start).await?;
         let end = run.mark().await?;
-        anyhow::ensure!(ready_at(2, o.n)(&run.store.state()), "not all ready after the restart");
+        anyhow::ensure!(
+            ready_at(2, o.n)(&run.store.state()),
+            "not all ready after the restart"
+        );
         phases.push(run.phase("restart", &start, &end, passed));
-        eprintln!("  {}: restart pass over after {:.2} s", v.name(), (passed - start.at).as_secs_f64());
+        eprintln!(
+            "  {}: restart pass over after {:.2} s",
+            v.name(),
+            (passed - start.at).as_secs_f64()
+        );
 
         // delete
         run.begin();
@@ -601,7 +637,11 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         run.quiet(converged, &start).await?;
         let end = run.mark().await?;
         phases.push(run.phase("delete", &start, &end, converged));
-        eprintln!("  {}: delete done in {:.2} s", v.name(), (converged - start.at).as_secs_f64());
+        eprintln!(
+            "  {}: delete done in {:.2} s",
+            v.name(),
+            (converged - start.at).as_secs_f64()
+        );
 
         // (Namespaces also hold the server's own `kube-root-ca.crt`: only ours are counted.)
         let records_left = records
@@ -648,10 +688,7 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
 /// The figures as markdown: one table per phase, a column per variant.
 pub fn markdown(o: &Options, figures: &[Figures], about: &str) -> String {
     let n = o.n as f64;
-    let mut s = format!(
-        "# The webapp benchmark at N = {}\n\n{about}\n\n",
-        o.n
-    );
+    let mut s = format!("# The webapp benchmark at N = {}\n\n{about}\n\n", o.n);
     s.push_str(&format!(
         "Each variant ran as its own process (pinned to CPU 1: {pin}) against a fresh `staircase-apiserver` \
          process (release build, pinned to CPU 0: {pin}); the driver and its kubelet stub ran unpinned in a third process. \
@@ -693,17 +730,29 @@ pub fn markdown(o: &Options, figures: &[Figures], about: &str) -> String {
         header(&mut s, &format!("{name}: {title}"));
         let per = |x: u64| format!("{:.2}", x as f64 / n);
         match *name {
-            "idle" => row(&mut s, "idle time, s", &|f| format!("{:.1}", ph(f).converge_s)),
+            "idle" => row(&mut s, "idle time, s", &|f| {
+                format!("{:.1}", ph(f).converge_s)
+            }),
             "restart" => row(&mut s, "restart to end of no-op pass, s", &|f| {
                 format!("{:.2}", ph(f).converge_s)
             }),
-            _ => row(&mut s, "time to converge, s", &|f| format!("{:.2}", ph(f).converge_s)),
+            _ => row(&mut s, "time to converge, s", &|f| {
+                format!("{:.2}", ph(f).converge_s)
+            }),
         }
-        row(&mut s, "reads (GET + LIST) per object", &|f| per(ph(f).operator.reads));
+        row(&mut s, "reads (GET + LIST) per object", &|f| {
+            per(ph(f).operator.reads)
+        });
         row(&mut s, "writes per object", &|f| per(ph(f).operator.writes));
-        row(&mut s, "of which no-op writes per object", &|f| per(ph(f).operator.noop_writes));
-        row(&mut s, "failed writes per object", &|f| per(ph(f).operator.failed_writes));
-        row(&mut s, "watches opened", &|f| ph(f).operator.watches.to_string());
+        row(&mut s, "of which no-op writes per object", &|f| {
+            per(ph(f).operator.noop_writes)
+        });
+        row(&mut s, "failed writes per object", &|f| {
+            per(ph(f).operator.failed_writes)
+        });
+        row(&mut s, "watches opened", &|f| {
+            ph(f).operator.watches.to_string()
+        });
         row(&mut s, "operator CPU per object, µs", &|f| {
             format!("{:.0}", ph(f).operator_cpu_ms * 1000.0 / n)
         });
@@ -721,7 +770,9 @@ pub fn markdown(o: &Options, figures: &[Figures], about: &str) -> String {
         row(&mut s, "API server RSS peak, MiB", &|f| {
             format!("{:.1}", ph(f).server_peak_rss_kib as f64 / 1024.0)
         });
-        row(&mut s, "driver + kubelet stub requests", &|f| ph(f).harness_requests.to_string());
+        row(&mut s, "driver + kubelet stub requests", &|f| {
+            ph(f).harness_requests.to_string()
+        });
         s.push('\n');
     }
     header(&mut s, "totals and checks");
@@ -740,8 +791,12 @@ pub fn markdown(o: &Options, figures: &[Figures], about: &str) -> String {
         let t: f64 = f.phases.iter().map(|p| p.server_cpu_ms).sum();
         format!("{:.0}", t * 1000.0 / n)
     });
-    row(&mut s, "external records left after delete", &|f| f.records_left.to_string());
-    row(&mut s, "children left after delete", &|f| f.children_left.to_string());
+    row(&mut s, "external records left after delete", &|f| {
+        f.records_left.to_string()
+    });
+    row(&mut s, "children left after delete", &|f| {
+        f.children_left.to_string()
+    });
     s.push_str("\n## Operator requests by verb and resource, per object\n\n");
     for f in figures {
         s.push_str(&format!("**{}**: ", f.variant.name()));
@@ -755,7 +810,15 @@ pub fn markdown(o: &Options, figures: &[Figures], about: &str) -> String {
                     .iter()
                     .map(|(k, v)| format!("{k} {:.2}", *v as f64 / n))
                     .collect();
-                format!("{}: {}", p.name, if items.is_empty() { "none".into() } else { items.join(", ") })
+                format!(
+                    "{}: {}",
+                    p.name,
+                    if items.is_empty() {
+                        "none".into()
+                    } else {
+                        items.join(", ")
+                    }
+                )
             })
             .collect();
         s.push_str(&parts.join("; "));

@@ -91,7 +91,11 @@ async fn apply(app: &WebApp, ctx: &Ctx) -> Result<Action, kube::Error> {
     };
     status.steps.observed_generation = app.metadata.generation;
     let (s, reason, message) = if ready {
-        ("True", "Available", "the Deployment is available".to_string())
+        (
+            "True",
+            "Available",
+            "the Deployment is available".to_string(),
+        )
     } else {
         (
             "False",
@@ -113,7 +117,11 @@ async fn apply(app: &WebApp, ctx: &Ctx) -> Result<Action, kube::Error> {
     if status != old {
         let patch = serde_json::json!({ "status": status });
         Api::<WebApp>::namespaced(client.clone(), &ns)
-            .patch_status(&app.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &app.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await?;
     }
     Ok(Action::requeue(ctx.resync))
@@ -121,7 +129,10 @@ async fn apply(app: &WebApp, ctx: &Ctx) -> Result<Action, kube::Error> {
 
 async fn cleanup(app: &WebApp, ctx: &Ctx) -> Result<Action, kube::Error> {
     let records: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), RECORDS_NAMESPACE);
-    match records.delete(&record_name(app), &DeleteParams::default()).await {
+    match records
+        .delete(&record_name(app), &DeleteParams::default())
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e),

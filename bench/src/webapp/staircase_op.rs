@@ -10,8 +10,7 @@ use staircase::children::{Observed, deployment_available};
 use staircase::prelude::*;
 
 use super::{
-    RECORDS_NAMESPACE, WebApp, desired_config_map, desired_deployment, desired_service,
-    record_name,
+    RECORDS_NAMESPACE, WebApp, desired_config_map, desired_deployment, desired_service, record_name,
 };
 
 /// The ConfigMap, the Deployment and the Service; `wait` until the Deployment is available.
@@ -39,7 +38,11 @@ pub async fn report_available(app: &WebApp, ctx: &Context, children: &Observed) 
     }
     let patch = serde_json::json!({ "status": { "availableReplicas": available } });
     ctx.api::<WebApp>()
-        .patch_status(&app.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await?;
     Ok(Outcome::modified(format!(
         "reported {} available replicas",
