@@ -145,20 +145,34 @@ fn error_policy(app: Arc<WebApp>, error: &Error, _ctx: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_secs(1))
 }
 
-/// Runs the operator until SIGTERM or Ctrl-C.
+/// Runs the operator until SIGTERM or Ctrl-C, with the settings from the environment.
 pub async fn main(client: kube::Client) {
     let (resync, concurrency) = super::env_settings();
+    run(client, resync, concurrency, None).await;
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C, or until `stop` (when given) completes.
+pub async fn run(
+    client: kube::Client,
+    resync: Duration,
+    concurrency: u16,
+    stop: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>>,
+) {
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         resync,
     });
     let wc = watcher::Config::default();
-    Controller::new(Api::<WebApp>::all(client.clone()), wc.clone())
+    let mut controller = Controller::new(Api::<WebApp>::all(client.clone()), wc.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), wc.clone())
         .owns(Api::<Deployment>::all(client.clone()), wc.clone())
         .owns(Api::<Service>::all(client.clone()), wc)
         .with_config(Config::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .shutdown_on_signal();
+    if let Some(stop) = stop {
+        controller = controller.graceful_shutdown_on(stop);
+    }
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;

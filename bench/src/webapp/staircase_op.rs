@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use staircase::Stairs;
 use staircase::children::{Observed, deployment_available};
 use staircase::prelude::*;
 
@@ -69,9 +70,18 @@ pub fn stairs() -> impl Reconciler<WebApp, ()> {
     staircase!(WebApp => [webapp_children, report_available], cleanup => [remove_record])
 }
 
-/// Runs the operator until SIGTERM or Ctrl-C.
+/// Runs the operator until SIGTERM or Ctrl-C, with the settings from the environment.
 pub async fn main(client: kube::Client) {
     let (resync, concurrency) = super::env_settings();
+    operator(client, resync, concurrency).run().await;
+}
+
+/// The operator: the staircase, its status, the three child kinds it owns.
+pub fn operator(
+    client: kube::Client,
+    resync: std::time::Duration,
+    concurrency: u16,
+) -> Operator<WebApp, (), impl Stairs<WebApp, ()>, impl Stairs<WebApp, ()>> {
     Operator::new(client, stairs())
         .with_config(
             OperatorConfig::default()
@@ -82,6 +92,4 @@ pub async fn main(client: kube::Client) {
         .owns::<ConfigMap>()
         .owns::<Deployment>()
         .owns::<Service>()
-        .run()
-        .await;
 }
