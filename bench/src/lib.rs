@@ -6,7 +6,12 @@
 //! - [`workload`]: the `Bench` custom resource and the two operators (K = 5 field patches);
 //! - [`harness`]: scenarios, measurement, repetitions;
 //! - [`reads`]: the cost of a staircase's reads of its children, cached and live;
+//! - [`webapp`]: the webapp workload, its three operators (each its own process) and the driver;
 //! - [`report`]: medians, ratios, markdown and JSON.
+//!
+//! The counting allocator is installed by the binaries that measure allocations
+//! (`staircase-bench`, `staircase-bench-reads`), not by this library: the webapp operators link
+//! it and run on the system allocator, as a user's operator would.
 #![warn(missing_docs)]
 
 pub mod alloc;
@@ -15,7 +20,5 @@ pub mod cpu;
 pub mod harness;
 pub mod reads;
 pub mod report;
+pub mod webapp;
 pub mod workload;
-
-#[global_allocator]
-static GLOBAL: alloc::Counting = alloc::Counting;

@@ -9,6 +9,9 @@
 //!     [--no-compile | --only-compile] [--compile-reps 3] [--out DIR]
 //! ```
 
+#[global_allocator]
+static GLOBAL: staircase_bench::alloc::Counting = staircase_bench::alloc::Counting;
+
 use std::path::{Path, PathBuf};
 
 use staircase_bench::harness::{self, Options, Sample};

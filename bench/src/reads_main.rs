@@ -6,6 +6,9 @@
 //!     [--n 1000] [--resync-s 10] [--concurrency 16] [--timeout-s 600] [--out DIR]
 //! ```
 
+#[global_allocator]
+static GLOBAL: staircase_bench::alloc::Counting = staircase_bench::alloc::Counting;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //! converge, and the report carries every figure. Figure 5 needs real `cargo` builds (minutes
 //! on first use), so here only its parsing and rendering run, on recorded compiler output.
 
+#[global_allocator]
+static GLOBAL: staircase_bench::alloc::Counting = staircase_bench::alloc::Counting;
+
 use staircase_bench::compile::{self, Compile, Fixture};
 use staircase_bench::harness::{self, Options};
 use staircase_bench::report::{self, Machine, Report, Stat};

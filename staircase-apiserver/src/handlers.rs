@@ -26,6 +26,9 @@ pub enum Reply {
     /// A stored object (shared with the store, not copied) with an HTTP status and `Warning`
     /// headers.
     Object(u16, Arc<Value>, Vec<String>),
+    /// A write that changed nothing (the stored object, at its resourceVersion): answered like
+    /// [`Reply::Object`] with status 200, counted apart in the [`Stats`](crate::Stats).
+    Unchanged(Arc<Value>, Vec<String>),
     /// Pre-serialized JSON (lists are streamed into one buffer).
     Raw(u16, Bytes),
     /// A watch: newline-delimited JSON events.
@@ -176,6 +179,15 @@ pub fn handle(store: &Arc<Store>, faults: &Faults, r: ResourceRequest<'_>) -> Ap
         Verb::Patch => patch(store, &rt, &r),
         Verb::Delete => delete(store, &rt, &r),
         Verb::DeleteCollection => delete_collection(store, &rt, &r),
+    }
+}
+
+/// The answer to a write: [`Reply::Unchanged`] when it changed nothing.
+fn written(code: u16, w: ops::Written, rt: &ResourceType) -> Reply {
+    if w.unchanged {
+        Reply::Unchanged(present(&w.object, rt), w.warnings)
+    } else {
+        Reply::Object(code, present(&w.object, rt), w.warnings)
     }
 }
 
@@ -578,7 +590,7 @@ fn update(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> Api
     };
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Object(200, present(&w.object, rt), w.warnings))
+    Ok(written(200, w, rt))
 }
 
 /// `PUT /api/v1/namespaces/x/finalize`: only `spec.finalizers` changes.
@@ -602,6 +614,7 @@ fn finalize_namespace(
         return Ok(ops::Written {
             object: Arc::new(new),
             warnings: vec![],
+            unchanged: false,
         });
     }
     let stored = st.put(&rt.key(), "", name, new);
@@ -610,6 +623,7 @@ fn finalize_namespace(
     Ok(ops::Written {
         object: stored,
         warnings: vec![],
+        unchanged: false,
     })
 }
 
@@ -695,11 +709,7 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
         let w = server_side_apply(&mut st, rt, r, body, opts)?;
         crate::gc::run(&mut st);
         drop(st);
-        return Ok(Reply::Object(
-            if w.1 { 201 } else { 200 },
-            present(&w.0.object, rt),
-            w.0.warnings,
-        ));
+        return Ok(written(if w.1 { 201 } else { 200 }, w.0, rt));
     }
     let old = st
         .get(&rt.key(), ns, name)
@@ -751,7 +761,7 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
     )?;
     crate::gc::run(&mut st);
     drop(st);
-    Ok(Reply::Object(200, present(&w.object, rt), w.warnings))
+    Ok(written(200, w, rt))
 }
 
 /// Server-side apply: merges the configuration with field ownership; creates when missing.

@@ -46,6 +46,8 @@ pub struct Written {
     pub object: Arc<Value>,
     /// `Warning` headers to return.
     pub warnings: Vec<String>,
+    /// The write changed nothing: the object is the stored one, at the same resourceVersion.
+    pub unchanged: bool,
 }
 
 /// The `propagationPolicy` of a delete.
@@ -465,6 +467,7 @@ pub fn create(
         return Ok(Written {
             object: Arc::new(obj),
             warnings,
+            unchanged: false,
         });
     }
     let stored = st.put(&rt.key(), &ns, &name, obj);
@@ -477,6 +480,7 @@ pub fn create(
     Ok(Written {
         object: stored,
         warnings,
+        unchanged: false,
     })
 }
 
@@ -715,12 +719,25 @@ pub fn apply_update(
             .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), (g + 1).into());
     }
+    // Like kube-apiserver's IgnoreManagedFieldsTimestampsTransformer: a write that would change
+    // nothing but the managed fields' timestamps (a server-side apply of what is stored, a second
+    // later) keeps the old ones, so it is a no-op below.
+    if new != **old
+        && same_but_managed_times(&new, old)
+        && let (Some(m), Some(kept)) = (
+            new.get_mut("metadata").and_then(Value::as_object_mut),
+            old.pointer("/metadata/managedFields"),
+        )
+    {
+        m.insert("managedFields".into(), kept.clone());
+    }
     // Like etcd's GuaranteedUpdate: an unchanged object is not written (no new resourceVersion,
     // no watch event), which keeps level-triggered controllers from looping on their own no-ops.
     if new == **old {
         return Ok(Written {
             object: old.clone(),
             warnings,
+            unchanged: !opts.dry_run,
         });
     }
     track_managed_fields(rt, Some(old), &mut new, opts);
@@ -728,6 +745,7 @@ pub fn apply_update(
         return Ok(Written {
             object: Arc::new(new),
             warnings,
+            unchanged: false,
         });
     }
     let namespace_blocked = rt.key() == "/namespaces"
@@ -740,6 +758,7 @@ pub fn apply_update(
         return Ok(Written {
             object: last,
             warnings,
+            unchanged: false,
         });
     }
     let stored = st.put(&rt.key(), &ns, &name, new);
@@ -749,7 +768,25 @@ pub fn apply_update(
     Ok(Written {
         object: stored,
         warnings,
+        unchanged: false,
     })
+}
+
+/// Whether `a` and `b` differ at most in their `metadata.managedFields[*].time`.
+fn same_but_managed_times(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut c = v.clone();
+        if let Some(entries) = c
+            .pointer_mut("/metadata/managedFields")
+            .and_then(Value::as_array_mut)
+        {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
+        c
+    };
+    strip(a) == strip(b)
 }
 
 /// Removes an object for good, with the side effects of special resources.

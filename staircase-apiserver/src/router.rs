@@ -78,6 +78,8 @@ pub enum Route {
     Version,
     /// `/healthz`, `/livez`, `/readyz`.
     Health,
+    /// `/staircase/stats`: the request statistics as JSON ([`Stats::to_json`](crate::Stats::to_json)).
+    Stats,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -147,6 +149,7 @@ pub fn route(path: &str) -> Route {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Route::Version,
+        ["staircase", "stats"] => Route::Stats,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,

@@ -354,6 +354,7 @@ async fn answer(
         field_manager: field_manager.clone(),
         user_agent: user_agent.clone(),
         elapsed: Duration::ZERO,
+        unchanged: false,
     };
     let effective_manager = field_manager
         .clone()
@@ -426,6 +427,10 @@ async fn answer(
                 Ok(Reply::Object(code, v, warnings)) => {
                     json_response(code, Bytes::from(v.to_string()), &warnings)
                 }
+                Ok(Reply::Unchanged(v, warnings)) => {
+                    record.unchanged = true;
+                    json_response(200, Bytes::from(v.to_string()), &warnings)
+                }
                 Ok(Reply::Raw(code, b)) => json_response(code, b, &[]),
                 Ok(Reply::Watch(stream)) => {
                     let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
@@ -488,6 +493,7 @@ fn non_resource(shared: &Shared, route: Route, is_get: bool) -> Response<Body> {
     let st = shared.store.lock();
     let doc = match route {
         Route::Version => Some(crate::discovery::version()),
+        Route::Stats => Some(shared.stats.to_json()),
         Route::Health => {
             let mut r = Response::new(full(Bytes::from_static(b"ok")));
             r.headers_mut().insert(

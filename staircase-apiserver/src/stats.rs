@@ -35,6 +35,9 @@ pub struct RequestRecord {
     /// From the request's arrival to its answer being handed to HTTP (for a watch: to the
     /// stream's start), injected latency included.
     pub elapsed: Duration,
+    /// A successful write that changed nothing: the object kept its resourceVersion (the
+    /// server stored nothing and sent no watch event).
+    pub unchanged: bool,
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +47,28 @@ struct Inner {
     time_by_verb: BTreeMap<Verb, Duration>,
     by_resource: BTreeMap<(String, Option<String>, Verb), u64>,
     writes: u64,
+    unchanged_writes: u64,
     total: u64,
+    by_agent: BTreeMap<String, AgentCounts>,
+}
+
+/// Counts of one client program (see [`Stats::to_json`]).
+#[derive(Debug, Default, Clone)]
+struct AgentCounts {
+    by_verb: BTreeMap<Verb, u64>,
+    /// Keyed `verb resource[/subresource]`, e.g. `patch deployments.apps/status`.
+    by_resource: BTreeMap<String, u64>,
+    writes: u64,
+    unchanged_writes: u64,
+}
+
+/// The program name of a `User-Agent` (`kubectl/v1.32 (linux/amd64)` -> `kubectl`), "" without
+/// one.
+fn agent_of(ua: Option<&str>) -> String {
+    ua.and_then(|u| u.split('/').next())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// A handle to the server's request statistics; cheap to clone.
@@ -71,9 +95,28 @@ impl Stats {
         if let Some(v) = r.verb {
             *i.by_verb.entry(v).or_default() += 1;
             *i.time_by_verb.entry(v).or_default() += r.elapsed;
+            let agent = i
+                .by_agent
+                .entry(agent_of(r.user_agent.as_deref()))
+                .or_default();
+            *agent.by_verb.entry(v).or_default() += 1;
+            if let Some(res) = &r.resource {
+                let key = match &r.subresource {
+                    Some(sub) => format!("{} {res}/{sub}", v.as_str()),
+                    None => format!("{} {res}", v.as_str()),
+                };
+                *agent.by_resource.entry(key).or_default() += 1;
+            }
             // A dry run (`dryRun=All`) is answered like a write but stores nothing.
             if v.is_write() && r.status < 400 && !r.query.contains("dryRun=") {
+                agent.writes += 1;
+                if r.unchanged {
+                    agent.unchanged_writes += 1;
+                }
                 i.writes += 1;
+                if r.unchanged {
+                    i.unchanged_writes += 1;
+                }
             }
             if let Some(res) = &r.resource {
                 *i.by_resource
@@ -105,6 +148,57 @@ impl Stats {
     /// runs (`dryRun=All`) store nothing and are not counted.
     pub fn writes(&self) -> u64 {
         self.lock().writes
+    }
+
+    /// Of the [`writes`](Self::writes), those that changed nothing: the object kept its
+    /// resourceVersion (a patch or apply of what was already stored).
+    pub fn unchanged_writes(&self) -> u64 {
+        self.lock().unchanged_writes
+    }
+
+    /// The counters as JSON, for a process outside the server (the `staircase-apiserver` binary
+    /// serves them at `GET /staircase/stats`):
+    ///
+    /// ```json
+    /// {"total": 120, "writes": 40, "unchanged_writes": 3,
+    ///  "by_verb": {"get": 10, "list": 5, "patch": 30, ...},
+    ///  "by_agent": {"kubectl": {"by_verb": {"get": 2}, "by_resource": {"get pods": 2},
+    ///                          "writes": 0, "unchanged_writes": 0}, ...}}
+    /// ```
+    ///
+    /// `by_agent` splits the resource requests by the program name of their `User-Agent`
+    /// (the part before the first `/`; `""` for requests without one), and each agent's by
+    /// `verb resource[/subresource]`.
+    pub fn to_json(&self) -> serde_json::Value {
+        fn verbs(m: &BTreeMap<Verb, u64>) -> serde_json::Value {
+            m.iter()
+                .map(|(v, n)| (v.as_str().to_string(), serde_json::Value::from(*n)))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        }
+        let i = self.lock();
+        let agents: serde_json::Map<_, _> = i
+            .by_agent
+            .iter()
+            .map(|(a, c)| {
+                (
+                    a.clone(),
+                    serde_json::json!({
+                        "by_verb": verbs(&c.by_verb),
+                        "by_resource": c.by_resource,
+                        "writes": c.writes,
+                        "unchanged_writes": c.unchanged_writes,
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "total": i.total,
+            "writes": i.writes,
+            "unchanged_writes": i.unchanged_writes,
+            "by_verb": verbs(&i.by_verb),
+            "by_agent": agents,
+        })
     }
 
     /// All requests, including discovery.

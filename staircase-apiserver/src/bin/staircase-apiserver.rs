@@ -4,7 +4,12 @@
 //! ```text
 //! staircase-apiserver --port 0 --kubeconfig /tmp/kc --watch-window 10000
 //! kubectl --kubeconfig /tmp/kc get ns
+//! curl -s $(head -1 output)/staircase/stats   # request counts as JSON
 //! ```
+//!
+//! `GET /staircase/stats` answers the server's request statistics as JSON
+//! ([`Stats::to_json`](staircase_apiserver::Stats::to_json)): counts by verb, writes, writes that
+//! changed nothing, and the same split by client program (`User-Agent`).
 
 use std::path::PathBuf;
 
@@ -31,11 +36,17 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let server = builder.start().await?;
+    // Counters only: a benchmark's request log would grow without bound.
+    server.stats().set_log_enabled(false);
     if let Some(path) = &kubeconfig {
         server.write_kubeconfig(path)?;
     }
     println!("{}", server.url());
-    tokio::signal::ctrl_c().await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     server.shutdown().await;
     Ok(())
 }

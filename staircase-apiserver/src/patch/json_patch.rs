@@ -122,6 +122,12 @@ impl<'a> Op<'a> {
                 add(doc, &path, value)
             }
             Op::Test(path, want) => {
+                // kube-apiserver's json-patch reads a missing member as null: testing for null
+                // at a path that does not exist succeeds (kube-rs's finalizer helper relies on it
+                // to add the first finalizer).
+                if want.is_null() && get_mut(doc, &path).is_err() {
+                    return Ok(());
+                }
                 let found = get_mut(doc, &path).map_err(|_| {
                     invalid(format!(
                         "testing value {} failed: path does not exist",
@@ -412,6 +418,24 @@ mod tests {
             matches!(&e, PatchError::Invalid(m) if m.contains("testing value /baz failed")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn test_null_at_a_missing_path_succeeds_as_in_kube_apiserver() {
+        let doc = json!({"metadata": {"name": "a"}});
+        let ops = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+        ]);
+        assert_eq!(
+            ok(doc, ops),
+            json!({"metadata": {"name": "a", "finalizers": ["f"]}})
+        );
+        let e = err(
+            json!({"metadata": {}}),
+            json!([{"op": "test", "path": "/metadata/finalizers", "value": "x"}]),
+        );
+        assert!(matches!(&e, PatchError::Invalid(_)), "{e:?}");
     }
 
     #[test]
