@@ -265,19 +265,18 @@ async fn a_takeover_waits_its_delay_before_running_anything() {
     a.running.crash().await;
     let delay = Duration::from_millis(800);
     let b = replica_with(&env, election("b").with_takeover_delay(delay));
-    let took = async {
-        while holder(&env).await.as_deref() != Some("b") {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        std::time::Instant::now()
-    };
-    let took = tokio::time::timeout(GUARD, took).await.expect("taken over");
     until_role(&b.health, Leadership::Leading).await;
     b.running.wait_report(|r| r.object == "default/late").await;
+    // Measured from the takeover the Lease records (its `acquireTime`, written by `b`), not
+    // from when this test noticed it, which is later.
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let spec = leases.get("foo-operator").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    let took = spec.acquire_time.expect("acquireTime").0;
+    let ran_after = k8s_openapi::jiff::Timestamp::now().duration_since(took);
     assert!(
-        took.elapsed() >= delay,
-        "ran {:?} after taking the Lease over",
-        took.elapsed()
+        ran_after >= k8s_openapi::jiff::SignedDuration::try_from(delay).unwrap(),
+        "ran {ran_after:?} after taking the Lease over"
     );
     b.running.stop().await;
 }

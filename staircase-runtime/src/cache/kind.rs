@@ -11,6 +11,8 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use super::marks::{ObjKey, Shown, Tracker};
+use super::owners::Owners;
+use crate::children::OWNER_LABEL;
 
 /// A kind's store, whatever its Rust type.
 pub(crate) trait KindStore: Send + Sync {
@@ -25,6 +27,9 @@ pub(crate) trait KindStore: Send + Sync {
     /// `obj` as JSON, when it is an object of the store's Rust type (for a recorded run).
     fn json(&self, obj: &dyn Any) -> Option<serde_json::Value>;
     fn as_any(&self) -> &dyn Any;
+    /// The objects in `namespace` (everywhere for `None`) labelled as owned by `owner` (the
+    /// children step's [`OWNER_LABEL`]), found through the owner index.
+    fn list_owned_dynamic(&self, namespace: Option<&str>, owner: &str) -> Vec<DynamicObject>;
     /// The store holds `PartialObjectMeta`s (a metadata-only watch).
     fn metadata_only(&self) -> bool;
 }
@@ -37,6 +42,7 @@ pub(crate) struct KindCache<T: Resource<DynamicType = ()> + 'static> {
     scope: Option<String>,
     namespaced: bool,
     metadata_only: bool,
+    owners: Owners,
 }
 
 impl<T> KindCache<T>
@@ -55,6 +61,7 @@ where
             scope,
             namespaced,
             metadata_only,
+            owners: Owners::default(),
         }
     }
 
@@ -85,7 +92,17 @@ where
             deleting: m.deletion_timestamp.is_some(),
         })
     }
+}
 
+/// The children step's owner of `o`, from its label.
+fn owner<T: Resource>(o: &T) -> Option<&str> {
+    o.labels().get(OWNER_LABEL).map(String::as_str)
+}
+
+impl<T> KindCache<T>
+where
+    T: Resource<DynamicType = ()> + Clone + 'static,
+{
     /// Notes what the store applied: called with each watch event after the reflector.
     pub(crate) fn observe(&self, ev: &watcher::Result<Event<T>>) {
         let look = |k: &ObjKey| self.shown(k);
@@ -93,11 +110,28 @@ where
             Ok(Event::Apply(o) | Event::Delete(o)) => {
                 let m = o.meta();
                 let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
+                let deleted = matches!(ev, Ok(Event::Delete(_)));
+                self.owners
+                    .set(key.clone(), if deleted { None } else { owner(o) });
                 self.tracker
                     .applied(key, m.resource_version.as_deref(), look);
             }
-            Ok(Event::InitApply(o)) => self.tracker.listed(o.meta().resource_version.as_deref()),
-            Ok(Event::InitDone) => self.tracker.list_done(look),
+            Ok(Event::InitApply(o)) => {
+                let m = o.meta();
+                let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
+                self.owners.set(key, owner(o));
+                self.tracker.listed(m.resource_version.as_deref());
+            }
+            Ok(Event::InitDone) => {
+                // The store dropped what the list no longer has: so does the index.
+                self.owners
+                    .rebuild(self.store.state().iter().filter_map(|o| {
+                        let m = o.meta();
+                        let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
+                        Some((key, owner(&**o)?.to_string()))
+                    }));
+                self.tracker.list_done(look)
+            }
             Ok(Event::Init) | Err(_) => {}
         }
     }
@@ -141,6 +175,18 @@ where
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn list_owned_dynamic(&self, namespace: Option<&str>, owner: &str) -> Vec<DynamicObject> {
+        self.owners
+            .of(owner)
+            .iter()
+            .filter(|k| namespace.is_none() || !self.namespaced || k.0.as_deref() == namespace)
+            .filter_map(|k| self.get(k.0.as_deref(), &k.1))
+            // The index follows the events; the store is the truth.
+            .filter(|o| o.labels().get(OWNER_LABEL).map(String::as_str) == Some(owner))
+            .filter_map(|o| to_dynamic(&*o))
+            .collect()
     }
 
     fn metadata_only(&self) -> bool {

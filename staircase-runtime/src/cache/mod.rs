@@ -11,6 +11,7 @@
 
 mod kind;
 mod marks;
+mod owners;
 
 use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
@@ -319,18 +320,20 @@ impl Cache {
             .transpose()
     }
 
-    /// [`list`](Self::list) for a kind known at run time.
-    pub(crate) async fn list_dynamic(
+    /// The objects of `kind` in `namespace` that the children step's owner label gives to
+    /// `owner`, from the store's owner index (no pass over the whole store), with the
+    /// freshness of [`list`](Self::list).
+    pub(crate) async fn list_owned_dynamic(
         &self,
         kind: &ApiResource,
         namespace: Option<&str>,
-        selector: &Selector,
+        owner: &str,
     ) -> Result<Vec<DynamicObject>, Live> {
         let store = self.covering(&key_of_resource(kind), namespace)?;
         let label = label_of(&kind.plural, &kind.group);
         self.fresh(&*store, &label, in_namespace(namespace)).await?;
         whole(&*store)?
-            .list_dynamic(namespace, selector)
+            .list_owned_dynamic(namespace, owner)
             .into_iter()
             .map(whole_object)
             .collect()

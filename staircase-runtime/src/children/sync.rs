@@ -18,7 +18,6 @@ use super::strategy::{Readiness, Strategy};
 use crate::cache::{Live, label_of};
 use crate::replay::tape;
 use crate::{Context, Error, Outcome, Result};
-use kube::core::Selector;
 
 /// The live children of a parent as the children step saw them in a run that found nothing to
 /// change: hand it to a later step (for example one that reports children in the parent's status)
@@ -318,10 +317,8 @@ async fn list_owned<S>(
         };
         let cached = match ctx.cache() {
             Some(cache) => {
-                let by_owner =
-                    Selector::from_iter([(OWNER_LABEL.to_string(), parent.owner.uid.clone())]);
                 let read = cache
-                    .list_dynamic(&kind.resource, namespace, &by_owner)
+                    .list_owned_dynamic(&kind.resource, namespace, &parent.owner.uid)
                     .await;
                 if let Err(why @ (Live::Behind | Live::NotSynced)) = read {
                     cache.live(&label_of(&kind.resource.plural, &kind.resource.group), why);
