@@ -184,6 +184,7 @@
 //! shared JSON; watch lines are serialized once per event for all watchers.
 #![warn(missing_docs)]
 
+mod admission;
 mod crd;
 mod delay;
 mod discovery;
