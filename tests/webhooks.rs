@@ -3,6 +3,10 @@
 //! unreachable webhooks under each `failurePolicy`; certificates from files; generated
 //! certificates renewed; bad request bodies.
 //!
+//! The admission parts ([`shelf_admission`], [`failure_policies`]) take a client and a
+//! namespace and run unchanged against the embedded API server too (`embedded_*` tests), which
+//! calls admission webhooks but not conversion ones.
+//!
 //! Each test serves its webhooks on a port of its own and configures them by URL
 //! (`https://127.0.0.1:<port>/...`), limited to its own namespace; the API server's copy of a
 //! new webhook configuration or caBundle arrives through its informers, so each test first waits
@@ -14,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
@@ -525,7 +529,7 @@ async fn failure_policies(client: &Client, ns: &str) {
         hook("missing-fail", "/missing", "Fail"),
         hook("missing-ignore", "/missing", "Ignore"),
     ];
-    create_validating(&client, &name, hooks).await;
+    create_validating(client, &name, hooks).await;
     let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
         .keep_ca_bundle(client.clone(), [CaBundle::validating(&name)])
         .start(listener)
@@ -622,6 +626,90 @@ async fn failure_policies(client: &Client, ns: &str) {
 async fn embedded_apiserver_follows_the_failure_policy() {
     let (_server, client) = embedded("webhooks-failures").await;
     failure_policies(&client, "webhooks-failures").await;
+}
+
+/// The embedded server alone: while a webhook call is under way the server goes on answering
+/// (it holds no lock across the call), and a webhook it cannot reach because it is configured by
+/// `clientConfig.service` follows its `failurePolicy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_answers_during_a_call_and_cannot_reach_a_service() {
+    let ns = "webhooks-embedded";
+    let (_server, client) = embedded(ns).await;
+    let (listener, base) = listener().await;
+    let name = "embedded";
+    let rule = rule("", "v1", "configmaps");
+    let service = WebhookClientConfig {
+        service: Some(ServiceReference {
+            namespace: ns.into(),
+            name: "webhooks".into(),
+            path: Some("/deny".into()),
+            port: Some(443),
+        }),
+        ..Default::default()
+    };
+    let mut hangs = validating(
+        "hangs.webhooks.staircase.rs",
+        ns,
+        Some("hangs"),
+        url(format!("{base}/hangs")),
+        rule.clone(),
+        "Fail",
+    );
+    hangs.timeout_seconds = Some(5);
+    let by_service = |case: &str, policy: &str| {
+        validating(
+            &format!("{case}.webhooks.staircase.rs"),
+            ns,
+            Some(case),
+            service.clone(),
+            rule.clone(),
+            policy,
+        )
+    };
+    let hooks = vec![
+        hangs,
+        by_service("service-fail", "Fail"),
+        by_service("service-ignore", "Ignore"),
+    ];
+    create_validating(&client, name, hooks).await;
+    let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+
+    let hanging = tokio::spawn({
+        let cms = cms.clone();
+        async move { refusal(&cms, &config_map("hangs", "hangs"), false).await }
+    });
+    // Lets the call get under way; the assertions below hold whether or not it has.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cms.create(&PostParams::default(), &config_map("other", "other"))
+        .await
+        .unwrap();
+    cms.list(&Default::default()).await.unwrap();
+    assert!(
+        !hanging.is_finished(),
+        "answered while the webhook call was outstanding"
+    );
+    let (code, message) = hanging.await.unwrap().expect("refused under Fail");
+    assert_eq!(code, 500, "{message}");
+    assert!(message.contains("failed calling webhook"), "{message}");
+    assert!(cms.get_opt("hangs").await.unwrap().is_none());
+
+    let (code, message) = refusal(&cms, &config_map("a", "service-fail"), false)
+        .await
+        .expect("refused under Fail");
+    assert_eq!(code, 500, "{message}");
+    assert!(
+        message.contains("failed calling webhook \"service-fail.webhooks.staircase.rs\"")
+            && message.contains("clientConfig.url"),
+        "{message}"
+    );
+    let admitted = config_map("b", "service-ignore");
+    assert_eq!(refusal(&cms, &admitted, false).await, None);
+    drop(serving);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
