@@ -501,3 +501,95 @@ async fn call(client_config: &Value, review: &Value) -> Result<Value, String> {
     serde_json::from_slice(&body)
         .map_err(|e| format!("the response is not an AdmissionReview: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configmaps() -> ResourceType {
+        crate::registry::Registry::with_builtins()
+            .get("", "v1", "configmaps")
+            .map(|t| (*t).clone())
+            .unwrap()
+    }
+
+    fn hook(rule: Value) -> Value {
+        json!({"name": "h", "rules": [rule]})
+    }
+
+    #[test]
+    fn rules_match_group_version_operation_resource_and_scope() {
+        let rt = configmaps();
+        let obj = json!({"metadata": {"name": "a"}});
+        let yes =
+            |h: &Value, op: &str, sub: Option<&str>| applies(h, op, &rt, sub, None, &obj, None);
+        let rule = json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]});
+        assert!(yes(&hook(rule.clone()), "CREATE", None));
+        assert!(!yes(&hook(rule.clone()), "UPDATE", None));
+        assert!(!yes(&hook(rule), "CREATE", Some("status")));
+        let any = json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*"]});
+        assert!(yes(&hook(any.clone()), "UPDATE", None));
+        assert!(
+            !yes(&hook(any), "UPDATE", Some("status")),
+            "`*` is no subresource"
+        );
+        for resources in [
+            json!(["*/*"]),
+            json!(["configmaps/*"]),
+            json!(["*/status"]),
+            json!(["configmaps/status"]),
+        ] {
+            let rule = json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": resources});
+            assert!(yes(&hook(rule), "UPDATE", Some("status")), "{resources}");
+        }
+        let other = json!({"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["*"], "resources": ["*"]});
+        assert!(!yes(&hook(other), "CREATE", None));
+        let cluster = json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["*"], "resources": ["*"], "scope": "Cluster"});
+        assert!(!yes(&hook(cluster), "CREATE", None));
+        assert!(!yes(&json!({"name": "no rules"}), "CREATE", None));
+    }
+
+    #[test]
+    fn selectors_match_namespace_and_object_labels() {
+        let rt = configmaps();
+        let any = json!({"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*"]});
+        let mut h = hook(any);
+        h["namespaceSelector"] = json!({"matchLabels": {"team": "a"}});
+        h["objectSelector"] = json!({"matchExpressions": [
+            {"key": "skip", "operator": "DoesNotExist"},
+            {"key": "tier", "operator": "In", "values": ["web", "db"]},
+        ]});
+        let ns = json!({"team": "a"});
+        let obj = |labels: Value| json!({"metadata": {"name": "x", "labels": labels}});
+        let web = obj(json!({"tier": "web"}));
+        assert!(applies(&h, "CREATE", &rt, None, Some(&ns), &web, None));
+        assert!(!applies(
+            &h,
+            "CREATE",
+            &rt,
+            None,
+            Some(&json!({"team": "b"})),
+            &web,
+            None
+        ));
+        assert!(!applies(&h, "CREATE", &rt, None, None, &web, None));
+        let skipped = obj(json!({"tier": "web", "skip": "1"}));
+        assert!(!applies(&h, "CREATE", &rt, None, Some(&ns), &skipped, None));
+        // The old object's labels count too, as in kube-apiserver.
+        assert!(applies(
+            &h,
+            "UPDATE",
+            &rt,
+            None,
+            Some(&ns),
+            &skipped,
+            Some(&web)
+        ));
+        assert!(selects(&json!({}), None));
+        assert!(selects(&Value::Null, None));
+        let not_in =
+            json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]});
+        assert!(selects(&not_in, None));
+        assert!(!selects(&not_in, Some(&json!({"tier": "db"}))));
+    }
+}
