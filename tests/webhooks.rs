@@ -712,6 +712,65 @@ async fn embedded_apiserver_answers_during_a_call_and_cannot_reach_a_service() {
     drop(serving);
 }
 
+/// The embedded server alone: an object that changes while its webhook is being called (here by
+/// the webhook itself, whose own write passes the same webhook) is not overwritten: the
+/// request's commit conflicts and the request starts again on the new object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_starts_a_write_again_when_the_object_changed_during_the_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let ns = "webhooks-race";
+    let (_server, client) = embedded(ns).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.create(&PostParams::default(), &config_map("raced", "race"))
+        .await
+        .unwrap();
+    let (listener, base) = listener().await;
+    let name = "race";
+    let hook = validating(
+        "race.webhooks.staircase.rs",
+        ns,
+        Some("race"),
+        url(format!("{base}/race")),
+        rule("", "v1", "configmaps"),
+        "Fail",
+    );
+    create_validating(&client, name, vec![hook]).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let race = {
+        let (calls, cms) = (calls.clone(), cms.clone());
+        move |_: AdmissionRequest<ConfigMap>| {
+            let (calls, cms) = (calls.clone(), cms.clone());
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let patch = serde_json::json!({"data": {"b": "2"}});
+                    cms.patch("raced", &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(Verdict::Allow)
+            }
+        }
+    };
+    let serving = Webhooks::new(Tls::generate(["127.0.0.1"]))
+        .validate("/race", race)
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let patch = serde_json::json!({"data": {"a": "1"}});
+    let patched = cms
+        .patch("raced", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let data = patched.data.unwrap();
+    assert_eq!((data["a"].as_str(), data["b"].as_str()), ("1", "2"));
+    // The request's call, the webhook's own write's call, the request's call again.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    drop(serving);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
     let Some(server) =
