@@ -771,6 +771,54 @@ async fn embedded_apiserver_starts_a_write_again_when_the_object_changed_during_
     drop(serving);
 }
 
+/// The embedded server alone: a webhook whose rules name DELETE is called with the stored
+/// object, and a denial keeps the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_calls_webhooks_on_delete() {
+    let ns = "webhooks-delete";
+    let (_server, client) = embedded(ns).await;
+    let (listener, base) = listener().await;
+    let mut on_delete = rule("", "v1", "configmaps");
+    on_delete.operations = Some(vec!["DELETE".into()]);
+    let hook = validating(
+        "deny-delete.webhooks.staircase.rs",
+        ns,
+        Some("deny"),
+        url(format!("{base}/deny")),
+        on_delete,
+        "Fail",
+    );
+    create_validating(&client, "delete", vec![hook]).await;
+    let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
+        .keep_ca_bundle(client.clone(), [CaBundle::validating("delete")])
+        .start(listener)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    // Created (the rule names DELETE only), then refused deletion.
+    cms.create(&PostParams::default(), &config_map("kept", "deny"))
+        .await
+        .unwrap();
+    let Err(kube::Error::Api(s)) = cms.delete("kept", &Default::default()).await else {
+        panic!("deleted despite the webhook");
+    };
+    assert!(
+        s.message.contains(
+            "admission webhook \"deny-delete.webhooks.staircase.rs\" denied the request: no ConfigMaps labelled case=deny"
+        ),
+        "{}",
+        s.message
+    );
+    cms.get("kept").await.unwrap();
+    // Objects the selector does not take are deleted.
+    cms.create(&PostParams::default(), &config_map("gone", "other"))
+        .await
+        .unwrap();
+    cms.delete("gone", &Default::default()).await.unwrap();
+    assert!(cms.get_opt("gone").await.unwrap().is_none());
+    drop(serving);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
     let Some(server) =

@@ -1,6 +1,6 @@
 //! Admission webhooks: `admissionregistration.k8s.io/v1` Validating- and
 //! MutatingWebhookConfigurations stored in the server are called, as kube-apiserver calls them,
-//! for CREATE, UPDATE and PATCH (server-side apply included) of every other resource.
+//! for CREATE, UPDATE, PATCH (server-side apply included) and DELETE of every other resource.
 //!
 //! # Why a dry run, then the calls, then a commit
 //!
@@ -19,7 +19,8 @@
 //!    the whole request starts again from step 1, like kube-apiserver's retry of a conflicting
 //!    patch (a client's own stale `resourceVersion` fails in step 1, as it should).
 //!
-//! A dry-run request stops after step 2. Not done: DELETE and CONNECT admission,
+//! A dry-run request stops after step 2. A DELETE calls the webhooks with the stored object,
+//! then deletes. Not done: DELETE of a collection and CONNECT admission,
 //! `matchPolicy: Equivalent` (a rule matches the requested group/version only),
 //! `matchConditions`, `reinvocationPolicy`, `/scale` and a namespace's `/finalize`. A
 //! `clientConfig.service` cannot be reached (a Service here routes nowhere): the call fails, and
@@ -64,9 +65,13 @@ pub async fn handle(
     faults: &Faults,
     r: ResourceRequest<'_>,
 ) -> ApiResult<Reply> {
-    let concerned = matches!(r.verb, Verb::Create | Verb::Update | Verb::Patch)
-        && r.path.group != GROUP
-        && !matches!(r.path.subresource.as_deref(), Some("scale" | "finalize"));
+    let concerned = match r.verb {
+        Verb::Create | Verb::Update | Verb::Patch => {
+            !matches!(r.path.subresource.as_deref(), Some("scale" | "finalize"))
+        }
+        Verb::Delete => r.path.subresource.is_none(),
+        _ => false,
+    } && r.path.group != GROUP;
     if !concerned {
         return handlers::handle(store, faults, r);
     }
@@ -96,6 +101,9 @@ pub async fn handle(
         return handlers::handle(store, faults, r);
     }
     let dry_run = r.query.get("dryRun").is_some_and(|d| d == "All");
+    if r.verb == Verb::Delete {
+        return delete(store, faults, r, &rt, &hooks, dry_run).await;
+    }
     let mut dry_query: HashMap<String, String> = r.query.clone();
     dry_query.insert("dryRun".into(), "All".into());
     for _ in 0..ATTEMPTS {
@@ -140,14 +148,7 @@ pub async fn handle(
                 }
                 old
             };
-            let labels = if rt.group.is_empty() && rt.plural == "namespaces" {
-                object.pointer("/metadata/labels").cloned()
-            } else if rt.namespaced {
-                st.get("/namespaces", "", &ns)
-                    .and_then(|n| n.pointer("/metadata/labels").cloned())
-            } else {
-                None
-            };
+            let labels = namespace_labels(&st, &rt, &object);
             (old, labels)
         };
         let operation = if created { "CREATE" } else { "UPDATE" };
@@ -201,6 +202,73 @@ pub async fn handle(
         r.path.name.as_deref().unwrap_or(""),
         "the object kept changing while its admission webhooks were called",
     ))
+}
+
+/// DELETE: the webhooks see the stored object as `oldObject` (mutating ones cannot change
+/// anything), then the delete runs as requested. The object may change between the calls and the
+/// delete, which the request's own preconditions (`uid`, `resourceVersion`) can rule out.
+async fn delete(
+    store: &Arc<Store>,
+    faults: &Faults,
+    r: ResourceRequest<'_>,
+    rt: &ResourceType,
+    hooks: &[Hook],
+    dry_run: bool,
+) -> ApiResult<Reply> {
+    let (old, labels) = {
+        let st = store.lock();
+        let ns = r.path.namespace.as_deref().unwrap_or("");
+        let name = r.path.name.as_deref().unwrap_or("");
+        let old = st
+            .get(&rt.key(), ns, name)
+            .map(|o| crate::ops::present(o, rt));
+        let labels = old.as_ref().and_then(|o| namespace_labels(&st, rt, o));
+        (old, labels)
+    };
+    let Some(old) = old else {
+        return handlers::handle(store, faults, r); // not found
+    };
+    let matching = hooks.iter().filter(|h| {
+        applies(
+            &h.spec,
+            "DELETE",
+            rt,
+            None,
+            labels.as_ref(),
+            &Value::Null,
+            Some(&*old),
+        )
+    });
+    let mut review = review(rt, &r, "DELETE", &old, Some(&*old), dry_run);
+    review["request"]["object"] = Value::Null;
+    let (mutating, validating): (Vec<&Hook>, Vec<&Hook>) = matching.partition(|h| h.mutating);
+    for hook in mutating {
+        admit(hook, review.clone()).await?;
+    }
+    let answers =
+        futures::future::join_all(validating.iter().map(|h| admit(h, review.clone()))).await;
+    for answer in answers {
+        answer?;
+    }
+    handlers::handle(store, faults, r)
+}
+
+/// The labels a `namespaceSelector` is matched against: the object's own for a Namespace, its
+/// namespace's for a namespaced object, none for other cluster-scoped ones (which every
+/// `namespaceSelector` takes).
+fn namespace_labels(st: &crate::store::State, rt: &ResourceType, object: &Value) -> Option<Value> {
+    if rt.group.is_empty() && rt.plural == "namespaces" {
+        object.pointer("/metadata/labels").cloned()
+    } else if rt.namespaced {
+        let ns = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        st.get("/namespaces", "", ns)
+            .and_then(|n| n.pointer("/metadata/labels").cloned())
+    } else {
+        None
+    }
 }
 
 /// Whether `hook`'s rules and selectors take this request.
@@ -291,6 +359,7 @@ fn review(
     let kind = json!({"group": rt.group, "version": rt.version, "kind": rt.kind});
     let resource = json!({"group": rt.group, "version": rt.version, "resource": rt.plural});
     let options_kind = match (operation, r.verb) {
+        (_, Verb::Delete) => "DeleteOptions",
         (_, Verb::Patch) => "PatchOptions",
         ("CREATE", _) => "CreateOptions",
         _ => "UpdateOptions",

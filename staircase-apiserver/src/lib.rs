@@ -96,8 +96,8 @@
 //!   inside the write that triggers it, so tests see the settled state without polling and
 //!   behave the same under `tokio::time::pause()`.
 //! * **Admission webhooks**: `admissionregistration.k8s.io/v1` Validating- and
-//!   MutatingWebhookConfigurations are served and their webhooks called for CREATE, UPDATE and
-//!   PATCH (server-side apply included) as kube-apiserver calls them: `rules` (groups,
+//!   MutatingWebhookConfigurations are served and their webhooks called for CREATE, UPDATE,
+//!   PATCH (server-side apply included) and DELETE as kube-apiserver calls them: `rules` (groups,
 //!   versions, operations, resources and subresources, scope), `namespaceSelector` and
 //!   `objectSelector`; an `admission.k8s.io/v1` `AdmissionReview` POSTed to `clientConfig.url`
 //!   over HTTPS trusting only the `caBundle`; mutating webhooks first, each `JSONPatch`
@@ -105,7 +105,7 @@
 //!   request: <message>` with the webhook's code; `failurePolicy` and `timeoutSeconds` for calls
 //!   that fail; `dryRun` passed on. No lock is held during a call (a dry run computes the
 //!   object, the webhooks see it, the write commits only if the object has not changed since,
-//!   else it starts again). Not done: DELETE admission, `matchPolicy: Equivalent`,
+//!   else it starts again). Not done: deletecollection admission, `matchPolicy: Equivalent`,
 //!   `matchConditions`, `reinvocationPolicy`, and `clientConfig.service` (a Service routes
 //!   nowhere here: the call fails and `failurePolicy` decides). Conversion webhooks are not
 //!   called: a custom resource read in another version only has its `apiVersion` changed.
