@@ -3,6 +3,10 @@
 //! unreachable webhooks under each `failurePolicy`; certificates from files; generated
 //! certificates renewed; bad request bodies.
 //!
+//! The admission parts ([`shelf_admission`], [`failure_policies`]) take a client and a
+//! namespace and run unchanged against the embedded API server too (`embedded_*` tests), which
+//! calls admission webhooks but not conversion ones.
+//!
 //! Each test serves its webhooks on a port of its own and configures them by URL
 //! (`https://127.0.0.1:<port>/...`), limited to its own namespace; the API server's copy of a
 //! new webhook configuration or caBundle arrives through its informers, so each test first waits
@@ -13,19 +17,20 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::admission::AdmissionRequest;
 use kube::{Client, CustomResourceExt, ResourceExt};
 use staircase::webhook::{CaBundle, Serving, Tls, Verdict, Webhooks};
 use staircase::{Operator, OperatorConfig};
 use staircase_examples::shelf::{self, v1, v2};
-use staircase_testkit::real::{TestNamespace, shared_or_skip};
+use staircase_testkit::ApiServer;
+use staircase_testkit::real::shared_or_skip;
 use staircase_tests::{Running, eventually};
 use tokio::net::TcpListener;
 
@@ -168,8 +173,8 @@ fn shelf_v2(name: &str, books: &[&str]) -> v2::Shelf {
 /// Installs the Shelf CRD converting through `base` and the example's validating and mutating
 /// webhooks for namespace `ns`, then serves them with a generated certificate whose CA the
 /// operator writes into all three.
-async fn serve_shelf_webhooks(ns: &TestNamespace) -> Serving {
-    let client = ns.client();
+async fn serve_shelf_webhooks(client: &Client, ns: &str) -> Serving {
+    let client = client.clone();
     let (listener, base) = listener().await;
     let crd = shelf::crd(apiext::WebhookClientConfig {
         url: Some(format!("{base}{}", shelf::CONVERT)),
@@ -179,11 +184,11 @@ async fn serve_shelf_webhooks(ns: &TestNamespace) -> Serving {
     staircase::crds::install_crd(&client, crd, GUARD)
         .await
         .unwrap();
-    let name = format!("shelf-{}", ns.name());
+    let name = format!("shelf-{ns}");
     let rule = rule("demo.staircase.rs", "v2", "shelves");
     let validate = validating(
         "validate.shelves.demo.staircase.rs",
-        ns.name(),
+        ns,
         None,
         url(format!("{base}{}", shelf::VALIDATE)),
         rule.clone(),
@@ -225,32 +230,11 @@ async fn serve_shelf_webhooks(ns: &TestNamespace) -> Serving {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_apiserver_calls_the_shelf_webhooks() {
-    let Some(server) = shared_or_skip("real_apiserver_calls_the_shelf_webhooks").await else {
-        return;
-    };
-    let ns = server.namespace("webhooks-shelf").await.unwrap();
-    let serving = serve_shelf_webhooks(&ns).await;
-    let crd = Api::<apiext::CustomResourceDefinition>::all(ns.client())
-        .get(v2::Shelf::crd_name())
-        .await
-        .unwrap();
-    let bundle = crd
-        .spec
-        .conversion
-        .unwrap()
-        .webhook
-        .unwrap()
-        .client_config
-        .unwrap()
-        .ca_bundle;
-    assert_eq!(
-        bundle,
-        Some(ByteString(serving.ca_bundle().into_bytes())),
-        "the CRD's conversion stanza carries the served CA"
-    );
-    let (v1s, v2s): (Api<v1::Shelf>, Api<v2::Shelf>) = (ns.api(), ns.api());
+/// The Shelf example's admission webhooks as any API server calls them (the webhooks served by
+/// [`serve_shelf_webhooks`]): a crowded shelf denied with the handler's reason, a messy one
+/// stored as the mutating handler sorted it.
+async fn shelf_admission(client: &Client, ns: &str) {
+    let v2s: Api<v2::Shelf> = Api::namespaced(client.clone(), ns);
 
     // Validating: denied, with the handler's reason.
     let books: Vec<String> = (1..=11).map(|i| format!("book {i}")).collect();
@@ -276,6 +260,113 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
     assert_eq!(created.spec.books, ["a", "b"]);
     assert_eq!(v2s.get("messy").await.unwrap().spec.books, ["a", "b"]);
 
+    // A dry run: the webhooks called, the mutated object answered, nothing stored.
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let answered = v2s
+        .create(&pp, &shelf_v2("dry", &["b", "a"]))
+        .await
+        .unwrap();
+    assert_eq!(answered.spec.books, ["a", "b"]);
+    assert!(v2s.get_opt("dry").await.unwrap().is_none());
+
+    // Updates: a merge patch mutated, a replace denied, the stored object unchanged by it.
+    let patch = serde_json::json!({"spec": {"books": ["c", "a", "c"]}});
+    let patched = v2s
+        .patch("messy", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.books, ["a", "c"]);
+    let mut crowded = patched.clone();
+    crowded.spec.books = books.iter().map(|b| b.to_string()).collect();
+    let Err(kube::Error::Api(s)) = v2s.replace("messy", &PostParams::default(), &crowded).await
+    else {
+        panic!("a crowded replace admitted");
+    };
+    assert_eq!(s.code, 403, "{}", s.message);
+    assert!(s.message.contains(reason), "{}", s.message);
+    assert_eq!(v2s.get("messy").await.unwrap().spec.books, ["a", "c"]);
+
+    // Server-side apply: a create (CREATE) and then an update (UPDATE), both mutated.
+    let apply = |books: &[&str]| {
+        serde_json::json!({
+            "apiVersion": "demo.staircase.rs/v2", "kind": "Shelf",
+            "metadata": {"name": "applied"}, "spec": {"books": books},
+        })
+    };
+    let pp = PatchParams::apply("webhook-test");
+    let applied = v2s
+        .patch("applied", &pp, &Patch::Apply(apply(&["z", "y", "z"])))
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.books, ["y", "z"]);
+    let applied = v2s
+        .patch("applied", &pp, &Patch::Apply(apply(&["x", "w"])))
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.books, ["w", "x"]);
+    assert_eq!(v2s.get("applied").await.unwrap().spec.books, ["w", "x"]);
+}
+
+/// The embedded API server (`staircase_testkit::ApiServer`) with namespace `ns`, and its client.
+async fn embedded(ns: &str) -> (ApiServer, Client) {
+    let server = ApiServer::start().await.unwrap();
+    let client = server.client();
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    (server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_calls_the_shelf_admission_webhooks() {
+    let (_server, client) = embedded("webhooks-shelf").await;
+    let serving = serve_shelf_webhooks(&client, "webhooks-shelf").await;
+    shelf_admission(&client, "webhooks-shelf").await;
+    drop(serving);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_apiserver_calls_the_shelf_webhooks() {
+    let Some(server) = shared_or_skip("real_apiserver_calls_the_shelf_webhooks").await else {
+        return;
+    };
+    let ns = server.namespace("webhooks-shelf").await.unwrap();
+    let serving = serve_shelf_webhooks(&ns.client(), ns.name()).await;
+    let crd = Api::<apiext::CustomResourceDefinition>::all(ns.client())
+        .get(v2::Shelf::crd_name())
+        .await
+        .unwrap();
+    let bundle = crd
+        .spec
+        .conversion
+        .unwrap()
+        .webhook
+        .unwrap()
+        .client_config
+        .unwrap()
+        .ca_bundle;
+    assert_eq!(
+        bundle,
+        Some(ByteString(serving.ca_bundle().into_bytes())),
+        "the CRD's conversion stanza carries the served CA"
+    );
+    shelf_admission(&ns.client(), ns.name()).await;
+    let (v1s, v2s): (Api<v1::Shelf>, Api<v2::Shelf>) = (ns.api(), ns.api());
+    let books: Vec<String> = (1..=11).map(|i| format!("book {i}")).collect();
+    let books: Vec<&str> = books.iter().map(String::as_str).collect();
+    let reason = "a shelf holds at most 10 books, this one has 11";
+
     // Conversion: a v2 object read as v1 (the CRD's handler picks up its caBundle in a moment).
     let deadline = Instant::now() + GUARD;
     while let Err(e) = v1s.get("messy").await {
@@ -283,7 +374,7 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
         // Poll interval, bounded by the deadline above.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(v1s.get("messy").await.unwrap().spec.books, "a,b");
+    assert_eq!(v1s.get("messy").await.unwrap().spec.books, "a,c");
 
     // A v1 object: stored as v2 (converted), read as v2, and read back as v1 unchanged.
     let original = v1::Shelf::new(
@@ -336,7 +427,7 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
     for (name, books) in [
         ("old", "Dune\nEmma"),
         ("unsorted", "Dune\nEmma"),
-        ("messy", "a\nb"),
+        ("messy", "a\nc"),
     ] {
         let cm = format!("{name}-books");
         eventually(GUARD, &format!("ConfigMap {cm}"), || async {
@@ -394,22 +485,17 @@ async fn post(client: &Client, path: &str, body: &str) -> Result<String, (u16, S
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
-    let Some(server) =
-        shared_or_skip("handler_failures_deny_and_failed_calls_follow_the_failure_policy").await
-    else {
-        return;
-    };
-    let ns = server.namespace("webhooks-failures").await.unwrap();
-    let client = ns.client();
+/// Handler errors and panics denied with their message, failed calls (a handler that hangs past
+/// `timeoutSeconds`, a path not served) refused under `Fail` and admitted under `Ignore`, as any
+/// API server calls the webhooks; then bad requests straight to the webhook server.
+async fn failure_policies(client: &Client, ns: &str) {
     let (listener, base) = listener().await;
-    let name = format!("failures-{}", ns.name());
+    let name = format!("failures-{ns}");
     let rule = rule("", "v1", "configmaps");
     let hook = |case: &str, path: &str, policy: &str| {
         validating(
             &format!("{case}.webhooks.staircase.rs"),
-            ns.name(),
+            ns,
             Some(case),
             url(format!("{base}{path}")),
             rule.clone(),
@@ -425,13 +511,13 @@ async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
         hook("missing-fail", "/missing", "Fail"),
         hook("missing-ignore", "/missing", "Ignore"),
     ];
-    create_validating(&client, &name, hooks).await;
+    create_validating(client, &name, hooks).await;
     let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
         .keep_ca_bundle(client.clone(), [CaBundle::validating(&name)])
         .start(listener)
         .await
         .unwrap();
-    let cms: Api<ConfigMap> = ns.api();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     wait_refused(
         &cms,
         &config_map("a", "deny"),
@@ -516,6 +602,214 @@ async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
         message.starts_with("the object is not a valid ConfigMap"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_follows_the_failure_policy() {
+    let (_server, client) = embedded("webhooks-failures").await;
+    failure_policies(&client, "webhooks-failures").await;
+}
+
+/// The embedded server alone: while a webhook call is under way the server goes on answering
+/// (it holds no lock across the call), and a webhook it cannot reach because it is configured by
+/// `clientConfig.service` follows its `failurePolicy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_answers_during_a_call_and_cannot_reach_a_service() {
+    let ns = "webhooks-embedded";
+    let (_server, client) = embedded(ns).await;
+    let (listener, base) = listener().await;
+    let name = "embedded";
+    let rule = rule("", "v1", "configmaps");
+    let service = WebhookClientConfig {
+        service: Some(ServiceReference {
+            namespace: ns.into(),
+            name: "webhooks".into(),
+            path: Some("/deny".into()),
+            port: Some(443),
+        }),
+        ..Default::default()
+    };
+    let mut hangs = validating(
+        "hangs.webhooks.staircase.rs",
+        ns,
+        Some("hangs"),
+        url(format!("{base}/hangs")),
+        rule.clone(),
+        "Fail",
+    );
+    hangs.timeout_seconds = Some(5);
+    let by_service = |case: &str, policy: &str| {
+        validating(
+            &format!("{case}.webhooks.staircase.rs"),
+            ns,
+            Some(case),
+            service.clone(),
+            rule.clone(),
+            policy,
+        )
+    };
+    let hooks = vec![
+        hangs,
+        by_service("service-fail", "Fail"),
+        by_service("service-ignore", "Ignore"),
+    ];
+    create_validating(&client, name, hooks).await;
+    let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+
+    let hanging = tokio::spawn({
+        let cms = cms.clone();
+        async move { refusal(&cms, &config_map("hangs", "hangs"), false).await }
+    });
+    // Lets the call get under way; the assertions below hold whether or not it has.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cms.create(&PostParams::default(), &config_map("other", "other"))
+        .await
+        .unwrap();
+    cms.list(&Default::default()).await.unwrap();
+    assert!(
+        !hanging.is_finished(),
+        "answered while the webhook call was outstanding"
+    );
+    let (code, message) = hanging.await.unwrap().expect("refused under Fail");
+    assert_eq!(code, 500, "{message}");
+    assert!(message.contains("failed calling webhook"), "{message}");
+    assert!(cms.get_opt("hangs").await.unwrap().is_none());
+
+    let (code, message) = refusal(&cms, &config_map("a", "service-fail"), false)
+        .await
+        .expect("refused under Fail");
+    assert_eq!(code, 500, "{message}");
+    assert!(
+        message.contains("failed calling webhook \"service-fail.webhooks.staircase.rs\"")
+            && message.contains("clientConfig.url"),
+        "{message}"
+    );
+    let admitted = config_map("b", "service-ignore");
+    assert_eq!(refusal(&cms, &admitted, false).await, None);
+    drop(serving);
+}
+
+/// The embedded server alone: an object that changes while its webhook is being called (here by
+/// the webhook itself, whose own write passes the same webhook) is not overwritten: the
+/// request's commit conflicts and the request starts again on the new object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_starts_a_write_again_when_the_object_changed_during_the_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let ns = "webhooks-race";
+    let (_server, client) = embedded(ns).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.create(&PostParams::default(), &config_map("raced", "race"))
+        .await
+        .unwrap();
+    let (listener, base) = listener().await;
+    let name = "race";
+    let hook = validating(
+        "race.webhooks.staircase.rs",
+        ns,
+        Some("race"),
+        url(format!("{base}/race")),
+        rule("", "v1", "configmaps"),
+        "Fail",
+    );
+    create_validating(&client, name, vec![hook]).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let race = {
+        let (calls, cms) = (calls.clone(), cms.clone());
+        move |_: AdmissionRequest<ConfigMap>| {
+            let (calls, cms) = (calls.clone(), cms.clone());
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let patch = serde_json::json!({"data": {"b": "2"}});
+                    cms.patch("raced", &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(Verdict::Allow)
+            }
+        }
+    };
+    let serving = Webhooks::new(Tls::generate(["127.0.0.1"]))
+        .validate("/race", race)
+        .keep_ca_bundle(client.clone(), [CaBundle::validating(name)])
+        .start(listener)
+        .await
+        .unwrap();
+    let patch = serde_json::json!({"data": {"a": "1"}});
+    let patched = cms
+        .patch("raced", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let data = patched.data.unwrap();
+    assert_eq!((data["a"].as_str(), data["b"].as_str()), ("1", "2"));
+    // The request's call, the webhook's own write's call, the request's call again.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    drop(serving);
+}
+
+/// The embedded server alone: a webhook whose rules name DELETE is called with the stored
+/// object, and a denial keeps the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_calls_webhooks_on_delete() {
+    let ns = "webhooks-delete";
+    let (_server, client) = embedded(ns).await;
+    let (listener, base) = listener().await;
+    let mut on_delete = rule("", "v1", "configmaps");
+    on_delete.operations = Some(vec!["DELETE".into()]);
+    let hook = validating(
+        "deny-delete.webhooks.staircase.rs",
+        ns,
+        Some("deny"),
+        url(format!("{base}/deny")),
+        on_delete,
+        "Fail",
+    );
+    create_validating(&client, "delete", vec![hook]).await;
+    let serving = config_map_webhooks(Tls::generate(["127.0.0.1"]))
+        .keep_ca_bundle(client.clone(), [CaBundle::validating("delete")])
+        .start(listener)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    // Created (the rule names DELETE only), then refused deletion.
+    cms.create(&PostParams::default(), &config_map("kept", "deny"))
+        .await
+        .unwrap();
+    let Err(kube::Error::Api(s)) = cms.delete("kept", &Default::default()).await else {
+        panic!("deleted despite the webhook");
+    };
+    assert!(
+        s.message.contains(
+            "admission webhook \"deny-delete.webhooks.staircase.rs\" denied the request: no ConfigMaps labelled case=deny"
+        ),
+        "{}",
+        s.message
+    );
+    cms.get("kept").await.unwrap();
+    // Objects the selector does not take are deleted.
+    cms.create(&PostParams::default(), &config_map("gone", "other"))
+        .await
+        .unwrap();
+    cms.delete("gone", &Default::default()).await.unwrap();
+    assert!(cms.get_opt("gone").await.unwrap().is_none());
+    drop(serving);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_failures_deny_and_failed_calls_follow_the_failure_policy() {
+    let Some(server) =
+        shared_or_skip("handler_failures_deny_and_failed_calls_follow_the_failure_policy").await
+    else {
+        return;
+    };
+    let ns = server.namespace("webhooks-failures").await.unwrap();
+    failure_policies(&ns.client(), ns.name()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

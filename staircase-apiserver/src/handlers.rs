@@ -855,6 +855,45 @@ fn server_side_apply(
     }
 }
 
+/// Writes what the admission webhooks admitted (see [`crate::admission`]): `object` as a create,
+/// or as an update conditional on the `resourceVersion` it carries.
+pub fn commit(
+    store: &Arc<Store>,
+    rt: &ResourceType,
+    r: &ResourceRequest<'_>,
+    created: bool,
+    mut object: Value,
+) -> ApiResult<Reply> {
+    let mut opts = write_opts(r)?;
+    // Server-side apply recorded its field ownership in the planned object already.
+    opts.managed_fields_done =
+        r.verb == Verb::Patch && r.content_type.starts_with("application/apply-patch");
+    let mut st = store.lock();
+    let w = if created {
+        crate::meta::meta_mut(&mut object).remove("resourceVersion");
+        ops::create(&mut st, rt, r.path.namespace.as_deref(), object, &opts)?
+    } else {
+        let name = r.path.name.as_deref().expect("an update has a name");
+        let sub = r.path.subresource.as_deref();
+        ops::update(
+            &mut st,
+            rt,
+            r.path.namespace.as_deref(),
+            name,
+            sub,
+            object,
+            &opts,
+        )?
+    };
+    crate::gc::run(&mut st);
+    drop(st);
+    Ok(Reply::Object(
+        if created { 201 } else { 200 },
+        present(&w.object, rt),
+        w.warnings,
+    ))
+}
+
 fn body_or_none(r: &ResourceRequest<'_>) -> ApiResult<Option<Value>> {
     if r.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);

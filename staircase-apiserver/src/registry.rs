@@ -355,6 +355,34 @@ impl Registry {
                 false,
             );
         }
+        // Admission webhook configurations: the server calls their webhooks (see
+        // `crate::admission`).
+        for (plural, singular, kind) in [
+            (
+                "validatingwebhookconfigurations",
+                "validatingwebhookconfiguration",
+                "ValidatingWebhookConfiguration",
+            ),
+            (
+                "mutatingwebhookconfigurations",
+                "mutatingwebhookconfiguration",
+                "MutatingWebhookConfiguration",
+            ),
+        ] {
+            all(
+                builtin(
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    plural,
+                    singular,
+                    kind,
+                    false,
+                    &[],
+                    false,
+                ),
+                false,
+            );
+        }
         all(
             builtin(
                 "apiextensions.k8s.io",

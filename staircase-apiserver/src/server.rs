@@ -420,7 +420,7 @@ async fn answer(
                 body,
                 field_manager: effective_manager,
             };
-            match handlers::handle(&shared.store, &shared.faults, rr) {
+            match crate::admission::handle(&shared.store, &shared.faults, rr).await {
                 Ok(Reply::Json(code, v, warnings)) => {
                     json_response(code, Bytes::from(v.to_string()), &warnings)
                 }
