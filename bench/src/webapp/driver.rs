@@ -407,6 +407,24 @@ impl Run<'_> {
         }
     }
 
+    /// Ends the phase `name` begun at `start`: waits until `done` holds and the operator is
+    /// quiet, then measures it.
+    async fn settle(
+        &self,
+        name: &str,
+        start: &Mark,
+        done: impl Fn(&[std::sync::Arc<WebApp>]) -> bool,
+    ) -> anyhow::Result<Phase> {
+        let converged = self.until(name, done).await?;
+        self.quiet(converged, start).await?;
+        let end = self.mark().await?;
+        eprintln!(
+            "  {name}: done in {:.2} s",
+            (converged - start.at).as_secs_f64()
+        );
+        Ok(self.phase(name, start, &end, converged))
+    }
+
     fn phase(&self, name: &str, start: &Mark, end: &Mark, converged: Instant) -> Phase {
         Phase {
             name: name.into(),
@@ -540,15 +558,7 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             .buffer_unordered(32)
             .try_collect::<Vec<()>>()
             .await?;
-        let converged = run.until("create", ready_at(1, o.n)).await?;
-        run.quiet(converged, &start).await?;
-        let end = run.mark().await?;
-        phases.push(run.phase("create", &start, &end, converged));
-        eprintln!(
-            "  {}: create converged in {:.2} s",
-            v.name(),
-            (converged - start.at).as_secs_f64()
-        );
+        phases.push(run.settle("create", &start, ready_at(1, o.n)).await?);
 
         // edit: a new image for every WebApp
         run.begin();
@@ -570,15 +580,7 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             .buffer_unordered(32)
             .try_collect::<Vec<()>>()
             .await?;
-        let converged = run.until("edit", ready_at(2, o.n)).await?;
-        run.quiet(converged, &start).await?;
-        let end = run.mark().await?;
-        phases.push(run.phase("edit", &start, &end, converged));
-        eprintln!(
-            "  {}: edit converged in {:.2} s",
-            v.name(),
-            (converged - start.at).as_secs_f64()
-        );
+        phases.push(run.settle("edit", &start, ready_at(2, o.n)).await?);
 
         // idle: two resync periods and a second
         run.begin();
@@ -633,15 +635,7 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             .buffer_unordered(32)
             .try_collect::<Vec<()>>()
             .await?;
-        let converged = run.until("delete", |apps| apps.is_empty()).await?;
-        run.quiet(converged, &start).await?;
-        let end = run.mark().await?;
-        phases.push(run.phase("delete", &start, &end, converged));
-        eprintln!(
-            "  {}: delete done in {:.2} s",
-            v.name(),
-            (converged - start.at).as_secs_f64()
-        );
+        phases.push(run.settle("delete", &start, |apps| apps.is_empty()).await?);
 
         // (Namespaces also hold the server's own `kube-root-ca.crt`: only ours are counted.)
         let records_left = records
