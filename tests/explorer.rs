@@ -125,7 +125,7 @@ fn foo_scenarios() -> Vec<Scenario<Foo>> {
 /// the explorer in this suite: a new example must join the list, and a test.
 #[test]
 fn every_example_operator_is_explored() {
-    const EXPLORED: [&str; 4] = ["echo", "foo", "greeting", "order"];
+    const EXPLORED: [&str; 5] = ["echo", "foo", "greeting", "order", "shelf"];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut operators: Vec<String> = std::fs::read_dir(&dir)
         .expect("the examples")
@@ -781,6 +781,40 @@ async fn greeting_children_converge_under_every_variant() {
         .run()
         .await
         .assert_all_converged();
+    assert_complete(&report);
+}
+
+/// The shelf example's staircase (its webhooks are tested in the integration suite) keeps its
+/// index ConfigMap as the stored `v2` shelf changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shelf_index_converges_under_every_variant() {
+    use staircase_examples::shelf::{self, v2};
+    let shelf_obj = |books: &[&str]| {
+        v2::Shelf::new(
+            "s",
+            v2::ShelfSpec {
+                books: books.iter().map(|b| b.to_string()).collect(),
+            },
+        )
+    };
+    let report = Explorer::new(|client| {
+        Operator::new(client, shelf::stairs())
+            .with_status()
+            .owns::<k8s_openapi::api::core::v1::ConfigMap>()
+    })
+    .crd(v2::Shelf::crd())
+    .seeds(SMALL_SEEDS)
+    .loop_seeds(LOOP_SEEDS)
+    .reproduce_with(REPRODUCE)
+    .scenario(Scenario::new("shelf").create(shelf_obj(&["a", "b"])))
+    .scenario(
+        Scenario::new("shelf changed")
+            .create(shelf_obj(&["a", "b"]))
+            .then_edit("s", |s: &mut v2::Shelf| s.spec.books.push("c".into())),
+    )
+    .run()
+    .await
+    .assert_all_converged();
     assert_complete(&report);
 }
 
