@@ -57,26 +57,12 @@ impl CaBundle {
         for _ in 0..5 {
             let result = match self {
                 CaBundle::Validating(name) => {
-                    let api = Api::<ValidatingWebhookConfiguration>::all(client.clone());
-                    let mut c = api.get(name).await.map_err(|e| err(e.to_string()))?;
-                    let hooks = c.webhooks.iter_mut().flatten();
-                    if !set_all(hooks.map(|w| &mut w.client_config.ca_bundle), &bundle) {
-                        return Ok(());
-                    }
-                    api.replace(name, &PostParams::default(), &c)
-                        .await
-                        .map(drop)
+                    let api = Api::all(client.clone());
+                    replace_bundles(api, name, &bundle, validating_bundles).await
                 }
                 CaBundle::Mutating(name) => {
-                    let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
-                    let mut c = api.get(name).await.map_err(|e| err(e.to_string()))?;
-                    let hooks = c.webhooks.iter_mut().flatten();
-                    if !set_all(hooks.map(|w| &mut w.client_config.ca_bundle), &bundle) {
-                        return Ok(());
-                    }
-                    api.replace(name, &PostParams::default(), &c)
-                        .await
-                        .map(drop)
+                    let api = Api::all(client.clone());
+                    replace_bundles(api, name, &bundle, mutating_bundles).await
                 }
                 CaBundle::Crd(name) => {
                     let api = Api::<CustomResourceDefinition>::all(client.clone());
@@ -112,6 +98,36 @@ impl CaBundle {
         }
         Err(err("conflicting writes, five times in a row".into()))
     }
+}
+
+/// Reads the webhook configuration `name`, sets the caBundle of every webhook `bundles` gives,
+/// and replaces it when one changed.
+async fn replace_bundles<T>(
+    api: Api<T>,
+    name: &str,
+    bundle: &ByteString,
+    bundles: fn(&mut T) -> Vec<&mut Option<ByteString>>,
+) -> kube::Result<()>
+where
+    T: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut c = api.get(name).await?;
+    if !set_all(bundles(&mut c).into_iter(), bundle) {
+        return Ok(());
+    }
+    api.replace(name, &PostParams::default(), &c)
+        .await
+        .map(drop)
+}
+
+fn validating_bundles(c: &mut ValidatingWebhookConfiguration) -> Vec<&mut Option<ByteString>> {
+    let hooks = c.webhooks.iter_mut().flatten();
+    hooks.map(|w| &mut w.client_config.ca_bundle).collect()
+}
+
+fn mutating_bundles(c: &mut MutatingWebhookConfiguration) -> Vec<&mut Option<ByteString>> {
+    let hooks = c.webhooks.iter_mut().flatten();
+    hooks.map(|w| &mut w.client_config.ca_bundle).collect()
 }
 
 /// Sets each field to `bundle`; whether any changed.
