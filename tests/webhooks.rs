@@ -3,9 +3,9 @@
 //! unreachable webhooks under each `failurePolicy`; certificates from files; generated
 //! certificates renewed; bad request bodies.
 //!
-//! The admission parts ([`shelf_admission`], [`failure_policies`]) take a client and a
-//! namespace and run unchanged against the embedded API server too (`embedded_*` tests), which
-//! calls admission webhooks but not conversion ones.
+//! The admission parts ([`shelf_admission`], [`failure_policies`]) and the conversion parts
+//! ([`shelf_conversion`], [`unreachable_conversion`]) take a client and a namespace and run
+//! unchanged against the embedded API server too (`embedded_*` tests).
 //!
 //! Each test serves its webhooks on a port of its own and configures them by URL
 //! (`https://127.0.0.1:<port>/...`), limited to its own namespace; the API server's copy of a
@@ -310,6 +310,165 @@ async fn shelf_admission(client: &Client, ns: &str) {
     assert_eq!(v2s.get("applied").await.unwrap().spec.books, ["w", "x"]);
 }
 
+/// Waits until `messy` (written through v2) reads through v1: a real API server's CRD handler
+/// picks up the conversion webhook's caBundle in a moment.
+async fn readable_through_v1(v1s: &Api<v1::Shelf>) {
+    let deadline = Instant::now() + GUARD;
+    while let Err(e) = v1s.get("messy").await {
+        assert!(Instant::now() < deadline, "read through v1: {e}");
+        // Poll interval, bounded by the deadline above.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Shelf example's conversion webhook as any API server calls it (after [`shelf_admission`]
+/// stored `messy` through v2): objects written in one version read, listed, watched and patched
+/// through the other, their metadata kept; then the operator, on v2, runs the shelves written
+/// through v1 (its finalizer patches pass the webhooks too) and each gets its ConfigMap, besides
+/// the ones in `more`.
+async fn shelf_conversion(client: &Client, ns: &str, more: &[(&str, &str)]) {
+    let (v1s, v2s): (Api<v1::Shelf>, Api<v2::Shelf>) = (
+        Api::namespaced(client.clone(), ns),
+        Api::namespaced(client.clone(), ns),
+    );
+
+    // A v2 object read as v1.
+    readable_through_v1(&v1s).await;
+    assert_eq!(v1s.get("messy").await.unwrap().spec.books, "a,c");
+
+    // A v1 object read as v2, and read back as v1 unchanged.
+    let original = v1::Shelf::new(
+        "old",
+        v1::ShelfSpec {
+            books: "Dune,Emma".into(),
+        },
+    );
+    let created = v1s.create(&PostParams::default(), &original).await.unwrap();
+    assert_eq!(created.spec, original.spec);
+    let as_v2 = v2s.get("old").await.unwrap();
+    assert_eq!(as_v2.spec.books, ["Dune", "Emma"]);
+    assert_eq!(
+        as_v2.uid(),
+        created.uid(),
+        "the converted object keeps its metadata"
+    );
+    let back = v1s.get("old").await.unwrap();
+    assert_eq!(back.spec, original.spec);
+    assert_eq!(back.metadata, created.metadata);
+
+    // Lists in either version hold every shelf in that version (a v2 body fails to decode as v1).
+    let through_v1 = v1s.list(&Default::default()).await.unwrap();
+    let names: Vec<String> = through_v1.items.iter().map(|s| s.name_any()).collect();
+    assert!(
+        names.contains(&"messy".into()) && names.contains(&"old".into()),
+        "{names:?}"
+    );
+    let through_v2 = v2s.list(&Default::default()).await.unwrap();
+    assert_eq!(through_v2.items.len(), through_v1.items.len());
+
+    // A patch through v1 of the object written through v2 applies to its v1 form ...
+    let patch = serde_json::json!({"spec": {"books": "a,c,d"}});
+    let patched = v1s
+        .patch("messy", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.books, "a,c,d");
+    assert_eq!(v2s.get("messy").await.unwrap().spec.books, ["a", "c", "d"]);
+    // ... and one through v2 that changes nothing in its v2 form changes nothing.
+    let same = serde_json::json!({"spec": {"books": ["a", "c", "d"]}});
+    let again = v2s
+        .patch("messy", &PatchParams::default(), &Patch::Merge(&same))
+        .await
+        .unwrap();
+    assert_eq!(again.resource_version(), patched.resource_version());
+
+    let op = Running::operator(
+        Operator::new(client.clone(), shelf::stairs())
+            .with_config(OperatorConfig::default().with_namespace(ns))
+            .with_status()
+            .owns::<ConfigMap>(),
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    for (name, books) in [("old", "Dune\nEmma"), ("messy", "a\nc\nd")]
+        .iter()
+        .chain(more)
+    {
+        let cm = format!("{name}-books");
+        eventually(GUARD, &format!("ConfigMap {cm}"), || async {
+            let cm = cms.get_opt(&cm).await.unwrap();
+            cm.and_then(|c| c.data)
+                .is_some_and(|d| d["books"] == *books)
+        })
+        .await;
+    }
+    op.stop().await;
+}
+
+/// A CRD whose conversion webhook cannot be reached: objects read in the version they are
+/// stored in, and a read in the other version fails with kube-apiserver's message. The stored
+/// version is the preferred one (`v1` over `v1alpha1`), so the garbage collector and namespace
+/// controller of a real server, which read the preferred version, never need the webhook.
+async fn unreachable_conversion(client: &Client, ns: &str) {
+    let (listener, base) = listener().await;
+    drop(listener); // nothing listens there any more
+    let version = |name: &str, storage: bool| {
+        serde_json::json!({
+            "name": name, "served": true, "storage": storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+        })
+    };
+    let crd: apiext::CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.conversion.staircase.rs"},
+        "spec": {
+            "group": "conversion.staircase.rs",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [version("v1", true), version("v1alpha1", false)],
+            "conversion": {"strategy": "Webhook", "webhook": {
+                "conversionReviewVersions": ["v1"],
+                "clientConfig": {"url": format!("{base}/convert")},
+            }},
+        },
+    }))
+    .unwrap();
+    let crd = staircase::crds::install_crd(client, crd, GUARD)
+        .await
+        .unwrap();
+    let resource = |version: &str| {
+        let gvk = kube::core::GroupVersionKind::gvk("conversion.staircase.rs", version, "Gadget");
+        kube::core::ApiResource::from_gvk_with_plural(&gvk, "gadgets")
+    };
+    let api = |version: &str| {
+        Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), ns, &resource(version))
+    };
+    let gadget = kube::core::DynamicObject::new("g", &resource("v1"))
+        .data(serde_json::json!({"spec": {"size": 3}}));
+    let v1 = api("v1");
+    v1.create(&PostParams::default(), &gadget).await.unwrap();
+    assert_eq!(v1.get("g").await.unwrap().data["spec"]["size"], 3);
+
+    let prefix = "conversion webhook for conversion.staircase.rs/v1, Kind=Gadget failed: ";
+    let alpha = api("v1alpha1");
+    for (what, answer) in [
+        ("get", alpha.get("g").await.map(|_| ())),
+        ("list", alpha.list(&Default::default()).await.map(|_| ())),
+    ] {
+        let Err(kube::Error::Api(s)) = answer else {
+            panic!("a {what} through v1alpha1 answered {answer:?}");
+        };
+        assert_eq!(s.code, 500, "{what}: {}", s.message);
+        assert!(s.message.contains(prefix), "{what}: {}", s.message);
+    }
+    // Still there, unchanged, through its own version.
+    assert_eq!(v1.get("g").await.unwrap().data["spec"]["size"], 3);
+    Api::<apiext::CustomResourceDefinition>::all(client.clone())
+        .delete(&crd.name_any(), &Default::default())
+        .await
+        .unwrap();
+}
+
 /// The embedded API server (`staircase_testkit::ApiServer`) with namespace `ns`, and its client.
 async fn embedded(ns: &str) -> (ApiServer, Client) {
     let server = ApiServer::start().await.unwrap();
@@ -333,6 +492,34 @@ async fn embedded_apiserver_calls_the_shelf_admission_webhooks() {
     let (_server, client) = embedded("webhooks-shelf").await;
     let serving = serve_shelf_webhooks(&client, "webhooks-shelf").await;
     shelf_admission(&client, "webhooks-shelf").await;
+    drop(serving);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_fails_reads_an_unreachable_conversion_webhook_should_convert() {
+    let (_server, client) = embedded("webhooks-unreachable").await;
+    unreachable_conversion(&client, "webhooks-unreachable").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_apiserver_fails_reads_an_unreachable_conversion_webhook_should_convert() {
+    let Some(server) = shared_or_skip(
+        "real_apiserver_fails_reads_an_unreachable_conversion_webhook_should_convert",
+    )
+    .await
+    else {
+        return;
+    };
+    let ns = server.namespace("webhooks-unreachable").await.unwrap();
+    unreachable_conversion(&ns.client(), ns.name()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_apiserver_calls_the_shelf_conversion_webhook() {
+    let (_server, client) = embedded("webhooks-convert").await;
+    let serving = serve_shelf_webhooks(&client, "webhooks-convert").await;
+    shelf_admission(&client, "webhooks-convert").await;
+    shelf_conversion(&client, "webhooks-convert", &[]).await;
     drop(serving);
 }
 
@@ -362,39 +549,11 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
         "the CRD's conversion stanza carries the served CA"
     );
     shelf_admission(&ns.client(), ns.name()).await;
-    let (v1s, v2s): (Api<v1::Shelf>, Api<v2::Shelf>) = (ns.api(), ns.api());
+    let v1s: Api<v1::Shelf> = ns.api();
     let books: Vec<String> = (1..=11).map(|i| format!("book {i}")).collect();
     let books: Vec<&str> = books.iter().map(String::as_str).collect();
     let reason = "a shelf holds at most 10 books, this one has 11";
-
-    // Conversion: a v2 object read as v1 (the CRD's handler picks up its caBundle in a moment).
-    let deadline = Instant::now() + GUARD;
-    while let Err(e) = v1s.get("messy").await {
-        assert!(Instant::now() < deadline, "read through v1: {e}");
-        // Poll interval, bounded by the deadline above.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(v1s.get("messy").await.unwrap().spec.books, "a,c");
-
-    // A v1 object: stored as v2 (converted), read as v2, and read back as v1 unchanged.
-    let original = v1::Shelf::new(
-        "old",
-        v1::ShelfSpec {
-            books: "Dune,Emma".into(),
-        },
-    );
-    let created = v1s.create(&PostParams::default(), &original).await.unwrap();
-    assert_eq!(created.spec, original.spec);
-    let as_v2 = v2s.get("old").await.unwrap();
-    assert_eq!(as_v2.spec.books, ["Dune", "Emma"]);
-    assert_eq!(
-        as_v2.uid(),
-        created.uid(),
-        "the converted object keeps its metadata"
-    );
-    let back = v1s.get("old").await.unwrap();
-    assert_eq!(back.spec, original.spec);
-    assert_eq!(back.metadata, created.metadata);
+    readable_through_v1(&v1s).await;
 
     // Through v1 the webhooks see the object as v2 (matchPolicy Equivalent): mutated ...
     let unsorted = v1::Shelf::new(
@@ -415,28 +574,7 @@ async fn real_apiserver_calls_the_shelf_webhooks() {
     let (_, message) = refusal(&v1s, &crowded, false).await.expect("denied");
     assert!(message.contains(reason), "{message}");
 
-    // The operator, on v2, runs the shelves created through v1 like any other (its finalizer
-    // patches pass the webhooks too): each gets its ConfigMap.
-    let op = Running::operator(
-        Operator::new(ns.client(), shelf::stairs())
-            .with_config(OperatorConfig::default().with_namespace(ns.name()))
-            .with_status()
-            .owns::<ConfigMap>(),
-    );
-    let cms: Api<ConfigMap> = ns.api();
-    for (name, books) in [
-        ("old", "Dune\nEmma"),
-        ("unsorted", "Dune\nEmma"),
-        ("messy", "a\nc"),
-    ] {
-        let cm = format!("{name}-books");
-        eventually(GUARD, &format!("ConfigMap {cm}"), || async {
-            let cm = cms.get_opt(&cm).await.unwrap();
-            cm.and_then(|c| c.data).is_some_and(|d| d["books"] == books)
-        })
-        .await;
-    }
-    op.stop().await;
+    shelf_conversion(&ns.client(), ns.name(), &[("unsorted", "Dune\nEmma")]).await;
     drop(serving);
 }
 

@@ -30,8 +30,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
 use crate::faults::Faults;
@@ -119,6 +117,7 @@ pub async fn handle(
                 accept: r.accept.clone(),
                 body: r.body.clone(),
                 field_manager: r.field_manager.clone(),
+                seen: r.seen.clone(),
             },
         )?;
         let Reply::Object(code, planned, warnings) = planned else {
@@ -136,9 +135,10 @@ pub async fn handle(
             let old = if created {
                 None
             } else {
-                let old = st
-                    .get(&rt.key(), &ns, crate::meta::name_of(&object))
-                    .map(|o| crate::ops::present(o, &rt));
+                let old = match st.get(&rt.key(), &ns, crate::meta::name_of(&object)) {
+                    Some(o) => Some(handlers::seen_as_requested(o, &rt, &r)?),
+                    None => None,
+                };
                 if old
                     .as_ref()
                     .and_then(|o| o.pointer("/metadata/resourceVersion"))
@@ -402,14 +402,18 @@ async fn admit(hook: &Hook, review: Value) -> ApiResult<Option<Value>> {
     let name = hook.name();
     let uid = review["request"]["uid"].clone();
     let timeout = Duration::from_secs(hook.spec["timeoutSeconds"].as_u64().unwrap_or(10));
-    let answer =
-        match tokio::time::timeout(timeout, call(&hook.spec["clientConfig"], &review)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(format!(
-                "context deadline exceeded (timeoutSeconds: {})",
-                timeout.as_secs()
-            )),
-        };
+    let answer = match tokio::time::timeout(
+        timeout,
+        crate::callout::post(&hook.spec["clientConfig"], &review),
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        Err(_) => Err(format!(
+            "context deadline exceeded (timeoutSeconds: {})",
+            timeout.as_secs()
+        )),
+    };
     let response = answer.and_then(|review| {
         let response = review
             .get("response")
@@ -481,94 +485,6 @@ async fn admit(hook: &Hook, review: Value) -> ApiResult<Option<Value>> {
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| fail(e.to_string()))
-}
-
-/// POSTs `review` to the webhook over HTTPS, trusting only its `caBundle`.
-async fn call(client_config: &Value, review: &Value) -> Result<Value, String> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-
-    let url = match (client_config["url"].as_str(), client_config.get("service")) {
-        (Some(url), _) => url,
-        (None, Some(s)) => {
-            return Err(format!(
-                "the embedded API server cannot call service {}/{} (a Service routes nowhere here): give the webhook a clientConfig.url",
-                s["namespace"].as_str().unwrap_or(""),
-                s["name"].as_str().unwrap_or("")
-            ));
-        }
-        (None, None) => return Err("the webhook has neither clientConfig.url nor .service".into()),
-    };
-    let uri: http::Uri = url.parse().map_err(|e| format!("bad url {url:?}: {e}"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(format!("url {url:?}: only https is supported"));
-    }
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("url {url:?} has no host"))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(443);
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(bundle) = client_config["caBundle"].as_str() {
-        let pem: k8s_openapi::ByteString = serde_json::from_value(json!(bundle))
-            .map_err(|e| format!("caBundle is not base64: {e}"))?;
-        for cert in CertificateDer::pem_slice_iter(&pem.0) {
-            let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("caBundle certificate: {e}"))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let server_name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-    let post = |e: &dyn std::fmt::Display| format!("Post {url:?}: {e}");
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| post(&e))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| post(&e))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| post(&e))?;
-    tokio::spawn(conn);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = http::Request::post(path)
-        .header(
-            http::header::HOST,
-            uri.authority().map_or("", |a| a.as_str()),
-        )
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(review.to_string())))
-        .map_err(|e| post(&e))?;
-    let response = sender.send_request(request).await.map_err(|e| post(&e))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| post(&e))?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!(
-            "the server responded with the status code {} but did not return more information: {}",
-            status.as_u16(),
-            String::from_utf8_lossy(&body).trim()
-        ));
-    }
-    serde_json::from_slice(&body)
-        .map_err(|e| format!("the response is not an AdmissionReview: {e}"))
 }
 
 #[cfg(test)]

@@ -171,6 +171,10 @@ pub fn register(state: &mut State, crd: &Value) {
     if crate::meta::is_deleting(crd) {
         return;
     }
+    let conversion_webhook = (s("/spec/conversion/strategy") == "Webhook")
+        .then(|| crd.pointer("/spec/conversion/webhook").cloned())
+        .flatten()
+        .map(Arc::new);
     for v in crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
@@ -215,6 +219,7 @@ pub fn register(state: &mut State, crd: &Value) {
                 .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
                 .map(|p| p.trim_start_matches('.').to_string())
                 .collect(),
+            conversion_webhook: conversion_webhook.clone(),
         });
     }
 }

@@ -36,6 +36,7 @@ pub enum Reply {
 }
 
 /// Everything about a resource request the handlers need.
+#[derive(Clone)]
 pub struct ResourceRequest<'a> {
     /// Parsed URL.
     pub path: &'a ResourcePath,
@@ -51,7 +52,37 @@ pub struct ResourceRequest<'a> {
     pub body: Bytes,
     /// Field manager to record for writes.
     pub field_manager: String,
+    /// For a write to a custom resource whose CRD converts by webhook: the stored object as
+    /// the request's version sees it, converted before the handler runs (a webhook call cannot
+    /// happen under the store's lock). Patches apply to it.
+    pub seen: Option<Arc<Value>>,
 }
+
+/// The stored object `old` as the request's version sees it: [`ResourceRequest::seen`] when the
+/// conversion webhook made it from this very version of the object, else [`present`].
+pub fn seen_as_requested(
+    old: &Arc<Value>,
+    rt: &ResourceType,
+    r: &ResourceRequest<'_>,
+) -> ApiResult<Arc<Value>> {
+    let Some(seen) = &r.seen else {
+        return Ok(present(old, rt));
+    };
+    let rv = |o: &Value| o.pointer("/metadata/resourceVersion").cloned();
+    if rv(seen) != rv(old) {
+        // Changed since it was converted: the caller converts the new version and retries.
+        return Err(ApiError::conflict_msg(
+            &rt.group,
+            &rt.plural,
+            crate::meta::name_of(old),
+            STALE_CONVERSION,
+        ));
+    }
+    Ok(seen.clone())
+}
+
+/// The message of the conflict [`seen_as_requested`] reports; never reaches a client.
+pub const STALE_CONVERSION: &str = "the object changed while it was converted";
 
 /// Derives the verb; `None` for methods the resource API does not have.
 pub fn verb_of(
@@ -140,6 +171,7 @@ fn write_opts(r: &ResourceRequest<'_>) -> ApiResult<WriteOpts> {
         field_manager: r.field_manager.clone(),
         validation,
         managed_fields_done: false,
+        seen: r.seen.clone(),
     })
 }
 
@@ -715,7 +747,7 @@ fn patch(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiR
         .get(&rt.key(), ns, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-    let base = present(&old, rt);
+    let base = seen_as_requested(&old, rt, r)?;
     let patched = match kind {
         "merge" => {
             if !body.is_object() {
@@ -821,10 +853,14 @@ fn server_side_apply(
     let force = r.query.get("force").is_some_and(|f| f == "true");
     let ns = ns_of(r);
     let old = st.get(&rt.key(), ns, name).cloned();
+    let base = match (&old, &r.seen) {
+        (Some(old), Some(_)) => Some(seen_as_requested(old, rt, r)?),
+        _ => old.clone(),
+    };
     let now = crate::meta::now();
     let schema = rt.schema.as_deref();
     let merged = crate::patch::apply_with_schema(
-        old.as_deref(),
+        base.as_deref(),
         &body,
         manager,
         force,

@@ -107,8 +107,19 @@
 //!   object, the webhooks see it, the write commits only if the object has not changed since,
 //!   else it starts again). Not done: deletecollection admission, `matchPolicy: Equivalent`,
 //!   `matchConditions`, `reinvocationPolicy`, and `clientConfig.service` (a Service routes
-//!   nowhere here: the call fails and `failurePolicy` decides). Conversion webhooks are not
-//!   called: a custom resource read in another version only has its `apiVersion` changed.
+//!   nowhere here: the call fails and `failurePolicy` decides).
+//! * **Conversion webhooks** of CRDs with `conversion.strategy: Webhook`: a custom resource
+//!   read, listed, watched or written through another version than the one it is stored in is
+//!   converted by an `apiextensions.k8s.io/v1` `ConversionReview` POSTed to the webhook's
+//!   `clientConfig.url` (one per request; a list sends all its items at once), and the answer
+//!   checked as kube-apiserver checks it (uid, result, count, version, kind, name, namespace,
+//!   uid; only labels and annotations taken from the returned metadata). A patch or apply
+//!   applies to the converted object, and one that changes nothing there writes nothing. A
+//!   failed conversion fails the request with `500` and kube-apiserver's message (`conversion
+//!   webhook for <group/version, Kind=...> failed: ...`); a watch ends with an `ERROR` event.
+//!   Objects are stored in the version that wrote them, not converted to the storage version;
+//!   server-side tables and `/scale` are computed from the stored version. Without a webhook
+//!   (`None`), a custom resource read in another version only has its `apiVersion` changed.
 //! * **Immutable fields of built-in kinds**, enforced on update, every patch type and
 //!   server-side apply alike with the real `422 Invalid` body (`details.causes` with reason, field
 //!   path and kube-apiserver's message): the `spec.selector` of Deployments, ReplicaSets and
@@ -199,6 +210,8 @@
 #![warn(missing_docs)]
 
 mod admission;
+mod callout;
+mod conversion;
 mod crd;
 mod delay;
 mod discovery;

@@ -37,6 +37,9 @@ pub struct WriteOpts {
     pub validation: FieldValidation,
     /// Set by server-side apply, which computes `managedFields` itself.
     pub managed_fields_done: bool,
+    /// The stored object as the request's version sees it, made by the CRD's conversion
+    /// webhook ([`crate::handlers::ResourceRequest::seen`]).
+    pub seen: Option<Arc<Value>>,
 }
 
 /// The result of a successful create or update.
@@ -88,13 +91,17 @@ fn ns_key() -> &'static str {
 }
 
 /// Returns the object as seen through `rt`'s version (custom resources are stored in whatever
-/// version wrote them; conversion between versions only changes `apiVersion`; Events are stored
-/// in the core form, see [`events`]).
+/// version wrote them; conversion between versions only changes `apiVersion`, or is left to the
+/// CRD's conversion webhook, see [`crate::conversion`]; Events are stored in the core form, see
+/// [`events`]).
 pub fn present(obj: &Arc<Value>, rt: &ResourceType) -> Arc<Value> {
     if events::is_events_api(rt) {
         return Arc::new(events::to_events_api(obj));
     }
-    if !rt.custom || obj.get("apiVersion").and_then(Value::as_str) == Some(&rt.api_version()) {
+    if !rt.custom
+        || rt.conversion_webhook.is_some()
+        || obj.get("apiVersion").and_then(Value::as_str) == Some(&rt.api_version())
+    {
         return obj.clone();
     }
     let mut o = (**obj).clone();
@@ -572,6 +579,17 @@ pub fn apply_update(
     subresource: Option<&str>,
     opts: &WriteOpts,
 ) -> ApiResult<Written> {
+    // Through a conversion webhook the write is merged into, and compared with, the stored
+    // object as its own version sees it (same metadata, another version's body).
+    let old = match &opts.seen {
+        Some(seen)
+            if seen.pointer("/metadata/resourceVersion")
+                == old.pointer("/metadata/resourceVersion") =>
+        {
+            seen
+        }
+        _ => old,
+    };
     let ns = old
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -610,7 +628,11 @@ pub fn apply_update(
             n
         }
     };
-    if rt.custom && new.get("apiVersion") != old.get("apiVersion") {
+    // Without a conversion webhook versions differ in name only: the object keeps the stored one.
+    if rt.custom
+        && rt.conversion_webhook.is_none()
+        && new.get("apiVersion") != old.get("apiVersion")
+    {
         new["apiVersion"] = old["apiVersion"].clone();
     }
     // Server-owned metadata always comes from the stored object.

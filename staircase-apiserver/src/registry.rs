@@ -37,6 +37,9 @@ pub struct ResourceType {
     pub scale: Option<crate::scale::ScalePaths>,
     /// A CRD version's `selectableFields` (e.g. `spec.color`), usable in field selectors.
     pub selectable_fields: Vec<String>,
+    /// The CRD's `conversion.webhook` when its strategy is `Webhook`: objects stored in another
+    /// version are converted by calling it (see `conversion`).
+    pub conversion_webhook: Option<Arc<Value>>,
 }
 
 impl ResourceType {
@@ -107,6 +110,7 @@ fn builtin(
         printer_columns: vec![],
         scale: None,
         selectable_fields: vec![],
+        conversion_webhook: None,
     }
 }
 

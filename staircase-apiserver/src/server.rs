@@ -419,8 +419,9 @@ async fn answer(
                 accept: header_str(header::ACCEPT).unwrap_or_default(),
                 body,
                 field_manager: effective_manager,
+                seen: None,
             };
-            match crate::admission::handle(&shared.store, &shared.faults, rr).await {
+            match crate::conversion::handle(&shared.store, &shared.faults, rr).await {
                 Ok(Reply::Json(code, v, warnings)) => {
                     json_response(code, Bytes::from(v.to_string()), &warnings)
                 }
