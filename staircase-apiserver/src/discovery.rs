@@ -1,5 +1,9 @@
-//! Legacy (v1) discovery documents, which `kube::Discovery` and kubectl read to learn which
-//! resources exist, their kinds, scopes, verbs and short names.
+//! Discovery documents, which `kube::Discovery` and kubectl read to learn which resources exist,
+//! their kinds, scopes, verbs and short names: the legacy (v1) ones here, the aggregated one in
+//! [`aggregated`], picked by the `Accept` header ([`accept`]).
+
+pub mod accept;
+pub mod aggregated;
 
 use serde_json::{Value, json};
 

@@ -66,6 +66,14 @@
 //!
 //! * **Discovery** (`/version`, `/api`, `/apis`, legacy resource lists) and minimal OpenAPI
 //!   documents, enough for `kube::Discovery`, `kubectl get/apply/wait/api-resources`.
+//!   Aggregated discovery (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`, what kubectl and
+//!   client-go ask `/api` and `/apis` for first, and `kube::Discovery::run_aggregated`) is
+//!   answered as kube-apiserver 1.37 answers it: content type
+//!   `application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`, `ETag` and
+//!   `If-None-Match`, groups in its priority order, every resource with scope, verbs, short
+//!   names, categories and subresources, a CRD's served versions preferred first (appearing and
+//!   disappearing with the CRD). `v2beta1` is not served (nor by 1.37): an `Accept` header
+//!   without the `v2` type gets the legacy documents.
 //! * **Built-in kinds**: namespaces, configmaps, secrets, services, serviceaccounts, pods,
 //!   events (core and `events.k8s.io`: one resource seen through both APIs, with the real
 //!   server's field mapping, so `kubectl get events` shows what a recorder wrote through
@@ -153,7 +161,7 @@
 //! once from their Go modules by `bash scripts/real-apiserver/build.sh`). Both run in
 //! `cargo test --workspace`; `bash scripts/real-apiserver/conformance.sh` prints the comparison.
 //!
-//! **Agreement against Kubernetes 1.37: 34 / 34 cases (100 %)** have the same outcome on both
+//! **Agreement against Kubernetes 1.37: 36 / 36 cases (100 %)** have the same outcome on both
 //! servers (all pass), the seven about immutable fields included, message texts and all. 8
 //! further cases are about this server itself (fault injection, stats, compaction, watch window,
 //! shutdown, kubectl against it) and return early on the real one; they are not counted.
@@ -176,7 +184,8 @@
 //!   timeout): a CRD's `Established` condition and its endpoint being served (404 for a moment
 //!   after `Established`), removal of a `Terminating` namespace's contents, garbage collection
 //!   (background, foreground's marking of dependents, orphaning), `kube-root-ca.crt` appearing
-//!   in a new namespace, and the stop of serving after a CRD is deleted.
+//!   in a new namespace, the stop of serving after a CRD is deleted, and a CRD's versions
+//!   entering and leaving aggregated discovery.
 //! * **Version:** `/version` says `v1.33.0-staircase` here.
 //! * **Bookmarks:** this server sends a BOOKMARK right after a watch starts; the real one sends
 //!   them periodically. Cases skip bookmarks wherever they come.
@@ -198,7 +207,9 @@
 //!   a Job's generated selector and `controller-uid` / `job-name` template labels; when comparing
 //!   immutable fields, quantities are compared as written (`1` and `1000m` differ here, not
 //!   there) and only the common pod template defaults are known; a list at an older
-//!   `resourceVersion` (`resourceVersionMatch=Exact`) answers the current state here.
+//!   `resourceVersion` (`resourceVersionMatch=Exact`) answers the current state here;
+//!   aggregated discovery is written as JSON only (an `Accept` asking for it only as YAML,
+//!   protobuf or CBOR, or only as `v2beta1`, gets the legacy JSON here, not that format or `406`).
 //!
 //! # Speed
 //!

@@ -449,7 +449,7 @@ async fn answer(
                 Err(e) => error_response(&e),
             }
         }
-        other => non_resource(shared, other, parts.method == http::Method::GET),
+        other => non_resource(shared, other, &parts),
     };
     record.status = response.status().as_u16();
     let result = match decision.after {
@@ -464,6 +464,36 @@ async fn answer(
         _ => Ok(response),
     };
     (result, record, rt)
+}
+
+/// An aggregated discovery document with the caching headers kube-apiserver sends: an `ETag` of
+/// the content (`304 Not Modified` when `If-None-Match` names it), `Vary: Accept` (the same URL
+/// serves the legacy document) and `Cache-Control: public`.
+fn aggregated_response(doc: &Value, if_none_match: Option<&str>) -> Response<Body> {
+    use std::hash::{Hash, Hasher};
+    let body = doc.to_string();
+    // Content-derived, so equal documents (even from another server on the same port) share it.
+    let mut hasher = std::hash::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:016X}\"", hasher.finish());
+    let not_modified = if_none_match == Some(etag.as_str());
+    let mut r = if not_modified {
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(full(Bytes::from(body)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::discovery::accept::AGGREGATED_V2),
+        );
+        r
+    };
+    let h = r.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public"));
+    r
 }
 
 async fn read_body(
@@ -487,11 +517,22 @@ async fn read_body(
     }
 }
 
-fn non_resource(shared: &Shared, route: Route, is_get: bool) -> Response<Body> {
-    if !is_get {
+fn non_resource(shared: &Shared, route: Route, req: &http::request::Parts) -> Response<Body> {
+    if req.method != http::Method::GET {
         return error_response(&ApiError::method_not_allowed());
     }
+    let header = |h: header::HeaderName| req.headers.get(h).and_then(|v| v.to_str().ok());
+    let aggregated = matches!(route, Route::CoreVersions | Route::Groups)
+        && crate::discovery::accept::wants_aggregated(header(header::ACCEPT).unwrap_or(""));
     let st = shared.store.lock();
+    if aggregated {
+        let doc = match route {
+            Route::CoreVersions => crate::discovery::aggregated::core(&st.registry),
+            _ => crate::discovery::aggregated::groups(&st.registry),
+        };
+        drop(st);
+        return aggregated_response(&doc, header(header::IF_NONE_MATCH));
+    }
     let doc = match route {
         Route::Version => Some(crate::discovery::version()),
         Route::Stats => Some(shared.stats.to_json()),

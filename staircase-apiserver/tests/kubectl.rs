@@ -1,5 +1,6 @@
-//! The embedded API server driven by the real `kubectl`: client-side and server-side apply,
-//! `get -w`, the three patch types, `delete`, `wait` on a CRD, printer columns, `scale`, and bad input.
+//! The embedded API server driven by the real `kubectl`: discovery, client-side and server-side
+//! apply, `get -w`, the three patch types, `delete`, `wait` on a CRD, printer columns, `scale`,
+//! and bad input.
 //!
 //! Each test starts its own server and writes a kubeconfig for it; kubectl runs as a child
 //! process. Without kubectl on the PATH the tests say so and pass, except under `CI=true`.
@@ -14,7 +15,7 @@ use staircase_apiserver::ApiServer;
 const GUARD: Duration = Duration::from_secs(30);
 
 struct Kubectl {
-    _server: ApiServer,
+    server: ApiServer,
     kubeconfig: PathBuf,
     dir: PathBuf,
 }
@@ -43,16 +44,22 @@ impl Kubectl {
             .write_kubeconfig(&kubeconfig)
             .expect("kubeconfig written");
         Some(Kubectl {
-            _server: server,
+            server,
             kubeconfig,
             dir,
         })
     }
 
-    /// Runs kubectl to completion off the async runtime (the server lives on it).
+    /// Runs kubectl to completion off the async runtime (the server lives on it). Its discovery
+    /// cache is the test's own: one kept under `~/.kube/cache` from an earlier server on the same
+    /// port would answer for this one.
     async fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("cache"))
+            .args(args);
         tokio::task::spawn_blocking(move || cmd.output().expect("kubectl runs"))
             .await
             .unwrap()
@@ -99,6 +106,53 @@ fn path(p: &Path) -> &str {
 }
 
 const CONFIGMAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: default\ndata:\n  a: \"1\"\n";
+
+/// kubectl learns the resources from aggregated discovery (`/api` and `/apis` only, no request
+/// per group-version) and resolves short names and plurals with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_resources_and_get_through_aggregated_discovery() {
+    let Some(k) = Kubectl::start("discovery").await else {
+        return;
+    };
+    let out = k.ok(&["api-resources", "--no-headers"]).await;
+    let row = |name: &str| {
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols[0] == name)
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+    };
+    // NAME SHORTNAMES APIVERSION NAMESPACED KIND
+    assert_eq!(
+        row("deployments"),
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+    assert_eq!(
+        row("configmaps"),
+        ["configmaps", "cm", "v1", "true", "ConfigMap"]
+    );
+    assert_eq!(
+        row("namespaces"),
+        ["namespaces", "ns", "v1", "false", "Namespace"]
+    );
+    let cm = k.file("cm.yaml", CONFIGMAP);
+    k.ok(&["apply", "-f", path(&cm)]).await;
+    let out = k
+        .ok(&["get", "deployments,cm", "-n", "default", "-o", "name"])
+        .await;
+    assert!(out.lines().any(|l| l == "configmap/cm"), "{out}");
+    let paths: Vec<String> = k
+        .server
+        .stats()
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert!(paths.iter().any(|p| p == "/apis"), "{paths:?}");
+    assert!(
+        !paths.iter().any(|p| p == "/apis/apps/v1" || p == "/api/v1"),
+        "legacy discovery requests: {paths:?}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_client_side_and_server_side_then_get_and_delete() {

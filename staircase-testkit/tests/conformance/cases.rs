@@ -458,6 +458,299 @@ async fn discovery_lists_builtins_with_scope_verbs_and_subresources() {
     assert_eq!(apps_group["preferredVersion"]["groupVersion"], "apps/v1");
 }
 
+/// What kube-apiserver 1.37 answers aggregated discovery with (`Content-Type`, exactly).
+const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// The `Accept` header client-go (kubectl) and kube-rs send to `/api` and `/apis`.
+const ACCEPT_DISCOVERY: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+
+/// GETs `path` with `accept`; returns the response's `Content-Type` and JSON body.
+async fn get_accepting(t: &Target, path: &str, accept: &str) -> (String, Value) {
+    let req = http::Request::get(path)
+        .header(http::header::ACCEPT, accept)
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = t.client.send(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    let ct = resp.headers()[http::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (ct, serde_json::from_slice(&body).unwrap())
+}
+
+/// `/api` or `/apis` as aggregated discovery, asked for as client-go and kube-rs ask.
+async fn aggregated(t: &Target, path: &str) -> Value {
+    let (ct, doc) = get_accepting(t, path, ACCEPT_DISCOVERY).await;
+    assert_eq!(ct, AGGREGATED_V2, "{path}");
+    assert_eq!(doc["kind"], "APIGroupDiscoveryList", "{path}");
+    assert_eq!(doc["apiVersion"], "apidiscovery.k8s.io/v2", "{path}");
+    doc
+}
+
+/// The item of group `name` in an `APIGroupDiscoveryList`.
+fn group_of<'a>(doc: &'a Value, name: &str) -> Option<&'a Value> {
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"].as_str().unwrap_or("") == name)
+}
+
+/// The version names of a group item, in the order served.
+fn versions_of(group: &Value) -> Vec<&str> {
+    group["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect()
+}
+
+/// Resource `plural` of version `version` of a group item.
+fn resource_of<'a>(group: &'a Value, version: &str, plural: &str) -> &'a Value {
+    let v = group["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == version)
+        .unwrap_or_else(|| panic!("version {version} in {group}"));
+    assert_eq!(v["freshness"], "Current");
+    v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == plural)
+        .unwrap_or_else(|| panic!("{plural} in {version}"))
+}
+
+/// A resource's verbs, sorted (kube-apiserver sorts built-ins' but not custom resources').
+fn sorted_verbs(r: &Value) -> Vec<&str> {
+    let mut v: Vec<&str> = r["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A resource's subresources as (name, responseKind, verbs), in the order listed.
+fn subresources_of(r: &Value) -> Vec<(&str, Value, Value)> {
+    r["subresources"]
+        .as_array()
+        .map(|subs| {
+            subs.iter()
+                .map(|s| {
+                    let name = s["subresource"].as_str().unwrap();
+                    (name, s["responseKind"].clone(), s["verbs"].clone())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const ALL_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`), which kubectl and client-go ask `/api` and
+/// `/apis` for before anything else: its content type, built-in resources with scope, verbs,
+/// short names and subresources, a CRD's served versions (preferred first) with theirs, and the
+/// CRD's group gone once the CRD is deleted. A plain JSON request still gets the legacy lists.
+#[tokio::test]
+async fn aggregated_discovery_lists_builtins_and_crds() {
+    let Some(t) = Target::new("aggregated_discovery_lists_builtins_and_crds").await else {
+        return;
+    };
+    let rw = json!(["get", "patch", "update"]);
+    let core = aggregated(&t, "/api").await;
+    let items = core["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{core}");
+    assert_eq!(items[0]["metadata"], json!({}));
+    assert_eq!(versions_of(&items[0]), ["v1"]);
+    let cm = resource_of(&items[0], "v1", "configmaps");
+    assert_eq!(cm["scope"], "Namespaced");
+    assert_eq!(cm["singularResource"], "configmap");
+    assert_eq!(cm["shortNames"], json!(["cm"]));
+    assert_eq!(
+        cm["responseKind"],
+        json!({"group": "", "version": "", "kind": "ConfigMap"})
+    );
+    assert_eq!(cm["verbs"], json!(ALL_VERBS), "built-in verbs come sorted");
+    assert!(cm.get("subresources").is_none(), "{cm}");
+    let ns = resource_of(&items[0], "v1", "namespaces");
+    assert_eq!(ns["scope"], "Cluster");
+    let ns_subs: Vec<&str> = subresources_of(ns).iter().map(|s| s.0).collect();
+    assert_eq!(ns_subs, ["finalize", "status"]);
+
+    let apis = aggregated(&t, "/apis").await;
+    assert!(
+        group_of(&apis, "").is_none(),
+        "the core group is only at /api"
+    );
+    let apps = group_of(&apis, "apps").expect("apps");
+    assert_eq!(versions_of(apps), ["v1"]);
+    let deploy = resource_of(apps, "v1", "deployments");
+    assert_eq!(deploy["scope"], "Namespaced");
+    assert_eq!(deploy["singularResource"], "deployment");
+    assert_eq!(deploy["shortNames"], json!(["deploy"]));
+    assert_eq!(deploy["categories"], json!(["all"]));
+    assert_eq!(deploy["responseKind"]["kind"], "Deployment");
+    assert_eq!(
+        subresources_of(deploy),
+        [
+            (
+                "scale",
+                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+                rw.clone()
+            ),
+            (
+                "status",
+                json!({"group": "", "version": "", "kind": "Deployment"}),
+                rw.clone()
+            ),
+        ]
+    );
+    let crds = group_of(&apis, "apiextensions.k8s.io").expect("apiextensions.k8s.io");
+    let crd_res = resource_of(crds, "v1", "customresourcedefinitions");
+    assert_eq!(crd_res["scope"], "Cluster");
+    // Groups come in kube-apiserver's priority order.
+    let order = [
+        "apps",
+        "events.k8s.io",
+        "batch",
+        "rbac.authorization.k8s.io",
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "coordination.k8s.io",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            position_in(&apis, pair[0]) < position_in(&apis, pair[1]),
+            "{pair:?}"
+        );
+    }
+
+    // A CRD whose versions are listed out of order, one of them not served.
+    let group = format!("{}.example.com", t.ns);
+    let schema = json!({"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}});
+    let gadgets: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "shortNames": ["gd"], "categories": ["things"]},
+            "versions": [
+                {"name": "v1beta1", "served": true, "storage": false, "schema": schema},
+                {"name": "v1", "served": true, "storage": true, "schema": schema, "subresources": {
+                    "status": {},
+                    "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+                }},
+                {"name": "v2alpha1", "served": true, "storage": false, "schema": schema},
+                {"name": "v3", "served": false, "storage": false, "schema": schema}
+            ]
+        }
+    }))
+    .unwrap();
+    install_crd(&t, gadgets, &["v1", "v1beta1", "v2alpha1"]).await;
+    // The real server updates its aggregated document asynchronously.
+    eventually("the CRD's versions in aggregated discovery", || async {
+        let apis = aggregated(&t, "/apis").await;
+        group_of(&apis, &group).is_some_and(|g| versions_of(g).len() == 3)
+    })
+    .await;
+    let apis = aggregated(&t, "/apis").await;
+    let gadget_group = group_of(&apis, &group).unwrap();
+    assert_eq!(versions_of(gadget_group), ["v1", "v1beta1", "v2alpha1"]);
+    assert!(position_in(&apis, &group) > position_in(&apis, "coordination.k8s.io"));
+    for v in ["v1", "v1beta1", "v2alpha1"] {
+        let r = resource_of(gadget_group, v, "gadgets");
+        assert_eq!(r["scope"], "Namespaced");
+        assert_eq!(r["singularResource"], "gadget");
+        assert_eq!(r["shortNames"], json!(["gd"]));
+        assert_eq!(r["categories"], json!(["things"]));
+        assert_eq!(
+            r["responseKind"],
+            json!({"group": group, "version": v, "kind": "Gadget"})
+        );
+        assert_eq!(sorted_verbs(r), ALL_VERBS);
+        let subs = subresources_of(r);
+        if v == "v1" {
+            assert_eq!(
+                subs,
+                [
+                    (
+                        "status",
+                        json!({"group": group, "version": "v1", "kind": "Gadget"}),
+                        rw.clone()
+                    ),
+                    (
+                        "scale",
+                        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+                        rw.clone()
+                    ),
+                ]
+            );
+        } else {
+            assert!(subs.is_empty(), "{v}: {subs:?}");
+        }
+    }
+    // kube-rs reads the same document.
+    let d = Discovery::new(t.client.clone())
+        .filter(&[&group])
+        .run_aggregated()
+        .await
+        .unwrap();
+    let g = d.get(&group).expect("group discovered");
+    assert_eq!(g.preferred_version_or_latest(), "v1");
+    let (ar, caps) = g.recommended_kind("Gadget").expect("Gadget");
+    assert_eq!((ar.plural.as_str(), ar.version.as_str()), ("gadgets", "v1"));
+    let mut subs: Vec<String> = caps
+        .subresources
+        .iter()
+        .map(|(s, _)| s.plural.clone())
+        .collect();
+    subs.sort();
+    assert_eq!(subs, ["scale", "status"]);
+
+    // Plain JSON still gets the legacy list.
+    let (ct, legacy) = get_accepting(&t, "/apis", "application/json").await;
+    assert_eq!(ct, "application/json");
+    assert_eq!(legacy["kind"], "APIGroupList");
+
+    let crd_api: Api<CustomResourceDefinition> = Api::all(t.client.clone());
+    crd_api
+        .delete(&format!("gadgets.{group}"), &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the CRD's group gone from aggregated discovery", || async {
+        group_of(&aggregated(&t, "/apis").await, &group).is_none()
+    })
+    .await;
+}
+
+/// Where group `name` comes in an `APIGroupDiscoveryList`.
+fn position_in(doc: &Value, name: &str) -> usize {
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|i| i["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in the list"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. CRDs
 
