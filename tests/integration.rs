@@ -19,4 +19,5 @@ mod production;
 mod quota;
 mod rules;
 mod runtime;
+mod thermostat;
 mod webhooks;
