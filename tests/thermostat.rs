@@ -247,15 +247,6 @@ fn webhooks() -> Webhooks {
         .convert(CONVERT, Conversion::new().map(up).map(down))
 }
 
-/// The server a check runs on. They differ where an assertion says so: the embedded server keeps
-/// an object in the version that wrote it, where kube-apiserver converts it to the storage
-/// version (`v2`) on every write.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Server {
-    Embedded,
-    Real,
-}
-
 fn setpoint(cm: Option<&ConfigMap>) -> Option<f64> {
     cm?.data.as_ref()?.get("celsius")?.parse().ok()
 }
@@ -293,7 +284,7 @@ fn api_error<T: std::fmt::Debug>(result: kube::Result<T>) -> kube::core::Status 
 const FAHRENHEIT_70: f64 = (70.0 - 32.0) * 5.0 / 9.0;
 
 /// Reads, lists and patches through both versions (steps 2 and 3 of the brief).
-async fn conversions(client: &Client, ns: &str, server: Server) {
+async fn conversions(client: &Client, ns: &str) {
     let v1s: Api<v1::Thermostat> = Api::namespaced(client.clone(), ns);
     let v2s: Api<v2::Thermostat> = Api::namespaced(client.clone(), ns);
     let pp = PostParams::default();
@@ -311,13 +302,9 @@ async fn conversions(client: &Client, ns: &str, server: Server) {
     );
     let raw_hall = raw.get("hall").await.unwrap();
     assert_eq!(raw_hall.types.unwrap().api_version, format!("{GROUP}/v2"));
-    // Read back through v1. kube-apiserver stored it as v2, so v1 shows the round trip.
-    // DIVERGENCE (embedded server): the object stays as v1 wrote it.
+    // Read back through v1. The server stored it as v2, so v1 shows the round trip.
     let hall_v1 = v1s.get("hall").await.unwrap().spec.target;
-    match server {
-        Server::Real => assert_eq!(hall_v1, format_celsius(FAHRENHEIT_70)),
-        Server::Embedded => assert_eq!(hall_v1, "70F"),
-    }
+    assert_eq!(hall_v1, format_celsius(FAHRENHEIT_70));
 
     // Created through v2, read through v1.
     v2s.create(&pp, &thermostat_v2("attic", 19.5))
@@ -361,11 +348,8 @@ async fn conversions(client: &Client, ns: &str, server: Server) {
         .await
         .unwrap();
     assert_eq!(patched.metadata.generation, Some(2));
-    // DIVERGENCE (embedded server): the answer and later v1 reads keep "68F".
-    let expected_v1 = match server {
-        Server::Real => "20C",
-        Server::Embedded => "68F",
-    };
+    // Stored as v2: the answer and later v1 reads show the round trip.
+    let expected_v1 = "20C";
     assert_eq!(patched.spec.target, expected_v1);
     assert_eq!(v1s.get("attic").await.unwrap().spec.target, expected_v1);
     let attic = v2s.get("attic").await.unwrap();
@@ -384,19 +368,8 @@ async fn conversions(client: &Client, ns: &str, server: Server) {
         .patch("loft", &params, &merge("20C".into()))
         .await
         .unwrap();
-    match server {
-        Server::Real => {
-            assert_eq!(noop.resource_version(), loft.resource_version());
-            assert_eq!(noop.metadata.generation, Some(1));
-        }
-        // BUG (embedded server): a patch that changes nothing in the v1 view of an object
-        // stored as v2 writes (re-stores it as v1): a new resourceVersion and generation. The
-        // docs promise "one that changes nothing there writes nothing".
-        Server::Embedded => {
-            assert_ne!(noop.resource_version(), loft.resource_version());
-            assert_eq!(noop.metadata.generation, Some(2));
-        }
-    }
+    assert_eq!(noop.resource_version(), loft.resource_version());
+    assert_eq!(noop.metadata.generation, Some(1));
 
     // A no-op patch through v2 of the object last written through v1.
     let noop = v2s
@@ -415,7 +388,7 @@ async fn conversions(client: &Client, ns: &str, server: Server) {
 
 /// The operator on v2 keeps every Thermostat's ConfigMap, those written through v1 included
 /// (step 4), after [`conversions`].
-async fn operator_converges(client: &Client, ns: &str, server: Server) {
+async fn operator_converges(client: &Client, ns: &str) {
     let v1s: Api<v1::Thermostat> = Api::namespaced(client.clone(), ns);
     let v2s: Api<v2::Thermostat> = Api::namespaced(client.clone(), ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
@@ -426,37 +399,17 @@ async fn operator_converges(client: &Client, ns: &str, server: Server) {
     wait_setpoint(&cms, "attic", 20.0).await;
     wait_setpoint(&cms, "loft", 20.0).await;
     wait_for(&v2s, "attic", applied).await;
-    match server {
-        Server::Real => {
-            wait_for(&v2s, "loft", applied).await;
-            wait_for(&v2s, "hall", applied).await;
-            // The status written through v2 reads through v1 too (the conversion carries it).
-            let status = v1s.get("hall").await.unwrap().status;
-            assert!(
-                status
-                    .as_ref()
-                    .and_then(|s| s.condition(CONDITION))
-                    .is_some_and(|c| c.status == "True"),
-                "{status:?}"
-            );
-        }
-        // BUG (embedded server): a status write through v2 of an object stored as v1 is
-        // validated with v1's spec against v2's schema and refused, so the runtime's status
-        // never lands on `hall` and `loft`, last written through v1 (their ConfigMaps, above,
-        // do).
-        Server::Embedded => {
-            for name in ["hall", "loft"] {
-                running
-                    .wait_report(|r| {
-                        r.object == format!("{ns}/{name}")
-                            && r.status_error.as_deref().is_some_and(|e| {
-                                e.contains("spec.target in body must be of type object")
-                            })
-                    })
-                    .await;
-            }
-        }
-    }
+    wait_for(&v2s, "loft", applied).await;
+    wait_for(&v2s, "hall", applied).await;
+    // The status written through v2 reads through v1 too (the conversion carries it).
+    let status = v1s.get("hall").await.unwrap().status;
+    assert!(
+        status
+            .as_ref()
+            .and_then(|s| s.condition(CONDITION))
+            .is_some_and(|c| c.status == "True"),
+        "{status:?}"
+    );
 
     // A new object and an edit, both through v1, while the operator runs.
     let pp = PostParams::default();
@@ -469,10 +422,8 @@ async fn operator_converges(client: &Client, ns: &str, server: Server) {
         .unwrap();
     wait_setpoint(&cms, "porch", 10.0).await;
     wait_setpoint(&cms, "hall", 22.5).await;
-    if server == Server::Real {
-        wait_for(&v2s, "porch", applied).await;
-        wait_for(&v2s, "hall", applied).await;
-    }
+    wait_for(&v2s, "porch", applied).await;
+    wait_for(&v2s, "hall", applied).await;
 
     let reports = running.stop().await;
     let failed: Vec<_> = reports
@@ -484,13 +435,13 @@ async fn operator_converges(client: &Client, ns: &str, server: Server) {
 
 /// Conversions the webhook refuses (step 5): a v2 target below absolute zero has no v1 form,
 /// and a v1 target of `"warm"` no v2 form.
-async fn failed_conversions(client: &Client, ns: &str, server: Server) {
+async fn failed_conversions(client: &Client, ns: &str) {
     let v1s: Api<v1::Thermostat> = Api::namespaced(client.clone(), ns);
     let v2s: Api<v2::Thermostat> = Api::namespaced(client.clone(), ns);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let pp = PostParams::default();
     let op = operator(client.clone()).with_config(OperatorConfig::default().with_namespace(ns));
-    let mut running = Running::operator(op);
+    let running = Running::operator(op);
     v2s.create(&pp, &thermostat_v2("kitchen", 21.0))
         .await
         .unwrap();
@@ -505,13 +456,10 @@ async fn failed_conversions(client: &Client, ns: &str, server: Server) {
     assert_eq!(status.code, 500);
     let message = "conversion webhook for climate.example.com/v2, Kind=Thermostat failed: \
                    converting to climate.example.com/v1: -300°C is below absolute zero";
-    match server {
-        Server::Embedded => assert_eq!(status.message, message),
-        // kube-apiserver wraps it: "Internal error occurred: StorageError: corrupt object, Code:
-        // 7, Key: /climate.example.com/thermostats/<ns>/vault, ResourceVersion: 0,
-        // AdditionalErrorMsg: object not decodable revision=<n>: conversion webhook for ..."
-        Server::Real => assert!(status.message.ends_with(message), "{status:?}"),
-    }
+    // kube-apiserver wraps it: "Internal error occurred: StorageError: corrupt object, Code:
+    // 7, Key: /climate.example.com/thermostats/<ns>/vault, ResourceVersion: 0,
+    // AdditionalErrorMsg: object not decodable revision=<n>: conversion webhook for ..."
+    assert!(status.message.ends_with(message), "{status:?}");
     // One object that cannot convert fails the whole list.
     assert_eq!(api_error(v1s.list(&Default::default()).await).code, 500);
     assert_eq!(v2s.get("vault").await.unwrap().spec.target.celsius, -300.0);
@@ -522,34 +470,10 @@ async fn failed_conversions(client: &Client, ns: &str, server: Server) {
     let message = "conversion webhook for climate.example.com/v1, Kind=Thermostat failed: \
                    converting to climate.example.com/v2: target \"warm\" is not a temperature \
                    like \"21.5C\" or \"70F\"";
-    let created = v1s.create(&pp, &thermostat_v1("cellar", "warm")).await;
-    match server {
-        // kube-apiserver converts every write to the storage version: the create fails.
-        Server::Real => {
-            let status = api_error(created);
-            assert_eq!((status.code, status.message.as_str()), (500, message));
-        }
-        // DIVERGENCE (embedded server): the object is stored as v1 wrote it, and then every read
-        // of it through v2 fails, as the docs say (500, kube-apiserver's message); so does every
-        // list and watch through v2, the operator's included, which then sees no change of any
-        // Thermostat until the object is gone. Deleted here so the operator can go on.
-        Server::Embedded => {
-            created.expect("stored as v1 wrote it");
-            let status = api_error(v2s.get("cellar").await);
-            assert_eq!((status.code, status.message.as_str()), (500, message));
-            let status = api_error(v2s.list(&Default::default()).await);
-            assert_eq!((status.code, status.message.as_str()), (500, message));
-            assert_eq!(v1s.get("cellar").await.unwrap().spec.target, "warm");
-            v1s.delete("cellar", &Default::default()).await.unwrap();
-            // BUG (embedded server): the operator that was watching when "warm" was stored
-            // never sees another change, even once it is deleted (its watch resumes from before
-            // the object and fails on it again). A new operator lists and watches afresh.
-            running.stop().await;
-            let op =
-                operator(client.clone()).with_config(OperatorConfig::default().with_namespace(ns));
-            running = Running::operator(op);
-        }
-    }
+    // Every write is converted to the storage version: the create fails, nothing is stored.
+    let status = api_error(v1s.create(&pp, &thermostat_v1("cellar", "warm")).await);
+    assert_eq!((status.code, status.message.as_str()), (500, message));
+    assert_eq!(api_error(v2s.get("cellar").await).code, 404);
 
     // The others still converge: a new object, an edit.
     v2s.create(&pp, &thermostat_v2("garage", 12.0))
@@ -570,15 +494,15 @@ async fn failed_conversions(client: &Client, ns: &str, server: Server) {
 async fn thermostat_converts_and_converges_on_the_embedded_server() {
     let env = Env::start().await;
     let _serving = serve_conversion(&env.client).await;
-    conversions(&env.client, "default", Server::Embedded).await;
-    operator_converges(&env.client, "default", Server::Embedded).await;
+    conversions(&env.client, "default").await;
+    operator_converges(&env.client, "default").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thermostat_failed_conversions_on_the_embedded_server() {
     let env = Env::start().await;
     let _serving = serve_conversion(&env.client).await;
-    failed_conversions(&env.client, "default", Server::Embedded).await;
+    failed_conversions(&env.client, "default").await;
 }
 
 /// The same checks on kube-apiserver v1.37.2 (skips without its binaries): one test, as the
@@ -591,10 +515,10 @@ async fn thermostat_on_the_real_apiserver() {
     let ns = server.namespace("thermostat").await.unwrap();
     let client = ns.client();
     let _serving = serve_conversion(&client).await;
-    conversions(&client, ns.name(), Server::Real).await;
-    operator_converges(&client, ns.name(), Server::Real).await;
+    conversions(&client, ns.name()).await;
+    operator_converges(&client, ns.name()).await;
     let ns = server.namespace("thermostat-fail").await.unwrap();
-    failed_conversions(&ns.client(), ns.name(), Server::Real).await;
+    failed_conversions(&ns.client(), ns.name()).await;
 }
 
 fn scenarios() -> Vec<Scenario<v2::Thermostat>> {
@@ -607,9 +531,7 @@ fn scenarios() -> Vec<Scenario<v2::Thermostat>> {
 }
 
 /// The operator under the explorer's variants, its CRD converted by the one webhook this test
-/// serves (every case's fresh server trusts its CA). Objects are written through v2 only: one
-/// written through v1 (`Scenario::given` with a v1 object) never settles on the embedded server,
-/// whose status writes through v2 of an object stored as v1 fail (see `operator_converges`).
+/// serves (every case's fresh server trusts its CA).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thermostat_explored() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -98,7 +98,7 @@ pub async fn handle(
     if hooks.is_empty() {
         return handlers::handle(store, faults, r);
     }
-    let dry_run = r.query.get("dryRun").is_some_and(|d| d == "All");
+    let dry_run = r.query.get("dryRun").is_some_and(|d| d == "All") && !r.planning;
     if r.verb == Verb::Delete {
         return delete(store, faults, r, &rt, &hooks, dry_run).await;
     }
@@ -118,6 +118,7 @@ pub async fn handle(
                 body: r.body.clone(),
                 field_manager: r.field_manager.clone(),
                 seen: r.seen.clone(),
+                planning: r.planning,
             },
         )?;
         let Reply::Object(code, planned, warnings) = planned else {

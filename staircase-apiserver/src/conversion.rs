@@ -4,21 +4,22 @@
 //!
 //! # Where conversions happen
 //!
-//! Objects are stored in the version that wrote them (kube-apiserver converts them to the CRD's
-//! storage version; observably the same to a client). A request at another version gets them
-//! through the webhook:
+//! Objects are stored in the CRD's storage version, as kube-apiserver stores them. A request at
+//! another version goes through the webhook:
 //!
 //! * reads: a get, a list (one review for every item that needs it), each watch event, and the
 //!   object a write answers with;
-//! * writes: a patch, a server-side apply or an update is merged into, and compared with, the
-//!   stored object as converted to the request's version, so a write that changes nothing
-//!   stays a no-op. The conversion happens before the store's lock is taken; when the object
-//!   changes in between, the request starts again.
+//! * writes: planned as a dry run in the request's version (a patch, a server-side apply or an
+//!   update merged into the stored object as converted there; admission webhooks called),
+//!   converted to the storage version, then committed if the object has not changed since,
+//!   else the request starts again; a write the webhook cannot convert stores nothing. No lock
+//!   is held across a call.
 //!
 //! A failed call, or an answer that breaks the rules (wrong `uid`, a result other than
 //! `Success`, a count, version, kind, name, namespace or uid that does not match), fails the
 //! request with `500` and kube-apiserver's message (`conversion webhook for <group>/<version>,
-//! Kind=<Kind> failed: ...`); a watch ends with an `ERROR` event. As on kube-apiserver, only
+//! Kind=<Kind> failed: ...`, which kube-apiserver wraps in a storage error on a read); a watch
+//! ends with an `ERROR` event. As on kube-apiserver, only
 //! the labels and annotations of a converted object's metadata are taken from the webhook.
 //!
 //! Not converted: `kubectl get`'s server-side tables (columns are read from the stored version)
@@ -50,21 +51,36 @@ pub async fn handle(
     faults: &Faults,
     r: ResourceRequest<'_>,
 ) -> ApiResult<Reply> {
-    let rt = store
-        .lock()
-        .registry
-        .get(&r.path.group, &r.path.version, &r.path.plural);
+    let (rt, storage) = {
+        let st = store.lock();
+        let rt = st
+            .registry
+            .get(&r.path.group, &r.path.version, &r.path.plural);
+        let storage = rt.as_ref().and_then(|rt| storage_version(&st, rt));
+        (rt, storage)
+    };
     let Some((rt, webhook)) = rt.and_then(|rt| rt.conversion_webhook.clone().map(|w| (rt, w)))
     else {
         return crate::admission::handle(store, faults, r).await;
     };
     let converter = Converter { rt, webhook };
+    let write = matches!(r.verb, Verb::Create | Verb::Update | Verb::Patch)
+        && r.path.subresource.as_deref() != Some("scale");
+    let storage = storage.filter(|s| write && s.version != converter.rt.version);
     for _ in 0..ATTEMPTS {
         let mut attempt = r.clone();
         if matches!(r.verb, Verb::Update | Verb::Patch) {
             attempt.seen = converter.stored_as_requested(store, &r).await?;
         }
-        match crate::admission::handle(store, faults, attempt).await {
+        let answer = match &storage {
+            Some(storage) => {
+                converter
+                    .store_converted(store, faults, attempt, storage)
+                    .await
+            }
+            None => crate::admission::handle(store, faults, attempt).await,
+        };
+        match answer {
             Err(e) if e.code == 409 && e.message.ends_with(STALE_CONVERSION) => continue,
             Err(e) => return Err(e),
             Ok(reply) => return converter.reply(reply).await,
@@ -76,6 +92,22 @@ pub async fn handle(
         r.path.name.as_deref().unwrap_or(""),
         "the object kept changing while it was converted",
     ))
+}
+
+/// The served storage version of `rt`'s CRD, where objects are kept.
+fn storage_version(st: &crate::store::State, rt: &ResourceType) -> Option<Arc<ResourceType>> {
+    let crd = st.get(
+        crate::crd::CRD_KEY,
+        "",
+        &format!("{}.{}", rt.plural, rt.group),
+    )?;
+    let version = crd
+        .pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v["storage"] == true)?["name"]
+        .as_str()?;
+    st.registry.get(&rt.group, version, &rt.plural)
 }
 
 /// The webhook of one served version of a CRD.
@@ -112,6 +144,56 @@ impl Converter {
         match stored {
             Some(o) if self.needs(&o) => Ok(Some(Arc::new(self.one((*o).clone()).await?))),
             _ => Ok(None),
+        }
+    }
+
+    /// A write through a version other than the storage one, as kube-apiserver makes it: the
+    /// request (admission webhooks included) planned as a dry run in its own version, the
+    /// result converted to the storage version, then stored if the object has not changed
+    /// since (else the request starts again). The answer is in the storage version; `reply`
+    /// converts it back.
+    async fn store_converted(
+        &self,
+        store: &Arc<Store>,
+        faults: &Faults,
+        r: ResourceRequest<'_>,
+        storage: &ResourceType,
+    ) -> ApiResult<Reply> {
+        let mut query = r.query.clone();
+        query.insert("dryRun".into(), "All".into());
+        let plan = ResourceRequest {
+            query: &query,
+            planning: true,
+            ..r.clone()
+        };
+        let (code, planned, warnings) = match crate::admission::handle(store, faults, plan).await? {
+            Reply::Object(code, o, w) => (code, o, w),
+            Reply::Unchanged(o, w) => (200, o, w),
+            other => return Ok(other),
+        };
+        if r.query.get("dryRun").is_some_and(|d| d == "All") {
+            return Ok(Reply::Object(code, planned, warnings));
+        }
+        let in_storage = planned.get("apiVersion").and_then(Value::as_str)
+            == Some(storage.api_version().as_str());
+        let stored = if !in_storage {
+            self.convert(vec![(*planned).clone()], &storage.api_version())
+                .await?
+                .pop()
+                .expect("one converted object per object sent")
+        } else {
+            (*planned).clone()
+        };
+        let commit = ResourceRequest { seen: None, ..r };
+        match crate::handlers::commit(store, storage, &commit, code == 201, stored) {
+            // The object changed since the plan: a conflict of this server's making.
+            Err(e) if e.code == 409 && code != 201 => Err(ApiError::conflict_msg(
+                &self.rt.group,
+                &self.rt.plural,
+                crate::meta::name_of(&planned),
+                STALE_CONVERSION,
+            )),
+            other => other,
         }
     }
 
@@ -155,7 +237,8 @@ impl Converter {
             return Ok(list);
         }
         let sent = at.iter().map(|&i| items[i].clone()).collect();
-        for (i, converted) in at.into_iter().zip(self.convert(sent).await?) {
+        let want = self.rt.api_version();
+        for (i, converted) in at.into_iter().zip(self.convert(sent, &want).await?) {
             items[i] = converted;
         }
         Ok(list)
@@ -200,16 +283,15 @@ impl Converter {
     }
 
     async fn one(&self, obj: Value) -> ApiResult<Value> {
-        let mut converted = self.convert(vec![obj]).await?;
+        let mut converted = self.convert(vec![obj], &self.rt.api_version()).await?;
         Ok(converted
             .pop()
             .expect("one converted object per object sent"))
     }
 
-    /// Sends `objects` (all of this kind, none in the requested version) in one review and
-    /// returns them converted, in order.
-    async fn convert(&self, objects: Vec<Value>) -> ApiResult<Vec<Value>> {
-        let want = self.rt.api_version();
+    /// Sends `objects` (all of this kind, none in version `want`) in one review and returns
+    /// them converted to `want`, in order.
+    async fn convert(&self, objects: Vec<Value>, want: &str) -> ApiResult<Vec<Value>> {
         let gvk = format!(
             "{}, Kind={}",
             objects[0]["apiVersion"].as_str().unwrap_or(""),

@@ -56,6 +56,10 @@ pub struct ResourceRequest<'a> {
     /// the request's version sees it, converted before the handler runs (a webhook call cannot
     /// happen under the store's lock). Patches apply to it.
     pub seen: Option<Arc<Value>>,
+    /// The request runs as a dry run (its query says `dryRun=All`) only to plan what the
+    /// conversion layer then stores in the CRD's storage version: admission webhooks are told
+    /// it is a real write.
+    pub planning: bool,
 }
 
 /// The stored object `old` as the request's version sees it: [`ResourceRequest::seen`] when the

@@ -121,12 +121,12 @@
 //!   converted by an `apiextensions.k8s.io/v1` `ConversionReview` POSTed to the webhook's
 //!   `clientConfig.url` (one per request; a list sends all its items at once), and the answer
 //!   checked as kube-apiserver checks it (uid, result, count, version, kind, name, namespace,
-//!   uid; only labels and annotations taken from the returned metadata). A patch or apply
-//!   applies to the converted object, and one that changes nothing there writes nothing. A
-//!   failed conversion fails the request with `500` and kube-apiserver's message (`conversion
-//!   webhook for <group/version, Kind=...> failed: ...`); a watch ends with an `ERROR` event.
-//!   Objects are stored in the version that wrote them, not converted to the storage version;
-//!   server-side tables and `/scale` are computed from the stored version. Without a webhook
+//!   uid; only labels and annotations taken from the returned metadata). Objects are stored in
+//!   the CRD's storage version: a write through another version is planned there (a patch
+//!   applies to the converted object), converted, and stored only if the conversion succeeds. A
+//!   failed conversion fails the request with `500` and a message ending as kube-apiserver's
+//!   (`conversion webhook for <group/version, Kind=...> failed: ...`); a watch ends with an
+//!   `ERROR` event. Server-side tables and `/scale` are computed from the stored version. Without a webhook
 //!   (`None`), a custom resource read in another version only has its `apiVersion` changed.
 //! * **Immutable fields of built-in kinds**, enforced on update, every patch type and
 //!   server-side apply alike with the real `422 Invalid` body (`details.causes` with reason, field

@@ -420,6 +420,7 @@ async fn answer(
                 body,
                 field_manager: effective_manager,
                 seen: None,
+                planning: false,
             };
             match crate::conversion::handle(&shared.store, &shared.faults, rr).await {
                 Ok(Reply::Json(code, v, warnings)) => {
