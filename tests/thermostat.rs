@@ -527,6 +527,9 @@ fn scenarios() -> Vec<Scenario<v2::Thermostat>> {
         Scenario::new("spec change")
             .create(thermostat_v2("a", 21.0))
             .then_edit("a", |t: &mut v2::Thermostat| t.spec.target.celsius = 18.5),
+        // Written through v1: converted to the storage version, run like any other.
+        Scenario::new("written through v1")
+            .given(serde_json::to_value(thermostat_v1("b", "70F")).expect("a Thermostat is JSON")),
     ]
 }
 
