@@ -218,6 +218,31 @@
 //! creates/s**, **3 700 merge patches/s**, and **4 500 watch events/s** delivered to a watcher
 //! while another task writes (the writer is the bottleneck). Each object is stored once as
 //! shared JSON; watch lines are serialized once per event for all watchers.
+//!
+//! # Fuzzing
+//!
+//! Bad input never takes the server down: a panic or a hang on any request body is a bug. The
+//! `cargo fuzz` targets in `staircase-apiserver/fuzz/` (a crate of its own, outside the
+//! workspace) check that:
+//!
+//! * `request_json`, `request_yaml`: arbitrary bytes as the JSON or YAML body of a create,
+//!   update or patch (merge, JSON, strategic, server-side apply; `fieldValidation=Strict`,
+//!   `dryRun=All`) of a ConfigMap, a Deployment, and a custom resource whose schema has
+//!   defaults, formats, list and map types, CEL rules, `/status` and `/scale`. Requests go
+//!   through the server's real routing and handlers, in-process (no socket); any `5xx` answer
+//!   counts as a failure too.
+//! * `patch`: the engines of [`patch`] (merge, JSON patch, strategic merge, server-side apply
+//!   and managed fields, with and without a schema) on arbitrary documents and patches.
+//! * `schema`: [`schema`]'s pruning, defaulting, validation and CEL rules of arbitrary objects
+//!   against arbitrary schemas.
+//!
+//! `bash scripts/fuzz.sh` runs each target for `FUZZ_SECONDS` (default 60) and fails on the
+//! first crash, leaving the input in `fuzz/artifacts/<target>/`. It installs `cargo-fuzz` if
+//! needed and works on a stable toolchain (`RUSTC_BOOTSTRAP=1` lets it accept the sanitizer
+//! flags); `FUZZ_SANITIZER=none` drops the address sanitizer for several times more runs. It
+//! is not part of `.ci/run`, whose time is limited: run it after changing request decoding,
+//! the patch engines or schema validation. Fixed crashes have regression tests among the unit
+//! tests.
 #![warn(missing_docs)]
 
 mod admission;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -200,6 +200,19 @@ impl ApiServer {
         self.shared.store.lock().watcher_count()
     }
 
+    /// Answers one request in-process, through the same routing, faults, statistics and
+    /// handlers as a request arriving over HTTP, without a connection. For fuzzing
+    /// (`staircase-apiserver/fuzz`); not part of the supported API. `Err` is a dropped
+    /// connection (an injected fault); a watch answers with a body that streams until the watch
+    /// ends.
+    #[doc(hidden)]
+    pub async fn handle_in_process(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<UnsyncBoxBody<Bytes, Infallible>>, std::io::Error> {
+        serve(self.shared.clone(), req).await
+    }
+
     /// Stops accepting connections, ends all watches, and waits for the accept loop.
     pub async fn shutdown(mut self) {
         self.signal_shutdown();
@@ -293,10 +306,11 @@ fn default_manager(ua: Option<&str>) -> String {
         .to_string()
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, std::io::Error> {
+async fn serve<B>(shared: Arc<Shared>, req: Request<B>) -> Result<Response<Body>, std::io::Error>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let arrived = tokio::time::Instant::now();
     let (result, mut record, round_trip) = answer(&shared, req, arrived).await;
     // Failed and dropped requests take their round trip too: only the answer differs.
@@ -316,11 +330,11 @@ type Answered = (
     Duration,
 );
 
-async fn answer(
-    shared: &Shared,
-    req: Request<Incoming>,
-    arrived: tokio::time::Instant,
-) -> Answered {
+async fn answer<B>(shared: &Shared, req: Request<B>, arrived: tokio::time::Instant) -> Answered
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
@@ -497,11 +511,11 @@ fn aggregated_response(doc: &Value, if_none_match: Option<&str>) -> Response<Bod
     r
 }
 
-async fn read_body(
-    body: Incoming,
-    headers: &http::HeaderMap,
-    max: usize,
-) -> Result<Bytes, ApiError> {
+async fn read_body<B>(body: B, headers: &http::HeaderMap, max: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
@@ -562,5 +576,41 @@ fn non_resource(shared: &Shared, route: Route, req: &http::request::Parts) -> Re
             "NotFound",
             "the server could not find the requested resource",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn send(server: &ApiServer, method: &str, uri: &str, body: &str) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = server.handle_in_process(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// The fuzz targets' entry point answers as the HTTP side does, and is counted the same.
+    #[tokio::test]
+    async fn in_process_requests_take_the_http_path() {
+        let server = ApiServer::start().await.unwrap();
+        let cms = "/api/v1/namespaces/default/configmaps";
+        let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#;
+        let (code, created) = send(&server, "POST", cms, cm).await;
+        assert_eq!(code, 201, "{created}");
+        let (code, got) = send(&server, "GET", &format!("{cms}/a"), "").await;
+        assert_eq!(
+            (code, &got["metadata"]["uid"]),
+            (200, &created["metadata"]["uid"])
+        );
+        let (code, status) = send(&server, "POST", cms, "{").await;
+        assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+        assert_eq!(server.stats().count(crate::Verb::Create), 2);
     }
 }

@@ -28,6 +28,15 @@ pub fn validate(object: &Value, old: Option<&Value>, schema: &Value) -> Vec<Fiel
     if !has_rules(schema) {
         return vec![];
     }
+    // The CEL crate parses a chain such as `1 + 1 + … + 1` without a depth limit and then
+    // evaluates it recursively: a long one overflows the stack (the whole process aborts) and a
+    // deeply nested one takes seconds to parse. Such rules are refused before they get there, as
+    // kube-apiserver's parser refuses them (`expression recursion limit exceeded`).
+    let mut too_deep = Vec::new();
+    find_too_deep(schema, &mut Vec::new(), &mut too_deep);
+    if !too_deep.is_empty() {
+        return too_deep;
+    }
     let result = VALIDATOR.with(|v| {
         v.borrow_mut()
             .get_or_insert_with(Validator::new)
@@ -37,6 +46,105 @@ pub fn validate(object: &Value, old: Option<&Value>, schema: &Value) -> Vec<Fiel
         Ok(()) => vec![],
         Err(errors) => errors.iter().map(|e| field_error(e, object)).collect(),
     }
+}
+
+/// Deepest expression nesting a rule may have: cel-go's default parser recursion limit.
+const MAX_RULE_DEPTH: usize = 250;
+
+/// A `FieldValueInvalid` for each rule (or `messageExpression`) under `schema` nested deeper
+/// than [`MAX_RULE_DEPTH`], at the field the rule sits on (`path`: its property names; a rule
+/// under `items` or `additionalProperties` is reported at the enclosing property).
+fn find_too_deep(schema: &Value, path: &mut Vec<String>, out: &mut Vec<FieldError>) {
+    let Some(map) = schema.as_object() else {
+        return;
+    };
+    for rule in map
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let exprs = ["rule", "messageExpression"].map(|k| rule.get(k).and_then(Value::as_str));
+        if exprs
+            .into_iter()
+            .flatten()
+            .any(|e| nesting(e) > MAX_RULE_DEPTH)
+        {
+            out.push(FieldError {
+                reason: "FieldValueInvalid".into(),
+                field: if path.is_empty() {
+                    "<nil>".into()
+                } else {
+                    path.join(".")
+                },
+                message: format!(
+                    "Invalid value: compilation failed: expression recursion limit exceeded: {MAX_RULE_DEPTH}"
+                ),
+            });
+        }
+    }
+    for (key, child) in map {
+        match (key.as_str(), child) {
+            ("properties", Value::Object(props)) => {
+                for (name, prop) in props {
+                    path.push(name.clone());
+                    find_too_deep(prop, path, out);
+                    path.pop();
+                }
+            }
+            ("x-kubernetes-validations" | "properties" | "default" | "enum" | "example", _) => {}
+            (_, Value::Array(items)) => items.iter().for_each(|i| find_too_deep(i, path, out)),
+            (_, child) => find_too_deep(child, path, out),
+        }
+    }
+}
+
+/// An upper bound of the expression nesting of a CEL expression, from its text alone: open
+/// brackets plus the operators chained within each (`a + b + c` nests two deep, `a.b.c` too),
+/// string literals skipped. Linear in the text.
+fn nesting(expr: &str) -> usize {
+    // Operators chained inside each open bracket (the first entry: outside any); their sum
+    // plus the brackets is the current depth.
+    let mut chained: Vec<usize> = vec![0];
+    let mut depth = 0usize;
+    let mut max = 0;
+    let mut quote: Option<char> = None;
+    let mut after_operator = false;
+    let mut chars = expr.chars();
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            if c == '\\' {
+                chars.next();
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        let operator = "+-*/%!<>=&|?:.".contains(c);
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '(' | '[' | '{' => {
+                chained.push(0);
+                depth += 1;
+            }
+            ')' | ']' | '}' if chained.len() > 1 => {
+                depth -= chained.pop().unwrap_or(0) + 1;
+            }
+            ',' => {
+                let last = chained.last_mut().expect("never empty");
+                depth -= *last;
+                *last = 0;
+            }
+            _ if operator && !after_operator => {
+                *chained.last_mut().expect("never empty") += 1;
+                depth += 1;
+            }
+            _ => {}
+        }
+        after_operator = operator;
+        max = max.max(depth);
+    }
+    max
 }
 
 /// kube-apiserver's wording: `field.Invalid(path, value, message)` unless the rule names another
@@ -154,6 +262,50 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].message, "Invalid value: color is immutable");
         assert!(validate(&old, Some(&old), &schema()).is_empty());
+    }
+
+    /// Found by the `schema` fuzz target: a 4 KB rule `1 + 1 + … + 1` overflowed the stack while
+    /// being evaluated (aborting the whole server), and `[[[…]]]` 2 000 deep took 14 s to parse.
+    #[test]
+    fn rules_nested_too_deep_are_refused_not_evaluated() {
+        let schema = |rule: String| {
+            json!({"type": "object", "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": [{"rule": rule}]
+            }}})
+        };
+        let obj = json!({"spec": {"a": 1}});
+        let refused = |rule: String| {
+            let started = std::time::Instant::now();
+            let errors = validate(&obj, None, &schema(rule));
+            assert!(
+                started.elapsed().as_secs() < 2,
+                "took {:?}",
+                started.elapsed()
+            );
+            errors
+        };
+        let expected = vec![FieldError {
+            reason: "FieldValueInvalid".into(),
+            field: "spec".into(),
+            message: "Invalid value: compilation failed: expression recursion limit exceeded: 250"
+                .into(),
+        }];
+        let chain = |n: usize| format!("1{} > 0", " + 1".repeat(n));
+        assert_eq!(refused(chain(5000)), expected);
+        let lists = format!("{}1{} != []", "[".repeat(2000), "]".repeat(2000));
+        assert_eq!(refused(lists), expected);
+        // At the limit, the rule is evaluated (on a test thread's 2 MiB stack).
+        assert_eq!(nesting(&chain(249)), 250);
+        assert!(refused(chain(249)).is_empty());
+        assert_eq!(refused(chain(250)), expected);
+        // Strings, lists of many items and `&&` clauses side by side do not add up.
+        assert_eq!(
+            nesting("self.a == 'x.y.z(((' && [1, 2, 3].all(x, x > 0)"),
+            6
+        );
+        let wide = format!("'v' in [{}]", vec!["'v'"; 5000].join(", "));
+        assert!(refused(wide).is_empty());
     }
 
     #[test]

@@ -532,20 +532,57 @@ fn check_array(items: &[Value], s: &Value, path: &str, errs: &mut Errors) {
     if s.get("uniqueItems")
         .and_then(Value::as_bool)
         .unwrap_or(false)
+        && has_duplicates(items)
     {
-        // serde_json equality keeps 1 and 1.0 distinct, as Go's DeepEqual on int64/float64 does.
-        let dup = items
-            .iter()
-            .enumerate()
-            .any(|(i, a)| items[..i].contains(a));
-        if dup {
-            errs.push(invalid(
-                path,
-                "\"\"".into(),
-                format!("{path} in body shouldn't contain duplicates"),
-            ));
+        errs.push(invalid(
+            path,
+            "\"\"".into(),
+            format!("{path} in body shouldn't contain duplicates"),
+        ));
+    }
+}
+
+/// Whether any two items are equal. serde_json equality keeps 1 and 1.0 distinct, as Go's
+/// DeepEqual on int64/float64 does. Items are bucketed by a hash first: comparing every pair
+/// took minutes for the tens of thousands of items a request body can hold.
+fn has_duplicates(items: &[Value]) -> bool {
+    use std::collections::HashMap;
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    /// Agrees with `==` on `Value`: objects hash their entries in any order.
+    fn hash(v: &Value, h: &mut DefaultHasher) {
+        std::mem::discriminant(v).hash(h);
+        match v {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(h),
+            Value::Number(n) => n.to_string().hash(h),
+            Value::String(s) => s.hash(h),
+            Value::Array(a) => {
+                a.len().hash(h);
+                a.iter().for_each(|x| hash(x, h));
+            }
+            Value::Object(m) => {
+                let mut sum = 0u64;
+                for (k, x) in m {
+                    let mut e = DefaultHasher::new();
+                    k.hash(&mut e);
+                    hash(x, &mut e);
+                    sum = sum.wrapping_add(e.finish());
+                }
+                (m.len(), sum).hash(h);
+            }
         }
     }
+    let mut seen: HashMap<u64, Vec<&Value>> = HashMap::with_capacity(items.len());
+    for item in items {
+        let mut h = DefaultHasher::new();
+        hash(item, &mut h);
+        let bucket = seen.entry(h.finish()).or_default();
+        if bucket.contains(&item) {
+            return true;
+        }
+        bucket.push(item);
+    }
+    false
 }
 
 /// Go's `reflect.DeepEqual` over decoded JSON: numbers of different Go types never match.
