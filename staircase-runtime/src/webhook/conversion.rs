@@ -48,6 +48,11 @@ type Map = Arc<dyn Fn(Value) -> BoxFuture<'static, Result<Value, String>> + Send
 /// `kind` are the target type's. An object already at the asked version is returned as it is.
 /// A CRD with more than two versions needs a function for every pair the API server may ask
 /// for (no chaining): usually each version to the storage version and back.
+///
+/// Everything else is the function's to carry across, `status` included: a status (the
+/// operator's conditions among it) that a function drops is missing from that version's view,
+/// and, since a write through that version is stored as the function converts it, from the
+/// stored object after such a write. The example above has no status to carry.
 #[derive(Clone, Default)]
 pub struct Conversion {
     maps: HashMap<(String, String), Map>,
