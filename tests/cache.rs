@@ -14,7 +14,7 @@ use staircase::{Operator, OperatorConfig, RunEnd, RunReport};
 use staircase_examples::foo::{self, App, Foo};
 use staircase_testkit::Verb;
 use staircase_tests::foos::new_foo;
-use staircase_tests::{Env, GUARD, Running, eventually};
+use staircase_tests::{Env, GUARD, Running};
 
 use crate::children::{Parent, ParentSpec};
 
@@ -468,110 +468,4 @@ async fn a_metadata_only_cache_serves_metadata_and_never_a_whole_object() {
         ),
         "{text}"
     );
-}
-
-/// The names of the ConfigMaps each run of the step below listed, in order.
-type Listed = std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>;
-
-/// Lists the `tier=web` ConfigMaps but the `env=prod` ones, from the cache.
-#[step(read_only)]
-async fn list_web(_p: &Parent, ctx: &Context<Listed>) -> Result<Outcome> {
-    use kube::core::{Expression, Selector};
-    let selector = Selector::from_iter([
-        Expression::Equal("tier".into(), "web".into()),
-        Expression::NotEqual("env".into(), "prod".into()),
-    ]);
-    let mut names: Vec<String> = ctx
-        .list::<ConfigMap>(&selector)
-        .await?
-        .iter()
-        .map(|cm| cm.name_any())
-        .collect();
-    names.sort();
-    ctx.state().lock().unwrap().push(names);
-    Ok(Outcome::unchanged())
-}
-
-/// A list by label is served from the cache (through its label index) and follows the labels
-/// as they change: an object that gains the label is listed, one that loses it is not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_list_by_label_follows_the_labels() {
-    let env = Env::start().await;
-    env.install::<Parent>().await;
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "default");
-    let labelled = |name: &str, labels: &[(&str, &str)]| ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    for cm in [
-        labelled("a", &[("tier", "web")]),
-        labelled("b", &[("tier", "db")]),
-        labelled("c", &[("tier", "web"), ("env", "prod")]),
-        labelled("d", &[("tier", "web"), ("env", "dev")]),
-    ] {
-        cms.create(&PostParams::default(), &cm).await.unwrap();
-    }
-    create_parent(&env).await;
-    let listed = Listed::default();
-    let op = Operator::with_state(
-        env.client.clone(),
-        staircase!(Parent => [list_web]),
-        listed.clone(),
-    )
-    .with_config(OperatorConfig::default().with_namespace("default"))
-    .reads::<ConfigMap>();
-    let running = Running::operator(op);
-    running
-        .wait_report(|r| matches!(r.end, RunEnd::Converged))
-        .await;
-    let lists = || {
-        env.server
-            .stats()
-            .count_resource("configmaps", None, Verb::List)
-    };
-    let lists_before = lists();
-    assert_eq!(listed.lock().unwrap().last().unwrap(), &["a", "d"]);
-
-    // `b` gains the label, `a` loses it, `d` is deleted.
-    let relabel = |tier: &str| serde_json::json!({"metadata": {"labels": {"tier": tier}}});
-    for (name, tier) in [("b", "web"), ("a", "db")] {
-        cms.patch(name, &PatchParams::default(), &Patch::Merge(&relabel(tier)))
-            .await
-            .unwrap();
-    }
-    cms.delete("d", &Default::default()).await.unwrap();
-    // Runs until one lists what the cache shows now (each woken by an edit of the parent).
-    let parents: Api<Parent> = Api::namespaced(env.client.clone(), "default");
-    let deadline = std::time::Instant::now() + GUARD;
-    for round in 0.. {
-        if listed.lock().unwrap().last().unwrap() == &["b"] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the list never followed the labels: {:?}",
-            listed.lock().unwrap().last()
-        );
-        let runs = running.reports().len();
-        let note = serde_json::json!({"metadata": {"annotations": {"round": round.to_string()}}});
-        parents
-            .patch("p", &PatchParams::default(), &Patch::Merge(&note))
-            .await
-            .unwrap();
-        eventually(GUARD, "the woken run's report", || async {
-            running.reports().len() > runs
-        })
-        .await;
-    }
-    assert_eq!(lists(), lists_before, "every list came from the cache");
-    running.stop().await;
 }

@@ -4,14 +4,14 @@ use std::any::Any;
 use std::sync::Arc;
 
 use kube::api::DynamicObject;
-use kube::core::{Expression, Selector, SelectorExt};
+use kube::core::{Selector, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
-use super::labels::LabelIndex;
 use super::marks::{ObjKey, Shown, Tracker};
+use super::owners::Owners;
 use crate::children::OWNER_LABEL;
 
 /// A kind's store, whatever its Rust type.
@@ -42,7 +42,7 @@ pub(crate) struct KindCache<T: Resource<DynamicType = ()> + 'static> {
     scope: Option<String>,
     namespaced: bool,
     metadata_only: bool,
-    labels: LabelIndex,
+    owners: Owners,
 }
 
 impl<T> KindCache<T>
@@ -61,7 +61,7 @@ where
             scope,
             namespaced,
             metadata_only,
-            labels: LabelIndex::of_label(OWNER_LABEL),
+            owners: Owners::default(),
         }
     }
 
@@ -78,26 +78,10 @@ where
     }
 
     pub(crate) fn list(&self, namespace: Option<&str>, selector: &Selector) -> Vec<Arc<T>> {
-        let selected = |o: &T| {
+        self.store.state_filter(|o| {
             (namespace.is_none() || !self.namespaced || o.meta().namespace.as_deref() == namespace)
                 && selector.matches(o.labels())
-        };
-        let Some((label, value)) = equality(selector) else {
-            return self.store.state_filter(selected);
-        };
-        // The index follows the events; the store is the truth (`selected` checks again).
-        self.labels
-            .with(&label, &value, || {
-                let all = self.store.state();
-                all.iter()
-                    .map(|o| (key_of(&**o), o.labels().get(&label).cloned()))
-                    .collect()
-            })
-            .iter()
-            .filter(|k| namespace.is_none() || !self.namespaced || k.0.as_deref() == namespace)
-            .filter_map(|k| self.get(k.0.as_deref(), &k.1))
-            .filter(|o| selected(o))
-            .collect()
+        })
     }
 
     fn shown(&self, key: &ObjKey) -> Option<Shown> {
@@ -110,21 +94,9 @@ where
     }
 }
 
-fn key_of<T: Resource>(o: &T) -> ObjKey {
-    let m = o.meta();
-    (m.namespace.clone(), m.name.clone().unwrap_or_default())
-}
-
-/// A label the selector requires one value of (`app=web`, `app in (web)`), whose index narrows
-/// the objects to check.
-fn equality(selector: &Selector) -> Option<(String, String)> {
-    selector.clone().into_iter().find_map(|e| match e {
-        Expression::Equal(label, value) => Some((label, value)),
-        Expression::In(label, values) if values.len() == 1 => {
-            Some((label, values.into_iter().next()?))
-        }
-        _ => None,
-    })
+/// The children step's owner of `o`, from its label.
+fn owner<T: Resource>(o: &T) -> Option<&str> {
+    o.labels().get(OWNER_LABEL).map(String::as_str)
 }
 
 impl<T> KindCache<T>
@@ -136,21 +108,28 @@ where
         let look = |k: &ObjKey| self.shown(k);
         match ev {
             Ok(Event::Apply(o) | Event::Delete(o)) => {
-                let key = key_of(o);
+                let m = o.meta();
+                let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
                 let deleted = matches!(ev, Ok(Event::Delete(_)));
-                self.labels.set(&key, (!deleted).then(|| o.labels()));
+                self.owners
+                    .set(key.clone(), if deleted { None } else { owner(o) });
                 self.tracker
-                    .applied(key, o.meta().resource_version.as_deref(), look);
+                    .applied(key, m.resource_version.as_deref(), look);
             }
             Ok(Event::InitApply(o)) => {
-                self.labels.set(&key_of(o), Some(o.labels()));
-                self.tracker.listed(o.meta().resource_version.as_deref());
+                let m = o.meta();
+                let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
+                self.owners.set(key, owner(o));
+                self.tracker.listed(m.resource_version.as_deref());
             }
             Ok(Event::InitDone) => {
                 // The store dropped what the list no longer has: so does the index.
-                let all = self.store.state();
-                self.labels
-                    .rebuild(all.iter().map(|o| (key_of(&**o), o.labels())));
+                self.owners
+                    .rebuild(self.store.state().iter().filter_map(|o| {
+                        let m = o.meta();
+                        let key = (m.namespace.clone(), m.name.clone().unwrap_or_default());
+                        Some((key, owner(&**o)?.to_string()))
+                    }));
                 self.tracker.list_done(look)
             }
             Ok(Event::Init) | Err(_) => {}
@@ -199,8 +178,8 @@ where
     }
 
     fn list_owned_dynamic(&self, namespace: Option<&str>, owner: &str) -> Vec<DynamicObject> {
-        self.labels
-            .with(OWNER_LABEL, owner, Vec::new)
+        self.owners
+            .of(owner)
             .iter()
             .filter(|k| namespace.is_none() || !self.namespaced || k.0.as_deref() == namespace)
             .filter_map(|k| self.get(k.0.as_deref(), &k.1))

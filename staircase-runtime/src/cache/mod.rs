@@ -10,8 +10,8 @@
 //! then reads from the API server instead. A mark is dropped as soon as the store reaches it.
 
 mod kind;
-mod labels;
 mod marks;
+mod owners;
 
 use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
