@@ -20,5 +20,6 @@ mod production;
 mod quota;
 mod rules;
 mod runtime;
+mod shard;
 mod thermostat;
 mod webhooks;

@@ -207,6 +207,7 @@ impl OperatorConfig {
     /// | `STAIRCASE_INITIAL_LIST` | [`initial_list`](Self::initial_list) | `paged` (or `auto`, `streaming`) |
     /// | `STAIRCASE_KSTATUS` | [`kstatus`](Self::kstatus) | `true` |
     /// | `STAIRCASE_LEADER_ELECTION` | [`leader_election`](Self::leader_election) | `true` |
+    /// | `STAIRCASE_SHARDING` | leader election with [`sharding`](crate::LeaderElection::sharding) | `true` |
     /// | `STAIRCASE_LEASE_NAME` / `STAIRCASE_LEASE_NAMESPACE` | the Lease | `foo-operator` |
     /// | `POD_NAME` (else `HOSTNAME`) | the leader-election identity, plus a random suffix | from the downward API |
     ///
@@ -298,9 +299,15 @@ impl OperatorConfig {
                 }
             };
         }
-        if let Some(v) = get("STAIRCASE_LEADER_ELECTION")
-            && boolean("STAIRCASE_LEADER_ELECTION", &v)?
-        {
+        let sharding = match get("STAIRCASE_SHARDING") {
+            Some(v) => boolean("STAIRCASE_SHARDING", &v)?,
+            None => false,
+        };
+        let elect = match get("STAIRCASE_LEADER_ELECTION") {
+            Some(v) => boolean("STAIRCASE_LEADER_ELECTION", &v)?,
+            None => false,
+        };
+        if elect || sharding {
             let lease = get("STAIRCASE_LEASE_NAME").unwrap_or_else(|| c.name.clone());
             let mut le = LeaderElection::new(lease);
             if let Some(ns) = get("STAIRCASE_LEASE_NAMESPACE") {
@@ -308,6 +315,7 @@ impl OperatorConfig {
             }
             let host = get("POD_NAME").or_else(|| get("HOSTNAME"));
             le = le.with_identity(crate::leader::unique_identity(host.as_deref()));
+            le.sharding = sharding;
             c.leader_election = Some(le);
         }
         Ok(c)

@@ -47,6 +47,9 @@ pub struct LeaderElection {
     /// the [`external_call_window`](crate::OperatorConfig::external_call_window) in an
     /// operator that calls external services.
     pub takeover_delay: Duration,
+    /// Every replica runs its share of the objects instead of standing by; the leader assigns
+    /// the shares (see [`shard`](crate::shard)). Default off.
+    pub sharding: bool,
 }
 
 /// `host` (the pod or host name) plus a random suffix: a pod name is unique only while the pod
@@ -75,7 +78,14 @@ impl LeaderElection {
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
             takeover_delay: Duration::ZERO,
+            sharding: false,
         }
+    }
+
+    /// Turns [`sharding`](Self::sharding) on: every replica runs, each its share.
+    pub fn sharded(mut self) -> Self {
+        self.sharding = true;
+        self
     }
 
     /// Sets [`LeaderElection::namespace`].

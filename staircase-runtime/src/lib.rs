@@ -21,7 +21,8 @@
 //! - [`pause`], [`explain`], [`replay`]: operating a running staircase: stop an object's runs
 //!   before a step; say what the next run would do, changing nothing; record runs and replay
 //!   one without a cluster;
-//! - [`fight`]: another actor that keeps undoing a step's modification, found and reported.
+//! - [`fight`]: another actor that keeps undoing a step's modification, found and reported;
+//! - [`shard`]: the objects split across replicas, each running its share.
 #![warn(missing_docs)]
 
 pub mod apply;
@@ -64,6 +65,7 @@ mod run;
 mod runner;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod shard;
 mod shutdown;
 mod spans;
 mod staircase;

@@ -41,6 +41,7 @@ use crate::replay::tape::Taping;
 use crate::replay::{Recorder, Recording, Replay, ReplayError};
 use crate::run::RunReport;
 use crate::runner::{NextRun, Runner};
+use crate::shard;
 use crate::shutdown::Stop;
 use crate::staircase::Reconciler;
 use crate::step_status::HasStepStatus;
@@ -562,6 +563,8 @@ impl<K, S, M, C> Operator<K, S, M, C> {
 /// What the controller's runs share.
 struct Shared<K, S, M, C> {
     runner: Arc<Runner<K, S, M, C>>,
+    /// With sharding: the slots this replica may run.
+    gate: Option<Arc<shard::Gate>>,
     /// Reports a watched object left out because it does not decode.
     undecodable: OnUndecodable,
     #[cfg(feature = "metrics")]
@@ -710,8 +713,10 @@ where
         };
         #[cfg(feature = "metrics")]
         runner.cache.set_metrics(metrics.clone());
+        let sharding = cfg.leader_election.as_ref().is_some_and(|le| le.sharding);
         let shared = Arc::new(Shared {
             runner: Arc::new(runner),
+            gate: sharding.then(Arc::default),
             undecodable,
             #[cfg(feature = "metrics")]
             metrics,
@@ -721,6 +726,9 @@ where
             None => {
                 health.set_leadership(Leadership::Disabled);
                 lead(&shared, &relations, &health, stop).await;
+            }
+            Some(le) if le.sharding => {
+                sharded(client, le, &shared, &relations, &health, stop).await
             }
             Some(le) => elect(Elector::new(client, le), &shared, &relations, &health, stop).await,
         }
@@ -930,6 +938,13 @@ async fn lead<K, S, M, C>(
     };
     let mut controller = Controller::for_stream(events.applied_objects(), store.clone())
         .with_config(ControllerConfig::default().concurrency(cfg.concurrency));
+    if let Some(gate) = &shared.gate {
+        // Objects of slots that open here were skipped while they were another replica's.
+        let opened = futures::stream::unfold(gate.opened(), |mut rx| async move {
+            rx.changed().await.ok().map(|_| ((), rx))
+        });
+        controller = controller.reconcile_all_on(opened);
+    }
     let cache = &shared.runner.cache;
     // However leading ends (a lost Lease drops this future), the watches behind the caches end
     // with it: later reads (a later term) wait for new ones.
@@ -1038,27 +1053,9 @@ async fn elect<K, S, M, C>(
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    let retry = elector.config().retry_period;
     health.set_leadership(Leadership::Unknown);
     loop {
-        let acquired = loop {
-            if stop.requested() {
-                break false;
-            }
-            match elector.try_acquire_or_renew().await {
-                Ok(true) => break true,
-                Ok(false) => health.set_leadership(Leadership::Standby),
-                Err(e) => {
-                    tracing::warn!("leader election: reading the Lease failed: {e}");
-                    health.set_leadership(Leadership::Unknown);
-                }
-            }
-            tokio::select! {
-                _ = stop.clone().wait() => break false,
-                _ = tokio::time::sleep(retry) => {}
-            }
-        };
-        if !acquired {
+        if !acquire(&mut elector, &stop, |l| health.set_leadership(l)).await {
             return;
         }
         let delay = elector.config().takeover_delay;
@@ -1103,6 +1100,127 @@ async fn elect<K, S, M, C>(
             }
         }
     }
+}
+
+/// Waits until this replica holds the Lease (`true`), or until `stop` (`false`), reporting each
+/// look that found another holder or failed.
+async fn acquire(elector: &mut Elector, stop: &Stop, on_look: impl Fn(Leadership)) -> bool {
+    let retry = elector.config().retry_period;
+    loop {
+        if stop.requested() {
+            return false;
+        }
+        match elector.try_acquire_or_renew().await {
+            Ok(true) => return true,
+            Ok(false) => on_look(Leadership::Standby),
+            Err(e) => {
+                tracing::warn!("leader election: reading the Lease failed: {e}");
+                on_look(Leadership::Unknown);
+            }
+        }
+        tokio::select! {
+            _ = stop.clone().wait() => return false,
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+}
+
+/// With sharding: every replica runs the slots assigned to it while it holds its member Lease,
+/// and the one holding the operator's Lease assigns the slots. On `stop`, finish the runs in
+/// flight, then release both Leases.
+async fn sharded<K, S, M, C>(
+    client: kube::Client,
+    le: crate::LeaderElection,
+    shared: &Arc<Shared<K, S, M, C>>,
+    relations: &[Box<dyn Relation<K>>],
+    health: &Health,
+    stop: Stop,
+) where
+    K: Watchable,
+    K::Scope: ApiScope,
+    S: Send + Sync + 'static,
+    M: Stairs<K, S>,
+    C: Stairs<K, S>,
+{
+    let gate = shared.gate.clone().expect("sharding has a gate");
+    let assigning = {
+        let (client, le, stop) = (client.clone(), le.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut elector = Elector::new(client.clone(), le.clone());
+            loop {
+                if !acquire(&mut elector, &stop, |_| {}).await {
+                    return;
+                }
+                tracing::info!(identity = le.identity, "sharding: leading, assigning slots");
+                let work =
+                    shard::assign(shard::Assigner::new(client.clone(), &le), le.retry_period);
+                tokio::select! {
+                    _ = stop.clone().wait() => {
+                        if let Err(e) = elector.release().await {
+                            tracing::warn!("leader election: releasing the Lease failed: {e}");
+                        }
+                        return;
+                    }
+                    reason = hold(&mut elector) => {
+                        tracing::warn!("sharding: lost the Lease ({reason}); stopped assigning");
+                    }
+                    _ = work => {}
+                }
+            }
+        })
+    };
+    let mut assigning = AbortOnDrop(assigning);
+    health.set_leadership(Leadership::Unknown);
+    let mut member = shard::Member::new(client.clone(), &le);
+    loop {
+        gate.close_all();
+        let joined = loop {
+            if stop.requested() {
+                break false;
+            }
+            match member.join().await {
+                Ok(()) => break true,
+                Err(e) => {
+                    tracing::warn!("sharding: writing the member Lease failed: {e}");
+                    health.set_leadership(Leadership::Unknown);
+                }
+            }
+            tokio::select! {
+                _ = stop.clone().wait() => break false,
+                _ = tokio::time::sleep(le.retry_period) => {}
+            }
+        };
+        if !joined {
+            break;
+        }
+        tracing::info!(
+            identity = le.identity,
+            term = member.term(),
+            "sharding: joined"
+        );
+        health.set_leadership(Leadership::Leading);
+        let lost = tokio::select! {
+            _ = lead(shared, relations, health, stop.clone()) => None,
+            reason = shard::hold(&member, &gate, client.clone(), &le) => Some(reason),
+        };
+        gate.close_all();
+        health.set_leadership(Leadership::Standby);
+        match lost {
+            Some(reason) => {
+                health.set_synced(false);
+                tracing::warn!("sharding: lost the member Lease ({reason}); stopped every run");
+            }
+            None => {
+                if let Err(e) = member.release().await {
+                    tracing::warn!("sharding: releasing the member Lease failed: {e}");
+                }
+                break;
+            }
+        }
+    }
+    // The assigner releases the operator's Lease on `stop`, unless the API server is too slow
+    // to wait for.
+    let _ = tokio::time::timeout(Duration::from_secs(5), &mut assigning.0).await;
 }
 
 /// Renews the Lease until it is lost; returns why.
@@ -1160,6 +1278,14 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
+    let _in_flight = match &shared.gate {
+        Some(gate) => match gate.enter(obj.meta().uid.as_deref().unwrap_or_default()) {
+            Some(run) => Some(run),
+            // Another replica's: it runs again here when its slot opens.
+            None => return Ok(Action::await_change()),
+        },
+        None => None,
+    };
     #[cfg(feature = "metrics")]
     let _guard = {
         shared.metrics.run_started();

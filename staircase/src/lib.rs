@@ -91,7 +91,8 @@ pub use staircase_runtime::{
     StepStatus, Then, Watchable, Write,
 };
 pub use staircase_runtime::{
-    apply, children, crds, events, explain, external, fight, pause, preflight, replay, status,
+    apply, children, crds, events, explain, external, fight, pause, preflight, replay, shard,
+    status,
 };
 
 /// Builds a [`Staircase`] from `#[step]` functions, in the order they run.

@@ -1,0 +1,180 @@
+//! The leader's job: watch the members' Leases, plan the next assignment and publish it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use super::assignment::{ACK, Ack, Assignment, Member};
+use super::member::GROUP;
+use crate::LeaderElection;
+
+/// The ConfigMap key holding the assignment.
+pub(crate) const KEY: &str = "assignment";
+
+/// The name of the assignment ConfigMap of the group of Lease `lease`.
+pub(crate) fn map_name(lease: &str) -> String {
+    format!("{lease}-shards")
+}
+
+/// What the assigner last saw of a member Lease, and when (on its own clock).
+#[derive(PartialEq)]
+struct Seen {
+    holder: Option<String>,
+    renewed: Option<String>,
+    ack: Option<String>,
+}
+
+pub(crate) struct Assigner {
+    leases: Api<Lease>,
+    maps: Api<ConfigMap>,
+    group: String,
+    map: String,
+    observed: HashMap<String, (Seen, Instant)>,
+}
+
+/// Reads the published assignment: `Ok(None)` when there is none yet.
+pub(crate) async fn read(maps: &Api<ConfigMap>, lease: &str) -> kube::Result<Option<Parsed>> {
+    Ok(maps.get_opt(&map_name(lease)).await?.map(|cm| {
+        let rv = cm.resource_version();
+        let text = cm.data.as_ref().and_then(|d| d.get(KEY));
+        let assignment = match text {
+            Some(t) => Assignment::from_json(t),
+            None => Err(format!("no {KEY:?} key")),
+        };
+        Parsed { assignment, rv }
+    }))
+}
+
+/// A published assignment, or why it does not parse.
+pub(crate) struct Parsed {
+    pub(crate) assignment: Result<Assignment, String>,
+    rv: Option<String>,
+}
+
+impl Assigner {
+    pub(crate) fn new(client: Client, cfg: &LeaderElection) -> Self {
+        let (leases, maps) = match &cfg.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (
+                Api::default_namespaced(client.clone()),
+                Api::default_namespaced(client),
+            ),
+        };
+        Assigner {
+            leases,
+            maps,
+            map: map_name(&cfg.lease_name),
+            group: cfg.lease_name.clone(),
+            observed: HashMap::new(),
+        }
+    }
+
+    /// The members whose Leases are held and renewed within their duration, as seen now.
+    async fn live(&mut self) -> kube::Result<BTreeMap<String, Member>> {
+        let lp = ListParams::default().labels(&format!("{GROUP}={}", self.group));
+        let mut live = BTreeMap::new();
+        let mut names = Vec::new();
+        for lease in self.leases.list(&lp).await? {
+            let name = lease.name_any();
+            let spec = lease.spec.clone().unwrap_or_default();
+            let ack_text = lease.annotations().get(ACK).cloned();
+            let seen = Seen {
+                holder: spec.holder_identity.clone().filter(|h| !h.is_empty()),
+                renewed: spec.renew_time.as_ref().map(|t| t.0.to_string()),
+                ack: ack_text.clone(),
+            };
+            let at = match self.observed.remove(&name) {
+                Some((old, at)) if old == seen => at,
+                // A new leader sees every member as just renewed: it frees nothing before a
+                // full lease duration of its own observation.
+                _ => Instant::now(),
+            };
+            let duration =
+                Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
+            let ack: Option<Ack> = ack_text.and_then(|t| serde_json::from_str(&t).ok());
+            if let (Some(holder), Some(ack)) = (&seen.holder, ack)
+                && at.elapsed() < duration
+            {
+                live.insert(
+                    holder.clone(),
+                    Member {
+                        term: ack.term.clone(),
+                        ack: Some(ack),
+                    },
+                );
+            }
+            self.observed.insert(name.clone(), (seen, at));
+            names.push(name);
+        }
+        self.observed.retain(|n, _| names.contains(n));
+        Ok(live)
+    }
+
+    /// One look: plans from the live members and publishes the result when it changed.
+    /// Returns the assignment in force (`None` when another writer got there first).
+    pub(crate) async fn tick(&mut self) -> Result<Option<Assignment>, String> {
+        let live = self
+            .live()
+            .await
+            .map_err(|e| format!("listing member Leases: {e}"))?;
+        let found = read(&self.maps, &self.group)
+            .await
+            .map_err(|e| format!("reading ConfigMap {}: {e}", self.map))?;
+        let (mut current, rv) = match found {
+            Some(p) => (
+                p.assignment.map_err(|e| {
+                    format!(
+                        "ConfigMap {} does not hold an assignment ({e}); delete it to start over",
+                        self.map
+                    )
+                })?,
+                p.rv,
+            ),
+            None => (Assignment::default(), None),
+        };
+        // Started over (the ConfigMap was deleted): never go below what members applied.
+        let floor = live
+            .values()
+            .filter_map(|m| m.ack.as_ref().map(|a| a.seen))
+            .max();
+        current.generation = current.generation.max(floor.unwrap_or(0));
+        let next = current.plan(&live);
+        if next.generation == current.generation && rv.is_some() {
+            return Ok(Some(next));
+        }
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.map.clone()),
+                labels: Some(BTreeMap::from([(GROUP.to_string(), self.group.clone())])),
+                resource_version: rv.clone(),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([
+                (KEY.to_string(), next.to_json()),
+                ("summary".to_string(), next.summary()),
+            ])),
+            ..Default::default()
+        };
+        // The resourceVersion read guards against a replica that still believes it leads.
+        let written = match rv {
+            Some(_) => {
+                self.maps
+                    .replace(&self.map, &PostParams::default(), &cm)
+                    .await
+            }
+            None => self.maps.create(&PostParams::default(), &cm).await,
+        };
+        match written {
+            Ok(_) => Ok(Some(next)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(format!("writing ConfigMap {}: {e}", self.map)),
+        }
+    }
+}

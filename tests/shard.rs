@@ -1,0 +1,285 @@
+//! Sharding with several replicas of the Foo operator against one embedded API server: the
+//! objects are split, a new replica takes its share, a killed, partitioned or stopped replica's
+//! share moves to the others, and no object is ever written by two replicas within one handoff
+//! (read from the server's request log, where each replica has its own user agent).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use http::{HeaderName, HeaderValue};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use staircase::prelude::*;
+use staircase::shard::{self, Assignment};
+use staircase::{LeaderElection, Leadership};
+use staircase_examples::foo::{self, App, Foo};
+use staircase_testkit::{Fault, RequestRecord, Verb};
+use staircase_tests::foos::{new_foo, ready};
+use staircase_tests::{Env, GUARD, Running, eventually};
+
+const LEASE: Duration = Duration::from_secs(2);
+const RENEW_DEADLINE: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_millis(50);
+
+fn election(identity: &str) -> LeaderElection {
+    LeaderElection::new("foo-operator")
+        .with_namespace("default")
+        .with_identity(identity)
+        .with_timing(LEASE, RENEW_DEADLINE, RETRY)
+        .sharded()
+}
+
+/// A replica whose requests carry the user agent `<name>/1`.
+fn replica(env: &Env, name: &str) -> (Running, staircase::Health) {
+    let mut config = env.server.config();
+    config.headers.push((
+        HeaderName::from_static("user-agent"),
+        HeaderValue::from_str(&format!("{name}/1")).unwrap(),
+    ));
+    let client = kube::Client::try_from(config).unwrap();
+    let op = Operator::with_state(
+        client,
+        foo::stairs(),
+        App {
+            manager: "foo-operator".into(),
+        },
+    )
+    .with_status()
+    .with_config(
+        OperatorConfig::default()
+            .with_name(format!("foo-operator-{name}"))
+            .with_leader_election(election(name)),
+    );
+    let health = op.health();
+    (Running::operator(op), health)
+}
+
+async fn assignment(env: &Env) -> Option<Assignment> {
+    shard::read(env.client.clone(), &election("reader"))
+        .await
+        .unwrap()
+}
+
+/// Waits until the assignment names exactly `members` and every slot is settled; returns it.
+async fn settled_on(env: &Env, members: &[&str]) -> Assignment {
+    let mut last = None;
+    let wait = async {
+        loop {
+            if let Some(a) = assignment(env).await {
+                let named: Vec<&str> = a.members().collect();
+                if named == members && a.unsettled() == 0 {
+                    return a;
+                }
+                last = Some(a);
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    };
+    match tokio::time::timeout(GUARD, wait).await {
+        Ok(a) => a,
+        Err(_) => {
+            let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+                Api::namespaced(env.client.clone(), "default");
+            let acks: Vec<_> = leases
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|l| (l.metadata.name, l.metadata.annotations))
+                .collect();
+            panic!(
+                "never settled on {members:?}; last: {}; leases: {acks:?}",
+                last.map(|a| format!("{a:?}")).unwrap_or_default()
+            )
+        }
+    }
+}
+
+/// The Foo a write of the Foo operator belongs to, or `None` for any other write.
+fn foo_of(r: &RequestRecord) -> Option<String> {
+    let write = matches!(
+        r.verb,
+        Some(Verb::Create | Verb::Update | Verb::Patch | Verb::Delete)
+    );
+    if !write || r.status >= 300 {
+        return None;
+    }
+    let name = r.name.clone()?;
+    match r.resource.as_deref()? {
+        "foos.demo.staircase.rs" | "services" => Some(name),
+        "configmaps" => name.strip_suffix("-config").map(str::to_string),
+        "secrets" => name.strip_suffix("-token").map(str::to_string),
+        _ => None,
+    }
+}
+
+fn agent(r: &RequestRecord) -> String {
+    r.user_agent
+        .as_deref()
+        .and_then(|u| u.split('/').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Checks the writes since `from` in the request log: each Foo's writers form contiguous
+/// blocks (a replica that wrote it never writes it again once another has: within one handoff
+/// a slot moves once), and the last writer is the replica its slot is settled on in `now`.
+/// Returns the log's length, the start of the next phase.
+fn one_writer_at_a_time(
+    env: &Env,
+    from: usize,
+    now: &Assignment,
+    uids: &BTreeMap<String, String>,
+) -> usize {
+    let log = env.server.stats().requests();
+    let mut writers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &log[from..] {
+        if let Some(foo) = foo_of(r) {
+            let w = writers.entry(foo).or_default();
+            let a = agent(r);
+            if w.last() != Some(&a) {
+                assert!(
+                    !w.contains(&a),
+                    "{} written by {a} again after {:?} (two writers in one handoff)",
+                    r.name.as_deref().unwrap_or_default(),
+                    w
+                );
+                w.push(a);
+            }
+        }
+    }
+    for (foo, w) in &writers {
+        let owner = now.settled_owner(shard::slot_of(&uids[foo]));
+        assert_eq!(
+            owner,
+            w.last().map(String::as_str),
+            "the last writer of {foo}"
+        );
+    }
+    log.len()
+}
+
+async fn all_ready(foos: &Api<Foo>, names: &[String]) {
+    eventually(GUARD, "every Foo Ready", || async {
+        let mut ok = true;
+        for n in names {
+            ok &= ready(foos.get_opt(n).await.unwrap().as_ref());
+        }
+        ok
+    })
+    .await;
+}
+
+/// Changes every Foo's message: each needs a write from whoever runs it now.
+async fn edit_all(foos: &Api<Foo>, names: &[String], round: u32) {
+    for n in names {
+        let patch = serde_json::json!({ "spec": { "message": format!("round {round}") } });
+        foos.patch(n, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    env.server.stats().set_log_enabled(true);
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+
+    let mut replicas: BTreeMap<&str, (Running, staircase::Health)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| (n, replica(&env, n)))
+        .collect();
+    let three = settled_on(&env, &["a", "b", "c"]).await;
+    for m in ["a", "b", "c"] {
+        assert!((85..=86).contains(&three.settled_on(m).len()), "{three:?}");
+    }
+
+    let names: Vec<String> = (0..24).map(|i| format!("f{i:02}")).collect();
+    let mut uids = BTreeMap::new();
+    for n in &names {
+        let created = foos
+            .create(&PostParams::default(), &new_foo(n))
+            .await
+            .unwrap();
+        uids.insert(n.clone(), created.metadata.uid.unwrap());
+    }
+    all_ready(&foos, &names).await;
+    let mut mark = one_writer_at_a_time(&env, 0, &three, &uids);
+    let owners = |a: &Assignment| -> Vec<Option<String>> {
+        names
+            .iter()
+            .map(|n| {
+                a.settled_owner(shard::slot_of(&uids[n]))
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let writers: std::collections::BTreeSet<String> =
+        owners(&three).into_iter().flatten().collect();
+    assert!(
+        writers.len() > 1,
+        "24 Foos all in one replica's share: {three:?}"
+    );
+
+    // A fourth replica takes a quarter, from the others, and nothing else moves.
+    replicas.insert("d", replica(&env, "d"));
+    let four = settled_on(&env, &["a", "b", "c", "d"]).await;
+    let moved = (0..shard::SLOTS)
+        .filter(|&s| three.settled_owner(s) != four.settled_owner(s))
+        .count();
+    assert_eq!(moved, shard::SLOTS / 4);
+    edit_all(&foos, &names, 1).await;
+    all_ready(&foos, &names).await;
+    mark = one_writer_at_a_time(&env, mark, &four, &uids);
+
+    // Killed: every request of `b` fails. Its slots move once its Lease expires.
+    let killed = env.server.faults().inject(
+        Fault::fail(503, "ServiceUnavailable")
+            .user_agent("b/")
+            .always(),
+    );
+    let cut = Instant::now();
+    let without_b = settled_on(&env, &["a", "c", "d"]).await;
+    let gap = cut.elapsed();
+    // The bound: the lease duration plus a renew period, plus scheduling slack on a loaded machine.
+    assert!(
+        gap < LEASE + RETRY * 4 + Duration::from_secs(1),
+        "ownership back after {gap:?}"
+    );
+    eprintln!("killed replica: full ownership back after {gap:?} (lease {LEASE:?})");
+    assert_eq!(replicas["b"].1.leadership(), Leadership::Standby);
+    edit_all(&foos, &names, 2).await;
+    all_ready(&foos, &names).await;
+    mark = one_writer_at_a_time(&env, mark, &without_b, &uids);
+
+    // Partitioned: `c`'s connections drop. Its share moves; once healed it rejoins under a new
+    // term and gets a share back through handoffs.
+    let partition = env
+        .server
+        .faults()
+        .inject(Fault::drop_connection().user_agent("c/").always());
+    let two = settled_on(&env, &["a", "d"]).await;
+    edit_all(&foos, &names, 3).await;
+    all_ready(&foos, &names).await;
+    mark = one_writer_at_a_time(&env, mark, &two, &uids);
+    env.server.faults().remove(partition);
+    let healed = settled_on(&env, &["a", "c", "d"]).await;
+    edit_all(&foos, &names, 4).await;
+    all_ready(&foos, &names).await;
+    mark = one_writer_at_a_time(&env, mark, &healed, &uids);
+
+    // Stopped gracefully: `a` finishes its runs and releases its Lease; no lease-duration wait.
+    let (a, _) = replicas.remove("a").unwrap();
+    a.stop().await;
+    let last = settled_on(&env, &["c", "d"]).await;
+    edit_all(&foos, &names, 5).await;
+    all_ready(&foos, &names).await;
+    one_writer_at_a_time(&env, mark, &last, &uids);
+
+    env.server.faults().remove(killed);
+    for (_, (r, _)) in replicas {
+        r.stop().await;
+    }
+}
