@@ -28,8 +28,26 @@ fn election(identity: &str) -> LeaderElection {
         .sharded()
 }
 
+/// A replica: its handle, health and metrics.
+struct Replica {
+    running: Running,
+    health: staircase::Health,
+    metrics: staircase::metrics::Metrics,
+}
+
+/// The value of the series `metric` of replica `name` in its metrics (0 when absent: a
+/// histogram has no series before its first observation).
+fn metric(r: &Replica, metric: &str, name: &str) -> f64 {
+    let series = format!("{metric}{{controller=\"foo-operator-{name}\"}} ");
+    r.metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&series).map(|v| v.parse().unwrap()))
+        .unwrap_or(0.0)
+}
+
 /// A replica whose requests carry the user agent `<name>/1`.
-fn replica(env: &Env, name: &str) -> (Running, staircase::Health) {
+fn replica(env: &Env, name: &str) -> Replica {
     let mut config = env.server.config();
     config.headers.push((
         HeaderName::from_static("user-agent"),
@@ -49,8 +67,12 @@ fn replica(env: &Env, name: &str) -> (Running, staircase::Health) {
             .with_name(format!("foo-operator-{name}"))
             .with_leader_election(election(name)),
     );
-    let health = op.health();
-    (Running::operator(op), health)
+    let (health, metrics) = (op.health(), op.metrics());
+    Replica {
+        running: Running::operator(op),
+        health,
+        metrics,
+    }
 }
 
 async fn assignment(env: &Env) -> Option<Assignment> {
@@ -188,7 +210,7 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
     env.server.stats().set_log_enabled(true);
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
 
-    let mut replicas: BTreeMap<&str, (Running, staircase::Health)> = ["a", "b", "c"]
+    let mut replicas: BTreeMap<&str, Replica> = ["a", "b", "c"]
         .into_iter()
         .map(|n| (n, replica(&env, n)))
         .collect();
@@ -266,7 +288,25 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
         "ownership back after {gap:?}"
     );
     eprintln!("killed replica: full ownership back after {gap:?} (lease {LEASE:?})");
-    assert_eq!(replicas["b"].1.leadership(), Leadership::Standby);
+    assert_eq!(replicas["b"].health.leadership(), Leadership::Standby);
+    // Each replica runs what is settled on it once it has read the assignment.
+    for m in ["a", "c", "d"] {
+        let slots = without_b.settled_on(m).len() as f64;
+        let r = &replicas[m];
+        eventually(GUARD, "the replica's slots in its metrics", || async {
+            metric(r, "staircase_shard_slots", m) == slots
+        })
+        .await;
+    }
+    // The assigning replica measured the gap of every slot `b` had.
+    let gaps: f64 = ["a", "c", "d"]
+        .iter()
+        .map(|m| metric(&replicas[m], "staircase_shard_gap_seconds_count", m))
+        .sum();
+    assert!(
+        gaps >= four.settled_on("b").len() as f64,
+        "{gaps} gaps measured"
+    );
     edit_all(&foos, &names, 2).await;
     all_ready(&foos, &names).await;
     mark = one_writer_at_a_time(&env, mark, &without_b, &uids);
@@ -288,15 +328,14 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
     mark = one_writer_at_a_time(&env, mark, &healed, &uids);
 
     // Stopped gracefully: `a` finishes its runs and releases its Lease; no lease-duration wait.
-    let (a, _) = replicas.remove("a").unwrap();
-    a.stop().await;
+    replicas.remove("a").unwrap().running.stop().await;
     let last = settled_on(&env, &["c", "d"]).await;
     edit_all(&foos, &names, 5).await;
     all_ready(&foos, &names).await;
     one_writer_at_a_time(&env, mark, &last, &uids);
 
     env.server.faults().remove(killed);
-    for (_, (r, _)) in replicas {
-        r.stop().await;
+    for (_, r) in replicas {
+        r.running.stop().await;
     }
 }

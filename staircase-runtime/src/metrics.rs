@@ -18,6 +18,10 @@
 //! | `staircase_cache_live_reads_total` | counter | `kind`, `reason` | step reads sent to the API server instead of a watch cache: `no_store` (no cache of the kind), `not_synced` (its first list not in yet), `behind` (it had not shown a write of the operator in time) |
 //! | `staircase_cache_waits_total` | counter | `kind` | step reads that waited for a watch cache to show one of the operator's writes |
 //! | `staircase_cache_pending_marks` | gauge | | writes of the operator's steps its watch caches have not shown yet |
+//! | `staircase_shard_slots` | gauge | | with [sharding](crate::shard): hash slots this replica runs |
+//! | `staircase_shard_objects` | gauge | | with sharding: cached objects in the slots this replica runs |
+//! | `staircase_shard_handoffs_total` | counter | | with sharding: slots this replica gave up to another (it stopped starting runs in them) |
+//! | `staircase_shard_gap_seconds` | histogram | | with sharding, on the assigning replica: how long each slot that changed hands had no replica running it |
 //!
 //! `result` is one of `converged`, `modified`, `waiting`, `done`, `failed`, `finalizer_added`,
 //! `finalizer_removed`, `skipped_stale`, `cancelled`, `paused`.
@@ -128,6 +132,9 @@ type Counts = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
 /// Counts, at scrape time, the writes the watch caches have not shown yet.
 type Marks = Arc<dyn Fn() -> usize + Send + Sync>;
 
+/// Counts, at scrape time, the slots this replica runs and the cached objects in them.
+type ShardCounts = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
+
 /// Every staircase metric, each a family whose first label is `controller`.
 struct Families {
     runs: Family<ResultLabel, Counter>,
@@ -146,6 +153,10 @@ struct Families {
     live_reads: Family<LiveReadLabel, Counter>,
     cache_waits: Family<KindLabel, Counter>,
     pending_marks: Family<ControllerLabel, Gauge>,
+    shard_slots: Family<ControllerLabel, Gauge>,
+    shard_objects: Family<ControllerLabel, Gauge>,
+    shard_handoffs: Family<ControllerLabel, Counter>,
+    shard_gap: Timings<ControllerLabel>,
 }
 
 fn writes() -> Histogram {
@@ -172,7 +183,32 @@ impl Families {
             live_reads: Family::default(),
             cache_waits: Family::default(),
             pending_marks: Family::default(),
+            shard_slots: Family::default(),
+            shard_objects: Family::default(),
+            shard_handoffs: Family::default(),
+            shard_gap: Family::new_with_constructor(seconds),
         };
+        registry.register(
+            "shard_slots",
+            "Hash slots this replica runs (sharding)",
+            f.shard_slots.clone(),
+        );
+        registry.register(
+            "shard_objects",
+            "Cached objects in the slots this replica runs (sharding)",
+            f.shard_objects.clone(),
+        );
+        registry.register(
+            "shard_handoffs",
+            "Slots this replica gave up to another (sharding)",
+            f.shard_handoffs.clone(),
+        );
+        registry.register(
+            "shard_gap_seconds",
+            "How long a slot that changed hands had no replica running it, as the assigning \
+             replica measures it (sharding)",
+            f.shard_gap.clone(),
+        );
         registry.register(
             "cache_pending_marks",
             "Writes of the operator's steps its watch caches have not shown yet",
@@ -262,8 +298,11 @@ struct Scrape {
     queue_depth: Gauge,
     not_ready: Gauge,
     pending_marks: Gauge,
+    shard_slots: Gauge,
+    shard_objects: Gauge,
     counts: Mutex<Option<Counts>>,
     marks: Mutex<Option<Marks>>,
+    shard: Mutex<Option<ShardCounts>>,
 }
 
 impl Scrape {
@@ -273,6 +312,11 @@ impl Scrape {
         self.not_ready.set(counts.1 as i64);
         let marks = lock(&self.marks).clone();
         self.pending_marks.set(marks.map_or(0, |m| m()) as i64);
+        if let Some(shard) = lock(&self.shard).clone() {
+            let (slots, objects) = shard();
+            self.shard_slots.set(slots as i64);
+            self.shard_objects.set(objects as i64);
+        }
     }
 }
 
@@ -391,8 +435,11 @@ impl Metrics {
                     queue_depth: f.queue_depth.get_or_create(&label).clone(),
                     not_ready: f.not_ready.get_or_create(&label).clone(),
                     pending_marks: f.pending_marks.get_or_create(&label).clone(),
+                    shard_slots: f.shard_slots.get_or_create(&label).clone(),
+                    shard_objects: f.shard_objects.get_or_create(&label).clone(),
                     counts: Mutex::default(),
                     marks: Mutex::default(),
+                    shard: Mutex::default(),
                 });
                 scrapes.push(s.clone());
                 s
@@ -429,6 +476,27 @@ impl Controller {
 
     pub(crate) fn set_pending_marks(&self, marks: Marks) {
         *lock(&self.scrape.marks) = Some(marks);
+    }
+
+    pub(crate) fn set_shard_counts(&self, counts: ShardCounts) {
+        *lock(&self.scrape.shard) = Some(counts);
+    }
+
+    pub(crate) fn shard_handoffs(&self, n: u64) {
+        let label = ControllerLabel {
+            controller: self.name.clone(),
+        };
+        self.families.shard_handoffs.get_or_create(&label).inc_by(n);
+    }
+
+    pub(crate) fn shard_gap(&self, gap: std::time::Duration) {
+        let label = ControllerLabel {
+            controller: self.name.clone(),
+        };
+        self.families
+            .shard_gap
+            .get_or_create(&label)
+            .observe(gap.as_secs_f64());
     }
 
     pub(crate) fn run_started(&self) {

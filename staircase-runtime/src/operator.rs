@@ -971,6 +971,17 @@ async fn lead<K, S, M, C>(
         shared
             .metrics
             .set_pending_marks(Arc::new(move || runner.cache.pending_marks()));
+        if let Some(gate) = shared.gate.clone() {
+            let store = store.clone();
+            shared.metrics.set_shard_counts(Arc::new(move || {
+                let objects = store
+                    .state()
+                    .iter()
+                    .filter(|o| gate.is_open(o.meta().uid.as_deref().unwrap_or_default()))
+                    .count();
+                (gate.owned(), objects)
+            }));
+        }
     }
     let synced = {
         let (health, store) = (health.clone(), store.clone());
@@ -1143,32 +1154,17 @@ async fn sharded<K, S, M, C>(
     C: Stairs<K, S>,
 {
     let gate = shared.gate.clone().expect("sharding has a gate");
-    let assigning = {
-        let (client, le, stop) = (client.clone(), le.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut elector = Elector::new(client.clone(), le.clone());
-            loop {
-                if !acquire(&mut elector, &stop, |_| {}).await {
-                    return;
-                }
-                tracing::info!(identity = le.identity, "sharding: leading, assigning slots");
-                let work =
-                    shard::assign(shard::Assigner::new(client.clone(), &le), le.retry_period);
-                tokio::select! {
-                    _ = stop.clone().wait() => {
-                        if let Err(e) = elector.release().await {
-                            tracing::warn!("leader election: releasing the Lease failed: {e}");
-                        }
-                        return;
-                    }
-                    reason = hold(&mut elector) => {
-                        tracing::warn!("sharding: lost the Lease ({reason}); stopped assigning");
-                    }
-                    _ = work => {}
-                }
-            }
-        })
+    let assigner = shard::Assigner::new(client.clone(), &le);
+    #[cfg(feature = "metrics")]
+    let assigner = {
+        let m = shared.metrics.clone();
+        assigner.on_gap(Box::new(move |gap| m.shard_gap(gap)))
     };
+    let assigning = tokio::spawn(assign_while_leading(
+        Elector::new(client.clone(), le.clone()),
+        assigner,
+        stop.clone(),
+    ));
     let mut assigning = AbortOnDrop(assigning);
     health.set_leadership(Leadership::Unknown);
     let mut member = shard::Member::new(client.clone(), &le);
@@ -1201,7 +1197,11 @@ async fn sharded<K, S, M, C>(
         health.set_leadership(Leadership::Leading);
         let lost = tokio::select! {
             _ = lead(shared, relations, health, stop.clone()) => None,
-            reason = shard::hold(&member, &gate, client.clone(), &le) => Some(reason),
+            reason = shard::hold(&member, &gate, client.clone(), &le, |n| {
+                #[cfg(feature = "metrics")]
+                shared.metrics.shard_handoffs(n);
+                let _ = n;
+            }) => Some(reason),
         };
         gate.close_all();
         health.set_leadership(Leadership::Standby);
@@ -1221,6 +1221,33 @@ async fn sharded<K, S, M, C>(
     // The assigner releases the operator's Lease on `stop`, unless the API server is too slow
     // to wait for.
     let _ = tokio::time::timeout(Duration::from_secs(5), &mut assigning.0).await;
+}
+
+/// With sharding: while this replica holds the operator's Lease, assign the slots; on `stop`,
+/// release the Lease.
+async fn assign_while_leading(mut elector: Elector, mut assigner: shard::Assigner, stop: Stop) {
+    loop {
+        if !acquire(&mut elector, &stop, |_| {}).await {
+            return;
+        }
+        let cfg = elector.config().clone();
+        tracing::info!(
+            identity = cfg.identity,
+            "sharding: leading, assigning slots"
+        );
+        tokio::select! {
+            _ = stop.clone().wait() => {
+                if let Err(e) = elector.release().await {
+                    tracing::warn!("leader election: releasing the Lease failed: {e}");
+                }
+                return;
+            }
+            reason = hold(&mut elector) => {
+                tracing::warn!("sharding: lost the Lease ({reason}); stopped assigning");
+            }
+            _ = shard::assign(&mut assigner, cfg.retry_period) => {}
+        }
+    }
 }
 
 /// Renews the Lease until it is lost; returns why.

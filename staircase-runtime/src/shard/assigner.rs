@@ -9,7 +9,8 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use super::assignment::{ACK, Ack, Assignment, Member};
-use super::member::GROUP;
+use super::hash::SLOTS;
+use super::member::{GROUP, lease_name};
 use crate::LeaderElection;
 
 /// The ConfigMap key holding the assignment.
@@ -28,12 +29,18 @@ struct Seen {
     ack: Option<String>,
 }
 
+/// Called with each gap: how long a slot that changed hands had no replica running it.
+pub(crate) type OnGap = Box<dyn Fn(Duration) + Send + Sync>;
+
 pub(crate) struct Assigner {
     leases: Api<Lease>,
     maps: Api<ConfigMap>,
     group: String,
     map: String,
     observed: HashMap<String, (Seen, Instant)>,
+    /// Per slot, since when it has had no runner (as far as this leader knows).
+    unsettled: Vec<Option<Instant>>,
+    on_gap: Option<OnGap>,
 }
 
 /// Reads the published assignment: `Ok(None)` when there is none yet.
@@ -73,6 +80,41 @@ impl Assigner {
             map: map_name(&cfg.lease_name),
             group: cfg.lease_name.clone(),
             observed: HashMap::new(),
+            unsettled: vec![None; SLOTS],
+            on_gap: None,
+        }
+    }
+
+    /// Reports every gap to `f`.
+    pub(crate) fn on_gap(mut self, f: OnGap) -> Self {
+        self.on_gap = Some(f);
+        self
+    }
+
+    /// Measures the gaps `before` → `after` closed: a slot's gap starts when its settled owner
+    /// goes (a move starts now; a lost owner's at its last renewal the leader saw) and ends when
+    /// the slot is settled again.
+    fn track(&mut self, before: &Assignment, after: &Assignment) {
+        let now = Instant::now();
+        for s in 0..SLOTS {
+            let (b, a) = (before.settled_owner(s), after.settled_owner(s));
+            if a == b {
+                continue;
+            }
+            if let Some(old) = b {
+                let lost = !after.members.contains_key(old);
+                let last_seen = lost
+                    .then(|| self.observed.get(&lease_name(&self.group, old)))
+                    .flatten()
+                    .map(|(_, at)| *at);
+                self.unsettled[s] = Some(last_seen.unwrap_or(now));
+            }
+            if a.is_some()
+                && let Some(since) = self.unsettled[s].take()
+                && let Some(f) = &self.on_gap
+            {
+                f(now.saturating_duration_since(since));
+            }
         }
     }
 
@@ -172,7 +214,10 @@ impl Assigner {
             None => self.maps.create(&PostParams::default(), &cm).await,
         };
         match written {
-            Ok(_) => Ok(Some(next)),
+            Ok(_) => {
+                self.track(&current, &next);
+                Ok(Some(next))
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
             Err(e) => Err(format!("writing ConfigMap {}: {e}", self.map)),
         }

@@ -50,24 +50,31 @@ impl Gate {
     }
 
     /// Applies an assignment read for this member and term; an older one than the last applied
-    /// is ignored (reads may be served out of order).
-    pub(crate) fn apply(&self, a: &Assignment, member: &str, term: &str) {
+    /// is ignored (reads may be served out of order). Returns how many slots it closed.
+    pub(crate) fn apply(&self, a: &Assignment, member: &str, term: &str) -> u64 {
         if a.generation < self.seen.load(SeqCst) {
-            return;
+            return 0;
         }
         let mut want = [false; SLOTS];
         for s in a.runnable(member, term) {
             want[s] = true;
         }
-        let mut opened = false;
+        let (mut opened, mut closed) = (false, 0);
         for (s, w) in want.into_iter().enumerate() {
             let was = self.open[s].swap(w, SeqCst);
             opened |= w && !was;
+            closed += u64::from(was && !w);
         }
         self.seen.store(a.generation, SeqCst);
         if opened {
             self.opened.send_modify(|n| *n += 1);
         }
+        closed
+    }
+
+    /// Whether the slot of the object with this uid is open here.
+    pub(crate) fn is_open(&self, uid: &str) -> bool {
+        self.open[slot_of(uid)].load(SeqCst)
     }
 
     /// Closes every slot: the term ended (or is starting).
@@ -124,7 +131,7 @@ mod tests {
             gate.enter("u").is_none(),
             "another term's grant is not ours"
         );
-        let mut opened = gate.opened();
+        let opened = gate.opened();
         gate.apply(&a, "a", "t");
         assert!(opened.has_changed().unwrap());
         let run = gate.enter("u").expect("open");
@@ -147,7 +154,7 @@ mod tests {
         let mut acked = both.clone();
         acked.get_mut("a").unwrap().ack = Some(gate.ack("t"));
         let moving = a.plan(&acked);
-        gate.apply(&moving, "a", "t");
+        assert_eq!(gate.apply(&moving, "a", "t"), 0, "closed already");
         assert_eq!(gate.owned(), SLOTS / 2);
         // An older generation than the one applied is ignored.
         gate.apply(&a, "a", "t");

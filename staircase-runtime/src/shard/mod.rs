@@ -79,13 +79,14 @@ fn maps(client: Client, election: &LeaderElection) -> Api<ConfigMap> {
 }
 
 /// Keeps a member: every retry period, applies the published assignment to the gate and
-/// renews the Lease with the acknowledgement. Returns why the membership was lost (not renewed
-/// within the renew deadline).
+/// renews the Lease with the acknowledgement; `on_handoff` hears of slots given up. Returns
+/// why the membership was lost (not renewed within the renew deadline).
 pub(crate) async fn hold(
     member: &Member,
     gate: &Gate,
     client: Client,
     cfg: &LeaderElection,
+    on_handoff: impl Fn(u64),
 ) -> String {
     let maps = maps(client, cfg);
     let mut renewed = Instant::now();
@@ -96,14 +97,22 @@ pub(crate) async fn hold(
             match assigner::read(&maps, &cfg.lease_name).await {
                 Ok(Some(Parsed {
                     assignment: Ok(a), ..
-                })) => gate.apply(&a, member.identity(), member.term()),
+                })) => {
+                    let closed = gate.apply(&a, member.identity(), member.term());
+                    if closed > 0 {
+                        tracing::info!(
+                            slots = closed,
+                            generation = a.generation(),
+                            "sharding: handing slots off"
+                        );
+                        on_handoff(closed);
+                    }
+                }
                 Ok(Some(Parsed {
                     assignment: Err(e), ..
-                })) => {
-                    tracing::warn!(
-                        "sharding: the published assignment does not parse ({e}); keeping what this replica runs"
-                    )
-                }
+                })) => tracing::warn!(
+                    "sharding: the published assignment does not parse ({e}); keeping what this replica runs"
+                ),
                 Ok(None) => {}
                 Err(e) => tracing::debug!("sharding: reading the assignment failed: {e}"),
             }
@@ -125,7 +134,7 @@ pub(crate) async fn hold(
 use assigner::Parsed;
 
 /// The leader's loop: one look at the members every retry period, forever.
-pub(crate) async fn assign(mut assigner: Assigner, retry: Duration) {
+pub(crate) async fn assign(assigner: &mut Assigner, retry: Duration) {
     loop {
         match assigner.tick().await {
             Ok(Some(a)) => tracing::trace!(generation = a.generation(), "sharding: assignment"),
