@@ -16,10 +16,21 @@ use staircase::{LeaderElection, crds};
 use staircase_examples::foo::{self, App, Foo, FooSpec};
 use staircase_tests::{Env, Running, wait_for, wait_gone};
 
-fn manifests() -> Vec<(String, serde_json::Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+/// The manifests in `deploy/`, and with `sharded` those of `deploy/sharded/` after them.
+fn manifests(sharded: bool) -> Vec<(String, serde_json::Value)> {
+    let mut out = manifests_in("deploy");
+    if sharded {
+        out.extend(manifests_in("deploy/sharded"));
+    }
+    out
+}
+
+fn manifests_in(dir: &str) -> Vec<(String, serde_json::Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("deploy/ exists")
+        .expect("the manifests' directory exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
@@ -46,7 +57,7 @@ fn gvk(v: &serde_json::Value) -> GroupVersionKind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_manifest_is_accepted_and_the_crd_is_generated_from_the_type() {
     let env = Env::start().await;
-    let all = manifests();
+    let all = manifests(true);
     let crd = all
         .iter()
         .find(|(_, v)| v["kind"] == "CustomResourceDefinition")
@@ -100,9 +111,9 @@ async fn every_manifest_is_accepted_and_the_crd_is_generated_from_the_type() {
 /// `(group, resource[/subresource], verb)` as RBAC names them.
 type Grant = (String, String, String);
 
-fn granted() -> BTreeSet<Grant> {
+fn granted(sharded: bool) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for (_, v) in manifests() {
+    for (_, v) in manifests(sharded) {
         let rules = match v["kind"].as_str() {
             Some("ClusterRole") => serde_json::from_value::<ClusterRole>(v).unwrap().rules,
             Some("Role") => serde_json::from_value::<Role>(v).unwrap().rules,
@@ -123,6 +134,17 @@ fn granted() -> BTreeSet<Grant> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_grants_exactly_the_requests_the_operator_makes() {
+    rbac_grants_exactly_what_is_used(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_rbac_grants_exactly_the_requests_the_replicas_make() {
+    rbac_grants_exactly_what_is_used(true).await;
+}
+
+/// Runs the Foo operator as the Deployment configures it (two sharded replicas with `sharded`)
+/// through everything its staircase does, and compares the requests with the RBAC rules.
+async fn rbac_grants_exactly_what_is_used(sharded: bool) {
     let env = Env::start().await;
     env.install::<Foo>().await;
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
@@ -140,32 +162,46 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
     env.server.stats().reset();
 
     // The operator as `examples/operator.rs` configures it in the Deployment.
-    let le = LeaderElection::new("foo-operator")
-        .with_namespace("foo-system")
-        .with_identity("pod-0");
-    let op = Operator::with_state(
-        env.client.clone(),
-        foo::stairs(),
-        App {
-            manager: "foo-operator".into(),
-        },
-    )
-    .with_config(
-        OperatorConfig::default()
-            .with_name("foo-operator")
-            .with_leader_election(le),
-    )
-    .with_status()
-    .owns::<ConfigMap>()
-    .owns::<Secret>()
-    .owns::<Service>();
-    op.check().await.expect("preflight");
-    let running = Running::spawn(move |reports, stop| {
-        op.on_run(staircase_tests::recorder(reports))
-            .run_until(async {
-                stop.await.ok();
-            })
-    });
+    let replica = |identity: &str| {
+        let mut le = LeaderElection::new("foo-operator")
+            .with_namespace("foo-system")
+            .with_identity(identity);
+        if sharded {
+            // Shorter than the defaults, so the second replica's share moves in a second.
+            le = le.sharded().with_timing(
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_millis(100),
+            );
+        }
+        Operator::with_state(
+            env.client.clone(),
+            foo::stairs(),
+            App {
+                manager: "foo-operator".into(),
+            },
+        )
+        .with_config(
+            OperatorConfig::default()
+                .with_name("foo-operator")
+                .with_leader_election(le),
+        )
+        .with_status()
+        .owns::<ConfigMap>()
+        .owns::<Secret>()
+        .owns::<Service>()
+    };
+    let identities: &[&str] = if sharded {
+        &["pod-0", "pod-1"]
+    } else {
+        &["pod-0"]
+    };
+    let mut replicas = Vec::new();
+    for id in identities {
+        let op = replica(id);
+        op.check().await.expect("preflight");
+        replicas.push(Running::operator(op));
+    }
 
     // Everything the staircase does: create the children, repair them after a spec change,
     // clean up on deletion.
@@ -200,7 +236,9 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
     wait_for(&foos, "f", ready(2)).await;
     foos.delete("f", &DeleteParams::default()).await.unwrap();
     wait_gone(&foos, "f").await;
-    running.stop().await;
+    for r in replicas {
+        r.stop().await;
+    }
 
     let mut used = BTreeSet::new();
     for r in env.server.stats().requests() {
@@ -213,11 +251,11 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
         if plural == "foos" && (verb == "create" || verb == "delete") {
             continue;
         }
-        if plural == "leases" {
+        if plural == "leases" || (plural == "configmaps" && sharded && verb == "update") {
             assert_eq!(
                 r.namespace.as_deref(),
                 Some("foo-system"),
-                "leases only in the operator's namespace"
+                "leases and the assignment only in the operator's namespace"
             );
         }
         let res = match &r.subresource {
@@ -226,7 +264,7 @@ async fn rbac_grants_exactly_the_requests_the_operator_makes() {
         };
         used.insert((group.to_string(), res, verb));
     }
-    let granted = granted();
+    let granted = granted(sharded);
     let missing: Vec<_> = used.difference(&granted).collect();
     assert!(
         missing.is_empty(),
