@@ -329,3 +329,159 @@ async fn the_cached_foo_operator_fills_its_caches_from_streaming_lists() {
     .await;
     op.stop().await;
 }
+
+/// Sharding on the real server: three replicas of the Foo operator split the Foos, a fourth
+/// takes its share, a crashed one's share moves after its Lease expires, a stopped one's at once.
+/// After each change every Foo converges again, and every run that modified a Foo was made by
+/// the replica its slot is settled on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_replicas_split_hand_off_and_take_over_on_the_real_server() {
+    use staircase::LeaderElection;
+    use staircase::shard::{self, Assignment};
+    use std::collections::BTreeMap;
+
+    let Some(server) =
+        shared_or_skip("sharded_replicas_split_hand_off_and_take_over_on_the_real_server").await
+    else {
+        return;
+    };
+    let ns = server.namespace("foo-e2e-shard").await.unwrap();
+    let client = ns.client();
+    install_foo_crd(&client, ns.name()).await;
+    let election = |identity: &str| {
+        LeaderElection::new("foo-operator")
+            .with_namespace(ns.name())
+            .with_identity(identity)
+            .with_timing(
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+                Duration::from_millis(100),
+            )
+            .sharded()
+    };
+    let replica = |identity: &str| {
+        let cfg = OperatorConfig::default()
+            .with_namespace(ns.name())
+            .with_name(format!("foo-operator-{identity}"))
+            .with_leader_election(election(identity));
+        let app = App {
+            manager: "foo-operator".into(),
+        };
+        Running::operator(foo::operator(client.clone(), app).with_config(cfg))
+    };
+    let reader = election("reader");
+    let foos: Api<Foo> = ns.api();
+    let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+    let converged = || async {
+        for n in &names {
+            wait_for(&foos, n, ready).await;
+        }
+    };
+    let edit = |round: u32| {
+        let foos = foos.clone();
+        let names = names.clone();
+        async move {
+            for n in &names {
+                let patch = json!({ "spec": { "message": format!("round {round}") } });
+                foos.patch(n, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // Every modifying run since `marks` was made by the replica its Foo's slot is settled on.
+    let check =
+        |replicas: &BTreeMap<&str, Running>, marks: &BTreeMap<&str, usize>, a: &Assignment| {
+            for (id, r) in replicas {
+                for report in r.reports().iter().skip(marks.get(id).copied().unwrap_or(0)) {
+                    let modified = report
+                        .steps
+                        .iter()
+                        .any(|s| s.outcome == staircase::OutcomeKind::Modified);
+                    let uid = report.uid.as_deref().unwrap_or_default();
+                    if modified && !report.deleting {
+                        assert_eq!(
+                            a.settled_owner(shard::slot_of(uid)),
+                            Some(*id),
+                            "{} ran by {id}",
+                            report.object
+                        );
+                    }
+                }
+            }
+        };
+    let marks = |replicas: &BTreeMap<&'static str, Running>| -> BTreeMap<&'static str, usize> {
+        replicas
+            .iter()
+            .map(|(id, r)| (*id, r.reports().len()))
+            .collect()
+    };
+
+    let mut replicas: BTreeMap<&'static str, Running> = ["a", "b", "c"]
+        .into_iter()
+        .map(|id| (id, replica(id)))
+        .collect();
+    let three = settled(&client, &reader, &["a", "b", "c"]).await;
+    for n in &names {
+        foos.create(&PostParams::default(), &new_foo(n, "hi", 80))
+            .await
+            .unwrap();
+    }
+    converged().await;
+    check(&replicas, &BTreeMap::new(), &three);
+
+    replicas.insert("d", replica("d"));
+    let four = settled(&client, &reader, &["a", "b", "c", "d"]).await;
+    let m = marks(&replicas);
+    edit(1).await;
+    converged().await;
+    check(&replicas, &m, &four);
+
+    // Crashed: its Lease is not released; the others take its share once it expires.
+    replicas.remove("b").unwrap().crash().await;
+    let crashed = std::time::Instant::now();
+    let without_b = settled(&client, &reader, &["a", "c", "d"]).await;
+    eprintln!(
+        "real server: a crashed replica's share settled elsewhere after {:?}",
+        crashed.elapsed()
+    );
+    let m = marks(&replicas);
+    edit(2).await;
+    converged().await;
+    check(&replicas, &m, &without_b);
+
+    // Stopped: it releases its Lease and its share moves at once.
+    replicas.remove("a").unwrap().stop().await;
+    let last = settled(&client, &reader, &["c", "d"]).await;
+    let m = marks(&replicas);
+    edit(3).await;
+    converged().await;
+    check(&replicas, &m, &last);
+    for (_, r) in replicas {
+        r.stop().await;
+    }
+}
+
+/// Waits until the published assignment names exactly `members` and every slot is settled.
+async fn settled(
+    client: &Client,
+    election: &staircase::LeaderElection,
+    members: &[&str],
+) -> staircase::shard::Assignment {
+    let wait = async {
+        loop {
+            if let Some(a) = staircase::shard::read(client.clone(), election)
+                .await
+                .unwrap()
+                && a.members().collect::<Vec<_>>() == members
+                && a.unsettled() == 0
+            {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(GUARD, wait)
+        .await
+        .unwrap_or_else(|_| panic!("slots never settled on {members:?}"))
+}

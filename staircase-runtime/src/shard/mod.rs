@@ -26,7 +26,9 @@
 //!   not run slower than the leader's by more than `lease_duration - renew_deadline` over one
 //!   lease duration (the assumption leader election makes too).
 //! - After a replica is lost, its objects are without a runner for at most the lease duration
-//!   plus a retry period or two. A graceful shutdown releases the Lease: no wait.
+//!   plus a retry period or two; twice that when the lost replica was also the leader (its
+//!   successor first waits for the leader Lease to expire, then a lease duration of its own
+//!   before it declares anyone lost). A graceful shutdown releases both Leases: no wait.
 //! - A leader change moves nothing: the assignment lives in the cluster; a new leader waits a
 //!   full lease duration of its own before it declares anyone lost.
 //!
