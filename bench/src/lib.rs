@@ -6,6 +6,7 @@
 //! - [`workload`]: the `Bench` custom resource and the two operators (K = 5 field patches);
 //! - [`harness`]: scenarios, measurement, repetitions;
 //! - [`reads`]: the cost of a staircase's reads of its children, cached and live;
+//! - [`shard`]: sharding: throughput with replicas, rebalance, loss;
 //! - [`webapp`]: the webapp workload, its three operators (each its own process) and the driver;
 //! - [`report`]: medians, ratios, markdown and JSON.
 //!
@@ -20,5 +21,6 @@ pub mod cpu;
 pub mod harness;
 pub mod reads;
 pub mod report;
+pub mod shard;
 pub mod webapp;
 pub mod workload;
