@@ -260,6 +260,7 @@ mod meta;
 mod openapi;
 mod ops;
 pub mod patch;
+mod protobuf;
 mod registry;
 mod router;
 mod scale;
