@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::faults::{FaultAction, Faults, RequestInfo};
 use crate::handlers::{self, Reply, ResourceRequest};
+use crate::protobuf::Accept;
 use crate::router::{self, Route};
 use crate::stats::{RequestRecord, Stats};
 use crate::status::ApiError;
@@ -289,6 +290,60 @@ fn json_response(code: u16, body: Bytes, warnings: &[String]) -> Response<Body> 
     r
 }
 
+/// An answer's document: a JSON value, or JSON already serialized.
+enum Doc<'a> {
+    Value(&'a Value),
+    Json(Bytes),
+}
+
+/// Answers with an object as protobuf when the client asks for protobuf first (as client-go
+/// does, like kube-apiserver) and the object has a protobuf form, else as JSON; `406` when the
+/// client accepts neither.
+fn object_response(code: u16, doc: Doc<'_>, warnings: &[String], accept: Accept) -> Response<Body> {
+    if accept.protobuf_first {
+        let parsed;
+        let value = match &doc {
+            Doc::Value(v) => *v,
+            Doc::Json(b) => {
+                parsed = serde_json::from_slice::<Value>(b).unwrap_or(Value::Null);
+                &parsed
+            }
+        };
+        match crate::protobuf::encode_object(value) {
+            Ok(Some(bytes)) => {
+                let mut r = json_response(code, Bytes::from(bytes), warnings);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+                );
+                return r;
+            }
+            Ok(None) if !accept.json => return not_acceptable(),
+            Err(e) if !accept.json => {
+                return error_response(&ApiError::new(
+                    500,
+                    "InternalError",
+                    format!("unable to encode the object as protobuf: {e}"),
+                ));
+            }
+            Err(e) => tracing::warn!("answering JSON: the object does not encode as protobuf: {e}"),
+            Ok(None) => {}
+        }
+    }
+    match doc {
+        Doc::Value(v) => json_response(code, Bytes::from(v.to_string()), warnings),
+        Doc::Json(b) => json_response(code, b, warnings),
+    }
+}
+
+fn not_acceptable() -> Response<Body> {
+    error_response(&ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+    ))
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, Bytes::from(e.to_status().to_string()), &[])
 }
@@ -425,6 +480,7 @@ where
                         .to_ascii_lowercase()
                 })
                 .unwrap_or_default();
+            let accept = crate::protobuf::accept(&header_str(header::ACCEPT).unwrap_or_default());
             let rr = ResourceRequest {
                 path: &p,
                 verb,
@@ -438,16 +494,18 @@ where
             };
             match crate::conversion::handle(&shared.store, &shared.faults, rr).await {
                 Ok(Reply::Json(code, v, warnings)) => {
-                    json_response(code, Bytes::from(v.to_string()), &warnings)
+                    object_response(code, Doc::Value(&v), &warnings, accept)
                 }
                 Ok(Reply::Object(code, v, warnings)) => {
-                    json_response(code, Bytes::from(v.to_string()), &warnings)
+                    object_response(code, Doc::Value(&v), &warnings, accept)
                 }
                 Ok(Reply::Unchanged(v, warnings)) => {
                     record.unchanged = true;
-                    json_response(200, Bytes::from(v.to_string()), &warnings)
+                    object_response(200, Doc::Value(&v), &warnings, accept)
                 }
-                Ok(Reply::Raw(code, b)) => json_response(code, b, &[]),
+                Ok(Reply::Raw(code, b)) => object_response(code, Doc::Json(b), &[], accept),
+                // Watch events are JSON (client-go reads the stream by its Content-Type).
+                Ok(Reply::Watch(_)) if accept.protobuf_only() => not_acceptable(),
                 Ok(Reply::Watch(stream)) => {
                     let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
                     let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
@@ -460,6 +518,9 @@ where
                         HeaderValue::from_static("no-cache, private"),
                     );
                     r
+                }
+                Err(e) if accept.protobuf_only() => {
+                    object_response(e.code, Doc::Value(&e.to_status()), &[], accept)
                 }
                 Err(e) => error_response(&e),
             }

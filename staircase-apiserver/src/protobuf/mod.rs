@@ -112,6 +112,13 @@ pub struct Accept {
     pub json: bool,
 }
 
+impl Accept {
+    /// Protobuf is asked for and JSON is not acceptable.
+    pub fn protobuf_only(self) -> bool {
+        self.protobuf_first && !self.json
+    }
+}
+
 /// Reads an `Accept` header. Clauses count in the client's order (client-go lists its
 /// preferred type first); `q=0` excludes one; protobuf asked `as=Table` is not protobuf of the
 /// object, so it does not count.
