@@ -657,6 +657,94 @@ mod tests {
         (code, serde_json::from_slice(&bytes).unwrap())
     }
 
+    async fn send_with(
+        server: &ApiServer,
+        method: &str,
+        uri: &str,
+        headers: &[(header::HeaderName, &str)],
+        body: Vec<u8>,
+    ) -> (u16, String, Bytes) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (h, v) in headers {
+            req = req.header(h, *v);
+        }
+        let resp = server
+            .handle_in_process(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        let ct = resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        (
+            code,
+            ct,
+            resp.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    /// Protobuf in and out for built-in kinds; JSON (or `406`) for what has no protobuf form.
+    #[tokio::test]
+    async fn protobuf_bodies_and_answers() {
+        use crate::protobuf::{MEDIA_TYPE, decode_object, encode_object};
+        let server = ApiServer::start().await.unwrap();
+        let cms = "/api/v1/namespaces/default/configmaps";
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "pb", "creationTimestamp": null}, "data": {"a": "b"}});
+        let both = format!("{MEDIA_TYPE}, application/json");
+        let pb_headers = [
+            (header::CONTENT_TYPE, MEDIA_TYPE),
+            (header::ACCEPT, both.as_str()),
+        ];
+        let body = encode_object(&cm).unwrap().unwrap();
+        let (code, ct, out) = send_with(&server, "POST", cms, &pb_headers, body).await;
+        assert_eq!((code, ct.as_str()), (201, MEDIA_TYPE));
+        let created = decode_object(&out).unwrap();
+        assert_eq!(created["data"]["a"], "b");
+        assert!(created["metadata"]["creationTimestamp"].is_string());
+        // A list, and a protobuf-only client.
+        let only = [(header::ACCEPT, MEDIA_TYPE)];
+        let (code, ct, out) = send_with(&server, "GET", cms, &only, vec![]).await;
+        assert_eq!((code, ct.as_str()), (200, MEDIA_TYPE));
+        assert_eq!(decode_object(&out).unwrap()["kind"], "ConfigMapList");
+        // Its errors are protobuf Status objects.
+        let (code, ct, out) =
+            send_with(&server, "GET", &format!("{cms}/nope"), &only, vec![]).await;
+        assert_eq!((code, ct.as_str()), (404, MEDIA_TYPE));
+        assert_eq!(decode_object(&out).unwrap()["reason"], "NotFound");
+        // Watch events are JSON only.
+        let (code, ..) =
+            send_with(&server, "GET", &format!("{cms}?watch=true"), &only, vec![]).await;
+        assert_eq!(code, 406);
+        // Malformed protobuf is a bad request.
+        let (code, _, out) = send_with(
+            &server,
+            "POST",
+            cms,
+            &pb_headers,
+            b"k8s\0\x12\x05ab".to_vec(),
+        )
+        .await;
+        assert_eq!(code, 400, "{out:?}");
+        // A body whose kind is not the resource's is refused as a JSON one is.
+        let secret =
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+        let body = encode_object(&secret).unwrap().unwrap();
+        let (code, ..) = send_with(&server, "POST", cms, &pb_headers, body).await;
+        assert_eq!(code, 400);
+        // Discovery documents and the namespace list: JSON for a client that takes both.
+        let (code, ct, _) = send_with(
+            &server,
+            "GET",
+            "/api/v1",
+            &[(header::ACCEPT, both.as_str())],
+            vec![],
+        )
+        .await;
+        assert_eq!((code, ct.as_str()), (200, "application/json"));
+    }
+
     /// The fuzz targets' entry point answers as the HTTP side does, and is counted the same.
     #[tokio::test]
     async fn in_process_requests_take_the_http_path() {

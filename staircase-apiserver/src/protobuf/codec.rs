@@ -46,7 +46,7 @@ fn object_to_json(msg: &DynamicMessage, out: &mut Map<String, Value>) -> Result<
                 if is_zero_scalar(f, &value) && !f.keep_zero {
                     continue;
                 }
-                out.insert(key.clone(), value_to_json(&f.field, &value)?);
+                out.insert(key.clone(), value_to_json(&value)?);
             }
         }
     }
@@ -72,9 +72,9 @@ fn is_zero_scalar(f: &FieldInfo, v: &Pb) -> bool {
     }
 }
 
-fn value_to_json(fd: &FieldDescriptor, v: &Pb) -> Result<Value, String> {
+fn value_to_json(v: &Pb) -> Result<Value, String> {
     match v {
-        Pb::List(items) => items.iter().map(|i| scalar_to_json(i)).collect(),
+        Pb::List(items) => items.iter().map(scalar_to_json).collect(),
         Pb::Map(entries) => {
             let mut out = Map::new();
             for (k, v) in entries {
@@ -90,10 +90,7 @@ fn value_to_json(fd: &FieldDescriptor, v: &Pb) -> Result<Value, String> {
             }
             Ok(Value::Object(out))
         }
-        other => {
-            let _ = fd;
-            scalar_to_json(other)
-        }
+        other => scalar_to_json(other),
     }
 }
 
