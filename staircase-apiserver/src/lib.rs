@@ -153,10 +153,11 @@
 //!   configmap|secret|deployment|service|namespace|serviceaccount|role|rolebinding ...` and
 //!   `kubectl scale` work). Answers are protobuf when the `Accept` header puts protobuf first
 //!   (client-go's `application/vnd.kubernetes.protobuf, application/json`, as kube-apiserver
-//!   answers it) and the object is of a built-in kind (lists and error `Status` objects too),
-//!   JSON otherwise. Custom resources have no protobuf form: a protobuf body gets `415`, an
-//!   `Accept` of protobuf only gets `406` (then also for watches of built-in kinds, whose events
-//!   are JSON only). A malformed protobuf body is a `400`. The protobuf schema is that of
+//!   answers it) and the object is of a built-in kind (lists, error `Status` objects and watch
+//!   events too: `application/vnd.kubernetes.protobuf;stream=watch`, length-prefixed
+//!   `WatchEvent` frames), JSON otherwise. Custom resources have no protobuf form: a protobuf
+//!   body gets `415`, an `Accept` of protobuf only gets `406`. A malformed protobuf body is a
+//!   `400`. The protobuf schema is that of
 //!   Kubernetes v1.37 (the `generated.proto` files of `k8s.io/api` and `k8s.io/apimachinery`
 //!   v0.37.2, carried as a descriptor set); field names and values map to the API's JSON as in
 //!   kube-apiserver (times as RFC 3339 strings, quantities and int-or-strings as written, `bytes`
@@ -220,7 +221,7 @@
 //!   `resourceVersion` (`resourceVersionMatch=Exact`) answers the current state here;
 //!   aggregated discovery is written as JSON only (an `Accept` asking for it only as YAML,
 //!   protobuf or CBOR, or only as `v2beta1`, gets the legacy JSON here, not that format or `406`);
-//!   likewise discovery and OpenAPI documents, tables and watch events are JSON only.
+//!   likewise discovery and OpenAPI documents and tables are JSON only.
 //! * **A protobuf body for a custom resource** is answered `415 UnsupportedMediaType` here;
 //!   kube-apiserver 1.37.2 panics decoding it (its handler recovers) and drops the connection
 //!   without an answer. The conformance case checks each server's behaviour.

@@ -492,6 +492,13 @@ where
                 seen: None,
                 planning: false,
             };
+            // Custom resources have no protobuf form.
+            let builtin = || {
+                let st = shared.store.lock();
+                st.registry
+                    .get(&p.group, &p.version, &p.plural)
+                    .is_some_and(|t| !t.custom)
+            };
             match crate::conversion::handle(&shared.store, &shared.faults, rr).await {
                 Ok(Reply::Json(code, v, warnings)) => {
                     object_response(code, Doc::Value(&v), &warnings, accept)
@@ -504,7 +511,23 @@ where
                     object_response(200, Doc::Value(&v), &warnings, accept)
                 }
                 Ok(Reply::Raw(code, b)) => object_response(code, Doc::Json(b), &[], accept),
-                // Watch events are JSON (client-go reads the stream by its Content-Type).
+                // A built-in kind's events as protobuf frames when asked for first; else
+                // JSON lines (client-go reads a stream by its Content-Type).
+                Ok(Reply::Watch(stream)) if accept.protobuf_first && builtin() => {
+                    let frames = stream.map(|b| {
+                        Ok::<_, Infallible>(Frame::data(crate::protobuf::watch_frames(&b)))
+                    });
+                    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(crate::protobuf::WATCH_MEDIA_TYPE),
+                    );
+                    r.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-cache, private"),
+                    );
+                    r
+                }
                 Ok(Reply::Watch(_)) if accept.protobuf_only() => not_acceptable(),
                 Ok(Reply::Watch(stream)) => {
                     let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
@@ -713,10 +736,21 @@ mod tests {
             send_with(&server, "GET", &format!("{cms}/nope"), &only, vec![]).await;
         assert_eq!((code, ct.as_str()), (404, MEDIA_TYPE));
         assert_eq!(decode_object(&out).unwrap()["reason"], "NotFound");
-        // Watch events are JSON only.
-        let (code, ..) =
-            send_with(&server, "GET", &format!("{cms}?watch=true"), &only, vec![]).await;
-        assert_eq!(code, 406);
+        // Watch events are protobuf frames.
+        let req = Request::get(format!("{cms}?watch=true&resourceVersion=0"))
+            .header(header::ACCEPT, MEDIA_TYPE)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = server.handle_in_process(req).await.unwrap();
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            crate::protobuf::WATCH_MEDIA_TYPE
+        );
+        let mut body = resp.into_body();
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(frame.len(), 4 + len);
+        assert!(frame.windows(5).any(|w| w == b"ADDED"), "{frame:?}");
         // Malformed protobuf is a bad request.
         let (code, _, out) = send_with(
             &server,

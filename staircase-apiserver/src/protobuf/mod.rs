@@ -2,10 +2,12 @@
 //! the JSON the handlers work on, answers encoded from it when the client asks for protobuf.
 //!
 //! On the wire an object is the 4 bytes `k8s\0`, then a `runtime.Unknown` message: its
-//! `typeMeta` (apiVersion, kind) and `raw`, the object's own message.
+//! `typeMeta` (apiVersion, kind) and `raw`, the object's own message. Watch events are
+//! length-prefixed `WatchEvent` messages (see `watch`).
 
 mod codec;
 mod descriptors;
+mod watch;
 
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, Value as Pb};
@@ -14,6 +16,7 @@ use serde_json::Value;
 use crate::status::{ApiError, ApiResult};
 
 pub use descriptors::schema;
+pub use watch::{WATCH_MEDIA_TYPE, frames as watch_frames};
 
 /// The media type.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
