@@ -3828,7 +3828,7 @@ fn pb_configmap(body: &[u8]) -> (String, String, Vec<(String, String)>) {
 }
 
 /// A ConfigMap created and read as protobuf (what `kubectl create configmap` does) is the same
-/// object JSON clients see; a malformed body is `400`. A custom resource has no protobuf form:
+/// object JSON clients see, and so is its watch event; a malformed body is `400`. A custom resource has no protobuf form:
 /// `406` when only protobuf is accepted; a protobuf body is `415` here, while kube-apiserver
 /// 1.37.2 drops the connection (see below).
 #[tokio::test]
@@ -3867,6 +3867,45 @@ async fn protobuf_create_and_get_of_a_configmap() {
     let json = t.cms().get("pb").await.unwrap();
     assert_eq!(json.metadata.uid.as_deref(), Some(uid.as_str()));
     assert_eq!(json.data.unwrap()["a"], "b");
+
+    // A watch asked for in protobuf: length-prefixed WatchEvent frames.
+    let req = http::Request::get(format!(
+        "{path}?watch=true&resourceVersion=0&fieldSelector=metadata.name%3Dpb"
+    ))
+    .header(
+        http::header::ACCEPT,
+        format!("{PROTOBUF}, application/json"),
+    )
+    .body(kube::client::Body::empty())
+    .unwrap();
+    let resp = t.client.send(req).await.unwrap();
+    assert_eq!(
+        resp.headers()[http::header::CONTENT_TYPE],
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    );
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    let frame = tokio::time::timeout(GUARD, async {
+        loop {
+            if buf.len() >= 4 {
+                let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                if buf.len() >= 4 + len {
+                    return buf[4..4 + len].to_vec();
+                }
+            }
+            let f = http_body_util::BodyExt::frame(&mut body)
+                .await
+                .unwrap()
+                .unwrap();
+            buf.extend_from_slice(&f.into_data().unwrap());
+        }
+    })
+    .await
+    .expect("a watch event in time");
+    // WatchEvent{type, object: RawExtension{raw: the protobuf ConfigMap}}
+    assert_eq!(pb_get(&frame, 1), Some(&b"ADDED"[..]));
+    let raw = pb_get(pb_get(&frame, 2).unwrap(), 1).unwrap();
+    assert_eq!(pb_configmap(raw).1, uid);
 
     // A malformed protobuf body is a bad request.
     let (code, ..) = send_protobuf(&t, "POST", &path, PROTOBUF, b"k8s\0\x0a\xff".to_vec())
