@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::faults::{FaultAction, Faults, RequestInfo};
 use crate::handlers::{self, Reply, ResourceRequest};
+use crate::protobuf::Accept;
 use crate::router::{self, Route};
 use crate::stats::{RequestRecord, Stats};
 use crate::status::ApiError;
@@ -289,6 +290,60 @@ fn json_response(code: u16, body: Bytes, warnings: &[String]) -> Response<Body> 
     r
 }
 
+/// An answer's document: a JSON value, or JSON already serialized.
+enum Doc<'a> {
+    Value(&'a Value),
+    Json(Bytes),
+}
+
+/// Answers with an object as protobuf when the client asks for protobuf first (as client-go
+/// does, like kube-apiserver) and the object has a protobuf form, else as JSON; `406` when the
+/// client accepts neither.
+fn object_response(code: u16, doc: Doc<'_>, warnings: &[String], accept: Accept) -> Response<Body> {
+    if accept.protobuf_first {
+        let parsed;
+        let value = match &doc {
+            Doc::Value(v) => *v,
+            Doc::Json(b) => {
+                parsed = serde_json::from_slice::<Value>(b).unwrap_or(Value::Null);
+                &parsed
+            }
+        };
+        match crate::protobuf::encode_object(value) {
+            Ok(Some(bytes)) => {
+                let mut r = json_response(code, Bytes::from(bytes), warnings);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+                );
+                return r;
+            }
+            Ok(None) if !accept.json => return not_acceptable(),
+            Err(e) if !accept.json => {
+                return error_response(&ApiError::new(
+                    500,
+                    "InternalError",
+                    format!("unable to encode the object as protobuf: {e}"),
+                ));
+            }
+            Err(e) => tracing::warn!("answering JSON: the object does not encode as protobuf: {e}"),
+            Ok(None) => {}
+        }
+    }
+    match doc {
+        Doc::Value(v) => json_response(code, Bytes::from(v.to_string()), warnings),
+        Doc::Json(b) => json_response(code, b, warnings),
+    }
+}
+
+fn not_acceptable() -> Response<Body> {
+    error_response(&ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+    ))
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, Bytes::from(e.to_status().to_string()), &[])
 }
@@ -425,6 +480,7 @@ where
                         .to_ascii_lowercase()
                 })
                 .unwrap_or_default();
+            let accept = crate::protobuf::accept(&header_str(header::ACCEPT).unwrap_or_default());
             let rr = ResourceRequest {
                 path: &p,
                 verb,
@@ -436,18 +492,43 @@ where
                 seen: None,
                 planning: false,
             };
+            // Custom resources have no protobuf form.
+            let builtin = || {
+                let st = shared.store.lock();
+                st.registry
+                    .get(&p.group, &p.version, &p.plural)
+                    .is_some_and(|t| !t.custom)
+            };
             match crate::conversion::handle(&shared.store, &shared.faults, rr).await {
                 Ok(Reply::Json(code, v, warnings)) => {
-                    json_response(code, Bytes::from(v.to_string()), &warnings)
+                    object_response(code, Doc::Value(&v), &warnings, accept)
                 }
                 Ok(Reply::Object(code, v, warnings)) => {
-                    json_response(code, Bytes::from(v.to_string()), &warnings)
+                    object_response(code, Doc::Value(&v), &warnings, accept)
                 }
                 Ok(Reply::Unchanged(v, warnings)) => {
                     record.unchanged = true;
-                    json_response(200, Bytes::from(v.to_string()), &warnings)
+                    object_response(200, Doc::Value(&v), &warnings, accept)
                 }
-                Ok(Reply::Raw(code, b)) => json_response(code, b, &[]),
+                Ok(Reply::Raw(code, b)) => object_response(code, Doc::Json(b), &[], accept),
+                // A built-in kind's events as protobuf frames when asked for first; else
+                // JSON lines (client-go reads a stream by its Content-Type).
+                Ok(Reply::Watch(stream)) if accept.protobuf_first && builtin() => {
+                    let frames = stream.map(|b| {
+                        Ok::<_, Infallible>(Frame::data(crate::protobuf::watch_frames(&b)))
+                    });
+                    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(crate::protobuf::WATCH_MEDIA_TYPE),
+                    );
+                    r.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("no-cache, private"),
+                    );
+                    r
+                }
+                Ok(Reply::Watch(_)) if accept.protobuf_only() => not_acceptable(),
                 Ok(Reply::Watch(stream)) => {
                     let frames = stream.map(|b| Ok::<_, Infallible>(Frame::data(b)));
                     let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
@@ -460,6 +541,9 @@ where
                         HeaderValue::from_static("no-cache, private"),
                     );
                     r
+                }
+                Err(e) if accept.protobuf_only() => {
+                    object_response(e.code, Doc::Value(&e.to_status()), &[], accept)
                 }
                 Err(e) => error_response(&e),
             }
@@ -594,6 +678,105 @@ mod tests {
         let code = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         (code, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn send_with(
+        server: &ApiServer,
+        method: &str,
+        uri: &str,
+        headers: &[(header::HeaderName, &str)],
+        body: Vec<u8>,
+    ) -> (u16, String, Bytes) {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (h, v) in headers {
+            req = req.header(h, *v);
+        }
+        let resp = server
+            .handle_in_process(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        let ct = resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        (
+            code,
+            ct,
+            resp.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    /// Protobuf in and out for built-in kinds; JSON (or `406`) for what has no protobuf form.
+    #[tokio::test]
+    async fn protobuf_bodies_and_answers() {
+        use crate::protobuf::{MEDIA_TYPE, decode_object, encode_object};
+        let server = ApiServer::start().await.unwrap();
+        let cms = "/api/v1/namespaces/default/configmaps";
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "pb", "creationTimestamp": null}, "data": {"a": "b"}});
+        let both = format!("{MEDIA_TYPE}, application/json");
+        let pb_headers = [
+            (header::CONTENT_TYPE, MEDIA_TYPE),
+            (header::ACCEPT, both.as_str()),
+        ];
+        let body = encode_object(&cm).unwrap().unwrap();
+        let (code, ct, out) = send_with(&server, "POST", cms, &pb_headers, body).await;
+        assert_eq!((code, ct.as_str()), (201, MEDIA_TYPE));
+        let created = decode_object(&out).unwrap();
+        assert_eq!(created["data"]["a"], "b");
+        assert!(created["metadata"]["creationTimestamp"].is_string());
+        // A list, and a protobuf-only client.
+        let only = [(header::ACCEPT, MEDIA_TYPE)];
+        let (code, ct, out) = send_with(&server, "GET", cms, &only, vec![]).await;
+        assert_eq!((code, ct.as_str()), (200, MEDIA_TYPE));
+        assert_eq!(decode_object(&out).unwrap()["kind"], "ConfigMapList");
+        // Its errors are protobuf Status objects.
+        let (code, ct, out) =
+            send_with(&server, "GET", &format!("{cms}/nope"), &only, vec![]).await;
+        assert_eq!((code, ct.as_str()), (404, MEDIA_TYPE));
+        assert_eq!(decode_object(&out).unwrap()["reason"], "NotFound");
+        // Watch events are protobuf frames.
+        let req = Request::get(format!("{cms}?watch=true&resourceVersion=0"))
+            .header(header::ACCEPT, MEDIA_TYPE)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = server.handle_in_process(req).await.unwrap();
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            crate::protobuf::WATCH_MEDIA_TYPE
+        );
+        let mut body = resp.into_body();
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(frame.len(), 4 + len);
+        assert!(frame.windows(5).any(|w| w == b"ADDED"), "{frame:?}");
+        // Malformed protobuf is a bad request.
+        let (code, _, out) = send_with(
+            &server,
+            "POST",
+            cms,
+            &pb_headers,
+            b"k8s\0\x12\x05ab".to_vec(),
+        )
+        .await;
+        assert_eq!(code, 400, "{out:?}");
+        // A body whose kind is not the resource's is refused as a JSON one is.
+        let secret =
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}});
+        let body = encode_object(&secret).unwrap().unwrap();
+        let (code, ..) = send_with(&server, "POST", cms, &pb_headers, body).await;
+        assert_eq!(code, 400);
+        // Discovery documents and the namespace list: JSON for a client that takes both.
+        let (code, ct, _) = send_with(
+            &server,
+            "GET",
+            "/api/v1",
+            &[(header::ACCEPT, both.as_str())],
+            vec![],
+        )
+        .await;
+        assert_eq!((code, ct.as_str()), (200, "application/json"));
     }
 
     /// The fuzz targets' entry point answers as the HTTP side does, and is counted the same.

@@ -1,6 +1,7 @@
 //! The embedded API server driven by the real `kubectl`: discovery, client-side and server-side
 //! apply, `get -w`, the three patch types, `delete`, `wait` on a CRD, printer columns, `scale`,
-//! and bad input.
+//! the generator commands (`create configmap|secret|deployment|...`, which send protobuf), and
+//! bad input.
 //!
 //! Each test starts its own server and writes a kubeconfig for it; kubectl runs as a child
 //! process. Without kubectl on the PATH the tests say so and pass, except under `CI=true`.
@@ -396,6 +397,100 @@ async fn scale_a_deployment() {
             .await,
         "3"
     );
+}
+
+/// The generator commands send protobuf (kubectl's typed clients): each creates its object, and
+/// `get -o json` reads back what kubectl meant, byte values and quantities included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generator_commands_send_protobuf() {
+    let Some(k) = Kubectl::start("generators").await else {
+        return;
+    };
+    for args in [
+        &["create", "configmap", "x", "--from-literal=a=b"][..],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=password=hunter2",
+        ],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=2",
+        ],
+        &["scale", "deployment", "web", "--replicas=3"],
+        &["create", "namespace", "team"],
+        &["create", "serviceaccount", "robot"],
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "read",
+            "--role=reader",
+            "--serviceaccount=default:robot",
+        ],
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+    ] {
+        k.ok(args).await;
+    }
+    let creates: Vec<_> = k
+        .server
+        .stats()
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == Some(staircase_apiserver::Verb::Create))
+        .collect();
+    assert_eq!(creates.len(), 8, "{creates:?}");
+    assert!(creates.iter().all(|r| r.status == 201), "{creates:?}");
+    let get = |what: &'static str| {
+        let k = &k;
+        async move {
+            let out = k.ok(&["get", what, "-o", "json"]).await;
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        }
+    };
+    assert_eq!(
+        get("configmap/x").await["data"],
+        serde_json::json!({"a": "b"})
+    );
+    // "hunter2", base64 as JSON writes bytes.
+    assert_eq!(
+        get("secret/s").await["data"],
+        serde_json::json!({"password": "aHVudGVyMg=="})
+    );
+    let web = get("deployment/web").await;
+    assert_eq!(web["spec"]["replicas"], 3);
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
+    );
+    assert_eq!(web["spec"]["selector"]["matchLabels"]["app"], "web");
+    assert!(web["metadata"]["creationTimestamp"].is_string(), "{web}");
+    let svc = get("service/web").await;
+    assert_eq!(
+        svc["spec"]["ports"][0],
+        serde_json::json!({"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080})
+    );
+    let rb = get("rolebinding/read").await;
+    assert_eq!(
+        rb["subjects"][0],
+        serde_json::json!({"kind": "ServiceAccount", "name": "robot", "namespace": "default"})
+    );
+    assert_eq!(
+        get("role/reader").await["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
+    assert_eq!(get("namespace/team").await["metadata"]["name"], "team");
 }
 
 /// `kubectl get` of a custom resource shows its printer columns as kube-apiserver fills them:

@@ -42,10 +42,22 @@ fn harness() -> &'static Harness {
 
 impl Harness {
     fn send(&self, method: Method, uri: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        self.send_accepting(method, uri, content_type, "application/json", body)
+    }
+
+    fn send_accepting(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: &str,
+        accept: &str,
+        body: &[u8],
+    ) -> (u16, String) {
         let req = Request::builder()
             .method(method)
             .uri(uri)
             .header("content-type", content_type)
+            .header("accept", accept)
             .header("user-agent", "fuzz/1")
             .body(Full::new(Bytes::copy_from_slice(body)))
             .expect("request");
@@ -143,6 +155,9 @@ pub enum Encoding {
     Json,
     /// `application/yaml` for create and update.
     Yaml,
+    /// `application/vnd.kubernetes.protobuf` for create and update, answers asked for in
+    /// protobuf first (as kubectl asks).
+    Protobuf,
 }
 
 /// Sends `data[2..]` as the body of a write picked by `data[0]` (resource, verb, patch type) and
@@ -170,6 +185,11 @@ pub fn request(encoding: Encoding, data: &[u8]) {
     let write_ct = match encoding {
         Encoding::Json => "application/json",
         Encoding::Yaml => "application/yaml",
+        Encoding::Protobuf => "application/vnd.kubernetes.protobuf",
+    };
+    let accept = match encoding {
+        Encoding::Protobuf => "application/vnd.kubernetes.protobuf, application/json",
+        _ => "application/json",
     };
     let (code, text) = h.send(
         Method::POST,
@@ -203,7 +223,7 @@ pub fn request(encoding: Encoding, data: &[u8]) {
     } else {
         format!("{uri}?{}", query.join("&"))
     };
-    let (code, text) = h.send(method, &uri, ct, body);
+    let (code, text) = h.send_accepting(method, &uri, ct, accept, body);
     assert!(code < 500, "{uri} ({ct}) answered {code}: {text}");
     clean(h, collection);
 }

@@ -3709,3 +3709,241 @@ async fn role_binding_role_ref_is_immutable() {
     .await
     .unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Protobuf bodies (`application/vnd.kubernetes.protobuf`), as kubectl's typed clients send them.
+// The messages are written and read here by hand (field numbers of k8s.io/api's
+// generated.proto), independently of the embedded server's codec.
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// A length-delimited protobuf field.
+fn pb_field(number: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    for mut n in [(number << 3) | 2, bytes.len() as u64] {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The length-delimited fields of a message (other wire types skipped).
+fn pb_fields(mut b: &[u8]) -> Vec<(u64, &[u8])> {
+    fn varint(b: &mut &[u8]) -> u64 {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[0];
+            *b = &b[1..];
+            n |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return n;
+            }
+        }
+    }
+    let mut out = vec![];
+    while !b.is_empty() {
+        let key = varint(&mut b);
+        match key & 7 {
+            0 => {
+                varint(&mut b);
+            }
+            2 => {
+                let len = varint(&mut b) as usize;
+                out.push((key >> 3, &b[..len]));
+                b = &b[len..];
+            }
+            1 => b = &b[8..],
+            5 => b = &b[4..],
+            w => panic!("wire type {w}"),
+        }
+    }
+    out
+}
+
+fn pb_get(msg: &[u8], number: u64) -> Option<&[u8]> {
+    pb_fields(msg)
+        .into_iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, b)| b)
+}
+
+/// `k8s\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw}.
+fn pb_object(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let type_meta = [
+        pb_field(1, api_version.as_bytes()),
+        pb_field(2, kind.as_bytes()),
+    ]
+    .concat();
+    [b"k8s\0".to_vec(), pb_field(1, &type_meta), pb_field(2, raw)].concat()
+}
+
+/// Sends `body` as protobuf; returns the status, the `Content-Type` and the body of the answer.
+async fn send_protobuf(
+    t: &Target,
+    method: &str,
+    path: &str,
+    accept: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String, Vec<u8>), kube::Error> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, PROTOBUF)
+        .header(http::header::ACCEPT, accept)
+        .body(kube::client::Body::from(body))
+        .unwrap();
+    let resp = t.client.send(req).await?;
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    Ok((status, ct, body.to_vec()))
+}
+
+/// The ConfigMap in a protobuf answer: (name, uid, data entries).
+fn pb_configmap(body: &[u8]) -> (String, String, Vec<(String, String)>) {
+    let unknown = body.strip_prefix(b"k8s\0").expect("protobuf prefix");
+    let type_meta = pb_get(unknown, 1).unwrap();
+    assert_eq!(pb_get(type_meta, 2), Some(&b"ConfigMap"[..]));
+    let cm = pb_get(unknown, 2).unwrap();
+    let meta = pb_get(cm, 1).unwrap();
+    let text = |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec()).unwrap();
+    let data = pb_fields(cm)
+        .into_iter()
+        .filter(|(n, _)| *n == 2)
+        .map(|(_, e)| (text(pb_get(e, 1)), text(pb_get(e, 2))))
+        .collect();
+    (text(pb_get(meta, 1)), text(pb_get(meta, 5)), data)
+}
+
+/// A ConfigMap created and read as protobuf (what `kubectl create configmap` does) is the same
+/// object JSON clients see, and so is its watch event; a malformed body is `400`. A custom resource has no protobuf form:
+/// `406` when only protobuf is accepted; a protobuf body is `415` here, while kube-apiserver
+/// 1.37.2 drops the connection (see below).
+#[tokio::test]
+async fn protobuf_create_and_get_of_a_configmap() {
+    let Some(t) = Target::new("protobuf_create_and_get_of_a_configmap").await else {
+        return;
+    };
+    let meta = [pb_field(1, b"pb"), pb_field(3, t.ns.as_bytes())].concat();
+    let entry = [pb_field(1, b"a"), pb_field(2, b"b")].concat();
+    let cm = [pb_field(1, &meta), pb_field(2, &entry)].concat();
+    let path = format!("/api/v1/namespaces/{}/configmaps", t.ns);
+    // client-go's Accept: protobuf first, JSON as a fallback.
+    let (code, ct, body) = send_protobuf(
+        &t,
+        "POST",
+        &path,
+        &format!("{PROTOBUF}, application/json"),
+        pb_object("v1", "ConfigMap", &cm),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, ct.as_str()),
+        (201, PROTOBUF),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (name, uid, data) = pb_configmap(&body);
+    assert_eq!(name, "pb");
+    assert_eq!(data, [("a".to_string(), "b".to_string())]);
+    let (code, ct, body) = send_protobuf(&t, "GET", &format!("{path}/pb"), PROTOBUF, vec![])
+        .await
+        .unwrap();
+    assert_eq!((code, ct.as_str()), (200, PROTOBUF));
+    assert_eq!(pb_configmap(&body).1, uid);
+    let json = t.cms().get("pb").await.unwrap();
+    assert_eq!(json.metadata.uid.as_deref(), Some(uid.as_str()));
+    assert_eq!(json.data.unwrap()["a"], "b");
+
+    // A watch asked for in protobuf: length-prefixed WatchEvent frames.
+    let req = http::Request::get(format!(
+        "{path}?watch=true&resourceVersion=0&fieldSelector=metadata.name%3Dpb"
+    ))
+    .header(
+        http::header::ACCEPT,
+        format!("{PROTOBUF}, application/json"),
+    )
+    .body(kube::client::Body::empty())
+    .unwrap();
+    let resp = t.client.send(req).await.unwrap();
+    assert_eq!(
+        resp.headers()[http::header::CONTENT_TYPE],
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    );
+    let mut body = resp.into_body();
+    let mut buf = Vec::new();
+    let frame = tokio::time::timeout(GUARD, async {
+        loop {
+            if buf.len() >= 4 {
+                let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                if buf.len() >= 4 + len {
+                    return buf[4..4 + len].to_vec();
+                }
+            }
+            let f = http_body_util::BodyExt::frame(&mut body)
+                .await
+                .unwrap()
+                .unwrap();
+            buf.extend_from_slice(&f.into_data().unwrap());
+        }
+    })
+    .await
+    .expect("a watch event in time");
+    // WatchEvent{type, object: RawExtension{raw: the protobuf ConfigMap}}
+    assert_eq!(pb_get(&frame, 1), Some(&b"ADDED"[..]));
+    let raw = pb_get(pb_get(&frame, 2).unwrap(), 1).unwrap();
+    assert_eq!(pb_configmap(raw).1, uid);
+
+    // A malformed protobuf body is a bad request.
+    let (code, ..) = send_protobuf(&t, "POST", &path, PROTOBUF, b"k8s\0\x0a\xff".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(code, 400);
+
+    let ar = install_widgets(&t, "Namespaced").await;
+    let widgets = format!("/apis/{}/v1/namespaces/{}/widgets", ar.group, t.ns);
+    let sent = send_protobuf(
+        &t,
+        "POST",
+        &widgets,
+        &format!("{PROTOBUF}, application/json"),
+        pb_object(&ar.api_version, "Widget", &pb_field(1, &pb_field(1, b"w"))),
+    )
+    .await;
+    if embedded_backend() {
+        let (code, _, body) = sent.unwrap();
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (code, &status["reason"]),
+            (415, &json!("UnsupportedMediaType")),
+            "{status}"
+        );
+        assert_eq!(
+            status["message"],
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+        );
+    } else {
+        // kube-apiserver 1.37.2 has no decoder for it: the handler panics (nil pointer in
+        // schemaCoercingDecoder.Decode), and the connection is dropped without an answer.
+        assert!(sent.is_err(), "{sent:?}");
+    }
+    let req = http::Request::get(&widgets)
+        .header(http::header::ACCEPT, PROTOBUF)
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let resp = t.client.send(req).await.unwrap();
+    assert_eq!(resp.status(), 406);
+}
