@@ -339,3 +339,56 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
         r.running.stop().await;
     }
 }
+
+/// A replica crashes while it hands slots to a new one, with runs in flight in them: the slots
+/// wait for its Lease to expire, go to the survivors, and no Foo is ever written by two replicas.
+#[tokio::test]
+async fn a_replica_crashing_in_the_middle_of_a_handoff_leaves_no_second_writer() {
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    env.server.stats().set_log_enabled(true);
+    let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
+    let mut replicas: BTreeMap<&str, Replica> = ["a", "b"]
+        .into_iter()
+        .map(|n| (n, replica(&env, n)))
+        .collect();
+    settled_on(&env, &["a", "b"]).await;
+    let names: Vec<String> = (0..16).map(|i| format!("h{i:02}")).collect();
+    let mut uids = BTreeMap::new();
+    for n in &names {
+        let created = foos
+            .create(&PostParams::default(), &new_foo(n))
+            .await
+            .unwrap();
+        uids.insert(n.clone(), created.metadata.uid.unwrap());
+    }
+    all_ready(&foos, &names).await;
+    let mark = env.server.stats().requests().len();
+
+    // `b`'s runs hang in their ConfigMap writes, so it cannot finish handing slots to `c`.
+    let slow = env.server.faults().inject(
+        Fault::latency(Duration::from_millis(800))
+            .user_agent("b/")
+            .resource("configmaps")
+            .verb(Verb::Patch),
+    );
+    edit_all(&foos, &names, 1).await;
+    replicas.insert("c", replica(&env, "c"));
+    eventually(GUARD, "a handoff under way", || async {
+        assignment(&env)
+            .await
+            .is_some_and(|a| a.members().count() == 3 && a.unsettled() > 0)
+    })
+    .await;
+    replicas.remove("b").unwrap().running.crash().await;
+    env.server.faults().remove(slow);
+
+    let after = settled_on(&env, &["a", "c"]).await;
+    all_ready(&foos, &names).await;
+    edit_all(&foos, &names, 2).await;
+    all_ready(&foos, &names).await;
+    one_writer_at_a_time(&env, mark, &after, &uids);
+    for (_, r) in replicas {
+        r.running.stop().await;
+    }
+}

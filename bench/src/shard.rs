@@ -5,6 +5,7 @@
 //! thread of its own; every request of a replica is a round trip of `rtt` (a remote API server),
 //! so the work is latency-bound and can scale on a small machine.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
@@ -14,8 +15,10 @@ use staircase::shard::{self, Assignment};
 use staircase::{LeaderElection, OperatorClient};
 use staircase_apiserver::Fault;
 
+use std::sync::Arc;
+
 use crate::harness::{self, Host};
-use crate::workload::{Bench, set_a, set_b, set_c, set_d, set_e};
+use crate::workload::{Bench, Counters, set_a, set_b, set_c, set_d, set_e};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +48,13 @@ pub struct Throughput {
     pub per_second: f64,
     /// `per_second` over the single replica's.
     pub speedup: f64,
+    /// The replicas' CPU (one process, one thread) per converged object, µs.
+    pub operator_cpu_us: f64,
+    /// The API server's CPU per converged object, µs.
+    pub server_cpu_us: f64,
+    /// The largest replica's share of the objects over an even share (1.0: even): hash
+    /// sharding splits slots evenly, objects only as evenly as their uids fall.
+    pub largest_share: f64,
 }
 
 /// Scaling 3 → 4 replicas, then losing one.
@@ -73,8 +83,14 @@ fn election(id: &str, o: &Options) -> LeaderElection {
         .sharded()
 }
 
-/// A replica whose requests carry the user agent `replica-<i>/1`; ends when `stop` fires.
-fn replica(host: &Host, i: usize, o: &Options) -> tokio::sync::oneshot::Sender<()> {
+/// A replica whose requests carry the user agent `replica-<i>/1`, counting its runs into
+/// `counters`; ends when the returned sender is dropped.
+fn replica(
+    host: &Host,
+    i: usize,
+    o: &Options,
+    counters: &Arc<Counters>,
+) -> tokio::sync::oneshot::Sender<()> {
     let id = format!("replica-{i}");
     let mut config = harness::config(&host.url);
     config.headers.push((
@@ -93,6 +109,14 @@ fn replica(host: &Host, i: usize, o: &Options) -> tokio::sync::oneshot::Sender<(
         staircase!(Bench => [set_a, set_b, set_c, set_d, set_e]),
     )
     .with_config(cfg);
+    let counters = counters.clone();
+    let op = op.on_run(move |r| {
+        let rv = r
+            .observed_resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok());
+        counters.ran(&r.object, rv, matches!(r.end, staircase::RunEnd::Converged))
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(op.run_until(async {
         rx.await.ok();
@@ -118,13 +142,20 @@ async fn settled(client: &kube::Client, o: &Options, members: usize) -> anyhow::
     )
 }
 
-async fn converged(client: &kube::Client, o: &Options) -> anyhow::Result<()> {
+/// Waits until the replicas' runs found every object converged (counted from their reports:
+/// polling the server would load it).
+async fn converged(counters: &Counters, o: &Options) -> anyhow::Result<()> {
     let deadline = Instant::now() + o.timeout;
     while Instant::now() < deadline {
-        if harness::count_converged(client, NS).await? == o.n {
+        let notified = counters.notify.notified();
+        if counters
+            .converged_new
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+            >= o.n
+        {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
     }
     anyhow::bail!("not every object converged within {:?}", o.timeout)
 }
@@ -140,16 +171,34 @@ async fn fresh(o: &Options) -> anyhow::Result<(Host, kube::Client)> {
     Ok((host, client))
 }
 
-async fn throughput(o: &Options, replicas: usize) -> anyhow::Result<f64> {
+/// Seconds to converge every object, the operator's and the server's CPU over that (ns), and
+/// the largest share.
+async fn throughput(o: &Options, replicas: usize) -> anyhow::Result<(f64, u64, u64, f64)> {
     let (host, client) = fresh(o).await?;
-    let stops: Vec<_> = (0..replicas).map(|i| replica(&host, i, o)).collect();
-    settled(&client, o, replicas).await?;
-    let start = Instant::now();
+    let counters = Arc::new(Counters::for_objects(o.n));
+    let stops: Vec<_> = (0..replicas)
+        .map(|i| replica(&host, i, o, &counters))
+        .collect();
+    let assignment = settled(&client, o, replicas).await?;
+    let (start, op0, server0) = (Instant::now(), crate::cpu::thread_cpu_ns(), host.cpu_ns());
     populate_more(&client, o.n).await?;
-    converged(&client, o).await?;
+    converged(&counters, o).await?;
     let seconds = start.elapsed().as_secs_f64();
+    let (op, server) = (crate::cpu::thread_cpu_ns() - op0, host.cpu_ns() - server0);
     drop(stops);
-    Ok(seconds)
+    let mut shares: BTreeMap<String, usize> = BTreeMap::new();
+    for s in slots(&client).await? {
+        *shares
+            .entry(assignment.settled_owner(s).unwrap_or_default().into())
+            .or_default() += 1;
+    }
+    let largest = shares.values().copied().max().unwrap_or(0);
+    Ok((
+        seconds,
+        op,
+        server,
+        largest as f64 * replicas as f64 / o.n as f64,
+    ))
 }
 
 async fn populate_more(client: &kube::Client, n: usize) -> anyhow::Result<()> {
@@ -172,24 +221,33 @@ async fn populate_more(client: &kube::Client, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rebalance(o: &Options) -> anyhow::Result<Rebalance> {
-    let (host, client) = fresh(o).await?;
-    let mut stops: Vec<_> = (0..3).map(|i| replica(&host, i, o)).collect();
-    settled(&client, o, 3).await?;
-    populate_more(&client, o.n).await?;
-    converged(&client, o).await?;
-    let three = settled(&client, o, 3).await?;
-    let joined = Instant::now();
-    stops.push(replica(&host, 3, o));
-    let four = settled(&client, o, 4).await?;
-    let join_seconds = joined.elapsed().as_secs_f64();
+/// Every object's slot.
+async fn slots(client: &kube::Client) -> anyhow::Result<Vec<usize>> {
     let api: Api<Bench> = Api::namespaced(client.clone(), NS);
-    let moved = api
+    Ok(api
         .list(&ListParams::default())
         .await?
         .items
         .iter()
         .filter_map(|b| b.metadata.uid.as_deref().map(shard::slot_of))
+        .collect())
+}
+
+async fn rebalance(o: &Options) -> anyhow::Result<Rebalance> {
+    let (host, client) = fresh(o).await?;
+    let counters = Arc::new(Counters::for_objects(o.n));
+    let mut stops: Vec<_> = (0..3).map(|i| replica(&host, i, o, &counters)).collect();
+    settled(&client, o, 3).await?;
+    populate_more(&client, o.n).await?;
+    converged(&counters, o).await?;
+    let three = settled(&client, o, 3).await?;
+    let joined = Instant::now();
+    stops.push(replica(&host, 3, o, &counters));
+    let four = settled(&client, o, 4).await?;
+    let join_seconds = joined.elapsed().as_secs_f64();
+    let moved = slots(&client)
+        .await?
+        .into_iter()
         .filter(|&s| three.settled_owner(s) != four.settled_owner(s))
         .count();
     // Lose the newest replica (never the leader), then the leader (the first to start).
@@ -223,7 +281,7 @@ async fn rebalance(o: &Options) -> anyhow::Result<Rebalance> {
 pub async fn run(o: &Options) -> anyhow::Result<(Vec<Throughput>, Rebalance)> {
     let mut rows: Vec<Throughput> = Vec::new();
     for &r in &o.replicas {
-        let seconds = throughput(o, r).await?;
+        let (seconds, op, server, largest_share) = throughput(o, r).await?;
         let per_second = o.n as f64 / seconds;
         let base = rows.first().map_or(per_second, |b| b.per_second);
         rows.push(Throughput {
@@ -231,6 +289,9 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Throughput>, Rebalance)> {
             seconds,
             per_second,
             speedup: per_second / base,
+            operator_cpu_us: op as f64 / 1e3 / o.n as f64,
+            server_cpu_us: server as f64 / 1e3 / o.n as f64,
+            largest_share,
         });
     }
     Ok((rows, rebalance(o).await?))
@@ -246,18 +307,21 @@ pub fn markdown(o: &Options, rows: &[Throughput], rb: &Rebalance, machine: &str)
          embedded API server (its own thread, pinned); replicas in one process on the other \
          CPU. Leases: duration {lease:?}, renew deadline {deadline:?}, retry {retry:?}. One \
          repetition per row.\n\n{machine}\n\n\
-         | replicas | seconds to converge all | objects/s | × one replica | goal |\n\
-         |---:|---:|---:|---:|---:|\n",
+         | replicas | seconds to converge all | objects/s | × one replica | goal | operator CPU/object | server CPU/object | largest share |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
         o.n, o.concurrency, o.rtt
     );
     for r in rows {
         md += &format!(
-            "| {} | {:.2} | {:.0} | {:.2} | ≥ {:.1} |\n",
+            "| {} | {:.2} | {:.0} | {:.2} | ≥ {:.1} | {:.0} µs | {:.0} µs | {:.2} × even |\n",
             r.replicas,
             r.seconds,
             r.per_second,
             r.speedup,
-            0.9 * r.replicas as f64
+            0.9 * r.replicas as f64,
+            r.operator_cpu_us,
+            r.server_cpu_us,
+            r.largest_share
         );
     }
     md += &format!(

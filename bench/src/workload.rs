@@ -104,7 +104,7 @@ impl Counters {
         }
     }
 
-    fn ran(&self, key: &str, rv: Option<u64>, converged: bool) {
+    pub(crate) fn ran(&self, key: &str, rv: Option<u64>, converged: bool) {
         self.runs.fetch_add(1, Ordering::Relaxed);
         if converged {
             self.converged.fetch_add(1, Ordering::Relaxed);
