@@ -16,9 +16,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use staircase::{LeaderElection, Stairs};
 use staircase::prelude::*;
 use staircase::shard::{self, Assignment};
+use staircase::{LeaderElection, Stairs};
 use staircase_testkit::explorer::{Explorer, Scenario, Variant};
 use staircase_testkit::{RequestRecord, Verb};
 use staircase_tests::{Env, GUARD, Running, eventually};
@@ -162,7 +162,10 @@ async fn copy_to_target(m: &Mirror, ctx: &Context) -> Result<Outcome> {
             ctx.api::<ConfigMap>()
                 .create(&PostParams::default(), &cm)
                 .await?;
-            Ok(Outcome::modified(format!("created {name} from {}", s.key())))
+            Ok(Outcome::modified(format!(
+                "created {name} from {}",
+                s.key()
+            )))
         }
         Some(t)
             if t.data.clone().unwrap_or_default() != want
@@ -211,7 +214,9 @@ fn stairs() -> impl Reconciler<Mirror, ()> {
 }
 
 /// The operator as a `main` would build it.
-fn operator(client: kube::Client) -> Operator<Mirror, (), impl Stairs<Mirror, ()>, impl Stairs<Mirror, ()>> {
+fn operator(
+    client: kube::Client,
+) -> Operator<Mirror, (), impl Stairs<Mirror, ()>, impl Stairs<Mirror, ()>> {
     Operator::new(client, stairs())
         .with_status()
         .owns::<ConfigMap>()
@@ -341,8 +346,7 @@ fn one_writer_at_a_time(
         if a.is_empty() || a == "reader" {
             continue;
         }
-        if r.namespace.as_deref() == Some("src") && r.verb == Some(Verb::Patch) && r.status < 300
-        {
+        if r.namespace.as_deref() == Some("src") && r.verb == Some(Verb::Patch) && r.status < 300 {
             *source_writes.entry(a.clone()).or_default() += 1;
         }
         if let Some(m) = mirror_of(r) {
@@ -361,7 +365,11 @@ fn one_writer_at_a_time(
     let mut handed = 0;
     for (m, w) in &writers {
         let owner = now.settled_owner(shard::slot_of(&uids[m]));
-        assert_eq!(owner, w.last().map(String::as_str), "{phase}: last writer of {m}");
+        assert_eq!(
+            owner,
+            w.last().map(String::as_str),
+            "{phase}: last writer of {m}"
+        );
         *per_replica.entry(w.last().unwrap().clone()).or_default() += 1;
         handed += usize::from(w.len() > 1);
     }
@@ -431,9 +439,13 @@ async fn set_sources(client: &kube::Client, sources: usize, value: &str) {
     let srcs: Api<ConfigMap> = Api::namespaced(client.clone(), "src");
     for i in 0..sources {
         let patch = serde_json::json!({ "data": { "value": value, "round": value } });
-        srcs.patch(&format!("s{i}"), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        srcs.patch(
+            &format!("s{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -472,7 +484,10 @@ async fn mirrors_sharded_over_three_replicas_survive_a_stop_and_a_kill() {
     let mut uids = BTreeMap::new();
     for (i, n) in names.iter().enumerate() {
         let m = mirrors
-            .create(&PostParams::default(), &mirror(n, &format!("s{}", i % SOURCES)))
+            .create(
+                &PostParams::default(),
+                &mirror(n, &format!("s{}", i % SOURCES)),
+            )
             .await
             .unwrap();
         uids.insert(n.clone(), m.uid().unwrap());
@@ -485,7 +500,11 @@ async fn mirrors_sharded_over_three_replicas_survive_a_stop_and_a_kill() {
         .iter()
         .filter_map(|n| three.settled_owner(shard::slot_of(&uids[n])))
         .collect();
-    assert_eq!(owners.len(), 3, "20 Mirrors not split over 3 replicas: {owners:?}");
+    assert_eq!(
+        owners.len(),
+        3,
+        "20 Mirrors not split over 3 replicas: {owners:?}"
+    );
 
     // A source change: its mapper runs every Mirror registered on it, in whichever replica.
     set_sources(&client, SOURCES, "v1").await;
@@ -497,7 +516,10 @@ async fn mirrors_sharded_over_three_replicas_survive_a_stop_and_a_kill() {
     let stopped = Instant::now();
     replicas.remove("a").unwrap().stop().await;
     let two = settled_on(&env, &["b", "c"]).await;
-    eprintln!("graceful stop: settled on b, c after {:?}", stopped.elapsed());
+    eprintln!(
+        "graceful stop: settled on b, c after {:?}",
+        stopped.elapsed()
+    );
     for (i, n) in names.iter().enumerate() {
         let patch = serde_json::json!({ "spec": { "source": { "name": format!("s{}", (i + 1) % SOURCES) } } });
         mirrors
@@ -541,8 +563,14 @@ async fn mirrors_sharded_over_three_replicas_survive_a_stop_and_a_kill() {
          documented bound about {:?})",
         LEASE + RETRY * 2
     );
-    assert!(takeover > LEASE * 2, "{takeover:?}: faster than measured so far");
-    assert!(takeover < LEASE * 2 + RETRY * 4 + Duration::from_secs(1), "{takeover:?}");
+    assert!(
+        takeover > LEASE * 2,
+        "{takeover:?}: faster than measured so far"
+    );
+    assert!(
+        takeover < LEASE * 2 + RETRY * 4 + Duration::from_secs(1),
+        "{takeover:?}"
+    );
     mark = one_writer_at_a_time(&env, mark, &one, &uids, "after kill, source changed");
 
     // Deleting Mirrors runs the cleanup: their sources forget them.
@@ -610,14 +638,53 @@ async fn mirror_survives_the_explorer() {
         report.runs(),
         started.elapsed()
     );
-    // The trigger check: a long resync, so a source change that wakes nothing fails.
-    let started = Instant::now();
-    let report = Explorer::new(operator)
+}
+
+/// One Mirror through its whole life, for the trigger check: every phase's action (the source
+/// edited, the spec moved to another source, the delete) must wake it by itself.
+fn one_mirror_scenario(name: &str) -> Scenario<Mirror> {
+    Scenario::new(name)
+        .given(serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "src" } }))
+        .given(given_source("s0", "zero"))
+        .given(given_source("s1", "one"))
+        .create(mirror("a", "s0"))
+        .then("source s0 changes", |client| async move {
+            let patch = serde_json::json!({ "data": { "value": "zero, edited", "extra": "x" } });
+            Api::<ConfigMap>::namespaced(client, "src")
+                .patch("s0", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(())
+        })
+        .then_edit("a", |m: &mut Mirror| m.spec.source.name = "s1".into())
+        .then("source s1 changes", |client| async move {
+            let patch = serde_json::json!({ "data": { "value": "one, edited" } });
+            Api::<ConfigMap>::namespaced(client, "src")
+                .patch("s1", &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            Ok(())
+        })
+        .then_delete("a")
+}
+
+fn trigger_explorer(
+    scenario: Scenario<Mirror>,
+) -> Explorer<Mirror, (), impl Stairs<Mirror, ()>, impl Stairs<Mirror, ()>> {
+    Explorer::new(operator)
         .crd(Mirror::crd())
         .variants(&[Variant::StaleView])
         .loop_resync(Duration::from_secs(600))
         .phase_timeout(Duration::from_secs(20))
-        .scenario(mirror_scenario("mirror triggers"))
+        .scenario(scenario)
+}
+
+/// The trigger check (docs/explorer.md): a long resync, so a source change that wakes nothing
+/// fails. A test of its own: with two explorers in one test, the reproduce line of a failure
+/// in the second reaches the first explorer, which refuses the filter ("names no scenario of
+/// this explorer").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_triggers_under_a_long_resync() {
+    let started = Instant::now();
+    let report = trigger_explorer(one_mirror_scenario("mirror triggers"))
         .run()
         .await
         .assert_all_converged();
@@ -627,4 +694,27 @@ async fn mirror_survives_the_explorer() {
         report.runs(),
         started.elapsed()
     );
+}
+
+/// Demonstrates a trip: with a second Mirror `b` that the deletion of `a` has nothing to do
+/// with, the trigger check fails the delete phase ("not converged within 20s under the
+/// controller loop"), listing only `a`'s runs, which did end (cleanup, finalizer removed).
+/// The phase waits, as docs/explorer.md says, for "every object's newest run that *started
+/// after* the action", so `b` must run after an action that does not concern it, and with a
+/// long resync nothing runs it. Every other phase passes because each happens to wake both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_check_waits_for_a_bystander_to_run() {
+    let report = trigger_explorer(mirror_scenario("mirror triggers, bystander"))
+        .run()
+        .await;
+    let failures: Vec<_> = report.failures().collect();
+    assert!(
+        !failures.is_empty(),
+        "the bystander case passed: the trip is gone"
+    );
+    for f in failures {
+        assert_eq!(f.phase, "phase 7 (delete a)", "{f:?}");
+        assert!(f.problem.contains("not converged within 20s"), "{f:?}");
+        assert!(!f.problem.contains("default/b"), "now names b: {f:?}");
+    }
 }
