@@ -15,6 +15,7 @@ mod examples;
 mod external;
 mod fleet;
 mod leader;
+mod mirror;
 mod operating;
 mod production;
 mod quota;
