@@ -1028,10 +1028,15 @@ async fn lead<K, S, M, C>(
         .graceful_shutdown_on(stop.clone().wait())
         .run(reconcile, error_policy, shared.clone())
         .for_each(|res| async move {
-            if let Err(e) = res {
+            match res {
+                // A related object's change mapped to an object deleted since: nothing to run.
+                Err(e @ kube::runtime::controller::Error::ObjectNotFound(_)) => {
+                    tracing::debug!("controller: {e}")
+                }
                 // A watch of the resource or of a related kind that fails (not served, not
                 // allowed) keeps retrying: say so where people look.
-                tracing::warn!("controller: {e}");
+                Err(e) => tracing::warn!("controller: {e}"),
+                Ok(_) => {}
             }
         });
     // Once shutdown is requested kube-runtime starts no new runs, and its stream ends when the

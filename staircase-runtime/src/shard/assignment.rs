@@ -173,8 +173,9 @@ impl Assignment {
         Ok(a)
     }
 
-    /// One line per member for people: the slots settled on it, and those moving.
-    pub(crate) fn summary(&self) -> String {
+    /// For people, as the ConfigMap's `summary` key holds it: the generation, then one line per
+    /// member with the slots settled on it, and the slots moving or without an owner.
+    pub fn summary(&self) -> String {
         let mut out = format!("generation {}\n", self.generation);
         for m in self.members.keys() {
             let settled = self.settled_on(m);
