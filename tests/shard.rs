@@ -245,6 +245,17 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
         writers.len() > 1,
         "24 Foos all in one replica's share: {three:?}"
     );
+    // The embedded server honours `shardSelector` (as 1.37 with `ShardedListAndWatch` does):
+    // each replica's watch of the Foos selects its own slots only.
+    for m in ["a", "b", "c"] {
+        let selected = env.server.stats().requests().into_iter().any(|r| {
+            agent(&r) == m
+                && r.resource.as_deref() == Some("foos.demo.staircase.rs")
+                && r.verb == Some(Verb::Watch)
+                && r.query.contains("shardSelector=")
+        });
+        assert!(selected, "{m} watches the Foos split by the server");
+    }
 
     // A fourth replica takes a quarter, from the others, and nothing else moves. The others'
     // ConfigMap writes are slowed, so the handoff happens with their runs in flight: a new

@@ -14,7 +14,7 @@ use crate::faults::Faults;
 use crate::ops::{self, Deleted, FieldValidation, WriteOpts, present};
 use crate::registry::ResourceType;
 use crate::router::{ResourcePath, Verb};
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::selectors::{FieldSelector, LabelSelector, ShardSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{ObjKey, Store};
 use crate::watch::{self, Start, WatchRequest};
@@ -291,12 +291,15 @@ fn selectors(
     q: &HashMap<String, String>,
 ) -> ApiResult<(LabelSelector, FieldSelector)> {
     let l = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-    let f = FieldSelector::parse(
+    let mut f = FieldSelector::parse(
         q.get("fieldSelector").map(String::as_str).unwrap_or(""),
         &rt.group,
         &rt.plural,
         &rt.selectable_fields,
     )?;
+    if let Some(shard) = q.get("shardSelector").filter(|s| !s.is_empty()) {
+        f = f.with_shard(ShardSelector::parse(shard)?);
+    }
     Ok((l, f))
 }
 
@@ -433,6 +436,9 @@ fn list(store: &Arc<Store>, rt: &ResourceType, r: &ResourceRequest<'_>) -> ApiRe
     }
     drop(st);
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    if let Some(shard) = fields.shard() {
+        meta["shardInfo"] = json!({ "selector": shard.text });
+    }
     if more && let Some((kns, kname)) = last_key {
         meta["continue"] =
             hex(&json!({"rv": list_rv, "ns": kns, "name": kname}).to_string()).into();

@@ -119,9 +119,91 @@ impl LabelSelector {
     }
 }
 
-/// A parsed field selector: conjunction of `path=value` / `path!=value`.
+/// A parsed field selector: conjunction of `path=value` / `path!=value`, and the request's
+/// shard selector, which filters the same way wherever a field selector does.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FieldSelector(Vec<(String, bool, String)>);
+pub struct FieldSelector(Vec<(String, bool, String)>, Option<ShardSelector>);
+
+/// `?shardSelector=` (KEP-5866, alpha in kube-apiserver behind `ShardedListAndWatch`):
+/// `shardRange(object.metadata.uid, '0xSTART', '0xEND')` terms joined by `||`. An object
+/// matches when the 64-bit FNV-1a hash of the field falls in `[START, END)` of a term.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardSelector {
+    /// As given, echoed in a list's `metadata.shardInfo.selector`.
+    pub text: String,
+    terms: Vec<(ShardField, u128, u128)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ShardField {
+    Uid,
+    Namespace,
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl ShardSelector {
+    /// Parses a shard selector; the error says what is wrong, as a 400.
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let bad = |why: &str| ApiError::bad_request(format!("invalid shardSelector {s:?}: {why}"));
+        let mut terms = Vec::new();
+        for term in s.split("||").map(str::trim) {
+            let args = term
+                .strip_prefix("shardRange(")
+                .and_then(|t| t.strip_suffix(')'))
+                .ok_or_else(|| bad("each term is shardRange(field, 'hexStart', 'hexEnd')"))?;
+            let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+            let [field, start, end] = parts[..] else {
+                return Err(bad("shardRange takes three arguments"));
+            };
+            let field = match field {
+                "object.metadata.uid" => ShardField::Uid,
+                "object.metadata.namespace" => ShardField::Namespace,
+                _ => {
+                    return Err(bad(
+                        "the field is object.metadata.uid or object.metadata.namespace",
+                    ));
+                }
+            };
+            let hex = |v: &str| {
+                v.strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .and_then(|v| v.strip_prefix("0x"))
+                    .and_then(|v| u128::from_str_radix(v, 16).ok())
+                    .filter(|&n| n <= 1 << 64)
+                    .ok_or_else(|| {
+                        bad("bounds are quoted hex strings from '0x0' to '0x10000000000000000'")
+                    })
+            };
+            let (start, end) = (hex(start)?, hex(end)?);
+            if start >= end {
+                return Err(bad("the start of a range is below its end"));
+            }
+            terms.push((field, start, end));
+        }
+        Ok(ShardSelector {
+            text: s.to_string(),
+            terms,
+        })
+    }
+
+    /// Whether `obj` falls in one of the ranges.
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.terms.iter().any(|(field, start, end)| {
+            let key = match field {
+                ShardField::Uid => "uid",
+                ShardField::Namespace => "namespace",
+            };
+            let v = obj["metadata"][key].as_str().unwrap_or_default();
+            let h = u128::from(fnv1a(v));
+            *start <= h && h < *end
+        })
+    }
+}
 
 /// Fields kube-apiserver supports per resource besides `metadata.name` and `metadata.namespace`.
 fn extra_fields(group: &str, plural: &str) -> &'static [&'static str] {
@@ -175,7 +257,7 @@ impl FieldSelector {
     ) -> Result<Self, ApiError> {
         let mut out = vec![];
         if s.trim().is_empty() {
-            return Ok(FieldSelector(out));
+            return Ok(FieldSelector(out, None));
         }
         for part in s.split(',') {
             let (k, neg, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -206,12 +288,23 @@ impl FieldSelector {
             };
             out.push((k, neg, v.trim().to_string()));
         }
-        Ok(FieldSelector(out))
+        Ok(FieldSelector(out, None))
+    }
+
+    /// Adds a shard selector.
+    pub fn with_shard(mut self, shard: ShardSelector) -> Self {
+        self.1 = Some(shard);
+        self
+    }
+
+    /// The shard selector, if the request gave one.
+    pub fn shard(&self) -> Option<&ShardSelector> {
+        self.1.as_ref()
     }
 
     /// Whether the selector is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_empty() && self.1.is_none()
     }
 
     /// If the selector pins `metadata.name`, the name (lets lists skip a scan).
@@ -224,29 +317,30 @@ impl FieldSelector {
 
     /// Evaluates the selector; missing fields compare as the empty string, like the real server.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(k, neg, v)| {
-            let mut cur = obj;
-            let mut found = true;
-            for seg in k.split('.') {
-                match cur.get(seg) {
-                    Some(x) => cur = x,
-                    None => {
-                        found = false;
-                        break;
+        self.1.as_ref().is_none_or(|s| s.matches(obj))
+            && self.0.iter().all(|(k, neg, v)| {
+                let mut cur = obj;
+                let mut found = true;
+                for seg in k.split('.') {
+                    match cur.get(seg) {
+                        Some(x) => cur = x,
+                        None => {
+                            found = false;
+                            break;
+                        }
                     }
                 }
-            }
-            let actual = if !found {
-                String::new()
-            } else {
-                match cur {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                }
-            };
-            (actual == *v) != *neg
-        })
+                let actual = if !found {
+                    String::new()
+                } else {
+                    match cur {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    }
+                };
+                (actual == *v) != *neg
+            })
     }
 }
 
@@ -289,5 +383,30 @@ mod tests {
                 .matches(&o)
         );
         assert!(FieldSelector::parse("spec.x=a", "", "configmaps", &[]).is_err());
+    }
+
+    #[test]
+    fn shards() {
+        // FNV-1a("a") = 0xaf63dc4c8601ec8c: in the upper half.
+        let o = json!({"metadata": {"uid": "a", "namespace": "n"}});
+        let upper = "shardRange(object.metadata.uid, '0x8000000000000000', '0x10000000000000000')";
+        let lower = "shardRange(object.metadata.uid, '0x0', '0x8000000000000000')";
+        assert!(ShardSelector::parse(upper).unwrap().matches(&o));
+        assert!(!ShardSelector::parse(lower).unwrap().matches(&o));
+        assert!(
+            ShardSelector::parse(&format!("{lower} || {upper}"))
+                .unwrap()
+                .matches(&o)
+        );
+        for bad in [
+            "",
+            "shardRange(object.metadata.name, '0x0', '0x1')",
+            "shardRange(object.metadata.uid, '0x1', '0x0')",
+            "shardRange(object.metadata.uid, 0x0, '0x1')",
+            "shardRange(object.metadata.uid, '0x0', '0x10000000000000001')",
+            "shardRange(object.metadata.uid, '0x0')",
+        ] {
+            assert!(ShardSelector::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -928,10 +928,34 @@ async fn lead<K, S, M, C>(
     }
     let writer = Writer::<K>::default();
     let store = writer.as_reader();
-    let watch = skip_undecodable(
-        watcher(api_in::<Lenient<K>>(client.clone(), ns), wc),
-        shared.undecodable.clone(),
-    );
+    // With sharding, the API server may do the split: the primary watch then selects only
+    // this replica's slots (and those moving to it), restarted as they change.
+    let split_on_server = match &shared.gate {
+        Some(gate) => {
+            let path = api_in::<K>(client.clone(), ns).resource_url().to_string();
+            let on = shard::server_side::supported(&client, &path).await;
+            gate.filter_on_server(on);
+            on.then_some((gate.clone(), path))
+        }
+        None => None,
+    };
+    let primary = match split_on_server {
+        Some((gate, path)) => {
+            let selector = Arc::default();
+            let filtered = kube::Client::new(
+                shard::server_side::ShardFilter {
+                    inner: crate::writes::SendVia(client.clone()),
+                    path: path.into(),
+                    selector: Arc::clone(&selector),
+                },
+                client.default_namespace().to_string(),
+            );
+            let api = api_in::<Lenient<K>>(filtered, ns);
+            shard::server_side::watch(gate, api, wc, selector).boxed()
+        }
+        None => watcher(api_in::<Lenient<K>>(client.clone(), ns), wc).boxed(),
+    };
+    let watch = skip_undecodable(primary, shared.undecodable.clone());
     let events = match cfg.relist {
         Relist::InPlace => reflector_in_place(writer, watch).boxed(),
         Relist::Swap => reflector(writer, watch).boxed(),

@@ -122,6 +122,17 @@ impl Assignment {
         self.settled_on(member)
     }
 
+    /// The slots moving to `member` while its term is `term`: with the split done by the API
+    /// server, its cache takes them in before they are its to run.
+    pub(crate) fn incoming(&self, member: &str, term: &str) -> Vec<usize> {
+        if self.members.get(member).map(String::as_str) != Some(term) {
+            return Vec::new();
+        }
+        (0..SLOTS)
+            .filter(|&s| self.slots[s].to.as_deref() == Some(member))
+            .collect()
+    }
+
     /// The JSON published in the ConfigMap.
     pub(crate) fn to_json(&self) -> String {
         let mut out: Vec<WireRange> = Vec::new();

@@ -1,6 +1,7 @@
 //! A replica's side of the split: which slots it may start runs in, and which still have runs
 //! in flight, so it can acknowledge a handoff only once the slot is quiet.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 
 use tokio::sync::watch;
@@ -16,6 +17,14 @@ pub(crate) struct Gate {
     /// Bumped when slots open, so the controller runs every object again (those of the new
     /// slots were skipped while they were someone else's).
     opened: watch::Sender<u64>,
+    /// With the split done by the API server: the slots the primary watch selects, and those
+    /// its cache holds (a watch with them has synced). A slot opens only once cached; without
+    /// the server's split every slot counts as cached.
+    filtered: AtomicBool,
+    selection: Mutex<Vec<usize>>,
+    cached: Vec<AtomicBool>,
+    /// Bumped when the selection grows: the primary watch restarts with it.
+    reselect: watch::Sender<u64>,
 }
 
 /// A run in progress in a slot; dropping it ends it.
@@ -34,6 +43,10 @@ impl Default for Gate {
             in_flight: (0..SLOTS).map(|_| AtomicUsize::new(0)).collect(),
             seen: AtomicU64::new(0),
             opened: watch::channel(0).0,
+            filtered: AtomicBool::new(false),
+            selection: Mutex::default(),
+            cached: (0..SLOTS).map(|_| AtomicBool::new(true)).collect(),
+            reselect: watch::channel(0).0,
         }
     }
 }
@@ -56,8 +69,19 @@ impl Gate {
             return 0;
         }
         let mut want = [false; SLOTS];
-        for s in a.runnable(member, term) {
-            want[s] = true;
+        let runnable = a.runnable(member, term);
+        for &s in &runnable {
+            want[s] = self.cached[s].load(SeqCst);
+        }
+        if self.filtered.load(SeqCst) {
+            let mut wanted = runnable;
+            wanted.extend(a.incoming(member, term));
+            wanted.sort_unstable();
+            let mut selection = self.selection.lock().unwrap_or_else(|e| e.into_inner());
+            if wanted.iter().any(|s| selection.binary_search(s).is_err()) {
+                *selection = wanted;
+                self.reselect.send_modify(|n| *n += 1);
+            }
         }
         let (mut opened, mut closed) = (false, 0);
         for (s, w) in want.into_iter().enumerate() {
@@ -75,6 +99,42 @@ impl Gate {
     /// Whether the slot of the object with this uid is open here.
     pub(crate) fn is_open(&self, uid: &str) -> bool {
         self.open[slot_of(uid)].load(SeqCst)
+    }
+
+    /// Whether the API server splits the primary watch for this replica (decided per term).
+    pub(crate) fn filter_on_server(&self, on: bool) {
+        self.filtered.store(on, SeqCst);
+        self.selection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for c in &self.cached {
+            c.store(!on, SeqCst);
+        }
+    }
+
+    /// The slots the primary watch should select now.
+    pub(crate) fn selection(&self) -> Vec<usize> {
+        self.selection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A primary watch selecting `slots` has synced: the cache holds exactly them.
+    pub(crate) fn synced(&self, slots: &[usize]) {
+        let mut held = [false; SLOTS];
+        for &s in slots {
+            held[s] = true;
+        }
+        for (s, h) in held.into_iter().enumerate() {
+            self.cached[s].store(h, SeqCst);
+        }
+    }
+
+    /// Changes each time the selection grows.
+    pub(crate) fn reselects(&self) -> watch::Receiver<u64> {
+        self.reselect.subscribe()
     }
 
     /// Closes every slot: the term ended (or is starting).

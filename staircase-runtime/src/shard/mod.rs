@@ -48,6 +48,7 @@ mod assignment;
 mod gate;
 mod hash;
 mod member;
+pub(crate) mod server_side;
 
 use std::time::{Duration, Instant};
 
