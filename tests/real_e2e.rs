@@ -370,6 +370,7 @@ async fn sharded_replicas_split_hand_off_and_take_over_on_the_real_server() {
         Running::operator(foo::operator(client.clone(), app).with_config(cfg))
     };
     let reader = election("reader");
+
     let foos: Api<Foo> = ns.api();
     let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
     let converged = || async {
@@ -429,6 +430,20 @@ async fn sharded_replicas_split_hand_off_and_take_over_on_the_real_server() {
     }
     converged().await;
     check(&replicas, &BTreeMap::new(), &three);
+    // Whether the server split the Foo watches (the replicas probe for `shardInfo` the same way
+    // and filter on their side when it is missing).
+    let probe = http::Request::get(format!(
+        "/apis/demo.staircase.rs/v1/namespaces/{}/foos?limit=1&shardSelector={}",
+        ns.name(),
+        "shardRange%28object.metadata.uid%2C%20%270x0000000000000000%27%2C%20%270x10000000000000000%27%29"
+    ))
+    .body(Vec::new())
+    .unwrap();
+    let list: serde_json::Value = client.request(probe).await.unwrap();
+    eprintln!(
+        "real server: Foo lists split by shardSelector: {}",
+        list["metadata"].get("shardInfo").is_some()
+    );
 
     replicas.insert("d", replica("d"));
     let four = settled(&client, &reader, &["a", "b", "c", "d"]).await;

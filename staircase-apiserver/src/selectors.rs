@@ -147,41 +147,53 @@ fn fnv1a(s: &str) -> u64 {
 }
 
 impl ShardSelector {
-    /// Parses a shard selector; the error says what is wrong, as a 400.
+    /// Parses a shard selector. An invalid one is a `500` saying what is wrong, as
+    /// kube-apiserver 1.37 answers it.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = |why: &str| ApiError::bad_request(format!("invalid shardSelector {s:?}: {why}"));
+        let bad = |why: String| ApiError::internal(format!("invalid shard selector: {why}"));
         let mut terms = Vec::new();
         for term in s.split("||").map(str::trim) {
             let args = term
                 .strip_prefix("shardRange(")
                 .and_then(|t| t.strip_suffix(')'))
-                .ok_or_else(|| bad("each term is shardRange(field, 'hexStart', 'hexEnd')"))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{term:?} is not shardRange(field, 'hexStart', 'hexEnd')"
+                    ))
+                })?;
             let parts: Vec<&str> = args.split(',').map(str::trim).collect();
             let [field, start, end] = parts[..] else {
-                return Err(bad("shardRange takes three arguments"));
+                return Err(bad("shardRange takes three arguments".into()));
             };
             let field = match field {
                 "object.metadata.uid" => ShardField::Uid,
                 "object.metadata.namespace" => ShardField::Namespace,
                 _ => {
-                    return Err(bad(
-                        "the field is object.metadata.uid or object.metadata.namespace",
-                    ));
+                    return Err(bad(format!(
+                        "unsupported field path {field:?}; supported: object.metadata.uid, object.metadata.namespace"
+                    )));
                 }
             };
-            let hex = |v: &str| {
-                v.strip_prefix('\'')
+            // 16 hex digits, or 2^64 as the exclusive end of the last range.
+            let hex = |which: &str, v: &str| {
+                let digits = v
+                    .strip_prefix('\'')
                     .and_then(|v| v.strip_suffix('\''))
                     .and_then(|v| v.strip_prefix("0x"))
-                    .and_then(|v| u128::from_str_radix(v, 16).ok())
-                    .filter(|&n| n <= 1 << 64)
+                    .filter(|d| d.len() == 16 || (which == "hexEnd" && *d == "10000000000000000"));
+                digits
+                    .and_then(|d| u128::from_str_radix(d, 16).ok())
                     .ok_or_else(|| {
-                        bad("bounds are quoted hex strings from '0x0' to '0x10000000000000000'")
+                        bad(format!(
+                            "{which} must be a 0x-prefixed 16-digit hex value, got {v:?}"
+                        ))
                     })
             };
-            let (start, end) = (hex(start)?, hex(end)?);
+            let (start, end) = (hex("hexStart", start)?, hex("hexEnd", end)?);
             if start >= end {
-                return Err(bad("the start of a range is below its end"));
+                return Err(bad(format!(
+                    "hexStart {start:#x} is not below hexEnd {end:#x}"
+                )));
             }
             terms.push((field, start, end));
         }
@@ -390,7 +402,7 @@ mod tests {
         // FNV-1a("a") = 0xaf63dc4c8601ec8c: in the upper half.
         let o = json!({"metadata": {"uid": "a", "namespace": "n"}});
         let upper = "shardRange(object.metadata.uid, '0x8000000000000000', '0x10000000000000000')";
-        let lower = "shardRange(object.metadata.uid, '0x0', '0x8000000000000000')";
+        let lower = "shardRange(object.metadata.uid, '0x0000000000000000', '0x8000000000000000')";
         assert!(ShardSelector::parse(upper).unwrap().matches(&o));
         assert!(!ShardSelector::parse(lower).unwrap().matches(&o));
         assert!(
@@ -401,7 +413,8 @@ mod tests {
         for bad in [
             "",
             "shardRange(object.metadata.name, '0x0', '0x1')",
-            "shardRange(object.metadata.uid, '0x1', '0x0')",
+            "shardRange(object.metadata.uid, '0x0000000000000001', '0x0000000000000000')",
+            "shardRange(object.metadata.uid, '0x0', '0x8000000000000000')",
             "shardRange(object.metadata.uid, 0x0, '0x1')",
             "shardRange(object.metadata.uid, '0x0', '0x10000000000000001')",
             "shardRange(object.metadata.uid, '0x0')",

@@ -33,8 +33,14 @@
 //!   full lease duration of its own before it declares anyone lost.
 //!
 //! # Caveats
-//! - Every replica keeps the whole watch cache (the split is client-side): sharding spreads the
-//!   runs (CPU, API writes and external calls), not the memory of the caches.
+//! - The split of the primary resource's watch is done by the API server where it honours
+//!   `shardSelector` (KEP-5866), which each replica probes for at the start of its term: its
+//!   cache then holds only its slots and those moving to it, filled before it runs them (a
+//!   slot opens only once the restarted watch has listed it). kube-apiserver 1.37 does this
+//!   for built-in kinds with its alpha `ShardedListAndWatch` gate on, not for custom resources;
+//!   elsewhere every replica caches every object and filters on its side. Children and watched
+//!   kinds are always cached whole: sharding spreads the runs (CPU, API writes, external
+//!   calls), and the memory of the primary cache only where the server splits it.
 //! - An object's runs wait while its slot moves: typically two or three retry periods.
 //! - Replicas of one operator must share its Lease name and namespace, and each needs `get`,
 //!   `list`, `create` and `update` on Leases, and `get`, `create` and `update` on ConfigMaps, in

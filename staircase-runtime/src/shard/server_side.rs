@@ -26,13 +26,16 @@ pub(crate) fn selector(slots: &[usize]) -> String {
             }
         };
         terms.push(format!(
-            "shardRange(object.metadata.uid, '0x{:x}', '0x{:x}')",
+            "shardRange(object.metadata.uid, '0x{:016x}', '0x{:016x}')",
             a << 56,
             (b + 1) << 56
         ));
     }
     if terms.is_empty() {
-        terms.push("shardRange(object.metadata.uid, '0x0', '0x1')".to_string());
+        terms.push(
+            "shardRange(object.metadata.uid, '0x0000000000000000', '0x0000000000000001')"
+                .to_string(),
+        );
     }
     terms.join(" || ")
 }
@@ -173,14 +176,14 @@ mod tests {
     fn selectors_name_the_slot_ranges() {
         assert_eq!(
             selector(&[0, 1, 255]),
-            "shardRange(object.metadata.uid, '0x0', '0x200000000000000') || \
+            "shardRange(object.metadata.uid, '0x0000000000000000', '0x0200000000000000') || \
              shardRange(object.metadata.uid, '0xff00000000000000', '0x10000000000000000')"
         );
         assert_eq!(
             everything(),
-            "shardRange(object.metadata.uid, '0x0', '0x10000000000000000')"
+            "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"
         );
-        assert!(selector(&[]).contains("'0x0', '0x1'"));
+        assert!(selector(&[]).contains("'0x0000000000000001'"));
         assert_eq!(encode("a b'()"), "a%20b%27%28%29");
     }
 }

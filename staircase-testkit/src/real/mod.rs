@@ -268,6 +268,9 @@ impl RealApiServer {
                 // Endpoints may not hold loopback addresses; nothing routes to them anyway.
                 "--endpoint-reconciler-type=none".into(),
                 "--profiling=false".into(),
+                // Alpha in 1.37: list and watch split by `shardSelector`, which sharded
+                // operators use where a server honours it.
+                "--feature-gates=ShardedListAndWatch=true".into(),
             ],
         )?;
         let deadline = started + start_timeout();
