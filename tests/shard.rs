@@ -275,6 +275,7 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
     replicas.insert("d", replica(&env, "d"));
     let four = settled_on(&env, &["a", "b", "c", "d"]).await;
     for f in slow {
+        assert!(env.server.faults().fired(f) > 0, "the slowing fault fired");
         env.server.faults().remove(f);
     }
     let moved = (0..shard::SLOTS)
@@ -355,14 +356,28 @@ async fn replicas_share_the_foos_and_hand_them_off_one_writer_at_a_time() {
 /// wait for its Lease to expire, go to the survivors, and no Foo is ever written by two replicas.
 #[tokio::test]
 async fn a_replica_crashing_in_the_middle_of_a_handoff_leaves_no_second_writer() {
+    crash_in_the_middle_of_a_handoff("b").await;
+}
+
+/// The same with the leader crashing: its successor takes the assignment over from the
+/// ConfigMap, moving slots and all, and finishes the handoffs.
+#[tokio::test]
+async fn the_leader_crashing_in_the_middle_of_a_handoff_leaves_no_second_writer() {
+    crash_in_the_middle_of_a_handoff("a").await;
+}
+
+/// Replicas `a` (the leader: it starts first) and `b` share 16 Foos; `c` joins while `b`'s
+/// ConfigMap writes and Lease renewals are slow, so `b` is slow to hand slots over; `crashed`
+/// crashes while slots are moving. The survivors converge every Foo, one writer at a time.
+async fn crash_in_the_middle_of_a_handoff(crashed: &str) {
     let env = Env::start().await;
     env.install::<Foo>().await;
     env.server.stats().set_log_enabled(true);
     let foos: Api<Foo> = Api::namespaced(env.client.clone(), "default");
-    let mut replicas: BTreeMap<&str, Replica> = ["a", "b"]
-        .into_iter()
-        .map(|n| (n, replica(&env, n)))
-        .collect();
+    let mut replicas: BTreeMap<&str, Replica> = BTreeMap::new();
+    replicas.insert("a", replica(&env, "a"));
+    settled_on(&env, &["a"]).await;
+    replicas.insert("b", replica(&env, "b"));
     settled_on(&env, &["a", "b"]).await;
     let names: Vec<String> = (0..16).map(|i| format!("h{i:02}")).collect();
     let mut uids = BTreeMap::new();
@@ -376,25 +391,44 @@ async fn a_replica_crashing_in_the_middle_of_a_handoff_leaves_no_second_writer()
     all_ready(&foos, &names).await;
     let mark = env.server.stats().requests().len();
 
-    // `b`'s runs hang in their ConfigMap writes, so it cannot finish handing slots to `c`.
-    let slow = env.server.faults().inject(
+    // `b`'s runs hang in their ConfigMap writes, and its acknowledgements (Lease renewals) are
+    // slow, though within the renew deadline: its slots stay moving long enough to crash then.
+    let slow = [
         Fault::latency(Duration::from_millis(800))
             .user_agent("b/")
             .resource("configmaps")
             .verb(Verb::Patch),
-    );
+        Fault::latency(RENEW_DEADLINE / 2)
+            .user_agent("b/")
+            .resource("leases.coordination.k8s.io")
+            .verb(Verb::Update),
+    ]
+    .map(|f| env.server.faults().inject(f));
     edit_all(&foos, &names, 1).await;
     replicas.insert("c", replica(&env, "c"));
-    eventually(GUARD, "a handoff under way", || async {
-        assignment(&env)
-            .await
+    let started = std::time::Instant::now();
+    loop {
+        let a = assignment(&env).await;
+        if a.as_ref()
             .is_some_and(|a| a.members().count() == 3 && a.unsettled() > 0)
-    })
-    .await;
-    replicas.remove("b").unwrap().running.crash().await;
-    env.server.faults().remove(slow);
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < GUARD,
+            "no handoff under way: {}",
+            a.map(|a| a.summary()).unwrap_or_default()
+        );
+        tokio::time::sleep(RETRY / 5).await;
+    }
+    replicas.remove(crashed).unwrap().running.crash().await;
+    for f in slow {
+        assert!(env.server.faults().fired(f) > 0, "the slowing fault fired");
+        env.server.faults().remove(f);
+    }
 
-    let after = settled_on(&env, &["a", "c"]).await;
+    let survivors: Vec<&str> = replicas.keys().copied().collect();
+    let after = settled_on(&env, &survivors).await;
     all_ready(&foos, &names).await;
     edit_all(&foos, &names, 2).await;
     all_ready(&foos, &names).await;
