@@ -332,6 +332,9 @@ where
         for w in &mut cx.out.writes {
             w.path = compare::rename_namespace(&w.path, case_ns, shown);
         }
+        for p in &mut cx.out.problems {
+            p.text = compare::rename_namespace(&p.text, case_ns, shown);
+        }
         // No operator is left to remove them, and the namespace would stay behind.
         strip_finalizers(&cx.api).await;
     }
