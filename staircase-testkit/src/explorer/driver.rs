@@ -24,6 +24,7 @@ use super::diagnose::Recent;
 use super::external::ExternalService;
 use super::gate::{Gate, GateWrite, Lister};
 use super::http::{HttpFake, Recorder};
+use super::lag;
 use super::liveness::Liveness;
 use super::scenario::{self, Scenario};
 use super::stale;
@@ -796,11 +797,55 @@ where
     cx.gate.watch_primary(primary, lister(&cx.api));
     // The scenario's writes make views stale: the oracle must know their versions.
     let admin = cx.gate.tap(cx.admin.clone());
-    let op = operator(
-        setup,
-        cx.gate.client(client(&cx.server, setup.retries)),
-        &cx.ext,
-    );
+    let WatchFaults {
+        hold_back,
+        drop,
+        children_only,
+    } = watch;
+    // The embedded server makes the watches lag or lose events and fires the plan's faults; on
+    // a real server only the lag can be had, made in the operator's client.
+    let faults = cx.server.faults();
+    if let Some(stats) = cx.server.stats() {
+        stats.set_log_enabled(false);
+    }
+    if faults.is_none() && (drop.is_some() || !plan.faults.is_empty() || !plan.resets.is_empty()) {
+        anyhow::bail!("watch event drops, resets and request faults need the embedded server");
+    }
+    let qualified = match primary.group.as_str() {
+        "" => primary.plural.clone(),
+        g => format!("{}.{g}", primary.plural),
+    };
+    let lag = (faults.is_none() && hold_back > 0).then(|| {
+        let prefix = match primary.group.as_str() {
+            "" => format!("/api/{}/", primary.version),
+            g => format!("/apis/{g}/{}/", primary.version),
+        };
+        // The primary resource's watch path, whether namespaced or across namespaces.
+        let spare =
+            children_only.then(|| format!("{prefix}namespaces/{}/{}", cx.ns, primary.plural));
+        lag::WatchLag::new(hold_back, spare)
+    });
+    let mut operator_client = cx.gate.client(client(&cx.server, setup.retries));
+    if let Some(lag) = &lag {
+        operator_client = lag.client(operator_client);
+    }
+    let op = operator(setup, operator_client, &cx.ext);
+    // On a shared real server the operator must not see (and write) other cases' objects.
+    let op = match cx.server.case_namespace() {
+        Some(ns) => {
+            let cfg = op.config().clone().with_namespace(ns);
+            op.with_config(cfg)
+        }
+        None => op,
+    };
+    let release = || {
+        if let Some(f) = &faults {
+            f.release_held_watch_events();
+        }
+        if let Some(l) = &lag {
+            l.release();
+        }
+    };
     // Resync, the read-your-writes grace and the retry backoff drive recovery from lost or late
     // events and failed requests; at their production defaults (10 min, 2 s, 200 ms doubling) a
     // case would take minutes.
@@ -820,27 +865,16 @@ where
         r.lock().expect("reports").push((started, rep.clone()));
         n.notify_waiters();
     });
-    let WatchFaults {
-        hold_back,
-        drop,
-        children_only,
-    } = watch;
-    let (Some(faults), Some(stats)) = (cx.server.faults(), cx.server.stats()) else {
-        anyhow::bail!("the controller-loop variants need the embedded server's watch faults");
-    };
-    stats.set_log_enabled(false);
-    if children_only {
-        let qualified = match primary.group.as_str() {
-            "" => primary.plural.clone(),
-            g => format!("{}.{g}", primary.plural),
-        };
-        faults.spare_watches_of(&qualified);
-    }
-    if hold_back > 0 {
-        faults.hold_back_watch_events(hold_back);
-    }
-    if let Some((p, seed)) = drop {
-        faults.drop_watch_events(p, seed);
+    if let Some(faults) = &faults {
+        if children_only {
+            faults.spare_watches_of(&qualified);
+        }
+        if hold_back > 0 {
+            faults.hold_back_watch_events(hold_back);
+        }
+        if let Some((p, seed)) = drop {
+            faults.drop_watch_events(p, seed);
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(op.run_until(async {
@@ -853,14 +887,20 @@ where
         // The scenario's change reaches the caches: what lags or is lost is the operator's own
         // writes (no cache shows a change whose event never comes, and without it nothing runs).
         if children_only && hold_back > 0 {
-            faults.release_held_watch_events();
+            release();
         }
-        if children_only && drop.is_some() {
+        if let Some(faults) = &faults
+            && children_only
+            && drop.is_some()
+        {
             // Restarted, a watch resumes where it was and replays what it missed, undropped.
             faults.close_watches();
         }
         let acted = Instant::now();
-        let ids = inject_phase(plan, phase, &faults);
+        let ids = match &faults {
+            Some(f) => inject_phase(plan, phase, f),
+            None => Vec::new(),
+        };
         let mut resets: Vec<(usize, bool)> = plan
             .resets
             .iter()
@@ -877,17 +917,20 @@ where
         let settled = loop {
             let notified = notify.notified();
             let ran = reports.lock().expect("reports").len() - mark;
-            resets.retain(|(after, compact)| {
-                if ran < *after {
-                    return true;
-                }
-                if *compact {
-                    faults.compact();
-                }
-                faults.close_watches();
-                cx.out.resets_fired += 1;
-                false
-            });
+            // Only the embedded server plans resets (checked above).
+            if let Some(faults) = &faults {
+                resets.retain(|(after, compact)| {
+                    if ran < *after {
+                        return true;
+                    }
+                    if *compact {
+                        faults.compact();
+                    }
+                    faults.close_watches();
+                    cx.out.resets_fired += 1;
+                    false
+                });
+            }
             // The actors' requests may race the operator's (a conflict): they try again on the
             // next look, and only an error that persists is reported.
             match cx
@@ -934,9 +977,11 @@ where
                 // must relist; do what the cluster would, and count it.
                 cx.out.nudges += 1;
                 if hold_back > 0 {
-                    faults.release_held_watch_events();
+                    release();
                 }
-                if drop.is_some() {
+                if let Some(faults) = &faults
+                    && drop.is_some()
+                {
                     faults.compact();
                     faults.close_watches();
                 }
@@ -945,10 +990,12 @@ where
             // Woken by the next run report; the timeout only re-checks the server's state.
             let _ = tokio::time::timeout(Duration::from_millis(25), notified).await;
         };
-        cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
-        // Only this phase's rules go: a lagging or lossy watch stays for the whole case.
-        for id in ids {
-            faults.remove(id);
+        if let Some(faults) = &faults {
+            cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
+            // Only this phase's rules go: a lagging or lossy watch stays for the whole case.
+            for id in ids {
+                faults.remove(id);
+            }
         }
         if !settled {
             cx.out.snapshots.push(None);
@@ -958,7 +1005,7 @@ where
         // a snapshot counts only if the operator wrote nothing meanwhile and is still settled.
         let snap = loop {
             let before = cx.gate.committed();
-            let snap = cx.snapshot(setup).await?;
+            let snap = cx.settled_snapshot(setup).await?;
             let actors_quiet = match cx
                 .stage
                 .play(&admin, || cx.server.resource_version().unwrap_or_default())

@@ -130,6 +130,7 @@ mod driver;
 mod external;
 mod gate;
 mod http;
+mod lag;
 mod liveness;
 mod report;
 mod scenario;
@@ -735,7 +736,7 @@ where
                                 lag.to_string(),
                                 variants::loop_plan(*lag, None, children),
                                 j,
-                                format!("{whose} {lag} versions"),
+                                format!("{whose} {lag} {}", self.setup.backend.lag_unit()),
                             )
                         })
                         .collect()
