@@ -403,16 +403,19 @@ where
     ///
     /// The scenario's namespace is replaced by the case's, and named like the scenario's in
     /// every snapshot, write path and report, so cases compare with each other (and read like
-    /// embedded ones). Only the case's namespace is compared (and cluster-scoped kinds added
-    /// with [`Explorer::compare_also`], which other users of the server may also write); what
-    /// the control plane puts into every namespace (`kube-root-ca.crt`, the `default`
-    /// ServiceAccount) is not. Before a phase's end state is read, the real garbage collector
-    /// is given time (up to [`Explorer::phase_timeout`]) to delete the children of deleted
-    /// owners (the collector notices a new CRD only at its next discovery refresh, about 30 s
-    /// later). CRDs are installed once for the whole server (an existing one is kept) and
-    /// waited for until served. The primary resource must be namespaced, and [`Actor`]s are not
-    /// played: a case that needs either fails as could-not-run. In the controller-loop cases the
-    /// operator watches only the case's namespace. Each case's namespace is deleted at its end.
+    /// embedded ones); a [`Scenario::then`] action's client defaults to the case's namespace
+    /// (use `Api::default_namespaced`). Only the case's namespace is compared (and
+    /// cluster-scoped kinds added with [`Explorer::compare_also`], which other users of the
+    /// server may also write); what the control plane puts into every namespace
+    /// (`kube-root-ca.crt`, the `default` ServiceAccount) is not.
+    ///
+    /// Before a phase's end state is read, the real garbage collector is given time (up to
+    /// [`Explorer::phase_timeout`]) to delete the children of deleted owners (it notices a new
+    /// CRD only at its next discovery refresh, about 30 s later). CRDs are installed once for
+    /// the whole server (an existing one is kept) and waited for until served. The primary
+    /// resource must be namespaced, and [`Actor`]s are not played: a case that needs either
+    /// fails as could-not-run. In the controller-loop cases the operator watches only the
+    /// case's namespace. Each case's namespace is deleted at its end.
     ///
     /// A real server is slower than the embedded one by an order of magnitude per request:
     /// choose a few scenarios (`STAIRCASE_EXPLORER_CASE` still picks one case).
