@@ -500,3 +500,70 @@ async fn settled(
         .await
         .unwrap_or_else(|_| panic!("slots never settled on {members:?}"))
 }
+
+/// The explorer's client-side variants on the real server, so that their findings are known not
+/// to be artefacts of the embedded one: the Foo operator, created, edited and deleted, crashed
+/// right after each of its writes and, separately, losing each write's answer, and run by its
+/// controller loop behind a watch lagging 1 and 3 events, every case in a fresh namespace, ends
+/// every phase as the reference run does, without a duplicate create or a delete on a stale
+/// view, and a settled Foo runs idle without writing. The variants that need the embedded
+/// server's faults are reported as skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorer_crashes_foo_after_every_write_on_the_real_server() {
+    use staircase_testkit::explorer::{Explorer, Scenario};
+    let test = "the_explorer_crashes_foo_after_every_write_on_the_real_server";
+    let Some(server) = shared_or_skip(test).await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let app = || App {
+        manager: "foo-operator".into(),
+    };
+    let report = Explorer::new(move |client| {
+        Operator::with_state(client, foo::stairs(), app()).with_status()
+    })
+    .crd(Foo::crd())
+    .on_real_server(server)
+    .idle_runs(5)
+    .parallelism(2)
+    .phase_timeout(GUARD)
+    .reproduce_with(&format!(
+        "CI=true cargo test -p staircase-tests --test real_e2e {test}"
+    ))
+    .scenario(
+        Scenario::new("create, edit, delete")
+            .create(new_foo("a", "hello", 8080))
+            .then_edit("a", |f: &mut Foo| f.spec.message = "changed".into())
+            .then_delete("a"),
+    )
+    .run()
+    .await
+    .assert_all_converged();
+    eprintln!(
+        "explorer on the real kube-apiserver: {} cases, {} runs in {:.1}s",
+        report.cases(),
+        report.runs(),
+        started.elapsed().as_secs_f64()
+    );
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_some() {
+        return;
+    }
+    // One case per write of the reference: every crash point ran.
+    let s = &report.scenarios[0];
+    assert!(s.reference_writes >= 6, "{report}");
+    for v in ["crash", "lost-response"] {
+        let stats = report.variant(&s.scenario, v).expect("a row per variant");
+        assert_eq!(stats.cases, s.reference_writes, "{v}: {report}");
+        assert_eq!(stats.converged, stats.cases, "{v}: {report}");
+    }
+    assert_eq!(report.cases_of("idle"), 1, "{report}");
+    assert_eq!(report.cases_of("stale-view"), 2, "{report}");
+    for v in ["lost-events", "random", "random-loop"] {
+        let stats = report.variant(&s.scenario, v).expect("a row per variant");
+        assert_eq!(stats.cases, 0, "{v}: {report}");
+        assert!(
+            stats.note.contains("skipped on the real server"),
+            "{report}"
+        );
+    }
+}

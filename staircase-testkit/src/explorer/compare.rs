@@ -116,6 +116,10 @@ pub(crate) struct Names {
     generated: BTreeMap<String, String>,
     /// Applied configurations by their [`APPLIED_HASH_ANNOTATION`], as the operator sent them.
     pub applied: BTreeMap<String, Value>,
+    /// On a shared real server: the case's namespace, and the scenario's namespace it is shown
+    /// as. Only that namespace is listed, and its name is replaced wherever it appears, so
+    /// cases in different namespaces compare.
+    pub namespace: Option<(String, String)>,
 }
 
 impl Names {
@@ -204,11 +208,22 @@ pub(crate) async fn snapshot(
     let mut generated: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut bases = Vec::new();
     for (ar, namespaced) in resources {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        let api: Api<DynamicObject> = match &names.namespace {
+            Some((ns, _)) if *namespaced => Api::namespaced_with(client.clone(), ns, ar),
+            _ => Api::all_with(client.clone(), ar),
+        };
         for o in api.list(&ListParams::default()).await?.items {
             let name = o.metadata.name.clone().unwrap_or_default();
-            let base = match (&o.metadata.namespace, namespaced) {
-                (Some(ns), true) => format!("{}/{ns}", ar.plural),
+            if names.namespace.is_some()
+                && super::backend::CONTROL_PLANE.contains(&(ar.plural.as_str(), name.as_str()))
+            {
+                continue;
+            }
+            let base = match (&o.metadata.namespace, namespaced, &names.namespace) {
+                (Some(ns), true, Some((case, shown))) if ns == case => {
+                    format!("{}/{shown}", ar.plural)
+                }
+                (Some(ns), true, _) => format!("{}/{ns}", ar.plural),
                 _ => ar.plural.clone(),
             };
             let mut v = serde_json::to_value(&o)?;
@@ -408,6 +423,11 @@ fn remove_path(v: &mut Value, path: &str) {
 fn walk(v: &mut Value, names: &Names, in_conditions: bool) {
     match v {
         Value::String(s) => {
+            if let Some((ns, shown)) = &names.namespace
+                && s.contains(ns.as_str())
+            {
+                *s = replace_name(s, ns, shown);
+            }
             for (u, name) in &names.uids {
                 if s.contains(u.as_str()) {
                     *s = s.replace(u.as_str(), name);
@@ -432,6 +452,42 @@ fn walk(v: &mut Value, names: &Names, in_conditions: bool) {
         }
         _ => {}
     }
+}
+
+/// `s` with the case namespace `ns` named as `shown` wherever it stands alone (a request path
+/// of a case on a real server).
+pub(crate) fn rename_namespace(s: &str, ns: &str, shown: &str) -> String {
+    replace_name(s, ns, shown)
+}
+
+/// The objects of `snap` whose owner (a compared kind, in their namespace) is not in it: on a
+/// real server, children the garbage collector has yet to delete.
+pub(crate) fn orphans(snap: &Snapshot, listed: &[Listed]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, v) in snap {
+        let ns = v["metadata"]["namespace"].as_str();
+        for r in v["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let (Some(kind), Some(name)) = (r["kind"].as_str(), r["name"].as_str()) else {
+                continue;
+            };
+            let Some((ar, namespaced)) = listed.iter().find(|(ar, _)| ar.kind == kind) else {
+                continue;
+            };
+            let owner = match (ns, namespaced) {
+                (Some(ns), true) => format!("{}/{ns}/{name}", ar.plural),
+                _ => format!("{}/{name}", ar.plural),
+            };
+            // A generated owner name is keyed by identity, not name: not looked up.
+            if !name.contains(GENERATED) && !snap.contains_key(&owner) {
+                out.push(key.clone());
+            }
+        }
+    }
+    out
 }
 
 /// `s` with every occurrence of the object name `name` that stands alone (not inside a longer
@@ -574,6 +630,50 @@ pub fn diff(reference: &Snapshot, got: &Snapshot) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A case on a real server lives in a namespace of its own: it is named like the
+    /// scenario's wherever it stands alone, and nowhere else.
+    #[test]
+    fn a_case_namespace_is_named_like_the_scenarios() {
+        let names = Names {
+            namespace: Some(("explorer-1a2b".into(), "default".into())),
+            ..Default::default()
+        };
+        let mut v = serde_json::json!({"kind": "ConfigMap",
+            "metadata": {"name": "a-config", "namespace": "explorer-1a2b"},
+            "data": {"url": "http://svc.explorer-1a2b.svc", "other": "explorer-1a2bc"}});
+        normalize(&mut v, &names, &CompareConfig::default());
+        assert_eq!(v["metadata"]["namespace"], "default");
+        assert_eq!(v["data"]["url"], "http://svc.default.svc");
+        assert_eq!(v["data"]["other"], "explorer-1a2bc");
+        assert_eq!(
+            rename_namespace(
+                "/api/v1/namespaces/explorer-1a2b/secrets",
+                "explorer-1a2b",
+                "default"
+            ),
+            "/api/v1/namespaces/default/secrets"
+        );
+    }
+
+    /// A child whose owner is gone is one the garbage collector has yet to delete.
+    #[test]
+    fn children_of_a_missing_owner_are_orphans() {
+        let foo = ApiResource {
+            group: "demo.staircase.rs".into(),
+            version: "v1".into(),
+            api_version: "demo.staircase.rs/v1".into(),
+            kind: "Foo".into(),
+            plural: "foos".into(),
+        };
+        let child = serde_json::json!({"kind": "Secret", "metadata": {"name": "a-token",
+            "namespace": "default", "ownerReferences": [{"kind": "Foo", "name": "a"}]}});
+        let mut snap = Snapshot::from([("secrets/default/a-token".to_string(), child)]);
+        let listed = [(foo, true)];
+        assert_eq!(orphans(&snap, &listed), ["secrets/default/a-token"]);
+        snap.insert("foos/default/a".into(), serde_json::json!({"kind": "Foo"}));
+        assert!(orphans(&snap, &listed).is_empty());
+    }
 
     #[test]
     fn base64_round_trips_known_values() {

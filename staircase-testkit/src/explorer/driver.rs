@@ -18,15 +18,17 @@ use tokio::sync::Notify;
 
 use super::ExplorableResource;
 use super::actor::{Actor, Stage};
+use super::backend::{Backend, CaseServer};
 use super::compare::{self, CompareConfig, Listed, Names, Snapshot};
 use super::diagnose::Recent;
 use super::external::ExternalService;
 use super::gate::{Gate, GateWrite, Lister};
 use super::http::{HttpFake, Recorder};
+use super::lag;
 use super::liveness::Liveness;
 use super::scenario::{self, Scenario};
 use super::stale;
-use crate::{ApiServer, Fault, RequestRecord};
+use crate::{Fault, RequestRecord};
 
 /// Builds a fresh operator for a client and the case's external services.
 pub(crate) type Factory<K, S, M, C> =
@@ -153,6 +155,8 @@ pub(crate) struct Setup<K, S, M, C> {
     pub actors: Vec<Actor>,
     /// How the operator's client resends requests.
     pub retries: ClientRetries,
+    /// Where each case runs.
+    pub backend: Backend,
 }
 
 /// The one-write rule, checked on one report: no violation, at most one step write, and
@@ -210,7 +214,7 @@ pub(crate) fn check_report(r: &RunReport, gate_writes: Option<u64>) -> Vec<Strin
 }
 
 struct Cx<K, S, M, C> {
-    server: ApiServer,
+    server: CaseServer,
     admin: kube::Client,
     gate: Arc<Gate>,
     ext: Externals,
@@ -223,6 +227,8 @@ struct Cx<K, S, M, C> {
     names: Names,
     /// The other actors of the cluster.
     stage: Stage,
+    /// The namespace the scenario's objects go to (on a real server, the case's own).
+    ns: String,
 }
 
 /// Runs one case of `scenario` under `plan`.
@@ -237,9 +243,37 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
-    let server = ApiServer::start().await?;
+    let namespaced = TypeId::of::<K::Scope>() != TypeId::of::<k8s_openapi::ClusterResourceScope>();
+    let server = setup
+        .backend
+        .start(&setup.crds, &scenario.namespace, setup.guard)
+        .await?;
+    if server.case_namespace().is_some() {
+        // Cases share a real server: only a namespace keeps their objects apart, and actors
+        // need the embedded server's resourceVersion to know when the world is quiet.
+        if !namespaced {
+            server.shutdown().await;
+            anyhow::bail!(
+                "a real server runs only namespaced primary resources: the cases of a \
+                 cluster-scoped kind would see each other's objects"
+            );
+        }
+        if !setup.actors.is_empty() || !scenario.actors.is_empty() {
+            server.shutdown().await;
+            anyhow::bail!("actors run only on the embedded server");
+        }
+    }
     let admin = server.client();
-    install(&admin, &setup.crds, &scenario.namespace).await?;
+    // On a real server the case's namespace stands in for the scenario's, and is named like it
+    // in everything compared.
+    let ns = server
+        .case_namespace()
+        .unwrap_or(&scenario.namespace)
+        .to_string();
+    let mut names = Names::default();
+    if let Some(case_ns) = server.case_namespace() {
+        names.namespace = Some((case_ns.to_string(), scenario.namespace.clone()));
+    }
     let gate = Gate::new();
     gate.set_plan(plan.crash_at.clone(), plan.lose_at.clone());
     let http = match &setup.http {
@@ -254,9 +288,8 @@ where
             .unwrap_or_default(),
     };
     let op = operator(setup, gate.client(client(&server, setup.retries)), &ext);
-    let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&scenario.namespace));
+    let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&ns));
     let primary = ApiResource::erase::<K>(&());
-    let namespaced = TypeId::of::<K::Scope>() != TypeId::of::<k8s_openapi::ClusterResourceScope>();
     let compared =
         compare::resources(&admin, (primary.clone(), namespaced), &setup.compare).await?;
     let mut cx = Cx {
@@ -269,7 +302,8 @@ where
         op,
         out: CaseOutcome::default(),
         compared,
-        names: Names::default(),
+        names,
+        ns,
         stage: Stage::new(
             setup
                 .actors
@@ -295,6 +329,16 @@ where
         }
     }
     cx.out.writes = cx.gate.log();
+    if let Some((case_ns, shown)) = &cx.names.namespace {
+        for w in &mut cx.out.writes {
+            w.path = compare::rename_namespace(&w.path, case_ns, shown);
+        }
+        for p in &mut cx.out.problems {
+            p.text = compare::rename_namespace(&p.text, case_ns, shown);
+        }
+        // No operator is left to remove them, and the namespace would stay behind.
+        strip_finalizers(&cx.api).await;
+    }
     // Named like the snapshots name them, so a key holding a uid counts as the same key in
     // every case.
     for w in cx.out.writes.iter().filter(|w| w.method == "EXTERNAL") {
@@ -305,6 +349,23 @@ where
     }
     cx.server.shutdown().await;
     Ok(cx.out)
+}
+
+/// Removes the finalizers of every primary object left.
+async fn strip_finalizers<K: ExplorableResource>(api: &Api<K>) {
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    for o in list.items.iter().filter(|o| !o.finalizers().is_empty()) {
+        let _ = api
+            .patch(
+                &o.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await;
+    }
 }
 
 /// A fresh operator from the user's factory. The explorer's external calls land when they are
@@ -346,9 +407,9 @@ pub enum ClientRetries {
     Off,
 }
 
-/// A client for the operator on the case's server (plain HTTP, no CA bundle loaded: see
-/// `ApiServer::client`), resending requests as `retries` says.
-fn client(server: &ApiServer, retries: ClientRetries) -> kube::Client {
+/// A client for the operator on the case's server (on the embedded one plain HTTP, no CA bundle
+/// loaded: see `ApiServer::client`), resending requests as `retries` says.
+fn client(server: &CaseServer, retries: ClientRetries) -> kube::Client {
     let mut config = server.config();
     config.default_retry = retries != ClientRetries::Off;
     match retries {
@@ -363,35 +424,15 @@ fn client(server: &ApiServer, retries: ClientRetries) -> kube::Client {
     }
 }
 
-async fn install(
-    admin: &kube::Client,
-    crds: &[k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition],
-    ns: &str,
-) -> anyhow::Result<()> {
-    use k8s_openapi::api::core::v1::Namespace;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    // The embedded server establishes CRDs within the create, so no wait is needed.
-    let api: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in crds {
-        api.create(&Default::default(), crd).await?;
-    }
-    if ns != "default" {
-        let nss: Api<Namespace> = Api::all(admin.clone());
-        let mut n = Namespace::default();
-        n.metadata.name = Some(ns.into());
-        nss.create(&Default::default(), &n).await?;
-    }
-    Ok(())
-}
-
 impl<K, S, M, C> Cx<K, S, M, C> {
-    /// The end state of the case, in every namespace (kinds nobody wrote are not listed).
+    /// The end state of the case, in every namespace (kinds nobody wrote are not listed); on a
+    /// real server, in the case's namespace, every compared kind.
     async fn snapshot(&mut self, setup: &Setup<K, S, M, C>) -> anyhow::Result<Snapshot> {
         let stats = self.server.stats();
         let listed: Vec<Listed> = self
             .compared
             .iter()
-            .filter(|(r, _)| written(&stats, r))
+            .filter(|(r, _)| stats.as_ref().is_none_or(|s| written(s, r)))
             .cloned()
             .collect();
         self.names.applied = self.gate.applied();
@@ -405,6 +446,32 @@ impl<K, S, M, C> Cx<K, S, M, C> {
             &mut self.names,
         )
         .await
+    }
+
+    /// The end state of a settled phase. A real server's garbage collector deletes the children
+    /// of a deleted owner in the background, after the operator has settled: wait (within the
+    /// phase timeout) until no compared object names a compared owner that is gone, as the
+    /// embedded server leaves it.
+    async fn settled_snapshot(&mut self, setup: &Setup<K, S, M, C>) -> anyhow::Result<Snapshot> {
+        let deadline = Instant::now() + setup.guard;
+        loop {
+            let snap = self.snapshot(setup).await?;
+            if self.server.case_namespace().is_none() {
+                return Ok(snap);
+            }
+            let orphans = compare::orphans(&snap, &self.compared);
+            if orphans.is_empty() {
+                return Ok(snap);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the garbage collector did not delete {} within {:?} (their owners are gone)",
+                    orphans.join(", "),
+                    setup.guard
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -468,13 +535,16 @@ async fn current<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
+    // A real server has no version that says nothing changed: read every time.
     let now = cx.server.resource_version();
     if let Some((obj, seen)) = cached
-        && seen == now
+        && Some(seen) == now
     {
         return Ok(Some((obj, seen)));
     }
-    Ok(retry(|| cx.api.get_opt(name)).await?.map(|o| (o, now)))
+    Ok(retry(|| cx.api.get_opt(name))
+        .await?
+        .map(|o| (o, now.unwrap_or_default())))
 }
 
 async fn stepwise<K, S, M, C>(
@@ -489,27 +559,38 @@ where
     M: Stairs<K, S>,
     C: Stairs<K, S>,
 {
+    // A real server records no requests and injects no faults: its cases plan none.
     let stats = cx.server.stats();
-    stats.set_log_enabled(plan.record_requests);
+    if let Some(stats) = &stats {
+        stats.set_log_enabled(plan.record_requests);
+    }
     let faults = cx.server.faults();
+    if faults.is_none() && !plan.faults.is_empty() {
+        anyhow::bail!("server faults need the embedded server");
+    }
     for (phase, action) in scenario.actions.iter().enumerate() {
         cx.gate.set_phase(phase);
-        scenario::apply(action, &cx.admin, &scenario.namespace).await?;
-        let ids = inject_phase(plan, phase, &faults);
-        let from = if plan.record_requests {
-            stats.requests().len()
-        } else {
-            0
+        scenario::apply(action, &cx.admin, &cx.ns).await?;
+        let ids = match &faults {
+            Some(f) => inject_phase(plan, phase, f),
+            None => Vec::new(),
+        };
+        let from = match &stats {
+            Some(s) if plan.record_requests => s.requests().len(),
+            _ => 0,
         };
         let settled = converge(setup, plan, cx, phase, &scenario.accepted_waits).await;
-        cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
-        faults.clear();
+        if let Some(faults) = &faults {
+            cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
+            faults.clear();
+        }
         if plan.record_requests {
-            cx.out.requests.push(stats.requests().split_off(from));
+            let requests = stats.as_ref().map(|s| s.requests().split_off(from));
+            cx.out.requests.push(requests.unwrap_or_default());
         }
         match settled {
             Ok(()) => {
-                let snap = cx.snapshot(setup).await?;
+                let snap = cx.settled_snapshot(setup).await?;
                 cx.out.snapshots.push(Some(snap));
             }
             Err(why) => {
@@ -581,7 +662,7 @@ where
             actor_changes += 1;
         }
         let mut unsettled = Vec::new();
-        let listed_at = cx.server.resource_version();
+        let listed_at = cx.server.resource_version().unwrap_or_default();
         let listed = retry(|| objects(&cx.api))
             .await
             .map_err(|e| format!("listing failed: {e}"))?;
@@ -688,8 +769,9 @@ fn external_effects(gate: &Gate) -> u64 {
 /// Lets the actors react to the world; whether they changed it.
 async fn acts<K, S, M, C>(cx: &mut Cx<K, S, M, C>) -> Result<bool, String> {
     let server = &cx.server;
+    // Actors run only on the embedded server (see `run_case`).
     cx.stage
-        .play(&cx.admin, || server.resource_version())
+        .play(&cx.admin, || server.resource_version().unwrap_or_default())
         .await
         .map_err(|e| format!("{e:#}"))
 }
@@ -715,11 +797,55 @@ where
     cx.gate.watch_primary(primary, lister(&cx.api));
     // The scenario's writes make views stale: the oracle must know their versions.
     let admin = cx.gate.tap(cx.admin.clone());
-    let op = operator(
-        setup,
-        cx.gate.client(client(&cx.server, setup.retries)),
-        &cx.ext,
-    );
+    let WatchFaults {
+        hold_back,
+        drop,
+        children_only,
+    } = watch;
+    // The embedded server makes the watches lag or lose events and fires the plan's faults; on
+    // a real server only the lag can be had, made in the operator's client.
+    let faults = cx.server.faults();
+    if let Some(stats) = cx.server.stats() {
+        stats.set_log_enabled(false);
+    }
+    if faults.is_none() && (drop.is_some() || !plan.faults.is_empty() || !plan.resets.is_empty()) {
+        anyhow::bail!("watch event drops, resets and request faults need the embedded server");
+    }
+    let qualified = match primary.group.as_str() {
+        "" => primary.plural.clone(),
+        g => format!("{}.{g}", primary.plural),
+    };
+    let lag = (faults.is_none() && hold_back > 0).then(|| {
+        let prefix = match primary.group.as_str() {
+            "" => format!("/api/{}/", primary.version),
+            g => format!("/apis/{g}/{}/", primary.version),
+        };
+        // The primary resource's watch path, whether namespaced or across namespaces.
+        let spare =
+            children_only.then(|| format!("{prefix}namespaces/{}/{}", cx.ns, primary.plural));
+        lag::WatchLag::new(hold_back, spare)
+    });
+    let mut operator_client = cx.gate.client(client(&cx.server, setup.retries));
+    if let Some(lag) = &lag {
+        operator_client = lag.client(operator_client);
+    }
+    let op = operator(setup, operator_client, &cx.ext);
+    // On a shared real server the operator must not see (and write) other cases' objects.
+    let op = match cx.server.case_namespace() {
+        Some(ns) => {
+            let cfg = op.config().clone().with_namespace(ns);
+            op.with_config(cfg)
+        }
+        None => op,
+    };
+    let release = || {
+        if let Some(f) = &faults {
+            f.release_held_watch_events();
+        }
+        if let Some(l) = &lag {
+            l.release();
+        }
+    };
     // Resync, the read-your-writes grace and the retry backoff drive recovery from lost or late
     // events and failed requests; at their production defaults (10 min, 2 s, 200 ms doubling) a
     // case would take minutes.
@@ -739,25 +865,16 @@ where
         r.lock().expect("reports").push((started, rep.clone()));
         n.notify_waiters();
     });
-    let WatchFaults {
-        hold_back,
-        drop,
-        children_only,
-    } = watch;
-    let faults = cx.server.faults();
-    cx.server.stats().set_log_enabled(false);
-    if children_only {
-        let qualified = match primary.group.as_str() {
-            "" => primary.plural.clone(),
-            g => format!("{}.{g}", primary.plural),
-        };
-        faults.spare_watches_of(&qualified);
-    }
-    if hold_back > 0 {
-        faults.hold_back_watch_events(hold_back);
-    }
-    if let Some((p, seed)) = drop {
-        faults.drop_watch_events(p, seed);
+    if let Some(faults) = &faults {
+        if children_only {
+            faults.spare_watches_of(&qualified);
+        }
+        if hold_back > 0 {
+            faults.hold_back_watch_events(hold_back);
+        }
+        if let Some((p, seed)) = drop {
+            faults.drop_watch_events(p, seed);
+        }
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(op.run_until(async {
@@ -766,18 +883,24 @@ where
     for (phase, action) in scenario.actions.iter().enumerate() {
         cx.gate.set_phase(phase);
         let mark = reports.lock().expect("reports").len();
-        scenario::apply(action, &admin, &scenario.namespace).await?;
+        scenario::apply(action, &admin, &cx.ns).await?;
         // The scenario's change reaches the caches: what lags or is lost is the operator's own
         // writes (no cache shows a change whose event never comes, and without it nothing runs).
         if children_only && hold_back > 0 {
-            faults.release_held_watch_events();
+            release();
         }
-        if children_only && drop.is_some() {
+        if let Some(faults) = &faults
+            && children_only
+            && drop.is_some()
+        {
             // Restarted, a watch resumes where it was and replays what it missed, undropped.
             faults.close_watches();
         }
         let acted = Instant::now();
-        let ids = inject_phase(plan, phase, &faults);
+        let ids = match &faults {
+            Some(f) => inject_phase(plan, phase, f),
+            None => Vec::new(),
+        };
         let mut resets: Vec<(usize, bool)> = plan
             .resets
             .iter()
@@ -794,20 +917,27 @@ where
         let settled = loop {
             let notified = notify.notified();
             let ran = reports.lock().expect("reports").len() - mark;
-            resets.retain(|(after, compact)| {
-                if ran < *after {
-                    return true;
-                }
-                if *compact {
-                    faults.compact();
-                }
-                faults.close_watches();
-                cx.out.resets_fired += 1;
-                false
-            });
+            // Only the embedded server plans resets (checked above).
+            if let Some(faults) = &faults {
+                resets.retain(|(after, compact)| {
+                    if ran < *after {
+                        return true;
+                    }
+                    if *compact {
+                        faults.compact();
+                    }
+                    faults.close_watches();
+                    cx.out.resets_fired += 1;
+                    false
+                });
+            }
             // The actors' requests may race the operator's (a conflict): they try again on the
             // next look, and only an error that persists is reported.
-            match cx.stage.play(&admin, || cx.server.resource_version()).await {
+            match cx
+                .stage
+                .play(&admin, || cx.server.resource_version().unwrap_or_default())
+                .await
+            {
                 Ok(changed) => {
                     actor_error = None;
                     if changed {
@@ -847,9 +977,11 @@ where
                 // must relist; do what the cluster would, and count it.
                 cx.out.nudges += 1;
                 if hold_back > 0 {
-                    faults.release_held_watch_events();
+                    release();
                 }
-                if drop.is_some() {
+                if let Some(faults) = &faults
+                    && drop.is_some()
+                {
                     faults.compact();
                     faults.close_watches();
                 }
@@ -858,10 +990,12 @@ where
             // Woken by the next run report; the timeout only re-checks the server's state.
             let _ = tokio::time::timeout(Duration::from_millis(25), notified).await;
         };
-        cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
-        // Only this phase's rules go: a lagging or lossy watch stays for the whole case.
-        for id in ids {
-            faults.remove(id);
+        if let Some(faults) = &faults {
+            cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
+            // Only this phase's rules go: a lagging or lossy watch stays for the whole case.
+            for id in ids {
+                faults.remove(id);
+            }
         }
         if !settled {
             cx.out.snapshots.push(None);
@@ -871,8 +1005,12 @@ where
         // a snapshot counts only if the operator wrote nothing meanwhile and is still settled.
         let snap = loop {
             let before = cx.gate.committed();
-            let snap = cx.snapshot(setup).await?;
-            let actors_quiet = match cx.stage.play(&admin, || cx.server.resource_version()).await {
+            let snap = cx.settled_snapshot(setup).await?;
+            let actors_quiet = match cx
+                .stage
+                .play(&admin, || cx.server.resource_version().unwrap_or_default())
+                .await
+            {
                 Ok(false) => true,
                 Ok(true) => {
                     actors_at = Instant::now();

@@ -117,18 +117,22 @@
 //! # Cost
 //!
 //! Each case gets a fresh in-process [`ApiServer`](crate::ApiServer) (cheap: a loopback
-//! listener and an empty store). A stepwise case costs tens of milliseconds of CPU in a debug
-//! build with optimised dependencies; the explorer reads an object again only when the server
-//! changed since it last read it and snapshots only the kinds somebody wrote. A controller-loop
+//! listener and an empty store), or, with `Explorer::on_real_server` (feature `real`), a fresh
+//! namespace on a real kube-apiserver (a case then takes tenths of a second). A stepwise case
+//! costs tens of milliseconds of CPU in a debug build with optimised dependencies; the explorer
+//! reads an object again only when the server changed since it last read it and snapshots only
+//! the kinds somebody wrote. A controller-loop
 //! case mostly waits for the loop, up to a second or so.
 
 mod actor;
+mod backend;
 mod compare;
 mod diagnose;
 mod driver;
 mod external;
 mod gate;
 mod http;
+mod lag;
 mod liveness;
 mod report;
 mod scenario;
@@ -346,6 +350,7 @@ where
                 resync: Duration::from_millis(50),
                 actors: Vec::new(),
                 retries: ClientRetries::default(),
+                backend: Default::default(),
             },
             scenarios: Vec::new(),
             variants: Variant::ALL.to_vec(),
@@ -379,6 +384,44 @@ where
     /// `staircase::preflight::client` builds it).
     pub fn client_retries(mut self, retries: ClientRetries) -> Self {
         self.setup.retries = retries;
+        self
+    }
+
+    /// Runs every case on the real kube-apiserver `server`, each in a fresh namespace of its
+    /// own, instead of on a fresh embedded [`ApiServer`](crate::ApiServer): the findings then
+    /// cannot be artefacts of the embedded server.
+    ///
+    /// What runs there: [`Variant::Crash`], [`Variant::LostResponse`] and [`Variant::Idle`],
+    /// whose disturbances live in the operator's client, and [`Variant::StaleView`] and
+    /// [`Variant::ChildStaleView`], whose watch lag a layer of the operator's client makes: each
+    /// watch stream's events are held back until `N` later events of the same stream have
+    /// arrived (the embedded server counts `N` resourceVersions of the whole server), a streaming
+    /// list's initial events excepted. The variants that need the embedded server's faults
+    /// (dropped watch events, random API errors, watch resets: [`Variant::LostEvents`],
+    /// [`Variant::ChildLostEvents`], [`Variant::Random`], [`Variant::RandomLoop`]) are skipped,
+    /// each with a row in the report that says so.
+    ///
+    /// The scenario's namespace is replaced by the case's, and named like the scenario's in
+    /// every snapshot, write path and report, so cases compare with each other (and read like
+    /// embedded ones); a [`Scenario::then`] action's client defaults to the case's namespace
+    /// (use `Api::default_namespaced`). Only the case's namespace is compared (and
+    /// cluster-scoped kinds added with [`Explorer::compare_also`], which other users of the
+    /// server may also write); what the control plane puts into every namespace
+    /// (`kube-root-ca.crt`, the `default` ServiceAccount) is not.
+    ///
+    /// Before a phase's end state is read, the real garbage collector is given time (up to
+    /// [`Explorer::phase_timeout`]) to delete the children of deleted owners (it notices a new
+    /// CRD only at its next discovery refresh, about 30 s later). CRDs are installed once for
+    /// the whole server (an existing one is kept) and waited for until served. The primary
+    /// resource must be namespaced, and [`Actor`]s are not played: a case that needs either
+    /// fails as could-not-run. In the controller-loop cases the operator watches only the
+    /// case's namespace. Each case's namespace is deleted at its end.
+    ///
+    /// A real server is slower than the embedded one by an order of magnitude per request:
+    /// choose a few scenarios (`STAIRCASE_EXPLORER_CASE` still picks one case).
+    #[cfg(feature = "real")]
+    pub fn on_real_server(mut self, server: &crate::real::RealApiServer) -> Self {
+        self.setup.backend = backend::Backend::Real(Box::new(server.config()));
         self
     }
 
@@ -630,6 +673,11 @@ where
                 variant: v.name().into(),
                 ..Default::default()
             };
+            if let Some(why) = self.setup.backend.skips(*v) {
+                stats.note = why.into();
+                out.variants.push(stats);
+                continue;
+            }
             if *v == Variant::Idle {
                 if !filter.wants(*v, "0") {
                     continue;
@@ -699,7 +747,7 @@ where
                                 lag.to_string(),
                                 variants::loop_plan(*lag, None, children),
                                 j,
-                                format!("{whose} {lag} versions"),
+                                format!("{whose} {lag} {}", self.setup.backend.lag_unit()),
                             )
                         })
                         .collect()
