@@ -534,7 +534,8 @@ fn table(rt: &ResourceType, items: &[Arc<Value>], meta: Value) -> Value {
             "priority": c.get("priority").cloned().unwrap_or(0.into())
         }));
     }
-    let has_age = extra.iter().any(|c| c["name"] == "Age");
+    // As kube-apiserver's CRD table convertor: `Age` only stands in for declared columns.
+    let has_age = !extra.is_empty();
     if !has_age {
         cols.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}));
     }

@@ -4063,3 +4063,92 @@ async fn shard_selector_splits_lists_and_watches_by_uid_hash() {
         "{bad:?}"
     );
 }
+
+/// A CRD that declares `subresources.scale`: `/scale` shows the replica paths and the selector,
+/// and a merge patch of the `Scale` (what `kubectl scale` sends) changes the object's replicas.
+/// Its printer columns, a JSONPath filter on conditions among them, fill the Table that
+/// `kubectl get` asks for.
+#[tokio::test]
+async fn crd_scale_subresource_and_printer_columns() {
+    let Some(t) = Target::new("crd_scale_subresource_and_printer_columns").await else {
+        return;
+    };
+    let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"replicas": {"type": "integer"}}},
+        "status": {"type": "object", "properties": {
+            "replicas": {"type": "integer"},
+            "selector": {"type": "string"},
+            "conditions": {"type": "array", "items": {"type": "object", "properties": {
+                "type": {"type": "string"}, "status": {"type": "string"}
+            }}}
+        }}
+    }}});
+    let ar = install_v1_crd(
+        &t,
+        "scalers",
+        "Scaler",
+        json!({
+            "schema": schema,
+            "subresources": {"status": {}, "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector"
+            }},
+            "additionalPrinterColumns": [
+                {"name": "Ready", "type": "string",
+                 "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+                {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}
+            ]
+        }),
+    )
+    .await;
+    let api = widget_api(&t, &ar);
+    api.create(
+        &PostParams::default(),
+        &widget(&ar, "s", json!({"replicas": 1})),
+    )
+    .await
+    .unwrap();
+    let status = json!({"status": {"replicas": 1, "selector": "app=s", "conditions": [
+        {"type": "Progressing", "status": "False"}, {"type": "Ready", "status": "True"}
+    ]}});
+    api.patch_status("s", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let path = format!("/apis/{}/v1/namespaces/{}/scalers/s/scale", ar.group, t.ns);
+    let scale: Value =
+        serde_json::from_str(&t.raw("GET", &path, "", vec![]).await.unwrap()).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    assert_eq!(scale["status"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=s");
+    let patch = serde_json::to_vec(&json!({"spec": {"replicas": 3}})).unwrap();
+    t.raw("PATCH", &path, "application/merge-patch+json", patch)
+        .await
+        .unwrap();
+    let obj = api.get("s").await.unwrap();
+    assert_eq!(obj.data["spec"]["replicas"], 3);
+
+    let (_, table) = get_accepting(
+        &t,
+        &format!("/apis/{}/v1/namespaces/{}/scalers", ar.group, t.ns),
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    .await;
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Name", "Ready", "Replicas"],
+        "no Age beside declared columns"
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (&cells[0], &cells[1], &cells[2]),
+        (&json!("s"), &json!("True"), &json!(3))
+    );
+}
