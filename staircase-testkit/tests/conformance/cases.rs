@@ -4152,3 +4152,115 @@ async fn crd_scale_subresource_and_printer_columns() {
         (&json!("s"), &json!("True"), &json!(3))
     );
 }
+
+/// The fields `manager` owns in the managedFields entry of `op` (`Apply`/`Update`) on
+/// `subresource` (`""` for the main resource), as `fieldsV1` JSON text.
+fn owned_fields(obj: &DynamicObject, manager: &str, subresource: &str) -> String {
+    obj.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| e.manager.as_deref() == Some(manager))
+        .filter(|e| e.subresource.as_deref().unwrap_or("") == subresource)
+        .map(|e| serde_json::to_string(&e.fields_v1.as_ref().map(|f| &f.0)).unwrap())
+        .collect()
+}
+
+/// Server-side apply merges keyed lists (`x-kubernetes-list-type: map`) and sets by element,
+/// each element owned by the manager that applied it: a manager that stops applying an element
+/// removes it, and changing another's element is a conflict unless forced (which moves the
+/// ownership).
+#[tokio::test]
+async fn server_side_apply_merges_keyed_lists_and_sets() {
+    let Some(t) = Target::new("server_side_apply_merges_keyed_lists_and_sets").await else {
+        return;
+    };
+    let port = json!({"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"}, "port": {"type": "integer"}
+    }});
+    let condition = json!({"type": "object", "required": ["type"], "properties": {
+        "type": {"type": "string"}, "status": {"type": "string"}
+    }});
+    let ar = install_v1_crd(
+        &t,
+        "appliers",
+        "Applier",
+        json!({
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "properties": {
+                    "ports": {"type": "array", "items": port,
+                              "x-kubernetes-list-type": "map",
+                              "x-kubernetes-list-map-keys": ["name"]},
+                    "tags": {"type": "array", "items": {"type": "string"},
+                             "x-kubernetes-list-type": "set"}
+                }},
+                "status": {"type": "object", "properties": {
+                    "conditions": {"type": "array", "items": condition,
+                                   "x-kubernetes-list-type": "map",
+                                   "x-kubernetes-list-map-keys": ["type"]}
+                }}
+            }}},
+            "subresources": {"status": {}}
+        }),
+    )
+    .await;
+    let api = widget_api(&t, &ar);
+    let apply = |spec: Value| widget(&ar, "x", spec);
+    let alice = PatchParams::apply("alice");
+    let bob = PatchParams::apply("bob");
+    api.patch(
+        "x",
+        &alice,
+        &Patch::Apply(&apply(
+            json!({"ports": [{"name": "a", "port": 1}], "tags": ["x"]}),
+        )),
+    )
+    .await
+    .unwrap();
+    let o = api
+        .patch(
+            "x",
+            &bob,
+            &Patch::Apply(&apply(
+                json!({"ports": [{"name": "b", "port": 2}], "tags": ["y"]}),
+            )),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        o.data["spec"],
+        json!({"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}], "tags": ["x", "y"]})
+    );
+    let bobs = owned_fields(&o, "bob", "");
+    assert!(
+        bobs.contains(r#"k:{\"name\":\"b\"}"#) && bobs.contains(r#"v:\"y\""#),
+        "{bobs}"
+    );
+    assert!(!bobs.contains(r#"k:{\"name\":\"a\"}"#), "{bobs}");
+
+    // Alice stops applying port `a` and tag `x`: they go; Bob's stay.
+    let o = api
+        .patch("x", &alice, &Patch::Apply(&apply(json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(
+        o.data["spec"],
+        json!({"ports": [{"name": "b", "port": 2}], "tags": ["y"]})
+    );
+    // Bob's element is his: Alice changing it conflicts, unless she forces it.
+    let change = apply(json!({"ports": [{"name": "b", "port": 3}]}));
+    let (code, reason, msg) = err_of(api.patch("x", &alice, &Patch::Apply(&change)).await);
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    assert!(msg.contains("conflict with \"bob\""), "{msg}");
+    let o = api
+        .patch("x", &alice.clone().force(), &Patch::Apply(&change))
+        .await
+        .unwrap();
+    assert_eq!(o.data["spec"]["ports"], json!([{"name": "b", "port": 3}]));
+    let bobs = owned_fields(&o, "bob", "");
+    assert!(
+        !bobs.contains(r#""f:port""#),
+        "the port is Alice's now: {bobs}"
+    );
+    assert!(owned_fields(&o, "alice", "").contains(r#""f:port""#));
+}
