@@ -881,7 +881,11 @@ fn server_side_apply(
     };
     let now = crate::meta::now();
     let schema = rt.schema.as_deref();
-    let merged = crate::patch::apply_with_schema(
+    let apply = match r.path.subresource.as_deref() {
+        Some("status") => crate::patch::apply_to_status,
+        _ => crate::patch::apply_with_schema,
+    };
+    let merged = apply(
         base.as_deref(),
         &body,
         manager,

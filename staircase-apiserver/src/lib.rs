@@ -222,9 +222,6 @@
 //!   aggregated discovery is written as JSON only (an `Accept` asking for it only as YAML,
 //!   protobuf or CBOR, or only as `v2beta1`, gets the legacy JSON here, not that format or `406`);
 //!   likewise discovery and OpenAPI documents and tables are JSON only.
-//! * **Server-side apply to `/status`** changes the status but records no field ownership here;
-//!   kube-apiserver records the applier's status fields in a `managedFields` entry with
-//!   `subresource: status` (so two status appliers can conflict there, never here).
 //! * **`shardSelector` on custom resources:** lists and watches of every resource honour a
 //!   `shardSelector` here (KEP-5866: `shardRange(object.metadata.uid, '0x…', '0x…')` terms
 //!   joined by `||`, ranges over the 64-bit FNV-1a hash, the selector echoed in

@@ -47,9 +47,40 @@ pub fn apply_with_schema(
     now: &str,
     schema: Option<&Value>,
 ) -> Result<Value, PatchError> {
+    apply_on(live, applied, manager, force, kind, now, schema, false)
+}
+
+/// [`apply_with_schema`] through the `status` subresource: the manager owns the `status` fields
+/// it applies (and nothing else) in an entry of its own with `subresource: status`, as
+/// kube-apiserver records it; a main-resource apply owns everything but `status`.
+pub fn apply_to_status(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    kind: &str,
+    now: &str,
+    schema: Option<&Value>,
+) -> Result<Value, PatchError> {
+    apply_on(live, applied, manager, force, kind, now, schema, true)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply_on(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    kind: &str,
+    now: &str,
+    schema: Option<&Value>,
+    status: bool,
+) -> Result<Value, PatchError> {
     let w = Walker {
         schema: Schema::for_kind(kind, schema),
+        status,
     };
+    let subresource = status.then(|| "status".to_string());
     if !applied.is_object() {
         return Err(PatchError::BadRequest(
             "apply configuration must be a JSON object".into(),
@@ -90,7 +121,7 @@ pub fn apply_with_schema(
     }
     let last_set = entries
         .iter()
-        .position(|e| e.is(manager, "Apply", &api_version))
+        .position(|e| e.is(manager, "Apply", &api_version) && e.subresource == subresource)
         .map(|i| entries.remove(i).set);
     let new_set = w.set_of(&config);
 
@@ -125,7 +156,7 @@ pub fn apply_with_schema(
         operation: "Apply".into(),
         api_version,
         time: Some(now.into()),
-        subresource: None,
+        subresource,
         set: new_set,
     });
     managed::write_entries(&mut merged, entries);
@@ -162,6 +193,7 @@ pub fn update_managed_fields_with_schema(
 ) {
     let w = Walker {
         schema: Schema::for_kind(kind, schema),
+        status: false,
     };
     let api_version = new
         .get("apiVersion")
@@ -264,9 +296,21 @@ struct Diff {
 /// field names from the root (list items add none), `path` the FieldsV1 path.
 struct Walker<'s> {
     schema: Schema<'s>,
+    /// Walking for the `status` subresource: only `status` is owned.
+    status: bool,
 }
 
 impl Walker<'_> {
+    /// Fields nobody owns here: [`excluded`], or for the status subresource everything at the
+    /// root but `status`.
+    fn excluded(&self, names: &[String]) -> bool {
+        match names {
+            [n] if self.status => n != "status",
+            _ if self.status => false,
+            _ => excluded(names),
+        }
+    }
+
     fn list_type(&self, names: &[String]) -> ListType {
         self.schema
             .list_type(&names.iter().map(String::as_str).collect::<Vec<_>>())
@@ -358,7 +402,7 @@ impl Walker<'_> {
     ) {
         for (k, v) in m {
             names.push(k.clone());
-            if !(path.len() + 1 == names.len() && excluded(names)) {
+            if !(path.len() + 1 == names.len() && self.excluded(names)) {
                 path.push(field(k));
                 self.collect(v, names, path, out);
                 path.pop();
@@ -480,7 +524,7 @@ impl Walker<'_> {
         let keys: std::collections::BTreeSet<&String> = om.keys().chain(nm.keys()).collect();
         for k in keys {
             names.push(k.clone());
-            if !(path.len() + 1 == names.len() && excluded(names)) {
+            if !(path.len() + 1 == names.len() && self.excluded(names)) {
                 path.push(field(k));
                 self.compare_at(om.get(k), nm.get(k), names, path, diff);
                 path.pop();

@@ -12,7 +12,8 @@ mod merge;
 mod strategic;
 
 pub use apply::{
-    apply, apply_with_schema, update_managed_fields, update_managed_fields_with_schema,
+    apply, apply_to_status, apply_with_schema, update_managed_fields,
+    update_managed_fields_with_schema,
 };
 pub use json_patch::json_patch;
 pub use merge::merge_patch;

@@ -4169,7 +4169,8 @@ fn owned_fields(obj: &DynamicObject, manager: &str, subresource: &str) -> String
 /// Server-side apply merges keyed lists (`x-kubernetes-list-type: map`) and sets by element,
 /// each element owned by the manager that applied it: a manager that stops applying an element
 /// removes it, and changing another's element is a conflict unless forced (which moves the
-/// ownership).
+/// ownership). An apply to `/status` owns only status fields, in an entry with
+/// `subresource: status`.
 #[tokio::test]
 async fn server_side_apply_merges_keyed_lists_and_sets() {
     let Some(t) = Target::new("server_side_apply_merges_keyed_lists_and_sets").await else {
@@ -4263,4 +4264,45 @@ async fn server_side_apply_merges_keyed_lists_and_sets() {
         "the port is Alice's now: {bobs}"
     );
     assert!(owned_fields(&o, "alice", "").contains(r#""f:port""#));
+
+    // Status: two controllers apply a condition each to /status, each owning its own.
+    for (manager, kind) in [("ctl-ready", "Ready"), ("ctl-synced", "Synced")] {
+        let status = json!({
+            "apiVersion": ar.api_version, "kind": ar.kind, "metadata": {"name": "x"},
+            "status": {"conditions": [{"type": kind, "status": "True"}]}
+        });
+        api.patch_status("x", &PatchParams::apply(manager), &Patch::Apply(&status))
+            .await
+            .unwrap();
+    }
+    let o = api.get("x").await.unwrap();
+    assert_eq!(
+        o.data["status"]["conditions"],
+        json!([{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "True"}])
+    );
+    let ready = owned_fields(&o, "ctl-ready", "status");
+    assert!(ready.contains(r#"k:{\"type\":\"Ready\"}"#), "{ready}");
+    assert!(
+        !ready.contains("Synced") && !ready.contains("f:spec"),
+        "{ready}"
+    );
+    assert!(
+        owned_fields(&o, "ctl-ready", "").is_empty(),
+        "status applies are entries of the status subresource"
+    );
+    // A status apply changing another's condition conflicts, as on the main resource.
+    let steal = json!({
+        "apiVersion": ar.api_version, "kind": ar.kind, "metadata": {"name": "x"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]}
+    });
+    let (code, ..) = err_of(
+        api.patch_status(
+            "x",
+            &PatchParams::apply("ctl-synced"),
+            &Patch::Apply(&steal),
+        )
+        .await,
+    );
+    assert_eq!(code, 409);
+    assert_eq!(o.data["spec"]["ports"], json!([{"name": "b", "port": 3}]));
 }
