@@ -194,6 +194,58 @@ async fn foo_converges_under_every_variant() {
     }
 }
 
+/// Four Foos at once, so that every handoff moves some of them.
+fn foo_fleet_lifecycle() -> Scenario<Foo> {
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+    Scenario::new("fleet lifecycle")
+        .then("create four Foos", |client| async move {
+            let foos: Api<Foo> = Api::namespaced(client, "default");
+            for n in NAMES {
+                foos.create(&PostParams::default(), &foo_obj(n, "one", 80))
+                    .await?;
+            }
+            Ok(())
+        })
+        .then("edit every Foo", |client| async move {
+            let foos: Api<Foo> = Api::namespaced(client, "default");
+            let patch = serde_json::json!({"spec": {"message": "two"}});
+            for n in NAMES {
+                foos.patch(n, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            Ok(())
+        })
+        .then("delete every Foo", |client| async move {
+            let foos: Api<Foo> = Api::namespaced(client, "default");
+            for n in NAMES {
+                foos.delete(n, &DeleteParams::default()).await?;
+            }
+            Ok(())
+        })
+}
+
+/// The Foo operator sharded over two replicas: in each phase of four Foos' lifecycle a second
+/// replica joins, and the leader or the joiner crashes after each of its first writes of the
+/// handoff, then restarts or is replaced. Every case ends as the single operator does, and no
+/// Foo is ever run by two replicas at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foo_sharded_survives_a_replica_crash_in_the_middle_of_every_handoff() {
+    let report = Explorer::new(|client| foo::operator(client, app()))
+        .crd(Foo::crd())
+        .variants(&[Variant::ShardHandoff])
+        .scenario(foo_fleet_lifecycle())
+        .reproduce_with(REPRODUCE)
+        .run()
+        .await
+        .assert_all_converged();
+    if std::env::var_os("STAIRCASE_EXPLORER_CASE").is_none() {
+        let stats = report.variant("fleet lifecycle", "shard-handoff").unwrap();
+        // Three phases, two replicas, two crash points, restarted or replaced.
+        assert_eq!(stats.cases, 24, "{report}");
+        assert_eq!(stats.note, "24 replicas crashed in a handoff", "{report}");
+    }
+}
+
 /// The Foo operator owning its three child kinds reads them from its watch caches. With only the
 /// child kinds' watches lagging behind its writes or losing their events (the Foo's own watch
 /// keeps up, so runs follow each other at once), no step creates a child twice and every

@@ -51,6 +51,10 @@ impl Backend {
                 Variant::Random | Variant::RandomLoop => {
                     Some("skipped on the real server: its faults are the embedded server's")
                 }
+                Variant::ShardHandoff => Some(
+                    "skipped on the real server: the replicas' Leases need a namespace of the \
+                     case's own server",
+                ),
             },
         }
     }

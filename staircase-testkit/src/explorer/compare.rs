@@ -214,6 +214,13 @@ pub(crate) async fn snapshot(
         };
         for o in api.list(&ListParams::default()).await?.items {
             let name = o.metadata.name.clone().unwrap_or_default();
+            // The sharded replicas' assignment is the runtime's bookkeeping, not an end state.
+            let sharding = Some(super::shards::NAMESPACE);
+            if o.metadata.namespace.as_deref() == sharding
+                || (ar.plural == "namespaces" && o.metadata.name.as_deref() == sharding)
+            {
+                continue;
+            }
             if names.namespace.is_some()
                 && super::backend::CONTROL_PLANE.contains(&(ar.plural.as_str(), name.as_str()))
             {

@@ -26,7 +26,9 @@ use super::gate::{Gate, GateWrite, Lister};
 use super::http::{HttpFake, Recorder};
 use super::lag;
 use super::liveness::Liveness;
+use super::replicas::{Replicas, Spawner};
 use super::scenario::{self, Scenario};
+use super::shards::{self, Handoff};
 use super::stale;
 use crate::{Fault, RequestRecord};
 
@@ -39,6 +41,7 @@ pub(crate) type StartFake =
     Arc<dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<HttpFake>> + Send + Sync>;
 
 /// A case's services outside Kubernetes, as the operator factory gets them.
+#[derive(Clone)]
 pub(crate) struct Externals {
     pub service: ExternalService,
     /// The recorder's URL (empty without a fake HTTP service).
@@ -80,6 +83,8 @@ pub(crate) struct CasePlan {
     /// Controller loop: watch resets, as `(phase, after this many runs of the phase, compact)`;
     /// a compacted reset makes the client's resume fail with `410 Gone`, so it relists.
     pub resets: Vec<(usize, usize, bool)>,
+    /// Controller loop: the operator sharded over two replicas, one crashing in a handoff.
+    pub handoff: Option<Handoff>,
 }
 
 impl CasePlan {
@@ -93,6 +98,7 @@ impl CasePlan {
             max_runs,
             resets: Vec::new(),
             record_requests: false,
+            handoff: None,
         }
     }
 }
@@ -127,6 +133,8 @@ pub(crate) struct CaseOutcome {
     pub idle_effects: u64,
     /// The most runs one object needed to settle in one phase (stepwise).
     pub settle_runs: u64,
+    /// What happened in the case worth reporting (shard handoff: the crash).
+    pub notes: Vec<String>,
 }
 
 impl CaseOutcome {
@@ -287,7 +295,11 @@ where
             .map(|h| h.url().to_string())
             .unwrap_or_default(),
     };
-    let op = operator(setup, gate.client(client(&server, setup.retries)), &ext);
+    let op = operator(
+        setup,
+        gate.client(client(server.config(), setup.retries)),
+        &ext,
+    );
     let api: Api<K> = <K::Scope as ApiScope>::api(admin.clone(), Some(&ns));
     let primary = ApiResource::erase::<K>(&());
     let compared =
@@ -371,7 +383,7 @@ async fn strip_finalizers<K: ExplorableResource>(api: &Api<K>) {
 /// A fresh operator from the user's factory. The explorer's external calls land when they are
 /// made or never, so the runtime's wait for a failed call that might land late
 /// (`external_call_window`) would only stall the case.
-fn operator<K, S, M, C>(
+pub(crate) fn operator<K, S, M, C>(
     setup: &Setup<K, S, M, C>,
     client: kube::Client,
     ext: &Externals,
@@ -409,8 +421,7 @@ pub enum ClientRetries {
 
 /// A client for the operator on the case's server (on the embedded one plain HTTP, no CA bundle
 /// loaded: see `ApiServer::client`), resending requests as `retries` says.
-fn client(server: &CaseServer, retries: ClientRetries) -> kube::Client {
-    let mut config = server.config();
+pub(crate) fn client(mut config: kube::Config, retries: ClientRetries) -> kube::Client {
     config.default_retry = retries != ClientRetries::Off;
     match retries {
         // The operator wraps it in its own counting layer; the stack's is then a pass-through.
@@ -704,7 +715,7 @@ where
                         cx.out.crashes += 1;
                         cx.op = operator(
                             setup,
-                            cx.gate.client(client(&cx.server, setup.retries)),
+                            cx.gate.client(client(cx.server.config(), setup.retries)),
                             &cx.ext,
                         );
                         quiet = false;
@@ -825,18 +836,16 @@ where
             children_only.then(|| format!("{prefix}namespaces/{}/{}", cx.ns, primary.plural));
         lag::WatchLag::new(hold_back, spare)
     });
-    let mut operator_client = cx.gate.client(client(&cx.server, setup.retries));
-    if let Some(lag) = &lag {
-        operator_client = lag.client(operator_client);
-    }
-    let op = operator(setup, operator_client, &cx.ext);
-    // On a shared real server the operator must not see (and write) other cases' objects.
-    let op = match cx.server.case_namespace() {
-        Some(ns) => {
-            let cfg = op.config().clone().with_namespace(ns);
-            op.with_config(cfg)
-        }
-        None => op,
+    let spawner = Spawner {
+        setup,
+        ext: cx.ext.clone(),
+        config: cx.server.config(),
+        gate: cx.gate.clone(),
+        lag: lag.clone(),
+        namespace: cx.server.case_namespace().map(str::to_string),
+        reports: reports.clone(),
+        notify: notify.clone(),
+        spans: Arc::default(),
     };
     let release = || {
         if let Some(f) = &faults {
@@ -846,25 +855,6 @@ where
             l.release();
         }
     };
-    // Resync, the read-your-writes grace and the retry backoff drive recovery from lost or late
-    // events and failed requests; at their production defaults (10 min, 2 s, 200 ms doubling) a
-    // case would take minutes.
-    let mut cfg = op.config().clone();
-    cfg.resync = setup.resync;
-    cfg.read_your_writes_grace = Duration::from_millis(20);
-    cfg.backoff = staircase_runtime::Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        permanent: Duration::from_millis(500),
-    };
-    let (r, n) = (reports.clone(), notify.clone());
-    let op = op.with_config(cfg).on_run(move |rep| {
-        let started = Instant::now()
-            .checked_sub(rep.duration)
-            .unwrap_or_else(Instant::now);
-        r.lock().expect("reports").push((started, rep.clone()));
-        n.notify_waiters();
-    });
     if let Some(faults) = &faults {
         if children_only {
             faults.spare_watches_of(&qualified);
@@ -876,10 +866,10 @@ where
             faults.drop_watch_events(p, seed);
         }
     }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(op.run_until(async {
-        stop_rx.await.ok();
-    }));
+    let mut replicas = match plan.handoff {
+        None => Replicas::single(spawner.spawn(None)),
+        Some(h) => Replicas::sharded(&spawner, h, &admin).await?,
+    };
     for (phase, action) in scenario.actions.iter().enumerate() {
         cx.gate.set_phase(phase);
         let mark = reports.lock().expect("reports").len();
@@ -896,6 +886,7 @@ where
             // Restarted, a watch resumes where it was and replays what it missed, undropped.
             faults.close_watches();
         }
+        replicas.after_action(phase, &spawner);
         let acted = Instant::now();
         let ids = match &faults {
             Some(f) => inject_phase(plan, phase, f),
@@ -947,7 +938,9 @@ where
                 }
                 Err(e) => actor_error = Some(format!("{e:#}")),
             }
+            replicas.restart_dead(&spawner).await;
             if actor_error.is_none()
+                && replicas.settled(&admin).await?
                 && settled_in_loop(&cx.api, &reports, mark, actors_at, accepted).await?
             {
                 break true;
@@ -990,6 +983,8 @@ where
             // Woken by the next run report; the timeout only re-checks the server's state.
             let _ = tokio::time::timeout(Duration::from_millis(25), notified).await;
         };
+        replicas.end_phase();
+        replicas.end_phase();
         if let Some(faults) = &faults {
             cx.out.faults_fired += ids.iter().map(|id| faults.fired(*id)).sum::<usize>();
             // Only this phase's rules go: a lagging or lossy watch stays for the whole case.
@@ -1018,8 +1013,10 @@ where
                 }
                 Err(_) => false,
             };
+            replicas.restart_dead(&spawner).await;
             if cx.gate.committed() == before
                 && actors_quiet
+                && replicas.settled(&admin).await?
                 && settled_in_loop(&cx.api, &reports, mark, actors_at, accepted).await?
             {
                 break Some(snap);
@@ -1043,12 +1040,28 @@ where
         };
         cx.out.snapshots.push(Some(snap));
     }
-    let _ = stop_tx.send(());
-    let abort = task.abort_handle();
-    if tokio::time::timeout(setup.guard, task).await.is_err() {
-        // A run that never ends (a step that hangs) keeps the operator from stopping; it must
-        // not outlive its case.
-        abort.abort();
+    let crashed = replicas.crashed.take();
+    replicas.stop(setup.guard).await;
+    if let Some(h) = plan.handoff {
+        match crashed {
+            Some(c) => cx.out.notes.push(c),
+            None => cx.out.problems.push(Problem {
+                phase: h.phase,
+                text: format!(
+                    "the planned crash never happened: the {} made fewer than {} writes in the \
+                     handoff",
+                    h.who.name(),
+                    h.after
+                ),
+            }),
+        }
+        let spans = spawner.spans.lock().expect("spans").clone();
+        for text in shards::overlaps(&spans) {
+            cx.out.problems.push(Problem {
+                phase: h.phase,
+                text,
+            });
+        }
     }
     let all: Vec<RunReport> = reports
         .lock()

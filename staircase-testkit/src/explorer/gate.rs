@@ -314,8 +314,22 @@ impl Gate {
         )
     }
 
+    /// A client for one of several operator replicas alive at once (shard-handoff variant):
+    /// never retired by a crash plan; a replica dies by its own `shards::Life`.
+    pub(crate) fn replica_client(self: &Arc<Self>, inner: kube::Client) -> kube::Client {
+        let ns = inner.default_namespace().to_string();
+        kube::Client::new(
+            GateService {
+                gate: self.clone(),
+                inner,
+                incarnation: REPLICA,
+            },
+            ns,
+        )
+    }
+
     fn alive(&self, incarnation: u64) -> bool {
-        self.incarnation.load(Ordering::SeqCst) == incarnation
+        incarnation == REPLICA || self.incarnation.load(Ordering::SeqCst) == incarnation
     }
 
     /// Records a committed write and decides what the caller sees.
@@ -357,7 +371,10 @@ struct GateService {
 /// explorer's own reads.
 pub(crate) const OPERATOR_AGENT: &str = "staircase-explorer-operator";
 
-fn is_write(m: &Method) -> bool {
+/// The incarnation of replica clients (single-operator incarnations count from 1).
+const REPLICA: u64 = 0;
+
+pub(crate) fn is_write(m: &Method) -> bool {
     matches!(
         *m,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
@@ -383,9 +400,11 @@ impl tower::Service<Request<Body>> for GateService {
             http::header::USER_AGENT,
             http::HeaderValue::from_static(OPERATOR_AGENT),
         );
+        // The replicas' Leases and assignment are the runtime's, not the operator's writes.
         let counted = is_write(req.method())
             && !req.uri().query().is_some_and(|q| q.contains("dryRun="))
-            && !req.uri().path().contains("/events");
+            && !req.uri().path().contains("/events")
+            && !req.uri().path().contains(super::shards::NAMESPACE);
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         let content_type = req.headers().get(http::header::CONTENT_TYPE);

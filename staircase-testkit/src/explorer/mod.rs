@@ -134,9 +134,11 @@ mod gate;
 mod http;
 mod lag;
 mod liveness;
+mod replicas;
 mod report;
 mod scenario;
 mod seed;
+mod shards;
 mod stale;
 mod variants;
 
@@ -152,6 +154,8 @@ use kube::core::ApiResource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use staircase_runtime::{ApiScope, Operator, Stairs};
+
+use shards::{Handoff, Who};
 
 pub use actor::Actor;
 pub use compare::{Snapshot, diff};
@@ -219,6 +223,7 @@ pub struct Explorer<K, S, M, C> {
     drop_seeds: u64,
     idle_runs: usize,
     max_extra_runs: i64,
+    handoff_crashes: u64,
     parallelism: usize,
     reproduce: String,
 }
@@ -361,6 +366,7 @@ where
             drop_seeds: 2,
             idle_runs: 50,
             max_extra_runs: 2,
+            handoff_crashes: 2,
             parallelism: 4,
             reproduce: running_test(),
         }
@@ -493,6 +499,14 @@ where
     /// Runs a crash or lost-response case may need beyond the reference (default 2).
     pub fn max_extra_runs(mut self, n: i64) -> Self {
         self.max_extra_runs = n;
+        self
+    }
+
+    /// Crash points per phase and replica of the [`Variant::ShardHandoff`] variant: the replica
+    /// dies after its first, second, … `n`-th write of the handoff (default 2), and is
+    /// restarted under its identity in one case, replaced by a new one in another.
+    pub fn handoff_crashes(mut self, n: u64) -> Self {
+        self.handoff_crashes = n;
         self
     }
 
@@ -808,6 +822,30 @@ where
                         (seed.to_string(), p, j, what)
                     })
                     .collect(),
+                Variant::ShardHandoff => {
+                    let n = self.handoff_crashes;
+                    (0..s.actions.len())
+                        .flat_map(|phase| {
+                            [Who::Leader, Who::Joiner].into_iter().flat_map(move |who| {
+                                (1..=n).flat_map(move |after| {
+                                    [true, false].map(|same_identity| Handoff {
+                                        phase,
+                                        who,
+                                        after,
+                                        same_identity,
+                                    })
+                                })
+                            })
+                        })
+                        .map(|h| {
+                            let j = Judge {
+                                max_extra_runs: None,
+                                max_runs: None,
+                            };
+                            (h.id(), variants::handoff_plan(h), j, h.describe())
+                        })
+                        .collect()
+                }
                 Variant::Idle => unreachable!("handled above"),
             };
             let cases: Vec<_> = cases
@@ -827,7 +865,7 @@ where
                 .buffered(self.parallelism)
                 .collect()
                 .await;
-            let (mut nudges, mut resets, mut fired) = (0, 0, 0);
+            let (mut nudges, mut resets, mut fired, mut crashes) = (0, 0, 0, 0);
             for (id, what, judge, r) in results {
                 stats.cases += 1;
                 let case = match r {
@@ -845,6 +883,7 @@ where
                     }
                 };
                 stats.runs += case.runs;
+                crashes += case.notes.len();
                 stats.max_settle_runs = stats.max_settle_runs.max(case.settle_runs);
                 nudges += case.nudges;
                 resets += case.resets_fired;
@@ -863,12 +902,13 @@ where
                         .map(|(_, t)| t.as_str())
                         .collect::<Vec<_>>()
                         .join("\n");
+                    let notes: String = case.notes.iter().map(|n| format!("\n{n}")).collect();
                     out.failures.push(self.failure(
                         s,
                         v.name(),
                         &id,
                         phase,
-                        format!("{what}\n{text}"),
+                        format!("{what}{notes}\n{text}"),
                     ));
                 }
             }
@@ -883,6 +923,9 @@ where
             }
             if *v == Variant::RandomLoop {
                 stats.note = format!("{resets} watch resets, {fired} request faults fired");
+            }
+            if *v == Variant::ShardHandoff {
+                stats.note = format!("{crashes} replicas crashed in a handoff");
             }
             if *v == Variant::Random {
                 stats.note = format!("{fired} faults fired");

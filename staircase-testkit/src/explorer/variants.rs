@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::driver::{CaseOutcome, CasePlan, Mode};
 use super::gate::OPERATOR_AGENT;
 use super::seed::Rng;
+use super::shards::Handoff;
 use crate::{Fault, Verb};
 
 /// A way of disturbing the operator. Every variant also checks the one-write rule on every run.
@@ -63,6 +64,21 @@ pub enum Variant {
     /// of its actions, and a restarted watch replays what it missed). Pass: as for
     /// [`ChildStaleView`](Variant::ChildStaleView).
     ChildLostEvents,
+    /// The controller loop with the operator [sharded](staircase_runtime::shard) over two
+    /// replicas, one of which crashes in the middle of a handoff. Replica `a` starts alone and
+    /// owns every slot; right after the action of a phase, replica `b` joins, and `a` (the
+    /// leader) moves half the slots to it while the action's runs are in flight. One of the two
+    /// dies right after its `n`-th write of the handoff (the leader's counted from the
+    /// assignment it publishes, the joiner's from its first: Lease, assignment and object
+    /// writes alike), and a fresh replica of the same identity starts in its place. One case
+    /// per phase, replica and `n` in `1..=`[`handoff_crashes`](super::Explorer::handoff_crashes).
+    /// Pass: the reference end state, no duplicate effect, no destructive write on an outdated
+    /// view, the assignment settled on both replicas at the end of every phase from the
+    /// handoff on, and **no object run by two replicas at once** (from the run reports: a run's
+    /// span lies inside the time its replica counts it in flight in its slot). Embedded server
+    /// only; not in [`Variant::ALL`]. The Leases and the assignment live in the namespace
+    /// `staircase-explorer-sharding`, left out of the end state.
+    ShardHandoff,
 }
 
 impl Variant {
@@ -93,6 +109,7 @@ impl Variant {
             Variant::RandomLoop => "random-loop",
             Variant::ChildStaleView => "child-stale-view",
             Variant::ChildLostEvents => "child-lost-events",
+            Variant::ShardHandoff => "shard-handoff",
         }
     }
 }
@@ -367,6 +384,14 @@ pub(crate) fn loop_plan(hold_back: u64, drop: Option<(f64, u64)>, children_only:
             children_only,
         },
         ..CasePlan::stepwise(u64::MAX)
+    }
+}
+
+/// The plan of a shard-handoff case.
+pub(crate) fn handoff_plan(handoff: Handoff) -> CasePlan {
+    CasePlan {
+        handoff: Some(handoff),
+        ..loop_plan(0, None, false)
     }
 }
 
