@@ -7,7 +7,7 @@
 //! bench/webapp-go/build.sh
 //! target/release/staircase-bench-webapp [--n 1000] [--resync-s 10] [--concurrency 16]
 //!     [--variants staircase,kube-runtime,controller-runtime] [--timeout-s 600]
-//!     [--server-bin PATH] [--go-bin PATH] [--out DIR]
+//!     [--tail-s S] [--server-bin PATH] [--go-bin PATH] [--out DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use staircase_bench::report::{Machine, loadavg};
 use staircase_bench::webapp::driver::{self, Options, Variant};
 
 const USAGE: &str = "staircase-bench-webapp [--n 1000] [--resync-s 10] [--concurrency 16] \
-[--variants staircase,kube-runtime,controller-runtime] [--timeout-s 600] [--server-bin PATH] [--go-bin PATH] [--out DIR]";
+[--variants staircase,kube-runtime,controller-runtime] [--timeout-s 600] [--tail-s S] [--server-bin PATH] [--go-bin PATH] [--out DIR]";
 
 fn main() -> anyhow::Result<()> {
     let here = std::env::current_exe()?
@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         )
         .join("bin/webapp-go"),
         pin: staircase_bench::cpu::pinning(),
+        tail: None,
     };
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -52,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             "--resync-s" => o.resync = Duration::from_secs(val()?.parse()?),
             "--concurrency" => o.concurrency = val()?.parse()?,
             "--timeout-s" => o.timeout = Duration::from_secs(val()?.parse()?),
+            "--tail-s" => o.tail = Some(Duration::from_secs(val()?.parse()?)),
             "--server-bin" => o.server_bin = val()?.into(),
             "--go-bin" => o.go_bin = val()?.into(),
             "--out" => out = Some(val()?.into()),

@@ -80,6 +80,9 @@ pub struct Options {
     pub go_bin: PathBuf,
     /// Whether to pin the server to CPU 0 and the operator to CPU 1.
     pub pin: bool,
+    /// A phase whose operator never goes quiet for a second (kube-runtime's requeues at a
+    /// large N keep it busy) ends this long after it converged; `None`: wait for quiet.
+    pub tail: Option<Duration>,
 }
 
 /// Requests of one client group over a phase.
@@ -109,8 +112,10 @@ pub struct Phase {
     /// before a quiet second); for `idle`, the idle time.
     pub converge_s: f64,
     /// The measurement window: until the operator had been quiet (no request, no CPU) for a
-    /// second, s.
+    /// second, s, or until the tail (`--tail-s`) after convergence ran out.
     pub window_s: f64,
+    /// Whether the window ended with the tail running out, the operator still busy.
+    pub cut_by_tail: bool,
     /// The operator's requests.
     pub operator: Requests,
     /// The driver's and the kubelet stub's requests (the same work for every variant).
@@ -375,7 +380,8 @@ impl Run<'_> {
     /// Waits until the operator sent no request and used no CPU for a second; returns the last
     /// moment it was active.
     /// `from` is the reading activity is measured from.
-    async fn quiet(&self, since: Instant, from: &Mark) -> anyhow::Result<Instant> {
+    /// With a tail (`Options::tail`), gives up that long after `since` and says so (`false`).
+    async fn quiet(&self, since: Instant, from: &Mark) -> anyhow::Result<(Instant, bool)> {
         let deadline = Instant::now() + self.o.timeout;
         let mut last = (total(&from.op), from.op_cpu);
         let mut active = since;
@@ -386,7 +392,10 @@ impl Run<'_> {
                 last = now;
                 active = Instant::now();
             } else if active.elapsed() >= Duration::from_secs(1) {
-                return Ok(active);
+                return Ok((active, true));
+            }
+            if self.o.tail.is_some_and(|t| since.elapsed() >= t) {
+                return Ok((Instant::now(), false));
             }
             anyhow::ensure!(Instant::now() < deadline, "the operator never went quiet");
         }
@@ -417,20 +426,28 @@ impl Run<'_> {
         done: impl Fn(&[std::sync::Arc<WebApp>]) -> bool,
     ) -> anyhow::Result<Phase> {
         let converged = self.until(name, done).await?;
-        self.quiet(converged, start).await?;
+        let (_, quiet) = self.quiet(converged, start).await?;
         let end = self.mark().await?;
         eprintln!(
             "  {name}: done in {:.2} s",
             (converged - start.at).as_secs_f64()
         );
-        Ok(self.phase(name, start, &end, converged))
+        Ok(self.phase(name, start, &end, converged, !quiet))
     }
 
-    fn phase(&self, name: &str, start: &Mark, end: &Mark, converged: Instant) -> Phase {
+    fn phase(
+        &self,
+        name: &str,
+        start: &Mark,
+        end: &Mark,
+        converged: Instant,
+        cut_by_tail: bool,
+    ) -> Phase {
         Phase {
             name: name.into(),
             converge_s: (converged - start.at).as_secs_f64(),
             window_s: (end.at - start.at).as_secs_f64(),
+            cut_by_tail,
             operator: since(&end.op, &start.op),
             harness_requests: end.harness - start.harness,
             operator_cpu_ms: end.op_cpu - start.op_cpu,
@@ -588,7 +605,7 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         let start = run.mark().await?;
         tokio::time::sleep(o.resync * 2 + Duration::from_secs(1)).await;
         let end = run.mark().await?;
-        phases.push(run.phase("idle", &start, &end, end.at));
+        phases.push(run.phase("idle", &start, &end, end.at, false));
 
         // restart: stop the operator, start it again; until its no-op pass is over
         stop(&mut op);
@@ -608,13 +625,13 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let passed = run.quiet(start.at, &start).await?;
+        let (passed, quiet) = run.quiet(start.at, &start).await?;
         let end = run.mark().await?;
         anyhow::ensure!(
             ready_at(2, o.n)(&run.store.state()),
             "not all ready after the restart"
         );
-        phases.push(run.phase("restart", &start, &end, passed));
+        phases.push(run.phase("restart", &start, &end, passed, !quiet));
         eprintln!(
             "  {}: restart pass over after {:.2} s",
             v.name(),
@@ -734,6 +751,17 @@ pub fn markdown(o: &Options, figures: &[Figures], about: &str) -> String {
             _ => row(&mut s, "time to converge, s", &|f| {
                 format!("{:.2}", ph(f).converge_s)
             }),
+        }
+        if figures.iter().any(|f| ph(f).cut_by_tail) {
+            row(
+                &mut s,
+                "measured until (operator never quiet: cut by the tail)",
+                &|f| {
+                    let p = ph(f);
+                    let how = if p.cut_by_tail { "tail" } else { "quiet" };
+                    format!("{:.1} s ({how})", p.window_s)
+                },
+            );
         }
         row(&mut s, "reads (GET + LIST) per object", &|f| {
             per(ph(f).operator.reads)

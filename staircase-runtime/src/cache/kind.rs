@@ -4,11 +4,12 @@ use std::any::Any;
 use std::sync::Arc;
 
 use kube::api::DynamicObject;
-use kube::core::{Selector, SelectorExt};
+use kube::core::{Selector, SelectorExt, TypeMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::marks::{ObjKey, Shown, Tracker};
 use super::owners::Owners;
@@ -194,8 +195,63 @@ where
     }
 }
 
-fn to_dynamic<T: Serialize>(o: &T) -> Option<DynamicObject> {
-    serde_json::to_value(o)
-        .and_then(serde_json::from_value)
-        .ok()
+/// The typed object as the children step reads it. Built by hand rather than through
+/// `from_value`, whose flattened fields buffer the whole object once more: this runs for every
+/// child on every run. The fields are those `DynamicObject`'s deserializer gives: the type, the
+/// metadata, and the rest as `data`.
+fn to_dynamic<T: Resource + Serialize>(o: &T) -> Option<DynamicObject> {
+    let mut data = serde_json::to_value(o).ok()?;
+    let fields = data.as_object_mut()?;
+    fields.remove("metadata");
+    let types = match (fields.remove("apiVersion"), fields.remove("kind")) {
+        (Some(Value::String(api_version)), Some(Value::String(kind))) => {
+            Some(TypeMeta { api_version, kind })
+        }
+        _ => None,
+    };
+    Some(DynamicObject {
+        types,
+        metadata: o.meta().clone(),
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::core::PartialObjectMeta;
+
+    use super::*;
+
+    fn through_serde<T: Serialize>(o: &T) -> DynamicObject {
+        serde_json::from_value(serde_json::to_value(o).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_typed_object_turns_dynamic_as_its_deserializer_would_make_it() {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}, "uid": "u1"},
+            "data": {"k": "v"}
+        }))
+        .unwrap();
+        let deploy: Deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "ownerReferences": [{"apiVersion": "v1", "kind": "X",
+                "name": "x", "uid": "u2", "controller": true}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "w"}},
+                "template": {"metadata": {"labels": {"app": "w"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "status": {"availableReplicas": 2}
+        }))
+        .unwrap();
+        let meta: PartialObjectMeta<ConfigMap> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}
+        }))
+        .unwrap();
+        assert_eq!(to_dynamic(&cm), Some(through_serde(&cm)));
+        assert_eq!(to_dynamic(&deploy), Some(through_serde(&deploy)));
+        assert_eq!(to_dynamic(&meta), Some(through_serde(&meta)));
+    }
 }

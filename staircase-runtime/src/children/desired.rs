@@ -1,7 +1,6 @@
 //! A desired child: any Kubernetes object, typed or dynamic, erased to JSON plus the facts needed
 //! to reach it (its API resource and scope), and stamped with the marks that tie it to its parent.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -270,43 +269,121 @@ fn set_type_fields(value: &mut Value, resource: &ApiResource) {
     }
 }
 
-/// FNV-1a over the canonical JSON text. Hand-written rather than `DefaultHasher` because the
-/// hash is stored in the cluster and must not change when the Rust toolchain does (a change would
-/// rewrite every child once after an upgrade).
+/// FNV-1a over the canonical JSON text (object keys sorted, whatever map type serde_json was
+/// built with). Hand-written rather than `DefaultHasher` because the hash is stored in the
+/// cluster and must not change when the Rust toolchain does (a change would rewrite every child
+/// once after an upgrade). The text is fed to the hash as it is produced, never built: this runs
+/// for every desired child on every run.
 fn fnv1a(value: &Value) -> u64 {
-    let text = canonical(value);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.canonical(value);
+    h.0
 }
 
-/// JSON text with object keys sorted, whatever map type serde_json was built with.
-fn canonical(value: &Value) -> String {
-    match value {
-        Value::Object(m) => {
-            let sorted: BTreeMap<&String, String> =
-                m.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let body: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
-                .collect();
-            format!("{{{}}}", body.join(","))
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
+    }
+
+    fn canonical(&mut self, value: &Value) {
+        match value {
+            Value::Object(m) => {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                self.bytes(b"{");
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        self.bytes(b",");
+                    }
+                    self.json(k);
+                    self.bytes(b":");
+                    self.canonical(v);
+                }
+                self.bytes(b"}");
+            }
+            Value::Array(items) => {
+                self.bytes(b"[");
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.bytes(b",");
+                    }
+                    self.canonical(v);
+                }
+                self.bytes(b"]");
+            }
+            other => self.json(other),
+        }
+    }
+
+    /// serde_json's compact text of a scalar or a key, as `to_string` writes it.
+    fn json<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
+        serde_json::to_writer(&mut *self, v).expect("writing to a hash cannot fail");
+    }
+}
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use serde_json::json;
+
+    /// The canonical text as a string, the definition the streamed hash must follow byte for
+    /// byte (the hashes are stored in clusters).
+    fn canonical(value: &Value) -> String {
+        match value {
+            Value::Object(m) => {
+                let sorted: BTreeMap<&String, String> =
+                    m.iter().map(|(k, v)| (k, canonical(v))).collect();
+                let body: Vec<String> = sorted
+                    .into_iter()
+                    .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            }
+            Value::Array(items) => format!(
+                "[{}]",
+                items.iter().map(canonical).collect::<Vec<_>>().join(",")
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_streamed_hash_is_the_hash_of_the_canonical_text() {
+        let values = [
+            json!({"b": 1, "a": {"y": [1, 2.5, -3, 1e300], "x": "s"}}),
+            json!({"quote\"key": "tab\there", "é": "ü\u{1F600}", "ctl": "\u{1}\n"}),
+            json!([null, true, false, {}, [], "", {"z": {"y": {"x": [{}]}}}]),
+            json!({"spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "w"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
+                "ports": [{"containerPort": 80}]}]}}}}),
+        ];
+        for v in values {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in canonical(&v).as_bytes() {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            assert_eq!(fnv1a(&v), h, "{v}");
+        }
+    }
 
     #[test]
     fn the_hash_ignores_key_order_and_sees_every_value() {

@@ -22,27 +22,42 @@ pub fn first_difference(desired: &Value, live: &Value) -> Option<String> {
     diff(desired, live, &mut String::new())
 }
 
+/// [`first_difference`] of the fields of an object, the live side given field by field (the
+/// children step compares a live object without first turning it into one JSON value).
+pub(crate) fn first_field_difference<'a>(
+    want: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    have: impl Fn(&str) -> Option<&'a Value>,
+) -> Option<String> {
+    fields(want, have, &mut String::new())
+}
+
+fn fields<'a>(
+    want: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    have: impl Fn(&str) -> Option<&'a Value>,
+    path: &mut String,
+) -> Option<String> {
+    for (k, v) in want {
+        let len = path.len();
+        path.push('.');
+        path.push_str(k);
+        let found = match have(k) {
+            Some(h) => diff(v, h, path),
+            // An explicit null or empty value asks for "absent", which is what the server
+            // stores it as.
+            None if is_empty(v) => None,
+            None => Some(path.clone()),
+        };
+        path.truncate(len);
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
 fn diff(desired: &Value, live: &Value, path: &mut String) -> Option<String> {
     match (desired, live) {
-        (Value::Object(want), Value::Object(have)) => {
-            for (k, v) in want {
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                let found = match have.get(k) {
-                    Some(h) => diff(v, h, path),
-                    // An explicit null or empty value asks for "absent", which is what the
-                    // server stores it as.
-                    None if is_empty(v) => None,
-                    None => Some(path.clone()),
-                };
-                path.truncate(len);
-                if found.is_some() {
-                    return found;
-                }
-            }
-            None
-        }
+        (Value::Object(want), Value::Object(have)) => fields(want, |k| have.get(k), path),
         (Value::Array(want), Value::Array(have)) => list_diff(want, have, path),
         (Value::Number(a), Value::Number(b)) => (a.as_f64() != b.as_f64()).then(|| path.clone()),
         (w, Value::Null) if is_empty(w) => None,

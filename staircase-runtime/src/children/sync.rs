@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::Children;
 use super::desired::{APPLIED_HASH_ANNOTATION, ChildKind, DesiredChild, OWNER_LABEL, ParentRef};
-use super::diff::first_difference;
+use super::diff::{first_difference, first_field_difference};
 use super::strategy::{Readiness, Strategy};
 use crate::cache::{Live, label_of};
 use crate::replay::tape;
@@ -280,15 +280,20 @@ fn drift(desired: &DesiredChild, live: &DynamicObject) -> Option<String> {
     if live_hash != desired.applied_hash() {
         return Some("the desired configuration changed".into());
     }
-    let live = serde_json::to_value(live).unwrap_or(Value::Null);
     // Items of a real API server's list carry no apiVersion/kind (the list does); the child's
-    // type is already fixed by the kind it was listed as, so only the rest is compared.
-    let mut wanted = desired.object.clone();
-    if let Some(o) = wanted.as_object_mut() {
-        o.remove("apiVersion");
-        o.remove("kind");
-    }
-    first_difference(&wanted, &live).map(|path| format!("{path} differs"))
+    // type is already fixed by the kind it was listed as, so only the rest is compared. This
+    // runs for every child on every run: the live object is compared field by field, its
+    // metadata the only part turned into JSON.
+    let wanted = desired.object.as_object()?;
+    let metadata = serde_json::to_value(&live.metadata).unwrap_or(Value::Null);
+    let fields = wanted
+        .iter()
+        .filter(|(k, _)| k.as_str() != "apiVersion" && k.as_str() != "kind");
+    first_field_difference(fields, |k| match k {
+        "metadata" => Some(&metadata),
+        k => live.data.get(k),
+    })
+    .map(|path| format!("{path} differs"))
 }
 
 fn api_for(client: &kube::Client, kind: &ChildKind, namespace: Option<&str>) -> Api<DynamicObject> {
