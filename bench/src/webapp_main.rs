@@ -1,5 +1,7 @@
 //! `staircase-bench-webapp`: the webapp benchmark (`staircase_bench::webapp::driver`); writes
-//! `latest.md` and `latest.json` into `--out` (default `bench/results/webapp-n<N>/`).
+//! `latest.md`, `latest.json` and the figures (`requests.svg`, `cpu.svg`, `converge.svg`) into
+//! `--out` (default `bench/results/webapp-n<N>/`). `--plot PATH/latest.json` only redraws the
+//! figures of an earlier run, beside it.
 //!
 //! ```text
 //! cargo build --release -p staircase-apiserver --features cli --bin staircase-apiserver
@@ -8,6 +10,7 @@
 //! target/release/staircase-bench-webapp [--n 1000] [--resync-s 10] [--concurrency 16]
 //!     [--variants staircase,kube-runtime,controller-runtime] [--timeout-s 600]
 //!     [--tail-s S] [--server-bin PATH] [--go-bin PATH] [--out DIR]
+//! target/release/staircase-bench-webapp --plot bench/results/webapp-n1000/latest.json
 //! ```
 
 use std::path::PathBuf;
@@ -15,9 +18,11 @@ use std::time::Duration;
 
 use staircase_bench::report::{Machine, loadavg};
 use staircase_bench::webapp::driver::{self, Options, Variant};
+use staircase_bench::webapp::plot;
 
 const USAGE: &str = "staircase-bench-webapp [--n 1000] [--resync-s 10] [--concurrency 16] \
-[--variants staircase,kube-runtime,controller-runtime] [--timeout-s 600] [--tail-s S] [--server-bin PATH] [--go-bin PATH] [--out DIR]";
+[--variants staircase,kube-runtime,controller-runtime] [--timeout-s 600] [--tail-s S] [--server-bin PATH] [--go-bin PATH] [--out DIR]
+staircase-bench-webapp --plot PATH/latest.json   (redraws the figures beside it)";
 
 fn main() -> anyhow::Result<()> {
     let here = std::env::current_exe()?
@@ -57,6 +62,13 @@ fn main() -> anyhow::Result<()> {
             "--server-bin" => o.server_bin = val()?.into(),
             "--go-bin" => o.go_bin = val()?.into(),
             "--out" => out = Some(val()?.into()),
+            "--plot" => {
+                let json = PathBuf::from(val()?);
+                for svg in plot::draw_from(&json)? {
+                    println!("{}", svg.display());
+                }
+                return Ok(());
+            }
             "--variants" => {
                 o.variants = val()?
                     .split(',')
@@ -132,6 +144,15 @@ fn main() -> anyhow::Result<()> {
         out.join("latest.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
+    let svgs = plot::draw(&serde_json::from_value(json)?, &out)?;
     println!("{md}");
+    // Last, so a script can show where the results went.
+    eprintln!("results in {}:", out.display());
+    for path in [out.join("latest.md"), out.join("latest.json")]
+        .iter()
+        .chain(&svgs)
+    {
+        eprintln!("  {}", path.display());
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{CustomResourceExt, ResourceExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{RECORDS_NAMESPACE, WebApp, WebAppSpec, kubelet};
@@ -31,7 +31,7 @@ pub const KUBELET_AGENT: &str = "staircase-bench-kubelet";
 pub const NAMESPACE: &str = "webapps";
 
 /// The three operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Variant {
     /// `webapp-staircase`.
     Staircase,
@@ -86,7 +86,7 @@ pub struct Options {
 }
 
 /// Requests of one client group over a phase.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Requests {
     /// GETs and LISTs.
     pub reads: u64,
@@ -103,7 +103,7 @@ pub struct Requests {
 }
 
 /// One phase of one variant.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Phase {
     /// `create`, `edit`, `idle`, `restart`, `delete`.
     pub name: String,
@@ -130,10 +130,15 @@ pub struct Phase {
     pub operator_rss_kib: u64,
     /// Server peak RSS in the phase, KiB.
     pub server_peak_rss_kib: u64,
+    /// For `create` and `edit`: when the driver's watch first saw each WebApp Ready at the
+    /// phase's generation, s from the phase's start, ascending. Absent from results written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ready_s: Vec<f64>,
 }
 
 /// One variant's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     /// Which.
     pub variant: Variant,
@@ -357,7 +362,12 @@ struct Run<'a> {
     server_pid: u32,
     op_pid: u32,
     store: Store<WebApp>,
+    ready_seen: ReadySeen,
 }
+
+/// When the driver's watch first saw each WebApp (name, generation) Ready.
+type ReadySeen =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), Instant>>>;
 
 impl Run<'_> {
     async fn mark(&self) -> anyhow::Result<Mark> {
@@ -370,6 +380,18 @@ impl Run<'_> {
             op_cpu: proc_cpu_ms(self.op_pid),
             server_cpu: proc_cpu_ms(self.server_pid),
         })
+    }
+
+    /// When each WebApp was first seen Ready at `generation`, s after `start`, ascending.
+    fn ready_offsets(&self, generation: i64, start: Instant) -> Vec<f64> {
+        let seen = self.ready_seen.lock().expect("not poisoned");
+        let mut offsets: Vec<f64> = seen
+            .iter()
+            .filter(|((_, g), _)| *g == generation)
+            .map(|(_, t)| t.saturating_duration_since(start).as_secs_f64())
+            .collect();
+        offsets.sort_by(f64::total_cmp);
+        offsets
     }
 
     fn begin(&self) {
@@ -455,6 +477,7 @@ impl Run<'_> {
             operator_peak_rss_kib: proc_kib(self.op_pid, "VmHWM"),
             operator_rss_kib: proc_kib(self.op_pid, "VmRSS"),
             server_peak_rss_kib: proc_kib(self.server_pid, "VmHWM"),
+            ready_s: Vec::new(),
         }
     }
 }
@@ -523,9 +546,25 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         .await?;
     let kubelet_task = tokio::spawn(kubelet(kubelet_client, NAMESPACE.into()));
     let (reader, writer) = reflector::store();
+    let ready_seen = ReadySeen::default();
+    let seen = ready_seen.clone();
     let store_task = tokio::spawn(
-        reflector::reflector(writer, watcher(apps.clone(), watcher::Config::default()))
-            .for_each(|_| futures::future::ready(())),
+        reflector::reflector(writer, watcher(apps.clone(), watcher::Config::default())).for_each(
+            move |ev| {
+                // Stamped as the event arrives, for the convergence curve; the phases' ends
+                // are still decided on the store, as before.
+                if let Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) = &ev
+                    && app.is_ready()
+                {
+                    let key = (app.name_any(), app.metadata.generation.unwrap_or(0));
+                    seen.lock()
+                        .expect("not poisoned")
+                        .entry(key)
+                        .or_insert_with(Instant::now);
+                }
+                futures::future::ready(())
+            },
+        ),
     );
     reader.wait_until_ready().await?;
 
@@ -537,6 +576,7 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
         server_pid: server.child.id(),
         op_pid: op.id(),
         store: reader,
+        ready_seen,
     };
     let result = async {
         // Started: its watches are open, then quiet.
@@ -576,7 +616,9 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             .buffer_unordered(32)
             .try_collect::<Vec<()>>()
             .await?;
-        phases.push(run.settle("create", &start, ready_at(1, o.n)).await?);
+        let mut create = run.settle("create", &start, ready_at(1, o.n)).await?;
+        create.ready_s = run.ready_offsets(1, start.at);
+        phases.push(create);
 
         // edit: a new image for every WebApp
         run.begin();
@@ -598,7 +640,9 @@ async fn run_on(o: &Options, v: Variant, server: &Server) -> anyhow::Result<Figu
             .buffer_unordered(32)
             .try_collect::<Vec<()>>()
             .await?;
-        phases.push(run.settle("edit", &start, ready_at(2, o.n)).await?);
+        let mut edit = run.settle("edit", &start, ready_at(2, o.n)).await?;
+        edit.ready_s = run.ready_offsets(2, start.at);
+        phases.push(edit);
 
         // idle: two resync periods and a second
         run.begin();

@@ -28,6 +28,7 @@ use staircase::prelude::StepStatus;
 
 pub mod driver;
 pub mod kube_op;
+pub mod plot;
 pub mod staircase_op;
 
 /// The namespace of the external records.
