@@ -199,7 +199,7 @@ fn foo_fleet_lifecycle() -> Scenario<Foo> {
     const NAMES: [&str; 4] = ["a", "b", "c", "d"];
     Scenario::new("fleet lifecycle")
         .then("create four Foos", |client| async move {
-            let foos: Api<Foo> = Api::namespaced(client, "default");
+            let foos: Api<Foo> = Api::default_namespaced(client);
             for n in NAMES {
                 foos.create(&PostParams::default(), &foo_obj(n, "one", 80))
                     .await?;
@@ -207,7 +207,7 @@ fn foo_fleet_lifecycle() -> Scenario<Foo> {
             Ok(())
         })
         .then("edit every Foo", |client| async move {
-            let foos: Api<Foo> = Api::namespaced(client, "default");
+            let foos: Api<Foo> = Api::default_namespaced(client);
             let patch = serde_json::json!({"spec": {"message": "two"}});
             for n in NAMES {
                 foos.patch(n, &PatchParams::default(), &Patch::Merge(&patch))
@@ -216,7 +216,7 @@ fn foo_fleet_lifecycle() -> Scenario<Foo> {
             Ok(())
         })
         .then("delete every Foo", |client| async move {
-            let foos: Api<Foo> = Api::namespaced(client, "default");
+            let foos: Api<Foo> = Api::default_namespaced(client);
             for n in NAMES {
                 foos.delete(n, &DeleteParams::default()).await?;
             }
@@ -234,7 +234,6 @@ async fn foo_sharded_survives_a_replica_crash_in_the_middle_of_every_handoff() {
         .crd(Foo::crd())
         .variants(&[Variant::ShardHandoff])
         .scenario(foo_fleet_lifecycle())
-        .reproduce_with(REPRODUCE)
         .run()
         .await
         .assert_all_converged();

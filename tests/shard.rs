@@ -48,6 +48,10 @@ fn metric(r: &Replica, metric: &str, name: &str) -> f64 {
 
 /// A replica whose requests carry the user agent `<name>/1`.
 fn replica(env: &Env, name: &str) -> Replica {
+    replica_with(env, name, election(name))
+}
+
+fn replica_with(env: &Env, name: &str, election: LeaderElection) -> Replica {
     let mut config = env.server.config();
     config.headers.push((
         HeaderName::from_static("user-agent"),
@@ -65,7 +69,7 @@ fn replica(env: &Env, name: &str) -> Replica {
     .with_config(
         OperatorConfig::default()
             .with_name(format!("foo-operator-{name}"))
-            .with_leader_election(election(name)),
+            .with_leader_election(election),
     );
     let (health, metrics) = (op.health(), op.metrics());
     Replica {
@@ -83,12 +87,17 @@ async fn assignment(env: &Env) -> Option<Assignment> {
 
 /// Waits until the assignment names exactly `members` and every slot is settled; returns it.
 async fn settled_on(env: &Env, members: &[&str]) -> Assignment {
+    settled_after(env, members, 0).await
+}
+
+/// [`settled_on`], in an assignment of a generation after `generation`.
+async fn settled_after(env: &Env, members: &[&str], generation: u64) -> Assignment {
     let mut last = None;
     let wait = async {
         loop {
             if let Some(a) = assignment(env).await {
                 let named: Vec<&str> = a.members().collect();
-                if named == members && a.unsettled() == 0 {
+                if named == members && a.unsettled() == 0 && a.generation() > generation {
                     return a;
                 }
                 last = Some(a);
@@ -437,6 +446,61 @@ async fn crash_in_the_middle_of_a_handoff(crashed: &str) {
     edit_all(&foos, &names, 2).await;
     all_ready(&foos, &names).await;
     one_writer_at_a_time(&env, mark, &after, &uids);
+    for (_, r) in replicas {
+        r.running.stop().await;
+    }
+}
+
+/// With a takeover delay, the slots of a replica that crashed go to nobody until the delay has
+/// passed since its Lease expired (its external calls may still land), and those of a replica
+/// restarted under its identity (a new term, no release) wait as long; a graceful stop hands
+/// its slots over at once.
+#[tokio::test]
+async fn a_crashed_replicas_slots_wait_out_the_takeover_delay() {
+    const DELAY: Duration = Duration::from_secs(2);
+    let env = Env::start().await;
+    env.install::<Foo>().await;
+    let delayed = |name: &str| replica_with(&env, name, election(name).with_takeover_delay(DELAY));
+    let mut replicas: BTreeMap<&str, Replica> = BTreeMap::new();
+    replicas.insert("a", delayed("a"));
+    settled_on(&env, &["a"]).await;
+    replicas.insert("b", delayed("b"));
+    let two = settled_on(&env, &["a", "b"]).await;
+    let of_b = two.settled_on("b");
+    assert!(!of_b.is_empty());
+
+    // Restarted under its identity: a new term without a release.
+    replicas.remove("b").unwrap().running.crash().await;
+    let restarted = Instant::now();
+    replicas.insert("b", delayed("b"));
+    let again = settled_after(&env, &["a", "b"], two.generation()).await;
+    let waited = restarted.elapsed();
+    assert!(waited >= DELAY, "b's old slots given out after {waited:?}");
+    assert_eq!(
+        again.settled_on("b").len() + again.settled_on("a").len(),
+        shard::SLOTS
+    );
+
+    // Crashed for good: its Lease expires, then the delay runs.
+    replicas.remove("b").unwrap().running.crash().await;
+    let crashed = Instant::now();
+    let alone = settled_on(&env, &["a"]).await;
+    let waited = crashed.elapsed();
+    // Its last renewal came at most a retry period before the crash.
+    assert!(
+        waited + RETRY * 2 >= LEASE + DELAY,
+        "b's slots given out after {waited:?}"
+    );
+    assert_eq!(alone.settled_on("a").len(), shard::SLOTS);
+
+    // A graceful stop: released, no delay.
+    replicas.insert("c", delayed("c"));
+    settled_on(&env, &["a", "c"]).await;
+    replicas.remove("c").unwrap().running.stop().await;
+    let stopped = Instant::now();
+    settled_on(&env, &["a"]).await;
+    let waited = stopped.elapsed();
+    assert!(waited < DELAY, "a released share waited {waited:?}");
     for (_, r) in replicas {
         r.running.stop().await;
     }

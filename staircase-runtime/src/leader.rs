@@ -43,9 +43,12 @@ pub struct LeaderElection {
     /// After taking the Lease over from a replica that stopped renewing it (crashed, or cut
     /// off from the API server), wait this long before running anything: that replica's
     /// external calls may still land (see [`external`](crate::external)). Renewed meanwhile.
-    /// Not waited after a graceful handover, where the Lease was released. Default 0; set it to
-    /// the [`external_call_window`](crate::OperatorConfig::external_call_window) in an
-    /// operator that calls external services.
+    /// Not waited after a graceful handover, where the Lease was released. With
+    /// [`sharded`](Self::sharded), the leader likewise gives the slots of a replica whose member
+    /// Lease expired unreleased, or that began a new term without releasing it (restarted under
+    /// its identity), to nobody until this long after. Default 0; set it to the
+    /// [`external_call_window`](crate::OperatorConfig::external_call_window) in an operator
+    /// that calls external services.
     pub takeover_delay: Duration,
     /// Every replica runs its share of the objects instead of standing by; the leader assigns
     /// the shares (see [`shard`](crate::shard)). Default off.

@@ -1,6 +1,6 @@
 //! The leader's job: watch the members' Leases, plan the next assignment and publish it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -38,6 +38,13 @@ pub(crate) struct Assigner {
     group: String,
     map: String,
     observed: HashMap<String, (Seen, Instant)>,
+    /// How long a member that stopped renewing, or began a new term without releasing its
+    /// Lease, keeps its slots from everyone (`LeaderElection::takeover_delay`).
+    takeover_delay: Duration,
+    /// Per member Lease: the term last seen, and since when its slots are held (a crash seen).
+    terms: HashMap<String, (String, Option<Instant>)>,
+    /// Per held member identity: until when, and the slots it owned when it was seen crashed.
+    holds: HashMap<String, (Instant, Vec<usize>)>,
     /// Per slot, since when it has had no runner (as far as this leader knows).
     unsettled: Vec<Option<Instant>>,
     on_gap: Option<OnGap>,
@@ -80,6 +87,9 @@ impl Assigner {
             map: map_name(&cfg.lease_name),
             group: cfg.lease_name.clone(),
             observed: HashMap::new(),
+            takeover_delay: cfg.takeover_delay,
+            terms: HashMap::new(),
+            holds: HashMap::new(),
             unsettled: vec![None; SLOTS],
             on_gap: None,
         }
@@ -118,10 +128,16 @@ impl Assigner {
         }
     }
 
-    /// The members whose Leases are held and renewed within their duration, as seen now.
-    async fn live(&mut self) -> kube::Result<BTreeMap<String, Member>> {
+    /// The members whose Leases are held and renewed within their duration, as seen now, and
+    /// those whose slots are held: within the takeover delay of their Lease expiring unreleased
+    /// (a crash, a partition) or of a new term begun without a release (a restart under the
+    /// same identity). Their runs may have left external calls that can still land.
+    async fn live(
+        &mut self,
+    ) -> kube::Result<(BTreeMap<String, Member>, BTreeMap<String, Instant>)> {
         let lp = ListParams::default().labels(&format!("{GROUP}={}", self.group));
         let mut live = BTreeMap::new();
+        let mut held = BTreeMap::new();
         let mut names = Vec::new();
         for lease in self.leases.list(&lp).await? {
             let name = lease.name_any();
@@ -141,6 +157,28 @@ impl Assigner {
             let duration =
                 Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
             let ack: Option<Ack> = ack_text.and_then(|t| serde_json::from_str(&t).ok());
+            match &seen.holder {
+                // Released: whatever term comes next follows a clean stop.
+                None => {
+                    self.terms.remove(&name);
+                }
+                Some(holder) if !self.takeover_delay.is_zero() => {
+                    let term = ack.as_ref().map(|a| a.term.clone()).unwrap_or_default();
+                    let crashed = match self.terms.get(&name) {
+                        // Expired unreleased: held from its expiry on.
+                        _ if at.elapsed() >= duration => Some(at + duration),
+                        Some((old, _)) if *old != term => Some(Instant::now()),
+                        Some((_, since)) => *since,
+                        None => None,
+                    };
+                    let crashed = crashed.filter(|t| t.elapsed() < self.takeover_delay);
+                    if let Some(t) = crashed {
+                        held.insert(holder.clone(), t + self.takeover_delay);
+                    }
+                    self.terms.insert(name.clone(), (term, crashed));
+                }
+                Some(_) => {}
+            }
             if let (Some(holder), Some(ack)) = (&seen.holder, ack)
                 && at.elapsed() < duration
             {
@@ -156,13 +194,14 @@ impl Assigner {
             names.push(name);
         }
         self.observed.retain(|n, _| names.contains(n));
-        Ok(live)
+        self.terms.retain(|n, _| names.contains(n));
+        Ok((live, held))
     }
 
     /// One look: plans from the live members and publishes the result when it changed.
     /// Returns the assignment in force (`None` when another writer got there first).
     pub(crate) async fn tick(&mut self) -> Result<Option<Assignment>, String> {
-        let live = self
+        let (live, held) = self
             .live()
             .await
             .map_err(|e| format!("listing member Leases: {e}"))?;
@@ -187,7 +226,15 @@ impl Assigner {
             .filter_map(|m| m.ack.as_ref().map(|a| a.seen))
             .max();
         current.generation = current.generation.max(floor.unwrap_or(0));
-        let next = current.plan(&live);
+        // The slots a crashed member owned, taken from the assignment before planning frees them.
+        for (id, until) in held {
+            self.holds
+                .entry(id.clone())
+                .or_insert_with(|| (until, current.owned_by(&id)));
+        }
+        self.holds.retain(|_, (until, _)| until.elapsed().is_zero());
+        let held: BTreeSet<usize> = self.holds.values().flat_map(|(_, s)| s.clone()).collect();
+        let next = current.plan_holding(&live, &held);
         if next.generation == current.generation && rv.is_some() {
             return Ok(Some(next));
         }

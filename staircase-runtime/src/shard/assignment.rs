@@ -1,7 +1,7 @@
 //! The assignment of slots to replicas, as the assigning replica publishes it in a ConfigMap,
 //! and how the next one is planned from the live members.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,13 @@ impl Assignment {
             .collect()
     }
 
+    /// The slots `member` owns, settled on it or moving away from it.
+    pub(crate) fn owned_by(&self, member: &str) -> Vec<usize> {
+        (0..SLOTS)
+            .filter(|&s| self.slots[s].owner.as_deref() == Some(member))
+            .collect()
+    }
+
     /// Slots that are moving or have no owner.
     pub fn unsettled(&self) -> usize {
         (0..SLOTS)
@@ -209,7 +216,18 @@ impl Assignment {
     /// new term) are freed, moves whose old owner acknowledged complete, free slots go to the
     /// members with the fewest, and members above their share move the excess to those below
     /// it. Moves only what balance needs. Unchanged (same generation) when nothing changes.
+    #[cfg(test)]
     pub(crate) fn plan(&self, live: &BTreeMap<String, Member>) -> Assignment {
+        self.plan_holding(live, &BTreeSet::new())
+    }
+
+    /// [`plan`](Self::plan), giving none of the `held` slots (those of a member gone, or in a
+    /// new term, within the takeover delay: its last external calls may still land) to anyone.
+    pub(crate) fn plan_holding(
+        &self,
+        live: &BTreeMap<String, Member>,
+        held: &BTreeSet<usize>,
+    ) -> Assignment {
         let mut next = self.clone();
         let generation = self.generation + 1;
         let current = |id: &Option<String>| {
@@ -255,6 +273,9 @@ impl Assignment {
         // A free slot a live member still reports running (its ack) waits until it stops: after
         // the ConfigMap was deleted, say, or a member that has not yet applied a freeing.
         let mut busy = [false; SLOTS];
+        for &s in held {
+            busy[s] = true;
+        }
         for m in live.values() {
             let ack = m.ack.as_ref().filter(|a| a.term == m.term);
             for s in ack
@@ -464,6 +485,23 @@ mod tests {
         assert_eq!(again.settled_on("a").len(), 128);
         let settled = settle(again, &mut members);
         assert_eq!(counts(&settled), vec![128, 128]);
+    }
+
+    #[test]
+    fn a_held_members_slots_wait_out_the_takeover_delay() {
+        let mut members = live(&[("a", "1"), ("b", "1"), ("c", "1")]);
+        let three = settle(Assignment::default(), &mut members);
+        let of_c = three.settled_on("c");
+        members.remove("c");
+        let held: BTreeSet<usize> = of_c.iter().copied().collect();
+        // Gone, but within the delay: its slots are freed and given to nobody.
+        let waiting = three.plan_holding(&members, &held);
+        assert!(of_c.iter().all(|&s| waiting.settled_owner(s).is_none()));
+        assert_eq!(waiting.settled_on("a"), three.settled_on("a"));
+        assert_eq!(waiting.plan_holding(&members, &held), waiting);
+        // The delay over: they go to the others.
+        let after = waiting.plan(&members);
+        assert_eq!(counts(&after), vec![128, 128]);
     }
 
     #[test]

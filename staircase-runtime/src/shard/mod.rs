@@ -28,7 +28,11 @@
 //! - After a replica is lost, its objects are without a runner for at most the lease duration
 //!   plus a retry period or two; twice that when the lost replica was also the leader (its
 //!   successor first waits for the leader Lease to expire, then a lease duration of its own
-//!   before it declares anyone lost). A graceful shutdown releases both Leases: no wait.
+//!   before it declares anyone lost), plus [`takeover_delay`](crate::LeaderElection::takeover_delay)
+//!   when one is set: the share of a replica that crashed, or restarted under its identity
+//!   without releasing its Lease, goes to nobody for that long, so its last external calls
+//!   land before another replica runs its objects. A graceful shutdown releases both Leases:
+//!   no wait.
 //! - A leader change moves nothing: the assignment lives in the cluster; a new leader waits a
 //!   full lease duration of its own before it declares anyone lost.
 //!

@@ -114,6 +114,9 @@ pub(crate) struct Names {
     /// Names the server generated (`metadata.generateName` plus a random suffix), by the
     /// identity their object is compared under.
     generated: BTreeMap<String, String>,
+    /// The ids the external service gave its records, by the record's key: an id follows the
+    /// order of creation, which under the controller loop follows task scheduling.
+    ids: BTreeMap<String, String>,
     /// Applied configurations by their [`APPLIED_HASH_ANNOTATION`], as the operator sent them.
     pub applied: BTreeMap<String, Value>,
     /// On a shared real server: the case's namespace, and the scenario's namespace it is shown
@@ -286,6 +289,7 @@ pub(crate) async fn snapshot(
             raw.push((key, v));
         }
     }
+    name_ids(external, names);
     let mut out = Snapshot::new();
     for (key, mut v) in raw {
         normalize(&mut v, names, cfg);
@@ -302,9 +306,22 @@ pub(crate) async fn snapshot(
     Ok(out)
 }
 
+/// Names every record id of the external service by its record's key (uids in the key named).
+fn name_ids(external: &ExternalService, names: &mut Names) {
+    for r in external.records() {
+        let key = format!(
+            "<id of external/{}/{}>",
+            external.name(),
+            names.name_uids(&r.key)
+        );
+        names.ids.insert(r.id, key);
+    }
+}
+
 /// The external service's records as snapshot entries: `external/<service>/<key>` →
 /// `{"id", "value"}`, with uids named in keys and values (a key from
-/// `IdempotencyKey::for_step` holds one) and the ignored paths removed.
+/// `IdempotencyKey::for_step` holds one), ids named by their record's key, and the ignored
+/// paths removed.
 fn external_records(
     external: &ExternalService,
     cfg: &CompareConfig,
@@ -440,7 +457,7 @@ fn walk(v: &mut Value, names: &Names, in_conditions: bool) {
                     *s = s.replace(u.as_str(), name);
                 }
             }
-            for (n, name) in &names.generated {
+            for (n, name) in names.generated.iter().chain(&names.ids) {
                 if s.contains(n.as_str()) {
                     *s = replace_name(s, n, name);
                 }
@@ -795,6 +812,34 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn record_ids_are_named_by_key_whatever_the_order_of_creation() {
+        let snapshot = |keys: [&str; 2]| {
+            let svc = ExternalService::new("tracker");
+            for k in keys {
+                futures::executor::block_on(svc.create(k, serde_json::json!({"k": k}))).unwrap();
+            }
+            let mut names = Names::default();
+            name_ids(&svc, &mut names);
+            // A value that holds another record's id, as a step may store it.
+            let mut status = serde_json::json!({"first": "tracker-1", "tenth": "tracker-10"});
+            walk(&mut status, &names, false);
+            (
+                external_records(&svc, &CompareConfig::default(), &names),
+                status,
+            )
+        };
+        let (a, status) = snapshot(["a", "b"]);
+        let (b, _) = snapshot(["b", "a"]);
+        assert_eq!(a, b);
+        assert_eq!(a[0].1["id"], "<id of external/tracker/a>");
+        // Named where it stands alone, not inside a longer id.
+        assert_eq!(
+            status,
+            serde_json::json!({"first": "<id of external/tracker/a>", "tenth": "tracker-10"})
         );
     }
 

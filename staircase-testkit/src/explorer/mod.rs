@@ -537,8 +537,10 @@ where
         self
     }
 
-    /// The command printed in reproduction hints (default `cargo test`), e.g.
-    /// `cargo test -p my-operator --test explorer`.
+    /// The command printed in reproduction hints, in place of the default: the command that
+    /// reruns the running test (`cargo test -p <package> --test <binary> <test> --
+    /// --nocapture`), which is usually what you want. Set it when that is not how the test is
+    /// run (e.g. through a wrapper script).
     pub fn reproduce_with(mut self, cmd: &str) -> Self {
         self.reproduce = cmd.to_string();
         self

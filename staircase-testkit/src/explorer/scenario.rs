@@ -150,8 +150,13 @@ where
         self
     }
 
-    /// Any other action, run with an admin client no fault touches. `describe` names it in
-    /// reports; `f` must be deterministic so every case sees the same world.
+    /// Any other action, run with an admin client no fault touches. Its default namespace is
+    /// `default` on the embedded server and the case's own on a real server (where that stands
+    /// in for the scenario's); `Api::default_namespaced` addresses the right one in a scenario
+    /// without [`namespace`](Scenario::namespace). `describe` names it in reports; `f`
+    /// must be deterministic so every case sees the same world. Several writes in one action
+    /// make one phase: e.g. several objects created at once, which the controller then runs
+    /// side by side.
     pub fn then<F, Fut>(mut self, describe: &str, f: F) -> Self
     where
         F: Fn(kube::Client) -> Fut + Send + Sync + 'static,

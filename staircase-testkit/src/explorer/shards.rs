@@ -3,8 +3,8 @@
 //! every slot; right after the action of the chosen phase, replica `b` joins, and the leader
 //! (`a`) starts moving half the slots to it while the action's runs are in flight. One of them
 //! dies right after its `n`-th write of the handoff — the leader counting from the assignment
-//! it publishes, the joiner from its first write — and a fresh replica of the same identity
-//! starts in its place, as a restarted pod would.
+//! it publishes, the joiner from its first write — and a fresh replica starts in its place,
+//! under the same identity (a StatefulSet's pod, restarted) or a new one (a Deployment's).
 //!
 //! Besides the end state, the case checks that no object was ever run by two replicas at once:
 //! from the run reports, whose span (start to report) lies inside the time the runtime counts

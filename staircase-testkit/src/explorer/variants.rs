@@ -69,9 +69,12 @@ pub enum Variant {
     /// owns every slot; right after the action of a phase, replica `b` joins, and `a` (the
     /// leader) moves half the slots to it while the action's runs are in flight. One of the two
     /// dies right after its `n`-th write of the handoff (the leader's counted from the
-    /// assignment it publishes, the joiner's from its first: Lease, assignment and object
-    /// writes alike), and a fresh replica of the same identity starts in its place. One case
-    /// per phase, replica and `n` in `1..=`[`handoff_crashes`](super::Explorer::handoff_crashes).
+    /// assignment it publishes, the joiner's from its first, its member Lease: Lease,
+    /// assignment and object writes alike), and a fresh replica starts in its place, under the
+    /// same identity or a new one. One case per phase, replica, `n` in
+    /// `1..=`[`handoff_crashes`](super::Explorer::handoff_crashes) and restart, named
+    /// `<phase>-<leader|joiner>-<n>-<same|new>`. Build the operator without leader election:
+    /// the explorer shards it itself.
     /// Pass: the reference end state, no duplicate effect, no destructive write on an outdated
     /// view, the assignment settled on both replicas at the end of every phase from the
     /// handoff on, and **no object run by two replicas at once** (from the run reports: a run's
