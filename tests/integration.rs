@@ -23,4 +23,5 @@ mod rules;
 mod runtime;
 mod shard;
 mod thermostat;
+mod ticket;
 mod webhooks;
