@@ -177,11 +177,8 @@ fn ticket(name: &str, priority: u8) -> Ticket {
     )
 }
 
-/// The operator as `main` would build it, minus sharding: in production `main` adds
-/// `.with_config(OperatorConfig::default().with_leader_election(LeaderElection::new("ticket-operator").sharded()))`,
-/// but the explorer runs the replicas of the shard-handoff variant itself, and a leader election
-/// of the operator's own makes the other controller-loop variants fail (its Leases and shards
-/// ConfigMap show up as extra objects, duplicate creates and destructive writes).
+/// The operator as `main` would build it, minus sharding (`main` adds leader election with
+/// `sharded()`): the explorer shards it itself in the shard-handoff variant.
 fn explorer()
 -> Explorer<Ticket, Tracker, impl Stairs<Ticket, Tracker>, impl Stairs<Ticket, Tracker>> {
     Explorer::with_external("tracker", |client, tracker| {
@@ -196,11 +193,6 @@ fn explorer()
         .owns::<ConfigMap>()
     })
     .crd(Ticket::crd())
-    // The tracker numbers its records in creation order (`tracker-1`, `tracker-2`, …): when
-    // several Tickets register in one phase under the controller loop, which one gets which
-    // number depends on scheduling. The records are still compared by key and payload, and
-    // duplicates counted per key.
-    .ignore_field("id")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
