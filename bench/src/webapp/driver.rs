@@ -114,7 +114,9 @@ pub struct Phase {
     /// The measurement window: until the operator had been quiet (no request, no CPU) for a
     /// second, s, or until the tail (`--tail-s`) after convergence ran out.
     pub window_s: f64,
-    /// Whether the window ended with the tail running out, the operator still busy.
+    /// Whether the window ended with the tail running out, the operator still busy (absent
+    /// from results written before the tail existed).
+    #[serde(default)]
     pub cut_by_tail: bool,
     /// The operator's requests.
     pub operator: Requests,
